@@ -1,0 +1,429 @@
+"""The ledger's one application service: verb methods that take plain values.
+
+Each command loads the aggregates it needs, lets the domain decide (rules raise
+`RuleViolation` before any state changes), then seals (hash-chains and signs) every new event
+and stores all of them in one transaction: all or none.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any, TypeVar
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, Mapper
+
+from ledger.config import LedgerConfig
+from ledger.domain.appraisal import Appraisal
+from ledger.domain.base import LedgerAggregate, LedgerEvent, Submission
+from ledger.domain.executive import Executive
+from ledger.domain.rating_cap_waiver import RatingCapWaiver
+from ledger.domain.review_board import ReviewBoard
+from ledger.entry import HASHED_FIELDS, entry_from_state, format_timestamp, seal
+from ledger.errors import (
+    AlreadyExists,
+    ConcurrencyConflict,
+    NotFound,
+    StaleVersion,
+    UnknownReference,
+)
+from ledger.keys import KeyRing, Signer
+from ledger.mapper import LedgerMapper
+
+A = TypeVar("A", bound=LedgerAggregate)
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a successful command stored: the stream, its new version and the entries."""
+
+    id: str
+    version: int
+    entries: list[dict[str, Any]]
+
+    @property
+    def event(self) -> dict[str, Any]:
+        return self.entries[-1]
+
+
+def waiver_id(agency: str, cycle: str) -> str:
+    return f"WAIVER-{agency}-{cycle}"
+
+
+class LedgerApp(Application[str]):
+    """SES Ledger's write side on eventsourcing (SQLite or PostgreSQL)."""
+
+    name = "SESLedger"
+
+    def __init__(
+        self,
+        config: LedgerConfig,
+        clock: Callable[[], datetime] | None = None,
+        signer: Signer | None = None,
+    ) -> None:
+        self.config = config
+        self.keyring = KeyRing(config.home)
+        self._signer = signer
+        self._signer_lock = threading.Lock()
+        self.clock = clock or (lambda: datetime.now(UTC))
+        super().__init__(env=config.eventsourcing_env())
+
+    def construct_mapper(self) -> Mapper[str]:
+        return LedgerMapper()
+
+    # -- sealing and storing -------------------------------------------------------------
+
+    @property
+    def signer(self) -> Signer:
+        if self._signer is None:
+            with self._signer_lock:
+                if self._signer is None:
+                    self._signer = self.keyring.signer()
+        return self._signer
+
+    def _seal(self, aggregate: LedgerAggregate) -> None:
+        """Hash-chain and sign the aggregate's pending events (api-contract.md entries)."""
+        signer = self.signer
+        prev = aggregate.head_hash
+        for event in aggregate.pending_events:
+            sealed = seal(_hashed_fields(event, prev), signer.key_id, signer.sign)
+            object.__setattr__(event, "ledger_state", sealed.state)
+            object.__setattr__(event, "entry_hash", sealed.hash)
+            prev = sealed.hash
+        aggregate.head_hash = prev
+
+    def store(
+        self,
+        *aggregates: LedgerAggregate,
+        idempotency: tuple[str, str, str] | None = None,
+        creating: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Seal and store the aggregates' pending events atomically; returns their entries."""
+        for aggregate in aggregates:
+            self._seal(aggregate)
+        kwargs: dict[str, Any] = {}
+        if idempotency is not None:
+            kwargs["idempotency"] = idempotency
+        try:
+            recordings = self.save(*aggregates, **kwargs)
+        except IntegrityError as exc:
+            if idempotency is not None and "idempotency" in str(exc).lower():
+                raise DuplicateRequest(idempotency) from None
+            if creating:
+                first = aggregates[0]
+                raise AlreadyExists(first.kind, first.id) from None
+            raise ConcurrencyConflict(
+                "another write to the same record was stored first; reload and retry"
+            ) from None
+        return [
+            entry_from_state(r.notification.state, r.notification.id) for r in recordings
+        ]
+
+    def _load(self, cls: type[A], stream_id: str, *, reference: str | None = None) -> A:
+        try:
+            aggregate = self.repository.get(stream_id)
+        except AggregateNotFoundError:
+            if reference is not None:
+                raise UnknownReference(reference, stream_id) from None
+            raise NotFound(cls.kind, stream_id) from None
+        if not isinstance(aggregate, cls):
+            if reference is not None:
+                raise UnknownReference(reference, stream_id)
+            raise NotFound(cls.kind, stream_id)
+        return aggregate
+
+    def _absent(self, cls: type[LedgerAggregate], stream_id: str) -> None:
+        if stream_id in self.repository:
+            raise AlreadyExists(cls.kind, stream_id)
+
+    def submission(self, submitted_by: str) -> Submission:
+        return Submission(submitted_by=submitted_by, recorded_at=self.clock())
+
+    def _result(
+        self,
+        aggregate: LedgerAggregate,
+        idempotency: tuple[str, str, str] | None,
+        creating: bool = False,
+    ) -> CommandResult:
+        entries = self.store(aggregate, idempotency=idempotency, creating=creating)
+        return CommandResult(aggregate.id, aggregate.version, entries)
+
+    # -- reads the write side needs --------------------------------------------------------
+
+    def executive(self, executive_id: str) -> Executive:
+        return self._load(Executive, executive_id)
+
+    def appraisal(self, appraisal_id: str) -> Appraisal:
+        return self._load(Appraisal, appraisal_id)
+
+    def review_board(self, board_id: str) -> ReviewBoard:
+        return self._load(ReviewBoard, board_id)
+
+    def _appraisal_for_write(self, appraisal_id: str, expected_version: int | None) -> Appraisal:
+        appraisal = self.appraisal(appraisal_id)
+        if expected_version is not None and expected_version != appraisal.version:
+            raise StaleVersion(expected_version, appraisal.version)
+        return appraisal
+
+    # -- commands ------------------------------------------------------------------------
+
+    def register_executive(
+        self,
+        executive_id: str,
+        *,
+        name: str,
+        title: str,
+        pay_plan: str,
+        agency: str,
+        duty_station: str,
+        appointment_type: str,
+        probationary: bool,
+        appointed_on: date,
+        actor: str,
+        submitted_by: str,
+        idempotency: tuple[str, str, str] | None = None,
+    ) -> CommandResult:
+        self._absent(Executive, executive_id)
+        executive = Executive.register(
+            executive_id,
+            name=name,
+            title=title,
+            pay_plan=pay_plan,
+            agency=agency,
+            duty_station=duty_station,
+            appointment_type=appointment_type,
+            probationary=probationary,
+            appointed_on=appointed_on,
+            actor=actor,
+            submission=self.submission(submitted_by),
+        )
+        return self._result(executive, idempotency, creating=True)
+
+    def register_review_board(
+        self,
+        board_id: str,
+        *,
+        agency: str,
+        federal_register_published_on: date,
+        members: list[dict[str, Any]],
+        actor: str,
+        submitted_by: str,
+        idempotency: tuple[str, str, str] | None = None,
+    ) -> CommandResult:
+        self._absent(ReviewBoard, board_id)
+        board = ReviewBoard.register(
+            board_id,
+            agency=agency,
+            federal_register_published_on=federal_register_published_on,
+            members=members,
+            actor=actor,
+            submission=self.submission(submitted_by),
+        )
+        return self._result(board, idempotency, creating=True)
+
+    def grant_rating_cap_waiver(
+        self,
+        *,
+        agency: str,
+        cycle: str,
+        granted_on: date,
+        reference: str,
+        actor: str,
+        submitted_by: str,
+        idempotency: tuple[str, str, str] | None = None,
+    ) -> CommandResult:
+        stream_id = waiver_id(agency, cycle)
+        self._absent(RatingCapWaiver, stream_id)
+        waiver = RatingCapWaiver.grant(
+            stream_id,
+            agency=agency,
+            cycle=cycle,
+            granted_on=granted_on,
+            reference=reference,
+            actor=actor,
+            submission=self.submission(submitted_by),
+        )
+        return self._result(waiver, idempotency, creating=True)
+
+    def set_plan(
+        self,
+        appraisal_id: str,
+        *,
+        executive_id: str,
+        policy: str,
+        period_start: date,
+        period_end: date,
+        rating_official_id: str,
+        communicated_on: date,
+        elements: list[dict[str, Any]],
+        submitted_by: str,
+        idempotency: tuple[str, str, str] | None = None,
+    ) -> CommandResult:
+        executive = self._load(Executive, executive_id, reference="executive_id")
+        self._absent(Appraisal, appraisal_id)
+        appraisal = Appraisal.set_plan(
+            appraisal_id,
+            executive=executive.facts(),
+            policy=policy,
+            period_start=period_start,
+            period_end=period_end,
+            rating_official_id=rating_official_id,
+            communicated_on=communicated_on,
+            elements=elements,
+            actor=rating_official_id,
+            submission=self.submission(submitted_by),
+        )
+        return self._result(appraisal, idempotency, creating=True)
+
+    def appraisal_command(
+        self,
+        appraisal_id: str,
+        command: str,
+        *,
+        submitted_by: str,
+        actor: str,
+        expected_version: int | None = None,
+        idempotency: tuple[str, str, str] | None = None,
+        **fields: Any,
+    ) -> CommandResult:
+        """Run one of the appraisal's commands after the plan (see `APPRAISAL_COMMANDS`)."""
+        appraisal = self._appraisal_for_write(appraisal_id, expected_version)
+        needs = APPRAISAL_COMMANDS[command]
+        if "executive" in needs:
+            fields["executive"] = self.executive(appraisal.executive_id).facts()
+        if "board" in needs:
+            board_id = fields.pop("board_id")
+            fields["board"] = self._load(ReviewBoard, board_id, reference="board_id").facts()
+        getattr(appraisal, command)(
+            actor=actor, submission=self.submission(submitted_by), **fields
+        )
+        return self._result(appraisal, idempotency)
+
+    def record_personnel_action(
+        self,
+        executive_id: str,
+        *,
+        action: str,
+        basis_appraisal_ids: Sequence[str],
+        notice_on: date,
+        effective_on: date,
+        authority: str,
+        hearing_requested_on: date | None,
+        actor: str,
+        submitted_by: str,
+        expected_version: int | None = None,
+        idempotency: tuple[str, str, str] | None = None,
+    ) -> CommandResult:
+        executive = self.executive(executive_id)
+        if expected_version is not None and expected_version != executive.version:
+            raise StaleVersion(expected_version, executive.version)
+        for basis in basis_appraisal_ids:
+            appraisal = self._load(Appraisal, basis, reference="basis_appraisal_ids")
+            if appraisal.executive_id != executive_id:
+                raise UnknownReference("basis_appraisal_ids", basis)
+        executive.record_personnel_action(
+            action=action,
+            basis_appraisal_ids=list(basis_appraisal_ids),
+            notice_on=notice_on,
+            effective_on=effective_on,
+            authority=authority,
+            hearing_requested_on=hearing_requested_on,
+            actor=actor,
+            submission=self.submission(submitted_by),
+        )
+        return self._result(executive, idempotency)
+
+    def record_complaint(
+        self,
+        executive_id: str,
+        *,
+        forum: str,
+        filed_on: date,
+        summary: str,
+        actor: str,
+        submitted_by: str,
+        expected_version: int | None = None,
+        idempotency: tuple[str, str, str] | None = None,
+    ) -> CommandResult:
+        executive = self.executive(executive_id)
+        if expected_version is not None and expected_version != executive.version:
+            raise StaleVersion(expected_version, executive.version)
+        executive.record_complaint(
+            forum=forum,
+            filed_on=filed_on,
+            summary=summary,
+            actor=actor,
+            submission=self.submission(submitted_by),
+        )
+        return self._result(executive, idempotency)
+
+    # -- idempotency records ------------------------------------------------------------
+
+    def idempotent_positions(self, scope: str, key: str) -> tuple[str, list[int]] | None:
+        """The request hash and stored positions of an earlier request with this key."""
+        import json
+
+        tables = self.recorder.tables  # type: ignore[attr-defined]
+        p = tables.p
+        sql = (
+            f"SELECT request_hash AS h, positions AS p FROM {tables.idempotency} "
+            f"WHERE scope={p} AND key={p}"
+        )
+        with self.recorder.datastore.transaction(commit=False) as cursor:  # type: ignore[attr-defined]
+            cursor.execute(sql, (scope, key))
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        return str(row["h"]), list(json.loads(row["p"]))
+
+    def entries_at(self, positions: Sequence[int]) -> list[dict[str, Any]]:
+        """Entries at the given global positions (in that order)."""
+        out = []
+        for position in positions:
+            found = self.recorder.select_notifications(start=position, limit=1, stop=position)
+            if found:
+                out.append(entry_from_state(found[0].state, found[0].id))
+        return out
+
+
+class DuplicateRequest(Exception):
+    """Another request with the same idempotency key was stored concurrently."""
+
+    def __init__(self, idempotency: tuple[str, str, str]) -> None:
+        super().__init__("an identical request is being stored concurrently")
+        self.idempotency = idempotency
+
+
+#: Appraisal commands after the plan, with the facts each needs loaded from other streams.
+APPRAISAL_COMMANDS: dict[str, frozenset[str]] = {
+    "review_progress": frozenset(),
+    "appraise_detail": frozenset(),
+    "extend_period": frozenset(),
+    "issue_initial_rating": frozenset({"executive"}),
+    "respond": frozenset(),
+    "waive_response": frozenset(),
+    "request_higher_level_review": frozenset(),
+    "recommend_higher_level_review": frozenset(),
+    "recommend_by_prb": frozenset({"executive", "board"}),
+    "assign_final_rating": frozenset({"executive"}),
+}
+
+
+def _hashed_fields(event: LedgerEvent, prev_hash: str | None) -> dict[str, Any]:
+    hashed = {
+        "stream_id": event.originator_id,
+        "stream_version": event.originator_version,
+        "type": event.type,
+        "occurred_on": event.occurred_on.isoformat(),
+        "recorded_at": format_timestamp(event.timestamp),
+        "actor": event.actor,
+        "submitted_by": event.submitted_by,
+        "policy": event.policy,
+        "data": event.data(),
+        "prev_hash": prev_hash,
+    }
+    assert tuple(hashed) == HASHED_FIELDS
+    return hashed

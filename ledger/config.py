@@ -1,0 +1,82 @@
+"""Where the ledger keeps its data, read from the environment (api-contract.md, Configuration).
+
+Plain dataclass rather than pydantic-settings: `ledger/` depends only on the standard library,
+`eventsourcing` and `cryptography`. The API wraps this in its own settings class.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+DEFAULT_HOME = "./.ses-ledger"
+DEFAULT_ORIGIN = "ses-ledger.local/ledger"
+
+
+@dataclass(frozen=True)
+class LedgerConfig:
+    home: Path
+    db_url: str
+    origin: str = DEFAULT_ORIGIN
+    #: Issue a checkpoint automatically once this many events are not yet covered.
+    checkpoint_every: int = 1000
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> LedgerConfig:
+        env = os.environ if environ is None else environ
+        home = Path(env.get("SES_LEDGER_HOME") or DEFAULT_HOME)
+        db_url = env.get("SES_LEDGER_DB") or f"sqlite:///{home / 'ledger.db'}"
+        origin = env.get("SES_LEDGER_ORIGIN") or DEFAULT_ORIGIN
+        every = int(env.get("SES_LEDGER_CHECKPOINT_EVERY") or 1000)
+        return cls(home=home, db_url=db_url, origin=origin, checkpoint_every=every)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.db_url.startswith(("postgresql://", "postgres://"))
+
+    def eventsourcing_env(self) -> dict[str, str]:
+        """The eventsourcing library's persistence settings for this store."""
+        if self.is_postgres:
+            parts = urlsplit(self.db_url)
+            schema = parse_qs(parts.query).get("schema", [""])[0]
+            return {
+                "POSTGRES_SCHEMA": schema,
+                "PERSISTENCE_MODULE": "eventsourcing.postgres",
+                "APPLICATION_RECORDER_TOPIC": "ledger.recorders:LedgerPostgresRecorder",
+                "POSTGRES_DBNAME": unquote(parts.path.lstrip("/")) or "postgres",
+                "POSTGRES_HOST": parts.hostname or "127.0.0.1",
+                "POSTGRES_PORT": str(parts.port or 5432),
+                "POSTGRES_USER": unquote(parts.username or "postgres"),
+                "POSTGRES_PASSWORD": unquote(parts.password or ""),
+                "POSTGRES_POOL_SIZE": "4",
+                "POSTGRES_MAX_OVERFLOW": "8",
+                "POSTGRES_CONN_MAX_AGE": "600",
+                "POSTGRES_PRE_PING": "y",
+                "POSTGRES_LOCK_TIMEOUT": "10",
+                "ORIGINATOR_ID_TYPE": "text",
+                "CREATE_TABLE": "y",
+            }
+        if not self.db_url.startswith("sqlite:///"):
+            raise ValueError(
+                f"SES_LEDGER_DB must start with sqlite:/// or postgresql://, got {self.db_url!r}"
+            )
+        path = Path(self.db_url[len("sqlite:///") :])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "APPLICATION_RECORDER_TOPIC": "ledger.recorders:LedgerSQLiteRecorder",
+            "SQLITE_DBNAME": str(path),
+            "SQLITE_LOCK_TIMEOUT": "30",
+            "ORIGINATOR_ID_TYPE": "text",
+            "CREATE_TABLE": "y",
+        }
+
+    def redacted_db_url(self) -> str:
+        """The store URL without its password, safe for logs."""
+        parts = urlsplit(self.db_url)
+        if parts.password:
+            netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+            return parts._replace(netloc=netloc).geturl()
+        return self.db_url

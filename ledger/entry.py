@@ -1,0 +1,104 @@
+"""Ledger entries: the contract's hashed form of every stored event.
+
+`hash` = SHA-256 (hex) of the RFC 8785 canonical JSON of exactly `HASHED_FIELDS`;
+`signature` = Ed25519 over the 32 raw bytes of `hash` (api-contract.md, "Ledger entry").
+
+The stored state of an event is itself canonical JSON,
+`{"entry": <hashed object>, "hash": ..., "key_id": ..., "signature": ...}`, assembled so that
+the hashed bytes sit verbatim inside it: `verify` hashes a byte slice instead of re-encoding.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ledger.canonical import canonical_json
+
+HASHED_FIELDS = (
+    "stream_id",
+    "stream_version",
+    "type",
+    "occurred_on",
+    "recorded_at",
+    "actor",
+    "submitted_by",
+    "policy",
+    "data",
+    "prev_hash",
+)
+
+_PREFIX = b'{"entry":'
+_HASH_MARK = b',"hash":"'
+
+
+def format_timestamp(value: Any) -> str:
+    """RFC 3339 UTC with microseconds and a `Z`, the contract's `recorded_at` form."""
+    return str(value.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+
+
+@dataclass(frozen=True)
+class SealedState:
+    """What the store keeps for one event: canonical bytes and the three seal fields."""
+
+    state: bytes
+    hash: str
+
+
+def seal(hashed: dict[str, Any], key_id: str, sign: Callable[[bytes], bytes]) -> SealedState:
+    """Hash and sign one entry's hashed fields; returns the bytes to store."""
+    body = canonical_json(hashed)
+    digest = hashlib.sha256(body).digest()
+    hex_hash = digest.hex()
+    signature = base64.b64encode(sign(digest))
+    state = b"".join(
+        (
+            _PREFIX,
+            body,
+            _HASH_MARK,
+            hex_hash.encode(),
+            b'","key_id":',
+            canonical_json(key_id),
+            b',"signature":"',
+            signature,
+            b'"}',
+        )
+    )
+    return SealedState(state=state, hash=hex_hash)
+
+
+def split_state(state: bytes) -> tuple[bytes, dict[str, Any]]:
+    """The hashed canonical bytes and the seal fields of a stored state.
+
+    Raises ValueError when the state is not in the stored layout.
+    """
+    if not state.startswith(_PREFIX):
+        raise ValueError("stored state does not start with the entry object")
+    cut = state.rfind(_HASH_MARK)
+    if cut < 0:
+        raise ValueError("stored state has no hash field")
+    seal_fields = json.loads(b"{" + state[cut + 1 :])
+    if not isinstance(seal_fields, dict):
+        raise ValueError("stored seal is not an object")
+    return state[len(_PREFIX) : cut], seal_fields
+
+
+def entry_from_state(state: bytes, position: int | None = None) -> dict[str, Any]:
+    """The contract's ledger entry (position first) from a stored state."""
+    body, seal_fields = split_state(state)
+    hashed = json.loads(body)
+    entry: dict[str, Any] = {"position": position}
+    entry.update(hashed)
+    entry["hash"] = seal_fields.get("hash")
+    entry["signature"] = seal_fields.get("signature")
+    entry["key_id"] = seal_fields.get("key_id")
+    return entry
+
+
+def entry_hash(entry: dict[str, Any]) -> str:
+    """Recompute an entry's hash from its fields, as an outside verifier does."""
+    return hashlib.sha256(canonical_json({k: entry.get(k) for k in HASHED_FIELDS})).hexdigest()

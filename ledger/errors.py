@@ -1,0 +1,74 @@
+"""The ledger's error hierarchy.
+
+One root, `LedgerError`, so callers can catch everything the ledger raises on purpose.
+HTTP status mapping lives only in `api/`; these classes carry just what a person needs:
+the rule ID (rules.md) and a sentence.
+"""
+
+from __future__ import annotations
+
+
+class LedgerError(Exception):
+    """Root of every error the ledger raises deliberately."""
+
+
+class RuleViolation(LedgerError):
+    """A command broke a rule marked *enforce* in rules.md; nothing was recorded."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(f"{rule}: {message}")
+        self.rule = rule
+        self.message = message
+
+
+class NotFound(LedgerError):
+    """The command named a stream that does not exist."""
+
+    def __init__(self, kind: str, ident: str) -> None:
+        super().__init__(f"{kind} {ident!r} does not exist")
+        self.kind = kind
+        self.ident = ident
+
+
+class UnknownReference(LedgerError):
+    """A command's body refers to something (executive, board, appraisal) that does not exist."""
+
+    def __init__(self, field: str, ident: str) -> None:
+        super().__init__(f"{field} {ident!r} does not refer to anything recorded in the ledger")
+        self.field = field
+        self.ident = ident
+
+
+class AlreadyExists(LedgerError):
+    """A create command used an id that is already taken."""
+
+    def __init__(self, kind: str, ident: str) -> None:
+        super().__init__(f"{kind} {ident!r} already exists")
+        self.kind = kind
+        self.ident = ident
+
+
+class ConcurrencyConflict(LedgerError):
+    """Another writer appended to the same stream first (optimistic concurrency)."""
+
+
+class StaleVersion(LedgerError):
+    """The caller's expected stream version is not the current one."""
+
+    def __init__(self, expected: int, actual: int) -> None:
+        super().__init__(f"expected version {expected}, but the stream is at version {actual}")
+        self.expected = expected
+        self.actual = actual
+
+
+class VerificationError(LedgerError):
+    """Stored data does not verify (hash, chain, signature, Merkle root or proof)."""
+
+    def __init__(self, message: str, position: int | None = None) -> None:
+        super().__init__(message if position is None else f"position {position}: {message}")
+        self.position = position
+        self.message = message
+
+
+class SigningKeyError(LedgerError):
+    """Signing keys are missing or unreadable."""

@@ -1,0 +1,162 @@
+"""Ledger signing keys (Ed25519) under the ledger home directory.
+
+Layout: `<home>/keys/<key_id>.pem` (PKCS#8, mode 0600, never logged) and
+`<home>/keys/keyring.json` (public keys with validity ranges, the `/v1/ledger/keys` body).
+Rotation closes the current key's validity and adds a new one; old public keys stay so old
+events still verify. A key id is the first 16 hex digits of SHA-256 of the raw public key.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+from ledger.entry import format_timestamp
+from ledger.errors import SigningKeyError
+
+
+def key_id_for(public_key: Ed25519PublicKey) -> str:
+    return hashlib.sha256(public_key.public_bytes_raw()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class PublicKeyInfo:
+    key_id: str
+    public_key: Ed25519PublicKey
+    valid_from: str
+    valid_until: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "key_id": self.key_id,
+            "algorithm": "Ed25519",
+            "public_key": base64.b64encode(self.public_key.public_bytes_raw()).decode(),
+            "valid_from": self.valid_from,
+            "valid_until": self.valid_until,
+        }
+
+
+class Signer:
+    """The current signing key. Its repr never shows key material."""
+
+    def __init__(self, key_id: str, private_key: Ed25519PrivateKey) -> None:
+        self.key_id = key_id
+        self._private_key = private_key
+
+    def sign(self, message: bytes) -> bytes:
+        return self._private_key.sign(message)
+
+    @property
+    def private_key(self) -> Ed25519PrivateKey:
+        return self._private_key
+
+    def __repr__(self) -> str:
+        return f"Signer(key_id={self.key_id!r})"
+
+
+class KeyRing:
+    """Signing keys of one ledger home."""
+
+    def __init__(self, home: Path) -> None:
+        self.dir = Path(home) / "keys"
+        self.index = self.dir / "keyring.json"
+
+    def exists(self) -> bool:
+        return self.index.is_file()
+
+    def _read_index(self) -> list[dict[str, Any]]:
+        try:
+            records = json.loads(self.index.read_text())
+        except FileNotFoundError:
+            raise SigningKeyError(
+                f"no ledger signing key under {self.dir.parent}: run `ses-ledger keys init`"
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise SigningKeyError(f"cannot read {self.index}: {type(exc).__name__}") from None
+        if not isinstance(records, list):
+            raise SigningKeyError(f"{self.index} is not a key list")
+        return records
+
+    def _write_index(self, records: list[dict[str, Any]]) -> None:
+        tmp = self.index.with_suffix(".tmp")
+        tmp.write_text(json.dumps(records, indent=2) + "\n")
+        os.replace(tmp, self.index)
+
+    def public_keys(self) -> list[PublicKeyInfo]:
+        return [
+            PublicKeyInfo(
+                key_id=r["key_id"],
+                public_key=Ed25519PublicKey.from_public_bytes(base64.b64decode(r["public_key"])),
+                valid_from=r["valid_from"],
+                valid_until=r.get("valid_until"),
+            )
+            for r in self._read_index()
+        ]
+
+    def verifiers(self) -> dict[str, Ed25519PublicKey]:
+        return {k.key_id: k.public_key for k in self.public_keys()}
+
+    def signer(self) -> Signer:
+        current = [r for r in self._read_index() if r.get("valid_until") is None]
+        if not current:
+            raise SigningKeyError("no current signing key: run `ses-ledger keys rotate`")
+        key_id = current[-1]["key_id"]
+        path = self.dir / f"{key_id}.pem"
+        try:
+            private = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        except (OSError, ValueError) as exc:
+            raise SigningKeyError(
+                f"cannot load the private key for {key_id}: {type(exc).__name__}"
+            ) from None
+        if not isinstance(private, Ed25519PrivateKey):
+            raise SigningKeyError(f"key {key_id} is not an Ed25519 key")
+        return Signer(key_id, private)
+
+    def _new_key(self, now: datetime) -> dict[str, Any]:
+        private = Ed25519PrivateKey.generate()
+        kid = key_id_for(private.public_key())
+        pem = private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        path = self.dir / f"{kid}.pem"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(pem)
+        os.chmod(path, 0o600)
+        return PublicKeyInfo(kid, private.public_key(), format_timestamp(now), None).as_json()
+
+    def init(self, now: datetime | None = None) -> str:
+        """Create the first signing key; idempotent (returns the current key id)."""
+        if self.exists():
+            return self.signer().key_id
+        self.dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.dir, 0o700)
+        record = self._new_key(now or datetime.now(UTC))
+        self._write_index([record])
+        return str(record["key_id"])
+
+    def rotate(self, now: datetime | None = None) -> str:
+        """Close the current key and start a new one; old public keys are kept."""
+        now = now or datetime.now(UTC)
+        records = self._read_index()
+        for r in records:
+            if r.get("valid_until") is None:
+                r["valid_until"] = format_timestamp(now)
+        record = self._new_key(now)
+        records.append(record)
+        self._write_index(records)
+        return str(record["key_id"])

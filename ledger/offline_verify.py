@@ -1,0 +1,432 @@
+"""Offline verifier of an SES Ledger evidence bundle (format ``ses-ledger-bundle/v1``).
+
+Standalone: needs Python >= 3.11 and ``cryptography`` only, so this file can be copied out
+and read on its own. ``python offline_verify.py BUNDLE.json [--checkpoint TRUSTED_NOTE]``
+
+It trusts nothing the ledger computed. Per entry it recomputes ``hash`` (SHA-256 of the
+RFC 8785 canonical JSON of the ten hashed fields), checks the Ed25519 signature over the 32
+raw hash bytes and the stream's ``prev_hash`` chain. It checks the checkpoint's signature
+(C2SP signed-note / tlog-checkpoint) and each entry's RFC 9162 inclusion proof against the
+checkpoint root and, given a trusted checkpoint, that both are the same tree or consistent
+ones (RFC 9162 2.1.4). It then prints the executive's history rebuilt from the events, with
+the removal history (REM-2: two final ratings below Level 3 at most 3 years apart; REM-3: two
+Level 1 final ratings at most 5 years apart; both ends inclusive; Feb 29 + n years = Feb 28).
+Exit status: 0 verified, 1 problems found, 2 usage error or unreadable input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import hashlib
+import json
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+FORMAT = "ses-ledger-bundle/v1"
+HASHED = ("stream_id", "stream_version", "type", "occurred_on", "recorded_at", "actor",
+          "submitted_by", "policy", "data", "prev_hash")
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+Head = tuple[str, int, bytes]  # checkpoint origin, tree size, root hash
+Keys = dict[str, Ed25519PublicKey]
+Problem = Callable[[str], None]  # report.problems.append
+
+
+# --- RFC 8785 (JCS) canonical JSON, for the values the ledger stores (never floats) ------------
+
+class JCSError(ValueError):
+    """A value this JCS encoder refuses: a float, an integer beyond 2**53, a lone surrogate."""
+
+
+_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f",
+            "\r": "\\r"}
+
+
+def _jcs_str(s: str) -> str:
+    """RFC 8785 3.2.2.2 (ES6 JSON.stringify): escape only '"', '\\' and controls < U+0020."""
+    return '"' + "".join(_ESCAPES.get(c) or (f"\\u{ord(c):04x}" if c < " " else c)
+                         for c in s) + '"'
+
+
+def _jcs(v: Any) -> str:
+    if v is None or isinstance(v, bool):
+        return {None: "null", True: "true", False: "false"}[v]
+    if isinstance(v, int):
+        if abs(v) > 2**53 - 1:
+            raise JCSError(f"integer {v} is beyond the IEEE 754 exact range")
+        return str(v)
+    if isinstance(v, float):
+        raise JCSError(f"number {v!r} is a float; ledger events never hold floats")
+    if isinstance(v, str):
+        return _jcs_str(v)
+    if isinstance(v, list):
+        return "[" + ",".join(_jcs(x) for x in v) + "]"
+    if isinstance(v, dict) and all(isinstance(k, str) for k in v):
+        keys = sorted(v, key=lambda k: k.encode("utf-16-be"))  # RFC 8785 3.2.3: UTF-16 order
+        return "{" + ",".join(_jcs_str(k) + ":" + _jcs(v[k]) for k in keys) + "}"
+    raise JCSError(f"{type(v).__name__} is not a JSON value")
+
+
+def jcs(value: Any) -> bytes:
+    """The RFC 8785 canonical UTF-8 bytes of a JSON value without floats."""
+    try:
+        return _jcs(value).encode("utf-8")
+    except UnicodeEncodeError:
+        raise JCSError("a string holds a lone surrogate") from None
+
+
+def entry_hash(entry: dict[str, Any]) -> str:
+    """The contract's entry hash: SHA-256 hex of the JCS of exactly the hashed keys."""
+    return hashlib.sha256(jcs({k: entry.get(k) for k in HASHED})).hexdigest()
+
+
+# --- RFC 9162 Merkle proofs (leaf = SHA-256(0x00 || d), node = SHA-256(0x01 || l || r)) -------
+
+def _node(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def _walk(fn: int, sn: int, seed: bytes, path: list[bytes]) -> tuple[bytes, bytes] | None:
+    """The shared loop of RFC 9162 2.1.3.2 step 4 and 2.1.4.2 step 6: returns (fr, sr), or None.
+
+    ``sr`` folds in every path hash; ``fr`` only the left siblings (the old tree's part).
+    """
+    fr = sr = seed
+    for c in path:
+        if sn == 0:
+            return None
+        if fn & 1 or fn == sn:
+            fr, sr = _node(c, fr), _node(c, sr)
+            while not fn & 1 and fn != 0:
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            sr = _node(sr, c)
+        fn, sn = fn >> 1, sn >> 1
+    return (fr, sr) if sn == 0 else None
+
+
+def verify_inclusion(index: int, size: int, leaf: bytes, proof: list[bytes], root: bytes) -> bool:
+    """RFC 9162 2.1.3.2; ``leaf`` is the leaf hash, SHA-256(0x00 || 32 entry hash bytes)."""
+    got = _walk(index, size - 1, leaf, proof) if 0 <= index < size else None
+    return got is not None and got[1] == root
+
+
+def verify_consistency(first: int, second: int, proof: list[bytes], r1: bytes, r2: bytes) -> bool:
+    """RFC 9162 2.1.4.2 (plus: the empty tree is consistent with every tree)."""
+    if first == 0 or first == second:
+        return not proof and r1 == (EMPTY_ROOT if first == 0 else r2)
+    if first > second or not proof:
+        return False
+    path = [r1, *proof] if first & (first - 1) == 0 else list(proof)
+    fn, sn = first - 1, second - 1
+    while fn & 1:
+        fn, sn = fn >> 1, sn >> 1
+    return _walk(fn, sn, path[0], path[1:]) == (r1, r2)
+
+
+# --- C2SP checkpoint note ------------------------------------------------------------------------
+
+def _b64(text: Any) -> bytes:
+    if not isinstance(text, str):
+        raise ValueError("expected a base64 string")
+    return base64.b64decode(text, validate=True)
+
+
+def verify_checkpoint(note: Any, keys: Keys) -> Head:
+    """Check a checkpoint note is signed by one of ``keys`` under its origin; return its head."""
+    if not isinstance(note, str) or not note.endswith("\n") or "\n\n" not in note:
+        raise ValueError("not a signed note (text, blank line, signature lines)")
+    cut = note.rfind("\n\n")  # the last blank line separates text and signatures
+    body, lines = note[: cut + 1], note[:cut].split("\n")
+    if len(lines) < 3 or not all(lines) or not re.fullmatch(r"0|[1-9][0-9]*", lines[1]):
+        raise ValueError("note text is not origin, tree size, root hash")
+    origin, size, root = lines[0], int(lines[1]), _b64(lines[2])
+    if len(root) != 32:
+        raise ValueError("root hash is not 32 bytes")
+    signed = False
+    for line in note[cut + 2 :].splitlines():
+        name, _, sig = line.removeprefix("\u2014 ").rpartition(" ")
+        if not line.startswith("\u2014 ") or name != origin:
+            continue  # signed-note: ignore signatures by unknown keys
+        blob = _b64(sig)
+        for key in keys.values():
+            kid = hashlib.sha256(name.encode() + b"\n\x01" + key.public_bytes_raw()).digest()[:4]
+            if blob[:4] == kid:
+                try:
+                    key.verify(blob[4:], body.encode())
+                except InvalidSignature:
+                    raise ValueError("a signature by a bundle key does not verify") from None
+                signed = True
+    if not signed:
+        raise ValueError(f"no signature named {origin!r} by a bundle key verifies")
+    return origin, size, root
+
+
+# --- the bundle ----------------------------------------------------------------------------------
+
+@dataclass
+class Report:
+    """``problems`` (empty when everything verifies) and human-readable ``summary`` lines."""
+
+    problems: list[str] = field(default_factory=list)
+    summary: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+_MALFORMED = (KeyError, TypeError, ValueError, AttributeError)  # binascii.Error is a ValueError
+
+
+def _load_keys(raw: Any, bad: Problem) -> Keys:
+    keys: Keys = {}
+    for k in raw if isinstance(raw, list) else []:
+        try:
+            if k["algorithm"] != "Ed25519":
+                raise ValueError(f"algorithm {k['algorithm']!r}")
+            keys[k["key_id"]] = Ed25519PublicKey.from_public_bytes(_b64(k["public_key"]))
+        except _MALFORMED as exc:
+            bad(f"keys: unusable key ({exc})")
+    if not keys:
+        bad("keys: the bundle lists no usable Ed25519 key")
+    return keys
+
+
+def _check_entries(entries: list[dict[str, Any]], keys: Keys, bad: Problem) -> None:
+    last: dict[str, dict[str, Any]] = {}
+    prev_pos = -1
+    for e in entries:
+        at = f"position {e.get('position')}"
+        try:
+            if not isinstance(e["position"], int) or e["position"] <= prev_pos:
+                bad(f"{at}: entries are not in increasing position order")
+            prev_pos = max(prev_pos, e["position"])
+            if entry_hash(e) != e["hash"]:
+                bad(f"{at}: hash does not recompute from the entry")
+            if e["key_id"] not in keys:
+                bad(f"{at}: key_id {e['key_id']!r} is not among the bundle's keys")
+            else:
+                keys[e["key_id"]].verify(_b64(e["signature"]), bytes.fromhex(e["hash"]))
+            sid, version, prev = e["stream_id"], e["stream_version"], last.get(e["stream_id"])
+            if prev is None and version != 1:
+                bad(f"{at}: stream {sid} starts at version {version}; earlier events missing")
+            elif prev is None and e["prev_hash"] is not None:
+                bad(f"{at}: version 1 of stream {sid} has a prev_hash")
+            elif prev is not None and version != prev["stream_version"] + 1:
+                bad(f"{at}: stream {sid} jumps from version {prev['stream_version']} to {version}")
+            elif prev is not None and e["prev_hash"] != prev["hash"]:
+                bad(f"{at}: prev_hash does not chain to the previous event of stream {sid}")
+            last[sid] = e
+        except InvalidSignature:
+            bad(f"{at}: signature does not verify")
+        except _MALFORMED as exc:
+            bad(f"{at}: malformed entry ({type(exc).__name__}: {exc})")
+
+
+def _check_proofs(entries: list[dict[str, Any]], proofs: Any, head: Head, bad: Problem) -> None:
+    _, size, root = head
+    prev_leaf = -1
+    for e in entries:
+        at = f"position {e.get('position')}"
+        try:
+            p = proofs[str(e["position"])]
+            index, hashes = p["leaf_index"], [_b64(h) for h in p["hashes"]]
+            leaf = hashlib.sha256(b"\x00" + bytes.fromhex(e["hash"])).digest()
+            if p["tree_size"] != size:
+                bad(f"{at}: inclusion proof is for tree size {p['tree_size']}, not {size}")
+            elif not verify_inclusion(index, size, leaf, hashes, root):
+                bad(f"{at}: inclusion proof does not verify against the checkpoint")
+            if index <= prev_leaf:
+                bad(f"{at}: leaf indices do not follow the position order")
+            prev_leaf = index
+        except _MALFORMED as exc:
+            bad(f"{at}: no usable inclusion proof ({type(exc).__name__}: {exc})")
+
+
+def _check_trusted(trusted: str, bundle: dict[str, Any], head: Head, keys: Keys) -> str:
+    """Compare the bundle's checkpoint with a trusted one; return a problem or ''."""
+    t_origin, t_size, t_root = verify_checkpoint(trusted, keys)
+    (first, r1), (second, r2) = sorted([(t_size, t_root), (head[1], head[2])])
+    cands = [*(bundle.get("consistency_proofs") or []), bundle.get("consistency")]
+    proof = next((c for c in cands if isinstance(c, dict)
+                  and (c.get("first"), c.get("second")) == (first, second)), None)
+    if t_origin != head[0]:
+        return f"trusted checkpoint is of log {t_origin!r}, not {head[0]!r}"
+    if proof is None and 0 < first < second:
+        return (f"consistency of tree sizes {first} and {second} could not be established: "
+                "the bundle has no consistency proof between them")
+    hashes = [_b64(h) for h in (proof or {}).get("hashes", [])]
+    if not verify_consistency(first, second, hashes, r1, r2):
+        return f"trusted checkpoint (size {t_size}) is not consistent with the bundle's"
+    return ""
+
+
+# --- the executive's history ---------------------------------------------------------------
+
+def add_years(d: dt.date, years: int) -> dt.date:
+    """``d`` plus (or minus) whole years; Feb 29 becomes Feb 28 in a common year."""
+    try:
+        return d.replace(year=d.year + years)
+    except ValueError:
+        return d.replace(year=d.year + years, day=28)
+
+
+def rating_from_elements(levels: dict[str, int], weights: dict[str, int]) -> tuple[int, int]:
+    """RAT-1..3: score = sum(points x weight), L5=5 L4=4 L3=3 L2=2 L1=0; any L1 -> Level 1."""
+    score = sum({5: 5, 4: 4, 3: 3, 2: 2}.get(lv, 0) * weights.get(c, 0) for c, lv in levels.items())
+    floors = ((5, 475), (4, 400), (3, 300), (2, 200))
+    return score, 1 if 1 in levels.values() else next((L for L, f in floors if score >= f), 1)
+
+
+def removal_lines(finals: list[tuple[dt.date, int, str]], actions: list[dict[str, Any]],
+                  as_of: dt.date) -> list[str]:
+    """REM-2, REM-3 and REM-1 as of ``as_of``, from final ratings (rated_on, level, appraisal)."""
+    rated = sorted(f for f in finals if f[0] <= as_of)
+    out = [f"removal history as of {as_of} (measure: rating-date)"]
+    for label, rule, years, worst in (("three-year", "REM-2", 3, 2), ("five-year", "REM-3", 5, 1)):
+        hits = [f for f in rated if f[1] <= worst]
+        window = [f"{a} L{lv} {d}" for d, lv, a in hits if add_years(as_of, -years) <= d]
+        trig = [b[0] for a, b in zip(hits, hits[1:], strict=False)
+                if b[0] <= add_years(a[0], years)]
+        verdict = f"removal required, triggered on {trig[-1]}" if trig else "no removal required"
+        out.append(f"  {label} ({rule}): in window: {', '.join(window) or 'none'}; {verdict}")
+    level1 = [d for d, lv, _ in rated if lv == 1]
+    if level1:
+        moves = ("reassignment", "transfer", "demotion", "removal")
+        done = any(a.get("action") in moves and level1[-1].isoformat() <= str(a.get("notice_on"))
+                   <= as_of.isoformat() for a in actions)
+        out.append(f"  REM-1 action after the Level 1 rating of {level1[-1]} due: "
+                   f"{'no' if done else 'yes'}")
+    return out
+
+
+class _Fields(dict[str, Any]):
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+_LINES = {
+    "ExecutiveRegistered": "registered: {executive_id} {name}, {title}, {agency}, "
+                           "{appointment_type}, appointed {appointed_on}",
+    "PersonnelActionRecorded": "personnel action: {action}, notice {notice_on}, "
+                               "effective {effective_on}, basis {basis_appraisal_ids}",
+    "ComplaintRecorded": "complaint: {forum} filed {filed_on}",
+}
+
+
+def history_lines(entries: list[dict[str, Any]]) -> list[str]:
+    """Registrations, appraisals, personnel actions, complaints and the removal history."""
+    out: list[str] = []
+    apps: dict[str, _Fields] = {}
+    finals: list[tuple[dt.date, int, str]] = []
+    actions: list[dict[str, Any]] = []
+    for e in entries:
+        t, d = e.get("type"), e.get("data")
+        try:
+            if not isinstance(d, dict):
+                raise TypeError("no data object")
+            a = apps.setdefault(str(d["appraisal_id"]), _Fields()) if "appraisal_id" in d else None
+            a = _Fields() if a is None else a
+            if t in _LINES:
+                out.append(_LINES[t].format_map(_Fields(d)))
+            if t == "PersonnelActionRecorded":
+                actions.append(d)
+            elif t == "PlanSet":
+                a.update(policy=d["policy"], start=d["period_start"], end=d["period_end"],
+                         weights={x["code"]: x["weight"] for x in d["elements"]})
+            elif t == "PeriodExtended":
+                a["end"] = d["new_period_end"]
+            elif t == "InitialRatingIssued":
+                score, level = d.get("score"), d.get("summary_level")
+                if score is None or level is None:
+                    score, level = rating_from_elements(d["element_levels"], a.get("weights", {}))
+                a["initial"] = f"initial score {score}, Level {level}, rated {d['rated_on']}"
+            elif t == "FinalRatingAssigned":
+                a["final"] = f"final Level {d['level']}, rated {d['rated_on']}"
+                finals.append((dt.date.fromisoformat(d["rated_on"]), int(d["level"]),
+                               str(d["appraisal_id"])))
+        except _MALFORMED as exc:
+            out.append(f"position {e.get('position')}: {t} data not understood ({exc!r})")
+    for aid, a in apps.items():
+        a.setdefault("initial", "no initial rating")
+        a.setdefault("final", "no final rating")
+        out.append(f"appraisal {aid}: " + "{policy}, {start} to {end}; {initial}; {final}"
+                   .format_map(a))
+    dates = [str(e.get("occurred_on")) for e in entries if re.fullmatch(
+        r"\d{4}-\d{2}-\d{2}", str(e.get("occurred_on")))]
+    if dates:
+        out += removal_lines(finals, actions, dt.date.fromisoformat(max(dates)))
+    return out
+
+
+def verify_bundle(bundle: Any, trusted_checkpoint: str | None = None) -> Report:
+    """Verify a parsed evidence bundle, optionally against a trusted checkpoint note."""
+    report = Report()
+    bad = report.problems.append
+    if not isinstance(bundle, dict) or bundle.get("format") != FORMAT:
+        bad(f"not a {FORMAT} bundle")
+        return report
+    keys = _load_keys(bundle.get("keys"), bad)
+    raw = bundle.get("entries")
+    entries = [e for e in raw if isinstance(e, dict)] if isinstance(raw, list) else []
+    if not entries or len(entries) != len(raw or []):
+        bad("entries: missing, or not all objects")
+    _check_entries(entries, keys, bad)
+    report.summary.append(f"executive {bundle.get('executive_id')}: {len(entries)} entries, "
+                          f"{len({e.get('stream_id') for e in entries})} streams")
+    try:
+        head = verify_checkpoint(bundle.get("checkpoint"), keys)
+    except ValueError as exc:
+        bad(f"checkpoint: {exc}")
+    else:
+        report.summary.append(f"checkpoint: {head[0]}, tree size {head[1]}, root {head[2].hex()}")
+        _check_proofs(entries, bundle.get("proofs"), head, bad)
+        if trusted_checkpoint is not None:
+            try:
+                problem = _check_trusted(trusted_checkpoint, bundle, head, keys)
+            except _MALFORMED as exc:
+                problem = f"trusted checkpoint or consistency proof unusable: {exc}"
+            if problem:
+                bad(problem)
+            else:
+                report.summary.append("trusted checkpoint: consistent with the bundle's")
+    report.summary += history_lines(entries)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line; exit 0 when the bundle verifies, 1 on problems, 2 on usage/input errors."""
+    parser = argparse.ArgumentParser(description="Verify an SES Ledger evidence bundle offline.")
+    parser.add_argument("bundle", help="the evidence bundle JSON file")
+    parser.add_argument("--checkpoint", metavar="FILE", help="a trusted checkpoint note")
+    try:
+        args = parser.parse_args(argv)
+        with open(args.bundle, encoding="utf-8") as f:
+            bundle = json.load(f)
+        trusted = None
+        if args.checkpoint is not None:
+            with open(args.checkpoint, encoding="utf-8") as f:
+                trusted = f.read()
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return 0 if exc.code == 0 else 2
+    except (OSError, ValueError) as exc:
+        print(f"cannot read input: {exc}", file=sys.stderr)
+        return 2
+    report = verify_bundle(bundle, trusted)
+    print("\n".join(report.summary))
+    for p in report.problems:
+        print(f"PROBLEM: {p}")
+    print("BUNDLE VERIFIED" if report.ok else f"NOT VERIFIED: {len(report.problems)} problem(s)")
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

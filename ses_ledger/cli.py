@@ -1,0 +1,142 @@
+"""`ses-ledger`: the command-line tool (keys, verify, demo, serve, projections, bundles)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from ledger.config import LedgerConfig
+from ledger.errors import LedgerError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _config() -> LedgerConfig:
+    return LedgerConfig.from_env()
+
+
+def cmd_keys_init(args: argparse.Namespace) -> int:
+    from ledger.keys import KeyRing
+
+    config = _config()
+    ring = KeyRing(config.home)
+    existed = ring.exists()
+    key_id = ring.init()
+    print(f"{'existing' if existed else 'new'} signing key {key_id} under {ring.dir}")
+    return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    from ledger.keys import KeyRing
+
+    ring = KeyRing(_config().home)
+    print(f"new signing key {ring.rotate()}; earlier public keys are kept for verification")
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    from ledger.keys import KeyRing
+
+    for key in KeyRing(_config().home).public_keys():
+        info = key.as_json()
+        print(f"{info['key_id']}  {info['valid_from']} .. {info['valid_until'] or 'current'}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from ledger.verify import verify_ledger
+    from ses_ledger.bootstrap import build_app
+    from ses_ledger.progress import Progress
+
+    config = _config()
+    app = build_app(config)
+    total = app.recorder.max_notification_id() or 0
+    with Progress(total=total, desc="verifying", disable=args.quiet) as bar:
+        report = verify_ledger(
+            app.recorder,
+            app.keyring.verifiers(),
+            config.origin,
+            progress=bar.update_to,
+        )
+    if report.ok:
+        print(f"ledger verified: {report.checked} events, tree size {report.tree_size}, "
+              f"root {report.root}")
+        return 0
+    print(f"first bad position: {report.first_bad_position}")
+    print(f"problem: {report.problem}")
+    if len(report.problems) > 1:
+        print(f"({len(report.problems) - 1} further problems follow from it or stand apart)")
+    return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ses-ledger",
+        description=(
+            "SES Ledger: a tamper-evident, event-sourced audit ledger of SES performance "
+            "appraisals. Data lives under SES_LEDGER_HOME (default ./.ses-ledger); "
+            "SES_LEDGER_DB=postgresql://... selects PostgreSQL instead of SQLite."
+        ),
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    keys = sub.add_parser("keys", help="manage the ledger's Ed25519 signing keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    keys_sub.add_parser("init", help="create the signing key (mode 0600); idempotent").set_defaults(
+        handler=cmd_keys_init
+    )
+    keys_sub.add_parser(
+        "rotate", help="start a new signing key; old public keys stay valid for old events"
+    ).set_defaults(handler=cmd_keys_rotate)
+    keys_sub.add_parser("list", help="list public keys and their validity").set_defaults(
+        handler=cmd_keys_list
+    )
+
+    verify = sub.add_parser(
+        "verify",
+        help="re-check every hash, chain link, signature, Merkle leaf and checkpoint",
+        description="Exit status 0 when everything holds; 1 with the first bad position.",
+    )
+    verify.add_argument("--quiet", action="store_true", help="no progress bar")
+    verify.set_defaults(handler=cmd_verify)
+
+    for register in _EXTENSIONS:
+        register(sub)
+    return parser
+
+
+#: Sub-command registrars added by other modules (demo, serve, projections, bundles).
+_EXTENSIONS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = []
+
+
+def _load_extensions() -> None:
+    import importlib
+
+    for name in ("ses_ledger.cli_demo", "ses_ledger.cli_serve", "ses_ledger.cli_projections",
+                 "ses_ledger.cli_tokens", "ses_ledger.cli_evidence"):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        _EXTENSIONS.append(module.register)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _load_extensions()
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except LedgerError as exc:
+        print(f"ses-ledger: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ses-ledger: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""A progress bar for long commands (tqdm), quiet when output is not a terminal."""
+
+from __future__ import annotations
+
+import sys
+from types import TracebackType
+
+from tqdm import tqdm
+
+
+class Progress:
+    def __init__(self, total: int, desc: str, disable: bool = False, unit: str = "ev") -> None:
+        self._bar = tqdm(
+            total=total,
+            desc=desc,
+            unit=unit,
+            unit_scale=True,
+            disable=disable or not sys.stderr.isatty(),
+            file=sys.stderr,
+        )
+
+    def update_to(self, done: int) -> None:
+        self._bar.update(done - self._bar.n)
+
+    def update(self, n: int = 1) -> None:
+        self._bar.update(n)
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._bar.close()
