@@ -264,8 +264,10 @@ def _check_trusted(trusted: str, bundle: dict[str, Any], head: Head, keys: Keys)
         return (f"consistency of tree sizes {first} and {second} could not be established: "
                 "the bundle has no consistency proof between them")
     hashes = [_b64(h) for h in (proof or {}).get("hashes", [])]
+    if first == second and r1 != r2:
+        return f"trusted and bundle checkpoints differ at tree size {first}: the log forked"
     if not verify_consistency(first, second, hashes, r1, r2):
-        return f"trusted checkpoint (size {t_size}) is not consistent with the bundle's"
+        return f"consistency proof {first} -> {second} does not verify"
     return ""
 
 

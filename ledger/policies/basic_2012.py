@@ -1,0 +1,91 @@
+"""`ses-basic-2012`: the model SES performance management system (seed 003).
+
+Weights: Results Driven at least 20 (WT-2), every other element at least 5 (WT-3), none
+heavier than Results Driven (WT-4). One progress review per period (MON-1). Results Driven
+requirements state measures, targets and timelines (PLAN-2, a flag). No forced distribution.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ledger.errors import RuleViolation
+from ledger.policies.common import Policy, check_minimum_weight
+
+NAME = "ses-basic-2012"
+RESULTS_DRIVEN = "results_driven"
+ELEMENT_CODES = (
+    "leading_change",
+    "leading_people",
+    "business_acumen",
+    "building_coalitions",
+    RESULTS_DRIVEN,
+)
+WT_2_RESULTS_DRIVEN_MINIMUM = 20
+WT_3_OTHER_MINIMUM = 5
+
+# PLAN-2 reads free text, so it is a heuristic: a requirement states a target when it holds a
+# number, and a timeline when it names a year, fiscal year, quarter, month, a span of days,
+# weeks or months, or a cadence. The number is the measure's target; that is how "measures"
+# are recognised. ("May" alone is ambiguous in English; "May 2026" matches by its year.)
+_TARGET = re.compile(r"\d")
+_TIMELINE = re.compile(
+    r"\b((19|20)\d{2}|FY\s?\d{2,4}|Q[1-4]|quarters?|quarterly|days?|weeks?|weekly|months?|"
+    r"monthly|years?|annual(ly)?|year-end|jan(uary)?|feb(ruary)?|mar(ch)?|apr(il)?|june?|"
+    r"july?|aug(ust)?|sept?(ember)?|oct(ober)?|nov(ember)?|dec(ember)?)\b",
+    re.IGNORECASE,
+)
+
+
+def wt_4_check_results_driven_heaviest(weights: Mapping[str, int]) -> None:
+    """WT-4: no element weighs more than Results Driven."""
+    limit = weights[RESULTS_DRIVEN]
+    for code, weight in weights.items():
+        if weight > limit:
+            raise RuleViolation(
+                "WT-4", f"{code} weighs {weight}, more than Results Driven ({limit})."
+            )
+
+
+def plan_2_gaps(elements: Sequence[Mapping[str, Any]]) -> list[str]:
+    """PLAN-2: why the Results Driven requirements lack measures, targets or timelines."""
+    requirements: list[str] = next(
+        (list(e.get("requirements") or []) for e in elements if e.get("code") == RESULTS_DRIVEN),
+        [],
+    )
+    if not requirements:
+        return ["Results Driven has no performance requirements"]
+    gaps = []
+    for number, text in enumerate(requirements, start=1):
+        lacks = [
+            label
+            for label, pattern in (("a measurable target", _TARGET), ("a timeline", _TIMELINE))
+            if not pattern.search(text)
+        ]
+        if lacks:
+            gaps.append(f"Results Driven requirement {number} states no {' or '.join(lacks)}")
+    return gaps
+
+
+class BasicPolicy2012(Policy):
+    """The five Executive Core Qualification elements with seed 003's weight rules."""
+
+    name = NAME
+    element_codes = ELEMENT_CODES
+    flags = frozenset({"PLAN-1", "PLAN-2", "PER-5", "MON-1", "RAT-10"})
+
+    def check_weights(self, weights: Mapping[str, int]) -> None:
+        check_minimum_weight(
+            "WT-2", weights, {RESULTS_DRIVEN}, WT_2_RESULTS_DRIVEN_MINIMUM, "the basic policy"
+        )
+        others = set(ELEMENT_CODES) - {RESULTS_DRIVEN}
+        check_minimum_weight("WT-3", weights, others, WT_3_OTHER_MINIMUM, "the basic policy")
+        wt_4_check_results_driven_heaviest(weights)
+
+    def plan_gaps(self, elements: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+        return [("PLAN-2", gap) for gap in plan_2_gaps(elements)]
+
+
+BASIC_2012 = BasicPolicy2012()

@@ -1,0 +1,72 @@
+"""`ses-ledger demo`: write a synthetic agency history into the ledger."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from ledger.config import LedgerConfig
+from ledger.keys import KeyRing
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ledger.application import LedgerApp
+    from ses_ledger.bootstrap import merkle_log
+    from ses_ledger.demo import SimulatedClock, estimate_events, run_demo
+    from ses_ledger.progress import Progress
+
+    config = LedgerConfig.from_env()
+    ring = KeyRing(config.home)
+    if not ring.exists():
+        print(f"creating the ledger signing key {ring.init()} under {ring.dir}")
+    clock = SimulatedClock()
+    app = LedgerApp(config, clock=clock)
+    print(
+        f"writing a synthetic history: {args.executives} executives, {args.years} appraisal "
+        f"cycles, seed {args.seed}, into {config.redacted_db_url()}"
+    )
+    started = time.perf_counter()
+    with Progress(total=estimate_events(args.executives, args.years), desc="demo") as bar:
+        summary = run_demo(
+            app,
+            clock,
+            executives=args.executives,
+            years=args.years,
+            seed=args.seed,
+            batch_per_appraisal=args.batch,
+            progress=bar.update,
+        )
+    elapsed = time.perf_counter() - started
+    checkpoint = merkle_log(app).issue_checkpoint(app.signer, config.origin)
+    for line in summary.lines():
+        print(line)
+    rate = summary.events / elapsed if elapsed else 0.0
+    print(f"done in {elapsed:.1f} s ({rate:.0f} events/s)")
+    if checkpoint is not None:
+        print(f"checkpoint issued at tree size {checkpoint.tree_size}")
+    print("next: `ses-ledger verify`, `ses-ledger serve`, or `ses-ledger projections rebuild`")
+    return 0
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "demo",
+        help="write a realistic synthetic agency history (same seed, same history)",
+        description=(
+            "Registers executives and review boards, then runs each fiscal-year appraisal "
+            "cycle through the same domain commands as any client: plans under the policy in "
+            "force (ses-basic-2012 before FY2026, ses-2025 after), progress reviews, initial "
+            "ratings, responses, higher-level reviews, PRB recommendations, final ratings, "
+            "and poor-performance actions."
+        ),
+    )
+    parser.add_argument("--executives", type=int, default=60, help="how many (default 60)")
+    parser.add_argument("--years", type=int, default=5, help="appraisal cycles (default 5)")
+    parser.add_argument("--seed", type=int, default=2025, help="random seed (default 2025)")
+    parser.add_argument(
+        "--batch",
+        action="store_true",
+        help="store each appraisal's events in one transaction (faster, for big histories)",
+    )
+    parser.set_defaults(handler=cmd_demo)

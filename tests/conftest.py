@@ -1,0 +1,84 @@
+"""Shared fixtures: a fresh ledger on SQLite (temp file) and on PostgreSQL (own schema).
+
+PostgreSQL tests skip with the reason when no server answers, unless
+`SES_LEDGER_REQUIRE_POSTGRES=1` (set by `.ci/run`), which turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ledger.config import LedgerConfig
+from ledger.keys import KeyRing
+
+PG_URL = os.environ.get("SES_LEDGER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _pg_reachable() -> str | None:
+    """None when PostgreSQL answers, else the reason it does not."""
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_URL, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+        return None
+    except Exception as exc:  # any failure to connect is a reason to skip
+        return f"PostgreSQL not reachable at {PG_URL}: {type(exc).__name__}: {exc}"
+
+
+_PG_PROBLEM: str | None | bool = False
+
+
+def require_postgres() -> None:
+    global _PG_PROBLEM
+    if _PG_PROBLEM is False:
+        _PG_PROBLEM = _pg_reachable()
+    if _PG_PROBLEM:
+        if os.environ.get("SES_LEDGER_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"{_PG_PROBLEM} (SES_LEDGER_REQUIRE_POSTGRES=1)")
+        pytest.skip(str(_PG_PROBLEM))
+
+
+@pytest.fixture
+def pg_schema_url() -> Iterator[str]:
+    """A PostgreSQL URL with a fresh schema, dropped afterwards."""
+    require_postgres()
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{PG_URL}?schema={schema}"
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def ledger_config(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> LedgerConfig:
+    """A ledger home with a signing key, on the parametrised backend."""
+    home = tmp_path / "home"
+    KeyRing(home).init()
+    if backend == "postgres":
+        url = request.getfixturevalue("pg_schema_url")
+    else:
+        url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    return LedgerConfig(home=home, db_url=url)
+
+
+@pytest.fixture
+def sqlite_config(tmp_path: Path) -> LedgerConfig:
+    home = tmp_path / "home"
+    KeyRing(home).init()
+    return LedgerConfig(home=home, db_url=f"sqlite:///{tmp_path / 'ledger.db'}")

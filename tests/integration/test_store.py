@@ -1,0 +1,189 @@
+"""The signed store on SQLite and PostgreSQL: round trip, concurrency, atomicity, tampering."""
+
+from __future__ import annotations
+
+import threading
+from datetime import date
+
+import pytest
+
+from ledger.application import LedgerApp
+from ledger.config import LedgerConfig
+from ledger.entry import entry_from_state, entry_hash
+from ledger.errors import AlreadyExists, ConcurrencyConflict, StaleVersion, UnknownReference
+from ledger.verify import verify_ledger
+from tests.ledger_helpers import events_table, plan, raw, register, review
+
+
+def verify(app: LedgerApp):  # type: ignore[no-untyped-def]
+    return verify_ledger(app.recorder, app.keyring.verifiers(), app.config.origin)
+
+
+def all_entries(app: LedgerApp) -> list[dict]:  # type: ignore[type-arg]
+    return [
+        entry_from_state(n.state, n.id)
+        for n in app.recorder.select_notifications(start=1, limit=10_000)
+    ]
+
+
+def test_round_trip_entries_follow_the_contract(ledger_config: LedgerConfig) -> None:
+    app = LedgerApp(ledger_config)
+    register(app)
+    plan(app)
+    result = review(app)
+    assert result.version == 2
+    entries = all_entries(app)
+    assert [e["type"] for e in entries] == ["ExecutiveRegistered", "PlanSet", "ProgressReviewed"]
+    for e in entries:
+        assert e["hash"] == entry_hash(e), "hash recomputes from the contract's fields"
+    plan_entry, review_entry = entries[1], entries[2]
+    assert plan_entry["prev_hash"] is None and plan_entry["stream_version"] == 1
+    assert review_entry["prev_hash"] == plan_entry["hash"]
+    assert review_entry["policy"] == "ses-basic-2012" and entries[0]["policy"] is None
+    assert review_entry["actor"] == "R1" and review_entry["submitted_by"] == "hr-app-1"
+    assert review_entry["occurred_on"] == "2024-03-15"
+    assert result.entries[-1] == review_entry
+    again = LedgerApp(ledger_config).appraisal("A-2024-E1")
+    assert again.version == 2 and again.head_hash == review_entry["hash"]
+    assert verify(app).ok
+
+
+def test_unknown_references_and_existing_ids_are_refused(ledger_config: LedgerConfig) -> None:
+    app = LedgerApp(ledger_config)
+    with pytest.raises(UnknownReference, match="executive_id"):
+        plan(app)
+    register(app)
+    with pytest.raises(AlreadyExists):
+        register(app)
+    assert len(all_entries(app)) == 1
+
+
+def test_two_writers_one_version_exactly_one_wins(ledger_config: LedgerConfig) -> None:
+    app = LedgerApp(ledger_config)
+    register(app)
+    plan(app)
+    writers = [LedgerApp(ledger_config), LedgerApp(ledger_config)]
+    loaded = [w.appraisal("A-2024-E1") for w in writers]
+    outcomes: list[str] = []
+    barrier = threading.Barrier(2)
+
+    def write(i: int) -> None:
+        agg = loaded[i]
+        agg.review_progress(
+            reviewed_on=date(2024, 3, 15 + i),
+            reviewer_id="R1",
+            notes=f"writer {i}",
+            actor="R1",
+            submission=writers[i].submission("hr-app-1"),
+        )
+        barrier.wait()
+        try:
+            writers[i].store(agg)
+            outcomes.append("won")
+        except ConcurrencyConflict:
+            outcomes.append("lost")
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["lost", "won"]
+    assert [e["type"] for e in all_entries(app)].count("ProgressReviewed") == 1
+    assert verify(app).ok
+
+
+def test_stale_expected_version_is_refused(ledger_config: LedgerConfig) -> None:
+    app = LedgerApp(ledger_config)
+    register(app)
+    plan(app)
+    review(app, expected_version=1)
+    with pytest.raises(StaleVersion):
+        review(app, day=date(2024, 4, 1), expected_version=1)
+
+
+def test_a_multi_event_command_is_stored_all_or_none(ledger_config: LedgerConfig) -> None:
+    app = LedgerApp(ledger_config)
+    register(app)
+    plan(app)
+    appraisal = app.appraisal("A-2024-E1")
+    for day in (10, 11, 12):
+        appraisal.review_progress(
+            reviewed_on=date(2024, 3, day), reviewer_id="R1", notes="x", actor="R1",
+            submission=app.submission("hr-app-1"),
+        )
+    # Someone else appends version 2 first: the three-event batch must vanish entirely.
+    review(app, day=date(2024, 3, 1))
+    before = len(all_entries(app))
+    with pytest.raises(ConcurrencyConflict):
+        app.store(appraisal)
+    assert len(all_entries(app)) == before
+    fresh = LedgerApp(ledger_config).appraisal("A-2024-E1")
+    assert fresh.version == 2
+    # ...and a batch that fits is stored whole, chained, in one go.
+    fresh_app = LedgerApp(ledger_config)
+    appraisal = fresh_app.appraisal("A-2024-E1")
+    for day in (10, 11, 12):
+        appraisal.review_progress(
+            reviewed_on=date(2024, 4, day), reviewer_id="R1", notes="y", actor="R1",
+            submission=fresh_app.submission("hr-app-1"),
+        )
+    stored = fresh_app.store(appraisal)
+    assert [e["stream_version"] for e in stored] == [3, 4, 5]
+    assert stored[1]["prev_hash"] == stored[0]["hash"]
+    assert verify(app).ok
+
+
+def _history(config: LedgerConfig) -> LedgerApp:
+    app = LedgerApp(config)
+    register(app)
+    register(app, "E2")
+    plan(app)
+    plan(app, "A-2024-E2", "E2")
+    review(app)
+    review(app, "A-2024-E2")
+    review(app, day=date(2024, 4, 1))
+    return app
+
+
+def _positions(app: LedgerApp) -> list[int]:
+    return [e["position"] for e in all_entries(app)]
+
+
+def test_verify_names_an_edited_payload_byte(ledger_config: LedgerConfig) -> None:
+    app = _history(ledger_config)
+    target = _positions(app)[3]
+    table = events_table(ledger_config)
+    key = "notification_id" if ledger_config.is_postgres else "rowid"
+    (state,) = raw(ledger_config, f"SELECT state FROM {table} WHERE {key}=?", (target,))[0]
+    tampered = bytes(state).replace(b"Mid-year", b"Mid-yeax").replace(b"2023-10-01", b"2023-10-02")
+    assert tampered != bytes(state)
+    raw(ledger_config, f"UPDATE {table} SET state=? WHERE {key}=?", (tampered, target))
+    report = verify(app)
+    assert not report.ok and report.first_bad_position == target
+    assert "hash" in (report.problem or "")
+
+
+def test_verify_names_a_deleted_event(ledger_config: LedgerConfig) -> None:
+    app = _history(ledger_config)
+    positions = _positions(app)
+    table = events_table(ledger_config)
+    key = "notification_id" if ledger_config.is_postgres else "rowid"
+    # Delete E1's first progress review (position 5): its successor's chain breaks, and the
+    # Merkle leaf for position 5 names an event that is gone.
+    raw(ledger_config, f"DELETE FROM {table} WHERE {key}=?", (positions[4],))
+    report = verify(app)
+    assert not report.ok and report.first_bad_position == positions[4]
+
+
+def test_verify_names_swapped_events(ledger_config: LedgerConfig) -> None:
+    app = _history(ledger_config)
+    positions = _positions(app)
+    table = events_table(ledger_config)
+    key = "notification_id" if ledger_config.is_postgres else "rowid"
+    a, b = positions[2], positions[3]  # the two PlanSet events of E1 and E2
+    raw(ledger_config, f"UPDATE {table} SET {key}=? WHERE {key}=?", (-1, a))
+    raw(ledger_config, f"UPDATE {table} SET {key}=? WHERE {key}=?", (a, b))
+    raw(ledger_config, f"UPDATE {table} SET {key}=? WHERE {key}=?", (b, -1))
+    report = verify(app)
+    assert not report.ok and report.first_bad_position == a
