@@ -39,7 +39,7 @@ Keys = dict[str, Ed25519PublicKey]
 Problem = Callable[[str], None]  # report.problems.append
 
 
-# --- RFC 8785 (JCS) canonical JSON, for the values the ledger stores (never floats) ------------
+# --- RFC 8785 (JCS) canonical JSON, for the values the ledger stores (never floats) -----------
 
 class JCSError(ValueError):
     """A value this JCS encoder refuses: a float, an integer beyond 2**53, a lone surrogate."""
@@ -131,7 +131,7 @@ def verify_consistency(first: int, second: int, proof: list[bytes], r1: bytes, r
     return _walk(fn, sn, path[0], path[1:]) == (r1, r2)
 
 
-# --- C2SP checkpoint note ------------------------------------------------------------------------
+# --- C2SP checkpoint note ---------------------------------------------------------------------
 
 def _b64(text: Any) -> bytes:
     if not isinstance(text, str):
@@ -169,7 +169,7 @@ def verify_checkpoint(note: Any, keys: Keys) -> Head:
     return origin, size, root
 
 
-# --- the bundle ----------------------------------------------------------------------------------
+# --- the bundle -------------------------------------------------------------------------------
 
 @dataclass
 class Report:
@@ -324,9 +324,17 @@ _LINES = {
 }
 
 
+def _date(text: Any) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(text) if isinstance(text, str) and len(text) == 10 else None
+    except ValueError:
+        return None
+
+
 def history_lines(entries: list[dict[str, Any]]) -> list[str]:
     """Registrations, appraisals, personnel actions, complaints and the removal history."""
-    out: list[str] = []
+    regs: list[str] = []
+    later: list[str] = []
     apps: dict[str, _Fields] = {}
     finals: list[tuple[dt.date, int, str]] = []
     actions: list[dict[str, Any]] = []
@@ -338,7 +346,10 @@ def history_lines(entries: list[dict[str, Any]]) -> list[str]:
             a = apps.setdefault(str(d["appraisal_id"]), _Fields()) if "appraisal_id" in d else None
             a = _Fields() if a is None else a
             if t in _LINES:
-                out.append(_LINES[t].format_map(_Fields(d)))
+                flat = {k: ", ".join(map(str, v)) if isinstance(v, list) else v
+                        for k, v in d.items()}
+                (regs if t == "ExecutiveRegistered" else later).append(
+                    _LINES[t].format_map(_Fields(flat)))
             if t == "PersonnelActionRecorded":
                 actions.append(d)
             elif t == "PlanSet":
@@ -353,20 +364,19 @@ def history_lines(entries: list[dict[str, Any]]) -> list[str]:
                 a["initial"] = f"initial score {score}, Level {level}, rated {d['rated_on']}"
             elif t == "FinalRatingAssigned":
                 a["final"] = f"final Level {d['level']}, rated {d['rated_on']}"
-                finals.append((dt.date.fromisoformat(d["rated_on"]), int(d["level"]),
-                               str(d["appraisal_id"])))
+                rated_on = _date(d["rated_on"])
+                if rated_on is None:
+                    raise ValueError(f"rated_on {d['rated_on']!r}")
+                finals.append((rated_on, int(d["level"]), str(d["appraisal_id"])))
         except _MALFORMED as exc:
-            out.append(f"position {e.get('position')}: {t} data not understood ({exc!r})")
+            later.append(f"position {e.get('position')}: {t} data not understood ({exc!r})")
     for aid, a in apps.items():
         a.setdefault("initial", "no initial rating")
         a.setdefault("final", "no final rating")
-        out.append(f"appraisal {aid}: " + "{policy}, {start} to {end}; {initial}; {final}"
-                   .format_map(a))
-    dates = [str(e.get("occurred_on")) for e in entries if re.fullmatch(
-        r"\d{4}-\d{2}-\d{2}", str(e.get("occurred_on")))]
-    if dates:
-        out += removal_lines(finals, actions, dt.date.fromisoformat(max(dates)))
-    return out
+        regs.append(f"appraisal {aid}: " + "{policy}, {start} to {end}; {initial}; {final}"
+                    .format_map(a))
+    dates = [x for x in (_date(e.get("occurred_on")) for e in entries) if x is not None]
+    return regs + later + (removal_lines(finals, actions, max(dates)) if dates else [])
 
 
 def verify_bundle(bundle: Any, trusted_checkpoint: str | None = None) -> Report:
@@ -379,11 +389,11 @@ def verify_bundle(bundle: Any, trusted_checkpoint: str | None = None) -> Report:
     keys = _load_keys(bundle.get("keys"), bad)
     raw = bundle.get("entries")
     entries = [e for e in raw if isinstance(e, dict)] if isinstance(raw, list) else []
-    if not entries or len(entries) != len(raw or []):
+    if not entries or not isinstance(raw, list) or len(entries) != len(raw):
         bad("entries: missing, or not all objects")
     _check_entries(entries, keys, bad)
     report.summary.append(f"executive {bundle.get('executive_id')}: {len(entries)} entries, "
-                          f"{len({e.get('stream_id') for e in entries})} streams")
+                          f"{len({str(e.get('stream_id')) for e in entries})} streams")
     try:
         head = verify_checkpoint(bundle.get("checkpoint"), keys)
     except ValueError as exc:
@@ -391,7 +401,10 @@ def verify_bundle(bundle: Any, trusted_checkpoint: str | None = None) -> Report:
     else:
         report.summary.append(f"checkpoint: {head[0]}, tree size {head[1]}, root {head[2].hex()}")
         _check_proofs(entries, bundle.get("proofs"), head, bad)
-        if trusted_checkpoint is not None:
+        if trusted_checkpoint is None:
+            report.summary.append("no trusted checkpoint given: compare the checkpoint above or "
+                                  "the keys below with ones obtained from the ledger directly")
+        else:
             try:
                 problem = _check_trusted(trusted_checkpoint, bundle, head, keys)
             except _MALFORMED as exc:
@@ -400,6 +413,8 @@ def verify_bundle(bundle: Any, trusted_checkpoint: str | None = None) -> Report:
                 bad(problem)
             else:
                 report.summary.append("trusted checkpoint: consistent with the bundle's")
+    report.summary += [f"key {k}: Ed25519 {base64.b64encode(v.public_bytes_raw()).decode()}"
+                       for k, v in keys.items()]
     report.summary += history_lines(entries)
     return report
 

@@ -66,7 +66,8 @@ def test_the_note_has_the_c2sp_layout(key: Ed25519PrivateKey, note: str) -> None
 def test_sign_parse_verify_round_trip(key: Ed25519PrivateKey, note: str) -> None:
     cp, sigs = parse_note(note)
     assert cp == Checkpoint(ORIGIN, 8, ROOT)
-    assert [(s.key_name, s.key_hash) for s in sigs] == [(ORIGIN, key_hash(ORIGIN, key.public_key()))]
+    assert [(s.key_name, s.key_hash) for s in sigs] == [
+        (ORIGIN, key_hash(ORIGIN, key.public_key()))]
     assert verify_note(note, ORIGIN, [key.public_key()]) == cp
     assert verify_note(note, ORIGIN, [key.public_key()], origin=ORIGIN) == cp
     empty = sign_checkpoint(Checkpoint(ORIGIN, 0, hashlib.sha256(b"").digest()), ORIGIN, key)
@@ -160,7 +161,7 @@ def test_checkpoint_fields_are_validated(key: Ed25519PrivateKey) -> None:
         sign_checkpoint(Checkpoint(ORIGIN, 1, ROOT), "has space", key)
 
 
-# --- agreement with /work/shared/tools/verify_ledger.py --------------------------------------------
+# --- agreement with /work/shared/tools/verify_ledger.py ---------------------------------------
 
 def _load_verify_ledger() -> ModuleType:
     if not VERIFY_LEDGER.exists():
@@ -238,8 +239,8 @@ def fake_ledger(key: Ed25519PrivateKey) -> Iterator[str]:
         "/v1/ledger/keys": lambda q: {"keys": [{"key_id": "k1", "algorithm": "Ed25519",
                                                 "public_key": public, "valid_from": None,
                                                 "valid_until": None}]},
-        "/v1/ledger/events": lambda q: {"events": [e for e in entries if e["position"] > q["after"]],
-                                        "next_after": None},
+        "/v1/ledger/events": lambda q: {
+            "events": [e for e in entries if e["position"] > q["after"]], "next_after": None},
         "/v1/ledger/checkpoint": lambda q: sign_checkpoint(
             Checkpoint(ORIGIN, store.size, store.root()), ORIGIN, key),
         "/v1/ledger/proofs/inclusion": lambda q: {

@@ -127,7 +127,7 @@ class RecordingOracle:
         return root_from_leaf_hashes(self.leaves[start:end])
 
 
-# --- hashing and the published vectors ----------------------------------------------------------
+# --- hashing and the published vectors --------------------------------------------------------
 
 def test_hashes_use_the_rfc_6962_domain_separation_prefixes() -> None:
     assert leaf_hash(b"x") == hashlib.sha256(b"\x00x").digest()
@@ -245,7 +245,7 @@ def test_consistency_edge_sizes() -> None:
         inclusion_proof(3, 3, RecordingOracle(LEAVES))
 
 
-# --- properties over random trees ------------------------------------------------------------------
+# --- properties over random trees -------------------------------------------------------------
 
 def _flip(proof: list[bytes], k: int) -> list[bytes]:
     bad = list(proof)
@@ -303,7 +303,7 @@ def test_every_generated_consistency_proof_verifies_and_every_alteration_fails(
             verify_consistency(f, s, p, r1, r2)
 
 
-# --- the frontier and the node stores ----------------------------------------------------------------
+# --- the frontier and the node stores ---------------------------------------------------------
 
 def test_compact_range_root_equals_reference_for_every_size_and_survives_persistence() -> None:
     leaves = leaves_for(300)

@@ -148,7 +148,7 @@ def bundle() -> dict[str, Any]:
     return copy.deepcopy(LEDGER.bundle("E1"))
 
 
-# --- the happy path -----------------------------------------------------------------------------
+# --- the happy path ---------------------------------------------------------------------------
 
 def test_an_untouched_bundle_verifies_and_tells_the_executives_story(
     bundle: dict[str, Any],
@@ -156,7 +156,7 @@ def test_an_untouched_bundle_verifies_and_tells_the_executives_story(
     report = verify_bundle(bundle)
     assert report.ok, report.problems
     text = "\n".join(report.summary)
-    assert f"executive E1: 9 entries, 3 streams" in text
+    assert "executive E1: 9 entries, 3 streams" in text
     assert f"tree size {LEDGER.tree.size}" in text
     assert "registered: E1 Pat Doe, Director, DOE, career, appointed 2018-01-08" in text
     assert ("appraisal A-2021-E1: ses-basic-2012, 2020-10-01 to 2021-09-30; initial score 200, "
@@ -178,7 +178,7 @@ def test_the_json_round_trip_and_key_order_do_not_matter(bundle: dict[str, Any])
     assert verify_bundle(shuffled).ok
 
 
-# --- every tamper is reported --------------------------------------------------------------------
+# --- every tamper is reported -----------------------------------------------------------------
 
 Tamper = Callable[[dict[str, Any]], None]
 
@@ -208,6 +208,12 @@ def _reorder(b: dict[str, Any]) -> None:
 def _swap_streams(b: dict[str, Any]) -> None:
     e = b["entries"][4]  # A-2024-E1 v1 claims to be a later version of A-2021-E1
     e["stream_id"], e["stream_version"] = "A-2021-E1", 4
+
+
+def _swap_positions(b: dict[str, Any]) -> None:
+    e1, e2 = b["entries"][1], b["entries"][2]
+    e1["position"], e2["position"] = e2["position"], e1["position"]
+    b["entries"][1], b["entries"][2] = e2, e1  # positions unhashed: only the proofs notice
 
 
 def _wrong_proof(b: dict[str, Any]) -> None:
@@ -258,6 +264,7 @@ def _prev_hash(b: dict[str, Any]) -> None:
     (_drop_first, r"stream E1 starts at version 2; earlier events missing"),
     (_reorder, r"entries are not in increasing position order"),
     (_swap_streams, r"hash does not recompute"),
+    (_swap_positions, r"inclusion proof does not verify"),
     (_wrong_proof, r"inclusion proof does not verify against the checkpoint"),
     (_proof_for_other_size, r"inclusion proof is for tree size \d+, not \d+"),
     (_missing_proof, r"no usable inclusion proof \(KeyError"),
@@ -303,7 +310,7 @@ def test_garbage_inside_a_bundle_is_reported_not_raised(bundle: dict[str, Any]) 
     assert any("unusable key" in p for p in problems)
 
 
-# --- a trusted checkpoint and consistency ----------------------------------------------------------
+# --- a trusted checkpoint and consistency -----------------------------------------------------
 
 def _note(size: int, key: Ed25519PrivateKey = KEY, origin: str = ORIGIN) -> str:
     return sign_checkpoint(Checkpoint(origin, size, LEDGER.tree.root(size)), origin, key)
@@ -352,7 +359,7 @@ def test_a_forked_or_foreign_trusted_checkpoint_fails(bundle: dict[str, Any]) ->
     assert verify_bundle(bundle, _note(size, key=OTHER_KEY)).problems
 
 
-# --- RFC 8785 ---------------------------------------------------------------------------------------
+# --- RFC 8785 ---------------------------------------------------------------------------------
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1)
@@ -388,7 +395,7 @@ def test_jcs_rejects_what_it_cannot_encode(value: Any, message: str) -> None:
         jcs(value)
 
 
-# --- dates and removal history ----------------------------------------------------------------------
+# --- dates and removal history ----------------------------------------------------------------
 
 def d(text: str) -> dt.date:
     return dt.date.fromisoformat(text)
@@ -436,7 +443,7 @@ def test_rem_3_two_level_1_ratings_within_five_years_and_rem_1_actions() -> None
     assert "no removal required" in removal_lines(finals, [], d("2025-02-27"))[2]
 
 
-# --- the command line and standalone use -------------------------------------------------------------
+# --- the command line and standalone use ------------------------------------------------------
 
 def test_main_exit_codes(tmp_path: Path, bundle: dict[str, Any],
                          capsys: pytest.CaptureFixture[str]) -> None:
@@ -461,7 +468,8 @@ def test_main_exit_codes(tmp_path: Path, bundle: dict[str, Any],
 
 def test_the_module_imports_only_the_standard_library_and_cryptography() -> None:
     tree = ast.parse(Path(offline_verify.__file__).read_text())
-    roots = {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    roots = {(n.module or "").split(".")[0] for n in ast.walk(tree)
+             if isinstance(n, ast.ImportFrom)}
     roots |= {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
               for a in n.names}
     assert roots - {"__future__", "cryptography"} <= sys.stdlib_module_names

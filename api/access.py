@@ -1,0 +1,93 @@
+"""Who may do what (api-contract.md, "Who may do what"), as small pure checks.
+
+Each check raises `Forbidden` or returns. Agency scope applies to every role: a token acts
+on its own agency's records unless its agency is `*`. An *acting official* role (rating
+official, HLR official, appointing authority, PRB member, the executive) only counts when
+the token's subject is the official the request names; `hr_app` (and `admin` where listed)
+may submit on anyone's behalf. `auditor` never writes, whatever other roles the token has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+
+from api.auth import Principal, Role
+from api.errors import Forbidden
+
+OFFICIALS = frozenset(
+    {Role.RATING_OFFICIAL, Role.HLR_OFFICIAL, Role.PRB_MEMBER, Role.APPOINTING_AUTHORITY}
+)
+#: Roles that read executives, appraisals and reports of their agency.
+READERS = frozenset({Role.AUDITOR, Role.ADMIN, Role.HR_APP}) | OFFICIALS
+LEDGER_READERS = frozenset({Role.AUDITOR, Role.ADMIN})
+BUNDLE_READERS = frozenset({Role.AUDITOR, Role.ADMIN, Role.HR_APP})
+
+
+def _scope(principal: Principal, agency: str | None) -> None:
+    if not principal.covers(agency):
+        raise Forbidden(
+            f"this token acts for agency {principal.agency!r}, not for {agency or 'this record'!r}"
+        )
+
+
+def _roles(roles: Iterable[Role]) -> str:
+    return ", ".join(sorted(r.value for r in roles)) or "none"
+
+
+def require_write(
+    principal: Principal,
+    agency: str | None,
+    *,
+    roles: Collection[Role],
+    acting: Mapping[Role, str | Collection[str]] | None = None,
+) -> None:
+    """A write: any of `roles`, or an `acting` role whose subject is the named official."""
+    if principal.has(Role.AUDITOR):
+        raise Forbidden("auditor tokens never write")
+    allowed = principal.has(*roles)
+    for role, officials in (acting or {}).items():
+        if allowed or role not in principal.roles:
+            continue
+        names = {officials} if isinstance(officials, str) else set(officials)
+        allowed = principal.subject in names
+    if not allowed:
+        listed = _roles(set(roles) | set(acting or {}))
+        raise Forbidden(
+            f"this request needs one of the roles {listed}"
+            + (" (an acting official only as itself)" if acting else "")
+        )
+    _scope(principal, agency)
+
+
+def require_read(
+    principal: Principal,
+    agency: str | None,
+    *,
+    roles: Collection[Role] = READERS,
+    owner: str | None = None,
+) -> None:
+    """A read of records of `agency`; an `executive` token only when it is the `owner`."""
+    if not (
+        principal.has(*roles)
+        or (owner is not None and Role.EXECUTIVE in principal.roles and principal.subject == owner)
+    ):
+        raise Forbidden(
+            f"this read needs one of the roles {_roles(roles)}"
+            + (" or the executive's own token" if owner is not None else "")
+        )
+    _scope(principal, agency)
+
+
+def require_role(principal: Principal, roles: Collection[Role]) -> None:
+    """A ledger-wide read (events, verify): the role alone decides; rows are scoped after."""
+    if not principal.has(*roles):
+        raise Forbidden(f"this read needs one of the roles {_roles(roles)}")
+
+
+def report_agency(principal: Principal, requested: str | None) -> str | None:
+    """The agency a report covers: the token's own, or any agency for a `*` token."""
+    require_role(principal, READERS)
+    if requested is None:
+        return None if principal.agency == "*" else principal.agency
+    _scope(principal, requested)
+    return requested

@@ -1,0 +1,153 @@
+"""Bearer tokens: HS256 JWTs signed with a secret kept under SES_LEDGER_HOME.
+
+HS256 because the server both issues (through `ses-ledger token issue`) and checks tokens:
+one secret, no public-key distribution, and a check costs microseconds on the hot path.
+The secret (`<home>/token.key`, 32 random bytes, mode 0600) is created on first use, by
+whichever of the CLI or the server gets there first (O_EXCL makes the race harmless).
+It is not the ledger's signing key: leaking it lets someone submit, never forge history.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+TOKEN_KEY_FILE = "token.key"
+ALGORITHM = "HS256"
+ALL_AGENCIES = "*"
+#: Subjects and agencies are ids: no spaces, slashes or control characters.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$"
+_ID = re.compile(ID_PATTERN)
+
+
+class Role(StrEnum):
+    HR_APP = "hr_app"
+    RATING_OFFICIAL = "rating_official"
+    EXECUTIVE = "executive"
+    HLR_OFFICIAL = "hlr_official"
+    PRB_MEMBER = "prb_member"
+    APPOINTING_AUTHORITY = "appointing_authority"
+    AUDITOR = "auditor"
+    ADMIN = "admin"
+
+
+class TokenError(Exception):
+    """The token is missing, malformed, expired, badly signed or has unusable claims."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the token's subject, roles and agency (`*`: every agency)."""
+
+    subject: str
+    roles: frozenset[Role]
+    agency: str
+
+    def has(self, *roles: Role) -> bool:
+        return not self.roles.isdisjoint(roles)
+
+    def covers(self, agency: str | None) -> bool:
+        """True when the token may act on records of `agency`."""
+        return self.agency == ALL_AGENCIES or (agency is not None and agency == self.agency)
+
+
+def load_or_create_token_key(home: Path) -> bytes:
+    """The HS256 secret under `home`, created (mode 0600) if it does not exist yet."""
+    path = Path(home) / TOKEN_KEY_FILE
+    try:
+        return _read_key(path)
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _read_key(path)  # another process created it first
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_hex(32) + "\n")
+    os.chmod(path, 0o600)
+    return _read_key(path)
+
+
+def _read_key(path: Path) -> bytes:
+    for _ in range(50):  # a concurrent creator may not have written it yet
+        text = path.read_text().strip()
+        if text:
+            return bytes.fromhex(text)
+        time.sleep(0.01)
+    raise TokenError(f"the token key {path} is empty")
+
+
+def issue_token(
+    key: bytes,
+    *,
+    subject: str,
+    roles: Iterable[str],
+    agency: str,
+    ttl_seconds: int,
+    now: float | None = None,
+) -> str:
+    """A signed token; raises ValueError for claims the server would refuse."""
+    role_list = sorted({Role(r).value for r in roles})
+    if not role_list:
+        raise ValueError("a token needs at least one role")
+    if not _ID.match(subject):
+        raise ValueError(f"subject {subject!r} is not a valid id")
+    if agency != ALL_AGENCIES and not _ID.match(agency):
+        raise ValueError(f"agency {agency!r} is not a valid agency code or '*'")
+    if ttl_seconds <= 0:
+        raise ValueError("the time to live must be positive")
+    issued = int(time.time() if now is None else now)
+    claims = {
+        "sub": subject,
+        "roles": role_list,
+        "agency": agency,
+        "iat": issued,
+        "exp": issued + ttl_seconds,
+    }
+    return jwt.encode(claims, key, algorithm=ALGORITHM)
+
+
+def decode_token(token: str, key: bytes, leeway: float = 2.0) -> Principal:
+    """Check signature, expiry (with `leeway` seconds) and claims; raise TokenError."""
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=[ALGORITHM],
+            leeway=leeway,
+            options={"require": ["exp", "sub"]},
+        )
+    except jwt.PyJWTError as exc:
+        raise TokenError(_reason(exc)) from None
+    subject, roles, agency = claims.get("sub"), claims.get("roles"), claims.get("agency")
+    if not isinstance(subject, str) or not _ID.match(subject):
+        raise TokenError("the token's subject is not a valid id")
+    if not isinstance(roles, list) or not roles or not all(isinstance(r, str) for r in roles):
+        raise TokenError("the token has no roles")
+    try:
+        role_set = frozenset(Role(r) for r in roles)
+    except ValueError:
+        raise TokenError("the token names an unknown role") from None
+    if not isinstance(agency, str) or not (agency == ALL_AGENCIES or _ID.match(agency)):
+        raise TokenError("the token's agency is not valid")
+    return Principal(subject=subject, roles=role_set, agency=agency)
+
+
+def _reason(exc: jwt.PyJWTError) -> str:
+    if isinstance(exc, jwt.ExpiredSignatureError):
+        return "the token has expired"
+    if isinstance(exc, jwt.InvalidSignatureError):
+        return "the token's signature does not verify"
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return f"the token lacks the {exc.claim!r} claim"
+    return "the token is malformed or not signed by this server"

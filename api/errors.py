@@ -1,0 +1,212 @@
+"""RFC 9457 problem details: the only place where HTTP statuses are chosen.
+
+Every error leaves as `application/problem+json` with `type`
+`urn:ses-ledger:problem:<slug>`, `title`, `status` and `detail`, plus `rule` for a rule
+violation and `errors: [{loc, msg}]` for an invalid request. Routes raise ledger errors or
+the `ApiProblem` subclasses below; the handlers here map both to statuses.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+from ledger.errors import (
+    AlreadyExists,
+    ConcurrencyConflict,
+    LedgerError,
+    NotFound,
+    RuleViolation,
+    SigningKeyError,
+    StaleVersion,
+    UnknownReference,
+    VerificationError,
+)
+from ledger.log import ProofUnavailable
+
+log = logging.getLogger("ses_ledger.api")
+
+PROBLEM_JSON = "application/problem+json"
+URN = "urn:ses-ledger:problem:"
+
+
+class ApiProblem(Exception):
+    """An error the API itself detects; subclasses fix the status and slug."""
+
+    status = 400
+    slug = "bad-request"
+    title = "Bad request"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class Unauthorized(ApiProblem):
+    status, slug, title = 401, "unauthorized", "Authentication required"
+
+
+class Forbidden(ApiProblem):
+    status, slug, title = 403, "forbidden", "Not allowed for this token"
+
+
+class ResourceNotFound(ApiProblem):
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class InvalidRequest(ApiProblem):
+    """A parameter, header or body field is invalid; `errors` lists each with its location."""
+
+    status, slug, title = 422, "invalid-request", "Invalid request"
+
+    def __init__(self, detail: str, errors: Sequence[dict[str, Any]]) -> None:
+        super().__init__(detail, errors=list(errors))
+
+
+class IdempotencyKeyReused(ApiProblem):
+    status, slug, title = 422, "idempotency-key-reused", "Idempotency key already used"
+
+
+class PayloadTooLarge(ApiProblem):
+    status, slug, title = 413, "payload-too-large", "Request body too large"
+
+
+class Unavailable(ApiProblem):
+    status, slug, title = 503, "unavailable", "Service unavailable"
+
+
+def problem(
+    status: int, slug: str, title: str, detail: str, headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    body: dict[str, Any] = {"type": URN + slug, "title": title, "status": status,
+                            "detail": detail}
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _api_problem(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiProblem)
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+    return problem(exc.status, exc.slug, exc.title, exc.detail, headers, **exc.extra)
+
+
+#: Ledger errors: (class, status, slug, title); the first matching class wins.
+_LEDGER: list[tuple[type[LedgerError], int, str, str]] = [
+    (RuleViolation, 422, "rule-violation", "The appraisal rules forbid this"),
+    (UnknownReference, 422, "unknown-reference", "Unknown reference"),
+    (NotFound, 404, "not-found", "Not found"),
+    (AlreadyExists, 409, "already-exists", "Already exists"),
+    (StaleVersion, 412, "stale-version", "The record has changed"),
+    (ConcurrencyConflict, 409, "conflict", "Concurrent write"),
+    (ProofUnavailable, 404, "not-found", "No such proof"),
+    (SigningKeyError, 503, "unavailable", "Signing key unavailable"),
+    (VerificationError, 500, "ledger-integrity", "Stored data does not verify"),
+]
+
+
+def _ledger_error(_: Request, exc: Exception) -> Response:
+    for cls, status, slug, title in _LEDGER:
+        if isinstance(exc, cls):
+            extra: dict[str, Any] = {}
+            if isinstance(exc, RuleViolation):
+                extra["rule"] = exc.rule
+                detail = exc.message
+            else:
+                detail = str(exc)
+            if isinstance(exc, UnknownReference):
+                extra["errors"] = [{"loc": ["body", exc.field], "msg": detail}]
+            if isinstance(exc, StaleVersion):
+                extra["current_version"] = exc.actual
+            if status >= 500:
+                log.error("ledger error: %s", exc)
+            return problem(status, slug, title, detail, **extra)
+    log.error("unmapped ledger error: %r", exc)
+    return problem(500, "internal-error", "Internal error", "the ledger failed unexpectedly")
+
+
+def validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """pydantic's errors as the contract's `[{loc, msg}]` (JSON-safe, no input echoed)."""
+    out = []
+    for e in errors:
+        loc = [p if isinstance(p, int) else str(p) for p in e.get("loc", ())]
+        out.append({"loc": loc, "msg": str(e.get("msg", "invalid"))})
+    return out
+
+
+def _request_validation(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = validation_errors(exc.errors())
+    first = errors[0] if errors else {"loc": [], "msg": "invalid"}
+    where = ".".join(str(p) for p in first["loc"])
+    detail = f"{where}: {first['msg']}" if where else str(first["msg"])
+    return problem(422, InvalidRequest.slug, InvalidRequest.title, detail, errors=errors)
+
+
+_HTTP_SLUGS = {
+    400: ("bad-request", "Bad request"),
+    401: ("unauthorized", "Authentication required"),
+    403: ("forbidden", "Not allowed for this token"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    406: ("not-acceptable", "Not acceptable"),
+    413: ("payload-too-large", "Request body too large"),
+    415: ("unsupported-media-type", "Unsupported media type"),
+}
+
+
+def _http_exception(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    slug, title = _HTTP_SLUGS.get(exc.status_code, ("http-error", "HTTP error"))
+    detail = exc.detail if isinstance(exc.detail, str) else title
+    headers = dict(exc.headers) if exc.headers else None
+    return problem(exc.status_code, slug, title, detail, headers)
+
+
+def _unexpected(_: Request, exc: Exception) -> Response:
+    log.exception("unexpected error", exc_info=exc)
+    return problem(500, "internal-error", "Internal error", "the server failed unexpectedly")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(ApiProblem, _api_problem)
+    app.add_exception_handler(LedgerError, _ledger_error)
+    app.add_exception_handler(RequestValidationError, _request_validation)
+    app.add_exception_handler(StarletteHTTPException, _http_exception)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+#: OpenAPI documentation of the error responses (one shared schema).
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "rule": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"loc": {"type": "array"}, "msg": {"type": "string"}},
+            },
+        },
+    },
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        s: {"description": "problem details (RFC 9457)",
+            "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}}
+        for s in statuses
+    }

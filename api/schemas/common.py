@@ -1,0 +1,93 @@
+"""Field types shared by the request bodies and query parameters.
+
+Validation here is deliberately strict, so that no input can reach the domain in a shape it
+would trip over (a 5xx): ids are short tokens, text has bounded length and no control
+characters or lone surrogates (which the database and UTF-8 cannot store), dates are
+`YYYY-MM-DD` within 1900-2199 (no date arithmetic can overflow), integers are real integers
+within range (no booleans, floats or numeric strings), and unknown fields are refused.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
+
+from api.auth import ID_PATTERN
+
+MIN_DAY = date(1900, 1, 1)
+MAX_DAY = date(2199, 12, 31)
+MAX_POSITION = 2**53 - 1
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+_LINE_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+class Body(BaseModel):
+    """Base of request bodies: unknown fields are an error, strings are never coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def _day_string(value: Any) -> Any:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _DATE.match(value):
+        raise ValueError("must be a date as YYYY-MM-DD")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be a valid calendar date (YYYY-MM-DD)") from None
+
+
+def _day_range(value: date) -> date:
+    if not MIN_DAY <= value <= MAX_DAY:
+        raise ValueError(f"must lie between {MIN_DAY} and {MAX_DAY}")
+    return value
+
+
+def _timestamp(value: Any) -> Any:
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str) and len(value) <= 40:
+        try:
+            parsed = datetime.fromisoformat(value.replace("z", "Z"))
+        except ValueError:
+            raise ValueError("must be an RFC 3339 timestamp") from None
+    else:
+        raise ValueError("must be an RFC 3339 timestamp")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    parsed = parsed.astimezone(UTC)
+    if not MIN_DAY <= parsed.date() <= MAX_DAY:
+        raise ValueError(f"must lie between {MIN_DAY} and {MAX_DAY}")
+    return parsed
+
+
+def _single_line(value: str) -> str:
+    if _LINE_CONTROL.search(value):
+        raise ValueError("must not contain control characters or unpaired surrogates")
+    if value.strip() != value or not value:
+        raise ValueError("must not be empty or start or end with white space")
+    return value
+
+
+def _multi_line(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters or unpaired surrogates")
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+Day = Annotated[date, BeforeValidator(_day_string), AfterValidator(_day_range)]
+Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
+Id = Annotated[str, Field(pattern=ID_PATTERN, min_length=1, max_length=128)]
+Agency = Annotated[str, Field(pattern=ID_PATTERN, min_length=1, max_length=128)]
+Code = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+Name = Annotated[str, Field(min_length=1, max_length=300), AfterValidator(_single_line)]
+Text = Annotated[str, Field(min_length=1, max_length=20_000), AfterValidator(_multi_line)]
+Level = Annotated[StrictInt, Field(ge=1, le=5)]
+Position = Annotated[int, Field(ge=0, le=MAX_POSITION)]

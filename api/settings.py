@@ -1,0 +1,42 @@
+"""The API's settings: one pydantic-settings class over the same environment as the ledger.
+
+`SES_LEDGER_HOME`, `SES_LEDGER_DB` and `SES_LEDGER_ORIGIN` are the contract's variables; the
+rest tune the server and have safe defaults. The ledger itself keeps its plain dataclass
+(`ledger.config.LedgerConfig`), built here so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ledger.config import DEFAULT_HOME, DEFAULT_ORIGIN, LedgerConfig
+
+
+class ApiSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SES_LEDGER_", extra="ignore")
+
+    home: Path = Path(DEFAULT_HOME)
+    #: `sqlite:///...` or `postgresql://...`; empty means `<home>/ledger.db`.
+    db: str = ""
+    origin: str = DEFAULT_ORIGIN
+    #: Issue a checkpoint once this many events are not covered by one.
+    checkpoint_every: int = Field(default=1000, ge=1)
+    #: ...and at least this often (seconds) while the tree grows; 0 turns the timer off.
+    checkpoint_interval_seconds: float = Field(default=60.0, ge=0)
+    #: Seconds of clock skew tolerated on a token's `exp` (the contract allows at most 2).
+    token_leeway_seconds: float = Field(default=2.0, ge=0, le=2)
+    #: Bring the read models up to date before every read (read-your-writes).
+    catch_up_on_read: bool = True
+    #: Largest request body accepted, in bytes.
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+
+    def ledger_config(self) -> LedgerConfig:
+        return LedgerConfig(
+            home=self.home,
+            db_url=self.db or f"sqlite:///{self.home / 'ledger.db'}",
+            origin=self.origin,
+            checkpoint_every=self.checkpoint_every,
+        )

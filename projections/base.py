@@ -1,0 +1,88 @@
+"""The projection protocol: handle events of some types, keep rows, write them back.
+
+As in eventsourcing 9.5's `Projection.process_event(event, tracking)`, a projection applies
+one event at a time in global order; the runner (`projections/runner.py`) gives it a cursor
+inside the transaction that also moves its tracking position, so rows and position commit
+together. Handlers are methods named after the event type: `def PlanSet(self, e: Event)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from projections.events import Event
+from projections.store import Appends, Rows, Store, Table
+
+
+class Projection:
+    """Base class: subclasses set `name`, `version`, `tables` and define handlers."""
+
+    #: Stable name: tracking row, CLI argument, digest key.
+    name: ClassVar[str] = ""
+    #: Bump when the rows a projection writes change meaning: stored rows are then rebuilt.
+    version: ClassVar[int] = 1
+    tables: ClassVar[tuple[Table, ...]] = ()
+    #: Tables written append-only (no cache), a subset of `tables` by name.
+    append_only: ClassVar[frozenset[str]] = frozenset()
+    #: Event types handled (derived from the handler methods by `__init_subclass__`).
+    handled: ClassVar[frozenset[str]] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.handled = frozenset(
+            n for n in dir(cls) if n[:1].isupper() and callable(getattr(cls, n, None))
+        )
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.rows: dict[str, Rows] = {}
+        self.appends: dict[str, Appends] = {}
+        for table in self.tables:
+            if table.name in self.append_only:
+                self.appends[table.name] = Appends(store, table)
+            else:
+                self.rows[table.name] = Rows(store, table)
+        self._handlers: dict[str, Callable[[Event], None]] = {
+            n: getattr(self, n) for n in self.handled
+        }
+
+    # -- runner interface ------------------------------------------------------------------
+
+    def bind(self, cursor: Any) -> None:
+        for rows in self.rows.values():
+            rows.cursor = cursor
+
+    def process(self, event: Event) -> None:
+        handler = self._handlers.get(event.type)
+        if handler is not None:
+            handler(event)
+        self.every(event)
+
+    def every(self, event: Event) -> None:
+        """Called for every event after its handler (override for log-wide indexes)."""
+
+    def flush(self, cursor: Any) -> None:
+        for rows in self.rows.values():
+            rows.flush(cursor)
+        for appends in self.appends.values():
+            appends.flush(cursor)
+
+    def forget(self) -> None:
+        for rows in self.rows.values():
+            rows.forget()
+        for appends in self.appends.values():
+            appends.forget()
+
+    def mark_complete(self) -> None:
+        """The tables are known to be empty and nobody else writes: misses need no query."""
+        for rows in self.rows.values():
+            rows.cache.clear()
+            rows.complete = True
+
+    def cached_rows(self) -> int:
+        return sum(len(rows.cache) for rows in self.rows.values())
+
+
+def table_map(*tables: Table) -> dict[str, Table]:
+    return {t.name: t for t in tables}

@@ -1,0 +1,227 @@
+"""Stored events as the projections see them, and the sources that feed the runner.
+
+An `Event` wraps one notification (position, stream, version, type and the stored bytes) and
+decodes lazily: the stored state is the canonical (RFC 8785) JSON of api-contract.md's entry,
+keys sorted, so `actor` is the first field and `occurred_on`, `recorded_at` and
+`submitted_by` are the last occurrences of their keys (every key after them is a scalar).
+Those are sliced out without parsing the whole entry; `data` needs one `json.loads`, done
+at most once per event and only for the event types a projection reads data from.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ledger.entry import entry_from_state, split_state
+
+_ACTOR = b'{"entry":{"actor":"'
+_OCCURRED = b',"occurred_on":"'
+_RECORDED = b',"recorded_at":"'
+_SUBMITTED = b',"submitted_by":"'
+
+
+class Event:
+    """One stored event in global order; fields decoded on first use."""
+
+    __slots__ = ("position", "stream_id", "version", "type", "state", "_hashed")
+
+    def __init__(self, position: int, stream_id: str, version: int, type_: str, state: bytes):
+        self.position = position
+        self.stream_id = stream_id
+        self.version = version
+        self.type = type_
+        self.state = state
+        self._hashed: dict[str, Any] | None = None
+
+    @classmethod
+    def from_notification(cls, n: Any) -> Event:
+        return cls(n.id, str(n.originator_id), n.originator_version, n.topic, n.state)
+
+    @property
+    def hashed(self) -> dict[str, Any]:
+        """The entry's hashed fields (one `json.loads`, cached)."""
+        if self._hashed is None:
+            body, _seal = split_state(self.state)
+            value = json.loads(body)
+            if not isinstance(value, dict):
+                raise ValueError(f"event at position {self.position} is not an object")
+            self._hashed = value
+        return self._hashed
+
+    @property
+    def data(self) -> dict[str, Any]:
+        data: dict[str, Any] = self.hashed["data"]
+        return data
+
+    def _field(self, key: str, mark: bytes) -> str:
+        if self._hashed is None:
+            fast = _slice_string(self.state, mark)
+            if fast is not None:
+                return fast
+        return str(self.hashed[key])
+
+    @property
+    def actor(self) -> str:
+        return self._field("actor", _ACTOR)
+
+    @property
+    def occurred_on(self) -> str:
+        return self._field("occurred_on", _OCCURRED)
+
+    @property
+    def recorded_at(self) -> str:
+        return self._field("recorded_at", _RECORDED)
+
+    @property
+    def submitted_by(self) -> str:
+        return self._field("submitted_by", _SUBMITTED)
+
+    @property
+    def policy(self) -> str | None:
+        policy = self.hashed["policy"]
+        return None if policy is None else str(policy)
+
+    def entry(self) -> dict[str, Any]:
+        """The contract's ledger entry (api-contract.md)."""
+        return entry_from_state(self.state, self.position)
+
+    def __repr__(self) -> str:
+        return f"Event({self.position}, {self.stream_id!r} v{self.version}, {self.type})"
+
+
+def _slice_string(state: bytes, mark: bytes) -> str | None:
+    """The plain string value after `mark` (its last occurrence; the first for `actor`).
+
+    None when the value holds an escape: the caller then parses the entry properly.
+    """
+    if mark is _ACTOR:
+        at = len(mark) if state.startswith(mark) else -1
+    else:
+        at = state.rfind(mark)
+        at = at + len(mark) if at >= 0 else -1
+    if at < 0:
+        return None
+    end = state.find(b'"', at)
+    if end < 0:
+        return None
+    chunk = state[at:end]
+    return None if b"\\" in chunk else chunk.decode()
+
+
+@dataclass(frozen=True)
+class Page:
+    """Events with positions in (after, covered]; `covered` None when nothing was read."""
+
+    events: list[Event]
+    covered: int | None
+
+
+class EventSource(Protocol):
+    """Where the runner reads events from, in global order."""
+
+    def read(self, after: int, limit: int) -> Page: ...
+
+    def head(self) -> int: ...
+
+
+class LogSource:
+    """The live notification log (`select_notifications`), optionally bounded.
+
+    `stop`: only positions <= stop (the ledger as it stood at that position);
+    `known_at`: only events with `recorded_at` <= known_at (a normalised RFC 3339 string).
+    """
+
+    def __init__(self, recorder: Any, stop: int | None = None, known_at: str | None = None):
+        self.recorder = recorder
+        self.stop = stop
+        self.known_at = known_at
+
+    def read(self, after: int, limit: int) -> Page:
+        if self.stop is not None and after >= self.stop:
+            return Page([], None)
+        page = self.recorder.select_notifications(start=after + 1, limit=limit, stop=self.stop)
+        if not page:
+            return Page([], None)
+        events = [Event.from_notification(n) for n in page]
+        if self.known_at is not None:
+            known_at = self.known_at
+            events = [e for e in events if e.recorded_at <= known_at]
+        return Page(events, page[-1].id)
+
+    def head(self) -> int:
+        head = int(self.recorder.max_notification_id() or 0)
+        return head if self.stop is None else min(head, self.stop)
+
+
+class ListSource:
+    """Events already selected (e.g. one executive's streams), served in global order."""
+
+    def __init__(self, events: Iterable[Event]):
+        self.events = sorted(events, key=lambda e: e.position)
+
+    def read(self, after: int, limit: int) -> Page:
+        chosen = [e for e in self.events if e.position > after][:limit]
+        return Page(chosen, chosen[-1].position if chosen else None)
+
+    def head(self) -> int:
+        return self.events[-1].position if self.events else 0
+
+
+class EventLog:
+    """Reads of the ledger's event table the library's recorder does not offer.
+
+    By stream (with positions, which `select_events` leaves out) and by position, for audit
+    trails and per-executive replays. SQLite: `rowid` is the notification id; PostgreSQL:
+    `notification_id`, in the datastore's schema.
+    """
+
+    def __init__(self, recorder: Any):
+        self.recorder = recorder
+        dialect = recorder.tables.dialect
+        self.p = recorder.tables.p
+        table = recorder.events_table_name
+        if dialect == "sqlite":
+            self.table = table
+            self.id_column = "rowid"
+        else:
+            self.table = f'"{recorder.datastore.schema}"."{table}"'
+            self.id_column = "notification_id"
+
+    def _select(self, where: str, params: Sequence[Any]) -> list[Event]:
+        sql = (
+            f"SELECT {self.id_column} AS id, originator_id AS stream_id, "
+            f"originator_version AS version, topic AS type, state AS state "
+            f"FROM {self.table} WHERE {where} ORDER BY {self.id_column}"
+        )
+        with self.recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute(sql, tuple(params))
+            rows = cursor.fetchall()
+        return [
+            Event(int(r["id"]), str(r["stream_id"]), int(r["version"]), r["type"], bytes(r["state"]))
+            for r in rows
+        ]
+
+    def by_streams(self, stream_ids: Sequence[str]) -> list[Event]:
+        """Every event of the given streams, in global order."""
+        found: list[Event] = []
+        for chunk in _chunks(sorted(set(stream_ids)), 500):
+            marks = ",".join([self.p] * len(chunk))
+            found.extend(self._select(f"originator_id IN ({marks})", chunk))
+        found.sort(key=lambda e: e.position)
+        return found
+
+    def by_positions(self, positions: Sequence[int]) -> list[Event]:
+        found: list[Event] = []
+        for chunk in _chunks(sorted(set(positions)), 500):
+            marks = ",".join([self.p] * len(chunk))
+            found.extend(self._select(f"{self.id_column} IN ({marks})", chunk))
+        found.sort(key=lambda e: e.position)
+        return found
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

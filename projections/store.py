@@ -1,0 +1,286 @@
+"""Where read models keep their rows: the ledger's own store, or a throw-away in-memory copy.
+
+`LedgerStore` writes into the same database as the events (SQLite file or PostgreSQL, in the
+ledger's schema, qualified as `ledger/recorders.py` does), so a projection's rows and its
+tracking position commit in one transaction. `MemoryStore` is an in-memory SQLite database
+for replays (`ReadModels.as_of`): same tables, same SQL, nothing shared with the live store.
+
+Tables are declared with `Table`; rows are cached in memory by `Rows` while a batch (or a
+whole rebuild) is processed and written back with `executemany` upserts. JSON columns hold
+`json.dumps(..., sort_keys=True)` text, so equal state gives equal bytes on every backend,
+and `table_digest_lines` gives the canonical dump a digest is taken over.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+TEXT = "text"
+INT = "int"
+JSON = "json"
+
+_dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
+def dumps(value: Any) -> str:
+    """Canonical JSON text for a JSON column."""
+    return _dumps(value)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A read-model table: columns as (name, kind), the primary key and extra indexes."""
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    key: tuple[str, ...]
+    indexes: tuple[tuple[str, ...], ...] = ()
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _kind in self.columns)
+
+    @property
+    def json_columns(self) -> frozenset[str]:
+        return frozenset(name for name, kind in self.columns if kind == JSON)
+
+
+class Store:
+    """SQL dialect, table naming and transactions of one database."""
+
+    dialect: str = "sqlite"
+    p: str = "?"
+    schema: str = ""
+
+    def name(self, table: str) -> str:
+        return f'"{self.schema}".{table}' if self.schema else table
+
+    @contextmanager
+    def transaction(self, commit: bool) -> Iterator[Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+        yield
+
+    # -- DDL -------------------------------------------------------------------------------
+
+    def create_statements(self, table: Table) -> list[str]:
+        big = "BIGINT" if self.dialect == "postgres" else "INTEGER"
+        kinds = {TEXT: "TEXT", INT: big, JSON: "TEXT"}
+        cols = ", ".join(f"{name} {kinds[kind]}" for name, kind in table.columns)
+        statements = [
+            f"CREATE TABLE IF NOT EXISTS {self.name(table.name)} "
+            f"({cols}, PRIMARY KEY ({', '.join(table.key)}))"
+        ]
+        for index in table.indexes:
+            index_name = f"{table.name}_{'_'.join(index)}_idx"
+            statements.append(
+                f"CREATE INDEX IF NOT EXISTS {index_name} "
+                f"ON {self.name(table.name)} ({', '.join(index)})"
+            )
+        return statements
+
+    def drop_statement(self, table: Table) -> str:
+        return f"DROP TABLE IF EXISTS {self.name(table.name)}"
+
+    def lock_ddl(self, cursor: Any) -> None:
+        """Serialise schema changes between processes (PostgreSQL; SQLite's writer lock)."""
+
+    # -- rows ------------------------------------------------------------------------------
+
+    def upsert_sql(self, table: Table) -> str:
+        cols = table.column_names
+        marks = ", ".join([self.p] * len(cols))
+        updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in table.key)
+        conflict = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
+        return (
+            f"INSERT INTO {self.name(table.name)} ({', '.join(cols)}) VALUES ({marks}) "
+            f"ON CONFLICT ({', '.join(table.key)}) {conflict}"
+        )
+
+    def insert_sql(self, table: Table) -> str:
+        cols = table.column_names
+        marks = ", ".join([self.p] * len(cols))
+        return f"INSERT INTO {self.name(table.name)} ({', '.join(cols)}) VALUES ({marks})"
+
+    def select_by_key_sql(self, table: Table) -> str:
+        where = " AND ".join(f"{k} = {self.p}" for k in table.key)
+        return (
+            f"SELECT {', '.join(table.column_names)} FROM {self.name(table.name)} WHERE {where}"
+        )
+
+    def order_by(self, columns: Sequence[str], table: Table) -> str:
+        """ORDER BY in byte order on both backends (PostgreSQL's collation may differ)."""
+        kinds = dict(table.columns)
+        collate = ' COLLATE "C"' if self.dialect == "postgres" else ""
+        return ", ".join(
+            f"{c}{collate}" if kinds.get(c, TEXT) != INT else c for c in columns
+        )
+
+
+class LedgerStore(Store):
+    """The ledger's own database, through the eventsourcing recorder's datastore."""
+
+    def __init__(self, recorder: Any):
+        self.recorder = recorder
+        self.datastore = recorder.datastore
+        self.dialect = recorder.tables.dialect
+        self.p = recorder.tables.p
+        self.schema = str(getattr(self.datastore, "schema", "") or "")
+
+    @contextmanager
+    def transaction(self, commit: bool) -> Iterator[Any]:
+        with self.datastore.transaction(commit=commit) as cursor:
+            yield cursor
+
+    def lock_ddl(self, cursor: Any) -> None:
+        if self.dialect == "postgres":
+            cursor.execute("SELECT pg_advisory_xact_lock(7461836925)")
+
+
+class MemoryStore(Store):
+    """A private in-memory SQLite database (replays and disputes); thread-safe, one writer."""
+
+    def __init__(self) -> None:
+        self.connection = sqlite3.connect(
+            ":memory:", isolation_level=None, check_same_thread=False
+        )
+        self.connection.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+
+    @contextmanager
+    def transaction(self, commit: bool) -> Iterator[Any]:
+        with self._lock:
+            cursor = self.connection.cursor()
+            cursor.execute("BEGIN")
+            try:
+                yield cursor
+            except BaseException:
+                self.connection.rollback()
+                raise
+            if commit:
+                self.connection.commit()
+            else:
+                self.connection.rollback()
+            cursor.close()
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+class Rows:
+    """A write-back cache of one table's rows, keyed by the primary key.
+
+    `complete` means the cache holds every row of the table (it was emptied in this process
+    and nobody else wrote since): a miss then needs no query. Rows are plain dicts; the
+    projection mutates them and calls `put` (or `touch`) to have them written on `flush`.
+    """
+
+    def __init__(self, store: Store, table: Table):
+        self.store = store
+        self.table = table
+        self.cache: dict[Any, dict[str, Any] | None] = {}
+        self.dirty: set[Any] = set()
+        self.complete = False
+        self.cursor: Any = None
+        self._single = len(table.key) == 1
+        self._json = table.json_columns
+        self._select = store.select_by_key_sql(table)
+        self._upsert = store.upsert_sql(table)
+
+    def get(self, key: Any) -> dict[str, Any] | None:
+        try:
+            return self.cache[key]
+        except KeyError:
+            pass
+        if self.complete:
+            return None
+        params = (key,) if self._single else tuple(key)
+        self.cursor.execute(self._select, params)
+        found = self.cursor.fetchone()
+        row = None if found is None else self._decode(found)
+        self.cache[key] = row
+        return row
+
+    def put(self, key: Any, row: dict[str, Any]) -> None:
+        self.cache[key] = row
+        self.dirty.add(key)
+
+    def touch(self, key: Any) -> None:
+        self.dirty.add(key)
+
+    def _decode(self, found: Any) -> dict[str, Any]:
+        row = {name: found[name] for name in self.table.column_names}
+        for name in self._json:
+            if row[name] is not None:
+                row[name] = json.loads(row[name])
+        return row
+
+    def flush(self, cursor: Any) -> None:
+        if not self.dirty:
+            return
+        names = self.table.column_names
+        json_cols = self._json
+        values = []
+        for key in sorted(self.dirty, key=_sort_key):
+            row = self.cache[key]
+            if row is None:  # pragma: no cover - rows are never deleted
+                continue
+            values.append(
+                tuple(
+                    (dumps(row[n]) if row[n] is not None else None) if n in json_cols else row[n]
+                    for n in names
+                )
+            )
+        cursor.executemany(self._upsert, values)
+        self.dirty.clear()
+
+    def forget(self) -> None:
+        """Drop cached rows (after a rollback, or when another process may have written)."""
+        self.cache.clear()
+        self.dirty.clear()
+        self.complete = False
+
+
+class Appends:
+    """Insert-only rows of one table, buffered until `flush` (an index over positions)."""
+
+    def __init__(self, store: Store, table: Table):
+        self.store = store
+        self.table = table
+        self.buffer: list[tuple[Any, ...]] = []
+        self._insert = store.insert_sql(table)
+
+    def add(self, row: tuple[Any, ...]) -> None:
+        self.buffer.append(row)
+
+    def flush(self, cursor: Any) -> None:
+        if self.buffer:
+            cursor.executemany(self._insert, self.buffer)
+            self.buffer.clear()
+
+    def forget(self) -> None:
+        self.buffer.clear()
+
+
+def _sort_key(key: Any) -> Any:
+    return key if isinstance(key, tuple) else (key,)
+
+
+def table_digest_lines(store: Store, cursor: Any, table: Table) -> Iterator[bytes]:
+    """The canonical dump of one table: one JSON array per row, in primary-key byte order."""
+    cols = table.column_names
+    cursor.execute(
+        f"SELECT {', '.join(cols)} FROM {store.name(table.name)} "
+        f"ORDER BY {store.order_by(table.key, table)}"
+    )
+    while True:
+        rows = cursor.fetchmany(5000)
+        if not rows:
+            return
+        for row in rows:
+            yield _dumps([row[c] for c in cols]).encode() + b"\n"
