@@ -165,8 +165,8 @@ def _after_insert(
 
 class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
         self.tables = LedgerTables("sqlite")
+        super().__init__(*args, **kwargs)
         self.merkle = MerkleAppender(self.tables)
 
     def construct_create_table_statements(self) -> list[str]:

@@ -90,6 +90,9 @@ class Store:
     def lock_ddl(self, cursor: Any) -> None:
         """Serialise schema changes between processes (PostgreSQL; SQLite's writer lock)."""
 
+    def snapshot(self, cursor: Any) -> None:
+        """Make the rest of a read transaction see one snapshot (SQLite always does)."""
+
     # -- rows ------------------------------------------------------------------------------
 
     def upsert_sql(self, table: Table) -> str:
@@ -140,6 +143,10 @@ class LedgerStore(Store):
     def lock_ddl(self, cursor: Any) -> None:
         if self.dialect == "postgres":
             cursor.execute("SELECT pg_advisory_xact_lock(7461836925)")
+
+    def snapshot(self, cursor: Any) -> None:
+        if self.dialect == "postgres":
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
 
 
 class MemoryStore(Store):

@@ -330,7 +330,8 @@ class DemoGenerator:
             submission=self._sub(rated_on, hr),
         )
         self._maybe_store(appraisal)
-        initial_level = int(appraisal.initial_rating["summary_level"])  # type: ignore[index]
+        assert appraisal.initial_rating is not None
+        initial_level = int(appraisal.initial_rating["summary_level"])
         considered = ["initial_rating"]
         closed_on = rated_on
         roll = rng.random()
@@ -371,8 +372,7 @@ class DemoGenerator:
             self._maybe_store(appraisal)
             self.summary.waivers += 1
         board = self.boards[agency]
-        members = [m["member_id"] for m in board.facts_members()] if hasattr(
-            board, "facts_members") else list(board.facts().members)
+        members = sorted(board.facts().members)
         recommended_on = max(closed_on, rated_on + timedelta(days=10)) + timedelta(
             days=rng.randint(3, 20)
         )

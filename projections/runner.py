@@ -1,0 +1,301 @@
+"""Runs projections over the event log: catch up, rebuild, follow, status, digest.
+
+Exactly-once, crash-safe and concurrent-safe by construction:
+
+- Each projection has a row in `proj_tracking(name, position, version)`. A batch's rows and
+  the new position are written in ONE transaction: after a crash either both are stored or
+  neither, so a restart resumes at the stored position and never applies an event twice or
+  skips one.
+- A batch is read from the log first (outside any lock), then the transaction takes the
+  tracking rows' lock (PostgreSQL `SELECT ... FOR UPDATE`; SQLite: an `UPDATE` as the first
+  statement takes the database's single writer lock, i.e. `BEGIN IMMEDIATE` semantics) and
+  re-reads the positions. Events at or below the re-read position are skipped; a projection
+  whose position fell below the batch start (another process reset it) waits for the next
+  batch. Two processes catching up at once (the API before a read, `ses-ledger project
+  --follow`) therefore serialise per batch and each event is applied once.
+- Rows are cached in memory between batches only while the stored position is the one this
+  process wrote last; otherwise (someone else advanced it) the cache is dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eventsourcing.persistence import PersistenceError
+
+from projections.base import Projection
+from projections.events import EventSource
+from projections.store import INT, TEXT, Store, Table, table_digest_lines
+
+log = logging.getLogger("ses_ledger.projections")
+
+TRACKING = Table(
+    "proj_tracking", (("name", TEXT), ("position", INT), ("version", INT)), ("name",)
+)
+
+#: Notifications per transaction when catching up, and during a rebuild.
+CATCH_UP_BATCH = 2000
+REBUILD_BATCH = 10000
+#: Cached rows per projection above which the cache is dropped after a batch.
+MAX_CACHED_ROWS = 3_000_000
+
+#: Errors a long-lived worker survives (lost connection, lock timeout): it retries.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (PersistenceError, sqlite3.Error, OSError)
+
+
+@dataclass(frozen=True)
+class Status:
+    name: str
+    position: int
+    head: int
+    version: int
+    current_version: int
+
+    @property
+    def lag(self) -> int:
+        return max(self.head - self.position, 0)
+
+    @property
+    def stale(self) -> bool:
+        return self.version != self.current_version
+
+
+class Runner:
+    def __init__(
+        self,
+        store: Store,
+        source: EventSource,
+        projections: Sequence[Projection],
+        batch_size: int = CATCH_UP_BATCH,
+    ) -> None:
+        self.store = store
+        self.source = source
+        self.projections = {p.name: p for p in projections}
+        self.batch_size = batch_size
+        #: The position this process last committed per projection (None: unknown).
+        self._expected: dict[str, int | None] = dict.fromkeys(self.projections)
+        self._mutex = threading.Lock()
+        t = store.name(TRACKING.name)
+        p = store.p
+        self._sql_positions = f"SELECT name AS name, position AS position, version AS version FROM {t}"
+        self._sql_set = f"UPDATE {t} SET position = {p} WHERE name = {p}"
+        self._sql_reset = f"UPDATE {t} SET position = 0, version = {p} WHERE name = {p}"
+        self._sql_add = f"INSERT INTO {t} (name, position, version) VALUES ({p}, 0, {p})"
+        self._tracking = t
+
+    def _select(self, names: Sequence[str] | None) -> list[Projection]:
+        if not names:
+            return list(self.projections.values())
+        unknown = [n for n in names if n not in self.projections]
+        if unknown:
+            raise KeyError(
+                f"unknown projection {', '.join(unknown)}; known: {', '.join(self.projections)}"
+            )
+        return [self.projections[n] for n in names]
+
+    # -- tables ----------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Create missing tables; rebuild from 0 any projection whose version changed."""
+        with self.store.transaction(commit=True) as cursor:
+            self.store.lock_ddl(cursor)
+            for statement in self.store.create_statements(TRACKING):
+                cursor.execute(statement)
+        with self.store.transaction(commit=True) as cursor:
+            # SQLite: the first statement must write, or a concurrent commit makes the
+            # later upgrade to a write transaction fail at once instead of waiting.
+            self._lock(cursor, list(self.projections))
+            self.store.lock_ddl(cursor)
+            stored = self._positions(cursor)
+            for projection in self.projections.values():
+                row = stored.get(projection.name)
+                if row is not None and row[1] != projection.version:
+                    log.warning(
+                        "projection %s changed (version %s -> %s): rebuilding from 0",
+                        projection.name, row[1], projection.version,
+                    )
+                    for table in projection.tables:
+                        cursor.execute(self.store.drop_statement(table))
+                    cursor.execute(self._sql_reset, (projection.version, projection.name))
+                    self._expected[projection.name] = None
+                for table in projection.tables:
+                    for statement in self.store.create_statements(table):
+                        cursor.execute(statement)
+                if row is None:
+                    cursor.execute(self._sql_add, (projection.name, projection.version))
+
+    def _lock(self, cursor: Any, names: Sequence[str]) -> None:
+        """Take the tracking rows' lock for this transaction (see module docstring)."""
+        marks = ", ".join([self.store.p] * len(names))
+        if self.store.dialect == "postgres":
+            cursor.execute(
+                f"SELECT name FROM {self._tracking} WHERE name IN ({marks}) "
+                "ORDER BY name FOR UPDATE",
+                tuple(names),
+            )
+            cursor.fetchall()
+        else:
+            cursor.execute(
+                f"UPDATE {self._tracking} SET position = position WHERE name IN ({marks})",
+                tuple(names),
+            )
+
+    def _positions(self, cursor: Any) -> dict[str, tuple[int, int]]:
+        cursor.execute(self._sql_positions)
+        return {
+            str(r["name"]): (int(r["position"]), int(r["version"])) for r in cursor.fetchall()
+        }
+
+    def positions(self) -> dict[str, int]:
+        with self.store.transaction(commit=False) as cursor:
+            stored = self._positions(cursor)
+        return {name: stored.get(name, (0, 0))[0] for name in self.projections}
+
+    # -- processing ------------------------------------------------------------------------
+
+    def reset(self, names: Sequence[str] | None = None) -> None:
+        """Empty the projections' tables and set their position to 0, in one transaction."""
+        chosen = self._select(names)
+        with self._mutex:
+            with self.store.transaction(commit=True) as cursor:
+                self._lock(cursor, [p.name for p in chosen])
+                for projection in chosen:
+                    for table in projection.tables:
+                        cursor.execute(f"DELETE FROM {self.store.name(table.name)}")
+                    cursor.execute(self._sql_reset, (projection.version, projection.name))
+            for projection in chosen:
+                projection.mark_complete()
+                self._expected[projection.name] = 0
+
+    def catch_up(
+        self,
+        names: Sequence[str] | None = None,
+        *,
+        progress: Callable[[int], None] | None = None,
+        stop: threading.Event | None = None,
+        batch_size: int | None = None,
+    ) -> int:
+        """Process every new event; returns the lowest position of the chosen projections."""
+        chosen = self._select(names)
+        size = batch_size or self.batch_size
+        with self._mutex:
+            while stop is None or not stop.is_set():
+                covered = self._step(chosen, size)
+                if covered is None:
+                    break
+                if progress is not None:
+                    progress(covered)
+            return min(self.positions()[p.name] for p in chosen)
+
+    def rebuild(
+        self,
+        names: Sequence[str] | None = None,
+        *,
+        progress: Callable[[int], None] | None = None,
+        stop: threading.Event | None = None,
+        batch_size: int = REBUILD_BATCH,
+    ) -> int:
+        self.reset(names)
+        return self.catch_up(names, progress=progress, stop=stop, batch_size=batch_size)
+
+    def _step(self, chosen: list[Projection], size: int) -> int | None:
+        """One batch: read, lock, re-read positions, apply, write rows and positions."""
+        names = [p.name for p in chosen]
+        with self.store.transaction(commit=False) as cursor:
+            known = self._positions(cursor)
+        after = min(known.get(n, (0, 0))[0] for n in names)
+        page = self.source.read(after, size)
+        if page.covered is None:
+            return None
+        covered = page.covered
+        advanced: list[Projection] = []
+        try:
+            with self.store.transaction(commit=True) as cursor:
+                self._lock(cursor, names)
+                now = self._positions(cursor)
+                for projection in chosen:
+                    position = now[projection.name][0]
+                    if position < after or position >= covered:
+                        continue  # reset meanwhile (wait for its batch), or already done
+                    if self._expected[projection.name] != position:
+                        projection.forget()
+                        if position == 0:
+                            projection.mark_complete()
+                    projection.bind(cursor)
+                    for event in page.events:
+                        if event.position > position:
+                            projection.process(event)
+                    projection.flush(cursor)
+                    cursor.execute(self._sql_set, (covered, projection.name))
+                    advanced.append(projection)
+        except BaseException:
+            for projection in chosen:
+                projection.forget()
+                self._expected[projection.name] = None
+            raise
+        for projection in advanced:
+            self._expected[projection.name] = covered
+            if projection.cached_rows() > MAX_CACHED_ROWS:
+                projection.forget()
+        return covered
+
+    def follow(
+        self,
+        stop: threading.Event,
+        interval: float = 1.0,
+        names: Sequence[str] | None = None,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        """Catch up, then poll every `interval` seconds until `stop` is set.
+
+        A lost connection or lock timeout is logged and retried with a growing pause (at most
+        30 s); the next attempt resumes from the stored positions.
+        """
+        failures = 0
+        while not stop.is_set():
+            try:
+                self.catch_up(names, stop=stop, progress=on_batch)
+                failures = 0
+                stop.wait(interval)
+            except TRANSIENT_ERRORS as exc:
+                failures += 1
+                pause = min(interval * 2**failures, 30.0)
+                log.warning("projection worker: %s; retrying in %.1fs", exc, pause)
+                stop.wait(pause)
+
+    # -- inspection ------------------------------------------------------------------------
+
+    def status(self) -> list[Status]:
+        head = self.source.head()
+        with self.store.transaction(commit=False) as cursor:
+            stored = self._positions(cursor)
+        return [
+            Status(
+                name=p.name,
+                position=stored.get(p.name, (0, 0))[0],
+                head=head,
+                version=stored.get(p.name, (0, 0))[1],
+                current_version=p.version,
+            )
+            for p in self.projections.values()
+        ]
+
+    def digest(self, names: Sequence[str] | None = None) -> dict[str, str]:
+        """SHA-256 (hex) of each projection's full state: its tables, canonically dumped."""
+        result: dict[str, str] = {}
+        with self.store.transaction(commit=False) as cursor:
+            self.store.snapshot(cursor)
+            for projection in self._select(names):
+                h = hashlib.sha256()
+                for table in sorted(projection.tables, key=lambda t: t.name):
+                    h.update(f"table {table.name}\n".encode())
+                    for line in table_digest_lines(self.store, cursor, table):
+                        h.update(line)
+                result[projection.name] = h.hexdigest()
+        return result
