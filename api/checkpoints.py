@@ -60,9 +60,7 @@ class Checkpointer:
         """Count new events; once `every` have accumulated, checkpoint in the background."""
         with self._lock:
             self._pending += events
-            due = self._pending >= self.every and (
-                self._running is None or self._running.done()
-            )
+            due = self._pending >= self.every and (self._running is None or self._running.done())
             if due:
                 self._running = self._pool.submit(self._issue_quietly)
 

@@ -7,15 +7,18 @@ models) keeps authorization exact even while the projections lag behind the writ
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
 
+from api.auth import ID_PATTERN
 from ledger.application import LedgerApp
 from ledger.entry import entry_from_state
 from ledger.errors import NotFound, UnknownReference
 
 _CACHE_LIMIT = 200_000
+_ID = re.compile(ID_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,9 @@ class Directory:
         return entry_from_state(stored[0].state) if stored else None
 
     def facts(self, stream_id: str) -> StreamFacts | None:
-        """Facts of any stream, or None when it does not exist."""
+        """Facts of any stream, or None when it does not exist (or cannot be an id)."""
+        if not _ID.match(stream_id):
+            return None
         cached = self._facts.get(stream_id)
         if cached is not None:
             return cached
@@ -49,7 +54,7 @@ class Directory:
         data = first.get("data") or {}
         kind = str(first.get("type"))
         if kind == "PlanSet":
-            executive_id = str(data.get("executive_id") or self.app.appraisal(stream_id).executive_id)
+            executive_id = str(data.get("executive_id"))
             owner = self.facts(executive_id)
             facts = StreamFacts(
                 kind,

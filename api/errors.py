@@ -83,11 +83,14 @@ class Unavailable(ApiProblem):
 
 
 def problem(
-    status: int, slug: str, title: str, detail: str, headers: dict[str, str] | None = None,
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> Response:
-    body: dict[str, Any] = {"type": URN + slug, "title": title, "status": status,
-                            "detail": detail}
+    body: dict[str, Any] = {"type": URN + slug, "title": title, "status": status, "detail": detail}
     body.update(extra)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
@@ -206,7 +209,9 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {
-        s: {"description": "problem details (RFC 9457)",
-            "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}}
+        s: {
+            "description": "problem details (RFC 9457)",
+            "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}},
+        }
         for s in statuses
     }

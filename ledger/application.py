@@ -31,6 +31,7 @@ from ledger.errors import (
     UnknownReference,
 )
 from ledger.keys import KeyRing, Signer
+from ledger.log import MerkleLog
 from ledger.mapper import LedgerMapper
 
 A = TypeVar("A", bound=LedgerAggregate)
@@ -69,7 +70,9 @@ class LedgerApp(Application[str]):
         self._signer = signer
         self._signer_lock = threading.Lock()
         self.clock = clock or (lambda: datetime.now(UTC))
+        self._since_checkpoint = 0
         super().__init__(env=config.eventsourcing_env())
+        self.merkle_log = MerkleLog(self.recorder)
 
     def construct_mapper(self) -> Mapper[str]:
         return LedgerMapper()
@@ -89,9 +92,14 @@ class LedgerApp(Application[str]):
         signer = self.signer
         prev = aggregate.head_hash
         for event in aggregate.pending_events:
-            sealed = seal(_hashed_fields(event, prev), signer.key_id, signer.sign)
+            hashed = _hashed_fields(event, prev)
+            sealed = seal(hashed, signer.key_id, signer.sign)
+            hashed["hash"] = sealed.hash
+            hashed["signature"] = sealed.signature
+            hashed["key_id"] = sealed.key_id
             object.__setattr__(event, "ledger_state", sealed.state)
             object.__setattr__(event, "entry_hash", sealed.hash)
+            object.__setattr__(event, "ledger_entry", hashed)
             prev = sealed.hash
         aggregate.head_hash = prev
 
@@ -118,9 +126,25 @@ class LedgerApp(Application[str]):
             raise ConcurrencyConflict(
                 "another write to the same record was stored first; reload and retry"
             ) from None
-        return [
-            entry_from_state(r.notification.state, r.notification.id) for r in recordings
+        entries = [
+            {"position": r.notification.id, **r.domain_event.__dict__["ledger_entry"]}
+            for r in recordings
         ]
+        self._maybe_checkpoint(len(entries))
+        return entries
+
+    def _maybe_checkpoint(self, stored: int) -> None:
+        """Integrate the Merkle log and sign a checkpoint after every N events (issue 6)."""
+        every = self.config.checkpoint_every
+        if every <= 0:
+            return
+        with self._signer_lock:
+            self._since_checkpoint += stored
+            due = self._since_checkpoint >= every
+            if due:
+                self._since_checkpoint = 0
+        if due:
+            self.merkle_log.issue_checkpoint(self.signer, self.config.origin, min_growth=every)
 
     def _load(self, cls: type[A], stream_id: str, *, reference: str | None = None) -> A:
         try:

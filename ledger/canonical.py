@@ -24,29 +24,29 @@ _encode = json.JSONEncoder(
 _MAX_SAFE = 2**53 - 1
 
 
+_LEAF = frozenset({str, bool, type(None)})
+
+
 def _fast_path_ok(value: Any) -> bool:
     """True when `json.dumps` provably gives the JCS bytes for `value`."""
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        t = type(v)
-        if t is str or t is bool or v is None:
-            continue
-        if t is int:
-            if -_MAX_SAFE <= v <= _MAX_SAFE:
-                continue
-            return False
-        if t is list or t is tuple:
-            stack.extend(v)
-            continue
-        if t is dict:
-            for k, item in v.items():
-                if type(k) is not str or not k.isascii():
-                    return False
-                stack.append(item)
-            continue
-        return False
-    return True
+    t = type(value)
+    if t in _LEAF:
+        return True
+    if t is int:
+        return -_MAX_SAFE <= value <= _MAX_SAFE
+    if t is dict:
+        for k, item in value.items():
+            if type(k) is not str or not k.isascii():
+                return False
+            if type(item) not in _LEAF and not _fast_path_ok(item):
+                return False
+        return True
+    if t is list or t is tuple:
+        for item in value:
+            if type(item) not in _LEAF and not _fast_path_ok(item):
+                return False
+        return True
+    return False
 
 
 def canonical_json(value: Any) -> bytes:

@@ -38,7 +38,9 @@ _HASH_MARK = b',"hash":"'
 
 def format_timestamp(value: Any) -> str:
     """RFC 3339 UTC with microseconds and a `Z`, the contract's `recorded_at` form."""
-    return str(value.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    if value.utcoffset():
+        raise ValueError("recorded_at must be in UTC")
+    return f"{value.replace(tzinfo=None).isoformat(timespec='microseconds')}Z"
 
 
 @dataclass(frozen=True)
@@ -47,10 +49,17 @@ class SealedState:
 
     state: bytes
     hash: str
+    signature: str
+    key_id: str
 
 
 def seal(hashed: dict[str, Any], key_id: str, sign: Callable[[bytes], bytes]) -> SealedState:
-    """Hash and sign one entry's hashed fields; returns the bytes to store."""
+    """Hash and sign one entry's hashed fields; returns the bytes to store.
+
+    `key_id` is hex (see ledger.keys), so it needs no JSON escaping.
+    """
+    if not key_id.isalnum():
+        raise ValueError("a key id is alphanumeric")
     body = canonical_json(hashed)
     digest = hashlib.sha256(body).digest()
     hex_hash = digest.hex()
@@ -61,14 +70,14 @@ def seal(hashed: dict[str, Any], key_id: str, sign: Callable[[bytes], bytes]) ->
             body,
             _HASH_MARK,
             hex_hash.encode(),
-            b'","key_id":',
-            canonical_json(key_id),
-            b',"signature":"',
+            b'","key_id":"',
+            key_id.encode(),
+            b'","signature":"',
             signature,
             b'"}',
         )
     )
-    return SealedState(state=state, hash=hex_hash)
+    return SealedState(state=state, hash=hex_hash, signature=signature.decode(), key_id=key_id)
 
 
 def split_state(state: bytes) -> tuple[bytes, dict[str, Any]]:

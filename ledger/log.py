@@ -16,7 +16,14 @@ from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.entry import format_timestamp
 from ledger.errors import LedgerError
 from ledger.keys import Signer
-from ledger.merkle import inclusion_proof, consistency_proof, node_key, tree_root
+from ledger.merkle import (
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    node_key,
+    subtree_hashes_completed_by_append,
+    tree_root,
+)
 
 
 class ProofUnavailable(LedgerError):
@@ -36,15 +43,101 @@ class MerkleLog:
         self.recorder = recorder
         self.t = recorder.tables
         self.p = self.t.p
+        self._cached_size = -1
+        self._cache: dict[tuple[int, int], bytes] = {}
 
     def _cursor(self) -> Any:
         return self.recorder.datastore.transaction(commit=False)
 
     def size(self) -> int:
+        """Leaves integrated so far (events committed later are integrated on demand)."""
         with self._cursor() as c:
-            c.execute(self.t.max_leaf)
+            c.execute(f"SELECT tree_size AS n FROM {self.t.state} WHERE id=1")
             row = c.fetchone()
-        return 0 if row is None or row["n"] is None else int(row["n"]) + 1
+        return 0 if row is None else int(row["n"])
+
+    def pending(self) -> bool:
+        """True when committed events wait to be integrated."""
+        with self._cursor() as c:
+            c.execute(f"SELECT last_position AS p FROM {self.t.state} WHERE id=1")
+            row = c.fetchone()
+        last = 0 if row is None else int(row["p"])
+        return bool(self.recorder.select_notifications(start=last + 1, limit=1))
+
+    def integrate(self, batch: int = 5000) -> int:
+        """Append every committed event not yet in the tree, in global order; the new size.
+
+        Each batch is one transaction holding the state row's lock, so concurrent
+        integrators (API, projector, CLI) serialise and a crash leaves a consistent prefix.
+        """
+        while self._integrate_batch(batch) == batch:
+            pass
+        return self.size()
+
+    def _lock_state(self, c: Any) -> tuple[int, int]:
+        if self.p == "?":  # SQLite: the first write takes the database's single write lock
+            c.execute(f"UPDATE {self.t.state} SET tree_size = tree_size WHERE id=1")
+            c.execute(f"SELECT tree_size AS n, last_position AS p FROM {self.t.state} WHERE id=1")
+        else:
+            c.execute(
+                f"SELECT tree_size AS n, last_position AS p FROM {self.t.state} "
+                "WHERE id=1 FOR UPDATE"
+            )
+        row = c.fetchone()
+        return int(row["n"]), int(row["p"])
+
+    def _frontier(self, c: Any, size: int) -> dict[tuple[int, int], bytes]:
+        """The left siblings future appends need: one stored node per set bit of `size`."""
+        if self._cached_size == size:
+            return self._cache
+        frontier: dict[tuple[int, int], bytes] = {}
+        for k in range(size.bit_length()):
+            if (size >> k) & 1:
+                idx = (size >> k) - 1
+                if k == 0:
+                    c.execute(self.t.get_leaf, (idx,))
+                else:
+                    c.execute(self.t.get_node, (k, idx))
+                row = c.fetchone()
+                if row is None:
+                    raise ProofUnavailable(f"the Merkle node ({k}, {idx}) is missing")
+                frontier[(k, idx)] = bytes(row["h"])
+        return frontier
+
+    def _integrate_batch(self, batch: int) -> int:
+        with self.recorder.datastore.transaction(commit=True) as c:
+            size, last = self._lock_state(c)
+            notifications = self.recorder.select_notifications(start=last + 1, limit=batch)
+            if not notifications:
+                return 0
+            known = dict(self._frontier(c, size))
+            leaves: list[tuple[int, int, bytes]] = []
+            nodes: list[tuple[int, int, bytes]] = []
+            for n in notifications:
+                leaf = leaf_hash(event_hash_bytes(n.state))
+                for (level, idx), h in subtree_hashes_completed_by_append(
+                    size, leaf, known.__getitem__
+                ):
+                    known[(level, idx)] = h
+                    if level == 0:
+                        leaves.append((idx, n.id, h))
+                    else:
+                        nodes.append((level, idx, h))
+                size += 1
+            c.executemany(self.t.put_leaf, leaves)
+            if nodes:
+                c.executemany(self.t.put_node, nodes)
+            c.execute(
+                f"UPDATE {self.t.state} SET tree_size={self.p}, last_position={self.p} WHERE id=1",
+                (size, notifications[-1].id),
+            )
+        self._cache = {
+            (k, (size >> k) - 1): known[(k, (size >> k) - 1)]
+            for k in range(size.bit_length())
+            if (size >> k) & 1
+        }
+        self._cached_size = size
+        return len(notifications)
 
     def _oracle(self, cursor: Any) -> Any:
         def get(start: int, end: int) -> bytes:
@@ -101,6 +194,8 @@ class MerkleLog:
 
     def _check_size(self, tree_size: int) -> None:
         size = self.size()
+        if tree_size > size:
+            size = self.integrate()
         if not 0 < tree_size <= size:
             raise ProofUnavailable(f"tree size {tree_size} is not between 1 and {size}")
 
@@ -130,11 +225,16 @@ class MerkleLog:
             return None
         return StoredCheckpoint(int(row["n"]), bytes(row["r"]), str(row["t"]), str(row["a"]))
 
-    def issue_checkpoint(self, signer: Signer, origin: str) -> StoredCheckpoint | None:
-        """Sign and keep a checkpoint of the current tree; the latest one if nothing is new."""
-        size = self.size()
+    def issue_checkpoint(
+        self, signer: Signer, origin: str, min_growth: int = 1
+    ) -> StoredCheckpoint | None:
+        """Integrate, then sign and keep a checkpoint of the tree if it grew by `min_growth`.
+
+        Returns the latest checkpoint (new or not), or None for an empty ledger.
+        """
+        size = self.integrate()
         latest = self.latest_checkpoint()
-        if size == 0 or (latest is not None and latest.tree_size >= size):
+        if size == 0 or (latest is not None and size - latest.tree_size < min_growth):
             return latest
         root = self.root(size)
         note = sign_checkpoint(Checkpoint(origin, size, root), origin, signer.private_key)
@@ -149,6 +249,12 @@ class MerkleLog:
                 (size, root, note, issued_at),
             )
         return self.latest_checkpoint()
+
+
+def event_hash_bytes(state: bytes) -> bytes:
+    """The 32 raw bytes of the entry hash inside a stored state (see ledger.entry)."""
+    cut = state.rfind(b',"hash":"') + 9
+    return bytes.fromhex(state[cut : cut + 64].decode())
 
 
 def _b64(hashes: list[bytes]) -> list[str]:

@@ -79,6 +79,13 @@ def _leaves(recorder: Any) -> Iterator[tuple[int, int, bytes]]:
         after = rows[-1][0]
 
 
+def _integrated_size(recorder: Any) -> int:
+    with recorder.datastore.transaction(commit=False) as cursor:
+        cursor.execute(f"SELECT tree_size AS n FROM {recorder.tables.state} WHERE id=1")
+        row = cursor.fetchone()
+    return 0 if row is None else int(row["n"])
+
+
 def _checkpoints(recorder: Any) -> list[tuple[int, str]]:
     with recorder.datastore.transaction(commit=False) as cursor:
         cursor.execute(
@@ -98,6 +105,7 @@ def verify_ledger(
     heads: dict[str, tuple[int, str]] = {}
     tree = CompactRange()
     leaves = _leaves(recorder)
+    integrated = _integrated_size(recorder)
     checkpoints = _checkpoints(recorder)
     pending_cps = list(checkpoints)
     sha256 = hashlib.sha256
@@ -148,9 +156,10 @@ def verify_ledger(
             report.fail(position, f"prev_hash does not chain to version {last_version} of {stream}")
         heads[stream] = (n.originator_version, seal["hash"])
         expected_leaf = leaf_hash(digest)
-        stored = next(leaves, None)
+        stored = next(leaves, None) if tree.size < integrated else None
         if stored is None:
-            report.fail(position, "the event is not in the Merkle log")
+            if tree.size < integrated:
+                report.fail(position, "the event is missing from the Merkle log")
         else:
             index, leaf_position, stored_leaf = stored
             if leaf_position != position:
@@ -166,6 +175,8 @@ def verify_ledger(
         while pending_cps and pending_cps[0][0] == tree.size:
             _check_checkpoint(report, pending_cps.pop(0), tree.root(), keys, origin, position)
     extra = next(leaves, None)
+    if extra is None and tree.size < integrated:
+        report.fail(None, f"the Merkle log holds {integrated} leaves but only {tree.size} events")
     if extra is not None:
         report.fail(extra[1], f"Merkle leaf {extra[0]} names position {extra[1]}, which is gone")
     for size, _note in pending_cps:

@@ -119,6 +119,22 @@ class Page:
     covered: int | None
 
 
+@dataclass(frozen=True)
+class Bound:
+    """The ledger as it stood: positions <= `stop`, `recorded_at` <= `known_at`."""
+
+    stop: int | None = None
+    known_at: str | None = None
+
+    def admits(self, event: Event) -> bool:
+        if self.stop is not None and event.position > self.stop:
+            return False
+        return self.known_at is None or event.recorded_at <= self.known_at
+
+    def filter(self, events: Sequence[Event]) -> list[Event]:
+        return [e for e in events if self.admits(e)]
+
+
 class EventSource(Protocol):
     """Where the runner reads events from, in global order."""
 
@@ -128,32 +144,28 @@ class EventSource(Protocol):
 
 
 class LogSource:
-    """The live notification log (`select_notifications`), optionally bounded.
+    """The live notification log (`select_notifications`), optionally bounded."""
 
-    `stop`: only positions <= stop (the ledger as it stood at that position);
-    `known_at`: only events with `recorded_at` <= known_at (a normalised RFC 3339 string).
-    """
-
-    def __init__(self, recorder: Any, stop: int | None = None, known_at: str | None = None):
+    def __init__(self, recorder: Any, bound: Bound | None = None):
         self.recorder = recorder
-        self.stop = stop
-        self.known_at = known_at
+        self.bound = bound or Bound()
 
     def read(self, after: int, limit: int) -> Page:
-        if self.stop is not None and after >= self.stop:
+        stop = self.bound.stop
+        if stop is not None and after >= stop:
             return Page([], None)
-        page = self.recorder.select_notifications(start=after + 1, limit=limit, stop=self.stop)
+        page = self.recorder.select_notifications(start=after + 1, limit=limit, stop=stop)
         if not page:
             return Page([], None)
         events = [Event.from_notification(n) for n in page]
-        if self.known_at is not None:
-            known_at = self.known_at
-            events = [e for e in events if e.recorded_at <= known_at]
+        if self.bound.known_at is not None:
+            events = self.bound.filter(events)
         return Page(events, page[-1].id)
 
     def head(self) -> int:
         head = int(self.recorder.max_notification_id() or 0)
-        return head if self.stop is None else min(head, self.stop)
+        stop = self.bound.stop
+        return head if stop is None else min(head, stop)
 
 
 class ListSource:

@@ -17,4 +17,4 @@ def build_app(
 
 
 def merkle_log(app: LedgerApp) -> MerkleLog:
-    return MerkleLog(app.recorder)
+    return app.merkle_log

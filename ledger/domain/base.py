@@ -61,13 +61,18 @@ class LedgerEvent:
     def type(self) -> str:
         return type(self).__name__
 
+    @classmethod
+    def data_fields(cls) -> tuple[str, ...]:
+        """Names of the event's own fields (cached: this is on every append's path)."""
+        cached: tuple[str, ...] | None = cls.__dict__.get("_data_fields")
+        if cached is None:
+            cached = tuple(f.name for f in dataclasses.fields(cls) if f.name not in BASE_FIELDS)
+            cls._data_fields = cached  # type: ignore[attr-defined]
+        return cached
+
     def data(self) -> dict[str, Any]:
         """The event's own fields as JSON values (dates as `YYYY-MM-DD`)."""
-        return {
-            f.name: _to_json(getattr(self, f.name))
-            for f in dataclasses.fields(self)
-            if f.name not in BASE_FIELDS
-        }
+        return {name: _to_json(getattr(self, name)) for name in self.data_fields()}
 
     @classmethod
     def date_fields(cls) -> frozenset[str]:
@@ -108,11 +113,14 @@ class LedgerEvent:
 
 
 def _to_json(value: Any) -> Any:
+    t = type(value)
+    if t is str or t is int or t is bool or value is None:
+        return value
     if isinstance(value, date):
         return value.isoformat()
-    if isinstance(value, (list, tuple)):
+    if t is list or t is tuple:
         return [_to_json(v) for v in value]
-    if isinstance(value, dict):
+    if t is dict:
         return {k: _to_json(v) for k, v in value.items()}
     return value
 

@@ -37,7 +37,8 @@ def cycle_of(day: date) -> str:
     return f"FY{fiscal_year(day)}"
 
 
-def _days(n: int) -> str:
+def days_phrase(n: int) -> str:
+    """`1 day`, `29 days`: for error sentences."""
     return f"{n} day" if n == 1 else f"{n} days"
 
 
@@ -185,7 +186,7 @@ def per_2_check_minimum_period(
     if elapsed < PER_2_MINIMUM_DAYS:
         raise RuleViolation(
             "PER-2",
-            f"rated on {rated_on}, {_days(elapsed)} after performance under the plan began "
+            f"rated on {rated_on}, {days_phrase(elapsed)} after performance under the plan began "
             f"on {start}; a rating needs at least {PER_2_MINIMUM_DAYS} days.",
         )
 
@@ -205,7 +206,7 @@ def per_4_check_ratable(
     if performed < PER_2_MINIMUM_DAYS:
         raise RuleViolation(
             "PER-4",
-            f"the period ending {period_end} holds {_days(max(performed, 0))} of performance "
+            f"the period ending {period_end} holds {days_phrase(max(performed, 0))} of performance "
             f"under the plan (from {start}); extend it before rating.",
         )
 
@@ -234,7 +235,7 @@ def per_3_check_transition(rated_on: date, *, is_career: bool, what: str) -> Non
         earliest = inauguration + timedelta(days=PER_3_TRANSITION_DAYS)
         raise RuleViolation(
             "PER-3",
-            f"the {what} of a career executive is dated {rated_on}, {_days(elapsed)} after "
+            f"the {what} of a career executive is dated {rated_on}, {days_phrase(elapsed)} after "
             f"Inauguration Day {inauguration}; the earliest allowed date is {earliest}.",
         )
 
@@ -395,12 +396,18 @@ def prb_5_check_considered(
 REM_4_SUBPART_D = "5 CFR 359 subpart D"
 REM_4_SUBPART_E = "5 CFR 359 subpart E"
 REM_4_PERFORMANCE_STATUTE = "5 U.S.C. 3592(a)(2)"
-_SUBPART = re.compile(r"\b359\b[\s,.]*subpart\s+([a-z])\b", re.IGNORECASE)
+_PART_359 = re.compile(r"\b359\b")
+_SUBPART = re.compile(r"\bsubpart\s+([a-z])\b", re.IGNORECASE)
 _PERFORMANCE_STATUTE = re.compile(r"\b3592\s*\(a\)\s*\(2\)", re.IGNORECASE)
 
 
 def cited_subparts(authority: str) -> frozenset[str]:
-    """The 5 CFR 359 subparts an authority text cites ("5 CFR part 359, subpart E" -> {"E"})."""
+    """The 5 CFR 359 subparts an authority text cites ("5 CFR part 359, subpart E" -> {"E"}).
+
+    Every "subpart X" in a text that names part 359 counts.
+    """
+    if not _PART_359.search(authority):
+        return frozenset()
     return frozenset(m.upper() for m in _SUBPART.findall(authority))
 
 
@@ -441,7 +448,7 @@ def rem_5_check_notice(*, notice_on: date, effective_on: date, removal: bool) ->
         raise RuleViolation(
             "REM-5",
             f"the removal notice of {notice_on} precedes the effective date {effective_on} by "
-            f"{_days(lead)}; at least {REM_5_NOTICE_DAYS} are required.",
+            f"{days_phrase(lead)}; at least {REM_5_NOTICE_DAYS} are required.",
         )
 
 
@@ -475,7 +482,7 @@ def rem_7_check_hearing(
     if lead < REM_7_HEARING_LEAD_DAYS:
         raise RuleViolation(
             "REM-7",
-            f"the hearing request of {hearing_requested_on} comes {_days(lead)} before the "
+            f"the hearing request of {hearing_requested_on} comes {days_phrase(lead)} before the "
             f"removal on {effective_on}; it must be filed at least "
             f"{REM_7_HEARING_LEAD_DAYS} days before.",
         )

@@ -14,7 +14,7 @@ from datetime import date
 from typing import Any, TypedDict
 
 from ledger.policies import get_policy
-from ledger.policies.common import cited_subparts
+from ledger.policies.common import cited_subparts, days_phrase
 from ledger.policies.removal import RemovalHistory, RemovalWindow
 
 #: PER-5: details this long (days, both ends counted) need a written appraisal.
@@ -40,12 +40,12 @@ def plan_1(appraisal_id: str, *, period_start: date, communicated_on: date) -> l
     """PLAN-1: the plan is communicated on or before the period start."""
     if communicated_on <= period_start:
         return []
-    late = (communicated_on - period_start).days
+    late = days_phrase((communicated_on - period_start).days)
     return [
         _finding(
             "PLAN-1",
             appraisal_id,
-            f"the plan was communicated on {communicated_on}, {late} days after the period "
+            f"the plan was communicated on {communicated_on}, {late} after the period "
             f"began on {period_start}",
         )
     ]

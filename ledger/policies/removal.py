@@ -9,15 +9,15 @@ years" / "5 consecutive years" without a measure, so the measure is a named sett
 - `appraisal-cycle`: compare the fiscal years in which the rated periods ended. "Three
   consecutive years" are cycles at most 2 apart (FY2023 and FY2025 count; FY2022 and FY2025
   do not); "five consecutive years" are cycles at most 4 apart. The window holds the ratings
-  of the 3 (or 5) cycles ending with the fiscal year that contains D, still rated on or
-  before D.
+  of the 3 (or 5) latest cycles completed by D (FY2023-FY2025 for any D from Sep 30 2025 to
+  Sep 29 2026), plus any later cycle already rated by D (a period ended early).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from ledger.policies.common import add_years, fiscal_year
@@ -143,7 +143,8 @@ def _within(earlier: FinalRating, later: FinalRating, years: int, measure: str) 
 
 def _in_window(rating: FinalRating, as_of: date, years: int, measure: str) -> bool:
     if measure == APPRAISAL_CYCLE:
-        return rating.cycle >= fiscal_year(as_of) - (years - 1)
+        latest_completed = fiscal_year(as_of + timedelta(days=1)) - 1
+        return rating.cycle >= latest_completed - (years - 1)
     return rating.rated_on >= add_years(as_of, -years)
 
 

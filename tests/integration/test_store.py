@@ -143,6 +143,7 @@ def _history(config: LedgerConfig) -> LedgerApp:
     review(app)
     review(app, "A-2024-E2")
     review(app, day=date(2024, 4, 1))
+    app.merkle_log.issue_checkpoint(app.signer, app.config.origin)  # integrates the Merkle log
     return app
 
 

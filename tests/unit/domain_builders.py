@@ -222,7 +222,10 @@ def rated(
 
 
 def _shared_on(appraisal: Appraisal) -> date:
-    assert appraisal.initial_rating is not None
+    """When the rating was shared; before any rating, the default rating day (so a test can
+    try a step out of order and see SEQ-1)."""
+    if appraisal.initial_rating is None:
+        return appraisal.period_end + timedelta(days=15)
     shared: date = appraisal.initial_rating["shared_on"]
     return shared
 
@@ -258,10 +261,14 @@ def hlr_requested(appraisal: Appraisal, *, on: date | None = None) -> Appraisal:
 def hlr_recommended(
     appraisal: Appraisal, *, on: date | None = None, level: int = 4, reviewer_id: str = "H1"
 ) -> Appraisal:
-    assert appraisal.hlr_request is not None
+    requested_on = (
+        _shared_on(appraisal)
+        if appraisal.hlr_request is None
+        else appraisal.hlr_request["requested_on"]
+    )
     appraisal.recommend_higher_level_review(
         reviewer_id=reviewer_id,
-        reviewed_on=on or appraisal.hlr_request["requested_on"] + timedelta(days=7),
+        reviewed_on=on or requested_on + timedelta(days=7),
         recommended_level=level,
         rationale="The backlog result merits Level 4.",
         actor=reviewer_id,
@@ -306,7 +313,8 @@ def prb_recommended(
 
 
 def _summary_level(appraisal: Appraisal) -> int:
-    assert appraisal.initial_rating is not None
+    if appraisal.initial_rating is None:
+        return 3
     level: int = appraisal.initial_rating["summary_level"]
     return level
 
@@ -319,11 +327,14 @@ def finalized(
     executive: ExecutiveFacts | None = None,
 ) -> Appraisal:
     """The appointing authority's final rating, by default 14 days after the PRB."""
-    assert appraisal.prb_recommendation is not None
+    prb = appraisal.prb_recommendation or {
+        "recommended_on": _shared_on(appraisal) + timedelta(days=30),
+        "recommended_level": 3,
+    }
     appraisal.assign_final_rating(
         appointing_authority_id="AA1",
-        rated_on=on or appraisal.prb_recommendation["recommended_on"] + timedelta(days=14),
-        level=level or appraisal.prb_recommendation["recommended_level"],
+        rated_on=on or prb["recommended_on"] + timedelta(days=14),
+        level=level or prb["recommended_level"],
         executive=executive or facts_for(appraisal),
         actor="AA1",
         submission=SUBMISSION,

@@ -19,7 +19,9 @@ CODES = list(BASIC_WEIGHTS)
 
 
 def _derive(weights: tuple[int, ...], levels: tuple[int, ...]) -> Derivation:
-    return derive_summary(dict(zip(CODES, levels, strict=True)), dict(zip(CODES, weights, strict=True)))
+    return derive_summary(
+        dict(zip(CODES, levels, strict=True)), dict(zip(CODES, weights, strict=True))
+    )
 
 
 def test_rat_3_seed_worked_example_gives_400_level_4() -> None:
@@ -49,7 +51,18 @@ def test_rat_3_score_thresholds(
 
 @pytest.mark.parametrize(
     ("score", "level"),
-    [(500, 5), (475, 5), (474, 4), (400, 4), (399, 3), (300, 3), (299, 2), (200, 2), (199, 1), (0, 1)],
+    [
+        (500, 5),
+        (475, 5),
+        (474, 4),
+        (400, 4),
+        (399, 3),
+        (300, 3),
+        (299, 2),
+        (200, 2),
+        (199, 1),
+        (0, 1),
+    ],
 )
 def test_rat_3_level_for_score_boundaries(score: int, level: int) -> None:
     """RAT-3; below 200 rules.md is silent and the model system gives Level 1."""
@@ -97,7 +110,9 @@ _LEVELS = st.tuples(*[st.integers(1, 5)] * 5)
 
 
 @given(weights=_weights(), levels=_LEVELS)
-def test_rat_1_to_3_derivation_properties(weights: tuple[int, ...], levels: tuple[int, ...]) -> None:
+def test_rat_1_to_3_derivation_properties(
+    weights: tuple[int, ...], levels: tuple[int, ...]
+) -> None:
     """RAT-1..RAT-3: score in 0..500; any L1 -> Level 1; otherwise the level of the score."""
     derived = _derive(weights, levels)
     assert 0 <= derived.score <= 500

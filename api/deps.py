@@ -1,0 +1,146 @@
+"""Request dependencies, as `Annotated` aliases (the FastAPI template's `deps.py`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.auth import Principal, TokenError, decode_token
+from api.commands import WriteContext
+from api.errors import InvalidRequest, Unauthorized
+from api.idempotency import check_key
+from api.schemas.common import Position, Timestamp
+from api.services import Services
+from ledger.application import LedgerApp
+
+_bearer = HTTPBearer(auto_error=False, description="`ses-ledger token issue ...`")
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_ledger(services: ServicesDep) -> LedgerApp:
+    return services.ledger
+
+
+LedgerDep = Annotated[LedgerApp, Depends(get_ledger)]
+
+
+def get_principal(
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The caller, from `Authorization: Bearer <JWT>`; 401 when absent or not valid."""
+    if credentials is None:
+        raise Unauthorized("send Authorization: Bearer <token> (ses-ledger token issue ...)")
+    try:
+        return decode_token(
+            credentials.credentials, services.token_key, services.settings.token_leeway_seconds
+        )
+    except TokenError as exc:
+        raise Unauthorized(str(exc)) from None
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def _if_match(value: str | None) -> int | None:
+    """`If-Match: 3` (also `"3"` or `W/"3"`, as ETags are usually quoted)."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.startswith("W/"):
+        text = text[2:]
+    text = text.strip('"')
+    if not text.isascii() or not text.isdigit() or len(text) > 15:
+        raise InvalidRequest(
+            "If-Match must be the stream version the client last saw, e.g. `If-Match: 3`",
+            [{"loc": ["header", "If-Match"], "msg": "must be a non-negative integer version"}],
+        )
+    return int(text)
+
+
+def get_write_context(
+    request: Request,
+    principal: PrincipalDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Retry-safe key, scoped to the token subject (kept at least 24 h).",
+        ),
+    ] = None,
+    if_match: Annotated[
+        str | None,
+        Header(alias="If-Match", description="The stream version last seen (412 if stale)."),
+    ] = None,
+) -> WriteContext:
+    return WriteContext(
+        principal=principal,
+        idempotency_key=check_key(idempotency_key),
+        if_match=_if_match(if_match),
+        method=request.method,
+        path=request.url.path,
+    )
+
+
+WriteDep = Annotated[WriteContext, Depends(get_write_context)]
+
+
+class Replay:
+    """`as_of_position=N` or `known_at=<timestamp>`: the ledger as it stood then."""
+
+    def __init__(self, position: int | None, known_at: datetime | None) -> None:
+        self.position = position
+        self.known_at = known_at
+
+    @property
+    def active(self) -> bool:
+        return self.position is not None or self.known_at is not None
+
+    def view(self, read_models: Any, executive_id: str | None = None) -> Any:
+        """The read models now, or as of the requested point."""
+        if not self.active:
+            return read_models
+        return read_models.as_of(
+            position=self.position, known_at=self.known_at, executive_id=executive_id
+        )
+
+
+def get_replay(
+    as_of_position: Annotated[
+        Position | None, Query(description="Only events with position <= N.")
+    ] = None,
+    known_at: Annotated[
+        Timestamp | None,
+        Query(description="Only events recorded at or before this RFC 3339 timestamp."),
+    ] = None,
+) -> Replay:
+    if as_of_position is not None and known_at is not None:
+        raise InvalidRequest(
+            "give as_of_position or known_at, not both",
+            [{"loc": ["query", "known_at"], "msg": "not together with as_of_position"}],
+        )
+    return Replay(as_of_position, known_at)
+
+
+ReplayDep = Annotated[Replay, Depends(get_replay)]
+
+
+def get_read_models(services: ServicesDep) -> Any:
+    """The read models, caught up with the ledger first (read-your-writes)."""
+    read_models = services.read_models
+    if services.settings.catch_up_on_read:
+        read_models.catch_up()
+    return read_models
+
+
+ReadModelsDep = Annotated[Any, Depends(get_read_models)]

@@ -1,0 +1,139 @@
+"""The FastAPI application: `create_app()` wires services, routers and error handlers.
+
+`create_app(app)` serves an existing `LedgerApp` (tests, embedding); without one it builds
+the ledger from `ApiSettings` (the environment), as `ses-ledger serve` does through
+`app_factory`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api import errors
+from api.errors import problem
+from api.routes import (
+    appraisals,
+    executives,
+    health,
+    ledger,
+    reports,
+    review_boards,
+    waivers,
+)
+from api.services import Services
+from api.settings import ApiSettings
+from ledger.application import LedgerApp
+
+log = logging.getLogger("ses_ledger.api")
+
+DESCRIPTION = """\
+A tamper-evident, event-sourced audit ledger of US Senior Executive Service performance
+appraisals. Every write is hash-chained, signed and added to an RFC 9162 Merkle log.
+
+Authenticate with `Authorization: Bearer <token>` (`ses-ledger token issue ...`). Errors are
+RFC 9457 `application/problem+json`. Writes accept `Idempotency-Key` and `If-Match`.
+"""
+
+
+class BodyLimit:
+    """Refuse request bodies over `limit` bytes (413) before anything parses them."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem(
+            413,
+            "payload-too-large",
+            "Request body too large",
+            f"request bodies are limited to {self.limit} bytes",
+        )
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(
+    app: LedgerApp | None = None,
+    read_models: Any | None = None,
+    settings: ApiSettings | None = None,
+) -> FastAPI:
+    settings = settings or ApiSettings()
+    ledger_app = app or LedgerApp(settings.ledger_config())
+    ledger_app.keyring.signer()  # fail at start-up, not on the first write, without a key
+    services = Services(ledger_app, settings, read_models)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        timer = None
+        interval = settings.checkpoint_interval_seconds
+        if interval > 0:
+            timer = asyncio.create_task(_checkpoint_timer(services, interval))
+        try:
+            yield
+        finally:
+            if timer is not None:
+                timer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await timer
+            await run_in_threadpool(services.close)
+
+    api = FastAPI(
+        title="SES Ledger",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    api.state.services = services
+    errors.install(api)
+    for module in (executives, review_boards, waivers, appraisals, reports, ledger, health):
+        api.include_router(module.router)
+    api.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return api
+
+
+async def _checkpoint_timer(services: Services, interval: float) -> None:
+    """Sign a checkpoint every `interval` seconds while the tree grows."""
+    while True:
+        await asyncio.sleep(interval)
+        await run_in_threadpool(services.checkpointer.tick)
+
+
+def app_factory() -> FastAPI:
+    """For `uvicorn --factory api.main:app_factory` (each worker builds its own)."""
+    return create_app()

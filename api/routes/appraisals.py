@@ -1,0 +1,282 @@
+"""`/v1/appraisals`: the plan, each later step of an appraisal, and appraisal reads.
+
+The ten step endpoints differ only in body, ledger command, who may submit and who the
+actor is, so they are declared as one table (`STEPS`) and registered by one factory.
+(No `from __future__ import annotations` here: the factory's body annotation must be a
+real class at definition time for FastAPI to read it.)
+"""
+
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+
+from api import access
+from api.auth import Principal, Role
+from api.commands import execute
+from api.deps import PrincipalDep, ReadModelsDep, ReplayDep, ServicesDep, WriteDep
+from api.directory import StreamFacts
+from api.errors import problem_responses
+from api.responses import Json, json_schema
+from api.schemas import writes as w
+from api.schemas.common import Body
+from api.schemas.responses import RatingWriteResult, WriteResult
+from ledger.errors import NotFound
+
+router = APIRouter(prefix="/v1/appraisals", tags=["appraisals"])
+
+AppraisalId = Annotated[str, Path(max_length=256, description="The appraisal's id.")]
+WRITE_ERRORS = problem_responses(401, 403, 404, 409, 412, 422)
+READ_ERRORS = problem_responses(401, 403, 404, 422)
+
+
+@router.post(
+    "", status_code=201, response_model=WriteResult, responses=problem_responses(401, 403, 409, 422)
+)
+def set_plan(ctx: WriteDep, services: ServicesDep, body: w.PlanIn) -> Any:
+    """Set and communicate the plan (`hr_app`; `rating_official` as itself).
+    Actor: `rating_official_id`."""
+    owner = services.directory.executive(body.executive_id, reference="executive_id")
+    access.require_write(
+        ctx.principal,
+        owner.agency,
+        roles={Role.HR_APP},
+        acting={Role.RATING_OFFICIAL: body.rating_official_id},
+    )
+    fields = body.model_dump(exclude={"appraisal_id"})
+    return execute(
+        services,
+        ctx,
+        body,
+        lambda idem: services.ledger.set_plan(
+            body.appraisal_id, **fields, submitted_by=ctx.principal.subject, idempotency=idem
+        ),
+    )
+
+
+Who = Callable[[Any, StreamFacts, Principal], Any]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One appraisal step: its path, body, ledger command and access rule."""
+
+    path: str
+    body: type[Body]
+    command: str
+    summary: str
+    #: Roles that may always submit it (in their agency).
+    roles: Collection[Role]
+    #: Acting-official roles, each with the id(s) its subject must be.
+    acting: Callable[[Any, StreamFacts], Mapping[Role, str | Collection[str]]]
+    #: The event's `actor`.
+    actor: Who
+    rating: bool = False
+
+
+def _subject(body: Any, facts: StreamFacts, principal: Principal) -> str:
+    return principal.subject
+
+
+def _executive(body: Any, facts: StreamFacts, principal: Principal) -> str:
+    return str(facts.executive_id)
+
+
+def _field(name: str) -> Who:
+    return lambda body, facts, principal: getattr(body, name)
+
+
+def _own(body: Any, facts: StreamFacts) -> Mapping[Role, str]:
+    return {Role.EXECUTIVE: str(facts.executive_id)}
+
+
+def _none(body: Any, facts: StreamFacts) -> Mapping[Role, str]:
+    return {}
+
+
+HR = {Role.HR_APP}
+STEPS = [
+    Step(
+        "progress-reviews",
+        w.ProgressReviewIn,
+        "review_progress",
+        "Progress review (`hr_app`; `rating_official` as `reviewer_id`)",
+        HR,
+        lambda b, f: {Role.RATING_OFFICIAL: b.reviewer_id},
+        _field("reviewer_id"),
+    ),
+    Step(
+        "detail-appraisals",
+        w.DetailAppraisalIn,
+        "appraise_detail",
+        "Gaining organization's appraisal of a detail (`hr_app`)",
+        HR,
+        _none,
+        _subject,
+    ),
+    Step(
+        "period-extension",
+        w.PeriodExtensionIn,
+        "extend_period",
+        "Extend the appraisal period (`hr_app`; the appraisal's `rating_official`)",
+        HR,
+        lambda b, f: {Role.RATING_OFFICIAL: str(f.rating_official_id)},
+        _subject,
+    ),
+    Step(
+        "initial-rating",
+        w.InitialRatingIn,
+        "issue_initial_rating",
+        "Initial summary rating (`hr_app`; `rating_official` as `rating_official_id`)",
+        HR,
+        lambda b, f: {Role.RATING_OFFICIAL: b.rating_official_id},
+        _field("rating_official_id"),
+        rating=True,
+    ),
+    Step(
+        "executive-response",
+        w.ExecutiveResponseIn,
+        "respond",
+        "The executive's written response (`hr_app`; the executive)",
+        HR,
+        _own,
+        _executive,
+    ),
+    Step(
+        "response-waiver",
+        w.ResponseWaiverIn,
+        "waive_response",
+        "The executive waives a response (`hr_app`; the executive)",
+        HR,
+        _own,
+        _executive,
+    ),
+    Step(
+        "higher-level-review-request",
+        w.HigherLevelReviewRequestIn,
+        "request_higher_level_review",
+        "The executive requests higher-level review (`hr_app`; the executive)",
+        HR,
+        _own,
+        _executive,
+    ),
+    Step(
+        "higher-level-review",
+        w.HigherLevelReviewIn,
+        "recommend_higher_level_review",
+        "Higher-level review recommendation (`hr_app`; `hlr_official` as `reviewer_id`)",
+        HR,
+        lambda b, f: {Role.HLR_OFFICIAL: b.reviewer_id},
+        _field("reviewer_id"),
+    ),
+    Step(
+        "prb-recommendation",
+        w.PRBRecommendationIn,
+        "recommend_by_prb",
+        "PRB recommendation (`hr_app`; a `prb_member` present); actor: `board_id`",
+        HR,
+        lambda b, f: {Role.PRB_MEMBER: b.members_present},
+        _field("board_id"),
+    ),
+    Step(
+        "final-rating",
+        w.FinalRatingIn,
+        "assign_final_rating",
+        "Annual summary rating (`hr_app`; `appointing_authority` as itself)",
+        HR,
+        lambda b, f: {Role.APPOINTING_AUTHORITY: b.appointing_authority_id},
+        _field("appointing_authority_id"),
+        rating=True,
+    ),
+]
+
+
+def _register(step: Step) -> None:
+    def endpoint(
+        appraisal_id: AppraisalId,
+        ctx: WriteDep,
+        services: ServicesDep,
+        body: step.body,  # type: ignore[name-defined]
+    ) -> Any:
+        facts = services.directory.appraisal(appraisal_id)
+        access.require_write(
+            ctx.principal, facts.agency, roles=step.roles, acting=step.acting(body, facts)
+        )
+        actor = step.actor(body, facts, ctx.principal)
+        fields = body.model_dump()
+        return execute(
+            services,
+            ctx,
+            body,
+            lambda idem: services.ledger.appraisal_command(
+                appraisal_id,
+                step.command,
+                submitted_by=ctx.principal.subject,
+                actor=actor,
+                expected_version=ctx.if_match,
+                idempotency=idem,
+                **fields,
+            ),
+        )
+
+    endpoint.__name__ = step.command
+    router.add_api_route(
+        f"/{{appraisal_id}}/{step.path}",
+        endpoint,
+        methods=["POST"],
+        status_code=201,
+        summary=step.summary,
+        response_model=RatingWriteResult if step.rating else WriteResult,
+        responses=WRITE_ERRORS,
+    )
+
+
+for _step in STEPS:
+    _register(_step)
+
+
+def _readable_view(
+    appraisal_id: str, principal: Principal, services: Any, replay: Any, read_models: Any
+) -> Any:
+    facts = services.directory.appraisal(appraisal_id)
+    access.require_read(principal, facts.agency, owner=facts.executive_id)
+    return replay.view(read_models, facts.executive_id)
+
+
+@router.get(
+    "/{appraisal_id}",
+    response_class=Json,
+    responses={200: json_schema("the appraisal: stage, plan, ratings, version"), **READ_ERRORS},
+)
+def get_appraisal(
+    appraisal_id: AppraisalId,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    replay: ReplayDep,
+    read_models: ReadModelsDep,
+) -> Json:
+    view = _readable_view(appraisal_id, principal, services, replay, read_models)
+    body = view.appraisal(appraisal_id)
+    if body is None:
+        raise NotFound("appraisal", appraisal_id)
+    return Json(body)
+
+
+@router.get(
+    "/{appraisal_id}/events",
+    response_class=Json,
+    responses={200: json_schema("the appraisal's ledger entries, in order"), **READ_ERRORS},
+)
+def get_appraisal_events(
+    appraisal_id: AppraisalId,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    replay: ReplayDep,
+    read_models: ReadModelsDep,
+) -> Json:
+    view = _readable_view(appraisal_id, principal, services, replay, read_models)
+    events = view.appraisal_events(appraisal_id)
+    if events is None:
+        raise NotFound("appraisal", appraisal_id)
+    return Json(events if isinstance(events, dict) else {"events": list(events)})

@@ -1,0 +1,198 @@
+"""`/v1/executives`: registration, personnel actions, complaints, reads and evidence bundles."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query
+
+from api import access
+from api.auth import Role
+from api.commands import execute
+from api.deps import PrincipalDep, ReadModelsDep, ReplayDep, ServicesDep, WriteDep
+from api.errors import problem_responses
+from api.responses import Json, json_schema
+from api.schemas.common import Day
+from api.schemas.responses import WriteResult
+from api.schemas.writes import ComplaintIn, ExecutiveIn, PersonnelActionIn
+from ledger.errors import NotFound
+
+router = APIRouter(prefix="/v1/executives", tags=["executives"])
+
+ExecutiveId = Annotated[str, Path(max_length=256, description="The executive's id.")]
+WRITE_ERRORS = problem_responses(401, 403, 404, 409, 412, 422)
+READ_ERRORS = problem_responses(401, 403, 404, 422)
+
+
+@router.post(
+    "", status_code=201, response_model=WriteResult, responses=problem_responses(401, 403, 409, 422)
+)
+def register_executive(ctx: WriteDep, services: ServicesDep, body: ExecutiveIn) -> Any:
+    """Register a senior executive (`admin`, `hr_app`); actor: the token subject."""
+    access.require_write(ctx.principal, body.agency, roles={Role.ADMIN, Role.HR_APP})
+    who = ctx.principal.subject
+    fields = body.model_dump(exclude={"executive_id"})
+    return execute(
+        services,
+        ctx,
+        body,
+        lambda idem: services.ledger.register_executive(
+            body.executive_id, **fields, actor=who, submitted_by=who, idempotency=idem
+        ),
+    )
+
+
+@router.post(
+    "/{executive_id}/personnel-actions",
+    status_code=201,
+    response_model=WriteResult,
+    responses=WRITE_ERRORS,
+)
+def record_personnel_action(
+    executive_id: ExecutiveId, ctx: WriteDep, services: ServicesDep, body: PersonnelActionIn
+) -> Any:
+    """Reassignment, transfer, demotion or removal (`hr_app`, `appointing_authority`)."""
+    facts = services.directory.executive(executive_id)
+    access.require_write(
+        ctx.principal, facts.agency, roles={Role.HR_APP, Role.APPOINTING_AUTHORITY}
+    )
+    who = ctx.principal.subject
+    return execute(
+        services,
+        ctx,
+        body,
+        lambda idem: services.ledger.record_personnel_action(
+            executive_id,
+            **body.model_dump(),
+            actor=who,
+            submitted_by=who,
+            expected_version=ctx.if_match,
+            idempotency=idem,
+        ),
+    )
+
+
+@router.post(
+    "/{executive_id}/complaints",
+    status_code=201,
+    response_model=WriteResult,
+    responses=WRITE_ERRORS,
+)
+def record_complaint(
+    executive_id: ExecutiveId, ctx: WriteDep, services: ServicesDep, body: ComplaintIn
+) -> Any:
+    """An EEOC or OSC complaint (`hr_app`; `executive` on own records). APP-1: never a
+    rating change. Actor: the executive when filing themselves, else the token subject."""
+    facts = services.directory.executive(executive_id)
+    principal = ctx.principal
+    access.require_write(
+        principal, facts.agency, roles={Role.HR_APP}, acting={Role.EXECUTIVE: executive_id}
+    )
+    own = Role.EXECUTIVE in principal.roles and principal.subject == executive_id
+    actor = executive_id if own else principal.subject
+    return execute(
+        services,
+        ctx,
+        body,
+        lambda idem: services.ledger.record_complaint(
+            executive_id,
+            **body.model_dump(),
+            actor=actor,
+            submitted_by=principal.subject,
+            expected_version=ctx.if_match,
+            idempotency=idem,
+        ),
+    )
+
+
+def _readable(services: ServicesDep, principal: PrincipalDep, executive_id: str) -> None:
+    facts = services.directory.executive(executive_id)
+    access.require_read(principal, facts.agency, owner=executive_id)
+
+
+def _found(body: Any, executive_id: str) -> Json:
+    if body is None:
+        raise NotFound("executive", executive_id)
+    return Json(body)
+
+
+@router.get(
+    "/{executive_id}",
+    response_class=Json,
+    responses={200: json_schema("registration fields, current_rating and version"), **READ_ERRORS},
+)
+def get_executive(
+    executive_id: ExecutiveId,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    replay: ReplayDep,
+    read_models: ReadModelsDep,
+) -> Json:
+    _readable(services, principal, executive_id)
+    view = replay.view(read_models, executive_id)
+    return _found(view.executive(executive_id), executive_id)
+
+
+@router.get(
+    "/{executive_id}/ratings",
+    response_class=Json,
+    responses={200: json_schema("final ratings, oldest first"), **READ_ERRORS},
+)
+def get_ratings(
+    executive_id: ExecutiveId,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    replay: ReplayDep,
+    read_models: ReadModelsDep,
+) -> Json:
+    _readable(services, principal, executive_id)
+    view = replay.view(read_models, executive_id)
+    return _found(view.ratings(executive_id), executive_id)
+
+
+@router.get(
+    "/{executive_id}/removal-history",
+    response_class=Json,
+    responses={
+        200: json_schema("REM-2 / REM-3 windows and level-1 action as of a date"),
+        **READ_ERRORS,
+    },
+)
+def get_removal_history(
+    executive_id: ExecutiveId,
+    principal: PrincipalDep,
+    services: ServicesDep,
+    replay: ReplayDep,
+    read_models: ReadModelsDep,
+    as_of: Annotated[Day | None, Query(description="The date D (default: today, UTC).")] = None,
+    window_measure: Annotated[
+        Literal["rating-date", "appraisal-cycle"] | None,
+        Query(description="How 'within 3/5 years' is measured (default rating-date)."),
+    ] = None,
+) -> Json:
+    _readable(services, principal, executive_id)
+    day = as_of or datetime.now(UTC).date()
+    view = replay.view(read_models, executive_id)
+    body = view.removal_history(executive_id, day, window_measure=window_measure)
+    return _found(body, executive_id)
+
+
+@router.get(
+    "/{executive_id}/evidence-bundle",
+    response_class=Json,
+    responses={
+        200: json_schema("a self-verifying bundle: entries, keys, checkpoint, proofs"),
+        **READ_ERRORS,
+    },
+)
+def get_evidence_bundle(
+    executive_id: ExecutiveId, principal: PrincipalDep, services: ServicesDep
+) -> Json:
+    """Everything needed to verify one executive's record offline (`auditor`, `admin`,
+    `hr_app`; `executive` own)."""
+    from ledger.bundle import build_bundle
+
+    facts = services.directory.executive(executive_id)
+    access.require_read(principal, facts.agency, roles=access.BUNDLE_READERS, owner=executive_id)
+    return Json(build_bundle(services.ledger, executive_id))

@@ -1,0 +1,187 @@
+"""`/v1/ledger`: the tamper-evidence surface (events, verify, keys, checkpoint, proofs, receipts).
+
+Keys, checkpoint and proofs are public (witnesses and verifiers need no account); events
+and verify are for `auditor` and `admin`; a receipt is readable by whoever may read the
+record it belongs to.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import PlainTextResponse
+
+from api import access
+from api.auth import Principal
+from api.deps import LedgerDep, PrincipalDep, ServicesDep
+from api.errors import problem_responses
+from api.responses import Json
+from api.schemas.common import MAX_POSITION
+from api.schemas.responses import (
+    ConsistencyProof,
+    EventsPage,
+    InclusionProof,
+    KeysOut,
+    ReceiptOut,
+    VerifyOut,
+)
+from api.services import Services
+from ledger.entry import entry_from_state
+from ledger.errors import NotFound
+from ledger.log import ProofUnavailable
+from ledger.verify import verify_ledger
+
+router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
+
+MAX_PAGE = 1000
+#: A scoped token's page skips other agencies' events; stop scanning after this many rows.
+MAX_SCAN = 20 * MAX_PAGE
+
+Size = Annotated[int, Query(ge=1, le=MAX_POSITION)]
+
+
+def _page(services: Services, principal: Principal, after: int, limit: int) -> dict[str, Any]:
+    """Up to `limit` visible entries after `after`; `next_after` is None only at the end."""
+    select = services.ledger.recorder.select_notifications
+    everything = principal.agency == "*"
+    events: list[dict[str, Any]] = []
+    cursor, scanned = after, 0
+    while True:
+        window = select(start=cursor, limit=limit + 1, inclusive_of_start=False)
+        for n in window:
+            if len(events) == limit:
+                return {"events": events, "next_after": cursor}  # n proves there is more
+            cursor = n.id
+            scanned += 1
+            entry = entry_from_state(n.state, n.id)
+            if everything or _agency_of(services, entry["stream_id"]) == principal.agency:
+                events.append(entry)
+        if len(window) <= limit:
+            return {"events": events, "next_after": None}
+        if scanned >= MAX_SCAN:
+            return {"events": events, "next_after": cursor}
+
+
+def _agency_of(services: Services, stream_id: str) -> str | None:
+    facts = services.directory.facts(stream_id)
+    return None if facts is None else facts.agency
+
+
+@router.get(
+    "/events",
+    response_class=Json,
+    responses={
+        200: {"model": EventsPage, "description": "a page of entries in global order"},
+        **problem_responses(401, 403, 422),
+    },
+)
+def list_events(
+    principal: PrincipalDep,
+    services: ServicesDep,
+    after: Annotated[int, Query(ge=0, le=MAX_POSITION, description="A position.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+) -> Json:
+    """Entries after position `after`; `next_after` is null on the last page. A token of one
+    agency sees that agency's entries only."""
+    access.require_role(principal, access.LEDGER_READERS)
+    return Json(_page(services, principal, after, limit))
+
+
+@router.get("/verify", response_model=VerifyOut, responses=problem_responses(401, 403))
+def verify(principal: PrincipalDep, services: ServicesDep) -> Any:
+    """Re-check every hash, chain link, signature, Merkle leaf and checkpoint."""
+    access.require_role(principal, access.LEDGER_READERS)
+    ledger = services.ledger
+    return verify_ledger(ledger.recorder, ledger.keyring.verifiers(), services.origin).as_json()
+
+
+@router.get("/keys", response_model=KeysOut)
+def keys(ledger: LedgerDep) -> Any:
+    """Public signing keys with their validity (no token needed)."""
+    return {"keys": [k.as_json() for k in ledger.keyring.public_keys()]}
+
+
+@router.get(
+    "/checkpoint",
+    response_class=PlainTextResponse,
+    responses={
+        200: {
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+            "description": "a C2SP tlog-checkpoint signed note",
+        }
+    },
+)
+def checkpoint(services: ServicesDep) -> PlainTextResponse:
+    """The latest signed tree head; one is issued on demand if the tree has grown."""
+    return PlainTextResponse(services.checkpointer.note())
+
+
+def _latest_size(services: Services) -> int:
+    latest = services.checkpointer.latest()
+    if latest is None:
+        raise ProofUnavailable("the ledger is empty")
+    return latest.tree_size
+
+
+@router.get(
+    "/proofs/inclusion", response_model=InclusionProof, responses=problem_responses(404, 422)
+)
+def inclusion_proof(
+    services: ServicesDep,
+    position: Annotated[int, Query(ge=0, le=MAX_POSITION, description="A ledger position.")],
+    tree_size: Annotated[
+        int | None, Query(ge=1, le=MAX_POSITION, description="Default: the latest checkpoint.")
+    ] = None,
+) -> Any:
+    """RFC 9162 inclusion proof of the event at `position` in the tree of `tree_size`."""
+    size = tree_size if tree_size is not None else _latest_size(services)
+    return services.merkle.inclusion(position, size)
+
+
+@router.get(
+    "/proofs/consistency", response_model=ConsistencyProof, responses=problem_responses(404, 422)
+)
+def consistency_proof(
+    services: ServicesDep,
+    first: Size,
+    second: Annotated[
+        int | None, Query(ge=1, le=MAX_POSITION, description="Default: the latest checkpoint.")
+    ] = None,
+) -> Any:
+    """RFC 9162 consistency proof between two tree sizes."""
+    size = second if second is not None else _latest_size(services)
+    return services.merkle.consistency(first, size)
+
+
+@router.get(
+    "/receipts/{position}",
+    response_model=ReceiptOut,
+    responses=problem_responses(401, 403, 404, 422),
+)
+def receipt(
+    position: Annotated[int, Path(ge=0, le=MAX_POSITION)],
+    principal: PrincipalDep,
+    services: ServicesDep,
+) -> Any:
+    """The entry, a checkpoint covering it and its inclusion proof in that checkpoint."""
+    entries = services.ledger.entries_at([position])
+    if not entries:
+        raise NotFound("event at position", str(position))
+    entry = entries[0]
+    facts = services.directory.facts(entry["stream_id"])
+    access.require_read(
+        principal,
+        None if facts is None else facts.agency,
+        roles=access.BUNDLE_READERS,
+        owner=None if facts is None else facts.executive_id,
+    )
+    index = services.merkle.leaf_index(position)
+    covering = services.checkpointer.covering(index)
+    if covering is None:
+        raise ProofUnavailable(f"no checkpoint covers position {position} yet")
+    return {
+        "entry": entry,
+        "checkpoint": covering.note,
+        "inclusion_proof": services.merkle.inclusion(position, covering.tree_size),
+    }

@@ -1,0 +1,404 @@
+"""Evidence bundles: one executive's whole record, verifiable offline (api-contract.md, Reads).
+
+A bundle holds every event of the executive's streams (the executive stream, every appraisal
+whose `PlanSet` names the executive, and the review boards its PRB recommendations cite),
+whole streams from version 1 and sorted by position, with the ledger's public keys, one signed
+checkpoint and an RFC 9162 inclusion proof of each event against that checkpoint. That is
+exactly what `ledger/offline_verify.py` checks, so a bundle verifies with no access to the
+ledger.
+
+Finding an executive's appraisals: stream ids are chosen by clients, and the event table has
+no index on the event type, so a scan of every `PlanSet` costs a full table scan (seconds at a
+million events). The ledger layer may not read the projections, so this module keeps a small
+derived index, `ledger_subject_streams(executive_id, stream_id)`, and a high-water mark, caught
+up on each use by scanning only the events appended since (`select_notifications` from the
+mark). The index is a cache, never evidence: every stream it names is re-read from the event
+table and its `PlanSet` re-checked, and `rebuild_subject_index` recreates it from the events.
+What it cannot prove is completeness (an index row deleted by someone with database access
+hides an appraisal); neither can any bundle, which proves inclusion, not absence.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ledger.entry import entry_from_state, split_state
+from ledger.errors import NotFound, VerificationError
+from ledger.log import MerkleLog, ProofUnavailable, StoredCheckpoint
+from ledger.merkle import inclusion_proof, node_key
+
+FORMAT = "ses-ledger-bundle/v1"
+_PAGE = 5000
+_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class _EventsTable:
+    """Where eventsourcing keeps the events, and the column that is the global position."""
+
+    name: str
+    id_column: str
+    p: str
+
+
+def _events_table(recorder: Any) -> _EventsTable:
+    tables = recorder.tables
+    if tables.dialect == "sqlite":
+        return _EventsTable(recorder.events_table_name, "rowid", tables.p)
+    schema = recorder.datastore.schema
+    return _EventsTable(f'"{schema}"."{recorder.events_table_name}"', "notification_id", tables.p)
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def stream_entries(
+    recorder: Any, stream_ids: Iterable[str], *, max_position: int | None = None
+) -> list[dict[str, Any]]:
+    """Every stored event of the given streams as contract entries, sorted by position.
+
+    The library's `select_events` leaves the global position out, so this reads the event
+    table by its primary key (originator_id, originator_version).
+    """
+    table = _events_table(recorder)
+    wanted = sorted(set(stream_ids))
+    rows: list[tuple[int, bytes]] = []
+    with recorder.datastore.transaction(commit=False) as cursor:
+        for chunk in _chunks(wanted):
+            marks = ",".join([table.p] * len(chunk))
+            sql = (
+                f"SELECT {table.id_column} AS id, state AS state FROM {table.name} "
+                f"WHERE originator_id IN ({marks})"
+            )
+            params: list[Any] = list(chunk)
+            if max_position is not None:
+                sql += f" AND {table.id_column} <= {table.p}"
+                params.append(max_position)
+            cursor.execute(sql, params)
+            rows.extend((int(r["id"]), bytes(r["state"])) for r in cursor.fetchall())
+    rows.sort()
+    return [entry_from_state(state, position) for position, state in rows]
+
+
+# --- the executive -> appraisal streams index -------------------------------------------------
+
+
+class SubjectIndex:
+    """Which appraisal streams concern which executive, read from their `PlanSet` events.
+
+    Safe across processes: inserts ignore rows already present and the mark only moves
+    forward, so two catch-ups racing each other write the same rows.
+    """
+
+    def __init__(self, recorder: Any) -> None:
+        self.recorder = recorder
+        tables = recorder.tables
+        self.p = p = tables.p
+        self.sqlite = tables.dialect == "sqlite"
+        prefix = "" if self.sqlite else f'"{recorder.datastore.schema}".'
+        self.rows = f"{prefix}ledger_subject_streams"
+        self.mark = f"{prefix}ledger_subject_mark"
+        ignore, tail = ("OR IGNORE ", "") if self.sqlite else ("", " ON CONFLICT DO NOTHING")
+        self._insert = (
+            f"INSERT {ignore}INTO {self.rows} (executive_id, stream_id, position) "
+            f"VALUES ({p},{p},{p}){tail}"
+        )
+        self._ready = False
+
+    def _create(self) -> None:
+        big = "INTEGER" if self.sqlite else "BIGINT"
+        statements = [
+            f"CREATE TABLE IF NOT EXISTS {self.rows} (executive_id TEXT NOT NULL, "
+            f"stream_id TEXT NOT NULL, position {big} NOT NULL, "
+            "PRIMARY KEY (executive_id, stream_id))",
+            f"CREATE TABLE IF NOT EXISTS {self.mark} (id INTEGER PRIMARY KEY, "
+            f"position {big} NOT NULL)",
+        ]
+        for attempt in range(2):
+            try:
+                with self.recorder.datastore.transaction(commit=True) as cursor:
+                    for sql in statements:
+                        cursor.execute(sql)
+                break
+            except Exception:  # PostgreSQL: two creators raced on the catalogue; retry once
+                if attempt:
+                    raise
+        self._ready = True
+
+    def _read_mark(self, cursor: Any) -> int:
+        cursor.execute(f"SELECT position AS n FROM {self.mark} WHERE id = 1")
+        row = cursor.fetchone()
+        return 0 if row is None else int(row["n"])
+
+    def _advance_mark(self, cursor: Any, position: int) -> None:
+        """Move the mark forward to `position` (never back, whoever wrote it last)."""
+        larger = "MAX" if self.sqlite else "GREATEST"
+        cursor.execute(
+            f"INSERT INTO {self.mark} AS m (id, position) VALUES (1, {self.p}) "
+            f"ON CONFLICT (id) DO UPDATE SET position = {larger}(m.position, excluded.position)",
+            (position,),
+        )
+
+    def catch_up(self) -> int:
+        """Index the `PlanSet` events appended since the last call; returns how many."""
+        if not self._ready:
+            self._create()
+        head = int(self.recorder.max_notification_id() or 0)
+        with self.recorder.datastore.transaction(commit=False) as cursor:
+            mark = self._read_mark(cursor)
+        if mark > head:  # the log shrank and positions may be reused: start again
+            with self.recorder.datastore.transaction(commit=True) as cursor:
+                cursor.execute(f"DELETE FROM {self.mark}")
+            mark = 0
+        added = 0
+        while mark < head:
+            page = self.recorder.select_notifications(
+                start=mark + 1, limit=_PAGE, stop=head, topics=["PlanSet"]
+            )
+            rows = [(_plan_subject(n.state), str(n.originator_id), int(n.id)) for n in page]
+            mark = int(page[-1].id) if len(page) == _PAGE else head
+            with self.recorder.datastore.transaction(commit=True) as cursor:
+                if rows:
+                    cursor.executemany(self._insert, rows)
+                self._advance_mark(cursor, mark)
+            added += len(rows)
+        return added
+
+    def streams(self, executive_id: str) -> list[str]:
+        """The appraisal stream ids whose `PlanSet` names `executive_id`, oldest first."""
+        self.catch_up()
+        with self.recorder.datastore.transaction(commit=False) as cursor:
+            cursor.execute(
+                f"SELECT stream_id AS s FROM {self.rows} WHERE executive_id = {self.p} "
+                "ORDER BY position",
+                (executive_id,),
+            )
+            return [str(r["s"]) for r in cursor.fetchall()]
+
+    def rebuild(self) -> int:
+        """Forget the index and read every `PlanSet` again; returns how many were indexed."""
+        if not self._ready:
+            self._create()
+        with self.recorder.datastore.transaction(commit=True) as cursor:
+            cursor.execute(f"DELETE FROM {self.rows}")
+            cursor.execute(f"DELETE FROM {self.mark}")
+        return self.catch_up()
+
+
+def _plan_subject(state: bytes) -> str:
+    body, _ = split_state(state)
+    data = json.loads(body).get("data") or {}
+    return str(data.get("executive_id", ""))
+
+
+def subject_index(app: Any) -> SubjectIndex:
+    """The index of `app`, made once per application object (it remembers its table is made)."""
+    index = getattr(app, "_subject_index", None)
+    if not isinstance(index, SubjectIndex):
+        index = SubjectIndex(app.recorder)
+        app._subject_index = index
+    return index
+
+
+def rebuild_subject_index(app: Any) -> int:
+    return subject_index(app).rebuild()
+
+
+def executive_entries(
+    app: Any,
+    executive_id: str,
+    *,
+    max_position: int | None = None,
+    include_boards: bool = True,
+) -> list[dict[str, Any]]:
+    """The executive's stream, their appraisal streams and (optionally) the cited boards.
+
+    Whole streams up to `max_position`, sorted by position. Raises NotFound when the
+    executive was never registered (as of `max_position`).
+    """
+    recorder = app.recorder
+    appraisals = subject_index(app).streams(executive_id)
+    entries = stream_entries(recorder, [executive_id, *appraisals], max_position=max_position)
+    first = {e["stream_id"]: e for e in reversed(entries)}
+    head = first.get(executive_id)
+    if head is None or head["type"] != "ExecutiveRegistered":
+        raise NotFound("executive", executive_id)
+    for stream_id in appraisals:
+        plan = first.get(stream_id)
+        if plan is not None and (
+            plan["type"] != "PlanSet" or plan["data"].get("executive_id") != executive_id
+        ):
+            raise VerificationError(
+                f"the subject index names {stream_id} for {executive_id}, but its first event "
+                "does not: run `ses-ledger bundle reindex` and `ses-ledger verify`",
+                plan["position"],
+            )
+    if include_boards:
+        boards = sorted(
+            {
+                str(e["data"]["board_id"])
+                for e in entries
+                if e["type"] == "PRBRecommended" and e["data"].get("board_id")
+            }
+            - set(first)
+        )
+        if boards:
+            entries += stream_entries(recorder, boards, max_position=max_position)
+            entries.sort(key=lambda e: int(e["position"]))
+    return entries
+
+
+# --- proofs -----------------------------------------------------------------------------------
+
+
+def _leaf_indices(recorder: Any, positions: Sequence[int]) -> dict[int, int]:
+    t = recorder.tables
+    found: dict[int, int] = {}
+    with recorder.datastore.transaction(commit=False) as cursor:
+        for chunk in _chunks(sorted(set(positions))):
+            marks = ",".join([t.p] * len(chunk))
+            cursor.execute(
+                f"SELECT position AS p, leaf_index AS i FROM {t.leaves} "
+                f"WHERE position IN ({marks})",
+                list(chunk),
+            )
+            found.update((int(r["p"]), int(r["i"])) for r in cursor.fetchall())
+    return found
+
+
+def inclusion_proofs(
+    recorder: Any, leaves: dict[int, int], tree_size: int
+) -> dict[str, dict[str, Any]]:
+    """Inclusion proofs of many leaves ({position: leaf_index}) in one read transaction.
+
+    Neighbouring leaves share most of their paths, so each stored node is read once.
+    """
+    t = recorder.tables
+    nodes: dict[tuple[int, int], bytes] = {}
+    proofs: dict[str, dict[str, Any]] = {}
+    with recorder.datastore.transaction(commit=False) as cursor:
+
+        def get(start: int, end: int) -> bytes:
+            key = node_key(start, end)
+            found = nodes.get(key)
+            if found is None:
+                level, idx = key
+                if level == 0:
+                    cursor.execute(t.get_leaf, (idx,))
+                else:
+                    cursor.execute(t.get_node, (level, idx))
+                row = cursor.fetchone()
+                if row is None:
+                    raise ProofUnavailable(f"the Merkle node ({level}, {idx}) is not stored")
+                found = nodes[key] = bytes(row["h"])
+            return found
+
+        for position, index in sorted(leaves.items()):
+            hashes = inclusion_proof(index, tree_size, get)
+            proofs[str(position)] = {
+                "leaf_index": index,
+                "tree_size": tree_size,
+                "hashes": [base64.b64encode(h).decode() for h in hashes],
+            }
+    return proofs
+
+
+def merkle_log(app: Any) -> MerkleLog:
+    """The application's Merkle log (it caches the tree's frontier), or a new reader."""
+    log = getattr(app, "merkle_log", None)
+    return log if isinstance(log, MerkleLog) else MerkleLog(app.recorder)
+
+
+def _position_of_leaf(recorder: Any, index: int) -> int:
+    t = recorder.tables
+    with recorder.datastore.transaction(commit=False) as cursor:
+        cursor.execute(f"SELECT position AS p FROM {t.leaves} WHERE leaf_index = {t.p}", (index,))
+        row = cursor.fetchone()
+    if row is None:
+        raise ProofUnavailable(f"the Merkle log has no leaf {index}")
+    return int(row["p"])
+
+
+def _checkpoint(app: Any, log: MerkleLog, needed: int, tree_size: int | None) -> StoredCheckpoint:
+    """The pinned checkpoint, or the latest one, issued now if it does not cover `needed`."""
+    if tree_size is not None:
+        found = log.checkpoint_at_least(tree_size)
+        if found is None or found.tree_size != tree_size:
+            latest = log.latest_checkpoint()
+            raise ProofUnavailable(
+                f"no checkpoint was issued at tree size {tree_size}"
+                + (f" (the latest is at {latest.tree_size})" if latest else "")
+            )
+        return found
+    latest = log.latest_checkpoint()
+    if latest is None or latest.tree_size < needed:
+        latest = log.issue_checkpoint(app.signer, app.config.origin)
+    if latest is None or latest.tree_size < needed:
+        raise ProofUnavailable(f"no checkpoint covers {needed} leaves")
+    return latest
+
+
+def build_bundle(
+    app: Any,
+    executive_id: str,
+    *,
+    tree_size: int | None = None,
+    consistency_from: int | None = None,
+) -> dict[str, Any]:
+    """The executive's evidence bundle (api-contract.md "evidence-bundle"), JSON-ready.
+
+    `tree_size` pins a checkpoint issued earlier: the bundle then shows the record as it stood
+    at that checkpoint. Otherwise the latest checkpoint is used, and a new one issued first if
+    it does not cover every entry. `consistency_from` (a smaller or larger tree size) adds the
+    RFC 9162 consistency proof between it and the bundle's checkpoint as `consistency`, which
+    the offline verifier uses with `--checkpoint` (a field the contract allows adding).
+    Raises NotFound (unknown executive), ProofUnavailable (no such checkpoint or proof) or
+    VerificationError (an event without its Merkle leaf, or a checkpoint the log disagrees
+    with: run `ses-ledger verify`).
+    """
+    log = merkle_log(app)
+    max_position = None
+    if tree_size is not None:
+        _checkpoint(app, log, tree_size, tree_size)
+        max_position = _position_of_leaf(app.recorder, tree_size - 1)
+    entries = executive_entries(app, executive_id, max_position=max_position)
+    positions = [e["position"] for e in entries]
+    leaves = _leaf_indices(app.recorder, positions)
+    if len(leaves) < len(positions):  # committed but not yet integrated into the tree
+        log.integrate()
+        leaves = _leaf_indices(app.recorder, positions)
+    missing = [p for p in positions if p not in leaves]
+    if missing:
+        raise VerificationError("the event is not in the Merkle log", missing[0])
+    needed = max(leaves[e["position"]] for e in entries) + 1
+    checkpoint = _checkpoint(app, log, needed, tree_size)
+    if log.root(checkpoint.tree_size) != checkpoint.root:
+        raise VerificationError(
+            f"the checkpoint at tree size {checkpoint.tree_size} does not match the Merkle log"
+        )
+    chosen = {e["position"]: leaves[e["position"]] for e in entries}
+    bundle: dict[str, Any] = {
+        "format": FORMAT,
+        "executive_id": executive_id,
+        "entries": entries,
+        "keys": [k.as_json() for k in app.keyring.public_keys()],
+        "checkpoint": checkpoint.note,
+        "proofs": inclusion_proofs(app.recorder, chosen, checkpoint.tree_size),
+    }
+    if consistency_from is not None and consistency_from != checkpoint.tree_size:
+        first, second = sorted((consistency_from, checkpoint.tree_size))
+        bundle["consistency"] = log.consistency(first, second)
+    return bundle
+
+
+def write_bundle(bundle: dict[str, Any], path: str) -> None:
+    """Write a bundle as UTF-8 JSON (key order and whitespace do not matter to verifiers)."""
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(bundle, f, ensure_ascii=False, indent=1)
+        f.write("\n")

@@ -1,0 +1,185 @@
+"""Audit trails: who did what, in which stream, and whether each stored entry still verifies.
+
+Trails by appraisal and by executive are read straight from the event store by stream (the
+store's primary key is the stream); only two small indexes are projected:
+- `proj_audit_actors(actor, position)`: every event's acting official (the one row per event
+  this package writes; insert-only).
+- `proj_audit_streams(stream_id, kind, executive_id)`: one row per stream, so an executive's
+  trail can include their appraisal streams.
+
+Each trail item carries its verification status, recomputed when asked: the entry hash
+(`ledger.entry.entry_hash` against the stored `hash`), the Ed25519 signature against the key
+ring, and, where the previous event of the stream is in the same trail, the chain link.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ledger.entry import entry_hash
+from projections.base import Projection
+from projections.events import Bound, Event, EventLog
+from projections.store import INT, TEXT, Store, Table
+
+ACTORS = Table(
+    "proj_audit_actors", (("actor", TEXT), ("position", INT)), ("actor", "position")
+)
+STREAMS = Table(
+    "proj_audit_streams",
+    (("stream_id", TEXT), ("kind", TEXT), ("executive_id", TEXT)),
+    ("stream_id",),
+    (("executive_id",),),
+)
+STREAM_KINDS = {
+    "ExecutiveRegistered": "executive",
+    "PlanSet": "appraisal",
+    "ReviewBoardRegistered": "review_board",
+    "RatingCapWaiverGranted": "rating_cap_waiver",
+}
+
+
+class Audit(Projection):
+    name = "audit"
+    version = 1
+    tables = (ACTORS, STREAMS)
+    append_only = frozenset({ACTORS.name})
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.actors = self.appends[ACTORS.name]
+        self.streams = self.rows[STREAMS.name]
+
+    def every(self, event: Event) -> None:
+        self.actors.add((event.actor, event.position))
+        if event.version == 1:
+            kind = STREAM_KINDS.get(event.type, "other")
+            if kind == "appraisal":
+                executive_id: str | None = event.data.get("executive_id")
+            elif kind == "executive":
+                executive_id = event.stream_id
+            else:
+                executive_id = None
+            self.streams.put(
+                event.stream_id,
+                {"stream_id": event.stream_id, "kind": kind, "executive_id": executive_id},
+            )
+
+
+def executive_streams(store: Store, executive_id: str) -> list[str]:
+    """The executive's own stream and their appraisal streams."""
+    with store.transaction(commit=False) as cursor:
+        cursor.execute(
+            f"SELECT stream_id AS stream_id FROM {store.name(STREAMS.name)} "
+            f"WHERE executive_id = {store.p}",
+            (executive_id,),
+        )
+        found = {str(r["stream_id"]) for r in cursor.fetchall()}
+    return sorted(found | {executive_id})
+
+
+def actor_positions(store: Store, actor: str) -> list[int]:
+    with store.transaction(commit=False) as cursor:
+        cursor.execute(
+            f"SELECT position AS position FROM {store.name(ACTORS.name)} "
+            f"WHERE actor = {store.p} ORDER BY position",
+            (actor,),
+        )
+        return [int(r["position"]) for r in cursor.fetchall()]
+
+
+def trail(
+    store: Store,
+    log: EventLog,
+    verifiers: Mapping[str, Ed25519PublicKey] | None,
+    bound: Bound,
+    *,
+    executive_id: str | None = None,
+    appraisal_id: str | None = None,
+    actor: str | None = None,
+) -> list[dict[str, Any]]:
+    """Events of an executive (with their appraisals), an appraisal, and/or an actor."""
+    if executive_id is None and appraisal_id is None and actor is None:
+        raise ValueError("an audit trail needs an executive_id, an appraisal_id or an actor")
+    streams: set[str] | None = None
+    if executive_id is not None:
+        streams = set(executive_streams(store, executive_id))
+    if appraisal_id is not None:
+        streams = {appraisal_id} if streams is None else streams & {appraisal_id}
+    if streams is not None:
+        events = log.by_streams(sorted(streams))
+        if actor is not None:
+            events = [e for e in events if e.actor == actor]
+    else:
+        assert actor is not None
+        events = log.by_positions(actor_positions(store, actor))
+    return verify_events(bound.filter(events), verifiers)
+
+
+def verify_events(
+    events: Sequence[Event], verifiers: Mapping[str, Ed25519PublicKey] | None
+) -> list[dict[str, Any]]:
+    """Trail items with `hash_ok`, `signature_ok`, `chain_ok` (None: not checkable here)."""
+    heads: dict[str, tuple[int, str | None]] = {}
+    items = []
+    for event in events:
+        entry = event.entry()
+        stored_hash = entry.get("hash")
+        hash_ok = entry_hash(entry) == stored_hash
+        signature_ok = _signature_ok(entry, verifiers)
+        previous = heads.get(event.stream_id)
+        if event.version == 1:
+            chain_ok: bool | None = entry.get("prev_hash") is None
+        elif previous is not None and previous[0] == event.version - 1:
+            chain_ok = entry.get("prev_hash") == previous[1]
+        else:
+            chain_ok = None
+        heads[event.stream_id] = (event.version, stored_hash)
+        problems = [
+            name
+            for name, ok in (("hash", hash_ok), ("signature", signature_ok), ("chain", chain_ok))
+            if ok is False
+        ]
+        items.append(
+            {
+                "position": event.position,
+                "stream_id": event.stream_id,
+                "stream_version": event.version,
+                "type": event.type,
+                "occurred_on": entry.get("occurred_on"),
+                "recorded_at": entry.get("recorded_at"),
+                "actor": entry.get("actor"),
+                "submitted_by": entry.get("submitted_by"),
+                "hash": stored_hash,
+                "key_id": entry.get("key_id"),
+                "verification": {
+                    "ok": not problems,
+                    "hash_ok": hash_ok,
+                    "signature_ok": signature_ok,
+                    "chain_ok": chain_ok,
+                    "problems": problems,
+                },
+            }
+        )
+    return items
+
+
+def _signature_ok(
+    entry: Mapping[str, Any], verifiers: Mapping[str, Ed25519PublicKey] | None
+) -> bool | None:
+    if verifiers is None:
+        return None
+    key = verifiers.get(str(entry.get("key_id")))
+    if key is None:
+        return False
+    try:
+        key.verify(base64.b64decode(str(entry.get("signature")), validate=True),
+                   bytes.fromhex(str(entry.get("hash"))))
+    except (InvalidSignature, ValueError, binascii.Error):
+        return False
+    return True

@@ -1,0 +1,240 @@
+"""`ReadModels`: the one query facade over the projections (what `api/` calls).
+
+    read_models = ReadModels(app)        # app: ledger.application.LedgerApp
+    read_models.catch_up()               # apply new events (safe beside a running worker)
+    read_models.executive("E1")
+
+Reads never touch aggregates and never write; `catch_up()` is the only write. `as_of(...)`
+builds every projection into a private in-memory SQLite copy from the events the ledger
+held at a position or a recorded-at time (optionally only one executive's streams) and
+returns a `ReadModels` over that copy; the live tables are not touched.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+from ledger.entry import format_timestamp
+from ledger.policies.removal import RATING_DATE
+from projections import audit, compliance, removal_history, reports
+from projections.audit import Audit
+from projections.base import Projection
+from projections.compliance import Compliance
+from projections.current_ratings import APPRAISALS, EXECUTIVES, CurrentRatings, public_executive
+from projections.events import Bound, EventLog, EventSource, ListSource, LogSource
+from projections.removal_history import RemovalHistories
+from projections.runner import Runner, Status
+from projections.store import LedgerStore, MemoryStore, Store
+
+PROJECTIONS: tuple[type[Projection], ...] = (CurrentRatings, RemovalHistories, Compliance, Audit)
+PROJECTION_NAMES = tuple(p.name for p in PROJECTIONS)
+
+
+def normalise_known_at(value: str | datetime) -> str:
+    """An RFC 3339 timestamp in the ledger's `recorded_at` form (UTC, microseconds, `Z`)."""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return format_timestamp(moment.astimezone(UTC))
+
+
+class ReadModels:
+    """Queries over the projections of one ledger (live, or a replayed copy)."""
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        store: Store | None = None,
+        source: EventSource | None = None,
+        bound: Bound | None = None,
+        window_measure: str = RATING_DATE,
+    ) -> None:
+        self.app = app
+        self.bound = bound or Bound()
+        self.store: Store = store if store is not None else LedgerStore(app.recorder)
+        self.log = EventLog(app.recorder)
+        self.window_measure = window_measure
+        self.projections = [cls(self.store) for cls in PROJECTIONS]
+        self.runner = Runner(
+            self.store, source or LogSource(app.recorder, self.bound), self.projections
+        )
+        self.runner.setup()
+        self._verifiers: Any = None
+        self._verifiers_lock = threading.Lock()
+
+    # -- processing ------------------------------------------------------------------------
+
+    def catch_up(self) -> int:
+        """Apply every new event to every projection; returns the position reached."""
+        return self.runner.catch_up()
+
+    def status(self) -> list[Status]:
+        return self.runner.status()
+
+    def digest(self) -> dict[str, str]:
+        """Each projection's state digest (SHA-256 hex of its canonical dump)."""
+        return self.runner.digest()
+
+    def as_of(
+        self,
+        position: int | None = None,
+        known_at: str | datetime | None = None,
+        executive_id: str | None = None,
+    ) -> ReadModels:
+        """Read models of the ledger as it stood (positions <= `position`, events recorded at
+        or before `known_at`), built into a throw-away in-memory copy.
+
+        With `executive_id`, only that executive's stream and appraisal streams are replayed
+        (fast; reports and compliance then cover that executive only).
+        """
+        bound = Bound(
+            stop=position if position is not None else self.bound.stop,
+            known_at=normalise_known_at(known_at) if known_at is not None else self.bound.known_at,
+        )
+        source: EventSource
+        if executive_id is not None:
+            self.catch_up()
+            streams = audit.executive_streams(self.store, executive_id)
+            source = ListSource(bound.filter(self.log.by_streams(streams)))
+        else:
+            source = LogSource(self.app.recorder, bound)
+        copy = ReadModels(
+            self.app,
+            store=MemoryStore(),
+            source=source,
+            bound=bound,
+            window_measure=self.window_measure,
+        )
+        copy.runner.catch_up(batch_size=10000)
+        return copy
+
+    # -- executives and appraisals ---------------------------------------------------------
+
+    def _doc(self, table: str, key_column: str, key: str) -> dict[str, Any] | None:
+        with self.store.transaction(commit=False) as cursor:
+            cursor.execute(
+                f"SELECT doc AS doc FROM {self.store.name(table)} "
+                f"WHERE {key_column} = {self.store.p}",
+                (key,),
+            )
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        doc: dict[str, Any] = json.loads(row["doc"])
+        return doc
+
+    def executive(self, executive_id: str) -> dict[str, Any] | None:
+        """Registration fields, `current_rating` (or None) and `version`; None if unknown."""
+        doc = self._doc(EXECUTIVES.name, "executive_id", executive_id)
+        return None if doc is None else public_executive(doc)
+
+    def executive_agency(self, executive_id: str) -> str | None:
+        doc = self._doc(EXECUTIVES.name, "executive_id", executive_id)
+        return None if doc is None else str(doc["agency"])
+
+    def ratings(self, executive_id: str) -> dict[str, Any]:
+        """The executive's final ratings, oldest first."""
+        with self.store.transaction(commit=False) as cursor:
+            cursor.execute(
+                f"SELECT doc AS doc FROM {self.store.name(APPRAISALS.name)} "
+                f"WHERE executive_id = {self.store.p} AND final_level IS NOT NULL "
+                "ORDER BY final_rated_on, final_position",
+                (executive_id,),
+            )
+            rows = cursor.fetchall()
+        ratings = []
+        for row in rows:
+            doc = json.loads(row["doc"])
+            final = doc["final_rating"]
+            ratings.append(
+                {
+                    "appraisal_id": doc["appraisal_id"],
+                    "policy": doc["policy"],
+                    "period_start": doc["period_start"],
+                    "period_end": doc["period_end"],
+                    "level": final["level"],
+                    "score": final.get("score"),
+                    "rated_on": final["rated_on"],
+                }
+            )
+        return {"executive_id": executive_id, "ratings": ratings}
+
+    def appraisal(self, appraisal_id: str) -> dict[str, Any] | None:
+        return self._doc(APPRAISALS.name, "appraisal_id", appraisal_id)
+
+    def executive_appraisal_ids(self, executive_id: str) -> list[str]:
+        """The executive's appraisals, in the order their plans were recorded."""
+        return [
+            s
+            for s in audit.executive_streams(self.store, executive_id)
+            if s != executive_id and self.appraisal(s) is not None
+        ]
+
+    def appraisal_events(self, appraisal_id: str) -> list[dict[str, Any]]:
+        """The appraisal stream's ledger entries, in order (within this view's bound)."""
+        return [e.entry() for e in self.bound.filter(self.log.by_streams([appraisal_id]))]
+
+    def removal_history(
+        self, executive_id: str, as_of: date, window_measure: str | None = None
+    ) -> dict[str, Any]:
+        return removal_history.query(
+            self.store, executive_id, as_of, window_measure or self.window_measure
+        )
+
+    # -- reports ---------------------------------------------------------------------------
+
+    def below_fully_successful(self, as_of: date, agency: str | None = None) -> dict[str, Any]:
+        return reports.below_fully_successful_report(self.store, as_of, agency)
+
+    def rating_distribution(self, agency: str, cycle: str) -> dict[str, Any]:
+        return reports.rating_distribution_report(self.store, agency, cycle)
+
+    def compliance(self, agency: str | None = None, as_of: date | None = None) -> dict[str, Any]:
+        """Every flag-rule finding; `as_of` defaults to today (or the `known_at` day)."""
+        return compliance.query(
+            self.store, as_of or self.default_as_of(), agency, self.window_measure
+        )
+
+    def default_as_of(self) -> date:
+        if self.bound.known_at is not None:
+            return date.fromisoformat(self.bound.known_at[:10])
+        clock = getattr(self.app, "clock", None)
+        now = clock() if callable(clock) else datetime.now(UTC)
+        return now.astimezone(UTC).date() if isinstance(now, datetime) else date.today()
+
+    # -- audit -----------------------------------------------------------------------------
+
+    def audit(
+        self,
+        executive_id: str | None = None,
+        appraisal_id: str | None = None,
+        actor: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Events (position, type, occurred_on, actor, submitted_by, ...) with verification."""
+        return audit.trail(
+            self.store,
+            self.log,
+            self.verifiers(),
+            self.bound,
+            executive_id=executive_id,
+            appraisal_id=appraisal_id,
+            actor=actor,
+        )
+
+    def verifiers(self) -> Any:
+        """The key ring's public keys (None when it cannot be read: signatures unchecked)."""
+        if self._verifiers is None:
+            with self._verifiers_lock:
+                try:
+                    self._verifiers = self.app.keyring.verifiers()
+                except Exception:  # noqa: BLE001 - no key ring: report signatures as unchecked
+                    return None
+        return self._verifiers
+
+    def projection_names(self) -> Sequence[str]:
+        return PROJECTION_NAMES

@@ -1,0 +1,58 @@
+"""`ses-ledger token issue`: print a bearer token for the API (and nothing else).
+
+The token is signed with the HS256 secret under SES_LEDGER_HOME (created on first use, mode
+0600), the same one `ses-ledger serve` checks, so both must share the home directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ledger.config import LedgerConfig
+
+DEFAULT_TTL = 3600
+
+
+def cmd_token_issue(args: argparse.Namespace) -> int:
+    from api.auth import Role, issue_token, load_or_create_token_key
+
+    key = load_or_create_token_key(LedgerConfig.from_env().home)
+    try:
+        token = issue_token(
+            key,
+            subject=args.subject,
+            roles=args.role,
+            agency=args.agency,
+            ttl_seconds=args.ttl_seconds,
+        )
+    except ValueError as exc:
+        roles = ", ".join(r.value for r in Role)
+        print(f"ses-ledger token: {exc} (roles: {roles})", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
+def register(sub: Any) -> None:
+    token = sub.add_parser("token", help="issue API bearer tokens")
+    actions = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    issue = actions.add_parser(
+        "issue",
+        help="print a signed token (only the token, for scripts)",
+        description=(
+            "Roles: hr_app, rating_official, executive, hlr_official, prb_member, "
+            "appointing_authority, auditor, admin. Agency '*' covers every agency."
+        ),
+    )
+    issue.add_argument("--subject", required=True, help="the token's subject (an id)")
+    issue.add_argument("--role", required=True, action="append", help="a role; repeat for several")
+    issue.add_argument("--agency", required=True, help="agency code, or '*' for all")
+    issue.add_argument(
+        "--ttl-seconds",
+        type=int,
+        default=DEFAULT_TTL,
+        help=f"lifetime in seconds (default {DEFAULT_TTL})",
+    )
+    issue.set_defaults(handler=cmd_token_issue)
