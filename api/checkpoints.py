@@ -1,42 +1,33 @@
-"""Checkpoint issuing for the server: on demand, after every N events, and on a timer.
+"""Checkpoints for the server: on demand (checkpoint, receipts, proofs) and on a timer.
 
-Issuing signs a C2SP note over the current tree (`ledger.log.MerkleLog.issue_checkpoint`),
-which is idempotent and safe across processes (the row is keyed by tree size), so several
-workers may all run this without coordination. Writes never wait for it: the count trigger
-hands the work to one background thread.
+The ledger itself signs one after every N appended events (`LedgerApp.store`); the timer
+here adds one every T seconds while the tree grows, so a quiet ledger is never left with
+uncovered events for long. Issuing integrates the Merkle log first and is idempotent and
+safe across processes (`ledger.log.MerkleLog.issue_checkpoint`), so several workers may all
+run it without coordination.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 
 from ledger.application import LedgerApp
 from ledger.checkpoint import Checkpoint, sign_checkpoint
-from ledger.log import MerkleLog, StoredCheckpoint
+from ledger.log import ProofUnavailable, StoredCheckpoint
 from ledger.merkle import EMPTY_ROOT
 
 log = logging.getLogger("ses_ledger.api")
 
 
 class Checkpointer:
-    def __init__(self, ledger: LedgerApp, merkle: MerkleLog, origin: str, every: int) -> None:
+    def __init__(self, ledger: LedgerApp) -> None:
         self.ledger = ledger
-        self.merkle = merkle
-        self.origin = origin
-        self.every = every
-        self._pending = 0
-        self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
-        self._running: Future[None] | None = None
+        self.merkle = ledger.merkle_log
+        self.origin = ledger.config.origin
 
     def latest(self) -> StoredCheckpoint | None:
         """The newest checkpoint, issuing one first if the tree has grown past it."""
-        checkpoint = self.merkle.issue_checkpoint(self.ledger.signer, self.origin)
-        with self._lock:
-            self._pending = 0
-        return checkpoint
+        return self.merkle.issue_checkpoint(self.ledger.signer, self.origin)
 
     def note(self) -> str:
         """The newest checkpoint's signed note (an empty tree gets a fresh unstored note)."""
@@ -47,32 +38,26 @@ class Checkpointer:
             Checkpoint(self.origin, 0, EMPTY_ROOT), self.origin, self.ledger.signer.private_key
         )
 
-    def covering(self, leaf_index: int) -> StoredCheckpoint | None:
+    def leaf_index(self, position: int) -> int:
+        """The event's leaf index, integrating committed events into the tree if needed."""
+        try:
+            return self.merkle.leaf_index(position)
+        except ProofUnavailable:
+            self.merkle.integrate()
+            return self.merkle.leaf_index(position)
+
+    def covering(self, leaf_index: int) -> StoredCheckpoint:
         """The earliest checkpoint that includes leaf `leaf_index`, issuing one if needed."""
         found = self.merkle.checkpoint_at_least(leaf_index + 1)
         if found is None:
             found = self.latest()
-            if found is not None and found.tree_size <= leaf_index:
-                return None
+        if found is None or found.tree_size <= leaf_index:
+            raise ProofUnavailable(f"no checkpoint covers leaf {leaf_index} yet")
         return found
-
-    def appended(self, events: int) -> None:
-        """Count new events; once `every` have accumulated, checkpoint in the background."""
-        with self._lock:
-            self._pending += events
-            due = self._pending >= self.every and (self._running is None or self._running.done())
-            if due:
-                self._running = self._pool.submit(self._issue_quietly)
-
-    def _issue_quietly(self) -> None:
-        try:
-            self.latest()
-        except Exception:  # a failed background checkpoint is retried by the next trigger
-            log.exception("background checkpoint failed")
 
     def tick(self) -> None:
         """The timer's work: checkpoint if anything was appended since the last one."""
-        self._issue_quietly()
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        try:
+            self.latest()
+        except Exception:  # the next tick retries; the server must keep serving
+            log.exception("timed checkpoint failed")

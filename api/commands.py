@@ -69,7 +69,6 @@ def execute(
             if isinstance(exc, ConcurrencyConflict) and attempt < attempts:
                 continue
             raise
-    services.checkpointer.appended(len(result.entries))
     return result_body(result.entries)
 
 

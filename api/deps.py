@@ -106,14 +106,6 @@ class Replay:
     def active(self) -> bool:
         return self.position is not None or self.known_at is not None
 
-    def view(self, read_models: Any, executive_id: str | None = None) -> Any:
-        """The read models now, or as of the requested point."""
-        if not self.active:
-            return read_models
-        return read_models.as_of(
-            position=self.position, known_at=self.known_at, executive_id=executive_id
-        )
-
 
 def get_replay(
     as_of_position: Annotated[
@@ -132,15 +124,29 @@ def get_replay(
     return Replay(as_of_position, known_at)
 
 
-ReplayDep = Annotated[Replay, Depends(get_replay)]
+class Reader:
+    """Opens the read models only once access is granted (no work for refused requests)."""
+
+    def __init__(self, services: Services, replay: Replay) -> None:
+        self.services = services
+        self.replay = replay
+
+    def view(self, executive_id: str | None = None) -> Any:
+        """The read models, caught up (read-your-writes), now or as of the requested point."""
+        read_models = self.services.read_models
+        if self.services.settings.catch_up_on_read:
+            read_models.catch_up()
+        if not self.replay.active:
+            return read_models
+        return read_models.as_of(
+            position=self.replay.position,
+            known_at=self.replay.known_at,
+            executive_id=executive_id,
+        )
 
 
-def get_read_models(services: ServicesDep) -> Any:
-    """The read models, caught up with the ledger first (read-your-writes)."""
-    read_models = services.read_models
-    if services.settings.catch_up_on_read:
-        read_models.catch_up()
-    return read_models
+def get_reader(services: ServicesDep, replay: Annotated[Replay, Depends(get_replay)]) -> Reader:
+    return Reader(services, replay)
 
 
-ReadModelsDep = Annotated[Any, Depends(get_read_models)]
+ReaderDep = Annotated[Reader, Depends(get_reader)]

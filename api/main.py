@@ -111,7 +111,6 @@ def create_app(
                 timer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await timer
-            await run_in_threadpool(services.close)
 
     api = FastAPI(
         title="SES Ledger",

@@ -10,7 +10,6 @@ from api.checkpoints import Checkpointer
 from api.directory import Directory
 from api.settings import ApiSettings
 from ledger.application import LedgerApp
-from ledger.log import MerkleLog
 
 
 class Services:
@@ -20,11 +19,9 @@ class Services:
         self.ledger = ledger
         self.settings = settings
         self.origin = ledger.config.origin
-        self.merkle = MerkleLog(ledger.recorder)
+        self.merkle = ledger.merkle_log
         self.directory = Directory(ledger)
-        self.checkpointer = Checkpointer(
-            ledger, self.merkle, self.origin, ledger.config.checkpoint_every
-        )
+        self.checkpointer = Checkpointer(ledger)
         self.token_key = load_or_create_token_key(ledger.config.home)
         self._read_models = read_models
         self._read_lock = threading.Lock()
@@ -42,6 +39,3 @@ class Services:
 
                     self._read_models = ReadModels(self.ledger)
         return self._read_models
-
-    def close(self) -> None:
-        self.checkpointer.close()

@@ -44,15 +44,24 @@ class UnsignedAppraisal(Aggregate):
 
     @event("ProgressReviewed")
     def review_progress(
-        self, reviewed_on: str, reviewer_id: str, notes: str, actor: str, submitted_by: str,
-        occurred_on: str, policy: str,
+        self,
+        reviewed_on: str,
+        reviewer_id: str,
+        notes: str,
+        actor: str,
+        submitted_by: str,
+        occurred_on: str,
+        policy: str,
     ) -> None:
         self.reviews.append(reviewed_on)
 
 
 def _pg_env(url: str) -> dict[str, str]:
-    return {k: v for k, v in LedgerConfig(Path("."), url).eventsourcing_env().items()
-            if k != "APPLICATION_RECORDER_TOPIC"}
+    return {
+        k: v
+        for k, v in LedgerConfig(Path("."), url).eventsourcing_env().items()
+        if k != "APPLICATION_RECORDER_TOPIC"
+    }
 
 
 def baseline(env: dict[str, str], n: int, per_command: int) -> float:
@@ -63,9 +72,13 @@ def baseline(env: dict[str, str], n: int, per_command: int) -> float:
     for i in range(n // per_command):
         for k in range(per_command):
             agg.review_progress(
-                reviewed_on=f"2024-03-{1 + (i + k) % 28:02d}", reviewer_id="R1",
-                notes="Mid-year review held.", actor="R1", submitted_by="hr-app-1",
-                occurred_on="2024-03-15", policy="ses-basic-2012",
+                reviewed_on=f"2024-03-{1 + (i + k) % 28:02d}",
+                reviewer_id="R1",
+                notes="Mid-year review held.",
+                actor="R1",
+                submitted_by="hr-app-1",
+                occurred_on="2024-03-15",
+                policy="ses-basic-2012",
             )
         app.save(agg)
     return (n // per_command) * per_command / (time.perf_counter() - started)
@@ -81,7 +94,10 @@ def ledger(config: LedgerConfig, n: int, per_command: int) -> float:
     for _ in range(n // per_command):
         for _ in range(per_command):
             agg.review_progress(
-                reviewed_on=day, reviewer_id="R1", notes="Mid-year review held.", actor="R1",
+                reviewed_on=day,
+                reviewer_id="R1",
+                notes="Mid-year review held.",
+                actor="R1",
                 submission=app.submission("hr-app-1"),
             )
         app.store(agg)
@@ -116,8 +132,10 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="ses-bench-"))
     home = tmp / "home"
     KeyRing(home).init()
-    print(f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus, "
-          f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}")
+    print(
+        f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus, "
+        f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}"
+    )
 
     def sqlite_case() -> tuple[dict[str, str], LedgerConfig]:
         path = tmp / f"{uuid.uuid4().hex}.db"

@@ -321,9 +321,7 @@ class LedgerApp(Application[str]):
         if "board" in needs:
             board_id = fields.pop("board_id")
             fields["board"] = self._load(ReviewBoard, board_id, reference="board_id").facts()
-        getattr(appraisal, command)(
-            actor=actor, submission=self.submission(submitted_by), **fields
-        )
+        getattr(appraisal, command)(actor=actor, submission=self.submission(submitted_by), **fields)
         return self._result(appraisal, idempotency)
 
     def record_personnel_action(

@@ -143,9 +143,7 @@ class MerkleLog:
         def get(start: int, end: int) -> bytes:
             level, idx = node_key(start, end)
             if level == 0:
-                cursor.execute(
-                    self.t.get_leaf, (idx,)
-                )
+                cursor.execute(self.t.get_leaf, (idx,))
             else:
                 cursor.execute(
                     self.t.get_node,

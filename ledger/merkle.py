@@ -357,5 +357,6 @@ class MemoryNodeStore:
 
     def consistency_proof(self, first: int, second: int | None = None) -> list[bytes]:
         """RFC 9162 consistency proof from ``first`` to ``second`` (default: all)."""
-        return consistency_proof(first, self._size if second is None else second,
-                                 self.get_subtree_root)
+        return consistency_proof(
+            first, self._size if second is None else second, self.get_subtree_root
+        )

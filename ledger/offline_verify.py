@@ -31,8 +31,18 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 FORMAT = "ses-ledger-bundle/v1"
-HASHED = ("stream_id", "stream_version", "type", "occurred_on", "recorded_at", "actor",
-          "submitted_by", "policy", "data", "prev_hash")
+HASHED = (
+    "stream_id",
+    "stream_version",
+    "type",
+    "occurred_on",
+    "recorded_at",
+    "actor",
+    "submitted_by",
+    "policy",
+    "data",
+    "prev_hash",
+)
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 Head = tuple[str, int, bytes]  # checkpoint origin, tree size, root hash
 Keys = dict[str, Ed25519PublicKey]
@@ -41,18 +51,25 @@ Problem = Callable[[str], None]  # report.problems.append
 
 # --- RFC 8785 (JCS) canonical JSON, for the values the ledger stores (never floats) -----------
 
+
 class JCSError(ValueError):
     """A value this JCS encoder refuses: a float, an integer beyond 2**53, a lone surrogate."""
 
 
-_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f",
-            "\r": "\\r"}
+_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\f": "\\f",
+    "\r": "\\r",
+}
 
 
 def _jcs_str(s: str) -> str:
     """RFC 8785 3.2.2.2 (ES6 JSON.stringify): escape only '"', '\\' and controls < U+0020."""
-    return '"' + "".join(_ESCAPES.get(c) or (f"\\u{ord(c):04x}" if c < " " else c)
-                         for c in s) + '"'
+    return '"' + "".join(_ESCAPES.get(c) or (f"\\u{ord(c):04x}" if c < " " else c) for c in s) + '"'
 
 
 def _jcs(v: Any) -> str:
@@ -88,6 +105,7 @@ def entry_hash(entry: dict[str, Any]) -> str:
 
 
 # --- RFC 9162 Merkle proofs (leaf = SHA-256(0x00 || d), node = SHA-256(0x01 || l || r)) -------
+
 
 def _node(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(b"\x01" + left + right).digest()
@@ -133,6 +151,7 @@ def verify_consistency(first: int, second: int, proof: list[bytes], r1: bytes, r
 
 # --- C2SP checkpoint note ---------------------------------------------------------------------
 
+
 def _b64(text: Any) -> bytes:
     if not isinstance(text, str):
         raise ValueError("expected a base64 string")
@@ -170,6 +189,7 @@ def verify_checkpoint(note: Any, keys: Keys) -> Head:
 
 
 # --- the bundle -------------------------------------------------------------------------------
+
 
 @dataclass
 class Report:
@@ -256,13 +276,21 @@ def _check_trusted(trusted: str, bundle: dict[str, Any], head: Head, keys: Keys)
     t_origin, t_size, t_root = verify_checkpoint(trusted, keys)
     (first, r1), (second, r2) = sorted([(t_size, t_root), (head[1], head[2])])
     cands = [*(bundle.get("consistency_proofs") or []), bundle.get("consistency")]
-    proof = next((c for c in cands if isinstance(c, dict)
-                  and (c.get("first"), c.get("second")) == (first, second)), None)
+    proof = next(
+        (
+            c
+            for c in cands
+            if isinstance(c, dict) and (c.get("first"), c.get("second")) == (first, second)
+        ),
+        None,
+    )
     if t_origin != head[0]:
         return f"trusted checkpoint is of log {t_origin!r}, not {head[0]!r}"
     if proof is None and 0 < first < second:
-        return (f"consistency of tree sizes {first} and {second} could not be established: "
-                "the bundle has no consistency proof between them")
+        return (
+            f"consistency of tree sizes {first} and {second} could not be established: "
+            "the bundle has no consistency proof between them"
+        )
     hashes = [_b64(h) for h in (proof or {}).get("hashes", [])]
     if first == second and r1 != r2:
         return f"trusted and bundle checkpoints differ at tree size {first}: the log forked"
@@ -272,6 +300,7 @@ def _check_trusted(trusted: str, bundle: dict[str, Any], head: Head, keys: Keys)
 
 
 # --- the executive's history ---------------------------------------------------------------
+
 
 def add_years(d: dt.date, years: int) -> dt.date:
     """``d`` plus (or minus) whole years; Feb 29 becomes Feb 28 in a common year."""
@@ -288,25 +317,32 @@ def rating_from_elements(levels: dict[str, int], weights: dict[str, int]) -> tup
     return score, 1 if 1 in levels.values() else next((L for L, f in floors if score >= f), 1)
 
 
-def removal_lines(finals: list[tuple[dt.date, int, str]], actions: list[dict[str, Any]],
-                  as_of: dt.date) -> list[str]:
+def removal_lines(
+    finals: list[tuple[dt.date, int, str]], actions: list[dict[str, Any]], as_of: dt.date
+) -> list[str]:
     """REM-2, REM-3 and REM-1 as of ``as_of``, from final ratings (rated_on, level, appraisal)."""
     rated = sorted(f for f in finals if f[0] <= as_of)
     out = [f"removal history as of {as_of} (measure: rating-date)"]
     for label, rule, years, worst in (("three-year", "REM-2", 3, 2), ("five-year", "REM-3", 5, 1)):
         hits = [f for f in rated if f[1] <= worst]
         window = [f"{a} L{lv} {d}" for d, lv, a in hits if add_years(as_of, -years) <= d]
-        trig = [b[0] for a, b in zip(hits, hits[1:], strict=False)
-                if b[0] <= add_years(a[0], years)]
+        trig = [
+            b[0] for a, b in zip(hits, hits[1:], strict=False) if b[0] <= add_years(a[0], years)
+        ]
         verdict = f"removal required, triggered on {trig[-1]}" if trig else "no removal required"
         out.append(f"  {label} ({rule}): in window: {', '.join(window) or 'none'}; {verdict}")
     level1 = [d for d, lv, _ in rated if lv == 1]
     if level1:
         moves = ("reassignment", "transfer", "demotion", "removal")
-        done = any(a.get("action") in moves and level1[-1].isoformat() <= str(a.get("notice_on"))
-                   <= as_of.isoformat() for a in actions)
-        out.append(f"  REM-1 action after the Level 1 rating of {level1[-1]} due: "
-                   f"{'no' if done else 'yes'}")
+        done = any(
+            a.get("action") in moves
+            and level1[-1].isoformat() <= str(a.get("notice_on")) <= as_of.isoformat()
+            for a in actions
+        )
+        out.append(
+            f"  REM-1 action after the Level 1 rating of {level1[-1]} due: "
+            f"{'no' if done else 'yes'}"
+        )
     return out
 
 
@@ -317,9 +353,9 @@ class _Fields(dict[str, Any]):
 
 _LINES = {
     "ExecutiveRegistered": "registered: {executive_id} {name}, {title}, {agency}, "
-                           "{appointment_type}, appointed {appointed_on}",
+    "{appointment_type}, appointed {appointed_on}",
     "PersonnelActionRecorded": "personnel action: {action}, notice {notice_on}, "
-                               "effective {effective_on}, basis {basis_appraisal_ids}",
+    "effective {effective_on}, basis {basis_appraisal_ids}",
     "ComplaintRecorded": "complaint: {forum} filed {filed_on}",
 }
 
@@ -346,15 +382,21 @@ def history_lines(entries: list[dict[str, Any]]) -> list[str]:
             a = apps.setdefault(str(d["appraisal_id"]), _Fields()) if "appraisal_id" in d else None
             a = _Fields() if a is None else a
             if t in _LINES:
-                flat = {k: ", ".join(map(str, v)) if isinstance(v, list) else v
-                        for k, v in d.items()}
+                flat = {
+                    k: ", ".join(map(str, v)) if isinstance(v, list) else v for k, v in d.items()
+                }
                 (regs if t == "ExecutiveRegistered" else later).append(
-                    _LINES[t].format_map(_Fields(flat)))
+                    _LINES[t].format_map(_Fields(flat))
+                )
             if t == "PersonnelActionRecorded":
                 actions.append(d)
             elif t == "PlanSet":
-                a.update(policy=d["policy"], start=d["period_start"], end=d["period_end"],
-                         weights={x["code"]: x["weight"] for x in d["elements"]})
+                a.update(
+                    policy=d["policy"],
+                    start=d["period_start"],
+                    end=d["period_end"],
+                    weights={x["code"]: x["weight"] for x in d["elements"]},
+                )
             elif t == "PeriodExtended":
                 a["end"] = d["new_period_end"]
             elif t == "InitialRatingIssued":
@@ -373,8 +415,9 @@ def history_lines(entries: list[dict[str, Any]]) -> list[str]:
     for aid, a in apps.items():
         a.setdefault("initial", "no initial rating")
         a.setdefault("final", "no final rating")
-        regs.append(f"appraisal {aid}: " + "{policy}, {start} to {end}; {initial}; {final}"
-                    .format_map(a))
+        regs.append(
+            f"appraisal {aid}: " + "{policy}, {start} to {end}; {initial}; {final}".format_map(a)
+        )
     dates = [x for x in (_date(e.get("occurred_on")) for e in entries) if x is not None]
     return regs + later + (removal_lines(finals, actions, max(dates)) if dates else [])
 
@@ -392,8 +435,10 @@ def verify_bundle(bundle: Any, trusted_checkpoint: str | None = None) -> Report:
     if not entries or not isinstance(raw, list) or len(entries) != len(raw):
         bad("entries: missing, or not all objects")
     _check_entries(entries, keys, bad)
-    report.summary.append(f"executive {bundle.get('executive_id')}: {len(entries)} entries, "
-                          f"{len({str(e.get('stream_id')) for e in entries})} streams")
+    report.summary.append(
+        f"executive {bundle.get('executive_id')}: {len(entries)} entries, "
+        f"{len({str(e.get('stream_id')) for e in entries})} streams"
+    )
     try:
         head = verify_checkpoint(bundle.get("checkpoint"), keys)
     except ValueError as exc:
@@ -402,8 +447,10 @@ def verify_bundle(bundle: Any, trusted_checkpoint: str | None = None) -> Report:
         report.summary.append(f"checkpoint: {head[0]}, tree size {head[1]}, root {head[2].hex()}")
         _check_proofs(entries, bundle.get("proofs"), head, bad)
         if trusted_checkpoint is None:
-            report.summary.append("no trusted checkpoint given: compare the checkpoint above or "
-                                  "the keys below with ones obtained from the ledger directly")
+            report.summary.append(
+                "no trusted checkpoint given: compare the checkpoint above or "
+                "the keys below with ones obtained from the ledger directly"
+            )
         else:
             try:
                 problem = _check_trusted(trusted_checkpoint, bundle, head, keys)
@@ -413,8 +460,10 @@ def verify_bundle(bundle: Any, trusted_checkpoint: str | None = None) -> Report:
                 bad(problem)
             else:
                 report.summary.append("trusted checkpoint: consistent with the bundle's")
-    report.summary += [f"key {k}: Ed25519 {base64.b64encode(v.public_bytes_raw()).decode()}"
-                       for k, v in keys.items()]
+    report.summary += [
+        f"key {k}: Ed25519 {base64.b64encode(v.public_bytes_raw()).decode()}"
+        for k, v in keys.items()
+    ]
     report.summary += history_lines(entries)
     return report
 

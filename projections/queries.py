@@ -13,12 +13,12 @@ returns a `ReadModels` over that copy; the live tables are not touched.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
 from ledger.entry import format_timestamp
+from ledger.errors import LedgerError
 from ledger.policies.removal import RATING_DATE
 from projections import audit, compliance, removal_history, reports
 from projections.audit import Audit
@@ -64,8 +64,6 @@ class ReadModels:
             self.store, source or LogSource(app.recorder, self.bound), self.projections
         )
         self.runner.setup()
-        self._verifiers: Any = None
-        self._verifiers_lock = threading.Lock()
 
     # -- processing ------------------------------------------------------------------------
 
@@ -168,12 +166,15 @@ class ReadModels:
         return self._doc(APPRAISALS.name, "appraisal_id", appraisal_id)
 
     def executive_appraisal_ids(self, executive_id: str) -> list[str]:
-        """The executive's appraisals, in the order their plans were recorded."""
-        return [
-            s
-            for s in audit.executive_streams(self.store, executive_id)
-            if s != executive_id and self.appraisal(s) is not None
-        ]
+        """The executive's appraisals, by period start (then id)."""
+        with self.store.transaction(commit=False) as cursor:
+            cursor.execute(
+                f"SELECT appraisal_id AS appraisal_id, doc AS doc "
+                f"FROM {self.store.name(APPRAISALS.name)} WHERE executive_id = {self.store.p}",
+                (executive_id,),
+            )
+            rows = [(json.loads(r["doc"])["period_start"], str(r["appraisal_id"])) for r in cursor.fetchall()]
+        return [appraisal_id for _start, appraisal_id in sorted(rows)]
 
     def appraisal_events(self, appraisal_id: str) -> list[dict[str, Any]]:
         """The appraisal stream's ledger entries, in order (within this view's bound)."""
@@ -227,14 +228,12 @@ class ReadModels:
         )
 
     def verifiers(self) -> Any:
-        """The key ring's public keys (None when it cannot be read: signatures unchecked)."""
-        if self._verifiers is None:
-            with self._verifiers_lock:
-                try:
-                    self._verifiers = self.app.keyring.verifiers()
-                except Exception:  # noqa: BLE001 - no key ring: report signatures as unchecked
-                    return None
-        return self._verifiers
+        """The key ring's public keys, read per trail (rotations show at once); None when
+        there is no readable key ring (signatures are then reported as not checked)."""
+        try:
+            return self.app.keyring.verifiers()
+        except LedgerError:
+            return None
 
     def projection_names(self) -> Sequence[str]:
         return PROJECTION_NAMES

@@ -89,7 +89,7 @@ class Runner:
         self._sql_add = f"INSERT INTO {t} (name, position, version) VALUES ({p}, 0, {p})"
         self._tracking = t
 
-    def _select(self, names: Sequence[str] | None) -> list[Projection]:
+    def select(self, names: Sequence[str] | None) -> list[Projection]:
         if not names:
             return list(self.projections.values())
         unknown = [n for n in names if n not in self.projections]
@@ -161,7 +161,7 @@ class Runner:
 
     def reset(self, names: Sequence[str] | None = None) -> None:
         """Empty the projections' tables and set their position to 0, in one transaction."""
-        chosen = self._select(names)
+        chosen = self.select(names)
         with self._mutex:
             with self.store.transaction(commit=True) as cursor:
                 self._lock(cursor, [p.name for p in chosen])
@@ -182,7 +182,7 @@ class Runner:
         batch_size: int | None = None,
     ) -> int:
         """Process every new event; returns the lowest position of the chosen projections."""
-        chosen = self._select(names)
+        chosen = self.select(names)
         size = batch_size or self.batch_size
         with self._mutex:
             while stop is None or not stop.is_set():
@@ -291,7 +291,7 @@ class Runner:
         result: dict[str, str] = {}
         with self.store.transaction(commit=False) as cursor:
             self.store.snapshot(cursor)
-            for projection in self._select(names):
+            for projection in self.select(names):
                 h = hashlib.sha256()
                 for table in sorted(projection.tables, key=lambda t: t.name):
                     h.update(f"table {table.name}\n".encode())

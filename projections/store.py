@@ -285,9 +285,5 @@ def table_digest_lines(store: Store, cursor: Any, table: Table) -> Iterator[byte
         f"SELECT {', '.join(cols)} FROM {store.name(table.name)} "
         f"ORDER BY {store.order_by(table.key, table)}"
     )
-    while True:
-        rows = cursor.fetchmany(5000)
-        if not rows:
-            return
-        for row in rows:
-            yield _dumps([row[c] for c in cols]).encode() + b"\n"
+    for row in cursor.fetchall():
+        yield _dumps([row[c] for c in cols]).encode() + b"\n"

@@ -60,8 +60,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
             progress=bar.update_to,
         )
     if report.ok:
-        print(f"ledger verified: {report.checked} events, tree size {report.tree_size}, "
-              f"root {report.root}")
+        print(
+            f"ledger verified: {report.checked} events, tree size {report.tree_size}, "
+            f"root {report.root}"
+        )
         return 0
     print(f"first bad position: {report.first_bad_position}")
     print(f"problem: {report.problem}")
@@ -113,8 +115,13 @@ _EXTENSIONS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]]
 def _load_extensions() -> None:
     import importlib
 
-    for name in ("ses_ledger.cli_demo", "ses_ledger.cli_serve", "ses_ledger.cli_projections",
-                 "ses_ledger.cli_tokens", "ses_ledger.cli_evidence"):
+    for name in (
+        "ses_ledger.cli_demo",
+        "ses_ledger.cli_serve",
+        "ses_ledger.cli_projections",
+        "ses_ledger.cli_tokens",
+        "ses_ledger.cli_evidence",
+    ):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:

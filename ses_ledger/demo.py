@@ -49,8 +49,18 @@ CODES_2025 = [
     "organizational_goals",
 ]
 #: Weight templates that satisfy WT-1..WT-4 (basic) and WT-1, WT-5, WT-6 (2025).
-BASIC_WEIGHTS = [[15, 15, 15, 15, 40], [20, 20, 20, 20, 20], [10, 15, 15, 20, 40], [5, 10, 20, 30, 35]]
-WEIGHTS_2025 = [[25, 15, 15, 15, 30], [30, 20, 15, 15, 20], [25, 20, 20, 15, 20], [40, 15, 15, 15, 15]]
+BASIC_WEIGHTS = [
+    [15, 15, 15, 15, 40],
+    [20, 20, 20, 20, 20],
+    [10, 15, 15, 20, 40],
+    [5, 10, 20, 30, 35],
+]
+WEIGHTS_2025 = [
+    [25, 15, 15, 15, 30],
+    [30, 20, 15, 15, 20],
+    [25, 20, 20, 15, 20],
+    [40, 15, 15, 15, 15],
+]
 #: Summary-level mix: history shows most SES ratings at Levels 4-5 before 2025; agencies
 #: planning for the 2025 cap (RAT-9) rate far fewer at the top.
 LEVEL_MIX_BASIC = {5: 0.38, 4: 0.42, 3: 0.16, 2: 0.03, 1: 0.01}
@@ -172,8 +182,11 @@ class DemoGenerator:
 
     def _register_board(self, agency: str, published: date) -> None:
         members = [
-            {"member_id": f"PRB-{agency}-{k}", "name": f"{self.rng.choice(FIRST)} "
-             f"{self.rng.choice(LAST)}", "career": k != 4}
+            {
+                "member_id": f"PRB-{agency}-{k}",
+                "name": f"{self.rng.choice(FIRST)} {self.rng.choice(LAST)}",
+                "career": k != 4,
+            }
             for k in range(1, 6)
         ]
         board = ReviewBoard.register(
@@ -431,9 +444,7 @@ class DemoGenerator:
         effective = notice + timedelta(days=rng.randint(30, 60))
         facts = ex.facts()
         if action == "removal":
-            authority = (
-                "5 CFR 359 subpart D" if facts.probationary else "5 CFR 359 subpart E"
-            )
+            authority = "5 CFR 359 subpart D" if facts.probationary else "5 CFR 359 subpart E"
         else:
             authority = "5 CFR 359 subpart G" if action == "reassignment" else "5 U.S.C. 3595"
         hearing = None

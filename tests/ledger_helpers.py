@@ -53,8 +53,12 @@ def plan(app: LedgerApp, appraisal_id: str = "A-2024-E1", executive_id: str = "E
     )
 
 
-def review(app: LedgerApp, appraisal_id: str = "A-2024-E1", day: date = date(2024, 3, 15),
-           expected_version: int | None = None) -> Any:
+def review(
+    app: LedgerApp,
+    appraisal_id: str = "A-2024-E1",
+    day: date = date(2024, 3, 15),
+    expected_version: int | None = None,
+) -> Any:
     return app.appraisal_command(
         appraisal_id,
         "review_progress",

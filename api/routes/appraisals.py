@@ -15,13 +15,14 @@ from fastapi import APIRouter, Path
 from api import access
 from api.auth import Principal, Role
 from api.commands import execute
-from api.deps import PrincipalDep, ReadModelsDep, ReplayDep, ServicesDep, WriteDep
+from api.deps import PrincipalDep, Reader, ReaderDep, ServicesDep, WriteDep
 from api.directory import StreamFacts
 from api.errors import problem_responses
 from api.responses import Json, json_schema
 from api.schemas import writes as w
 from api.schemas.common import Body
 from api.schemas.responses import RatingWriteResult, WriteResult
+from api.services import Services
 from ledger.errors import NotFound
 
 router = APIRouter(prefix="/v1/appraisals", tags=["appraisals"])
@@ -237,11 +238,11 @@ for _step in STEPS:
 
 
 def _readable_view(
-    appraisal_id: str, principal: Principal, services: Any, replay: Any, read_models: Any
+    appraisal_id: str, principal: Principal, services: Services, reader: Reader
 ) -> Any:
     facts = services.directory.appraisal(appraisal_id)
     access.require_read(principal, facts.agency, owner=facts.executive_id)
-    return replay.view(read_models, facts.executive_id)
+    return reader.view(facts.executive_id)
 
 
 @router.get(
@@ -253,10 +254,9 @@ def get_appraisal(
     appraisal_id: AppraisalId,
     principal: PrincipalDep,
     services: ServicesDep,
-    replay: ReplayDep,
-    read_models: ReadModelsDep,
+    reader: ReaderDep,
 ) -> Json:
-    view = _readable_view(appraisal_id, principal, services, replay, read_models)
+    view = _readable_view(appraisal_id, principal, services, reader)
     body = view.appraisal(appraisal_id)
     if body is None:
         raise NotFound("appraisal", appraisal_id)
@@ -272,10 +272,9 @@ def get_appraisal_events(
     appraisal_id: AppraisalId,
     principal: PrincipalDep,
     services: ServicesDep,
-    replay: ReplayDep,
-    read_models: ReadModelsDep,
+    reader: ReaderDep,
 ) -> Json:
-    view = _readable_view(appraisal_id, principal, services, replay, read_models)
+    view = _readable_view(appraisal_id, principal, services, reader)
     events = view.appraisal_events(appraisal_id)
     if events is None:
         raise NotFound("appraisal", appraisal_id)

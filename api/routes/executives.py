@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query
 from api import access
 from api.auth import Role
 from api.commands import execute
-from api.deps import PrincipalDep, ReadModelsDep, ReplayDep, ServicesDep, WriteDep
+from api.deps import PrincipalDep, ReaderDep, ServicesDep, WriteDep
 from api.errors import problem_responses
 from api.responses import Json, json_schema
 from api.schemas.common import Day
@@ -126,11 +126,10 @@ def get_executive(
     executive_id: ExecutiveId,
     principal: PrincipalDep,
     services: ServicesDep,
-    replay: ReplayDep,
-    read_models: ReadModelsDep,
+    reader: ReaderDep,
 ) -> Json:
     _readable(services, principal, executive_id)
-    view = replay.view(read_models, executive_id)
+    view = reader.view(executive_id)
     return _found(view.executive(executive_id), executive_id)
 
 
@@ -143,11 +142,10 @@ def get_ratings(
     executive_id: ExecutiveId,
     principal: PrincipalDep,
     services: ServicesDep,
-    replay: ReplayDep,
-    read_models: ReadModelsDep,
+    reader: ReaderDep,
 ) -> Json:
     _readable(services, principal, executive_id)
-    view = replay.view(read_models, executive_id)
+    view = reader.view(executive_id)
     return _found(view.ratings(executive_id), executive_id)
 
 
@@ -163,8 +161,7 @@ def get_removal_history(
     executive_id: ExecutiveId,
     principal: PrincipalDep,
     services: ServicesDep,
-    replay: ReplayDep,
-    read_models: ReadModelsDep,
+    reader: ReaderDep,
     as_of: Annotated[Day | None, Query(description="The date D (default: today, UTC).")] = None,
     window_measure: Annotated[
         Literal["rating-date", "appraisal-cycle"] | None,
@@ -173,7 +170,7 @@ def get_removal_history(
 ) -> Json:
     _readable(services, principal, executive_id)
     day = as_of or datetime.now(UTC).date()
-    view = replay.view(read_models, executive_id)
+    view = reader.view(executive_id)
     body = view.removal_history(executive_id, day, window_measure=window_measure)
     return _found(body, executive_id)
 

@@ -136,6 +136,7 @@ def inclusion_proof(
 ) -> Any:
     """RFC 9162 inclusion proof of the event at `position` in the tree of `tree_size`."""
     size = tree_size if tree_size is not None else _latest_size(services)
+    services.checkpointer.leaf_index(position)  # integrates a just-written event first
     return services.merkle.inclusion(position, size)
 
 
@@ -176,10 +177,8 @@ def receipt(
         roles=access.BUNDLE_READERS,
         owner=None if facts is None else facts.executive_id,
     )
-    index = services.merkle.leaf_index(position)
-    covering = services.checkpointer.covering(index)
-    if covering is None:
-        raise ProofUnavailable(f"no checkpoint covers position {position} yet")
+    checkpointer = services.checkpointer
+    covering = checkpointer.covering(checkpointer.leaf_index(position))
     return {
         "entry": entry,
         "checkpoint": covering.note,

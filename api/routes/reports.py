@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api import access
-from api.deps import PrincipalDep, ReadModelsDep, ReplayDep
+from api.deps import PrincipalDep, ReaderDep
 from api.errors import InvalidRequest, problem_responses
 from api.responses import Json, json_schema
 from api.schemas.common import Agency, Day
@@ -32,14 +32,13 @@ AgencyQuery = Annotated[
 )
 def below_fully_successful(
     principal: PrincipalDep,
-    replay: ReplayDep,
-    read_models: ReadModelsDep,
+    reader: ReaderDep,
     as_of: Annotated[Day | None, Query(description="The date D (default: today, UTC).")] = None,
     agency: AgencyQuery = None,
 ) -> Json:
     scope = access.report_agency(principal, agency)
     day = as_of or datetime.now(UTC).date()
-    return Json(replay.view(read_models).below_fully_successful(day, agency=scope))
+    return Json(reader.view().below_fully_successful(day, agency=scope))
 
 
 @router.get(
@@ -49,8 +48,7 @@ def below_fully_successful(
 )
 def rating_distribution(
     principal: PrincipalDep,
-    replay: ReplayDep,
-    read_models: ReadModelsDep,
+    reader: ReaderDep,
     cycle: Annotated[Cycle, Query(description="The fiscal year, e.g. FY2026.")],
     agency: AgencyQuery = None,
 ) -> Json:
@@ -60,7 +58,7 @@ def rating_distribution(
             "name the agency: this token covers every agency",
             [{"loc": ["query", "agency"], "msg": "required for a token whose agency is *"}],
         )
-    return Json(replay.view(read_models).rating_distribution(scope, cycle))
+    return Json(reader.view().rating_distribution(scope, cycle))
 
 
 @router.get(
@@ -70,9 +68,8 @@ def rating_distribution(
 )
 def compliance(
     principal: PrincipalDep,
-    replay: ReplayDep,
-    read_models: ReadModelsDep,
+    reader: ReaderDep,
     agency: AgencyQuery = None,
 ) -> Json:
     scope = access.report_agency(principal, agency)
-    return Json(replay.view(read_models).compliance(agency=scope))
+    return Json(reader.view().compliance(agency=scope))

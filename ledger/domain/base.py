@@ -20,8 +20,15 @@ EVENT_TYPES: dict[str, type[LedgerEvent]] = {}
 
 #: Fields every event has; the rest of an event's fields are its `data`.
 BASE_FIELDS = frozenset(
-    {"originator_id", "originator_version", "timestamp", "occurred_on", "actor",
-     "submitted_by", "policy"}
+    {
+        "originator_id",
+        "originator_version",
+        "timestamp",
+        "occurred_on",
+        "actor",
+        "submitted_by",
+        "policy",
+    }
 )
 
 

@@ -209,10 +209,11 @@ def rat_9(
     counted (forced distribution is prohibited there, so no cap applies). A presidential
     waiver for the agency and cycle suppresses the finding.
     """
-    capped = [r for r in ratings if r.career and get_policy(r.policy).rating_cap_percent]
+    caps = {r.appraisal_id: get_policy(r.policy).rating_cap_percent for r in ratings if r.career}
+    capped = [r for r in ratings if caps.get(r.appraisal_id) is not None]
     if waiver_granted or len(capped) < RAT_9_MINIMUM_CAREER_RATED:
         return []
-    cap = min(get_policy(r.policy).rating_cap_percent or 0 for r in capped)
+    cap = min(c for c in caps.values() if c is not None)
     high = sum(map(_high, capped))
     if high * 100 <= cap * len(capped):
         return []

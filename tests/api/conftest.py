@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,8 +14,6 @@ from ledger.application import LedgerApp
 from ledger.config import LedgerConfig
 from ledger.keys import KeyRing
 from tests.api.story import Api
-
-warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
 
 
 def make_api(config: LedgerConfig) -> Iterator[Api]:

@@ -307,5 +307,5 @@ class Api:
 
     def ledger_size(self) -> int:
         """How many events the ledger holds (its Merkle tree size)."""
-        size: int = self.client.app.state.services.merkle.size()  # type: ignore[attr-defined]
+        size: int = self.client.app.state.services.merkle.integrate()  # type: ignore[attr-defined]
         return size

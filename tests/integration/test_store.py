@@ -109,7 +109,10 @@ def test_a_multi_event_command_is_stored_all_or_none(ledger_config: LedgerConfig
     appraisal = app.appraisal("A-2024-E1")
     for day in (10, 11, 12):
         appraisal.review_progress(
-            reviewed_on=date(2024, 3, day), reviewer_id="R1", notes="x", actor="R1",
+            reviewed_on=date(2024, 3, day),
+            reviewer_id="R1",
+            notes="x",
+            actor="R1",
             submission=app.submission("hr-app-1"),
         )
     # Someone else appends version 2 first: the three-event batch must vanish entirely.
@@ -125,7 +128,10 @@ def test_a_multi_event_command_is_stored_all_or_none(ledger_config: LedgerConfig
     appraisal = fresh_app.appraisal("A-2024-E1")
     for day in (10, 11, 12):
         appraisal.review_progress(
-            reviewed_on=date(2024, 4, day), reviewer_id="R1", notes="y", actor="R1",
+            reviewed_on=date(2024, 4, day),
+            reviewer_id="R1",
+            notes="y",
+            actor="R1",
             submission=fresh_app.submission("hr-app-1"),
         )
     stored = fresh_app.store(appraisal)

@@ -161,7 +161,7 @@ def test_checkpoint_fields_are_validated(key: Ed25519PrivateKey) -> None:
         sign_checkpoint(Checkpoint(ORIGIN, 1, ROOT), "has space", key)
 
 
-# --- agreement with /work/shared/tools/verify_ledger.py ----
+# --- agreement with /work/shared/tools/verify_ledger.py ---------------------------------------
 
 def _load_verify_ledger() -> ModuleType:
     if not VERIFY_LEDGER.exists():

@@ -90,7 +90,7 @@ CONSISTENCY_VECTORS = [
 SOME_HASH = bytes.fromhex("abacaba000000000000000000000000000000000000000000060061e00123456")
 
 
-# --- reference algorithms, transcribed from RFC 9162 2.1.3.1 and 2.1.4.1 over a leaf list ----
+# --- reference algorithms, transcribed from RFC 9162 2.1.3.1 and 2.1.4.1 over a leaf list ---
 
 def ref_path(m: int, d: list[bytes]) -> list[bytes]:
     if len(d) == 1:
@@ -127,7 +127,7 @@ class RecordingOracle:
         return root_from_leaf_hashes(self.leaves[start:end])
 
 
-# --- hashing and the published vectors ----
+# --- hashing and the published vectors --------------------------------------------------------
 
 def test_hashes_use_the_rfc_6962_domain_separation_prefixes() -> None:
     assert leaf_hash(b"x") == hashlib.sha256(b"\x00x").digest()
@@ -245,7 +245,7 @@ def test_consistency_edge_sizes() -> None:
         inclusion_proof(3, 3, RecordingOracle(LEAVES))
 
 
-# --- properties over random trees ----
+# --- properties over random trees -------------------------------------------------------------
 
 def _flip(proof: list[bytes], k: int) -> list[bytes]:
     bad = list(proof)
@@ -303,7 +303,7 @@ def test_every_generated_consistency_proof_verifies_and_every_alteration_fails(
             verify_consistency(f, s, p, r1, r2)
 
 
-# --- the frontier and the node stores ----
+# --- the frontier and the node stores ---------------------------------------------------------
 
 def test_compact_range_root_equals_reference_for_every_size_and_survives_persistence() -> None:
     leaves = leaves_for(300)

@@ -148,7 +148,7 @@ def bundle() -> dict[str, Any]:
     return copy.deepcopy(LEDGER.bundle("E1"))
 
 
-# --- the happy path ----
+# --- the happy path ---------------------------------------------------------------------------
 
 def test_an_untouched_bundle_verifies_and_tells_the_executives_story(
     bundle: dict[str, Any],
@@ -178,7 +178,7 @@ def test_the_json_round_trip_and_key_order_do_not_matter(bundle: dict[str, Any])
     assert verify_bundle(shuffled).ok
 
 
-# --- every tamper is reported ----
+# --- every tamper is reported -----------------------------------------------------------------
 
 Tamper = Callable[[dict[str, Any]], None]
 
@@ -310,7 +310,7 @@ def test_garbage_inside_a_bundle_is_reported_not_raised(bundle: dict[str, Any]) 
     assert any("unusable key" in p for p in problems)
 
 
-# --- a trusted checkpoint and consistency ----
+# --- a trusted checkpoint and consistency -----------------------------------------------------
 
 def _note(size: int, key: Ed25519PrivateKey = KEY, origin: str = ORIGIN) -> str:
     return sign_checkpoint(Checkpoint(origin, size, LEDGER.tree.root(size)), origin, key)
@@ -359,7 +359,7 @@ def test_a_forked_or_foreign_trusted_checkpoint_fails(bundle: dict[str, Any]) ->
     assert verify_bundle(bundle, _note(size, key=OTHER_KEY)).problems
 
 
-# --- RFC 8785 ----
+# --- RFC 8785 ---------------------------------------------------------------------------------
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1)
@@ -395,7 +395,7 @@ def test_jcs_rejects_what_it_cannot_encode(value: Any, message: str) -> None:
         jcs(value)
 
 
-# --- dates and removal history ----
+# --- dates and removal history ----------------------------------------------------------------
 
 def d(text: str) -> dt.date:
     return dt.date.fromisoformat(text)
@@ -443,7 +443,7 @@ def test_rem_3_two_level_1_ratings_within_five_years_and_rem_1_actions() -> None
     assert "no removal required" in removal_lines(finals, [], d("2025-02-27"))[2]
 
 
-# --- the command line and standalone use ----
+# --- the command line and standalone use ------------------------------------------------------
 
 def test_main_exit_codes(tmp_path: Path, bundle: dict[str, Any],
                          capsys: pytest.CaptureFixture[str]) -> None:

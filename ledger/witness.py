@@ -1,0 +1,354 @@
+"""A witness of the ledger's Merkle log: detects forks, rewrites and truncation from outside.
+
+Each run fetches the server's signed checkpoint and public keys (`GET /v1/ledger/checkpoint`,
+`GET /v1/ledger/keys`, no token needed), verifies the note (c2sp.org/signed-note), then
+compares it with the checkpoint the witness saved last time:
+
+- same tree size: the roots must be equal (otherwise the log forked);
+- larger: the server's RFC 9162 consistency proof (`GET /v1/ledger/proofs/consistency`) must
+  show that the new tree extends the saved one (otherwise history before it was rewritten);
+- smaller: never acceptable (history was cut).
+
+The saved public keys are pinned: each must still be listed unchanged; new keys (rotation)
+are accepted and pinned from then on. A signature by a new key alone proves little, which is
+why the consistency proof, not the signature, is what ties each checkpoint to the last one:
+even the ledger's own (stolen) key cannot sign a rewrite that passes it. The first run has
+nothing to compare with and trusts what it sees (trust on first use) and says so. The state
+is replaced atomically, and only after a checkpoint passed.
+
+Standard library and `cryptography` only, like the rest of `ledger/`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ledger.checkpoint import Checkpoint, CheckpointError, parse_note, verify_note
+from ledger.entry import format_timestamp
+from ledger.errors import LedgerError
+from ledger.merkle import EMPTY_ROOT, ProofError, verify_consistency
+
+STATE_FORMAT = "ses-ledger-witness/v1"
+
+#: `fetch(url) -> (HTTP status, body text)`; raises OSError when the server cannot be reached.
+Fetch = Callable[[str], tuple[int, str]]
+
+
+class WitnessUnavailable(LedgerError):
+    """The log could not be checked: unreachable, a server error, or an unreadable state file.
+
+    Not evidence of tampering (exit status 2, not 1).
+    """
+
+
+class Inconsistent(LedgerError):
+    """The log contradicts the witness's saved checkpoint or keys (exit status 1)."""
+
+
+def http_fetch(timeout: float = 10.0) -> Fetch:
+    """A `Fetch` over urllib (HTTP errors become statuses; network errors raise OSError)."""
+
+    def fetch(url: str) -> tuple[int, str]:
+        request = urllib.request.Request(url, headers={"Accept": "application/json, text/plain"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return int(response.status), response.read().decode("utf-8")
+        except urllib.error.HTTPError as exc:
+            return int(exc.code), exc.read().decode("utf-8", "replace")
+
+    return fetch
+
+
+class LogClient:
+    """The three public endpoints a witness (or a bundle verifier) needs."""
+
+    def __init__(self, base_url: str, fetch: Fetch | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.fetch = fetch or http_fetch()
+
+    def _get(self, path: str, **query: int) -> tuple[int, str]:
+        url = f"{self.base_url}{path}"
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        try:
+            status, body = self.fetch(url)
+        except OSError as exc:
+            raise WitnessUnavailable(f"cannot reach {url}: {exc}") from None
+        if status >= 500:
+            raise WitnessUnavailable(f"{url} answered {status}")
+        return status, body
+
+    def _json(self, path: str, **query: int) -> dict[str, Any]:
+        status, body = self._get(path, **query)
+        if status != 200:
+            raise Inconsistent(f"{path} answered {status}: {body[:200]}")
+        try:
+            value = json.loads(body)
+        except ValueError:
+            raise Inconsistent(f"{path} did not answer JSON") from None
+        if not isinstance(value, dict):
+            raise Inconsistent(f"{path} did not answer a JSON object")
+        return value
+
+    def checkpoint(self) -> str:
+        status, body = self._get("/v1/ledger/checkpoint")
+        if status != 200:
+            raise Inconsistent(f"/v1/ledger/checkpoint answered {status}")
+        return body
+
+    def keys(self) -> dict[str, str]:
+        """{key_id: base64 raw Ed25519 public key}."""
+        found: dict[str, str] = {}
+        for key in self._json("/v1/ledger/keys").get("keys") or []:
+            if isinstance(key, dict) and key.get("algorithm") == "Ed25519":
+                found[str(key.get("key_id"))] = str(key.get("public_key"))
+        return found
+
+    def consistency(self, first: int, second: int) -> list[bytes]:
+        """The proof hashes; Inconsistent when the server cannot give one."""
+        body = self._json("/v1/ledger/proofs/consistency", first=first, second=second)
+        if body.get("first") != first or body.get("second") != second:
+            raise Inconsistent(f"asked for a proof {first} -> {second}, got another one")
+        try:
+            return [base64.b64decode(h, validate=True) for h in body.get("hashes") or []]
+        except (binascii.Error, TypeError, ValueError):
+            raise Inconsistent("the consistency proof is not base64") from None
+
+
+@dataclass(frozen=True)
+class WitnessState:
+    """What a witness remembers between runs: the last checkpoint it accepted and the keys."""
+
+    url: str
+    origin: str
+    tree_size: int
+    root: bytes
+    checkpoint: str
+    keys: dict[str, str]
+    witnessed_at: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "format": STATE_FORMAT,
+            "url": self.url,
+            "origin": self.origin,
+            "tree_size": self.tree_size,
+            "root": base64.b64encode(self.root).decode(),
+            "checkpoint": self.checkpoint,
+            "keys": dict(sorted(self.keys.items())),
+            "witnessed_at": self.witnessed_at,
+        }
+
+    @classmethod
+    def load(cls, path: Path) -> WitnessState | None:
+        """The saved state, or None when the file does not exist yet."""
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            if raw.get("format") != STATE_FORMAT:
+                raise ValueError(f"not a {STATE_FORMAT} file")
+            return cls(
+                url=str(raw["url"]),
+                origin=str(raw["origin"]),
+                tree_size=int(raw["tree_size"]),
+                root=base64.b64decode(raw["root"], validate=True),
+                checkpoint=str(raw["checkpoint"]),
+                keys={str(k): str(v) for k, v in raw["keys"].items()},
+                witnessed_at=str(raw["witnessed_at"]),
+            )
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise WitnessUnavailable(f"cannot read the witness state {path}: {exc}") from None
+
+    def save(self, path: Path) -> None:
+        """Replace the state file atomically (temp file, fsync, rename, fsync directory)."""
+        write_atomically(path, json.dumps(self.as_json(), indent=2) + "\n")
+
+
+def write_atomically(path: Path, text: str) -> None:
+    directory = path.parent if str(path.parent) else Path(".")
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """One witness run per state file at a time (cron overlaps), where flock exists."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@dataclass
+class Observation:
+    """The outcome of one witness run; `verdict` is first-use, unchanged, extended or
+    inconsistent."""
+
+    verdict: str
+    tree_size: int
+    previous_size: int | None
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict != "inconsistent"
+
+
+def _public_keys(keys: dict[str, str]) -> list[Ed25519PublicKey]:
+    out = []
+    for key_id, b64 in keys.items():
+        try:
+            out.append(Ed25519PublicKey.from_public_bytes(base64.b64decode(b64, validate=True)))
+        except (binascii.Error, ValueError):
+            raise Inconsistent(f"key {key_id} is not a base64 Ed25519 public key") from None
+    return out
+
+
+def _check_keys(saved: dict[str, str], served: dict[str, str], lines: list[str]) -> None:
+    for key_id, public in saved.items():
+        if key_id not in served:
+            raise Inconsistent(f"key {key_id}, pinned earlier, is no longer listed")
+        if served[key_id] != public:
+            raise Inconsistent(f"key {key_id} is listed with a different public key")
+    for key_id in sorted(set(served) - set(saved)):
+        lines.append(f"new key {key_id} listed (rotation): pinned from now on")
+
+
+def check_extension(previous: WitnessState, current: Checkpoint, client: LogClient) -> str:
+    """Raise Inconsistent unless `current` extends `previous`; returns the verdict."""
+    old, new = previous.tree_size, current.size
+    if new < old:
+        raise Inconsistent(
+            f"the tree shrank from {old} to {new} leaves: history was cut or rewritten"
+        )
+    if new == old:
+        if current.root_hash != previous.root:
+            raise Inconsistent(
+                f"fork: the tree of size {new} now has another root "
+                f"({base64.b64encode(current.root_hash).decode()}, was "
+                f"{base64.b64encode(previous.root).decode()})"
+            )
+        return "unchanged"
+    if old == 0:
+        if previous.root != EMPTY_ROOT:
+            raise Inconsistent("the saved empty tree has a non-empty root")
+        return "extended"
+    proof = client.consistency(old, new)
+    try:
+        verify_consistency(old, new, proof, previous.root, current.root_hash)
+    except ProofError as exc:
+        raise Inconsistent(
+            f"the tree of size {new} does not extend the one of size {old} ({exc}): "
+            "history before it was rewritten"
+        ) from None
+    return "extended"
+
+
+def witness(
+    base_url: str,
+    state_path: Path,
+    *,
+    origin: str | None = None,
+    fetch: Fetch | None = None,
+    now: datetime | None = None,
+) -> Observation:
+    """Check the log at `base_url` against the saved state; save the new checkpoint if it passes.
+
+    Raises WitnessUnavailable when the check could not be made; returns an inconsistent
+    Observation (state left untouched) when the log contradicts what was seen before.
+    """
+    client = LogClient(base_url, fetch)
+    state_path = Path(state_path)
+    with _locked(state_path):
+        previous = WitnessState.load(state_path)
+        lines: list[str] = []
+        try:
+            served_keys = client.keys()
+            if not served_keys:
+                raise Inconsistent("the server lists no Ed25519 key")
+            note = client.checkpoint()
+            expected = origin or (previous.origin if previous else None)
+            if expected is None:
+                expected = parse_note(note)[0].origin
+            if previous is not None and expected != previous.origin:
+                raise Inconsistent(f"origin {expected!r} is not the witnessed {previous.origin!r}")
+            try:
+                current = verify_note(note, expected, _public_keys(served_keys), origin=expected)
+            except CheckpointError as exc:
+                raise Inconsistent(f"the checkpoint does not verify: {exc}") from None
+            if previous is None:
+                verdict = "first-use"
+                lines.append(
+                    f"first run: no saved checkpoint, so this one (tree size {current.size}) and "
+                    f"the {len(served_keys)} listed key(s) are trusted on first use; later runs "
+                    "check every checkpoint against it"
+                )
+            else:
+                _check_keys(previous.keys, served_keys, lines)
+                verdict = check_extension(previous, current, client)
+        except Inconsistent as exc:
+            return Observation(
+                "inconsistent",
+                tree_size=-1,
+                previous_size=previous.tree_size if previous else None,
+                lines=[*lines, f"INCONSISTENT: {exc}"],
+            )
+        old_size = previous.tree_size if previous else None
+        if verdict == "extended":
+            lines.append(f"consistent: tree grew from {old_size} to {current.size} leaves")
+        elif verdict == "unchanged":
+            lines.append(f"unchanged: tree size {current.size}, same root")
+        keys = {**(previous.keys if previous else {}), **served_keys}
+        WitnessState(
+            url=base_url,
+            origin=current.origin,
+            tree_size=current.size,
+            root=current.root_hash,
+            checkpoint=note,
+            keys=keys,
+            witnessed_at=format_timestamp(now or datetime.now(UTC)),
+        ).save(state_path)
+        return Observation(verdict, current.size, old_size, lines)

@@ -1,0 +1,158 @@
+"""`ses-ledger projections ...` and `ses-ledger project`: build and watch the read models.
+
+    ses-ledger projections rebuild [NAME ...]   empty and rebuild from position 0
+    ses-ledger projections status               position and lag of each projection
+    ses-ledger projections digest               SHA-256 of each projection's state
+    ses-ledger project [--follow] [--interval S] [--digest]
+                                                catch up once, or keep following new events
+
+The worker stops cleanly on SIGTERM or SIGINT: the batch in flight either commits with its
+position or not at all, so the next run resumes exactly where this one stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+def _read_models() -> Any:
+    from projections.queries import ReadModels
+    from ses_ledger.bootstrap import build_app
+
+    return ReadModels(build_app())
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """An event set by SIGTERM/SIGINT while the block runs (previous handlers restored)."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _print_digests(read_models: Any, names: list[str] | None = None) -> None:
+    for name, digest in read_models.runner.digest(names).items():
+        print(f"{name}  {digest}")
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    from ses_ledger.progress import Progress
+
+    read_models = _read_models()
+    runner = read_models.runner
+    names = args.names or None
+    try:
+        runner.select(names)
+    except KeyError as exc:
+        print(f"ses-ledger: {exc.args[0]}", file=sys.stderr)
+        return 2
+    head = runner.source.head()
+    with (
+        _stop_on_signals() as stop,
+        Progress(total=head, desc="rebuilding", disable=args.quiet) as bar,
+    ):
+        position = runner.rebuild(names, progress=bar.update_to, stop=stop)
+    if stop.is_set():
+        print(f"interrupted at position {position}; `ses-ledger project` resumes from there")
+        return 130
+    print(f"rebuilt {', '.join(names or read_models.projection_names())} up to position {position}")
+    if args.digest:
+        _print_digests(read_models, names)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    read_models = _read_models()
+    print(f"{'projection':<18}{'position':>12}{'head':>12}{'lag':>10}  state")
+    for s in read_models.status():
+        state = f"stale (version {s.version} -> {s.current_version})" if s.stale else "ok"
+        print(f"{s.name:<18}{s.position:>12}{s.head:>12}{s.lag:>10}  {state}")
+    return 0
+
+
+def cmd_digest(args: argparse.Namespace) -> int:
+    read_models = _read_models()
+    if args.catch_up:
+        read_models.catch_up()
+    _print_digests(read_models, args.names or None)
+    return 0
+
+
+def cmd_project(args: argparse.Namespace) -> int:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    read_models = _read_models()
+    runner = read_models.runner
+    with _stop_on_signals() as stop:
+        if args.follow:
+            print(
+                f"following the ledger (every {args.interval}s); SIGTERM or Ctrl-C stops",
+                flush=True,
+            )
+            runner.follow(stop, interval=args.interval)
+        else:
+            runner.catch_up(stop=stop)
+    positions = runner.positions()
+    print("positions: " + ", ".join(f"{n} {p}" for n, p in positions.items()), flush=True)
+    if args.digest:
+        _print_digests(read_models)
+    return 0
+
+
+def register(sub: Any) -> None:
+    projections = sub.add_parser(
+        "projections",
+        help="rebuild, inspect and digest the read models",
+        description="The read models live in the ledger's own database (tables proj_*).",
+    )
+    actions = projections.add_subparsers(
+        dest="projections_command", required=True, metavar="ACTION"
+    )
+    rebuild = actions.add_parser("rebuild", help="empty the read models and rebuild from 0")
+    rebuild.add_argument(
+        "names", nargs="*", metavar="NAME", help="projections to rebuild (default: all)"
+    )
+    rebuild.add_argument("--quiet", action="store_true", help="no progress bar")
+    rebuild.add_argument("--digest", action="store_true", help="print digests afterwards")
+    rebuild.set_defaults(handler=cmd_rebuild)
+
+    actions.add_parser("status", help="each projection's position and lag").set_defaults(
+        handler=cmd_status
+    )
+
+    digest = actions.add_parser("digest", help="SHA-256 of each projection's full state")
+    digest.add_argument("names", nargs="*", metavar="NAME")
+    digest.add_argument("--catch-up", action="store_true", help="catch up first")
+    digest.set_defaults(handler=cmd_digest)
+
+    project = sub.add_parser(
+        "project",
+        help="catch the read models up (once, or --follow as a long-lived worker)",
+        description="Safe beside other workers and the API: batches are serialised by a "
+        "lock on each projection's tracking row.",
+    )
+    project.add_argument("--follow", action="store_true", help="keep polling for new events")
+    project.add_argument(
+        "--interval",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="seconds between polls when idle (default 1)",
+    )
+    project.add_argument("--digest", action="store_true", help="print digests when done")
+    project.set_defaults(handler=cmd_project)
