@@ -148,7 +148,7 @@ class LedgerApp(Application[str]):
 
     def _load(self, cls: type[A], stream_id: str, *, reference: str | None = None) -> A:
         try:
-            aggregate = self.repository.get(stream_id)
+            aggregate: LedgerAggregate = self.repository.get(stream_id)
         except AggregateNotFoundError:
             if reference is not None:
                 raise UnknownReference(reference, stream_id) from None

@@ -33,7 +33,7 @@ def _fast_path_ok(value: Any) -> bool:
     if t in _LEAF:
         return True
     if t is int:
-        return -_MAX_SAFE <= value <= _MAX_SAFE
+        return bool(-_MAX_SAFE <= value <= _MAX_SAFE)
     if t is dict:
         for k, item in value.items():
             if type(k) is not str or not k.isascii():

@@ -109,9 +109,9 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         self.tables = LedgerTables(
             "postgres", schema, events_table=f'"{schema}"."{self.events_table_name}"'
         )
-        from psycopg.sql import SQL
+        from psycopg.sql import SQL, Composed
 
-        self.sql_create_statements.extend(SQL(s) for s in self.tables.create)  # type: ignore[arg-type]
+        self.sql_create_statements.extend(Composed([SQL(s)]) for s in self.tables.create)
 
     def _fetch_ids_after_insert_events(
         self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any

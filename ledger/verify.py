@@ -88,9 +88,8 @@ def _integrated_size(recorder: Any) -> int:
 
 def _checkpoints(recorder: Any) -> list[tuple[int, str]]:
     with recorder.datastore.transaction(commit=False) as cursor:
-        cursor.execute(
-            f"SELECT tree_size AS n, note AS t FROM {recorder.tables.checkpoints} ORDER BY tree_size"
-        )
+        table = recorder.tables.checkpoints
+        cursor.execute(f"SELECT tree_size AS n, note AS t FROM {table} ORDER BY tree_size")
         return [(int(r["n"]), str(r["t"])) for r in cursor.fetchall()]
 
 

@@ -1,0 +1,378 @@
+"""`ses-ledger replay | bundle | witness | checkpoint`: evidence for people outside the ledger.
+
+- `replay`: an executive's appraisals, ratings and removal history as the ledger stood at a
+  position or a recorded-at time, with the events that produced them (the projections,
+  rebuilt privately from those events only).
+- `bundle export` / `bundle verify`: the offline evidence bundle; verification runs the
+  standalone `ledger/offline_verify.py`, optionally fetching the consistency proof that ties
+  an old bundle to a newer checkpoint.
+- `witness`: compare the server's checkpoint with the one saved last time.
+- `checkpoint`: sign a checkpoint of the current tree now and print it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from ledger.config import LedgerConfig
+
+
+def _app() -> Any:
+    from ses_ledger.bootstrap import build_app
+
+    return build_app(LedgerConfig.from_env())
+
+
+# --- replay ----------------------------------------------------------------------------------
+
+
+def _default_as_of(app: Any, args: argparse.Namespace, events: list[dict[str, Any]]) -> date:
+    """`--as-of`, else the day the ledger stood at: the `known_at` day, or the day the event
+    at `--as-of-position` (else the executive's latest event then) was recorded."""
+    if args.as_of is not None:
+        return date.fromisoformat(args.as_of)
+    if args.known_at is not None:
+        from projections.queries import normalise_known_at
+
+        return date.fromisoformat(normalise_known_at(args.known_at)[:10])
+    at = app.entries_at([args.as_of_position])
+    stamps = [e["recorded_at"] for e in at] or [e["recorded_at"] for e in events]
+    return date.fromisoformat(max(stamps)[:10]) if stamps else datetime.now(UTC).date()
+
+
+def replay(app: Any, args: argparse.Namespace) -> dict[str, Any] | None:
+    """The executive's record as the ledger stood then, JSON-ready; None if unknown then."""
+    from projections.queries import ReadModels
+
+    view = ReadModels(app).as_of(
+        position=args.as_of_position, known_at=args.known_at, executive_id=args.executive
+    )
+    executive = view.executive(args.executive)
+    if executive is None:
+        return None
+    events = view.audit(executive_id=args.executive)
+    as_of = _default_as_of(app, args, events)
+    appraisals = []
+    for appraisal_id in view.executive_appraisal_ids(args.executive):
+        doc = view.appraisal(appraisal_id) or {}
+        appraisals.append(
+            {
+                k: doc.get(k)
+                for k in (
+                    "appraisal_id",
+                    "policy",
+                    "stage",
+                    "period_start",
+                    "period_end",
+                    "initial_rating",
+                    "final_rating",
+                    "version",
+                )
+            }
+        )
+    return {
+        "executive_id": args.executive,
+        "as_of_position": args.as_of_position,
+        "known_at": args.known_at,
+        "executive": executive,
+        "appraisals": appraisals,
+        "ratings": view.ratings(args.executive)["ratings"],
+        "removal_history": view.removal_history(args.executive, as_of),
+        "events": events,
+    }
+
+
+def _rating_text(rating: dict[str, Any] | None, with_score: bool) -> str:
+    if not rating:
+        return "none"
+    score = f"score {rating.get('score')}, " if with_score else ""
+    level = rating.get("summary_level", rating.get("level"))
+    return f"{score}Level {level}, rated {rating.get('rated_on')}"
+
+
+def replay_lines(record: dict[str, Any]) -> list[str]:
+    ex = record["executive"]
+    cut = (
+        f"position {record['as_of_position']}"
+        if record["as_of_position"] is not None
+        else f"known at {record['known_at']}"
+    )
+    out = [
+        f"executive {record['executive_id']}: {ex.get('name')}, {ex.get('title')}, "
+        f"{ex.get('agency')}, {ex.get('appointment_type')} (the ledger as it stood at {cut})",
+        "appraisals:",
+    ]
+    for a in record["appraisals"]:
+        out.append(
+            f"  {a['appraisal_id']}: {a['policy']}, {a['period_start']} to {a['period_end']}, "
+            f"stage {a['stage']}; initial {_rating_text(a['initial_rating'], True)}; "
+            f"final {_rating_text(a['final_rating'], False)}"
+        )
+    out.append("final ratings (oldest first):")
+    out += [
+        f"  {r['appraisal_id']}: Level {r['level']}, score {r['score']}, rated {r['rated_on']}"
+        for r in record["ratings"]
+    ] or ["  none"]
+    rh = record["removal_history"]
+    out.append(f"removal history as of {rh['as_of']} (measure: {rh['window_measure']}):")
+    for label in ("three_year", "five_year"):
+        w = rh[label]
+        listed = ", ".join(f"{r['appraisal_id']} L{r['level']} {r['rated_on']}" for r in w["ratings"])
+        verdict = (
+            f"removal required, triggered on {w['triggered_on']}"
+            if w["removal_required"]
+            else "no removal required"
+        )
+        out.append(f"  {label} ({w['rule']}): {listed or 'no ratings in window'}; {verdict}")
+    out.append(f"  level 1 action due (REM-1): {'yes' if rh['level1_action_due'] else 'no'}")
+    for action in rh["actions"]:
+        out.append(
+            f"  action: {action['action']}, notice {action['notice_on']}, "
+            f"effective {action['effective_on']}"
+        )
+    out.append(f"events ({len(record['events'])}):")
+    for e in record["events"]:
+        checked = e.get("verification", {}).get("ok")
+        mark = "verified" if checked else "NOT VERIFIED" if checked is False else "unchecked"
+        out.append(
+            f"  {e['position']:>8}  {e['stream_id']} v{e['stream_version']}  {e['type']}  "
+            f"on {e['occurred_on']}  recorded {e['recorded_at']}  by {e['actor']}  "
+            f"{e['hash'][:16]}  {mark}"
+        )
+    return out
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    app = _app()
+    record = replay(app, args)
+    if record is None:
+        print(f"executive {args.executive} was not registered then", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(record, indent=2, default=str))
+    else:
+        print("\n".join(replay_lines(record)))
+    return 0
+
+
+# --- bundles ---------------------------------------------------------------------------------
+
+
+def cmd_bundle_export(args: argparse.Namespace) -> int:
+    from ledger.bundle import build_bundle, write_bundle
+
+    bundle = build_bundle(
+        _app(), args.executive, tree_size=args.tree_size, consistency_from=args.consistency_from
+    )
+    write_bundle(bundle, args.out)
+    print(
+        f"wrote {args.out}: {len(bundle['entries'])} entries of {args.executive}, "
+        f"checkpoint at tree size {next(iter(bundle['proofs'].values()))['tree_size']}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _read_note(path: str) -> str:
+    """A checkpoint note, from a note file or from a witness state file (its `checkpoint`)."""
+    text = Path(path).read_text(encoding="utf-8")
+    if text.lstrip().startswith("{"):
+        return str(json.loads(text)["checkpoint"])
+    return text
+
+
+def cmd_bundle_verify(args: argparse.Namespace) -> int:
+    """Delegate to the standalone verifier, after fetching a consistency proof if asked to."""
+    from ledger import offline_verify
+
+    if args.url is None:
+        if args.checkpoint is None or not _is_state_file(args.checkpoint):
+            argv = [args.file] + (["--checkpoint", args.checkpoint] if args.checkpoint else [])
+            return offline_verify.main(argv)
+    try:
+        bundle = json.loads(Path(args.file).read_text(encoding="utf-8"))
+        trusted = _read_note(args.checkpoint) if args.checkpoint else None
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"cannot read input: {exc}", file=sys.stderr)
+        return 2
+    if args.url is not None:
+        problem = _attach_consistency(bundle, args.url, trusted)
+        if isinstance(problem, str):
+            print(f"PROBLEM: {problem}")
+            print("NOT VERIFIED: 1 problem(s)")
+            return 1
+        trusted = problem
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle_path = Path(tmp) / "bundle.json"
+        bundle_path.write_text(json.dumps(bundle), encoding="utf-8")
+        argv = [str(bundle_path)]
+        if trusted is not None:
+            note_path = Path(tmp) / "trusted.note"
+            note_path.write_text(trusted, encoding="utf-8")
+            argv += ["--checkpoint", str(note_path)]
+        return offline_verify.main(argv)
+
+
+def _is_state_file(path: str) -> bool:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read(64).lstrip().startswith("{")
+    except OSError:
+        return False
+
+
+def _attach_consistency(bundle: dict[str, Any], url: str, trusted: str | None) -> str | None:
+    """Add the server's consistency proof between the bundle's checkpoint and `trusted` (the
+    server's current checkpoint when None). Returns the trusted note, or a problem string."""
+    from ledger.checkpoint import CheckpointError, parse_note
+    from ledger.witness import Inconsistent, LogClient, WitnessUnavailable
+
+    client = LogClient(url)
+    try:
+        note = trusted if trusted is not None else client.checkpoint()
+        ours = parse_note(str(bundle.get("checkpoint"))).__getitem__(0).size
+        theirs = parse_note(note)[0].size
+    except (CheckpointError, Inconsistent, WitnessUnavailable) as exc:
+        return f"cannot obtain a usable checkpoint: {exc}"
+    if ours != theirs and min(ours, theirs) > 0:
+        first, second = sorted((ours, theirs))
+        try:
+            hashes = client.consistency(first, second)
+        except (Inconsistent, WitnessUnavailable) as exc:
+            return (
+                f"the ledger at {url} cannot prove that tree size {second} extends {first} "
+                f"({exc}): history was cut or rewritten"
+            )
+        import base64
+
+        proofs = list(bundle.get("consistency_proofs") or [])
+        proofs.append(
+            {
+                "first": first,
+                "second": second,
+                "hashes": [base64.b64encode(h).decode() for h in hashes],
+            }
+        )
+        bundle["consistency_proofs"] = proofs
+    return note
+
+
+# --- witness and checkpoint ------------------------------------------------------------------
+
+
+def cmd_witness(args: argparse.Namespace) -> int:
+    from ledger.witness import WitnessUnavailable, http_fetch, witness
+
+    try:
+        seen = witness(
+            args.url, Path(args.state), origin=args.origin, fetch=http_fetch(args.timeout)
+        )
+    except WitnessUnavailable as exc:
+        print(f"ses-ledger witness: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(seen.lines))
+    return 0 if seen.ok else 1
+
+
+def cmd_checkpoint(args: argparse.Namespace) -> int:
+    from ledger.checkpoint import Checkpoint, sign_checkpoint
+    from ledger.merkle import EMPTY_ROOT
+
+    app = _app()
+    origin = app.config.origin
+    log = app.merkle_log
+    stored = log.issue_checkpoint(app.signer, origin)
+    if stored is None:  # an empty ledger: a note for the empty tree, not stored
+        note = sign_checkpoint(Checkpoint(origin, 0, EMPTY_ROOT), origin, app.signer.private_key)
+    else:
+        note = stored.note
+    if args.out:
+        from ledger.witness import write_atomically
+
+        write_atomically(Path(args.out), note)
+    sys.stdout.write(note)
+    return 0
+
+
+# --- registration ----------------------------------------------------------------------------
+
+
+def register(sub: Any) -> None:
+    rp = sub.add_parser(
+        "replay",
+        help="an executive's record as the ledger stood at a position or time",
+        description=(
+            "Rebuilds the executive's appraisals, final ratings and removal history from the "
+            "events the ledger held then (positions <= N, or recorded at or before TIME) and "
+            "lists those events with their verification."
+        ),
+    )
+    rp.add_argument("--executive", required=True, metavar="ID")
+    when = rp.add_mutually_exclusive_group(required=True)
+    when.add_argument("--as-of-position", type=int, metavar="N")
+    when.add_argument("--known-at", metavar="TIME", help="RFC 3339, e.g. 2025-01-01T00:00:00Z")
+    rp.add_argument(
+        "--as-of",
+        metavar="DATE",
+        help="removal-history date (default: the day the ledger stood at)",
+    )
+    rp.add_argument("--json", action="store_true", help="print JSON instead of text")
+    rp.set_defaults(handler=cmd_replay)
+
+    bundle = sub.add_parser("bundle", help="export or verify an offline evidence bundle")
+    bsub = bundle.add_subparsers(dest="bundle_command", required=True, metavar="ACTION")
+    export = bsub.add_parser(
+        "export",
+        help="write an executive's evidence bundle (ses-ledger-bundle/v1)",
+        description="Every event of the executive's streams with inclusion proofs against "
+        "a signed checkpoint (issued now if the latest does not cover them).",
+    )
+    export.add_argument("--executive", required=True, metavar="ID")
+    export.add_argument("--out", required=True, metavar="FILE")
+    export.add_argument(
+        "--tree-size", type=int, metavar="N", help="pin an earlier checkpoint of this size"
+    )
+    export.add_argument(
+        "--consistency-from",
+        type=int,
+        metavar="N",
+        help="also include the consistency proof from tree size N (a checkpoint you trust)",
+    )
+    export.set_defaults(handler=cmd_bundle_export)
+    verify = bsub.add_parser(
+        "verify",
+        help="verify a bundle offline (ledger/offline_verify.py)",
+        description="Exit 0 verified, 1 problems found, 2 unreadable input. With --url, the "
+        "consistency proof between the bundle's checkpoint and the trusted one (or the "
+        "server's latest) is fetched from the ledger first: an old bundle then detects a "
+        "rewrite or truncation of the history it was exported from.",
+    )
+    verify.add_argument("file", metavar="FILE")
+    verify.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="a trusted checkpoint note (or a witness state file)",
+    )
+    verify.add_argument("--url", metavar="URL", help="ledger API base URL for the proof")
+    verify.set_defaults(handler=cmd_bundle_verify)
+
+    wp = sub.add_parser(
+        "witness",
+        help="check the ledger's checkpoint against the last one seen (fork, rewrite, cut)",
+        description="Exit 0 consistent (or first use), 1 inconsistent, 2 could not check.",
+    )
+    wp.add_argument("--url", required=True, metavar="URL", help="ledger API base URL")
+    wp.add_argument("--state", required=True, metavar="FILE", help="the witness's state file")
+    wp.add_argument("--origin", help="expected checkpoint origin (default: as first seen)")
+    wp.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    wp.set_defaults(handler=cmd_witness)
+
+    cp = sub.add_parser("checkpoint", help="sign a checkpoint of the current tree and print it")
+    cp.add_argument("--out", metavar="FILE", help="also write the note to FILE")
+    cp.set_defaults(handler=cmd_checkpoint)
