@@ -10,6 +10,7 @@ run it without coordination.
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractContextManager
 
 from ledger.application import LedgerApp
 from ledger.checkpoint import Checkpoint, sign_checkpoint
@@ -20,14 +21,27 @@ log = logging.getLogger("ses_ledger.api")
 
 
 class Checkpointer:
-    def __init__(self, ledger: LedgerApp) -> None:
+    def __init__(self, ledger: LedgerApp, gate: AbstractContextManager[object]) -> None:
         self.ledger = ledger
         self.merkle = ledger.merkle_log
         self.origin = ledger.config.origin
+        self._gate = gate
 
     def latest(self) -> StoredCheckpoint | None:
-        """The newest checkpoint, issuing one first if the tree has grown past it."""
-        return self.merkle.issue_checkpoint(self.ledger.signer, self.origin)
+        """The newest checkpoint, issuing one first if the tree has grown past it.
+
+        Checking costs reads only; issuing writes, so it passes the write gate, where
+        concurrent callers queue and the ones after the first usually find nothing to do.
+        """
+        with self._gate:
+            current = self.merkle.latest_checkpoint()
+            if (
+                current is not None
+                and current.tree_size == self.merkle.size()
+                and not self.merkle.pending()
+            ):
+                return current
+            return self.merkle.issue_checkpoint(self.ledger.signer, self.origin)
 
     def note(self) -> str:
         """The newest checkpoint's signed note (an empty tree gets a fresh unstored note)."""
@@ -43,7 +57,8 @@ class Checkpointer:
         try:
             return self.merkle.leaf_index(position)
         except ProofUnavailable:
-            self.merkle.integrate()
+            with self._gate:
+                self.merkle.integrate()
             return self.merkle.leaf_index(position)
 
     def covering(self, leaf_index: int) -> StoredCheckpoint:

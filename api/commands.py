@@ -8,6 +8,7 @@ retry is as safe as a fresh request), and shape the result with its receipt.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,8 @@ from api.idempotency import Idempotency, IdempotentRequest, earlier_entries, fin
 from api.schemas.common import Body
 from api.services import Services
 from ledger.application import CommandResult, DuplicateRequest
+from ledger.canonical import canonical_json
+from ledger.entry import HASHED_FIELDS
 from ledger.errors import AlreadyExists, ConcurrencyConflict, LedgerError
 
 #: Attempts for a write without `If-Match` that keeps losing races to other writers.
@@ -52,7 +55,8 @@ def execute(
     attempts = 1 if ctx.if_match is not None else RACE_ATTEMPTS
     for attempt in range(1, attempts + 1):
         try:
-            result = command(None if request is None else request.record)
+            with services.write_gate:
+                result = command(None if request is None else request.record)
             break
         except DuplicateRequest:
             assert request is not None
@@ -69,11 +73,23 @@ def execute(
             if isinstance(exc, ConcurrencyConflict) and attempt < attempts:
                 continue
             raise
+    services.projector.written(result.entries[-1]["position"])
     return result_body(result.entries)
 
 
-def result_body(entries: list[dict[str, Any]]) -> dict[str, Any]:
+def _normal(entry: dict[str, Any]) -> dict[str, Any]:
+    """An entry in one fixed key order (contract order, `data` sorted), so that a replayed
+    response is byte-for-byte the first one whether its entry was just sealed or reloaded."""
+    out = {"position": entry["position"]}
+    out.update((k, entry[k]) for k in HASHED_FIELDS)
+    out["data"] = json.loads(canonical_json(entry["data"]))
+    out.update((k, entry[k]) for k in ("hash", "signature", "key_id"))
+    return out
+
+
+def result_body(stored: list[dict[str, Any]]) -> dict[str, Any]:
     """`{id, version, event, receipt}`; ratings add `score` and `summary_level`."""
+    entries = [_normal(e) for e in stored]
     event = entries[-1]
     body: dict[str, Any] = {
         "id": event["stream_id"],

@@ -132,10 +132,9 @@ class Reader:
         self.replay = replay
 
     def view(self, executive_id: str | None = None) -> Any:
-        """The read models, caught up (read-your-writes), now or as of the requested point."""
-        read_models = self.services.read_models
-        if self.services.settings.catch_up_on_read:
-            read_models.catch_up()
+        """The read models, with this process's writes (read-your-writes), now or as of the
+        requested point."""
+        read_models = self.services.projector.ready()
         if not self.replay.active:
             return read_models
         return read_models.as_of(

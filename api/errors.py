@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from eventsourcing.persistence import ConnectionUnavailableError, OperationalError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -173,6 +174,13 @@ def _http_exception(_: Request, exc: Exception) -> Response:
     return problem(exc.status_code, slug, title, detail, headers)
 
 
+def _store_busy(_: Request, exc: Exception) -> Response:
+    """The store is overloaded or briefly unreachable: nothing was stored; retry shortly."""
+    log.warning("store unavailable: %s", exc)
+    detail = "the ledger's store is busy or unreachable; nothing was recorded, retry shortly"
+    return problem(503, "unavailable", "Service unavailable", detail, {"Retry-After": "1"})
+
+
 def _unexpected(_: Request, exc: Exception) -> Response:
     log.exception("unexpected error", exc_info=exc)
     return problem(500, "internal-error", "Internal error", "the server failed unexpectedly")
@@ -183,6 +191,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(LedgerError, _ledger_error)
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
+    app.add_exception_handler(ConnectionUnavailableError, _store_busy)
+    app.add_exception_handler(OperationalError, _store_busy)
     app.add_exception_handler(Exception, _unexpected)
 
 

@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -100,10 +101,13 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         timer = None
         interval = settings.checkpoint_interval_seconds
         if interval > 0:
             timer = asyncio.create_task(_checkpoint_timer(services, interval))
+        if settings.project_in_background:
+            services.projector.start()
         try:
             yield
         finally:
@@ -111,6 +115,7 @@ def create_app(
                 timer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await timer
+            await run_in_threadpool(services.projector.stop)
 
     api = FastAPI(
         title="SES Ledger",

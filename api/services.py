@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from contextlib import AbstractContextManager
 from typing import Any
 
 from api.auth import load_or_create_token_key
 from api.checkpoints import Checkpointer
 from api.directory import Directory
+from api.projector import Projector
 from api.settings import ApiSettings
 from ledger.application import LedgerApp
 
@@ -21,10 +24,14 @@ class Services:
         self.origin = ledger.config.origin
         self.merkle = ledger.merkle_log
         self.directory = Directory(ledger)
-        self.checkpointer = Checkpointer(ledger)
+        self.write_gate = write_gate(ledger)
+        self.checkpointer = Checkpointer(ledger, self.write_gate)
         self.token_key = load_or_create_token_key(ledger.config.home)
         self._read_models = read_models
         self._read_lock = threading.Lock()
+        self.projector = Projector(
+            lambda: self.read_models, self.write_gate, settings.projection_interval_seconds
+        )
 
     @property
     def read_models(self) -> Any:
@@ -39,3 +46,17 @@ class Services:
 
                     self._read_models = ReadModels(self.ledger)
         return self._read_models
+
+
+def write_gate(ledger: LedgerApp) -> AbstractContextManager[object]:
+    """One writer at a time inside this process, on SQLite only.
+
+    SQLite has one writer; eventsourcing's SQLite pool hands its writer connection out under
+    a fairness semaphore, so a thread that waits there for the writer also holds up every
+    reader, and a writer that opens a second connection mid-transaction can stall until the
+    pool's timeout. Queuing writers on a plain lock first keeps that wait out of the pool.
+    PostgreSQL writes concurrently and needs no gate.
+    """
+    if ledger.config.is_postgres:
+        return contextlib.nullcontext()
+    return threading.Lock()

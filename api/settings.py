@@ -28,8 +28,13 @@ class ApiSettings(BaseSettings):
     checkpoint_interval_seconds: float = Field(default=60.0, ge=0)
     #: Seconds of clock skew tolerated on a token's `exp` (the contract allows at most 2).
     token_leeway_seconds: float = Field(default=2.0, ge=0, le=2)
-    #: Bring the read models up to date before every read (read-your-writes).
-    catch_up_on_read: bool = True
+    #: Keep the read models current from a background thread (reads then only wait for
+    #: this process's own writes); off: every read catches up inline.
+    project_in_background: bool = True
+    #: Seconds between the background thread's checks for other processes' writes.
+    projection_interval_seconds: float = Field(default=0.5, gt=0)
+    #: Requests served at once (threads); bounded by the store's connection pool.
+    threads: int = Field(default=8, ge=1, le=64)
     #: Largest request body accepted, in bytes.
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import json
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -197,16 +198,19 @@ def _plan_subject(state: bytes) -> str:
     return str(data.get("executive_id", ""))
 
 
+_INDEXES: weakref.WeakKeyDictionary[Any, SubjectIndex] = weakref.WeakKeyDictionary()
+
+
 def subject_index(app: Any) -> SubjectIndex:
     """The index of `app`, made once per application object (it remembers its table is made)."""
-    index = getattr(app, "_subject_index", None)
-    if not isinstance(index, SubjectIndex):
-        index = SubjectIndex(app.recorder)
-        app._subject_index = index
+    index = _INDEXES.get(app)
+    if index is None:
+        index = _INDEXES[app] = SubjectIndex(app.recorder)
     return index
 
 
 def rebuild_subject_index(app: Any) -> int:
+    """Recreate the index from the events (after a restore, or if it is suspected)."""
     return subject_index(app).rebuild()
 
 

@@ -309,6 +309,8 @@ def witness(
             served_keys = client.keys()
             if not served_keys:
                 raise Inconsistent("the server lists no Ed25519 key")
+            if previous is not None:
+                _check_keys(previous.keys, served_keys, lines)
             note = client.checkpoint()
             expected = origin or (previous.origin if previous else None)
             if expected is None:
@@ -327,7 +329,6 @@ def witness(
                     "check every checkpoint against it"
                 )
             else:
-                _check_keys(previous.keys, served_keys, lines)
                 verdict = check_extension(previous, current, client)
         except Inconsistent as exc:
             return Observation(

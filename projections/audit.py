@@ -27,9 +27,7 @@ from projections.base import Projection
 from projections.events import Bound, Event, EventLog
 from projections.store import INT, TEXT, Store, Table
 
-ACTORS = Table(
-    "proj_audit_actors", (("actor", TEXT), ("position", INT)), ("actor", "position")
-)
+ACTORS = Table("proj_audit_actors", (("actor", TEXT), ("position", INT)), ("actor", "position"))
 STREAMS = Table(
     "proj_audit_streams",
     (("stream_id", TEXT), ("kind", TEXT), ("executive_id", TEXT)),
@@ -178,8 +176,10 @@ def _signature_ok(
     if key is None:
         return False
     try:
-        key.verify(base64.b64decode(str(entry.get("signature")), validate=True),
-                   bytes.fromhex(str(entry.get("hash"))))
+        key.verify(
+            base64.b64decode(str(entry.get("signature")), validate=True),
+            bytes.fromhex(str(entry.get("hash"))),
+        )
     except (InvalidSignature, ValueError, binascii.Error):
         return False
     return True

@@ -8,7 +8,7 @@ together. Handlers are methods named after the event type: `def PlanSet(self, e:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from projections.events import Event
@@ -53,11 +53,21 @@ class Projection:
         for rows in self.rows.values():
             rows.cursor = cursor
 
-    def process(self, event: Event) -> None:
-        handler = self._handlers.get(event.type)
-        if handler is not None:
-            handler(event)
-        self.every(event)
+    def process_all(self, events: Sequence[Event]) -> None:
+        """Apply a batch in order (skipping, without a call, what this projection ignores)."""
+        handlers = self._handlers
+        if type(self).every is Projection.every:
+            for event in events:
+                handler = handlers.get(event.type)
+                if handler is not None:
+                    handler(event)
+        else:
+            every = self.every
+            for event in events:
+                handler = handlers.get(event.type)
+                if handler is not None:
+                    handler(event)
+                every(event)
 
     def every(self, event: Event) -> None:
         """Called for every event after its handler (override for log-wide indexes)."""
@@ -79,6 +89,11 @@ class Projection:
         for rows in self.rows.values():
             rows.cache.clear()
             rows.complete = True
+
+    @property
+    def complete(self) -> bool:
+        """Every row is cached: events can be applied without reading the tables."""
+        return all(rows.complete for rows in self.rows.values())
 
     def cached_rows(self) -> int:
         return sum(len(rows.cache) for rows in self.rows.values())

@@ -66,7 +66,10 @@ DETAIL_FIELDS = ("organization", "started_on", "ended_on", "appraised_on", "leve
 
 
 def _dated(findings: Iterable[Finding], on: str) -> list[dict[str, str]]:
-    return [{**f, "on": on} for f in findings]
+    return [
+        {"rule": f["rule"], "subject_id": f["subject_id"], "detail": f["detail"], "on": on}
+        for f in findings
+    ]
 
 
 def _d(value: str) -> date:
@@ -188,14 +191,16 @@ class Compliance(Projection):
         for key in self.appraisals.dirty:
             row = self.appraisals.cache[key]
             if row is not None:
-                row["doc"]["findings"] = settled_appraisal_findings(key, row["doc"])
-                row["flagged"] = int(bool(row["doc"]["findings"]))
+                doc = row["doc"]
+                doc["findings"] = settled_appraisal_findings(key, doc)
+                row["flagged"] = int(bool(doc["findings"] or doc["plan_findings"]))
         super().flush(cursor)
 
 
 def settled_appraisal_findings(appraisal_id: str, doc: dict[str, Any]) -> list[dict[str, str]]:
-    """PLAN-1..3, PER-5 and MON-1 (for the whole period, as once it has ended)."""
-    found = list(doc["plan_findings"])
+    """PER-5 and MON-1 (for the whole period, as once it has ended); PLAN-1..3 are kept apart,
+    in `plan_findings`, computed once from the plan."""
+    found: list[dict[str, str]] = []
     initial = doc["initial_rated_on"]
     for detail in doc["detail_appraisals"]:
         parsed = {**detail}
@@ -225,7 +230,11 @@ def _mon_1(appraisal_id: str, doc: dict[str, Any], as_of: date) -> list[Finding]
 
 
 def _public(finding: Any) -> dict[str, str]:
-    return {"rule": finding["rule"], "subject_id": finding["subject_id"], "detail": finding["detail"]}
+    return {
+        "rule": finding["rule"],
+        "subject_id": finding["subject_id"],
+        "detail": finding["detail"],
+    }
 
 
 def query(
@@ -251,7 +260,7 @@ def query(
         for row in cursor.fetchall():
             doc = json.loads(row["doc"])
             ended = _d(doc["period_end"]) < as_of
-            for f in doc["findings"]:
+            for f in doc["plan_findings"] + doc["findings"]:
                 if f["rule"] == "MON-1":
                     if ended:
                         findings.append(_public(f))
@@ -286,7 +295,7 @@ def query(
             )
             findings += [_public(f) for f in removal_findings(row["executive_id"], history)]
         # RAT-9 for every agency and cycle with final ratings by D.
-        waived = waivers(store, cursor)
+        waived = waivers(store, cursor, granted_by=as_of)
         grouped = cycle_ratings(store, cursor, agency=agency, rated_by=as_of)
         for (group_agency, cycle), ratings in grouped.items():
             found = rat_9(

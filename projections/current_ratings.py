@@ -5,7 +5,9 @@ Tables (one row per stream, the JSON `doc` is the contract body; the other colum
   `current_rating` (latest final rating by `rated_on`, then position) and `version`.
 - `proj_cr_appraisals(appraisal_id, executive_id, policy, period_end, final_level,
   final_rated_on, final_position, doc)`: the appraisal body, `stage` as the domain defines
-  it (`ledger.domain.appraisal.STAGES`: the furthest step reached).
+  it (`ledger.domain.appraisal.STAGES`: the furthest step reached). The plan's `elements`
+  never change and are the bulk of an appraisal, so they are not copied: reads take them
+  from the `PlanSet` entry itself (`EventLog.first`).
 - `proj_cr_waivers(agency, cycle, doc)`: presidential waivers of the rating cap (RAT-9).
 
 The reports (`projections/reports.py`) query these tables too.
@@ -147,7 +149,6 @@ class CurrentRatings(Projection):
             "period_end": data["period_end"],
             "rating_official_id": data.get("rating_official_id"),
             "communicated_on": data.get("communicated_on"),
-            "elements": data["elements"],
             "initial_rating": None,
             "final_rating": None,
             "version": e.version,

@@ -17,6 +17,9 @@ from typing import Any, Protocol
 
 from ledger.entry import entry_from_state, split_state
 
+_PREFIX = b'{"entry":'
+_HASH_MARK = b',"hash":"'
+_decode = json.JSONDecoder().raw_decode
 _ACTOR = b'{"entry":{"actor":"'
 _OCCURRED = b',"occurred_on":"'
 _RECORDED = b',"recorded_at":"'
@@ -42,10 +45,15 @@ class Event:
 
     @property
     def hashed(self) -> dict[str, Any]:
-        """The entry's hashed fields (one `json.loads`, cached)."""
+        """The entry's hashed fields (decoded once; the seal fields are not parsed)."""
         if self._hashed is None:
-            body, _seal = split_state(self.state)
-            value = json.loads(body)
+            state = self.state
+            cut = state.rfind(_HASH_MARK)
+            if not state.startswith(_PREFIX) or cut < 0:
+                body, _seal = split_state(state)  # raises ValueError with the reason
+            else:
+                body = state[len(_PREFIX) : cut]
+            value = _decode(body.decode())[0]
             if not isinstance(value, dict):
                 raise ValueError(f"event at position {self.position} is not an object")
             self._hashed = value
@@ -212,7 +220,9 @@ class EventLog:
             cursor.execute(sql, tuple(params))
             rows = cursor.fetchall()
         return [
-            Event(int(r["id"]), str(r["stream_id"]), int(r["version"]), r["type"], bytes(r["state"]))
+            Event(
+                int(r["id"]), str(r["stream_id"]), int(r["version"]), r["type"], bytes(r["state"])
+            )
             for r in rows
         ]
 
@@ -224,6 +234,11 @@ class EventLog:
             found.extend(self._select(f"originator_id IN ({marks})", chunk))
         found.sort(key=lambda e: e.position)
         return found
+
+    def first(self, stream_id: str) -> Event | None:
+        """The event that started a stream (primary-key lookup)."""
+        found = self._select(f"originator_id = {self.p} AND originator_version = 1", (stream_id,))
+        return found[0] if found else None
 
     def by_positions(self, positions: Sequence[int]) -> list[Event]:
         found: list[Event] = []

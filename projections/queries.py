@@ -90,10 +90,11 @@ class ReadModels:
         With `executive_id`, only that executive's stream and appraisal streams are replayed
         (fast; reports and compliance then cover that executive only).
         """
-        bound = Bound(
-            stop=position if position is not None else self.bound.stop,
-            known_at=normalise_known_at(known_at) if known_at is not None else self.bound.known_at,
-        )
+        stops = [p for p in (position, self.bound.stop) if p is not None]
+        moments = [normalise_known_at(known_at)] if known_at is not None else []
+        if self.bound.known_at is not None:
+            moments.append(self.bound.known_at)
+        bound = Bound(stop=min(stops, default=None), known_at=min(moments, default=None))
         source: EventSource
         if executive_id is not None:
             self.catch_up()
@@ -110,6 +111,11 @@ class ReadModels:
         )
         copy.runner.catch_up(batch_size=10000)
         return copy
+
+    def close(self) -> None:
+        """Release a replayed copy's in-memory database (the live store is the app's)."""
+        if isinstance(self.store, MemoryStore):
+            self.store.close()
 
     # -- executives and appraisals ---------------------------------------------------------
 
@@ -163,7 +169,13 @@ class ReadModels:
         return {"executive_id": executive_id, "ratings": ratings}
 
     def appraisal(self, appraisal_id: str) -> dict[str, Any] | None:
-        return self._doc(APPRAISALS.name, "appraisal_id", appraisal_id)
+        """The appraisal body: stage, period, elements, initial and final rating, version."""
+        doc = self._doc(APPRAISALS.name, "appraisal_id", appraisal_id)
+        if doc is None:
+            return None
+        plan = self.log.first(appraisal_id)
+        doc["elements"] = None if plan is None else plan.data.get("elements")
+        return doc
 
     def executive_appraisal_ids(self, executive_id: str) -> list[str]:
         """The executive's appraisals, by period start (then id)."""
@@ -173,7 +185,10 @@ class ReadModels:
                 f"FROM {self.store.name(APPRAISALS.name)} WHERE executive_id = {self.store.p}",
                 (executive_id,),
             )
-            rows = [(json.loads(r["doc"])["period_start"], str(r["appraisal_id"])) for r in cursor.fetchall()]
+            rows = [
+                (json.loads(r["doc"])["period_start"], str(r["appraisal_id"]))
+                for r in cursor.fetchall()
+            ]
         return [appraisal_id for _start, appraisal_id in sorted(rows)]
 
     def appraisal_events(self, appraisal_id: str) -> list[dict[str, Any]]:
@@ -202,11 +217,10 @@ class ReadModels:
         )
 
     def default_as_of(self) -> date:
+        """Today (UTC), or the day of `known_at` for a replay bounded by it."""
         if self.bound.known_at is not None:
             return date.fromisoformat(self.bound.known_at[:10])
-        clock = getattr(self.app, "clock", None)
-        now = clock() if callable(clock) else datetime.now(UTC)
-        return now.astimezone(UTC).date() if isinstance(now, datetime) else date.today()
+        return datetime.now(UTC).date()
 
     # -- audit -----------------------------------------------------------------------------
 

@@ -136,9 +136,16 @@ def cycle_ratings(
     return grouped
 
 
-def waivers(store: Store, cursor: Any) -> set[tuple[str, str]]:
-    cursor.execute(f"SELECT agency AS agency, cycle AS cycle FROM {store.name(WAIVERS.name)}")
-    return {(str(r["agency"]), str(r["cycle"])) for r in cursor.fetchall()}
+def waivers(store: Store, cursor: Any, granted_by: date | None = None) -> set[tuple[str, str]]:
+    """(agency, cycle) of every rating-cap waiver (granted on or before `granted_by`)."""
+    cursor.execute(
+        f"SELECT agency AS agency, cycle AS cycle, doc AS doc FROM {store.name(WAIVERS.name)}"
+    )
+    return {
+        (str(r["agency"]), str(r["cycle"]))
+        for r in cursor.fetchall()
+        if granted_by is None or json.loads(r["doc"])["granted_on"] <= granted_by.isoformat()
+    }
 
 
 def rating_distribution_report(store: Store, agency: str, cycle: str) -> dict[str, Any]:

@@ -25,7 +25,9 @@ TEXT = "text"
 INT = "int"
 JSON = "json"
 
-_dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+_dumps = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, check_circular=False
+).encode
 
 
 def dumps(value: Any) -> str:
@@ -112,17 +114,13 @@ class Store:
 
     def select_by_key_sql(self, table: Table) -> str:
         where = " AND ".join(f"{k} = {self.p}" for k in table.key)
-        return (
-            f"SELECT {', '.join(table.column_names)} FROM {self.name(table.name)} WHERE {where}"
-        )
+        return f"SELECT {', '.join(table.column_names)} FROM {self.name(table.name)} WHERE {where}"
 
     def order_by(self, columns: Sequence[str], table: Table) -> str:
         """ORDER BY in byte order on both backends (PostgreSQL's collation may differ)."""
         kinds = dict(table.columns)
         collate = ' COLLATE "C"' if self.dialect == "postgres" else ""
-        return ", ".join(
-            f"{c}{collate}" if kinds.get(c, TEXT) != INT else c for c in columns
-        )
+        return ", ".join(f"{c}{collate}" if kinds.get(c, TEXT) != INT else c for c in columns)
 
 
 class LedgerStore(Store):
@@ -153,9 +151,7 @@ class MemoryStore(Store):
     """A private in-memory SQLite database (replays and disputes); thread-safe, one writer."""
 
     def __init__(self) -> None:
-        self.connection = sqlite3.connect(
-            ":memory:", isolation_level=None, check_same_thread=False
-        )
+        self.connection = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         self.connection.row_factory = sqlite3.Row
         self._lock = threading.RLock()
 

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import sys
 import tempfile
@@ -123,7 +124,9 @@ def replay_lines(record: dict[str, Any]) -> list[str]:
     out.append(f"removal history as of {rh['as_of']} (measure: {rh['window_measure']}):")
     for label in ("three_year", "five_year"):
         w = rh[label]
-        listed = ", ".join(f"{r['appraisal_id']} L{r['level']} {r['rated_on']}" for r in w["ratings"])
+        listed = ", ".join(
+            f"{r['appraisal_id']} L{r['level']} {r['rated_on']}" for r in w["ratings"]
+        )
         verdict = (
             f"removal required, triggered on {w['triggered_on']}"
             if w["removal_required"]
@@ -179,6 +182,13 @@ def cmd_bundle_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bundle_reindex(args: argparse.Namespace) -> int:
+    from ledger.bundle import rebuild_subject_index
+
+    print(f"indexed {rebuild_subject_index(_app())} appraisal plans by executive")
+    return 0
+
+
 def _read_note(path: str) -> str:
     """A checkpoint note, from a note file or from a witness state file (its `checkpoint`)."""
     text = Path(path).read_text(encoding="utf-8")
@@ -191,10 +201,9 @@ def cmd_bundle_verify(args: argparse.Namespace) -> int:
     """Delegate to the standalone verifier, after fetching a consistency proof if asked to."""
     from ledger import offline_verify
 
-    if args.url is None:
-        if args.checkpoint is None or not _is_state_file(args.checkpoint):
-            argv = [args.file] + (["--checkpoint", args.checkpoint] if args.checkpoint else [])
-            return offline_verify.main(argv)
+    if args.url is None and (args.checkpoint is None or not _is_state_file(args.checkpoint)):
+        argv = [args.file] + (["--checkpoint", args.checkpoint] if args.checkpoint else [])
+        return offline_verify.main(argv)
     try:
         bundle = json.loads(Path(args.file).read_text(encoding="utf-8"))
         trusted = _read_note(args.checkpoint) if args.checkpoint else None
@@ -203,9 +212,8 @@ def cmd_bundle_verify(args: argparse.Namespace) -> int:
         return 2
     if args.url is not None:
         problem = _attach_consistency(bundle, args.url, trusted)
-        if isinstance(problem, str):
-            print(f"PROBLEM: {problem}")
-            print("NOT VERIFIED: 1 problem(s)")
+        if problem.startswith("PROBLEM: "):
+            print(f"{problem}\nNOT VERIFIED: 1 problem(s)")
             return 1
         trusted = problem
     with tempfile.TemporaryDirectory() as tmp:
@@ -227,30 +235,28 @@ def _is_state_file(path: str) -> bool:
         return False
 
 
-def _attach_consistency(bundle: dict[str, Any], url: str, trusted: str | None) -> str | None:
+def _attach_consistency(bundle: dict[str, Any], url: str, trusted: str | None) -> str:
     """Add the server's consistency proof between the bundle's checkpoint and `trusted` (the
-    server's current checkpoint when None). Returns the trusted note, or a problem string."""
+    server's current checkpoint when None). Returns the trusted note, or `PROBLEM: ...`."""
     from ledger.checkpoint import CheckpointError, parse_note
     from ledger.witness import Inconsistent, LogClient, WitnessUnavailable
 
     client = LogClient(url)
     try:
         note = trusted if trusted is not None else client.checkpoint()
-        ours = parse_note(str(bundle.get("checkpoint"))).__getitem__(0).size
+        ours = parse_note(str(bundle.get("checkpoint")))[0].size
         theirs = parse_note(note)[0].size
     except (CheckpointError, Inconsistent, WitnessUnavailable) as exc:
-        return f"cannot obtain a usable checkpoint: {exc}"
+        return f"PROBLEM: cannot obtain a usable checkpoint: {exc}"
     if ours != theirs and min(ours, theirs) > 0:
         first, second = sorted((ours, theirs))
         try:
             hashes = client.consistency(first, second)
         except (Inconsistent, WitnessUnavailable) as exc:
             return (
-                f"the ledger at {url} cannot prove that tree size {second} extends {first} "
-                f"({exc}): history was cut or rewritten"
+                f"PROBLEM: the ledger at {url} cannot prove that tree size {second} extends "
+                f"{first} ({exc}): history was cut or rewritten"
             )
-        import base64
-
         proofs = list(bundle.get("consistency_proofs") or [])
         proofs.append(
             {
@@ -281,12 +287,13 @@ def cmd_witness(args: argparse.Namespace) -> int:
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> int:
+    from ledger.bundle import merkle_log
     from ledger.checkpoint import Checkpoint, sign_checkpoint
     from ledger.merkle import EMPTY_ROOT
 
     app = _app()
     origin = app.config.origin
-    log = app.merkle_log
+    log = merkle_log(app)
     stored = log.issue_checkpoint(app.signer, origin)
     if stored is None:  # an empty ledger: a note for the empty tree, not stored
         note = sign_checkpoint(Checkpoint(origin, 0, EMPTY_ROOT), origin, app.signer.private_key)
@@ -361,6 +368,11 @@ def register(sub: Any) -> None:
     )
     verify.add_argument("--url", metavar="URL", help="ledger API base URL for the proof")
     verify.set_defaults(handler=cmd_bundle_verify)
+
+    bsub.add_parser(
+        "reindex",
+        help="rebuild the executive -> appraisals index bundles use, from the events",
+    ).set_defaults(handler=cmd_bundle_reindex)
 
     wp = sub.add_parser(
         "witness",

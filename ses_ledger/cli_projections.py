@@ -20,6 +20,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+BATCH_HELP = (
+    "at most N events per transaction (default: 2000 while rows are read from the tables, "
+    "up to 100000 applied in memory during a rebuild)"
+)
+
 
 def _read_models() -> Any:
     from projections.queries import ReadModels
@@ -44,6 +49,13 @@ def _stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(s, h)
 
 
+def _sizes(args: argparse.Namespace) -> dict[str, int]:
+    """`--batch-size N`: at most N events per transaction (default: the runner's sizes)."""
+    if args.batch_size is None:
+        return {}
+    return {"batch_size": args.batch_size, "flush_every": args.batch_size}
+
+
 def _print_digests(read_models: Any, names: list[str] | None = None) -> None:
     for name, digest in read_models.runner.digest(names).items():
         print(f"{name}  {digest}")
@@ -65,7 +77,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
         _stop_on_signals() as stop,
         Progress(total=head, desc="rebuilding", disable=args.quiet) as bar,
     ):
-        position = runner.rebuild(names, progress=bar.update_to, stop=stop)
+        position = runner.rebuild(names, progress=bar.update_to, stop=stop, **_sizes(args))
     if stop.is_set():
         print(f"interrupted at position {position}; `ses-ledger project` resumes from there")
         return 130
@@ -104,9 +116,9 @@ def cmd_project(args: argparse.Namespace) -> int:
                 f"following the ledger (every {args.interval}s); SIGTERM or Ctrl-C stops",
                 flush=True,
             )
-            runner.follow(stop, interval=args.interval)
+            runner.follow(stop, interval=args.interval, **_sizes(args))
         else:
-            runner.catch_up(stop=stop)
+            runner.catch_up(stop=stop, **_sizes(args))
     positions = runner.positions()
     print("positions: " + ", ".join(f"{n} {p}" for n, p in positions.items()), flush=True)
     if args.digest:
@@ -129,6 +141,7 @@ def register(sub: Any) -> None:
     )
     rebuild.add_argument("--quiet", action="store_true", help="no progress bar")
     rebuild.add_argument("--digest", action="store_true", help="print digests afterwards")
+    rebuild.add_argument("--batch-size", type=int, metavar="N", help=BATCH_HELP)
     rebuild.set_defaults(handler=cmd_rebuild)
 
     actions.add_parser("status", help="each projection's position and lag").set_defaults(
@@ -155,4 +168,5 @@ def register(sub: Any) -> None:
         help="seconds between polls when idle (default 1)",
     )
     project.add_argument("--digest", action="store_true", help="print digests when done")
+    project.add_argument("--batch-size", type=int, metavar="N", help=BATCH_HELP)
     project.set_defaults(handler=cmd_project)

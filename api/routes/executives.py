@@ -192,4 +192,6 @@ def get_evidence_bundle(
 
     facts = services.directory.executive(executive_id)
     access.require_read(principal, facts.agency, roles=access.BUNDLE_READERS, owner=executive_id)
-    return Json(build_bundle(services.ledger, executive_id))
+    with services.write_gate:  # it may index, integrate and checkpoint before reading
+        bundle = build_bundle(services.ledger, executive_id)
+    return Json(bundle)

@@ -117,8 +117,11 @@ def checkpoint(services: ServicesDep) -> PlainTextResponse:
     return PlainTextResponse(services.checkpointer.note())
 
 
-def _latest_size(services: Services) -> int:
-    latest = services.checkpointer.latest()
+def _latest_size(services: Services, leaf_index: int = 0) -> int:
+    """The size of the newest checkpoint (issued now if none covers `leaf_index`)."""
+    latest = services.merkle.latest_checkpoint()
+    if latest is None or latest.tree_size <= leaf_index:
+        latest = services.checkpointer.latest()
     if latest is None:
         raise ProofUnavailable("the ledger is empty")
     return latest.tree_size
@@ -135,8 +138,8 @@ def inclusion_proof(
     ] = None,
 ) -> Any:
     """RFC 9162 inclusion proof of the event at `position` in the tree of `tree_size`."""
-    size = tree_size if tree_size is not None else _latest_size(services)
-    services.checkpointer.leaf_index(position)  # integrates a just-written event first
+    index = services.checkpointer.leaf_index(position)  # integrates a fresh event first
+    size = tree_size if tree_size is not None else _latest_size(services, index)
     return services.merkle.inclusion(position, size)
 
 

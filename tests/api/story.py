@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from fastapi.testclient import TestClient
+import httpx
 from httpx import Response
 
 from api.auth import issue_token
@@ -48,6 +48,9 @@ _ids = itertools.count(1)
 
 def unique(prefix: str) -> str:
     return f"{prefix}{next(_ids)}"
+
+
+__all__ = ["date"]
 
 
 def d(year: int, month: int, day: int) -> str:
@@ -203,9 +206,10 @@ class Appraisal:
 
 
 class Api:
-    """A TestClient with tokens: `api.as_("hr_app")` gives the headers of such a caller."""
+    """An HTTP client (a TestClient, or httpx on a real server) with tokens:
+    `api.as_("hr_app")` gives the headers of such a caller."""
 
-    def __init__(self, client: TestClient, token_key: bytes, agency: str = "DOE") -> None:
+    def __init__(self, client: httpx.Client, token_key: bytes, agency: str = "DOE") -> None:
         self.client = client
         self.key = token_key
         self.agency = agency
@@ -236,12 +240,16 @@ class Api:
         return self.as_("auditor", subject="auditor-1", agency="*")
 
     def post(self, path: str, body: Any, headers: dict[str, str] | None = None) -> Response:
-        return self.client.post(path, json=body, headers=self.hr if headers is None else headers)
+        r: Response = self.client.post(
+            path, json=body, headers=self.hr if headers is None else headers
+        )
+        return r
 
     def get(self, path: str, headers: dict[str, str] | None = None, **params: Any) -> Response:
-        return self.client.get(
+        r: Response = self.client.get(
             path, params=params, headers=self.auditor if headers is None else headers
         )
+        return r
 
     def ok(self, path: str, body: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
         """POST that must succeed; returns the 201 body."""
@@ -254,7 +262,9 @@ class Api:
 
     def new_executive(self, agency: str | None = None, **overrides: Any) -> str:
         executive_id = unique("E")
-        self.ok("/v1/executives", executive(executive_id, agency or self.agency, **overrides))
+        agency = agency or self.agency
+        hr = self.as_("hr_app", subject="hr-app-1", agency=agency)
+        self.ok("/v1/executives", executive(executive_id, agency, **overrides), hr)
         return executive_id
 
     def new_board(self, agency: str | None = None) -> str:

@@ -1,0 +1,299 @@
+"""HTTP API under load: a real `ses-ledger serve`, N concurrent clients, mixed traffic.
+
+1. Builds (or reuses, `--home`) a ledger of at least `--events` events with the demo
+   generator (`ses_ledger/demo.py`), and brings the read models up to date.
+2. Measures the in-process signed append rate on the same store: one command, one event,
+   sealed (RFC 8785 + SHA-256 + Ed25519) and committed, back to back.
+3. Starts `ses-ledger serve` on loopback and runs `--clients` concurrent HTTP clients for
+   `--duration` seconds: writes (complaints, with Idempotency-Key), record reads
+   (executive, appraisal, ratings, removal history) and ledger reads (checkpoint, events
+   page, receipt, inclusion proof).
+4. Prints throughput and p50/p99 latency per endpoint class, and the ratio of API write
+   throughput to the in-process append rate. Targets at 32 clients: p99 read < 50 ms,
+   p99 write < 100 ms.
+
+    python bench/api.py [--events 100000] [--clients 32] [--duration 20] [--workers 1]
+                        [--postgres URL] [--home DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx  # noqa: E402
+
+from api.auth import issue_token, load_or_create_token_key  # noqa: E402
+from ledger.application import LedgerApp  # noqa: E402
+from ledger.config import LedgerConfig  # noqa: E402
+from ledger.keys import KeyRing  # noqa: E402
+from tests.api.server import Server, ledger_env  # noqa: E402
+
+YEARS = 5
+LAST_CYCLE = 2026
+#: Share of each endpoint class in the traffic.
+MIX = {"write": 0.25, "read": 0.60, "ledger": 0.15}
+
+
+def build_ledger(config: LedgerConfig, events: int) -> dict[str, Any]:
+    """A demo history of at least `events` events (kept when the home is reused)."""
+    marker = config.home / "bench-ledger.json"
+    if marker.is_file():
+        info: dict[str, Any] = json.loads(marker.read_text())
+        if info["events"] >= events:
+            print(f"reusing the ledger under {config.home}: {info['events']} events")
+            return info
+    from ses_ledger.demo import SimulatedClock, estimate_events, run_demo
+
+    per_executive = estimate_events(1, YEARS) - 10
+    executives = max(6, -(-events // per_executive))
+    KeyRing(config.home).init()
+    clock = SimulatedClock()
+    app = LedgerApp(config, clock=clock)
+    started = time.perf_counter()
+    summary = run_demo(
+        app, clock, executives=executives, years=YEARS, seed=2025, batch_per_appraisal=True
+    )
+    app.merkle_log.issue_checkpoint(app.signer, config.origin)
+    elapsed = time.perf_counter() - started
+    total = app.merkle_log.size()
+    print(f"demo ledger: {executives} executives, {total} events in {elapsed:.0f} s")
+    if total < events:
+        print(f"warning: the demo wrote {total} events, fewer than the {events} asked for")
+    started = time.perf_counter()
+    from projections.queries import ReadModels
+
+    ReadModels(app).catch_up()
+    print(f"read models caught up in {time.perf_counter() - started:.0f} s")
+    app.close()
+    info = {"events": total, "executives": executives, "summary": summary.lines()}
+    marker.write_text(json.dumps(info))
+    return info
+
+
+def in_process_rate(config: LedgerConfig, seconds: float = 5.0) -> float:
+    """Signed appends per second, one event per command, straight through `LedgerApp`."""
+    app = LedgerApp(config)
+    executive_id = f"BENCH-{uuid.uuid4().hex[:8]}"
+    app.register_executive(
+        executive_id,
+        name="Bench Mark",
+        title="Director",
+        pay_plan="ES",
+        agency="DOE",
+        duty_station="Washington, DC",
+        appointment_type="career",
+        probationary=False,
+        appointed_on=date(2019, 5, 1),
+        actor="bench",
+        submitted_by="bench",
+    )
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        app.record_complaint(
+            executive_id,
+            forum="EEOC",
+            filed_on=date(2025, 1, 2),
+            summary=f"in-process {count}",
+            actor="bench",
+            submitted_by="bench",
+        )
+        count += 1
+    rate = count / (time.perf_counter() - started)
+    app.close()
+    return rate
+
+
+class Load:
+    def __init__(self, url: str, key: bytes, executives: int, seed: int) -> None:
+        self.url = url
+        self.executives = executives
+        self.rng = random.Random(seed)
+        self.writer = issue_token(
+            key, subject="bench-hr", roles=["hr_app"], agency="*", ttl_seconds=7200
+        )
+        self.reader = issue_token(
+            key, subject="bench-auditor", roles=["auditor"], agency="*", ttl_seconds=7200
+        )
+        self.latency: dict[str, list[float]] = defaultdict(list)
+        self.errors: dict[str, int] = defaultdict(int)
+        self.size = 1
+
+    def executive(self) -> str:
+        return f"E{self.rng.randint(1, self.executives):05d}"
+
+    def request(self) -> tuple[str, str, str, dict[str, Any] | None, dict[str, str]]:
+        """(class, endpoint name, path, JSON body or None, headers)."""
+        roll = self.rng.random()
+        read = {"Authorization": f"Bearer {self.reader}"}
+        if roll < MIX["write"]:
+            headers = {
+                "Authorization": f"Bearer {self.writer}",
+                "Idempotency-Key": uuid.uuid4().hex,
+            }
+            body = {
+                "forum": self.rng.choice(["EEOC", "OSC"]),
+                "filed_on": "2026-03-02",
+                "summary": "Complaint filed during the benchmark.",
+            }
+            return (
+                "write",
+                "POST complaints",
+                f"/v1/executives/{self.executive()}/complaints",
+                body,
+                headers,
+            )
+        if roll < MIX["write"] + MIX["read"]:
+            e = self.executive()
+            choice = self.rng.randrange(4)
+            if choice == 0:
+                return "read", "GET executive", f"/v1/executives/{e}", None, read
+            if choice == 1:
+                return (
+                    "read",
+                    "GET appraisal",
+                    f"/v1/appraisals/A-FY{LAST_CYCLE - YEARS + 1}-{e}",
+                    None,
+                    read,
+                )
+            if choice == 2:
+                return "read", "GET ratings", f"/v1/executives/{e}/ratings", None, read
+            return (
+                "read",
+                "GET removal-history",
+                f"/v1/executives/{e}/removal-history?as_of=2026-10-01",
+                None,
+                read,
+            )
+        position = self.rng.randint(1, self.size)
+        choice = self.rng.randrange(4)
+        if choice == 0:
+            return "ledger", "GET checkpoint", "/v1/ledger/checkpoint", None, {}
+        if choice == 1:
+            return (
+                "ledger",
+                "GET events",
+                f"/v1/ledger/events?after={position}&limit=100",
+                None,
+                read,
+            )
+        if choice == 2:
+            return "ledger", "GET receipt", f"/v1/ledger/receipts/{position}", None, read
+        return (
+            "ledger",
+            "GET inclusion proof",
+            f"/v1/ledger/proofs/inclusion?position={position}",
+            None,
+            {},
+        )
+
+    async def client(self, http: httpx.AsyncClient, deadline: float) -> None:
+        while time.perf_counter() < deadline:
+            kind, name, path, body, headers = self.request()
+            started = time.perf_counter()
+            if body is None:
+                r = await http.get(path, headers=headers)
+            else:
+                r = await http.post(path, json=body, headers=headers)
+            elapsed = time.perf_counter() - started
+            self.latency[kind].append(elapsed)
+            self.latency[name].append(elapsed)
+            if r.status_code >= 400:
+                self.errors[f"{name} {r.status_code}"] += 1
+
+    async def run(self, clients: int, seconds: float) -> float:
+        limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+        async with httpx.AsyncClient(base_url=self.url, limits=limits, timeout=60) as http:
+            note = (await http.get("/v1/ledger/checkpoint")).text
+            self.size = int(note.split("\n")[1])
+            started = time.perf_counter()
+            deadline = started + seconds
+            await asyncio.gather(*(self.client(http, deadline) for _ in range(clients)))
+            return time.perf_counter() - started
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of load")
+    parser.add_argument("--workers", type=int, default=1, help="server worker processes")
+    parser.add_argument("--postgres", metavar="URL", help="a PostgreSQL URL (with ?schema=)")
+    parser.add_argument("--home", type=Path, help="ledger home to build in or reuse")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+
+    home = args.home or Path(tempfile.mkdtemp(prefix="ses-ledger-bench-api-"))
+    home.mkdir(parents=True, exist_ok=True)
+    db = args.postgres or f"sqlite:///{home / 'ledger.db'}"
+    config = LedgerConfig(home=home, db_url=db)
+    print(f"SES Ledger API benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    print(
+        f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}; store: {config.redacted_db_url()}"
+    )
+    info = build_ledger(config, args.events)
+    rate = in_process_rate(config)
+    print(f"in-process signed append rate: {rate:.0f} events/s (one event per command)")
+
+    env = ledger_env(home, db, SES_LEDGER_CHECKPOINT_INTERVAL_SECONDS="5")
+    key = load_or_create_token_key(home)
+    with Server(env, "--workers", str(args.workers), log=home / "server.log") as server:
+        load = Load(server.url, key, info["executives"], args.seed)
+        elapsed = asyncio.run(load.run(args.clients, args.duration))
+
+    total = sum(len(load.latency[k]) for k in MIX)
+    print(
+        f"\n{args.clients} clients, {args.workers} worker(s), {elapsed:.1f} s, "
+        f"{total} requests, {total / elapsed:.0f} req/s"
+    )
+    print(f"{'class / endpoint':<28}{'requests':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}")
+    names = [*MIX, *sorted(n for n in load.latency if n not in MIX)]
+    for name in names:
+        values = load.latency.get(name, [])
+        if values:
+            print(
+                f"{name:<28}{len(values):>9}{len(values) / elapsed:>9.0f}"
+                f"{percentile(values, 0.5):>9.1f}{percentile(values, 0.99):>9.1f}"
+            )
+    writes = len(load.latency["write"]) / elapsed
+    print(
+        f"\nAPI write throughput / in-process signed append rate: {writes:.0f} / {rate:.0f}"
+        f" = {writes / rate:.2f}"
+    )
+    reads = load.latency["read"] + load.latency["ledger"]
+    print(
+        f"targets: p99 read {percentile(reads, 0.99):.1f} ms (< 50), "
+        f"p99 write {percentile(load.latency['write'], 0.99):.1f} ms (< 100)"
+    )
+    if load.errors:
+        print("errors:", dict(load.errors))
+    print(
+        f"median latency over all requests: "
+        f"{statistics.median(reads + load.latency['write']) * 1000:.1f} ms"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

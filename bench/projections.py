@@ -1,0 +1,115 @@
+"""Projection rebuild vs. a bare read of the notification log, in one run.
+
+Baseline: every notification read page by page with the recorder's `select_notifications`
+(the same page size the rebuild uses), decoding nothing. Rebuild: `ReadModels(app).runner
+.rebuild()` of every projection from position 0 on the same store (read, decode, apply, write
+rows and tracking positions). Prints both times and the ratio (target: rebuild <= 2x read).
+
+The history is the demo generator's (real commands, sealed and Merkle-logged), about 31
+events per executive over 5 cycles. It is kept under --home and reused when it already holds
+at least --events events, because writing a million events takes minutes.
+
+    python bench/projections.py [--events 1000000] [--home DIR] [--db URL] [--repeat 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ledger.application import LedgerApp  # noqa: E402
+from ledger.config import LedgerConfig  # noqa: E402
+from ledger.keys import KeyRing  # noqa: E402
+from projections.queries import ReadModels  # noqa: E402
+from projections.runner import REBUILD_BATCH  # noqa: E402
+from ses_ledger.demo import SimulatedClock, run_demo  # noqa: E402
+
+EVENTS_PER_EXECUTIVE = 30  # 5 cycles of the demo generator, a little under its real mean
+YEARS = 5
+
+
+def ensure_history(config: LedgerConfig, events: int) -> int:
+    app = LedgerApp(config)
+    have = int(app.recorder.max_notification_id() or 0)
+    if have >= events:
+        print(f"reusing {have} events in {config.redacted_db_url()}", flush=True)
+        return have
+    if have:
+        raise SystemExit(f"{config.redacted_db_url()} holds {have} events, fewer than asked")
+    executives = -(-events // EVENTS_PER_EXECUTIVE)
+    print(f"writing a demo history: {executives} executives x {YEARS} cycles ...", flush=True)
+    clock = SimulatedClock()
+    writer = LedgerApp(config, clock=clock)
+    started = time.perf_counter()
+    summary = run_demo(
+        writer,
+        clock,
+        executives=executives,
+        years=YEARS,
+        seed=2025,
+        batch_per_appraisal=True,
+    )
+    print(f"  {summary.events} events in {time.perf_counter() - started:.0f} s", flush=True)
+    return int(writer.recorder.max_notification_id() or 0)
+
+
+def bare_read(app: LedgerApp, page: int) -> tuple[int, float]:
+    started = time.perf_counter()
+    count, start = 0, 1
+    while True:
+        notifications = app.recorder.select_notifications(start=start, limit=page)
+        count += len(notifications)
+        if len(notifications) < page:
+            return count, time.perf_counter() - started
+        start = notifications[-1].id + 1
+
+
+def rebuild(app: LedgerApp) -> float:
+    read_models = ReadModels(app)
+    started = time.perf_counter()
+    read_models.runner.rebuild()
+    return time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="history size (>=)")
+    parser.add_argument("--home", type=Path, help="ledger home to create or reuse")
+    parser.add_argument("--db", help="store URL (default: SQLite file under --home)")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds (best of each is kept)")
+    args = parser.parse_args()
+    home = args.home or Path(tempfile.mkdtemp(prefix="ses-bench-projections-"))
+    KeyRing(home).init()
+    config = LedgerConfig(home=home, db_url=args.db or f"sqlite:///{home / 'ledger.db'}")
+    print(
+        f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus, "
+        f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}, "
+        f"{'PostgreSQL' if config.is_postgres else 'SQLite'}",
+        flush=True,
+    )
+    events = ensure_history(config, args.events)
+    app = LedgerApp(config)
+    reads, rebuilds = [], []
+    for _ in range(args.repeat):  # alternate, so drift hits both sides alike
+        count, seconds = bare_read(app, REBUILD_BATCH)
+        reads.append(seconds)
+        print(f"bare read     {count} notifications in {seconds:7.2f} s", flush=True)
+        rebuilds.append(rebuild(app))
+        print(f"full rebuild  {events} events in {rebuilds[-1]:7.2f} s", flush=True)
+    read, built = min(reads), min(rebuilds)
+    print(
+        f"best: read {read:.2f} s ({events / read:.0f} ev/s), rebuild {built:.2f} s "
+        f"({events / built:.0f} ev/s), ratio {built / read:.2f} (target <= 2)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,319 @@
+"""The contract's "Who may do what" table, request by request and role by role.
+
+Each write case builds a fresh record at the right stage, then sends the request with one
+role's token: an allowed role gets 201, any other 403 and the ledger does not grow. Acting
+officials only count as themselves; every role is held to its agency unless its agency is
+`*`; `auditor` never writes.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+
+from tests.api import story as s
+from tests.api.story import Api
+
+ROLES = [
+    "hr_app",
+    "rating_official",
+    "executive",
+    "hlr_official",
+    "prb_member",
+    "appointing_authority",
+    "auditor",
+    "admin",
+]
+#: The subject each acting-official role uses: the official the request names.
+OFFICIAL = {
+    "rating_official": "R1",
+    "hlr_official": "H1",
+    "prb_member": "M1",
+    "appointing_authority": "AA1",
+}
+
+
+@dataclass(frozen=True)
+class Request:
+    path: str
+    body: dict[str, object]
+    executive_id: str = ""
+
+
+Prepare = Callable[[Api], Request]
+_cycles = itertools.count(3000)
+
+
+def _stage(
+    stage: str, path: str, body: Callable[[s.Appraisal], dict[str, object]], **plan: object
+) -> Prepare:
+    def prepare(api: Api) -> Request:
+        a = api.appraisal(stage, **plan)  # type: ignore[arg-type]
+        return Request(f"/v1/appraisals/{a.appraisal_id}/{path}", body(a), a.executive_id)
+
+    return prepare
+
+
+def _executive_step(path: str, body: Callable[[], dict[str, object]]) -> Prepare:
+    def prepare(api: Api) -> Request:
+        executive_id = api.new_executive()
+        return Request(f"/v1/executives/{executive_id}/{path}", body(), executive_id)
+
+    return prepare
+
+
+def _plan(api: Api) -> Request:
+    executive_id = api.new_executive()
+    return Request("/v1/appraisals", s.plan(s.unique("A-"), executive_id, 2024), executive_id)
+
+
+def _prb(api: Api) -> Request:
+    a = api.appraisal("response_closed")
+    body = s.prb(2024, api.new_board(), ["initial_rating"])
+    return Request(f"/v1/appraisals/{a.appraisal_id}/prb-recommendation", body, a.executive_id)
+
+
+#: request -> (roles allowed by the contract, how to prepare a request that would succeed)
+WRITES: dict[str, tuple[set[str], Prepare]] = {
+    "register executive": (
+        {"admin", "hr_app"},
+        lambda api: Request("/v1/executives", s.executive(s.unique("E"))),
+    ),
+    "register review board": (
+        {"admin"},
+        lambda api: Request("/v1/review-boards", s.board(s.unique("PRB-"))),
+    ),
+    "grant rating cap waiver": (
+        {"admin"},
+        lambda api: Request("/v1/rating-cap-waivers", s.waiver("DOE", f"FY{next(_cycles)}")),
+    ),
+    "plan": ({"hr_app", "rating_official"}, _plan),
+    "progress review": (
+        {"hr_app", "rating_official"},
+        _stage("planned", "progress-reviews", lambda a: s.review(2024)),
+    ),
+    "detail appraisal": (
+        {"hr_app"},
+        _stage("planned", "detail-appraisals", lambda a: s.detail(2024)),
+    ),
+    "period extension": (
+        {"hr_app", "rating_official"},
+        _stage("planned", "period-extension", lambda a: s.extension(2024), period_end="2024-06-30"),
+    ),
+    "initial rating": (
+        {"hr_app", "rating_official"},
+        _stage("planned", "initial-rating", lambda a: s.initial(2024)),
+    ),
+    "executive response": (
+        {"hr_app", "executive"},
+        _stage("initially_rated", "executive-response", lambda a: s.response(2024)),
+    ),
+    "response waiver": (
+        {"hr_app", "executive"},
+        _stage("initially_rated", "response-waiver", lambda a: s.response_waiver(2024)),
+    ),
+    "higher-level review request": (
+        {"hr_app", "executive"},
+        _stage("initially_rated", "higher-level-review-request", lambda a: s.hlr_request(2024)),
+    ),
+    "higher-level review": (
+        {"hr_app", "hlr_official"},
+        _stage("hlr_requested", "higher-level-review", lambda a: s.hlr(2024)),
+    ),
+    "PRB recommendation": ({"hr_app", "prb_member"}, _prb),
+    "final rating": (
+        {"hr_app", "appointing_authority"},
+        _stage("prb_recommended", "final-rating", lambda a: s.final(2024)),
+    ),
+    "personnel action": (
+        {"hr_app", "appointing_authority"},
+        _executive_step("personnel-actions", s.personnel_action),
+    ),
+    "complaint": ({"hr_app", "executive"}, _executive_step("complaints", s.complaint)),
+}
+
+
+def _subject(role: str, request: Request) -> str:
+    if role == "executive":
+        return request.executive_id or "E-nobody"
+    return OFFICIAL.get(role, f"{role}-1")
+
+
+def _assert_refused(api: Api, request: Request, headers: dict[str, str], status: int) -> None:
+    size = api.ledger_size()
+    r = api.post(request.path, request.body, headers)
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert api.ledger_size() == size
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("name", list(WRITES))
+def test_write_matrix(shared_api: Api, name: str, role: str) -> None:
+    allowed, prepare = WRITES[name]
+    request = prepare(shared_api)
+    headers = shared_api.as_(role, subject=_subject(role, request))
+    if role in allowed:
+        result = shared_api.ok(request.path, request.body, headers)
+        assert result["event"]["submitted_by"] == _subject(role, request)
+    else:
+        _assert_refused(shared_api, request, headers, 403)
+
+
+#: Acting officials must be the official the request names.
+IMPERSONATIONS = [
+    ("plan", "rating_official", "R2"),
+    ("progress review", "rating_official", "R2"),
+    ("period extension", "rating_official", "R2"),
+    ("initial rating", "rating_official", "R2"),
+    ("executive response", "executive", "E-someone-else"),
+    ("response waiver", "executive", "E-someone-else"),
+    ("higher-level review request", "executive", "E-someone-else"),
+    ("complaint", "executive", "E-someone-else"),
+    ("higher-level review", "hlr_official", "H2"),
+    ("PRB recommendation", "prb_member", "M5"),  # on the board, but not present
+    ("final rating", "appointing_authority", "AA2"),
+]
+
+
+@pytest.mark.parametrize(("name", "role", "subject"), IMPERSONATIONS)
+def test_acting_official_only_as_itself(
+    shared_api: Api, name: str, role: str, subject: str
+) -> None:
+    request = WRITES[name][1](shared_api)
+    _assert_refused(shared_api, request, shared_api.as_(role, subject=subject), 403)
+
+
+@pytest.mark.parametrize("name", list(WRITES))
+def test_writes_stay_in_the_token_agency(shared_api: Api, name: str) -> None:
+    allowed, prepare = WRITES[name]
+    request = prepare(shared_api)
+    role = "hr_app" if "hr_app" in allowed else "admin"
+    elsewhere = shared_api.as_(role, subject=_subject(role, request), agency="DOT")
+    _assert_refused(shared_api, request, elsewhere, 403)
+    everywhere = shared_api.as_(role, subject=_subject(role, request), agency="*")
+    shared_api.ok(request.path, request.body, everywhere)
+
+
+@pytest.mark.parametrize("name", list(WRITES))
+def test_auditor_never_writes_even_with_another_role(shared_api: Api, name: str) -> None:
+    request = WRITES[name][1](shared_api)
+    headers = shared_api.as_("auditor", "admin", "hr_app", subject="aud-1", agency="*")
+    _assert_refused(shared_api, request, headers, 403)
+
+
+@pytest.mark.parametrize("name", list(WRITES))
+def test_writes_need_a_token(shared_api: Api, name: str) -> None:
+    request = WRITES[name][1](shared_api)
+    _assert_refused(shared_api, request, {}, 401)
+
+
+# -- reads ---------------------------------------------------------------------------------
+
+OFFICIALS = {"rating_official", "hlr_official", "prb_member", "appointing_authority"}
+READERS = {"auditor", "admin", "hr_app"} | OFFICIALS
+#: read -> (roles allowed on any record of their agency, whether the executive reads own)
+READS: dict[str, tuple[set[str], bool]] = {
+    "/v1/executives/{e}": (READERS, True),
+    "/v1/executives/{e}/ratings": (READERS, True),
+    "/v1/executives/{e}/removal-history": (READERS, True),
+    "/v1/appraisals/{a}": (READERS, True),
+    "/v1/appraisals/{a}/events": (READERS, True),
+    "/v1/reports/below-fully-successful": (READERS, False),
+    "/v1/reports/rating-distribution?cycle=FY2024": (READERS, False),
+    "/v1/reports/compliance": (READERS, False),
+    "/v1/ledger/events": ({"auditor", "admin"}, False),
+    "/v1/ledger/verify": ({"auditor", "admin"}, False),
+    "/v1/executives/{e}/evidence-bundle": ({"auditor", "admin", "hr_app"}, True),
+    "/v1/ledger/receipts/{p}": ({"auditor", "admin", "hr_app"}, True),
+}
+PUBLIC = [
+    "/healthz",
+    "/v1/ledger/keys",
+    "/v1/ledger/checkpoint",
+    "/v1/ledger/proofs/inclusion?position={p}",
+    "/v1/ledger/proofs/consistency?first=1",
+    "/openapi.json",
+    "/docs",
+]
+
+
+@pytest.fixture(scope="module")
+def record(shared_api: Api) -> dict[str, str]:
+    """An executive with a finally rated appraisal, and the position of its final rating."""
+    a = shared_api.appraisal("final", level=2)
+    events = shared_api.get(f"/v1/appraisals/{a.appraisal_id}/events").json()["events"]
+    return {"e": a.executive_id, "a": a.appraisal_id, "p": str(events[-1]["position"])}
+
+
+def _get(api: Api, path: str, record: dict[str, str], headers: dict[str, str]) -> int:
+    r = api.client.get(path.format(**record), headers=headers)
+    if r.status_code >= 400:
+        assert r.headers["content-type"] == "application/problem+json"
+    status: int = r.status_code
+    return status
+
+
+@pytest.mark.parametrize("role", [*ROLES, "executive (own)"])
+@pytest.mark.parametrize("path", list(READS))
+def test_read_matrix(shared_api: Api, record: dict[str, str], path: str, role: str) -> None:
+    allowed, own = READS[path]
+    if role == "executive (own)":
+        headers, expected = shared_api.as_("executive", subject=record["e"]), own
+    else:
+        subject = "E-someone-else" if role == "executive" else OFFICIAL.get(role, f"{role}-1")
+        headers, expected = shared_api.as_(role, subject=subject), role in allowed
+    assert _get(shared_api, path, record, headers) == (200 if expected else 403)
+
+
+@pytest.mark.parametrize("path", [p for p in READS if "{" in p])
+def test_reads_stay_in_the_token_agency(shared_api: Api, record: dict[str, str], path: str) -> None:
+    other = shared_api.as_("auditor", subject="aud-dot", agency="DOT")
+    assert _get(shared_api, path, record, other) == 403
+    everywhere = shared_api.as_("auditor", subject="aud-all", agency="*")
+    assert _get(shared_api, path, record, everywhere) == 200
+
+
+@pytest.mark.parametrize("path", list(READS))
+def test_reads_need_a_token(shared_api: Api, record: dict[str, str], path: str) -> None:
+    assert _get(shared_api, path, record, {}) == 401
+
+
+@pytest.mark.parametrize("path", PUBLIC)
+def test_public_reads_need_no_token(shared_api: Api, record: dict[str, str], path: str) -> None:
+    assert _get(shared_api, path, record, {}) == 200
+    # ...and an unusable token does not spoil them.
+    assert _get(shared_api, path, record, {"Authorization": "Bearer nonsense"}) == 200
+
+
+def test_reports_cover_the_token_agency_only(shared_api: Api, record: dict[str, str]) -> None:
+    dot = shared_api.as_("hr_app", subject="hr-dot", agency="DOT")
+    r = shared_api.client.get("/v1/reports/compliance", params={"agency": "DOE"}, headers=dot)
+    assert r.status_code == 403
+    report = shared_api.client.get(
+        "/v1/reports/below-fully-successful", params={"as_of": "2025-01-01"}, headers=dot
+    ).json()
+    assert record["e"] not in {e["executive_id"] for e in report["executives"]}
+    everyone = shared_api.client.get(
+        "/v1/reports/below-fully-successful",
+        params={"as_of": "2025-01-01"},
+        headers=shared_api.auditor,
+    ).json()
+    assert record["e"] in {e["executive_id"] for e in everyone["executives"]}
+
+
+def test_ledger_events_of_one_agency(shared_api: Api, record: dict[str, str]) -> None:
+    """An agency's admin pages through its own agency's entries only."""
+    shared_api.new_executive(agency="DOT")
+    dot_admin = shared_api.as_("admin", subject="admin-dot", agency="DOT")
+    seen, after = [], 0
+    while after is not None:
+        page = shared_api.client.get(
+            "/v1/ledger/events", params={"after": after, "limit": 2}, headers=dot_admin
+        ).json()
+        seen += page["events"]
+        after = page["next_after"]
+    assert seen and all(e["data"].get("agency") == "DOT" for e in seen)

@@ -1,0 +1,172 @@
+"""Bearer tokens: signature, expiry with at most 2 s leeway, and the claims the server needs."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import stat
+import time
+from pathlib import Path
+
+import jwt
+import pytest
+
+from api.auth import (
+    TokenError,
+    decode_token,
+    issue_token,
+    load_or_create_token_key,
+)
+from ses_ledger import cli_tokens
+from tests.api.story import Api
+
+PATH = "/v1/ledger/verify"
+
+
+def _status(api: Api, token: str | None) -> int:
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    r = api.client.get(PATH, headers=headers)
+    if r.status_code == 401:
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.headers["www-authenticate"] == "Bearer"
+        assert r.json()["type"] == "urn:ses-ledger:problem:unauthorized"
+    status: int = r.status_code
+    return status
+
+
+def _claims(**overrides: object) -> dict[str, object]:
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "sub": "aud-1",
+        "roles": ["auditor"],
+        "agency": "*",
+        "iat": now,
+        "exp": now + 60,
+    }
+    claims.update(overrides)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+def test_a_valid_token_is_accepted(api: Api) -> None:
+    assert _status(api, jwt.encode(_claims(), api.key, algorithm="HS256")) == 200
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        None,
+        "",
+        "not-a-jwt",
+        "a.b.c",
+        jwt.encode(_claims(), b"another server's key" * 2, algorithm="HS256"),
+        jwt.encode(_claims(), "", algorithm="none"),
+    ],
+    ids=["missing", "empty", "garbage", "three-parts", "wrong-key", "alg-none"],
+)
+def test_missing_or_bad_tokens_are_401(api: Api, token: str | None) -> None:
+    assert _status(api, token) == 401
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"exp": None},
+        {"sub": None},
+        {"sub": ""},
+        {"sub": "has space"},
+        {"roles": None},
+        {"roles": []},
+        {"roles": ["superuser"]},
+        {"roles": "auditor"},
+        {"agency": None},
+        {"agency": ""},
+        {"agency": 7},
+    ],
+    ids=str,
+)
+def test_tokens_without_usable_claims_are_401(api: Api, overrides: dict[str, object]) -> None:
+    assert _status(api, jwt.encode(_claims(**overrides), api.key, algorithm="HS256")) == 401
+
+
+def test_expiry_allows_at_most_two_seconds_of_leeway(api: Api) -> None:
+    now = int(time.time())
+    just_expired = jwt.encode(_claims(exp=now - 1), api.key, algorithm="HS256")
+    assert _status(api, just_expired) == 200
+    expired = jwt.encode(_claims(exp=now - 4), api.key, algorithm="HS256")
+    assert _status(api, expired) == 401
+
+
+def test_other_schemes_are_401(api: Api) -> None:
+    token = jwt.encode(_claims(), api.key, algorithm="HS256")
+    r = api.client.get(PATH, headers={"Authorization": f"Basic {token}"})
+    assert r.status_code == 401
+
+
+def test_decode_reports_why(tmp_path: Path) -> None:
+    key = load_or_create_token_key(tmp_path)
+    token = issue_token(
+        key, subject="s", roles=["admin"], agency="DOE", ttl_seconds=1, now=time.time() - 10
+    )
+    with pytest.raises(TokenError, match="expired"):
+        decode_token(token, key)
+    principal = decode_token(
+        issue_token(key, subject="s", roles=["admin", "hr_app"], agency="DOE", ttl_seconds=60),
+        key,
+    )
+    assert principal.subject == "s" and principal.agency == "DOE"
+    assert {r.value for r in principal.roles} == {"admin", "hr_app"}
+
+
+def test_token_key_is_created_once_with_mode_0600(tmp_path: Path) -> None:
+    key = load_or_create_token_key(tmp_path / "home")
+    assert len(key) == 32
+    path = tmp_path / "home" / "token.key"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert load_or_create_token_key(tmp_path / "home") == key
+
+
+def cli(argv: list[str]) -> int:
+    """`ses-ledger token ...` through this module's own sub-command registration."""
+    parser = argparse.ArgumentParser(prog="ses-ledger")
+    cli_tokens.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    code: int = args.handler(args)
+    return code
+
+
+def test_cli_prints_only_the_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SES_LEDGER_HOME", str(tmp_path))
+    argv = [
+        "token",
+        "issue",
+        "--subject",
+        "hr-1",
+        "--role",
+        "hr_app",
+        "--role",
+        "admin",
+        "--agency",
+        "DOE",
+        "--ttl-seconds",
+        "120",
+    ]
+    assert cli(argv) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    principal = decode_token(out.strip(), load_or_create_token_key(tmp_path))
+    assert principal.subject == "hr-1"
+    assert {r.value for r in principal.roles} == {"hr_app", "admin"}
+    claims = jwt.decode(out.strip(), options={"verify_signature": False})
+    assert claims["exp"] - claims["iat"] == 120
+
+
+def test_cli_refuses_unknown_roles(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SES_LEDGER_HOME", str(tmp_path))
+    argv = ["token", "issue", "--subject", "x", "--role", "root", "--agency", "DOE"]
+    assert cli(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "root" in captured.err

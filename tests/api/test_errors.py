@@ -1,0 +1,286 @@
+"""RFC 9457 problems: the right status and type for every kind of bad request, field paths for
+invalid bodies, the rule ID for rule violations, and never an append for a 4xx."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.api import story as s
+from tests.api.story import Api
+
+PROBLEM = "application/problem+json"
+
+
+def _problem(r: Any, status: int, slug: str) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == PROBLEM
+    body: dict[str, Any] = r.json()
+    assert body["type"] == f"urn:ses-ledger:problem:{slug}"
+    assert body["status"] == status
+    assert isinstance(body["title"], str) and isinstance(body["detail"], str)
+    return body
+
+
+def _raw(api: Api, path: str, content: bytes, content_type: str = "application/json") -> Any:
+    headers = {**api.hr, "Content-Type": content_type}
+    return api.client.post(path, content=content, headers=headers)
+
+
+EXECUTIVE_FIELDS: list[tuple[str, object, list[object]]] = [
+    ("probationary", "no", ["body", "probationary"]),
+    ("probationary", 0, ["body", "probationary"]),
+    ("appointed_on", 20190501, ["body", "appointed_on"]),
+    ("appointed_on", "2019-5-1", ["body", "appointed_on"]),
+    ("appointed_on", "2019-02-30", ["body", "appointed_on"]),
+    ("appointed_on", "2019-05-01T00:00:00Z", ["body", "appointed_on"]),
+    ("appointed_on", "0001-01-01", ["body", "appointed_on"]),
+    ("appointed_on", "9999-12-31", ["body", "appointed_on"]),
+    ("appointment_type", "CAREER", ["body", "appointment_type"]),
+    ("executive_id", "", ["body", "executive_id"]),
+    ("executive_id", "a/b", ["body", "executive_id"]),
+    ("executive_id", "has space", ["body", "executive_id"]),
+    ("executive_id", "x" * 200, ["body", "executive_id"]),
+    ("executive_id", 17, ["body", "executive_id"]),
+    ("name", "", ["body", "name"]),
+    ("name", "nul\x00inside", ["body", "name"]),
+    ("name", "line\nbreak", ["body", "name"]),
+    ("name", "x" * 301, ["body", "name"]),
+    ("agency", "*", ["body", "agency"]),
+    ("extra_field", 1, ["body", "extra_field"]),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "loc"), EXECUTIVE_FIELDS, ids=repr)
+def test_invalid_fields_are_422_with_their_path(
+    shared_api: Api, field: str, value: object, loc: list[object]
+) -> None:
+    size = shared_api.ledger_size()
+    body = s.executive(s.unique("E")) | {field: value}
+    problem = _problem(shared_api.post("/v1/executives", body), 422, "invalid-request")
+    assert loc in [e["loc"] for e in problem["errors"]]
+    assert all(set(e) == {"loc", "msg"} for e in problem["errors"])
+    assert shared_api.ledger_size() == size
+
+
+def test_missing_fields_are_listed(shared_api: Api) -> None:
+    problem = _problem(shared_api.post("/v1/executives", {"name": "X"}), 422, "invalid-request")
+    missing = {e["loc"][-1] for e in problem["errors"]}
+    assert {"executive_id", "agency", "appointed_on", "probationary"} <= missing
+
+
+NUMBERS: list[object] = [0, 6, -1, 10**30, 2**64, True, 3.0, "3", None, [3]]
+
+
+@pytest.mark.parametrize("level", NUMBERS, ids=repr)
+def test_levels_are_integers_from_1_to_5(shared_api: Api, level: object) -> None:
+    a = shared_api.appraisal("prb_recommended")
+    size = shared_api.ledger_size()
+    body = s.final(2024) | {"level": level}
+    r = shared_api.post(f"/v1/appraisals/{a.appraisal_id}/final-rating", body)
+    problem = _problem(r, 422, "invalid-request")
+    assert problem["errors"][0]["loc"] == ["body", "level"]
+    assert shared_api.ledger_size() == size
+
+
+@pytest.mark.parametrize("weight", [10**30, -5, 101, 1.5, False], ids=repr)
+def test_weights_are_bounded_integers(shared_api: Api, weight: object) -> None:
+    body = s.plan(s.unique("A-"), shared_api.new_executive(), 2024)
+    body["elements"] = [dict(e) for e in s.BASIC_ELEMENTS]
+    body["elements"][0]["weight"] = weight
+    problem = _problem(shared_api.post("/v1/appraisals", body), 422, "invalid-request")
+    assert problem["errors"][0]["loc"] == ["body", "elements", 0, "weight"]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{",
+        b"[]",
+        b'"text"',
+        b"null",
+        b"17",
+        b'{"executive_id": "E1", "name": "\\ud800"}',
+        b"[" * 100_000 + b"]" * 100_000,
+        b"\xff\xfe",
+    ],
+    ids=["truncated", "array", "string", "null", "number", "lone-surrogate", "deep", "binary"],
+)
+def test_unparseable_bodies_are_4xx(shared_api: Api, content: bytes) -> None:
+    size = shared_api.ledger_size()
+    r = _raw(shared_api, "/v1/executives", content)
+    assert 400 <= r.status_code < 500, r.text
+    assert r.headers["content-type"] == PROBLEM
+    assert shared_api.ledger_size() == size
+
+
+def test_lone_surrogates_in_text_are_refused(shared_api: Api) -> None:
+    body = json.dumps(s.executive(s.unique("E"))).replace("Pat Example", "Pat \\udc80")
+    r = _raw(shared_api, "/v1/executives", body.encode())
+    assert _problem(r, 422, "invalid-request")["errors"][0]["loc"] == ["body", "name"]
+
+
+def test_a_body_that_is_not_json_is_422(shared_api: Api) -> None:
+    body = json.dumps(s.executive(s.unique("E"))).encode()
+    r = _raw(shared_api, "/v1/executives", body, "text/plain")
+    assert 400 <= r.status_code < 500
+
+
+def test_an_oversized_body_is_413(shared_api: Api) -> None:
+    body = s.executive(s.unique("E")) | {"name": "x" * 2_000_000}
+    _problem(shared_api.post("/v1/executives", body), 413, "payload-too-large")
+
+
+def test_unknown_body_references_are_422_unknown_reference(shared_api: Api) -> None:
+    r = shared_api.post("/v1/appraisals", s.plan("A-x", "E-missing", 2024))
+    problem = _problem(r, 422, "unknown-reference")
+    assert problem["errors"][0]["loc"] == ["body", "executive_id"]
+
+    a = shared_api.appraisal("response_closed")
+    body = s.prb(2024, "PRB-missing", ["initial_rating"])
+    r = shared_api.post(f"/v1/appraisals/{a.appraisal_id}/prb-recommendation", body)
+    assert _problem(r, 422, "unknown-reference")["errors"][0]["loc"] == ["body", "board_id"]
+
+    body = s.personnel_action(basis=["A-missing"])
+    r = shared_api.post(f"/v1/executives/{a.executive_id}/personnel-actions", body)
+    _problem(r, 422, "unknown-reference")
+    other = shared_api.appraisal("planned")  # another executive's appraisal is no basis
+    body = s.personnel_action(basis=[other.appraisal_id])
+    r = shared_api.post(f"/v1/executives/{a.executive_id}/personnel-actions", body)
+    _problem(r, 422, "unknown-reference")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/appraisals/A-missing/progress-reviews",
+        "/v1/executives/E-missing/complaints",
+        "/v1/executives/E-missing/personnel-actions",
+    ],
+)
+def test_unknown_path_ids_on_writes_are_404(shared_api: Api, path: str) -> None:
+    body = s.review(2024) if "progress" in path else s.complaint()
+    if "personnel" in path:
+        body = s.personnel_action()
+    _problem(shared_api.post(path, body), 404, "not-found")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/executives/E-missing",
+        "/v1/executives/E-missing/ratings",
+        "/v1/executives/E-missing/removal-history",
+        "/v1/executives/E-missing/evidence-bundle",
+        "/v1/appraisals/A-missing",
+        "/v1/appraisals/A-missing/events",
+        "/v1/executives/bad%00id",
+        "/v1/executives/%F0%9F%98%80",
+        "/v1/ledger/receipts/999999",
+        "/v1/no-such-thing",
+    ],
+)
+def test_unknown_path_ids_on_reads_are_404(shared_api: Api, path: str) -> None:
+    _problem(shared_api.get(path), 404, "not-found")
+
+
+def test_a_stream_of_another_kind_is_not_found(shared_api: Api) -> None:
+    a = shared_api.appraisal("planned")
+    _problem(shared_api.get(f"/v1/executives/{a.appraisal_id}"), 404, "not-found")
+    _problem(shared_api.get(f"/v1/appraisals/{a.executive_id}"), 404, "not-found")
+
+
+def test_existing_ids_are_409(shared_api: Api) -> None:
+    admin = shared_api.as_("admin")
+    executive_id = shared_api.new_executive()
+    size = shared_api.ledger_size()
+    _problem(shared_api.post("/v1/executives", s.executive(executive_id)), 409, "already-exists")
+    board_id = shared_api.new_board()
+    _problem(shared_api.post("/v1/review-boards", s.board(board_id), admin), 409, "already-exists")
+    shared_api.ok("/v1/rating-cap-waivers", s.waiver("DOE", "FY2099"), admin)
+    waiver = s.waiver("DOE", "FY2099")
+    _problem(shared_api.post("/v1/rating-cap-waivers", waiver, admin), 409, "already-exists")
+    a = shared_api.appraisal("planned")
+    again = s.plan(a.appraisal_id, a.executive_id, 2024)
+    _problem(shared_api.post("/v1/appraisals", again), 409, "already-exists")
+    assert shared_api.ledger_size() == size + 4  # a board, a waiver, an executive, a plan
+
+
+@pytest.mark.parametrize(
+    ("stage", "path", "body", "rule"),
+    [
+        ("planned", "final-rating", s.final(2024), "RAT-8"),
+        ("planned", "executive-response", s.response(2024), "SEQ-1"),
+        ("final", "progress-reviews", s.review(2024), "SEQ-1"),
+        ("initially_rated", "initial-rating", s.initial(2024), "SEQ-1"),
+        ("planned", "initial-rating", s.initial(2024) | {"rated_on": "2023-11-01"}, "PER-2"),
+        (
+            "initially_rated",
+            "prb-recommendation",
+            s.prb(2024, "PRB-X", ["initial_rating"]) | {"recommended_on": "2024-10-16"},
+            "RAT-7",
+        ),
+    ],
+)
+def test_rule_violations_are_422_with_the_rule(
+    shared_api: Api, stage: str, path: str, body: dict[str, Any], rule: str
+) -> None:
+    a = shared_api.appraisal(stage)
+    if "board_id" in body:
+        body = body | {"board_id": shared_api.new_board()}
+    size = shared_api.ledger_size()
+    r = shared_api.post(f"/v1/appraisals/{a.appraisal_id}/{path}", body)
+    assert _problem(r, 422, "rule-violation")["rule"] == rule
+    assert shared_api.ledger_size() == size
+
+
+def test_plan_weight_rules(shared_api: Api) -> None:
+    body = s.plan(s.unique("A-"), shared_api.new_executive(), 2024)
+    body["elements"] = [dict(e) for e in s.BASIC_ELEMENTS]
+    body["elements"][0]["weight"] = 20  # sum 105
+    r = shared_api.post("/v1/appraisals", body)
+    assert _problem(r, 422, "rule-violation")["rule"] == "WT-1"
+
+
+def test_other_methods_are_405_problems(shared_api: Api) -> None:
+    r = shared_api.client.delete("/v1/executives", headers=shared_api.hr)
+    _problem(r, 405, "method-not-allowed")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"as_of_position": -1},
+        {"as_of_position": 2**64},
+        {"as_of_position": "x"},
+        {"known_at": "yesterday"},
+        {"known_at": "0001-01-01T00:00:00Z"},
+        {"as_of_position": 1, "known_at": "2024-01-01T00:00:00Z"},
+    ],
+    ids=repr,
+)
+def test_bad_replay_parameters_are_422(shared_api: Api, query: dict[str, Any]) -> None:
+    executive_id = shared_api.new_executive()
+    r = shared_api.get(f"/v1/executives/{executive_id}", **query)
+    _problem(r, 422, "invalid-request")
+
+
+@pytest.mark.parametrize(
+    ("path", "query"),
+    [
+        ("/v1/ledger/events", {"limit": 0}),
+        ("/v1/ledger/events", {"limit": 100_000}),
+        ("/v1/ledger/events", {"after": -3}),
+        ("/v1/ledger/proofs/inclusion", {"position": "a"}),
+        ("/v1/ledger/proofs/consistency", {"first": 0}),
+        ("/v1/reports/rating-distribution", {"cycle": "2024"}),
+        ("/v1/reports/rating-distribution", {"cycle": "FY2024"}),  # `*` token: name the agency
+        ("/v1/reports/below-fully-successful", {"as_of": "24-01-01"}),
+        ("/v1/reports/compliance", {"agency": "a b"}),
+    ],
+    ids=repr,
+)
+def test_bad_query_parameters_are_422(shared_api: Api, path: str, query: dict[str, Any]) -> None:
+    _problem(shared_api.get(path, **query), 422, "invalid-request")

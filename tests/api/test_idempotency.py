@@ -1,0 +1,105 @@
+"""`Idempotency-Key`: a retry returns the first response and appends nothing; the key is
+scoped to the token subject; reusing it for another request is 422; a 4xx is not remembered.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.api import story as s
+from tests.api.story import Api
+
+
+def _with_key(api: Api, key: str, **kw: str) -> dict[str, str]:
+    return api.as_("hr_app", subject=kw.get("subject", "hr-app-1"), **{"Idempotency-Key": key})
+
+
+def test_a_retry_returns_the_first_response_and_appends_nothing(any_api: Api) -> None:
+    api = any_api
+    headers = _with_key(api, "register-E1-attempt")
+    first = api.post("/v1/executives", s.executive("E1"), headers)
+    assert first.status_code == 201
+    size = api.ledger_size()
+    again = api.post("/v1/executives", s.executive("E1"), headers)
+    assert again.status_code == 201
+    assert again.json() == first.json()
+    assert api.ledger_size() == size
+
+
+def test_a_rating_replay_keeps_score_and_level(api: Api) -> None:
+    a = api.appraisal("planned")
+    headers = _with_key(api, "rate-once")
+    path = f"/v1/appraisals/{a.appraisal_id}/initial-rating"
+    first = api.post(path, s.initial(2024, level=3), headers).json()
+    api.ok(f"/v1/appraisals/{a.appraisal_id}/response-waiver", s.response_waiver(2024))
+    replay = api.post(path, s.initial(2024, level=3), headers)
+    assert replay.status_code == 201
+    assert replay.json() == first
+    assert (first["score"], first["summary_level"]) == (300, 3)
+
+
+def test_the_same_key_for_another_request_is_422(api: Api) -> None:
+    headers = _with_key(api, "k1")
+    api.ok("/v1/executives", s.executive("E1"), headers)
+    size = api.ledger_size()
+    r = api.post("/v1/executives", s.executive("E2"), headers)
+    assert r.status_code == 422
+    assert r.json()["type"] == "urn:ses-ledger:problem:idempotency-key-reused"
+    other_path = api.post(
+        "/v1/review-boards",
+        s.board("PRB-1"),
+        {**api.as_("admin", subject="hr-app-1"), "Idempotency-Key": "k1"},
+    )
+    assert other_path.status_code == 422
+    assert api.ledger_size() == size
+
+
+def test_keys_are_scoped_to_the_token_subject(api: Api) -> None:
+    api.ok("/v1/executives", s.executive("E1"), _with_key(api, "shared-key"))
+    other = _with_key(api, "shared-key", subject="hr-app-2")
+    assert api.post("/v1/executives", s.executive("E2"), other).status_code == 201
+
+
+def test_a_refused_request_is_not_remembered(api: Api) -> None:
+    a = api.appraisal("planned")
+    path = f"/v1/appraisals/{a.appraisal_id}/initial-rating"
+    headers = _with_key(api, "rate")
+    too_early = s.initial(2024) | {"rated_on": "2023-11-01"}  # PER-2: under 90 days
+    refused = api.post(path, too_early, headers)
+    assert refused.status_code == 422 and refused.json()["rule"] == "PER-2"
+    assert api.post(path, s.initial(2024), headers).status_code == 201
+
+
+def test_concurrent_identical_requests_append_once(any_api: Api) -> None:
+    api = any_api
+    a = api.appraisal("planned")
+    path = f"/v1/appraisals/{a.appraisal_id}/progress-reviews"
+    headers = _with_key(api, "review-once")
+    size = api.ledger_size()
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(lambda _: api.post(path, s.review(2024), headers), range(8)))
+    assert {r.status_code for r in responses} == {201}, [r.text for r in responses]
+    assert len({r.text for r in responses}) == 1
+    assert api.ledger_size() == size + 1
+
+
+def test_concurrent_identical_creates_append_once(api: Api) -> None:
+    headers = _with_key(api, "create-once")
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(
+            pool.map(lambda _: api.post("/v1/executives", s.executive("E9"), headers), range(8))
+        )
+    assert {r.status_code for r in responses} == {201}, [r.text for r in responses]
+    assert api.ledger_size() == 1
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "has space", "caf\u00e9"])
+def test_malformed_keys_are_422(api: Api, key: str) -> None:
+    headers = [(k.encode(), v.encode()) for k, v in api.hr.items()]
+    headers.append((b"Idempotency-Key", key.encode()))
+    r = api.client.post("/v1/executives", json=s.executive("E1"), headers=headers)
+    assert r.status_code == 422
+    assert r.json()["errors"][0]["loc"] == ["header", "Idempotency-Key"]
+    assert api.ledger_size() == 0

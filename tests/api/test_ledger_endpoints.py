@@ -1,0 +1,160 @@
+"""The tamper-evidence surface: paged events, verify, keys, checkpoints, proofs, receipts,
+each checked with the ledger's own verification code as an outside client would."""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from api.settings import ApiSettings
+from ledger.application import LedgerApp
+from ledger.checkpoint import verify_note
+from ledger.config import LedgerConfig
+from ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
+from tests.api import story as s
+from tests.api.story import Api
+from tests.ledger_helpers import events_table, raw
+
+
+def _keys(api: Api) -> list[Any]:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    keys = api.get("/v1/ledger/keys", {}).json()["keys"]
+    assert keys and all(k["algorithm"] == "Ed25519" for k in keys)
+    return [Ed25519PublicKey.from_public_bytes(base64.b64decode(k["public_key"])) for k in keys]
+
+
+def _all_events(api: Api, limit: int) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    after: int | None = 0
+    while after is not None:
+        page = api.get("/v1/ledger/events", after=after, limit=limit).json()
+        assert len(page["events"]) <= limit
+        events += page["events"]
+        after = page["next_after"]
+    return events
+
+
+def test_events_page_through_the_whole_ledger(any_api: Api) -> None:
+    any_api.appraisal("final")
+    total = any_api.ledger_size()
+    for limit in (1, 3, total, 1000):
+        events = _all_events(any_api, limit)
+        assert [e["stream_version"] >= 1 for e in events] and len(events) == total
+        positions = [e["position"] for e in events]
+        assert positions == sorted(positions)
+    last = any_api.get("/v1/ledger/events", after=positions[-1]).json()
+    assert last == {"events": [], "next_after": None}
+    exact = any_api.get("/v1/ledger/events", after=0, limit=total).json()
+    assert exact["next_after"] is None
+
+
+def test_the_checkpoint_is_a_signed_note_over_the_events(any_api: Api) -> None:
+    any_api.appraisal("initially_rated")
+    r = any_api.client.get("/v1/ledger/checkpoint")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    checkpoint = verify_note(r.text, "ses-ledger.local/ledger", _keys(any_api))
+    events = _all_events(any_api, 100)
+    assert checkpoint.size == len(events)
+    leaves = [leaf_hash(bytes.fromhex(e["hash"])) for e in events]
+    for index, event in enumerate(events):
+        proof = any_api.get(
+            "/v1/ledger/proofs/inclusion", {}, position=event["position"], tree_size=checkpoint.size
+        ).json()
+        assert proof["leaf_index"] == index and proof["tree_size"] == checkpoint.size
+        hashes = [base64.b64decode(h) for h in proof["hashes"]]
+        verify_inclusion(index, checkpoint.size, leaves[index], hashes, checkpoint.root_hash)
+    any_api.ok(f"/v1/executives/{events[0]['stream_id']}/complaints", s.complaint())
+    grown = verify_note(
+        any_api.client.get("/v1/ledger/checkpoint").text, "ses-ledger.local/ledger", _keys(any_api)
+    )
+    assert grown.size == checkpoint.size + 1  # issued on demand: the tree grew
+    proof = any_api.get(
+        "/v1/ledger/proofs/consistency", {}, first=checkpoint.size, second=grown.size
+    ).json()
+    hashes = [base64.b64decode(h) for h in proof["hashes"]]
+    verify_consistency(checkpoint.size, grown.size, hashes, checkpoint.root_hash, grown.root_hash)
+    latest = any_api.get("/v1/ledger/proofs/consistency", {}, first=1).json()
+    assert latest["second"] == grown.size
+
+
+def test_an_empty_ledger_has_a_checkpoint_of_size_zero(api: Api) -> None:
+    note = api.client.get("/v1/ledger/checkpoint").text
+    assert verify_note(note, "ses-ledger.local/ledger", _keys(api)).size == 0
+    assert api.get("/v1/ledger/events").json() == {"events": [], "next_after": None}
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"position": 999, "tree_size": 1},
+        {"position": 1, "tree_size": 999},
+        {"position": 2, "tree_size": 1},
+    ],
+)
+def test_impossible_inclusion_proofs_are_404(api: Api, query: dict[str, int]) -> None:
+    api.new_executive()
+    api.new_executive()
+    r = api.get("/v1/ledger/proofs/inclusion", {}, **query)
+    assert r.status_code == 404 and r.json()["type"] == "urn:ses-ledger:problem:not-found"
+
+
+def test_impossible_consistency_proofs_are_404(api: Api) -> None:
+    api.new_executive()
+    assert api.get("/v1/ledger/proofs/consistency", {}, first=2, second=1).status_code == 404
+    assert api.get("/v1/ledger/proofs/consistency", {}, first=1, second=5).status_code == 404
+
+
+def test_a_receipt_proves_a_fresh_write(any_api: Api) -> None:
+    written = any_api.ok("/v1/executives", s.executive("E1"))
+    receipt = written["receipt"]
+    assert receipt == {k: written["event"][k] for k in ("position", "hash", "signature", "key_id")}
+    full = any_api.get(f"/v1/ledger/receipts/{receipt['position']}").json()
+    assert full["entry"] == written["event"]
+    checkpoint = verify_note(full["checkpoint"], "ses-ledger.local/ledger", _keys(any_api))
+    proof = full["inclusion_proof"]
+    hashes = [base64.b64decode(h) for h in proof["hashes"]]
+    leaf = leaf_hash(bytes.fromhex(receipt["hash"]))
+    verify_inclusion(proof["leaf_index"], checkpoint.size, leaf, hashes, checkpoint.root_hash)
+
+
+def test_verify_reports_the_first_bad_position(any_api: Api) -> None:
+    any_api.appraisal("initially_rated")
+    assert any_api.get("/v1/ledger/verify").json()["ok"] is True
+    config: LedgerConfig = any_api.client.app.state.services.ledger.config  # type: ignore[attr-defined]
+    table, column = events_table(config), "state"
+    rows = raw(config, f"SELECT originator_version, {column} FROM {table}")
+    target = [r for r in rows if r[0] == 2][0]
+    forged = bytes(target[1]).replace(b"Mid-year review.", b"Mid-year praise!")
+    raw(config, f"UPDATE {table} SET {column} = ? WHERE originator_version = 2", (forged,))
+    report = any_api.get("/v1/ledger/verify").json()
+    assert report["ok"] is False and report["first_bad_position"] is not None
+    assert report["checked"] >= 1 and report["problem"]
+
+
+def test_timed_checkpoints_cover_new_events(sqlite_config: LedgerConfig) -> None:
+    ledger = LedgerApp(sqlite_config)
+    settings = ApiSettings(home=sqlite_config.home, checkpoint_interval_seconds=0.05)
+    app = create_app(ledger, settings=settings)
+    with TestClient(app) as client:
+        api = Api(client, app.state.services.token_key)
+        api.new_executive()
+        deadline = time.monotonic() + 5
+        while ledger.merkle_log.latest_checkpoint() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        latest = ledger.merkle_log.latest_checkpoint()
+        assert latest is not None and latest.tree_size == 1
+    ledger.close()
+
+
+def test_health_and_documentation(api: Api) -> None:
+    assert api.client.get("/healthz").json() == {"status": "ok"}
+    schema = api.client.get("/openapi.json").json()
+    assert "/v1/appraisals/{appraisal_id}/prb-recommendation" in schema["paths"]
+    assert "bearer" in str(schema["components"]["securitySchemes"]).lower()
+    assert api.client.get("/docs").status_code == 200

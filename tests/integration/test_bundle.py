@@ -1,0 +1,407 @@
+"""Evidence bundles: an executive's whole record leaves the ledger and still verifies.
+
+The story: several appraisal cycles of a synthetic agency; an auditor exports one
+executive's bundle, checks it with the standalone verifier (even a copy of the file run with
+`python -I` from elsewhere), watches every kind of tampering fail, and later ties the old
+bundle to a newer checkpoint with a consistency proof. The `replay` command shows the same
+executive as the ledger stood at an earlier position or time.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ledger.application import LedgerApp
+from ledger.bundle import FORMAT, build_bundle, rebuild_subject_index, subject_index
+from ledger.config import LedgerConfig
+from ledger.entry import entry_from_state, entry_hash
+from ledger.errors import NotFound, VerificationError
+from ledger.log import ProofUnavailable
+from ledger.offline_verify import verify_bundle
+from ses_ledger import cli
+from ses_ledger.demo import SimulatedClock, run_demo
+from tests.ledger_helpers import plan, raw, register
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def demo(config: LedgerConfig, executives: int = 6, years: int = 4) -> LedgerApp:
+    clock = SimulatedClock()
+    app = LedgerApp(config, clock=clock)
+    run_demo(app, clock, executives=executives, years=years, seed=11, batch_per_appraisal=True)
+    return app
+
+
+def all_entries(app: LedgerApp) -> list[dict[str, Any]]:
+    return [
+        entry_from_state(n.state, n.id)
+        for n in app.recorder.select_notifications(start=1, limit=100_000)
+    ]
+
+
+def busiest(app: LedgerApp) -> str:
+    """The executive with the most appraisals."""
+    plans = Counter(e["data"]["executive_id"] for e in all_entries(app) if e["type"] == "PlanSet")
+    return str(plans.most_common(1)[0][0])
+
+
+def problems(bundle: dict[str, Any], trusted: str | None = None) -> str:
+    report = verify_bundle(json.loads(json.dumps(bundle)), trusted)
+    return " | ".join(report.problems)
+
+
+def tree_size(bundle: dict[str, Any]) -> int:
+    return int(bundle["checkpoint"].split("\n")[1])
+
+
+# --- export ----------------------------------------------------------------------------------
+
+
+def test_a_bundle_holds_the_executives_whole_record_and_verifies(
+    ledger_config: LedgerConfig,
+) -> None:
+    app = demo(ledger_config)
+    executive = busiest(app)
+    bundle = build_bundle(app, executive)
+
+    assert bundle["format"] == FORMAT and bundle["executive_id"] == executive
+    everything = all_entries(app)
+    appraisals = {
+        e["stream_id"]
+        for e in everything
+        if e["type"] == "PlanSet" and e["data"]["executive_id"] == executive
+    }
+    boards = {
+        e["data"]["board_id"]
+        for e in everything
+        if e["type"] == "PRBRecommended" and e["stream_id"] in appraisals
+    }
+    assert len(appraisals) >= 3
+    streams = {executive} | appraisals | boards
+    assert bundle["entries"] == [e for e in everything if e["stream_id"] in streams]
+    positions = [e["position"] for e in bundle["entries"]]
+    assert positions == sorted(positions)
+    assert set(bundle["proofs"]) == {str(p) for p in positions}
+    assert {k["key_id"] for k in bundle["keys"]} == set(app.keyring.verifiers())
+    assert all(e["hash"] == entry_hash(e) for e in bundle["entries"])
+
+    report = verify_bundle(bundle)
+    assert report.ok, report.problems
+    # Key order and whitespace do not matter (the contract: verified from parsed content).
+    reordered = json.loads(json.dumps(bundle, sort_keys=True, separators=(",", ":")))
+    assert verify_bundle(reordered).ok
+
+
+def test_the_standalone_verifier_copied_elsewhere_accepts_it(
+    sqlite_config: LedgerConfig, tmp_path: Path
+) -> None:
+    app = demo(sqlite_config)
+    bundle_file = tmp_path / "away" / "bundle.json"
+    bundle_file.parent.mkdir()
+    bundle_file.write_text(json.dumps(build_bundle(app, busiest(app))))
+    shutil.copy(REPO / "ledger" / "offline_verify.py", bundle_file.parent / "offline_verify.py")
+    done = subprocess.run(
+        [sys.executable, "-I", "offline_verify.py", "bundle.json"],
+        cwd=bundle_file.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "BUNDLE VERIFIED" in done.stdout
+
+
+def test_board_registrations_ride_along_as_whole_streams(sqlite_config: LedgerConfig) -> None:
+    app = demo(sqlite_config)
+    bundle = build_bundle(app, busiest(app))
+    boards = [e for e in bundle["entries"] if e["type"] == "ReviewBoardRegistered"]
+    assert boards and all(e["stream_version"] == 1 for e in boards)
+    assert verify_bundle(bundle).ok
+    # Without them the bundle still verifies: they are context, not a dependency.
+    bare = copy.deepcopy(bundle)
+    bare["entries"] = [e for e in bare["entries"] if e["type"] != "ReviewBoardRegistered"]
+    assert verify_bundle(bare).ok
+
+
+# --- tampering with an exported bundle ----------------------------------------------------------
+
+
+def _payload(b: dict[str, Any]) -> None:
+    final = next(e for e in b["entries"] if e["type"] == "FinalRatingAssigned")
+    final["data"]["level"] = 5 if final["data"]["level"] != 5 else 4
+
+
+def _drop_middle(b: dict[str, Any]) -> None:
+    reviews = [e for e in b["entries"] if e["type"] == "ProgressReviewed"]
+    b["entries"].remove(reviews[0])
+
+
+def _drop_stream_start(b: dict[str, Any]) -> None:
+    plan_set = next(e for e in b["entries"] if e["type"] == "PlanSet")
+    b["entries"].remove(plan_set)
+
+
+def _proof(b: dict[str, Any]) -> None:
+    proof = b["proofs"][str(b["entries"][3]["position"])]
+    proof["hashes"][0] = "A" * 43 + "="
+
+
+def _proof_index(b: dict[str, Any]) -> None:
+    b["proofs"][str(b["entries"][3]["position"])]["leaf_index"] += 1
+
+
+def _checkpoint(b: dict[str, Any]) -> None:
+    lines = b["checkpoint"].split("\n")
+    lines[1] = str(int(lines[1]) + 1)
+    b["checkpoint"] = "\n".join(lines)
+
+
+def _reorder(b: dict[str, Any]) -> None:
+    b["entries"][2], b["entries"][3] = b["entries"][3], b["entries"][2]
+
+
+def _signature(b: dict[str, Any]) -> None:
+    e = b["entries"][1]
+    e["signature"] = ("B" if e["signature"][0] != "B" else "C") + e["signature"][1:]
+
+
+@pytest.mark.parametrize(
+    ("tamper", "expected"),
+    [
+        (_payload, "hash does not recompute"),
+        (_drop_middle, "jumps from version"),
+        (_drop_stream_start, "earlier events missing"),
+        (_proof, "inclusion proof does not verify"),
+        (_proof_index, "inclusion proof does not verify"),
+        (_checkpoint, "checkpoint"),
+        (_reorder, "increasing position order"),
+        (_signature, "signature does not verify"),
+    ],
+    ids=lambda v: getattr(v, "__name__", "")[1:] if callable(v) else "",
+)
+def test_every_tampering_of_a_bundle_fails(
+    sqlite_config: LedgerConfig, tamper: Callable[[dict[str, Any]], None], expected: str
+) -> None:
+    app = demo(sqlite_config, years=3)
+    bundle = build_bundle(app, busiest(app))
+    tampered = copy.deepcopy(bundle)
+    tamper(tampered)
+    assert expected in problems(tampered)
+    assert problems(bundle) == ""
+
+
+# --- a later checkpoint -----------------------------------------------------------------------
+
+
+def test_an_old_bundle_is_tied_to_a_later_checkpoint_by_a_consistency_proof(
+    sqlite_config: LedgerConfig,
+) -> None:
+    app = demo(sqlite_config, years=3)
+    executive = busiest(app)
+    old = build_bundle(app, executive)
+    old_size = tree_size(old)
+
+    register(app, "E-NEW")
+    plan(app, "A-NEW", "E-NEW")
+    newer = build_bundle(app, "E-NEW", consistency_from=old_size)
+    new_size = tree_size(newer)
+    assert new_size == old_size + 2
+    assert newer["consistency"]["first"] == old_size
+    # The new bundle proves that its tree extends the auditor's old checkpoint...
+    assert problems(newer, trusted=old["checkpoint"]) == ""
+    # ...and the old bundle, given the proof, accepts the new checkpoint as trusted.
+    old_with_proof = copy.deepcopy(old)
+    old_with_proof["consistency_proofs"] = [newer["consistency"]]
+    assert problems(old_with_proof, trusted=newer["checkpoint"]) == ""
+    # Without a proof there is nothing to go on: not verified, and it says why.
+    assert "no consistency proof" in problems(old, trusted=newer["checkpoint"])
+    # A proof that does not match the roots fails.
+    wrong = copy.deepcopy(old_with_proof)
+    wrong["consistency_proofs"][0]["hashes"][0] = "A" * 43 + "="
+    assert "does not verify" in problems(wrong, trusted=newer["checkpoint"])
+
+
+def test_a_pinned_checkpoint_shows_the_record_as_it_stood(sqlite_config: LedgerConfig) -> None:
+    app = demo(sqlite_config, years=3)
+    executive = busiest(app)
+    then = build_bundle(app, executive)
+    size_then = tree_size(then)
+    app.record_complaint(  # the record grows
+        executive,
+        forum="OSC",
+        filed_on=date(2026, 12, 1),
+        summary="Filed later.",
+        actor=executive,
+        submitted_by="hr-app-1",
+    )
+    now = build_bundle(app, executive)
+    assert tree_size(now) == size_then + 1
+    assert len(now["entries"]) == len(then["entries"]) + 1
+    pinned = build_bundle(app, executive, tree_size=size_then)
+    assert pinned["entries"] == then["entries"] and pinned["checkpoint"] == then["checkpoint"]
+    assert verify_bundle(pinned).ok
+    with pytest.raises(ProofUnavailable, match="no checkpoint was issued at tree size 3"):
+        build_bundle(app, executive, tree_size=3)
+
+
+def test_events_not_yet_in_the_merkle_log_are_integrated_and_checkpointed(
+    sqlite_config: LedgerConfig,
+) -> None:
+    app = LedgerApp(sqlite_config)
+    register(app)
+    plan(app)
+    assert app.merkle_log.latest_checkpoint() is None
+    bundle = build_bundle(app, "E1")
+    assert [e["type"] for e in bundle["entries"]] == ["ExecutiveRegistered", "PlanSet"]
+    assert tree_size(bundle) == 2 and verify_bundle(bundle).ok
+
+
+def test_an_unknown_executive_has_no_bundle(sqlite_config: LedgerConfig) -> None:
+    app = LedgerApp(sqlite_config)
+    register(app)
+    with pytest.raises(NotFound):
+        build_bundle(app, "E404")
+    with pytest.raises(NotFound):  # an appraisal id is not an executive
+        plan(app)
+        build_bundle(app, "A-2024-E1")
+
+
+# --- the subject index ------------------------------------------------------------------------
+
+
+def test_the_subject_index_follows_new_appraisals_and_rebuilds(
+    ledger_config: LedgerConfig,
+) -> None:
+    app = LedgerApp(ledger_config)
+    register(app)
+    plan(app)
+    assert subject_index(app).streams("E1") == ["A-2024-E1"]
+    plan(app, "A-2025-E1")
+    register(app, "E2")
+    plan(app, "A-2024-E2", "E2")
+    other = LedgerApp(ledger_config)  # another process catches up from the stored mark
+    assert subject_index(other).streams("E1") == ["A-2024-E1", "A-2025-E1"]
+    assert subject_index(other).streams("E2") == ["A-2024-E2"]
+    assert rebuild_subject_index(other) == 3
+    assert subject_index(app).streams("E1") == ["A-2024-E1", "A-2025-E1"]
+
+
+def test_a_tampered_subject_index_is_refused_not_believed(sqlite_config: LedgerConfig) -> None:
+    app = LedgerApp(sqlite_config)
+    register(app)
+    register(app, "E2")
+    plan(app, "A-2024-E2", "E2")
+    build_bundle(app, "E1")
+    raw(
+        sqlite_config,
+        "INSERT INTO ledger_subject_streams (executive_id, stream_id, position) VALUES (?,?,?)",
+        ("E1", "A-2024-E2", 3),
+    )
+    with pytest.raises(VerificationError, match="subject index"):
+        build_bundle(app, "E1")
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+
+def ses(argv: list[str]) -> int:
+    """`ses-ledger ARGV` in-process. cli.main registers its extensions on every call, so
+    they are forgotten first (a second call would otherwise add each sub-command twice)."""
+    cli._EXTENSIONS.clear()
+    return cli.main(argv)
+
+
+@pytest.fixture
+def env(sqlite_config: LedgerConfig, monkeypatch: pytest.MonkeyPatch) -> LedgerConfig:
+    monkeypatch.setenv("SES_LEDGER_HOME", str(sqlite_config.home))
+    monkeypatch.setenv("SES_LEDGER_DB", sqlite_config.db_url)
+    monkeypatch.delenv("SES_LEDGER_ORIGIN", raising=False)
+    return sqlite_config
+
+
+def test_bundle_export_and_verify_on_the_command_line(
+    env: LedgerConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = demo(env, years=3)
+    executive = busiest(app)
+    out = tmp_path / "bundle.json"
+    assert ses(["bundle", "export", "--executive", executive, "--out", str(out)]) == 0
+    assert ses(["bundle", "verify", str(out)]) == 0
+    assert "BUNDLE VERIFIED" in capsys.readouterr().out
+
+    note = tmp_path / "now.note"
+    assert ses(["checkpoint", "--out", str(note)]) == 0
+    printed = capsys.readouterr().out
+    assert printed == note.read_text() and printed.startswith(env.origin + "\n")
+    assert ses(["bundle", "verify", str(out), "--checkpoint", str(note)]) == 0
+    assert "trusted checkpoint: consistent" in capsys.readouterr().out
+
+    bundle = json.loads(out.read_text())
+    _payload(bundle)
+    out.write_text(json.dumps(bundle))
+    assert ses(["bundle", "verify", str(out)]) == 1
+    assert "NOT VERIFIED" in capsys.readouterr().out
+    assert ses(["bundle", "verify", str(tmp_path / "missing.json")]) == 2
+    capsys.readouterr()
+    assert ses(["bundle", "reindex"]) == 0
+    assert capsys.readouterr().out.startswith("indexed ")
+
+
+def test_replay_shows_the_executive_as_the_ledger_stood(
+    env: LedgerConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = demo(env, years=3)
+    executive = busiest(app)
+    mine = [
+        e
+        for e in all_entries(app)
+        if e["stream_id"] == executive or e["data"].get("executive_id") == executive
+    ]
+    finals = [e for e in mine if e["type"] == "FinalRatingAssigned"]
+    assert len(finals) >= 2
+    first_final = finals[0]
+
+    argv = ["replay", "--executive", executive, "--json"]
+    assert ses([*argv, "--as-of-position", str(first_final["position"])]) == 0
+    then = json.loads(capsys.readouterr().out)
+    assert [r["appraisal_id"] for r in then["ratings"]] == [first_final["stream_id"]]
+    assert all(e["position"] <= first_final["position"] for e in then["events"])
+    assert then["events"] and all(e["verification"]["ok"] for e in then["events"])
+    assert then["removal_history"]["as_of"] == first_final["recorded_at"][:10]
+
+    assert ses([*argv, "--known-at", finals[-1]["recorded_at"]]) == 0
+    later = json.loads(capsys.readouterr().out)
+    assert len(later["ratings"]) == len(finals)
+
+    assert (
+        ses(
+            [
+                "replay",
+                "--executive",
+                executive,
+                "--as-of-position",
+                str(first_final["position"]),
+                "--as-of",
+                "2030-01-01",
+            ]
+        )
+        == 0
+    )
+    text = capsys.readouterr().out
+    assert f"executive {executive}:" in text and "removal history as of 2030-01-01" in text
+    assert "three_year (REM-2)" in text and first_final["hash"][:16] in text
+
+    assert ses(["replay", "--executive", executive, "--as-of-position", "1"]) == 1
+    assert "not registered then" in capsys.readouterr().err

@@ -1,0 +1,764 @@
+"""Read models on SQLite and PostgreSQL, from histories written through the real commands.
+
+Each test tells a short story with `Story` (LedgerApp commands, valid under every enforced
+rule), catches the projections up and reads them through `ReadModels`, as the API does.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from ledger.application import LedgerApp
+from ledger.config import LedgerConfig
+from ledger.policies.common import add_years
+from projections.events import Event
+from projections.queries import ReadModels
+from tests.ledger_helpers import events_table, raw
+
+BASIC_ELEMENTS = [
+    {"code": "leading_change", "weight": 15, "requirements": ["Lead the modernisation plan."]},
+    {"code": "leading_people", "weight": 15, "requirements": ["Develop the leadership team."]},
+    {"code": "business_acumen", "weight": 15, "requirements": ["Execute the budget."]},
+    {"code": "building_coalitions", "weight": 15, "requirements": ["Partner with states."]},
+    {
+        "code": "results_driven",
+        "weight": 40,
+        "requirements": ["Cut processing time 20% by Sep 30 (measure: days; target: 12)."],
+    },
+]
+ELEMENTS_2025 = [
+    {"code": "faithful_administration", "weight": 30, "requirements": ["Apply the law."]},
+    {"code": "government_efficiency", "weight": 15, "requirements": ["Cut cost 5% by Q3."]},
+    {"code": "merit_and_competence", "weight": 15, "requirements": ["Hire on merit."]},
+    {"code": "accountability_and_fairness", "weight": 15, "requirements": ["Be fair."]},
+    {
+        "code": "organizational_goals",
+        "weight": 25,
+        "requirements": [
+            "Strategic Goal 1: close 95% of audits within 60 days",
+            "Strategic Goal 2: reduce unit cost 5% by Q3",
+            "Strategic Goal 3: publish the FY2026 data plan",
+        ],
+    },
+]
+SES_2025_FROM = date(2025, 10, 1)
+
+
+class Clock:
+    """The ledger's clock: each write one second after the last, from a chosen start."""
+
+    def __init__(self, start: datetime = datetime(2030, 1, 1, tzinfo=UTC)) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+@dataclass
+class Story:
+    """Appraisal histories in a few calls; every date satisfies the enforced rules."""
+
+    app: LedgerApp
+    boards: set[str] = field(default_factory=set)
+
+    def executive(
+        self, executive_id: str, agency: str = "DOE", appointment_type: str = "career"
+    ) -> None:
+        self.app.register_executive(
+            executive_id,
+            name=f"Name of {executive_id}",
+            title="Deputy Assistant Secretary",
+            pay_plan="ES",
+            agency=agency,
+            duty_station="Washington, DC",
+            appointment_type=appointment_type,
+            probationary=False,
+            appointed_on=date(2015, 1, 5),
+            actor="hr-1",
+            submitted_by="hr-app-1",
+        )
+
+    def board(self, agency: str) -> str:
+        board_id = f"PRB-{agency}"
+        if board_id not in self.boards:
+            self.app.register_review_board(
+                board_id,
+                agency=agency,
+                federal_register_published_on=date(2015, 1, 2),
+                members=[
+                    {"member_id": f"M{i}", "name": f"Member {i}", "career": True}
+                    for i in range(1, 4)
+                ],
+                actor="admin-1",
+                submitted_by="hr-app-1",
+            )
+            self.boards.add(board_id)
+        return board_id
+
+    def plan(
+        self,
+        executive_id: str,
+        appraisal_id: str,
+        fy: int,
+        communicated_late_by: int = 0,
+    ) -> None:
+        start = date(fy - 1, 10, 1)
+        policy = "ses-2025" if start >= SES_2025_FROM else "ses-basic-2012"
+        self.app.set_plan(
+            appraisal_id,
+            executive_id=executive_id,
+            policy=policy,
+            period_start=start,
+            period_end=date(fy, 9, 30),
+            rating_official_id="R1",
+            communicated_on=start + timedelta(days=communicated_late_by),
+            elements=ELEMENTS_2025 if policy == "ses-2025" else BASIC_ELEMENTS,
+            submitted_by="hr-app-1",
+        )
+
+    def step(self, appraisal_id: str, command: str, actor: str = "R1", **fields: Any) -> None:
+        self.app.appraisal_command(
+            appraisal_id, command, submitted_by="hr-app-1", actor=actor, **fields
+        )
+
+    def reviews(self, appraisal_id: str, fy: int) -> None:
+        for month, year in ((11, fy - 1), (2, fy), (5, fy), (8, fy)):
+            self.step(
+                appraisal_id,
+                "review_progress",
+                reviewed_on=date(year, month, 15),
+                reviewer_id="R1",
+                notes="Quarterly review held.",
+            )
+
+    def rate(self, appraisal_id: str, rated_on: date, element_level: int = 3) -> None:
+        codes = [e["code"] for e in self.app.appraisal(appraisal_id).elements]
+        self.step(
+            appraisal_id,
+            "issue_initial_rating",
+            rated_on=rated_on,
+            rating_official_id="R1",
+            element_levels=dict.fromkeys(codes, element_level),
+            narrative="Performance as documented in the quarterly reviews.",
+            shared_on=rated_on,
+        )
+
+    def finish(self, appraisal_id: str, agency: str, final_on: date, level: int) -> None:
+        rated_on = self.app.appraisal(appraisal_id).initial_rating["rated_on"]  # type: ignore[index]
+        executive_id = self.app.appraisal(appraisal_id).executive_id
+        self.step(appraisal_id, "waive_response", actor=executive_id, waived_on=rated_on)
+        self.step(
+            appraisal_id,
+            "recommend_by_prb",
+            actor=self.board(agency),
+            board_id=self.board(agency),
+            members_present=["M1", "M2", "M3"],
+            recommended_on=rated_on + timedelta(days=1),
+            recommended_level=level,
+            rationale="Considered the record.",
+            considered=["initial_rating"],
+        )
+        self.step(
+            appraisal_id,
+            "assign_final_rating",
+            actor="AA1",
+            appointing_authority_id="AA1",
+            rated_on=final_on,
+            level=level,
+        )
+
+    def appraisal(
+        self,
+        executive_id: str,
+        final_on: date,
+        level: int,
+        *,
+        agency: str = "DOE",
+        fy: int | None = None,
+        reviews: bool = True,
+    ) -> str:
+        """A complete appraisal of the fiscal year before `final_on`'s (or `fy`)."""
+        fy = fy or (final_on.year if final_on.month < 10 else final_on.year + 1) - 1
+        appraisal_id = f"A-{fy}-{executive_id}-{final_on.isoformat()}"
+        self.board(agency)
+        self.plan(executive_id, appraisal_id, fy)
+        if reviews:
+            self.reviews(appraisal_id, fy)
+        self.rate(appraisal_id, final_on - timedelta(days=10), 3 if level >= 3 else 2)
+        self.finish(appraisal_id, agency, final_on, level)
+        return appraisal_id
+
+    def action(self, executive_id: str, action: str, notice_on: date, basis: list[str]) -> None:
+        self.app.record_personnel_action(
+            executive_id,
+            action=action,
+            basis_appraisal_ids=basis,
+            notice_on=notice_on,
+            effective_on=notice_on + timedelta(days=45),
+            authority="5 CFR 359 subpart E; 5 CFR 359 subpart G considered",
+            hearing_requested_on=None,
+            actor="AA1",
+            submitted_by="hr-app-1",
+        )
+
+
+@pytest.fixture
+def app(ledger_config: LedgerConfig) -> LedgerApp:
+    return LedgerApp(ledger_config, clock=Clock())
+
+
+@pytest.fixture
+def story(app: LedgerApp) -> Story:
+    return Story(app)
+
+
+@pytest.fixture
+def models(app: LedgerApp) -> ReadModels:
+    return ReadModels(app)
+
+
+# --- Current ratings -----------------------------------------------------------------------
+
+
+def test_an_appraisal_moves_through_its_stages_and_becomes_the_current_rating(
+    story: Story, models: ReadModels
+) -> None:
+    story.executive("E1")
+    story.board("DOE")
+    models.catch_up()
+    assert models.executive("E1") == {
+        "executive_id": "E1",
+        "name": "Name of E1",
+        "title": "Deputy Assistant Secretary",
+        "pay_plan": "ES",
+        "agency": "DOE",
+        "duty_station": "Washington, DC",
+        "appointment_type": "career",
+        "probationary": False,
+        "appointed_on": "2015-01-05",
+        "current_rating": None,
+        "version": 1,
+    }
+    assert models.executive("nobody") is None and models.appraisal("nothing") is None
+
+    def stage() -> str:
+        models.catch_up()
+        found = models.appraisal("A1")
+        assert found is not None
+        return str(found["stage"])
+
+    story.plan("E1", "A1", 2023)
+    assert stage() == "planned"
+    story.reviews("A1", 2023)
+    assert stage() == "monitoring"
+    story.rate("A1", date(2023, 10, 20), 4)
+    assert stage() == "initially_rated"
+    story.step("A1", "request_higher_level_review", actor="E1", requested_on=date(2023, 10, 21))
+    assert stage() == "higher_level_review"
+    story.step(
+        "A1",
+        "recommend_higher_level_review",
+        actor="H1",
+        reviewer_id="H1",
+        reviewed_on=date(2023, 11, 1),
+        recommended_level=4,
+        rationale="Agree.",
+    )
+    story.step("A1", "respond", actor="E1", submitted_on=date(2023, 11, 2), text="Thanks.")
+    assert stage() == "higher_level_review"
+    story.step(
+        "A1",
+        "recommend_by_prb",
+        actor="PRB-DOE",
+        board_id="PRB-DOE",
+        members_present=["M1", "M2", "M3"],
+        recommended_on=date(2023, 11, 20),
+        recommended_level=4,
+        rationale="Record reviewed.",
+        considered=["initial_rating", "executive_response", "higher_level_review"],
+    )
+    assert stage() == "prb_recommended"
+    story.step(
+        "A1",
+        "assign_final_rating",
+        actor="AA1",
+        appointing_authority_id="AA1",
+        rated_on=date(2023, 12, 1),
+        level=4,
+    )
+    assert stage() == "final"
+
+    appraisal = models.appraisal("A1")
+    assert appraisal is not None
+    assert appraisal["executive_id"] == "E1" and appraisal["policy"] == "ses-basic-2012"
+    assert (appraisal["period_start"], appraisal["period_end"]) == ("2022-10-01", "2023-09-30")
+    assert [e["code"] for e in appraisal["elements"]] == [e["code"] for e in BASIC_ELEMENTS]
+    assert appraisal["initial_rating"]["summary_level"] == 4
+    assert appraisal["initial_rating"]["score"] == 400
+    assert appraisal["initial_rating"]["rated_on"] == "2023-10-20"
+    assert appraisal["final_rating"]["level"] == 4
+    assert appraisal["final_rating"]["rated_on"] == "2023-12-01"
+    assert appraisal["version"] == story.app.appraisal("A1").version == 11
+    executive = models.executive("E1")
+    assert executive is not None
+    assert executive["current_rating"] == {
+        "appraisal_id": "A1",
+        "level": 4,
+        "score": 400,
+        "rated_on": "2023-12-01",
+        "policy": "ses-basic-2012",
+        "period_start": "2022-10-01",
+        "period_end": "2023-09-30",
+    }
+    assert [e["type"] for e in models.appraisal_events("A1")][:2] == ["PlanSet", "ProgressReviewed"]
+    assert models.appraisal_events("A1")[-1]["stream_version"] == 11
+
+
+def test_ratings_are_listed_oldest_first_and_the_latest_is_current(
+    story: Story, models: ReadModels
+) -> None:
+    story.executive("E1")
+    story.executive("E2", agency="DOT")
+    story.appraisal("E1", date(2022, 11, 15), 3)
+    later = story.appraisal("E1", date(2023, 11, 15), 5)
+    story.appraisal("E2", date(2023, 11, 15), 2, agency="DOT")
+    story.action("E1", "reassignment", date(2024, 1, 10), [])
+    models.catch_up()
+    ratings = models.ratings("E1")
+    assert ratings["executive_id"] == "E1"
+    assert [(r["rated_on"], r["level"]) for r in ratings["ratings"]] == [
+        ("2022-11-15", 3),
+        ("2023-11-15", 5),
+    ]
+    assert set(ratings["ratings"][0]) >= {
+        "appraisal_id",
+        "policy",
+        "period_start",
+        "period_end",
+        "level",
+        "score",
+        "rated_on",
+    }
+    executive = models.executive("E1")
+    assert executive is not None
+    assert executive["current_rating"]["appraisal_id"] == later
+    assert executive["version"] == story.app.executive("E1").version == 2
+    assert models.executive_appraisal_ids("E1") == [ratings["ratings"][0]["appraisal_id"], later]
+    assert models.executive_agency("E2") == "DOT" and models.executive_agency("E9") is None
+    assert models.ratings("E9") == {"executive_id": "E9", "ratings": []}
+
+
+# --- Removal histories ---------------------------------------------------------------------
+
+FIRST_LOW = date(2021, 11, 15)
+
+
+@pytest.mark.parametrize(
+    ("second", "required"),
+    [
+        (add_years(FIRST_LOW, 3) - timedelta(days=1), True),
+        (add_years(FIRST_LOW, 3), True),  # exactly three years apart still counts
+        (add_years(FIRST_LOW, 3) + timedelta(days=1), False),
+    ],
+    ids=["3y-minus-1-day", "exactly-3y", "3y-plus-1-day"],
+)
+def test_two_ratings_below_fully_successful_within_three_years_require_removal(
+    story: Story, models: ReadModels, second: date, required: bool
+) -> None:
+    story.executive("E1")
+    story.appraisal("E1", FIRST_LOW, 2)
+    story.appraisal("E1", second, 2)
+    models.catch_up()
+    history = models.removal_history("E1", as_of=second)
+    assert history["executive_id"] == "E1" and history["as_of"] == second.isoformat()
+    assert history["window_measure"] == "rating-date"
+    three = history["three_year"]
+    assert three["rule"] == "REM-2"
+    assert three["removal_required"] is required
+    assert three["triggered_on"] == (second.isoformat() if required else None)
+    in_window = [r["rated_on"] for r in three["ratings"]]
+    assert in_window[-1] == second.isoformat()
+    assert (FIRST_LOW.isoformat() in in_window) is (second <= add_years(FIRST_LOW, 3))
+    # The day before the second rating, only one low rating existed.
+    before = models.removal_history("E1", as_of=second - timedelta(days=1))
+    assert before["three_year"]["removal_required"] is False
+    assert before["five_year"]["rule"] == "REM-3"
+
+
+FIRST_L1 = date(2019, 11, 15)
+
+
+@pytest.mark.parametrize(
+    ("second", "required"),
+    [
+        (add_years(FIRST_L1, 5) - timedelta(days=1), True),  # 4 years 364 days
+        (add_years(FIRST_L1, 5) + timedelta(days=1), False),  # 5 years 1 day
+    ],
+    ids=["4y364d", "5y1d"],
+)
+def test_two_level_1_ratings_within_five_years_require_removal(
+    story: Story, models: ReadModels, second: date, required: bool
+) -> None:
+    story.executive("E1")
+    first_id = story.appraisal("E1", FIRST_L1, 1)
+    story.action("E1", "reassignment", FIRST_L1 + timedelta(days=5), [first_id])
+    story.appraisal("E1", second, 1)
+    models.catch_up()
+    history = models.removal_history("E1", as_of=second + timedelta(days=1))
+    assert history["five_year"]["removal_required"] is required
+    assert history["five_year"]["triggered_on"] == (second.isoformat() if required else None)
+    # Two Level 1 ratings are also two ratings below Level 3, but never within three years.
+    assert history["three_year"]["removal_required"] is False
+    assert history["level1_action_due"] is True  # the second Level 1 has no action yet
+    findings = models.compliance(as_of=second + timedelta(days=1))["findings"]
+    rules = {(f["rule"], f["subject_id"]) for f in findings}
+    assert ("REM-1", "E1") in rules
+    assert (("REM-3", "E1") in rules) is required
+
+
+def test_a_level_1_rating_is_answered_by_a_recorded_reassignment(
+    story: Story, models: ReadModels
+) -> None:
+    story.executive("E1")
+    rated = date(2023, 11, 15)
+    appraisal_id = story.appraisal("E1", rated, 1)
+    notice = date(2024, 1, 10)
+    story.action("E1", "reassignment", notice, [appraisal_id])
+    models.catch_up()
+    due = models.removal_history("E1", as_of=notice - timedelta(days=1))
+    assert due["level1_action_due"] is True and due["actions"] == []
+    answered = models.removal_history("E1", as_of=notice)
+    assert answered["level1_action_due"] is False
+    assert [a["action"] for a in answered["actions"]] == ["reassignment"]
+    assert answered["actions"][0]["basis_appraisal_ids"] == [appraisal_id]
+    assert answered["five_year"]["ratings"] == [
+        {"appraisal_id": appraisal_id, "level": 1, "rated_on": "2023-11-15"}
+    ]
+    rem_1 = [
+        f
+        for f in models.compliance(as_of=notice - timedelta(days=1))["findings"]
+        if f["rule"] == "REM-1"
+    ]
+    assert [f["subject_id"] for f in rem_1] == ["E1"]
+    assert not [f for f in models.compliance(as_of=notice)["findings"] if f["rule"] == "REM-1"]
+    cycle = models.removal_history("E1", as_of=notice, window_measure="appraisal-cycle")
+    assert cycle["window_measure"] == "appraisal-cycle"
+
+
+# --- Reports -------------------------------------------------------------------------------
+
+
+def test_below_fully_successful_lists_ratings_in_the_three_years_up_to_the_date(
+    story: Story, models: ReadModels
+) -> None:
+    as_of = date(2024, 11, 15)
+    story.executive("E1")
+    story.executive("E2", agency="DOT")
+    story.executive("E3")
+    on_edge = story.appraisal("E1", add_years(as_of, -3), 2)  # D - 3 years: excluded
+    inside = story.appraisal("E1", add_years(as_of, -3) + timedelta(days=1), 1)
+    story.appraisal("E2", as_of, 2, agency="DOT")  # D itself: included
+    story.appraisal("E3", as_of - timedelta(days=30), 3)  # Fully Successful: not listed
+    story.appraisal("E3", as_of + timedelta(days=1), 1)  # after D: not yet
+    models.catch_up()
+    report = models.below_fully_successful(as_of)
+    assert report["as_of"] == "2024-11-15"
+    assert [e["executive_id"] for e in report["executives"]] == ["E1", "E2"]
+    e1 = report["executives"][0]
+    assert {k: e1[k] for k in ("name", "title", "pay_plan", "agency", "duty_station")} == {
+        "name": "Name of E1",
+        "title": "Deputy Assistant Secretary",
+        "pay_plan": "ES",
+        "agency": "DOE",
+        "duty_station": "Washington, DC",
+    }
+    assert e1["ratings"] == [{"appraisal_id": inside, "level": 1, "rated_on": "2021-11-16"}]
+    assert on_edge not in str(report)
+    only_dot = models.below_fully_successful(as_of, agency="DOT")
+    assert [e["executive_id"] for e in only_dot["executives"]] == ["E2"]
+
+
+def test_rating_distribution_counts_all_and_caps_career_executives_under_ses_2025(
+    story: Story, models: ReadModels
+) -> None:
+    levels = [5, 4, 3, 3, 3]
+    for i, level in enumerate(levels, start=1):
+        story.executive(f"C{i}")
+        story.appraisal(f"C{i}", date(2026, 11, 16), level, fy=2026)
+    story.executive("N1", appointment_type="noncareer")
+    story.appraisal("N1", date(2026, 11, 16), 5, fy=2026)
+    story.executive("X1", agency="DOT")
+    story.appraisal("X1", date(2026, 11, 16), 5, fy=2026, agency="DOT")
+    story.executive("O1")
+    story.appraisal("O1", date(2025, 11, 16), 5, fy=2025)  # FY2025: another cycle
+    models.catch_up()
+    report = models.rating_distribution("DOE", "FY2026")
+    assert report["agency"] == "DOE" and report["cycle"] == "FY2026"
+    assert report["counts"] == {"1": 0, "2": 0, "3": 3, "4": 1, "5": 2}
+    assert report["share_levels_4_5"] == pytest.approx(2 / 5)  # the noncareer L5 left out
+    assert [f["rule"] for f in report["findings"]] == ["RAT-9"]
+    assert report["findings"][0]["subject_id"] == "DOE/FY2026"
+    assert any(f["rule"] == "RAT-9" for f in models.compliance(agency="DOE")["findings"])
+
+    story.app.grant_rating_cap_waiver(
+        agency="DOE",
+        cycle="FY2026",
+        granted_on=date(2026, 12, 1),
+        reference="EO 99999",
+        actor="admin-1",
+        submitted_by="hr-app-1",
+    )
+    models.catch_up()
+    assert models.rating_distribution("DOE", "FY2026")["findings"] == []
+    assert models.rating_distribution("DOT", "FY2026")["counts"]["5"] == 1
+    empty = models.rating_distribution("DOE", "FY2020")
+    assert empty["counts"] == dict.fromkeys("12345", 0) and empty["share_levels_4_5"] is None
+
+
+def test_compliance_flags_late_plans_missing_reviews_and_removals(
+    story: Story, models: ReadModels
+) -> None:
+    story.executive("E1")
+    story.executive("E2", agency="DOT")
+    story.board("DOE")
+    story.plan("E1", "LATE", 2023, communicated_late_by=20)  # PLAN-1
+    story.appraisal("E2", date(2023, 11, 15), 3, agency="DOT", reviews=False)  # MON-1
+    low = story.appraisal("E1", date(2022, 11, 15), 1)
+    story.action("E1", "removal", date(2023, 1, 10), [low])  # REM-6 unless subpart G cited
+    models.catch_up()
+    findings = models.compliance(as_of=date(2024, 1, 1))["findings"]
+    assert all(set(f) == {"rule", "subject_id", "detail"} for f in findings)
+    got = {(f["rule"], f["subject_id"]) for f in findings}
+    assert ("PLAN-1", "LATE") in got
+    assert ("MON-1", "A-2023-E2-2023-11-15") in got
+    assert not [f for f in findings if f["rule"] in ("REM-1", "REM-2", "REM-3")]
+    doe = models.compliance(agency="DOE", as_of=date(2024, 1, 1))["findings"]
+    assert all(f["subject_id"] != "A-2023-E2-2023-11-15" for f in doe)
+    # Before the period ended, a missing review is not yet a finding.
+    early = models.compliance(as_of=date(2023, 6, 1))["findings"]
+    assert ("MON-1", "A-2023-E2-2023-11-15") not in {(f["rule"], f["subject_id"]) for f in early}
+    # Before the plan was communicated, its lateness was not yet recorded.
+    assert ("PLAN-1", "LATE") not in {
+        (f["rule"], f["subject_id"]) for f in models.compliance(as_of=date(2022, 10, 5))["findings"]
+    }
+
+
+# --- Audit ---------------------------------------------------------------------------------
+
+
+def test_audit_trails_by_executive_appraisal_and_actor_verify_each_entry(
+    story: Story, models: ReadModels, ledger_config: LedgerConfig
+) -> None:
+    story.executive("E1")
+    story.executive("E2")
+    first = story.appraisal("E1", date(2022, 11, 15), 3)
+    story.appraisal("E2", date(2022, 11, 15), 4)
+    story.action("E1", "reassignment", date(2023, 1, 10), [])
+    models.catch_up()
+    trail = models.audit(executive_id="E1")
+    assert trail[0]["type"] == "ExecutiveRegistered"
+    assert {t["stream_id"] for t in trail} == {"E1", first}
+    assert [t["position"] for t in trail] == sorted(t["position"] for t in trail)
+    assert all(t["verification"]["ok"] for t in trail)
+    assert set(trail[1]) >= {"position", "type", "occurred_on", "actor", "submitted_by"}
+    by_appraisal = models.audit(appraisal_id=first)
+    assert [t["stream_version"] for t in by_appraisal] == list(range(1, len(by_appraisal) + 1))
+    assert all(t["verification"]["chain_ok"] for t in by_appraisal)
+    by_actor = models.audit(actor="AA1")
+    assert {t["type"] for t in by_actor} == {"FinalRatingAssigned", "PersonnelActionRecorded"}
+    assert len(by_actor) == 3
+    assert models.audit(executive_id="E1", actor="AA1") == [
+        t for t in by_actor if t["stream_id"] in {"E1", first}
+    ]
+    with pytest.raises(ValueError, match="needs"):
+        models.audit()
+
+    # Someone with database access rewrites the final rating: the trail shows it.
+    final = by_appraisal[-1]
+    table = events_table(ledger_config)
+    column = "notification_id" if ledger_config.is_postgres else "rowid"
+    (state,) = raw(
+        ledger_config, f"SELECT state FROM {table} WHERE {column} = ?", [final["position"]]
+    )[0]
+    forged = bytes(state).replace(b'"level":3', b'"level":5')
+    assert forged != bytes(state)
+    raw(
+        ledger_config,
+        f"UPDATE {table} SET state = ? WHERE {column} = ?",
+        [forged, final["position"]],
+    )
+    tampered = models.audit(appraisal_id=first)[-1]["verification"]
+    assert tampered["ok"] is False and tampered["hash_ok"] is False
+    assert "hash" in tampered["problems"]
+
+
+# --- Determinism, replays, concurrency -----------------------------------------------------
+
+
+def history(story: Story) -> None:
+    """A small mixed history: two agencies, removals, a waiver."""
+    for i, agency in enumerate(["DOE", "DOE", "DOT"], start=1):
+        story.executive(f"E{i}", agency=agency)
+        story.appraisal(f"E{i}", date(2022, 11, 15), 1 + i, agency=agency)
+        story.appraisal(f"E{i}", date(2023, 11, 15), 3 - (i % 2), agency=agency)
+    story.action("E1", "reassignment", date(2024, 1, 10), [])
+    story.app.grant_rating_cap_waiver(
+        agency="DOT",
+        cycle="FY2026",
+        granted_on=date(2026, 12, 1),
+        reference="EO 1",
+        actor="admin-1",
+        submitted_by="hr-app-1",
+    )
+
+
+def test_rebuild_gives_the_digest_of_incremental_processing(
+    story: Story, models: ReadModels
+) -> None:
+    story.executive("E0")
+    models.catch_up()
+    story.appraisal("E0", date(2022, 11, 15), 2)
+    models.catch_up()  # a new batch: rows are loaded from the tables, not a fresh cache
+    history(story)
+    models.runner.catch_up(batch_size=3)
+    incremental = models.digest()
+    assert set(incremental) == {"current_ratings", "removal_history", "compliance", "audit"}
+    fresh = ReadModels(story.app)  # another process's view: empty caches
+    fresh.runner.rebuild()
+    assert fresh.digest() == incremental
+    models.runner.rebuild(["compliance"])
+    assert models.digest() == incremental
+    assert [s.lag for s in models.status()] == [0, 0, 0, 0]
+
+
+def test_as_of_replays_into_a_private_copy(story: Story, models: ReadModels) -> None:
+    story.executive("E1")
+    first = story.appraisal("E1", date(2022, 11, 15), 2)
+    models.catch_up()
+    position = story.app.recorder.max_notification_id()
+    known_at = story.app.clock.now  # type: ignore[attr-defined]
+    story.appraisal("E1", date(2023, 11, 15), 5)
+    head = models.catch_up()
+    live = models.digest()
+
+    then = models.as_of(position=position)
+    current = then.executive("E1")
+    assert current is not None and current["current_rating"]["appraisal_id"] == first
+    assert then.runner.positions()["current_ratings"] == position
+    assert [a["stream_version"] for a in then.appraisal_events(first)][-1] == 9
+    assert len(then.audit(executive_id="E1")) < len(models.audit(executive_id="E1"))
+    by_time = models.as_of(known_at=known_at.isoformat())
+    assert by_time.executive("E1") == current
+    assert by_time.ratings("E1") == then.ratings("E1")
+    assert by_time.compliance(as_of=date(2024, 1, 1)) == then.compliance(as_of=date(2024, 1, 1))
+    one = models.as_of(executive_id="E1", position=position)
+    assert one.removal_history("E1", date(2024, 1, 1)) == then.removal_history(
+        "E1", date(2024, 1, 1)
+    )
+    # The live read models are untouched, and a full copy has the same state.
+    assert models.digest() == live
+    assert models.as_of(position=head).digest() == live
+
+
+def test_two_processes_catching_up_at_once_apply_each_event_once(
+    story: Story, app: LedgerApp, ledger_config: LedgerConfig
+) -> None:
+    history(story)
+    readers = [ReadModels(LedgerApp(ledger_config)) for _ in range(3)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(readers))
+
+    def run(r: ReadModels) -> None:
+        try:
+            barrier.wait()
+            r.runner.catch_up(batch_size=2)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in readers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    together = readers[0].digest()
+    rebuilt = ReadModels(app)
+    rebuilt.runner.rebuild()
+    assert rebuilt.digest() == together
+    actors = raw(
+        ledger_config,
+        "SELECT COUNT(*) FROM "
+        + (
+            f'"{ledger_config.db_url.split("schema=")[1]}".proj_audit_actors'
+            if ledger_config.is_postgres
+            else "proj_audit_actors"
+        ),
+    )
+    assert actors[0][0] == app.recorder.max_notification_id()
+
+
+def test_cheap_fields_match_the_decoded_entry(story: Story, app: LedgerApp) -> None:
+    story.executive("E1")
+    story.app.register_executive(
+        'E"2',
+        name="Zoë \\ Quote",
+        title="T",
+        pay_plan="ES",
+        agency="DOE",
+        duty_station="D",
+        appointment_type="career",
+        probationary=False,
+        appointed_on=date(2015, 1, 5),
+        actor='actor "quoted"',
+        submitted_by="hr\\app",
+    )
+    for n in app.recorder.select_notifications(start=1, limit=10):
+        fast, slow = Event.from_notification(n), Event.from_notification(n)
+        entry = slow.entry()
+        assert (fast.actor, fast.occurred_on, fast.recorded_at, fast.submitted_by) == (
+            entry["actor"],
+            entry["occurred_on"],
+            entry["recorded_at"],
+            entry["submitted_by"],
+        )
+
+
+def test_cli_reports_status_and_digests(
+    story: Story,
+    ledger_config: LedgerConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from ses_ledger import cli
+
+    def main(argv: list[str]) -> int:
+        monkeypatch.setattr(cli, "_EXTENSIONS", [])  # main() registers them on each call
+        return cli.main(argv)
+
+    monkeypatch.setenv("SES_LEDGER_HOME", str(ledger_config.home))
+    monkeypatch.setenv("SES_LEDGER_DB", ledger_config.db_url)
+    story.executive("E1")
+    story.appraisal("E1", date(2022, 11, 15), 3)
+    head = story.app.recorder.max_notification_id()
+
+    def status() -> dict[str, list[str]]:
+        assert main(["projections", "status"]) == 0
+        lines = capsys.readouterr().out.splitlines()[1:]
+        return {line.split()[0]: line.split()[1:] for line in lines}
+
+    assert status()["current_ratings"] == ["0", str(head), str(head), "ok"]
+    assert main(["projections", "rebuild", "--quiet", "--digest"]) == 0
+    rebuilt = capsys.readouterr().out
+    assert f"up to position {head}" in rebuilt
+    assert status()["audit"] == [str(head), str(head), "0", "ok"]
+    assert main(["projections", "digest"]) == 0
+    digests = capsys.readouterr().out
+    assert digests.strip() and digests.strip() in rebuilt
+    assert main(["projections", "rebuild", "nonsense"]) == 2
+    assert "unknown projection nonsense" in capsys.readouterr().err

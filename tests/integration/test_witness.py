@@ -1,0 +1,368 @@
+"""A witness watches the ledger's checkpoints over HTTP and notices any rewrite of history.
+
+The server is the real API (`api.main.create_app` under uvicorn, in a thread, on a free
+port) when `api/` provides it, else a minimal `http.server` with the three public endpoints
+(kept below). Each server is started afresh after the database is tampered with, as an
+intruder would restart it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ledger.application import LedgerApp
+from ledger.bundle import build_bundle, write_bundle
+from ledger.checkpoint import Checkpoint, parse_note, sign_checkpoint
+from ledger.config import LedgerConfig
+from ledger.keys import KeyRing
+from ledger.log import MerkleLog, ProofUnavailable
+from ledger.merkle import EMPTY_ROOT
+from ledger.witness import Fetch, WitnessUnavailable, http_fetch, witness
+from ses_ledger import cli
+from tests.integration.test_tamper_suite import (
+    EXECUTIVE,
+    history,
+    lower_final_rating,
+    rewrite_with_stolen_key,
+    truncate,
+    verify,
+)
+from tests.ledger_helpers import register
+
+# --- servers ------------------------------------------------------------------------------------
+
+
+def _free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@contextmanager
+def real_api(config: LedgerConfig) -> Iterator[str]:
+    import uvicorn
+
+    from api.main import create_app
+    from api.settings import ApiSettings
+
+    settings = ApiSettings(
+        home=config.home, db=config.db_url, origin=config.origin, checkpoint_interval_seconds=0
+    )
+    app = create_app(LedgerApp(config), settings=settings)
+    sock = _free_socket()
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        for _ in range(500):
+            if server.started:
+                break
+            threading.Event().wait(0.01)
+        assert server.started, "uvicorn did not start"
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@contextmanager
+def minimal_server(config: LedgerConfig) -> Iterator[str]:
+    """The three endpoints a witness reads, straight from MerkleLog (no api/ needed)."""
+    ledger = LedgerApp(config)
+    log = MerkleLog(ledger.recorder)
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _send(self, status: int, body: str, kind: str = "application/json") -> None:
+            data = body.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            url = urllib.parse.urlsplit(self.path)
+            query = {k: int(v[0]) for k, v in urllib.parse.parse_qs(url.query).items()}
+            if url.path == "/v1/ledger/checkpoint":
+                stored = log.issue_checkpoint(ledger.signer, config.origin)
+                assert stored is not None
+                self._send(200, stored.note, "text/plain; charset=utf-8")
+            elif url.path == "/v1/ledger/keys":
+                keys = [k.as_json() for k in ledger.keyring.public_keys()]
+                self._send(200, json.dumps({"keys": keys}))
+            elif url.path == "/v1/ledger/proofs/consistency":
+                try:
+                    self._send(200, json.dumps(log.consistency(query["first"], query["second"])))
+                except ProofUnavailable as exc:
+                    self._send(404, json.dumps({"detail": str(exc)}))
+            else:
+                self._send(404, "{}")
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _has_api() -> bool:
+    try:
+        from api.main import create_app  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+serve = real_api if _has_api() else minimal_server
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def ses(argv: list[str]) -> int:
+    cli._EXTENSIONS.clear()  # cli.main registers its extensions on every call
+    return cli.main(argv)
+
+
+def grow(config: LedgerConfig, n: int, prefix: str = "E-LATER") -> None:
+    app = LedgerApp(config)
+    for i in range(n):
+        register(app, f"{prefix}-{i}")
+
+
+def saved(state: Path) -> dict[str, Any]:
+    return dict(json.loads(state.read_text()))
+
+
+# --- the story ------------------------------------------------------------------------------------
+
+
+def test_first_use_then_growth_then_a_stolen_key_rewrite(
+    ledger_config: LedgerConfig, tmp_path: Path
+) -> None:
+    history(ledger_config)
+    state = tmp_path / "witness" / "state.json"
+    with serve(ledger_config) as url:
+        first = witness(url, state)
+        assert first.verdict == "first-use" and first.ok
+        assert "trusted on first use" in first.lines[0]
+        size = first.tree_size
+        assert saved(state)["tree_size"] == size and saved(state)["origin"] == ledger_config.origin
+
+        again = witness(url, state)
+        assert again.verdict == "unchanged"
+
+    grow(ledger_config, 3)
+    with serve(ledger_config) as url:
+        grown = witness(url, state)
+        assert grown.verdict == "extended" and grown.tree_size == size + 3
+        assert f"grew from {size} to {size + 3}" in grown.lines[-1]
+    before = state.read_bytes()
+
+    # An intruder with the signing key rewrites one rating and rebuilds everything.
+    rewrite_with_stolen_key(ledger_config, lower_final_rating(EXECUTIVE, 1))
+    assert verify(ledger_config).ok
+    with serve(ledger_config) as url:
+        forked = witness(url, state)
+        assert not forked.ok and "fork" in forked.lines[-1]
+        assert state.read_bytes() == before, "an inconsistent checkpoint is never saved"
+
+    # ...and lets the log grow, so the sizes differ: the consistency proof fails.
+    grow(ledger_config, 2, "E-AFTER")
+    with serve(ledger_config) as url:
+        rewritten = witness(url, state)
+        assert not rewritten.ok
+        assert "does not extend" in rewritten.lines[-1] and "rewritten" in rewritten.lines[-1]
+        assert state.read_bytes() == before
+
+
+@pytest.mark.parametrize("serve", [serve, minimal_server], ids=["server", "minimal-server"])
+def test_a_consistent_truncation_is_caught(
+    sqlite_config: LedgerConfig,
+    tmp_path: Path,
+    serve: Callable[[LedgerConfig], Any],
+) -> None:
+    history(sqlite_config)
+    state = tmp_path / "state.json"
+    with serve(sqlite_config) as url:
+        assert witness(url, state).ok
+    size = saved(state)["tree_size"]
+    truncate(sqlite_config, 3, merkle=True, checkpoints=True)
+    assert verify(sqlite_config).ok
+    with serve(sqlite_config) as url:
+        cut = witness(url, state)
+        assert not cut.ok and f"shrank from {size} to {size - 3}" in cut.lines[-1]
+    grow(sqlite_config, 5)  # regrown past the old size: the proof cannot be made to fit
+    with serve(sqlite_config) as url:
+        regrown = witness(url, state)
+        assert not regrown.ok and "does not extend" in regrown.lines[-1]
+
+
+# --- what the server says, altered in transit ---------------------------------------------------
+
+
+def _altered(base: Fetch, path: str, change: Callable[[str], str]) -> Fetch:
+    def fetch(url: str) -> tuple[int, str]:
+        status, body = base(url)
+        return (status, change(body)) if urllib.parse.urlsplit(url).path == path else (status, body)
+
+    return fetch
+
+
+def test_a_bad_signature_and_a_replaced_key_are_inconsistent(
+    sqlite_config: LedgerConfig, tmp_path: Path
+) -> None:
+    history(sqlite_config)
+    state = tmp_path / "state.json"
+    outsider = Ed25519PrivateKey.generate()
+
+    def resigned(note: str) -> str:
+        cp, _ = parse_note(note)
+        return sign_checkpoint(cp, sqlite_config.origin, outsider)
+
+    def other_root(note: str) -> str:
+        lines = note.split("\n")
+        lines[2] = base64.b64encode(b"\x07" * 32).decode()
+        return "\n".join(lines)
+
+    def replaced_key(body: str) -> str:
+        keys = json.loads(body)
+        keys["keys"][0]["public_key"] = base64.b64encode(
+            outsider.public_key().public_bytes_raw()
+        ).decode()
+        return json.dumps(keys)
+
+    with serve(sqlite_config) as url:
+        # Even on first use, a checkpoint no listed key signed is refused (nothing saved).
+        unsigned = witness(
+            url, state, fetch=_altered(http_fetch(), "/v1/ledger/checkpoint", resigned)
+        )
+        assert not unsigned.ok and "does not verify" in unsigned.lines[-1]
+        assert not state.exists()
+        assert witness(url, state).ok
+        altered = witness(
+            url, state, fetch=_altered(http_fetch(), "/v1/ledger/checkpoint", other_root)
+        )
+        assert not altered.ok and "does not verify" in altered.lines[-1]
+        swapped = witness(url, state, fetch=_altered(http_fetch(), "/v1/ledger/keys", replaced_key))
+        assert not swapped.ok and "different public key" in swapped.lines[-1]
+        assert (
+            witness(url, state, origin="another.example/log")
+            .lines[-1]
+            .startswith("INCONSISTENT: origin")
+        )
+
+
+def test_a_rotated_key_is_pinned_and_the_log_still_checks(
+    sqlite_config: LedgerConfig, tmp_path: Path
+) -> None:
+    history(sqlite_config)
+    state = tmp_path / "state.json"
+    with serve(sqlite_config) as url:
+        assert witness(url, state).ok
+    new_key = KeyRing(sqlite_config.home).rotate()
+    grow(sqlite_config, 2)
+    with serve(sqlite_config) as url:
+        rotated = witness(url, state)
+    assert rotated.verdict == "extended"
+    assert any(f"new key {new_key}" in line for line in rotated.lines)
+    assert new_key in saved(state)["keys"] and len(saved(state)["keys"]) == 2
+
+
+def test_an_unreachable_server_is_not_evidence_of_tampering(tmp_path: Path) -> None:
+    sock = _free_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    with pytest.raises(WitnessUnavailable, match="cannot reach"):
+        witness(f"http://127.0.0.1:{port}", tmp_path / "state.json")
+    assert (
+        ses(
+            [
+                "witness",
+                "--url",
+                f"http://127.0.0.1:{port}",
+                "--state",
+                str(tmp_path / "s.json"),
+                "--timeout",
+                "2",
+            ]
+        )
+        == 2
+    )
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(WitnessUnavailable, match="cannot read the witness state"):
+        witness(f"http://127.0.0.1:{port}", tmp_path / "bad.json")
+
+
+# --- the command line: witness, and an old bundle checked against the server --------------------
+
+
+def test_the_cli_witness_and_an_old_bundle_catch_a_rewrite(
+    sqlite_config: LedgerConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = history(sqlite_config)
+    state = tmp_path / "state.json"
+    old = tmp_path / "old-bundle.json"
+    write_bundle(build_bundle(app, EXECUTIVE), str(old))
+    with serve(sqlite_config) as url:
+        assert ses(["witness", "--url", url, "--state", str(state)]) == 0
+        assert "trusted on first use" in capsys.readouterr().out
+    grow(sqlite_config, 2)
+    with serve(sqlite_config) as url:
+        assert ses(["witness", "--url", url, "--state", str(state)]) == 0
+        # The old bundle, its checkpoint tied to the server's current one by a fetched proof.
+        assert ses(["bundle", "verify", str(old), "--url", url]) == 0
+        assert "trusted checkpoint: consistent" in capsys.readouterr().out
+        # ...or to the witness's saved checkpoint, given as the trusted one.
+        assert ses(["bundle", "verify", str(old), "--checkpoint", str(state), "--url", url]) == 0
+        capsys.readouterr()
+
+    rewrite_with_stolen_key(sqlite_config, lower_final_rating(EXECUTIVE, 1))
+    grow(sqlite_config, 1, "E-AFTER")
+    with serve(sqlite_config) as url:
+        assert ses(["witness", "--url", url, "--state", str(state)]) == 1
+        assert "INCONSISTENT" in capsys.readouterr().out
+        assert ses(["bundle", "verify", str(old), "--url", url]) == 1
+        out = capsys.readouterr().out
+        assert "NOT VERIFIED" in out and "does not verify" in out
+        # The witness's pre-rewrite checkpoint as the trusted one: the server cannot prove
+        # its old tree is the bundle's either.
+        assert ses(["bundle", "verify", str(old), "--checkpoint", str(state), "--url", url]) == 1
+        capsys.readouterr()
+
+    truncate(sqlite_config, 6, merkle=True, checkpoints=True)
+    with serve(sqlite_config) as url:
+        assert ses(["bundle", "verify", str(old), "--url", url]) == 1
+        assert "cannot prove" in capsys.readouterr().out
+
+
+def test_the_checkpoint_note_of_an_empty_ledger_is_the_empty_tree(
+    sqlite_config: LedgerConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("SES_LEDGER_HOME", str(sqlite_config.home))
+    monkeypatch.setenv("SES_LEDGER_DB", sqlite_config.db_url)
+    assert ses(["checkpoint"]) == 0
+    cp, _ = parse_note(capsys.readouterr().out)
+    assert cp == Checkpoint(sqlite_config.origin, 0, EMPTY_ROOT)
