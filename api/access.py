@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 
-from api.auth import Principal, Role
+from api.auth import ALL_AGENCIES, Principal, Role
 from api.errors import Forbidden
 
 OFFICIALS = frozenset(
@@ -88,6 +88,6 @@ def report_agency(principal: Principal, requested: str | None) -> str | None:
     """The agency a report covers: the token's own, or any agency for a `*` token."""
     require_role(principal, READERS)
     if requested is None:
-        return None if principal.agency == "*" else principal.agency
+        return None if principal.agency == ALL_AGENCIES else principal.agency
     _scope(principal, requested)
     return requested

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -89,6 +90,32 @@ class _TooLarge(Exception):
     pass
 
 
+class ServerTiming:
+    """`Server-Timing: app;dur=<ms>` on every response: time spent inside the server, so a
+    client can tell the server's latency from its own and the network's."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def timed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                elapsed = (time.perf_counter() - started) * 1000
+                headers = [
+                    *message.get("headers", []),
+                    (b"server-timing", f"app;dur={elapsed:.2f}".encode()),
+                ]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, timed)
+
+
 def create_app(
     app: LedgerApp | None = None,
     read_models: Any | None = None,
@@ -128,6 +155,7 @@ def create_app(
     for module in (executives, review_boards, waivers, appraisals, reports, ledger, health):
         api.include_router(module.router)
     api.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    api.add_middleware(ServerTiming)
     return api
 
 

@@ -24,7 +24,6 @@ import json
 import os
 import platform
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -45,9 +44,12 @@ from ledger.keys import KeyRing  # noqa: E402
 from tests.api.server import Server, ledger_env  # noqa: E402
 
 YEARS = 5
+#: What the demo writes per executive over five cycles (about 31; 29 leaves a margin).
+EVENTS_PER_EXECUTIVE = 29
 LAST_CYCLE = 2026
 #: Share of each endpoint class in the traffic.
 MIX = {"write": 0.25, "read": 0.60, "ledger": 0.15}
+WRITES_ONLY = {"write": 1.0, "read": 0.0, "ledger": 0.0}
 
 
 def build_ledger(config: LedgerConfig, events: int) -> dict[str, Any]:
@@ -58,10 +60,9 @@ def build_ledger(config: LedgerConfig, events: int) -> dict[str, Any]:
         if info["events"] >= events:
             print(f"reusing the ledger under {config.home}: {info['events']} events")
             return info
-    from ses_ledger.demo import SimulatedClock, estimate_events, run_demo
+    from ses_ledger.demo import SimulatedClock, run_demo
 
-    per_executive = estimate_events(1, YEARS) - 10
-    executives = max(6, -(-events // per_executive))
+    executives = max(6, -(-events // EVENTS_PER_EXECUTIVE))
     KeyRing(config.home).init()
     clock = SimulatedClock()
     app = LedgerApp(config, clock=clock)
@@ -86,29 +87,17 @@ def build_ledger(config: LedgerConfig, events: int) -> dict[str, Any]:
     return info
 
 
-def in_process_rate(config: LedgerConfig, seconds: float = 5.0) -> float:
-    """Signed appends per second, one event per command, straight through `LedgerApp`."""
+def in_process_rate(config: LedgerConfig, executives: int, seconds: float = 5.0) -> float:
+    """Signed appends per second straight through `LedgerApp`: the same command the API
+    writes (a complaint on a random demo executive), one event per command, back to back."""
     app = LedgerApp(config)
-    executive_id = f"BENCH-{uuid.uuid4().hex[:8]}"
-    app.register_executive(
-        executive_id,
-        name="Bench Mark",
-        title="Director",
-        pay_plan="ES",
-        agency="DOE",
-        duty_station="Washington, DC",
-        appointment_type="career",
-        probationary=False,
-        appointed_on=date(2019, 5, 1),
-        actor="bench",
-        submitted_by="bench",
-    )
+    rng = random.Random(1)
     count, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
         app.record_complaint(
-            executive_id,
+            f"E{rng.randint(1, executives):05d}",
             forum="EEOC",
-            filed_on=date(2025, 1, 2),
+            filed_on=date(2026, 3, 2),
             summary=f"in-process {count}",
             actor="bench",
             submitted_by="bench",
@@ -120,8 +109,11 @@ def in_process_rate(config: LedgerConfig, seconds: float = 5.0) -> float:
 
 
 class Load:
-    def __init__(self, url: str, key: bytes, executives: int, seed: int) -> None:
+    def __init__(
+        self, url: str, key: bytes, executives: int, seed: int, mix: dict[str, float]
+    ) -> None:
         self.url = url
+        self.mix = mix
         self.executives = executives
         self.rng = random.Random(seed)
         self.writer = issue_token(
@@ -131,6 +123,8 @@ class Load:
             key, subject="bench-auditor", roles=["auditor"], agency="*", ttl_seconds=7200
         )
         self.latency: dict[str, list[float]] = defaultdict(list)
+        #: Time inside the server (its Server-Timing header), per class.
+        self.server: dict[str, list[float]] = defaultdict(list)
         self.errors: dict[str, int] = defaultdict(int)
         self.size = 1
 
@@ -141,7 +135,7 @@ class Load:
         """(class, endpoint name, path, JSON body or None, headers)."""
         roll = self.rng.random()
         read = {"Authorization": f"Bearer {self.reader}"}
-        if roll < MIX["write"]:
+        if roll < self.mix["write"]:
             headers = {
                 "Authorization": f"Bearer {self.writer}",
                 "Idempotency-Key": uuid.uuid4().hex,
@@ -158,7 +152,7 @@ class Load:
                 body,
                 headers,
             )
-        if roll < MIX["write"] + MIX["read"]:
+        if roll < self.mix["write"] + self.mix["read"]:
             e = self.executive()
             choice = self.rng.randrange(4)
             if choice == 0:
@@ -206,13 +200,20 @@ class Load:
         while time.perf_counter() < deadline:
             kind, name, path, body, headers = self.request()
             started = time.perf_counter()
-            if body is None:
-                r = await http.get(path, headers=headers)
-            else:
-                r = await http.post(path, json=body, headers=headers)
+            try:
+                if body is None:
+                    r = await http.get(path, headers=headers)
+                else:
+                    r = await http.post(path, json=body, headers=headers)
+            except httpx.TransportError as exc:
+                self.errors[f"{name} {type(exc).__name__}"] += 1
+                continue
             elapsed = time.perf_counter() - started
             self.latency[kind].append(elapsed)
             self.latency[name].append(elapsed)
+            timing = r.headers.get("server-timing", "")
+            if timing.startswith("app;dur="):
+                self.server[kind].append(float(timing[8:]) / 1000)
             if r.status_code >= 400:
                 self.errors[f"{name} {r.status_code}"] += 1
 
@@ -225,6 +226,14 @@ class Load:
             deadline = started + seconds
             await asyncio.gather(*(self.client(http, deadline) for _ in range(clients)))
             return time.perf_counter() - started
+
+
+def _row(name: str, values: list[float], elapsed: float) -> None:
+    if values:
+        print(
+            f"{name:<28}{len(values):>9}{len(values) / elapsed:>9.0f}"
+            f"{percentile(values, 0.5):>9.1f}{percentile(values, 0.99):>9.1f}"
+        )
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -253,45 +262,49 @@ def main() -> int:
         f"{platform.python_version()}; store: {config.redacted_db_url()}"
     )
     info = build_ledger(config, args.events)
-    rate = in_process_rate(config)
+    rate = in_process_rate(config, info["executives"])
     print(f"in-process signed append rate: {rate:.0f} events/s (one event per command)")
 
     env = ledger_env(home, db, SES_LEDGER_CHECKPOINT_INTERVAL_SECONDS="5")
     key = load_or_create_token_key(home)
     with Server(env, "--workers", str(args.workers), log=home / "server.log") as server:
-        load = Load(server.url, key, info["executives"], args.seed)
+        load = Load(server.url, key, info["executives"], args.seed, MIX)
         elapsed = asyncio.run(load.run(args.clients, args.duration))
+        writes_only = Load(server.url, key, info["executives"], args.seed + 1, WRITES_ONLY)
+        write_elapsed = asyncio.run(writes_only.run(args.clients, min(args.duration, 10.0)))
 
     total = sum(len(load.latency[k]) for k in MIX)
     print(
-        f"\n{args.clients} clients, {args.workers} worker(s), {elapsed:.1f} s, "
+        f"\nmixed traffic ({', '.join(f'{k} {v:.0%}' for k, v in MIX.items())}): "
+        f"{args.clients} clients, {args.workers} worker(s), {elapsed:.1f} s, "
         f"{total} requests, {total / elapsed:.0f} req/s"
     )
     print(f"{'class / endpoint':<28}{'requests':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}")
     names = [*MIX, *sorted(n for n in load.latency if n not in MIX)]
     for name in names:
-        values = load.latency.get(name, [])
-        if values:
-            print(
-                f"{name:<28}{len(values):>9}{len(values) / elapsed:>9.0f}"
-                f"{percentile(values, 0.5):>9.1f}{percentile(values, 0.99):>9.1f}"
-            )
-    writes = len(load.latency["write"]) / elapsed
-    print(
-        f"\nAPI write throughput / in-process signed append rate: {writes:.0f} / {rate:.0f}"
-        f" = {writes / rate:.2f}"
-    )
+        _row(name, load.latency.get(name, []), elapsed)
+    print("time inside the server (Server-Timing); the rest is the client, the network and")
+    print("requests waiting to be accepted:")
+    for name in MIX:
+        _row(f"{name} (in server)", load.server.get(name, []), elapsed)
     reads = load.latency["read"] + load.latency["ledger"]
     print(
         f"targets: p99 read {percentile(reads, 0.99):.1f} ms (< 50), "
         f"p99 write {percentile(load.latency['write'], 0.99):.1f} ms (< 100)"
     )
-    if load.errors:
-        print("errors:", dict(load.errors))
+    writes = writes_only.latency["write"]
+    print(f"\nwrites only: {args.clients} clients, {write_elapsed:.1f} s")
+    _row("write", writes, write_elapsed)
+    mixed_rate = len(load.latency["write"]) / elapsed
+    write_rate = len(writes) / write_elapsed
     print(
-        f"median latency over all requests: "
-        f"{statistics.median(reads + load.latency['write']) * 1000:.1f} ms"
+        f"API write throughput / in-process signed append rate: mixed {mixed_rate:.0f} / "
+        f"{rate:.0f} = {mixed_rate / rate:.2f}; writes only {write_rate:.0f} / {rate:.0f} = "
+        f"{write_rate / rate:.2f}"
     )
+    errors = {**load.errors, **{f"(writes only) {k}": v for k, v in writes_only.errors.items()}}
+    if errors:
+        print("errors:", errors)
     return 0
 
 

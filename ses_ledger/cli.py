@@ -115,6 +115,8 @@ _EXTENSIONS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]]
 def _load_extensions() -> None:
     import importlib
 
+    if _EXTENSIONS:
+        return
     for name in (
         "ses_ledger.cli_demo",
         "ses_ledger.cli_serve",

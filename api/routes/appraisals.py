@@ -276,6 +276,6 @@ def get_appraisal_events(
 ) -> Json:
     view = _readable_view(appraisal_id, principal, services, reader)
     events = view.appraisal_events(appraisal_id)
-    if events is None:
+    if not events:  # none yet at the replayed point (a plan always starts the stream)
         raise NotFound("appraisal", appraisal_id)
     return Json(events if isinstance(events, dict) else {"events": list(events)})

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query
 from api import access
 from api.auth import Role
 from api.commands import execute
-from api.deps import PrincipalDep, ReaderDep, ServicesDep, WriteDep
+from api.deps import PrincipalDep, Reader, ReaderDep, ServicesDep, WriteDep
 from api.errors import problem_responses
 from api.responses import Json, json_schema
 from api.schemas.common import Day
@@ -111,6 +111,14 @@ def _readable(services: ServicesDep, principal: PrincipalDep, executive_id: str)
     access.require_read(principal, facts.agency, owner=executive_id)
 
 
+def _view(reader: Reader, executive_id: str) -> Any:
+    """The read models for this executive; 404 when replaying to before they existed."""
+    view = reader.view(executive_id)
+    if reader.replay.active and view.executive(executive_id) is None:
+        raise NotFound("executive", executive_id)
+    return view
+
+
 def _found(body: Any, executive_id: str) -> Json:
     if body is None:
         raise NotFound("executive", executive_id)
@@ -145,8 +153,7 @@ def get_ratings(
     reader: ReaderDep,
 ) -> Json:
     _readable(services, principal, executive_id)
-    view = reader.view(executive_id)
-    return _found(view.ratings(executive_id), executive_id)
+    return _found(_view(reader, executive_id).ratings(executive_id), executive_id)
 
 
 @router.get(
@@ -170,7 +177,7 @@ def get_removal_history(
 ) -> Json:
     _readable(services, principal, executive_id)
     day = as_of or datetime.now(UTC).date()
-    view = reader.view(executive_id)
+    view = _view(reader, executive_id)
     body = view.removal_history(executive_id, day, window_measure=window_measure)
     return _found(body, executive_id)
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import PlainTextResponse
 
 from api import access
-from api.auth import Principal
+from api.auth import ALL_AGENCIES, Principal
 from api.deps import LedgerDep, PrincipalDep, ServicesDep
 from api.errors import problem_responses
 from api.responses import Json
@@ -44,7 +44,7 @@ Size = Annotated[int, Query(ge=1, le=MAX_POSITION)]
 def _page(services: Services, principal: Principal, after: int, limit: int) -> dict[str, Any]:
     """Up to `limit` visible entries after `after`; `next_after` is None only at the end."""
     select = services.ledger.recorder.select_notifications
-    everything = principal.agency == "*"
+    everything = principal.agency == ALL_AGENCIES
     events: list[dict[str, Any]] = []
     cursor, scanned = after, 0
     while True:

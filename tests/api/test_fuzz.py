@@ -6,6 +6,7 @@ refused one (4xx) must leave the ledger exactly as it was.
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ EXAMPLES = 25
 def _build_app() -> Any:
     """The app under test, made at import: schemathesis reads its schema at collection."""
     tmp = Path(tempfile.mkdtemp(prefix="ses-ledger-fuzz-"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # also when the test is not run
     home = tmp / "home"
     KeyRing(home).init()
     ledger = LedgerApp(LedgerConfig(home=home, db_url=f"sqlite:///{tmp / 'ledger.db'}"))
@@ -53,7 +55,6 @@ def fuzz_app() -> Iterator[Any]:
         Api(client, APP.state.services.token_key).appraisal("final")
     yield APP
     APP.state.services.ledger.close()
-    shutil.rmtree(APP.state.services.ledger.config.home.parent, ignore_errors=True)
 
 
 def _events(app: Any) -> int:

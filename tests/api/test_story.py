@@ -100,6 +100,15 @@ def test_registration_to_removal(any_api: Api) -> None:
     then = api.get("/v1/executives/E-7", me, as_of_position=before_second).json()
     assert then["current_rating"]["appraisal_id"] == a1
     assert api.get(f"/v1/appraisals/{a2}", as_of_position=before_second).status_code == 404
+    assert api.get(f"/v1/appraisals/{a2}/events", as_of_position=before_second).status_code == 404
+    board_only = registered["event"]["position"] - 1  # before the executive was registered
+    for path in ("", "/ratings", "/removal-history"):
+        assert api.get(f"/v1/executives/E-7{path}", as_of_position=board_only).status_code == 404
+    old_report = api.get(
+        "/v1/reports/below-fully-successful", as_of="2024-12-01", as_of_position=before_second
+    ).json()
+    listed = {e["executive_id"]: e for e in old_report["executives"]}
+    assert [r["appraisal_id"] for r in listed["E-7"]["ratings"]] == [a1]
     known_at = first_final["event"]["recorded_at"]
     then = api.get("/v1/executives/E-7/ratings", known_at=known_at).json()
     assert [r["appraisal_id"] for r in then["ratings"]] == [a1]
