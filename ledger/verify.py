@@ -35,8 +35,12 @@ class VerifyReport:
     problems: list[tuple[int | None, str]] = field(default_factory=list)
 
     def fail(self, position: int | None, problem: str) -> None:
+        """Record a problem; the first bad position is the lowest position named."""
         self.problems.append((position, problem))
-        if self.ok:
+        earlier = position is not None and (
+            self.first_bad_position is None or position < self.first_bad_position
+        )
+        if self.ok or earlier:
             self.ok = False
             self.first_bad_position = position
             self.problem = problem

@@ -314,12 +314,6 @@ def test_a_deleted_event_is_named(ledger_config: LedgerConfig) -> None:
     assert not report.ok and report.first_bad_position == events[i].position
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ledger/verify.py checks the stream chain before the Merkle leaf, so it names the "
-    "next event of the same stream (a version jump) before the leaf that shows the deleted "
-    "position; fix proposed in the report (VerifyReport.fail keeps the smallest position)",
-)
 def test_a_deleted_event_followed_by_its_own_stream_is_named(
     ledger_config: LedgerConfig,
 ) -> None:
