@@ -61,6 +61,13 @@ class Checkpointer:
                 self.merkle.integrate()
             return self.merkle.leaf_index(position)
 
+    def integrated(self, tree_size: int) -> None:
+        """Make sure the tree holds `tree_size` leaves if the ledger has that many events
+        (so proof code never has to integrate, and write, outside the gate)."""
+        if tree_size > self.merkle.size():
+            with self._gate:
+                self.merkle.integrate()
+
     def covering(self, leaf_index: int) -> StoredCheckpoint:
         """The earliest checkpoint that includes leaf `leaf_index`, issuing one if needed."""
         found = self.merkle.checkpoint_at_least(leaf_index + 1)

@@ -137,6 +137,8 @@ class Reader:
         read_models = self.services.projector.ready()
         if not self.replay.active:
             return read_models
+        with self.services.write_gate:  # so that as_of's own catch-up has nothing to write
+            read_models.catch_up()
         return read_models.as_of(
             position=self.replay.position,
             known_at=self.replay.known_at,

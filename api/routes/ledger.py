@@ -140,6 +140,7 @@ def inclusion_proof(
     """RFC 9162 inclusion proof of the event at `position` in the tree of `tree_size`."""
     index = services.checkpointer.leaf_index(position)  # integrates a fresh event first
     size = tree_size if tree_size is not None else _latest_size(services, index)
+    services.checkpointer.integrated(size)
     return services.merkle.inclusion(position, size)
 
 
@@ -155,6 +156,7 @@ def consistency_proof(
 ) -> Any:
     """RFC 9162 consistency proof between two tree sizes."""
     size = second if second is not None else _latest_size(services)
+    services.checkpointer.integrated(size)
     return services.merkle.consistency(first, size)
 
 

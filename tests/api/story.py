@@ -316,6 +316,11 @@ class Api:
             self.ok(f"{path}/final-rating", final(a.fy, level))
 
     def ledger_size(self) -> int:
-        """How many events the ledger holds (its Merkle tree size)."""
-        size: int = self.client.app.state.services.merkle.integrate()  # type: ignore[attr-defined]
+        """How many events the ledger holds (its Merkle tree size, integrated first).
+
+        Integrating writes, so it passes the server's write gate like every other writer.
+        """
+        services = self.client.app.state.services  # type: ignore[attr-defined]
+        with services.write_gate:
+            size: int = services.merkle.integrate()
         return size

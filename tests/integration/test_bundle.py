@@ -317,9 +317,7 @@ def test_a_tampered_subject_index_is_refused_not_believed(sqlite_config: LedgerC
 
 
 def ses(argv: list[str]) -> int:
-    """`ses-ledger ARGV` in-process. cli.main registers its extensions on every call, so
-    they are forgotten first (a second call would otherwise add each sub-command twice)."""
-    cli._EXTENSIONS.clear()
+    """`ses-ledger ARGV`, in-process."""
     return cli.main(argv)
 
 

@@ -140,7 +140,7 @@ serve = real_api if _has_api() else minimal_server
 
 
 def ses(argv: list[str]) -> int:
-    cli._EXTENSIONS.clear()  # cli.main registers its extensions on every call
+    """`ses-ledger ARGV`, in-process."""
     return cli.main(argv)
 
 
