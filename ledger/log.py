@@ -26,6 +26,12 @@ from ledger.merkle import (
 )
 
 
+@dataclass(frozen=True)
+class _Row:
+    id: int
+    state: bytes
+
+
 class ProofUnavailable(LedgerError):
     """The requested proof does not exist (unknown position, size beyond the tree)."""
 
@@ -107,7 +113,10 @@ class MerkleLog:
     def _integrate_batch(self, batch: int) -> int:
         with self.recorder.datastore.transaction(commit=True) as c:
             size, last = self._lock_state(c)
-            notifications = self.recorder.select_notifications(start=last + 1, limit=batch)
+            # Read through the same cursor: a second connection inside this write
+            # transaction would wait on the SQLite pool's writer slot.
+            c.execute(self.t.select_after, (last, batch))
+            notifications = [_Row(int(r["id"]), bytes(r["s"])) for r in c.fetchall()]
             if not notifications:
                 return 0
             known = dict(self._frontier(c, size))

@@ -67,6 +67,12 @@ class LedgerTables:
             f"INSERT INTO {self.leaves} (leaf_index, position, leaf_hash) VALUES ({p},{p},{p})"
         )
         self.put_node = f"INSERT INTO {self.nodes} (level, idx, hash) VALUES ({p},{p},{p})"
+        #: The global position column of the events table (SQLite rowid, PostgreSQL serial).
+        position = "rowid" if dialect == "sqlite" else "notification_id"
+        self.select_after = (
+            f"SELECT {position} AS id, state AS s FROM {events_table} "
+            f"WHERE {position} > {p} ORDER BY {position} LIMIT {p}"
+        )
         self.put_idempotency = (
             f"INSERT INTO {self.idempotency} (scope, key, request_hash, positions, created_at) "
             f"VALUES ({p},{p},{p},{p},{p})"
