@@ -379,12 +379,15 @@ def history_lines(entries: list[dict[str, Any]]) -> list[str]:
         try:
             if not isinstance(d, dict):
                 raise TypeError("no data object")
-            a = apps.setdefault(str(d["appraisal_id"]), _Fields()) if "appraisal_id" in d else None
-            a = _Fields() if a is None else a
+            # Appraisal events carry their policy; their stream id is the appraisal id.
+            in_appraisal = e.get("policy") is not None
+            a = apps.setdefault(str(e["stream_id"]), _Fields()) if in_appraisal else _Fields()
             if t in _LINES:
                 flat = {
                     k: ", ".join(map(str, v)) if isinstance(v, list) else v for k, v in d.items()
                 }
+                if in_appraisal:
+                    flat.setdefault("appraisal_id", e["stream_id"])
                 (regs if t == "ExecutiveRegistered" else later).append(
                     _LINES[t].format_map(_Fields(flat))
                 )
@@ -392,7 +395,7 @@ def history_lines(entries: list[dict[str, Any]]) -> list[str]:
                 actions.append(d)
             elif t == "PlanSet":
                 a.update(
-                    policy=d["policy"],
+                    policy=e["policy"],
                     start=d["period_start"],
                     end=d["period_end"],
                     weights={x["code"]: x["weight"] for x in d["elements"]},
@@ -409,7 +412,7 @@ def history_lines(entries: list[dict[str, Any]]) -> list[str]:
                 rated_on = _date(d["rated_on"])
                 if rated_on is None:
                     raise ValueError(f"rated_on {d['rated_on']!r}")
-                finals.append((rated_on, int(d["level"]), str(d["appraisal_id"])))
+                finals.append((rated_on, int(d["level"]), str(e["stream_id"])))
         except _MALFORMED as exc:
             later.append(f"position {e.get('position')}: {t} data not understood ({exc!r})")
     for aid, a in apps.items():

@@ -98,6 +98,11 @@ def test_a_bundle_holds_the_executives_whole_record_and_verifies(
 
     report = verify_bundle(bundle)
     assert report.ok, report.problems
+    # The rebuilt history reads the real event shapes: every appraisal has its final rating.
+    text = "\n".join(report.summary)
+    assert "not understood" not in text and "no final rating" not in text
+    finals = sum(1 for e in bundle["entries"] if e["type"] == "FinalRatingAssigned")
+    assert finals >= 1 and text.count("final Level") == finals
     # Key order and whitespace do not matter (the contract: verified from parsed content).
     reordered = json.loads(json.dumps(bundle, sort_keys=True, separators=(",", ":")))
     assert verify_bundle(reordered).ok
