@@ -10,6 +10,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,14 +57,90 @@ class VerifyReport:
         }
 
 
-def _notifications(recorder: Any) -> Iterator[Any]:
+def _pages(recorder: Any) -> Iterator[list[Any]]:
     start = 1
     while True:
         page = recorder.select_notifications(start=start, limit=PAGE)
-        yield from page
+        if page:
+            yield page
         if len(page) < PAGE:
             return
         start = page[-1].id + 1
+
+
+def _bad_signatures(jobs: list[tuple[int, Ed25519PublicKey, str, bytes]]) -> list[int]:
+    """Positions whose Ed25519 signature over the entry hash does not verify."""
+    bad = []
+    for position, key, signature, digest in jobs:
+        try:
+            key.verify(base64.b64decode(signature), digest)
+        except (InvalidSignature, ValueError):
+            bad.append(position)
+    return bad
+
+
+def _check_event(
+    report: VerifyReport,
+    heads: dict[str, tuple[int, str]],
+    n: Any,
+    body: bytes,
+    seal: dict[str, Any],
+) -> None:
+    """Canonical form, the row's stream/version/type, and the stream's hash chain."""
+    position = n.id
+    try:
+        hashed = json.loads(body)
+    except ValueError:
+        report.fail(position, "the entry is not JSON")
+        return
+    if canonical_json(hashed) != body:
+        report.fail(position, "the entry is not in RFC 8785 canonical form")
+        return
+    stream = str(n.originator_id)
+    if (
+        hashed.get("stream_id") != stream
+        or hashed.get("stream_version") != n.originator_version
+        or hashed.get("type") != n.topic
+    ):
+        report.fail(position, "the entry's stream, version or type differs from its row")
+        return
+    last_version, last_hash = heads.get(stream, (0, None))
+    if n.originator_version != last_version + 1:
+        report.fail(
+            position,
+            f"stream {stream} jumps from version {last_version} to {n.originator_version}"
+            " (an event is missing or out of order)",
+        )
+    elif hashed.get("prev_hash") != last_hash:
+        report.fail(position, f"prev_hash does not chain to version {last_version} of {stream}")
+    heads[stream] = (n.originator_version, seal["hash"])
+
+
+def _check_leaf(
+    report: VerifyReport,
+    leaves: Iterator[tuple[int, int, bytes]],
+    integrated: int,
+    tree: CompactRange,
+    position: int,
+    expected_leaf: bytes,
+) -> None:
+    """The stored Merkle leaf at this index names this position and this event's hash."""
+    if tree.size >= integrated:
+        return  # committed after the last integration: not yet a leaf, not a problem
+    stored = next(leaves, None)
+    if stored is None:
+        report.fail(position, "the event is missing from the Merkle log")
+        return
+    index, leaf_position, stored_leaf = stored
+    if leaf_position != position:
+        missing = leaf_position if leaf_position < position else position
+        report.fail(
+            missing,
+            f"Merkle leaf {index} records position {leaf_position}, but the log has "
+            f"position {position} there (an event was removed, inserted or moved)",
+        )
+    elif stored_leaf != expected_leaf:
+        report.fail(position, f"Merkle leaf {index} does not match the event's hash")
 
 
 def _leaves(recorder: Any) -> Iterator[tuple[int, int, bytes]]:
@@ -112,71 +189,40 @@ def verify_ledger(
     checkpoints = _checkpoints(recorder)
     pending_cps = list(checkpoints)
     sha256 = hashlib.sha256
-    b64decode = base64.b64decode
-    for n in _notifications(recorder):
-        position = n.id
-        report.checked += 1
-        if progress is not None and report.checked % 10000 == 0:
-            progress(report.checked)
-        try:
-            body, seal = split_state(n.state)
-            digest = sha256(body).digest()
-            if digest.hex() != seal.get("hash"):
-                report.fail(position, "the event's hash does not match its content")
-                continue
-            key = keys.get(seal.get("key_id", ""))
-            if key is None:
-                report.fail(position, f"signed with unknown key {seal.get('key_id')!r}")
-                continue
-            try:
-                key.verify(b64decode(seal["signature"]), digest)
-            except (InvalidSignature, ValueError):
+    # Ed25519 verification releases the GIL: check each page's signatures on a second
+    # thread while this one parses, chains and hashes the same page into the Merkle tree.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-sig") as pool:
+        for page in _pages(recorder):
+            ready: list[tuple[Any, bytes, dict[str, Any], bytes]] = []
+            jobs: list[tuple[int, Ed25519PublicKey, str, bytes]] = []
+            for n in page:
+                try:
+                    body, seal = split_state(n.state)
+                except (ValueError, KeyError, TypeError) as exc:
+                    report.fail(n.id, f"the stored event is unreadable ({type(exc).__name__})")
+                    continue
+                digest = sha256(body).digest()
+                if digest.hex() != seal.get("hash"):
+                    report.fail(n.id, "the event's hash does not match its content")
+                    continue
+                key = keys.get(seal.get("key_id", ""))
+                if key is None:
+                    report.fail(n.id, f"signed with unknown key {seal.get('key_id')!r}")
+                    continue
+                jobs.append((n.id, key, str(seal.get("signature", "")), digest))
+                ready.append((n, body, seal, digest))
+            signatures = pool.submit(_bad_signatures, jobs)
+            for n, body, seal, digest in ready:
+                _check_event(report, heads, n, body, seal)
+                _check_leaf(report, leaves, integrated, tree, n.id, leaf_hash(digest))
+                tree.append(leaf_hash(digest))
+                while pending_cps and pending_cps[0][0] == tree.size:
+                    _check_checkpoint(report, pending_cps.pop(0), tree.root(), keys, origin, n.id)
+            for position in signatures.result():
                 report.fail(position, "the signature does not verify")
-                continue
-            hashed = json.loads(body)
-            if canonical_json(hashed) != body:
-                report.fail(position, "the entry is not in RFC 8785 canonical form")
-                continue
-        except (ValueError, KeyError, TypeError) as exc:
-            report.fail(position, f"the stored event is unreadable ({type(exc).__name__})")
-            continue
-        stream = str(n.originator_id)
-        if (
-            hashed.get("stream_id") != stream
-            or hashed.get("stream_version") != n.originator_version
-            or hashed.get("type") != n.topic
-        ):
-            report.fail(position, "the entry's stream, version or type differs from its row")
-            continue
-        last_version, last_hash = heads.get(stream, (0, None))
-        if n.originator_version != last_version + 1:
-            report.fail(
-                position,
-                f"stream {stream} jumps from version {last_version} to {n.originator_version}"
-                " (an event is missing or out of order)",
-            )
-        elif hashed.get("prev_hash") != last_hash:
-            report.fail(position, f"prev_hash does not chain to version {last_version} of {stream}")
-        heads[stream] = (n.originator_version, seal["hash"])
-        expected_leaf = leaf_hash(digest)
-        stored = next(leaves, None) if tree.size < integrated else None
-        if stored is None:
-            if tree.size < integrated:
-                report.fail(position, "the event is missing from the Merkle log")
-        else:
-            index, leaf_position, stored_leaf = stored
-            if leaf_position != position:
-                missing = leaf_position if leaf_position < position else position
-                report.fail(
-                    missing,
-                    f"Merkle leaf {index} records position {leaf_position}, but the log has "
-                    f"position {position} there (an event was removed, inserted or moved)",
-                )
-            elif stored_leaf != expected_leaf:
-                report.fail(position, f"Merkle leaf {index} does not match the event's hash")
-        tree.append(expected_leaf)
-        while pending_cps and pending_cps[0][0] == tree.size:
-            _check_checkpoint(report, pending_cps.pop(0), tree.root(), keys, origin, position)
+            report.checked += len(page)
+            if progress is not None:
+                progress(report.checked)
     extra = next(leaves, None)
     if extra is None and tree.size < integrated:
         report.fail(None, f"the Merkle log holds {integrated} leaves but only {tree.size} events")
