@@ -9,8 +9,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import multiprocessing
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +25,8 @@ from ledger.entry import split_state
 from ledger.merkle import CompactRange, leaf_hash
 
 PAGE = 2000
+#: From this many events on, signatures are checked in a second process.
+PARALLEL_FROM = 50_000
 
 
 @dataclass
@@ -68,12 +72,24 @@ def _pages(recorder: Any) -> Iterator[list[Any]]:
         start = page[-1].id + 1
 
 
-def _bad_signatures(jobs: list[tuple[int, Ed25519PublicKey, str, bytes]]) -> list[int]:
+class _InlineExecutor(Executor):
+    """Runs the job at once in this thread (an executor with the pool's interface)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+def _bad_signatures(
+    raw_keys: dict[str, bytes], jobs: list[tuple[int, str, str, bytes]]
+) -> list[int]:
     """Positions whose Ed25519 signature over the entry hash does not verify."""
+    keys = {kid: Ed25519PublicKey.from_public_bytes(raw) for kid, raw in raw_keys.items()}
     bad = []
-    for position, key, signature, digest in jobs:
+    for position, key_id, signature, digest in jobs:
         try:
-            key.verify(base64.b64decode(signature), digest)
+            keys[key_id].verify(base64.b64decode(signature), digest)
         except (InvalidSignature, ValueError):
             bad.append(position)
     return bad
@@ -189,12 +205,22 @@ def verify_ledger(
     checkpoints = _checkpoints(recorder)
     pending_cps = list(checkpoints)
     sha256 = hashlib.sha256
-    # Ed25519 verification releases the GIL: check each page's signatures on a second
-    # thread while this one parses, chains and hashes the same page into the Merkle tree.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-sig") as pool:
+    # Signatures cost most of verification. On a large ledger, a second process checks each
+    # page's signatures while this one parses, chains and hashes the same page into the tree
+    # (threads do not help: between Ed25519 calls the checking thread waits for the GIL).
+    # Small ledgers check inline: starting a process would cost more than it saves.
+    total = recorder.max_notification_id() or 0
+    raw_keys = {kid: key.public_bytes_raw() for kid, key in keys.items()}
+    pool: Executor = (
+        ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        if total >= PARALLEL_FROM
+        else _InlineExecutor()
+    )
+    outstanding: deque[Future[list[int]]] = deque()
+    with pool:
         for page in _pages(recorder):
             ready: list[tuple[Any, bytes, dict[str, Any], bytes]] = []
-            jobs: list[tuple[int, Ed25519PublicKey, str, bytes]] = []
+            jobs: list[tuple[int, str, str, bytes]] = []
             for n in page:
                 try:
                     body, seal = split_state(n.state)
@@ -209,20 +235,25 @@ def verify_ledger(
                 if key is None:
                     report.fail(n.id, f"signed with unknown key {seal.get('key_id')!r}")
                     continue
-                jobs.append((n.id, key, str(seal.get("signature", "")), digest))
+                jobs.append((n.id, str(seal["key_id"]), str(seal.get("signature", "")), digest))
                 ready.append((n, body, seal, digest))
-            signatures = pool.submit(_bad_signatures, jobs)
+            signatures = pool.submit(_bad_signatures, raw_keys, jobs)
             for n, body, seal, digest in ready:
                 _check_event(report, heads, n, body, seal)
                 _check_leaf(report, leaves, integrated, tree, n.id, leaf_hash(digest))
                 tree.append(leaf_hash(digest))
                 while pending_cps and pending_cps[0][0] == tree.size:
                     _check_checkpoint(report, pending_cps.pop(0), tree.root(), keys, origin, n.id)
-            for position in signatures.result():
-                report.fail(position, "the signature does not verify")
             report.checked += len(page)
+            outstanding.append(signatures)
+            while len(outstanding) > 4 or (outstanding and outstanding[0].done()):
+                for position in outstanding.popleft().result():
+                    report.fail(position, "the signature does not verify")
             if progress is not None:
                 progress(report.checked)
+        for signatures in outstanding:
+            for position in signatures.result():
+                report.fail(position, "the signature does not verify")
     extra = next(leaves, None)
     if extra is None and tree.size < integrated:
         report.fail(None, f"the Merkle log holds {integrated} leaves but only {tree.size} events")

@@ -286,7 +286,14 @@ def test_one_edited_payload_byte_is_named_by_the_cli(ledger_config: LedgerConfig
     assert f"first bad position: {target.position}" in done.stdout
 
 
-def test_an_edited_signature_is_named(ledger_config: LedgerConfig) -> None:
+@pytest.mark.parametrize("second_process", [False, True], ids=["inline", "second-process"])
+def test_an_edited_signature_is_named(
+    ledger_config: LedgerConfig, second_process: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ledger.verify
+
+    if second_process:  # large ledgers check signatures in a second process
+        monkeypatch.setattr(ledger.verify, "PARALLEL_FROM", 1)
     history(ledger_config)
     target = rows(ledger_config)[40]
     mark = b'"signature":"'
