@@ -82,3 +82,22 @@ def sqlite_config(tmp_path: Path) -> LedgerConfig:
     home = tmp_path / "home"
     KeyRing(home).init()
     return LedgerConfig(home=home, db_url=f"sqlite:///{tmp_path / 'ledger.db'}")
+
+
+def outside_verifier() -> Path:
+    """The contract's outside verifier: `shared/tools/verify_ledger.py` beside the checkout.
+
+    `SES_LEDGER_VERIFIER` overrides. A missing verifier fails the tests that need it rather
+    than skipping them: it is how we know we follow the contract.
+    """
+    override = os.environ.get("SES_LEDGER_VERIFIER")
+    candidates = [Path(override)] if override else []
+    root = Path(__file__).resolve().parents[1]
+    candidates += [
+        root.parent / "shared" / "tools" / "verify_ledger.py",
+        Path("/work/shared/tools/verify_ledger.py"),
+    ]
+    for path in candidates:
+        if path.is_file():
+            return path
+    pytest.fail(f"the outside verifier is not at any of {[str(p) for p in candidates]}")

@@ -8,7 +8,6 @@ chain, the checkpoint and the proofs, and must exit 0; so must `ses-ledger verif
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,15 +18,13 @@ import pytest
 from api.auth import load_or_create_token_key
 from tests.api.server import Server, cli, ledger_env
 from tests.api.story import Api
+from tests.conftest import outside_verifier
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-VERIFIER = Path(os.environ.get("SES_LEDGER_VERIFIER", "/work/shared/tools/verify_ledger.py"))
-
 
 def test_a_served_ledger_passes_the_outside_verifier(tmp_path: Path, pg_schema_url: str) -> None:
-    if not VERIFIER.is_file():
-        pytest.skip(f"outside verifier not found at {VERIFIER}")
+    verifier = outside_verifier()
     env = ledger_env(tmp_path / "home", pg_schema_url)
     cli(env, "keys", "init")
     token = cli(
@@ -50,7 +47,7 @@ def test_a_served_ledger_passes_the_outside_verifier(tmp_path: Path, pg_schema_u
             assert len(events["events"]) == 5 and events["next_after"] == 5
 
         result = subprocess.run(
-            [sys.executable, str(VERIFIER), server.url, token],
+            [sys.executable, str(verifier), server.url, token],
             capture_output=True,
             text=True,
             timeout=120,

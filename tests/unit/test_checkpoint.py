@@ -9,7 +9,6 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -28,12 +27,12 @@ from ledger.checkpoint import (
     verify_note,
 )
 from ledger.merkle import MemoryNodeStore, leaf_hash
+from tests.conftest import outside_verifier
 
 ORIGIN = "ses-ledger.local/ledger"
 ROOT = bytes.fromhex("5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328")
 ROOT_B64 = base64.b64encode(ROOT).decode()
 OTHER_B64 = base64.b64encode(bytes(32)).decode()
-VERIFY_LEDGER = Path("/work/shared/tools/verify_ledger.py")
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +66,8 @@ def test_sign_parse_verify_round_trip(key: Ed25519PrivateKey, note: str) -> None
     cp, sigs = parse_note(note)
     assert cp == Checkpoint(ORIGIN, 8, ROOT)
     assert [(s.key_name, s.key_hash) for s in sigs] == [
-        (ORIGIN, key_hash(ORIGIN, key.public_key()))]
+        (ORIGIN, key_hash(ORIGIN, key.public_key()))
+    ]
     assert verify_note(note, ORIGIN, [key.public_key()]) == cp
     assert verify_note(note, ORIGIN, [key.public_key()], origin=ORIGIN) == cp
     empty = sign_checkpoint(Checkpoint(ORIGIN, 0, hashlib.sha256(b"").digest()), ORIGIN, key)
@@ -105,8 +105,10 @@ def test_unknown_signature_lines_are_ignored(key: Ed25519PrivateKey, note: str) 
     witness = Ed25519PrivateKey.generate()
     body = note.partition("\n\n")[0] + "\n"
     extra = (
-        _sig_line("witness.example/w1", key_hash("witness.example/w1", witness.public_key())
-                  + witness.sign(body.encode()))
+        _sig_line(
+            "witness.example/w1",
+            key_hash("witness.example/w1", witness.public_key()) + witness.sign(body.encode()),
+        )
         + _sig_line(ORIGIN, b"\x00\x01\x02\x03" + b"\x00" * 64)  # known name, unknown key ID
         + _sig_line("pq.example/log", b"\x09" * 2000)  # another algorithm, long signature
     )
@@ -163,10 +165,9 @@ def test_checkpoint_fields_are_validated(key: Ed25519PrivateKey) -> None:
 
 # --- agreement with /work/shared/tools/verify_ledger.py ---------------------------------------
 
+
 def _load_verify_ledger() -> ModuleType:
-    if not VERIFY_LEDGER.exists():
-        pytest.skip(f"{VERIFY_LEDGER} is not here")
-    spec = importlib.util.spec_from_file_location("verify_ledger", VERIFY_LEDGER)
+    spec = importlib.util.spec_from_file_location("verify_ledger", outside_verifier())
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -180,11 +181,17 @@ def test_verify_ledger_accepts_our_roots_and_proofs() -> None:
     for size in (1, 2, 5, 8, 13, 64, 77):
         assert vl.root_of(leaves[:size]) == store.root(size)
         for i in {0, size // 2, size - 1}:
-            assert vl.verify_inclusion(i, size, leaves[i], store.inclusion_proof(i, size),
-                                       store.root(size))
+            assert vl.verify_inclusion(
+                i, size, leaves[i], store.inclusion_proof(i, size), store.root(size)
+            )
         for first in {1, size // 2, size - 1, size} - {0}:
-            assert vl.verify_consistency(first, size, store.consistency_proof(first, size),
-                                         store.root(first), store.root(size))
+            assert vl.verify_consistency(
+                first,
+                size,
+                store.consistency_proof(first, size),
+                store.root(first),
+                store.root(size),
+            )
     bad = store.inclusion_proof(3, 77)
     bad[0] = bytes(32)
     assert not vl.verify_inclusion(3, 77, leaves[3], bad, store.root(77))
@@ -219,13 +226,18 @@ def fake_ledger(key: Ed25519PrivateKey) -> Iterator[str]:
     for n in range(11):
         stream = f"A-2024-E{n % 3}"
         e: dict[str, Any] = {
-            "position": 3 + 2 * n, "stream_id": stream,
+            "position": 3 + 2 * n,
+            "stream_id": stream,
             "stream_version": sum(x["stream_id"] == stream for x in entries) + 1,
-            "type": "ProgressReviewed", "occurred_on": "2024-03-01",
-            "recorded_at": f"2024-03-01T10:00:{n:02d}.000000Z", "actor": "R1",
-            "submitted_by": "hr-app-1", "policy": "ses-basic-2012",
+            "type": "ProgressReviewed",
+            "occurred_on": "2024-03-01",
+            "recorded_at": f"2024-03-01T10:00:{n:02d}.000000Z",
+            "actor": "R1",
+            "submitted_by": "hr-app-1",
+            "policy": "ses-basic-2012",
             "data": {"appraisal_id": stream, "notes": "on track \u2014 \u00e9t\u00e9"},
-            "prev_hash": prev.get(stream), "key_id": "k1",
+            "prev_hash": prev.get(stream),
+            "key_id": "k1",
         }
         hashed = {k: e[k] for k in e if k not in ("position", "key_id")}
         e["hash"] = hashlib.sha256(rfc8785.dumps(hashed)).hexdigest()
@@ -236,20 +248,39 @@ def fake_ledger(key: Ed25519PrivateKey) -> Iterator[str]:
     leaf_of = {e["position"]: i for i, e in enumerate(entries)}
     public = base64.b64encode(key.public_key().public_bytes_raw()).decode()
     _FakeLedger.routes = {
-        "/v1/ledger/keys": lambda q: {"keys": [{"key_id": "k1", "algorithm": "Ed25519",
-                                                "public_key": public, "valid_from": None,
-                                                "valid_until": None}]},
+        "/v1/ledger/keys": lambda q: {
+            "keys": [
+                {
+                    "key_id": "k1",
+                    "algorithm": "Ed25519",
+                    "public_key": public,
+                    "valid_from": None,
+                    "valid_until": None,
+                }
+            ]
+        },
         "/v1/ledger/events": lambda q: {
-            "events": [e for e in entries if e["position"] > q["after"]], "next_after": None},
+            "events": [e for e in entries if e["position"] > q["after"]],
+            "next_after": None,
+        },
         "/v1/ledger/checkpoint": lambda q: sign_checkpoint(
-            Checkpoint(ORIGIN, store.size, store.root()), ORIGIN, key),
+            Checkpoint(ORIGIN, store.size, store.root()), ORIGIN, key
+        ),
         "/v1/ledger/proofs/inclusion": lambda q: {
-            "leaf_index": leaf_of[q["position"]], "tree_size": q["tree_size"],
-            "hashes": [base64.b64encode(h).decode()
-                       for h in store.inclusion_proof(leaf_of[q["position"]], q["tree_size"])]},
+            "leaf_index": leaf_of[q["position"]],
+            "tree_size": q["tree_size"],
+            "hashes": [
+                base64.b64encode(h).decode()
+                for h in store.inclusion_proof(leaf_of[q["position"]], q["tree_size"])
+            ],
+        },
         "/v1/ledger/proofs/consistency": lambda q: {
-            **q, "hashes": [base64.b64encode(h).decode()
-                            for h in store.consistency_proof(q["first"], q["second"])]},
+            **q,
+            "hashes": [
+                base64.b64encode(h).decode()
+                for h in store.consistency_proof(q["first"], q["second"])
+            ],
+        },
     }
     server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeLedger)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
