@@ -85,15 +85,32 @@ def split_state(state: bytes) -> tuple[bytes, dict[str, Any]]:
 
     Raises ValueError when the state is not in the stored layout.
     """
+    cut = _seal_start(state)
+    seal_fields = json.loads(b"{" + state[cut + 1 :])
+    if not isinstance(seal_fields, dict):
+        raise ValueError("stored seal is not an object")
+    return state[len(_PREFIX) : cut], seal_fields
+
+
+def _seal_start(state: bytes) -> int:
+    """Where the seal fields begin; ValueError when the state is not in the stored layout."""
     if not state.startswith(_PREFIX):
         raise ValueError("stored state does not start with the entry object")
     cut = state.rfind(_HASH_MARK)
     if cut < 0:
         raise ValueError("stored state has no hash field")
-    seal_fields = json.loads(b"{" + state[cut + 1 :])
-    if not isinstance(seal_fields, dict):
-        raise ValueError("stored seal is not an object")
-    return state[len(_PREFIX) : cut], seal_fields
+    return cut
+
+
+def hashed_body(state: bytes) -> bytes:
+    """The hashed canonical bytes of a stored state, without parsing its seal."""
+    return state[len(_PREFIX) : _seal_start(state)]
+
+
+def event_hash_bytes(state: bytes) -> bytes:
+    """The 32 raw bytes of the entry hash inside a stored state (the Merkle leaf's data)."""
+    at = _seal_start(state) + len(_HASH_MARK)
+    return bytes.fromhex(state[at : at + 64].decode())
 
 
 def entry_from_state(state: bytes, position: int | None = None) -> dict[str, Any]:

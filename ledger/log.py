@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ledger.checkpoint import Checkpoint, sign_checkpoint
-from ledger.entry import format_timestamp
+from ledger.entry import event_hash_bytes, format_timestamp
 from ledger.errors import LedgerError
 from ledger.keys import Signer
 from ledger.merkle import (
@@ -256,12 +256,6 @@ class MerkleLog:
                 (size, root, note, issued_at),
             )
         return self.latest_checkpoint()
-
-
-def event_hash_bytes(state: bytes) -> bytes:
-    """The 32 raw bytes of the entry hash inside a stored state (see ledger.entry)."""
-    cut = state.rfind(b',"hash":"') + 9
-    return bytes.fromhex(state[cut : cut + 64].decode())
 
 
 def _b64(hashes: list[bytes]) -> list[str]:

@@ -15,10 +15,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ledger.entry import entry_from_state, split_state
+from ledger.entry import entry_from_state, hashed_body
 
-_PREFIX = b'{"entry":'
-_HASH_MARK = b',"hash":"'
 _decode = json.JSONDecoder().raw_decode
 _ACTOR = b'{"entry":{"actor":"'
 _OCCURRED = b',"occurred_on":"'
@@ -47,13 +45,7 @@ class Event:
     def hashed(self) -> dict[str, Any]:
         """The entry's hashed fields (decoded once; the seal fields are not parsed)."""
         if self._hashed is None:
-            state = self.state
-            cut = state.rfind(_HASH_MARK)
-            if not state.startswith(_PREFIX) or cut < 0:
-                body, _seal = split_state(state)  # raises ValueError with the reason
-            else:
-                body = state[len(_PREFIX) : cut]
-            value = _decode(body.decode())[0]
+            value = _decode(hashed_body(self.state).decode())[0]
             if not isinstance(value, dict):
                 raise ValueError(f"event at position {self.position} is not an object")
             self._hashed = value
