@@ -7,6 +7,7 @@ and stores all of them in one transaction: all or none.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -186,11 +187,12 @@ class LedgerApp(Application[str]):
     def review_board(self, board_id: str) -> ReviewBoard:
         return self._load(ReviewBoard, board_id)
 
-    def _appraisal_for_write(self, appraisal_id: str, expected_version: int | None) -> Appraisal:
-        appraisal = self.appraisal(appraisal_id)
-        if expected_version is not None and expected_version != appraisal.version:
-            raise StaleVersion(expected_version, appraisal.version)
-        return appraisal
+    @staticmethod
+    def _check_version(aggregate: A, expected_version: int | None) -> A:
+        """If-Match: the caller's expected version must be the stream's current one."""
+        if expected_version is not None and expected_version != aggregate.version:
+            raise StaleVersion(expected_version, aggregate.version)
+        return aggregate
 
     # -- commands ------------------------------------------------------------------------
 
@@ -314,7 +316,7 @@ class LedgerApp(Application[str]):
         **fields: Any,
     ) -> CommandResult:
         """Run one of the appraisal's commands after the plan (see `APPRAISAL_COMMANDS`)."""
-        appraisal = self._appraisal_for_write(appraisal_id, expected_version)
+        appraisal = self._check_version(self.appraisal(appraisal_id), expected_version)
         needs = APPRAISAL_COMMANDS[command]
         if "executive" in needs:
             fields["executive"] = self.executive(appraisal.executive_id).facts()
@@ -339,9 +341,7 @@ class LedgerApp(Application[str]):
         expected_version: int | None = None,
         idempotency: tuple[str, str, str] | None = None,
     ) -> CommandResult:
-        executive = self.executive(executive_id)
-        if expected_version is not None and expected_version != executive.version:
-            raise StaleVersion(expected_version, executive.version)
+        executive = self._check_version(self.executive(executive_id), expected_version)
         for basis in basis_appraisal_ids:
             appraisal = self._load(Appraisal, basis, reference="basis_appraisal_ids")
             if appraisal.executive_id != executive_id:
@@ -370,9 +370,7 @@ class LedgerApp(Application[str]):
         expected_version: int | None = None,
         idempotency: tuple[str, str, str] | None = None,
     ) -> CommandResult:
-        executive = self.executive(executive_id)
-        if expected_version is not None and expected_version != executive.version:
-            raise StaleVersion(expected_version, executive.version)
+        executive = self._check_version(self.executive(executive_id), expected_version)
         executive.record_complaint(
             forum=forum,
             filed_on=filed_on,
@@ -386,8 +384,6 @@ class LedgerApp(Application[str]):
 
     def idempotent_positions(self, scope: str, key: str) -> tuple[str, list[int]] | None:
         """The request hash and stored positions of an earlier request with this key."""
-        import json
-
         tables = self.recorder.tables  # type: ignore[attr-defined]
         p = tables.p
         sql = (

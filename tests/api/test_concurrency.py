@@ -69,11 +69,11 @@ def _race_once(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     and its store."""
     _services(api).read_models.catch_up()  # tables made: opening a store does DDL
     rival = LedgerApp(_services(api).ledger.config)
-    original = LedgerApp._appraisal_for_write
+    original = LedgerApp.appraisal
     raced: list[str] = []
 
-    def load_then_lose(self: LedgerApp, appraisal_id: str, expected: int | None) -> Any:
-        appraisal = original(self, appraisal_id, expected)
+    def load_then_lose(self: LedgerApp, appraisal_id: str) -> Any:
+        appraisal = original(self, appraisal_id)
         if not raced:
             raced.append(appraisal_id)
             rival.appraisal_command(
@@ -87,7 +87,7 @@ def _race_once(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
             )
         return appraisal
 
-    monkeypatch.setattr(LedgerApp, "_appraisal_for_write", load_then_lose)
+    monkeypatch.setattr(LedgerApp, "appraisal", load_then_lose)
 
 
 def test_a_lost_race_with_if_match_is_409(any_api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
