@@ -8,12 +8,16 @@
    `--duration` seconds: writes (complaints, with Idempotency-Key), record reads
    (executive, appraisal, ratings, removal history) and ledger reads (checkpoint, events
    page, receipt, inclusion proof).
-4. Prints throughput and p50/p99 latency per endpoint class, and the ratio of API write
+4. Then the same mix paced: the clients send at Poisson arrivals of each `--rates` total
+   (requests/s), latency counted from when each request was due.
+5. Prints throughput and p50/p99 latency per endpoint class, and the ratio of API write
    throughput to the in-process append rate. Targets at 32 clients: p99 read < 50 ms,
-   p99 write < 100 ms.
+   p99 write < 100 ms. Closed-loop clients saturate the server, and their mean latency is
+   then clients / throughput whatever the server does; the paced runs show the latency at
+   a stated load.
 
     python bench/api.py [--events 100000] [--clients 32] [--duration 20] [--workers 1]
-                        [--postgres URL] [--home DIR]
+                        [--rates 50,100,150,200] [--postgres URL] [--home DIR]
 """
 
 from __future__ import annotations
@@ -196,10 +200,26 @@ class Load:
             {},
         )
 
-    async def client(self, http: httpx.AsyncClient, deadline: float) -> None:
+    async def client(
+        self, http: httpx.AsyncClient, deadline: float, rate: float | None = None
+    ) -> None:
+        """One client. Closed loop (`rate` None): the next request as soon as the last one
+        is answered. Paced: requests due at Poisson arrivals of `rate` per second, and the
+        latency counted from when each was due, so time spent waiting behind a slow answer
+        is counted too (no coordinated omission)."""
+        due = time.perf_counter()
         while time.perf_counter() < deadline:
             kind, name, path, body, headers = self.request()
-            started = time.perf_counter()
+            if rate is None:
+                started = time.perf_counter()
+            else:
+                due += self.rng.expovariate(rate)
+                if due >= deadline:
+                    return
+                pause = due - time.perf_counter()
+                if pause > 0:
+                    await asyncio.sleep(pause)
+                started = due
             try:
                 if body is None:
                     r = await http.get(path, headers=headers)
@@ -217,14 +237,17 @@ class Load:
             if r.status_code >= 400:
                 self.errors[f"{name} {r.status_code}"] += 1
 
-    async def run(self, clients: int, seconds: float) -> float:
+    async def run(self, clients: int, seconds: float, rate: float | None = None) -> float:
+        """Run `clients` clients for `seconds`; `rate`: total requests per second offered
+        (paced), or None for closed-loop clients. Returns the elapsed seconds."""
         limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+        per_client = None if rate is None else rate / clients
         async with httpx.AsyncClient(base_url=self.url, limits=limits, timeout=60) as http:
             note = (await http.get("/v1/ledger/checkpoint")).text
             self.size = int(note.split("\n")[1])
             started = time.perf_counter()
             deadline = started + seconds
-            await asyncio.gather(*(self.client(http, deadline) for _ in range(clients)))
+            await asyncio.gather(*(self.client(http, deadline, per_client) for _ in range(clients)))
             return time.perf_counter() - started
 
 
@@ -237,6 +260,8 @@ def _row(name: str, values: list[float], elapsed: float) -> None:
 
 
 def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
@@ -250,6 +275,12 @@ def main() -> int:
     parser.add_argument("--postgres", metavar="URL", help="a PostgreSQL URL (with ?schema=)")
     parser.add_argument("--home", type=Path, help="ledger home to build in or reuse")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--rates",
+        default="50,100,150,200",
+        help="offered loads (total requests/s over all clients) for the paced runs, "
+        "comma-separated; empty: closed-loop only",
+    )
     args = parser.parse_args()
 
     home = args.home or Path(tempfile.mkdtemp(prefix="ses-ledger-bench-api-"))
@@ -267,11 +298,16 @@ def main() -> int:
 
     env = ledger_env(home, db, SES_LEDGER_CHECKPOINT_INTERVAL_SECONDS="5")
     key = load_or_create_token_key(home)
+    rates = [float(r) for r in args.rates.split(",") if r.strip()]
+    paced: list[tuple[float, Load, float]] = []
     with Server(env, "--workers", str(args.workers), log=home / "server.log") as server:
         load = Load(server.url, key, info["executives"], args.seed, MIX)
         elapsed = asyncio.run(load.run(args.clients, args.duration))
         writes_only = Load(server.url, key, info["executives"], args.seed + 1, WRITES_ONLY)
         write_elapsed = asyncio.run(writes_only.run(args.clients, min(args.duration, 10.0)))
+        for n, offered in enumerate(rates, start=2):
+            run = Load(server.url, key, info["executives"], args.seed + n, MIX)
+            paced.append((offered, run, asyncio.run(run.run(args.clients, args.duration, offered))))
 
     total = sum(len(load.latency[k]) for k in MIX)
     print(
@@ -289,8 +325,10 @@ def main() -> int:
         _row(f"{name} (in server)", load.server.get(name, []), elapsed)
     reads = load.latency["read"] + load.latency["ledger"]
     print(
-        f"targets: p99 read {percentile(reads, 0.99):.1f} ms (< 50), "
-        f"p99 write {percentile(load.latency['write'], 0.99):.1f} ms (< 100)"
+        f"closed loop (each client sends again as soon as answered, so by Little's law the "
+        f"mean latency is {args.clients} / throughput): p99 read "
+        f"{percentile(reads, 0.99):.1f} ms (< 50), p99 write "
+        f"{percentile(load.latency['write'], 0.99):.1f} ms (< 100)"
     )
     writes = writes_only.latency["write"]
     print(f"\nwrites only: {args.clients} clients, {write_elapsed:.1f} s")
@@ -302,7 +340,31 @@ def main() -> int:
         f"{rate:.0f} = {mixed_rate / rate:.2f}; writes only {write_rate:.0f} / {rate:.0f} = "
         f"{write_rate / rate:.2f}"
     )
+    if paced:
+        print(
+            f"\npaced mixed traffic: {args.clients} clients, requests due at Poisson arrivals "
+            f"of the offered rate, latency counted from when each was due"
+        )
+        print(
+            f"{'offered req/s':>14}{'served':>9}{'read p50':>10}{'read p99':>10}"
+            f"{'write p50':>11}{'write p99':>11}{'in server r/w p99':>19}  targets"
+        )
+        for offered, run, run_elapsed in paced:
+            reads = run.latency["read"] + run.latency["ledger"]
+            writes = run.latency["write"]
+            inside = run.server["read"] + run.server["ledger"]
+            served = sum(len(run.latency[k]) for k in MIX) / run_elapsed
+            met = percentile(reads, 0.99) < 50 and percentile(writes, 0.99) < 100
+            print(
+                f"{offered:>14.0f}{served:>9.0f}{percentile(reads, 0.5):>10.1f}"
+                f"{percentile(reads, 0.99):>10.1f}{percentile(writes, 0.5):>11.1f}"
+                f"{percentile(writes, 0.99):>11.1f}"
+                f"{percentile(inside, 0.99):>10.1f} /{percentile(run.server['write'], 0.99):>6.1f}"
+                f"  {'met' if met else 'missed'}"
+            )
     errors = {**load.errors, **{f"(writes only) {k}": v for k, v in writes_only.errors.items()}}
+    for offered, run, _ in paced:
+        errors.update({f"(paced {offered:.0f}) {k}": v for k, v in run.errors.items()})
     if errors:
         print("errors:", errors)
     return 0

@@ -72,10 +72,10 @@ def bare_read(app: LedgerApp, page: int) -> tuple[int, float]:
         start = notifications[-1].id + 1
 
 
-def rebuild(app: LedgerApp) -> float:
+def rebuild(app: LedgerApp, jobs: int | None) -> float:
     read_models = ReadModels(app)
     started = time.perf_counter()
-    read_models.runner.rebuild()
+    read_models.rebuild(jobs=jobs)
     return time.perf_counter() - started
 
 
@@ -85,6 +85,9 @@ def main() -> int:
     parser.add_argument("--home", type=Path, help="ledger home to create or reuse")
     parser.add_argument("--db", help="store URL (default: SQLite file under --home)")
     parser.add_argument("--repeat", type=int, default=1, help="rounds (best of each is kept)")
+    parser.add_argument(
+        "--jobs", type=int, help="rebuild processes (default: as `projections rebuild`)"
+    )
     args = parser.parse_args()
     home = args.home or Path(tempfile.mkdtemp(prefix="ses-bench-projections-"))
     KeyRing(home).init()
@@ -100,7 +103,7 @@ def main() -> int:
     ratios = []
     for round_ in range(1, args.repeat + 1):  # alternate, so drift hits both sides alike
         count, read = bare_read(app, REBUILD_BATCH)
-        built = rebuild(app)
+        built = rebuild(app, args.jobs)
         ratios.append(built / read)
         print(
             f"round {round_}: bare read {count} notifications {read:6.2f} s "

@@ -25,13 +25,22 @@ class Projection:
     tables: ClassVar[tuple[Table, ...]] = ()
     #: Tables written append-only (no cache), a subset of `tables` by name.
     append_only: ClassVar[frozenset[str]] = frozenset()
+    #: Relative cost of a rebuild, to balance parallel groups (`projections/parallel.py`);
+    #: measured with bench/projections.py.
+    cost: ClassVar[float] = 1.0
     #: Event types handled (derived from the handler methods by `__init_subclass__`).
     handled: ClassVar[frozenset[str]] = frozenset()
+
+    #: Whether every event matters (`every` or `process_all` overridden), or only `handled`.
+    reads_every_event: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.handled = frozenset(
             n for n in dir(cls) if n[:1].isupper() and callable(getattr(cls, n, None))
+        )
+        cls.reads_every_event = (
+            cls.every is not Projection.every or cls.process_all is not Projection.process_all
         )
 
     def __init__(self, store: Store) -> None:

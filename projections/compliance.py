@@ -18,7 +18,6 @@ Tables:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from datetime import date, timedelta
 from typing import Any
@@ -40,7 +39,7 @@ from projections import removal_history
 from projections.base import Projection
 from projections.events import Event
 from projections.reports import cycle_ratings, waivers
-from projections.store import INT, JSON, TEXT, Store, Table
+from projections.store import INT, JSON, TEXT, Store, Table, loads
 
 EXECUTIVES = Table(
     "proj_cp_executives",
@@ -78,6 +77,7 @@ def _d(value: str) -> date:
 
 class Compliance(Projection):
     name = "compliance"
+    cost = 8.0
     version = 1
     tables = (EXECUTIVES, APPRAISALS)
 
@@ -258,7 +258,7 @@ def query(
             (day, *extra),
         )
         for row in cursor.fetchall():
-            doc = json.loads(row["doc"])
+            doc = loads(row["doc"])
             ended = _d(doc["period_end"]) < as_of
             for f in doc["plan_findings"] + doc["findings"]:
                 if f["rule"] == "MON-1":
@@ -275,7 +275,7 @@ def query(
             extra,
         )
         for row in cursor.fetchall():
-            doc = json.loads(row["doc"])
+            doc = loads(row["doc"])
             findings += [_public(f) for f in doc["findings"] if f["on"] <= day]
             transfers = [_d(t) for t in doc["transfers"] if t <= day]
             if transfers:
@@ -291,7 +291,7 @@ def query(
         )
         for row in cursor.fetchall():
             history = removal_history.history_from_doc(
-                json.loads(row["doc"]), as_of, window_measure or RATING_DATE
+                loads(row["doc"]), as_of, window_measure or RATING_DATE
             )
             findings += [_public(f) for f in removal_findings(row["executive_id"], history)]
         # RAT-9 for every agency and cycle with final ratings by D.
@@ -321,7 +321,7 @@ def _rat_10(
         f"WHERE appraisal_id IN ({marks})",
         tuple(appraisal_ids),
     )
-    docs = {str(r["appraisal_id"]): json.loads(r["doc"]) for r in cursor.fetchall()}
+    docs = {str(r["appraisal_id"]): loads(r["doc"]) for r in cursor.fetchall()}
     found: list[dict[str, str]] = []
     for appraisal_id in appraisal_ids:
         doc = docs.get(appraisal_id)

@@ -15,6 +15,7 @@ The reports (`projections/reports.py`) query these tables too.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ledger.domain import EVENT_TYPES
@@ -93,6 +94,7 @@ NON_APPRAISAL_EVENTS = frozenset(
 
 class CurrentRatings(Projection):
     name = "current_ratings"
+    cost = 7.0
     version = 1
     tables = (EXECUTIVES, APPRAISALS, WAIVERS)
 
@@ -221,16 +223,34 @@ class CurrentRatings(Projection):
 
     # -- every event: versions and stages --------------------------------------------------
 
-    def every(self, event: Event) -> None:
-        stream = event.stream_id
+    def process_all(self, events: Sequence[Event]) -> None:
+        """Handlers in order; then, once per stream of the batch, its latest version and the
+        furthest stage reached (the same result as per event: the version is the last one's
+        and the stage only moves forward), which keeps this per-event loop short."""
+        handlers = self._handlers
+        latest: dict[str, Event] = {}
+        reached: dict[str, int] = {}
+        for event in events:
+            kind = event.type
+            handler = handlers.get(kind)
+            if handler is not None:
+                handler(event)
+            stream = event.stream_id
+            latest[stream] = event
+            stage = STAGE_OF.get(kind)
+            if stage is not None and _RANK[stage] > reached.get(stream, -1):
+                reached[stream] = _RANK[stage]
+        for stream, event in latest.items():
+            self._advance(stream, event, reached.get(stream))
+
+    def _advance(self, stream: str, event: Event, rank: int | None) -> None:
         if event.type not in NON_APPRAISAL_EVENTS:
             row = self.appraisals.get(stream)
             if row is not None:
                 doc = row["doc"]
                 doc["version"] = event.version
-                stage = STAGE_OF.get(event.type)
-                if stage is not None and _RANK[stage] > _RANK[doc["stage"]]:
-                    doc["stage"] = stage
+                if rank is not None and rank > _RANK[doc["stage"]]:
+                    doc["stage"] = STAGES[rank]
                 self.appraisals.touch(stream)
                 return
         if event.type not in APPRAISAL_EVENTS:

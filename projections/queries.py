@@ -12,23 +12,22 @@ returns a `ReadModels` over that copy; the live tables are not touched.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
 from ledger.entry import format_timestamp
 from ledger.errors import LedgerError
 from ledger.policies.removal import RATING_DATE
-from projections import audit, compliance, removal_history, reports
+from projections import audit, compliance, parallel, removal_history, reports
 from projections.audit import Audit
 from projections.base import Projection
 from projections.compliance import Compliance
 from projections.current_ratings import APPRAISALS, EXECUTIVES, CurrentRatings, public_executive
 from projections.events import Bound, EventLog, EventSource, ListSource, LogSource
 from projections.removal_history import RemovalHistories
-from projections.runner import Runner, Status
-from projections.store import LedgerStore, MemoryStore, Store
+from projections.runner import Runner, Status, StopFlag
+from projections.store import LedgerStore, MemoryStore, Store, loads
 
 PROJECTIONS: tuple[type[Projection], ...] = (CurrentRatings, RemovalHistories, Compliance, Audit)
 PROJECTION_NAMES = tuple(p.name for p in PROJECTIONS)
@@ -70,6 +69,38 @@ class ReadModels:
     def catch_up(self) -> int:
         """Apply every new event to every projection; returns the position reached."""
         return self.runner.catch_up()
+
+    def rebuild(
+        self,
+        names: Sequence[str] | None = None,
+        *,
+        progress: Callable[[int], None] | None = None,
+        stop: StopFlag | None = None,
+        jobs: int | None = None,
+        batch_size: int | None = None,
+        flush_every: int | None = None,
+    ) -> int:
+        """Empty the projections and process the whole log again, on up to `jobs` cores.
+
+        `jobs` None: as many as there are cores (at most one per projection) once the log
+        holds `PARALLEL_FROM` events; 1 rebuilds in this process alone. Replayed copies
+        (in-memory stores) always rebuild in this process.
+        """
+        chosen = self.runner.select(names)
+        sizes = {k: v for k, v in (("batch_size", batch_size), ("flush_every", flush_every)) if v}
+        if jobs is None:
+            big = self.runner.source.head() >= parallel.PARALLEL_FROM
+            jobs = parallel.available_cpus() if big else 1
+        groups = parallel.plan_groups(chosen, min(jobs, len(chosen)))
+        if len(groups) < 2 or not isinstance(self.store, LedgerStore):
+            return self.runner.rebuild(names, progress=progress, stop=stop, **sizes)
+
+        def run_here(group: list[str], report: Callable[[int], None], flag: StopFlag) -> int:
+            return self.runner.rebuild(group, progress=report, stop=flag, **sizes)
+
+        return parallel.rebuild(
+            self.app.config, run_here, groups, progress=progress, stop=stop, **sizes
+        )
 
     def status(self) -> list[Status]:
         return self.runner.status()
@@ -129,7 +160,7 @@ class ReadModels:
             row = cursor.fetchone()
         if row is None:
             return None
-        doc: dict[str, Any] = json.loads(row["doc"])
+        doc: dict[str, Any] = loads(row["doc"])
         return doc
 
     def executive(self, executive_id: str) -> dict[str, Any] | None:
@@ -153,7 +184,7 @@ class ReadModels:
             rows = cursor.fetchall()
         ratings = []
         for row in rows:
-            doc = json.loads(row["doc"])
+            doc = loads(row["doc"])
             final = doc["final_rating"]
             ratings.append(
                 {
@@ -186,8 +217,7 @@ class ReadModels:
                 (executive_id,),
             )
             rows = [
-                (json.loads(r["doc"])["period_start"], str(r["appraisal_id"]))
-                for r in cursor.fetchall()
+                (loads(r["doc"])["period_start"], str(r["appraisal_id"])) for r in cursor.fetchall()
             ]
         return [appraisal_id for _start, appraisal_id in sorted(rows)]
 

@@ -14,7 +14,6 @@ Tables:
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from typing import Any
 
@@ -28,7 +27,7 @@ from ledger.policies.removal import (
 )
 from projections.base import Projection
 from projections.events import Event
-from projections.store import INT, JSON, TEXT, Store, Table
+from projections.store import INT, JSON, TEXT, Store, Table, loads
 
 EXECUTIVES = Table(
     "proj_rh_executives",
@@ -45,6 +44,7 @@ APPRAISALS = Table(
 
 class RemovalHistories(Projection):
     name = "removal_history"
+    cost = 2.5
     version = 1
     tables = (EXECUTIVES, APPRAISALS)
 
@@ -145,7 +145,7 @@ def load_doc(store: Store, cursor: Any, executive_id: str) -> dict[str, Any]:
     row = cursor.fetchone()
     if row is None:
         return {"ratings": [], "actions": []}
-    doc: dict[str, Any] = json.loads(row["doc"])
+    doc: dict[str, Any] = loads(row["doc"])
     return doc
 
 

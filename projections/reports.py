@@ -8,7 +8,6 @@ decided by the policy functions: `ledger.policies.removal.below_fully_successful
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from datetime import date
@@ -23,7 +22,7 @@ from ledger.policies.removal import (
     below_fully_successful,
 )
 from projections.current_ratings import APPRAISALS, EXECUTIVES, WAIVERS
-from projections.store import Store
+from projections.store import Store, loads
 
 _CYCLE = re.compile(r"FY(\d{4})")
 REPORT_FIELDS = ("name", "title", "pay_plan", "agency", "duty_station")
@@ -57,7 +56,7 @@ def below_fully_successful_report(
     for row in rows:
         executive_id = str(row["executive_id"])
         if executive_id not in docs:
-            docs[executive_id] = json.loads(row["doc"])
+            docs[executive_id] = loads(row["doc"])
         ratings[executive_id].append(
             FinalRating(
                 appraisal_id=str(row["appraisal_id"]),
@@ -144,7 +143,7 @@ def waivers(store: Store, cursor: Any, granted_by: date | None = None) -> set[tu
     return {
         (str(r["agency"]), str(r["cycle"]))
         for r in cursor.fetchall()
-        if granted_by is None or json.loads(r["doc"])["granted_on"] <= granted_by.isoformat()
+        if granted_by is None or loads(r["doc"])["granted_on"] <= granted_by.isoformat()
     }
 
 

@@ -1,6 +1,6 @@
 """`ses-ledger projections ...` and `ses-ledger project`: build and watch the read models.
 
-    ses-ledger projections rebuild [NAME ...]   empty and rebuild from position 0
+    ses-ledger projections rebuild [NAME ...]   empty and rebuild from position 0 [--jobs N]
     ses-ledger projections status               position and lag of each projection
     ses-ledger projections digest               SHA-256 of each projection's state
     ses-ledger project [--follow] [--interval S] [--digest]
@@ -22,7 +22,7 @@ from typing import Any
 
 BATCH_HELP = (
     "at most N events per transaction (default: 2000 while rows are read from the tables, "
-    "up to 100000 applied in memory during a rebuild)"
+    "up to 1000000 applied in memory between writes during a rebuild)"
 )
 
 
@@ -56,6 +56,13 @@ def _sizes(args: argparse.Namespace) -> dict[str, int]:
     return {"batch_size": args.batch_size, "flush_every": args.batch_size}
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 def _print_digests(read_models: Any, names: list[str] | None = None) -> None:
     for name, digest in read_models.runner.digest(names).items():
         print(f"{name}  {digest}")
@@ -77,7 +84,9 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
         _stop_on_signals() as stop,
         Progress(total=head, desc="rebuilding", disable=args.quiet) as bar,
     ):
-        position = runner.rebuild(names, progress=bar.update_to, stop=stop, **_sizes(args))
+        position = read_models.rebuild(
+            names, progress=bar.update_to, stop=stop, jobs=args.jobs, **_sizes(args)
+        )
     if stop.is_set():
         print(f"interrupted at position {position}; `ses-ledger project` resumes from there")
         return 130
@@ -142,6 +151,13 @@ def register(sub: Any) -> None:
     rebuild.add_argument("--quiet", action="store_true", help="no progress bar")
     rebuild.add_argument("--digest", action="store_true", help="print digests afterwards")
     rebuild.add_argument("--batch-size", type=int, metavar="N", help=BATCH_HELP)
+    rebuild.add_argument(
+        "--jobs",
+        type=_positive,
+        metavar="N",
+        help="processes to rebuild in, one group of projections each (default: one per core "
+        "once the log holds 50,000 events; 1 keeps everything in this process)",
+    )
     rebuild.set_defaults(handler=cmd_rebuild)
 
     actions.add_parser("status", help="each projection's position and lag").set_defaults(

@@ -35,8 +35,9 @@ RAT_11_PAY_INCREASE_CAP_PERCENT = 5
 PLAN_3_MINIMUM_REQUIREMENTS = 3
 #: PLAN-3 heuristic: a requirement is tied to a strategic goal when it names one
 #: ("Strategic Goal 2", "strategic objective 1.3", "SG 4", "Goal 3.1").
+#: Matched against the lower-cased text (cheaper than case-insensitive matching).
 _STRATEGIC_GOAL = re.compile(
-    r"\bstrategic\s+(goal|objective)|\bgoal\s*\d|\bSG\s*\d|\bobjective\s*\d", re.IGNORECASE
+    r"\b(?:strategic\s+(?:goal|objective)|goal\s*\d|sg\s*\d|objective\s*\d)"
 )
 
 _QUARTER_STARTS = (1, 4, 7, 10)
@@ -85,7 +86,7 @@ def plan_3_gaps(elements: Sequence[Mapping[str, Any]]) -> list[str]:
     gaps.extend(
         f"Achieving Organizational Goals requirement {number} names no strategic goal"
         for number, text in enumerate(requirements, start=1)
-        if not _STRATEGIC_GOAL.search(text)
+        if not _STRATEGIC_GOAL.search(text.lower())
     )
     return gaps
 

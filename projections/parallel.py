@@ -1,0 +1,191 @@
+"""Rebuilding projections on several cores: one process per group of projections.
+
+Projections are independent of each other (own tables, own tracking row), so a rebuild of
+several can run as groups side by side: this process rebuilds one group and spawned
+processes the others, each reading the log itself. Reading is the cheap part of a rebuild
+(decoding, handlers and row writes cost more), so on two cores two groups take little more
+than the larger group alone. Each group is an ordinary `Runner.rebuild` of its own
+projections, so exactly-once and crash safety hold as in one process: a group killed
+mid-way resumes from its own stored positions.
+
+Progress, the result and errors come back over a queue; a stop request (SIGINT/SIGTERM in
+the CLI) is relayed to the children through a shared event, so every group commits or
+drops its batch in flight the same way.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import signal
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from ledger.config import LedgerConfig
+from projections.runner import StopFlag
+
+#: Below this many events a rebuild stays in one process: starting one costs about a second.
+PARALLEL_FROM = 50_000
+#: Seconds between progress messages from a child.
+PROGRESS_EVERY = 0.2
+
+
+class Weighted(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def cost(self) -> float: ...
+
+
+def available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def plan_groups(projections: Sequence[Weighted], jobs: int) -> list[list[str]]:
+    """Split projections into at most `jobs` groups of similar cost (largest first)."""
+    groups: list[tuple[float, list[str]]] = [(0.0, []) for _ in range(max(1, jobs))]
+    for projection in sorted(projections, key=lambda p: (-p.cost, p.name)):
+        index = min(range(len(groups)), key=lambda i: groups[i][0])
+        cost, names = groups[index]
+        groups[index] = (cost + projection.cost, [*names, projection.name])
+    return [names for _cost, names in groups if names]
+
+
+def rebuild(
+    config: LedgerConfig,
+    run_here: Callable[[list[str], Callable[[int], None], StopFlag], int],
+    groups: list[list[str]],
+    *,
+    progress: Callable[[int], None] | None = None,
+    stop: StopFlag | None = None,
+    batch_size: int | None = None,
+    flush_every: int | None = None,
+) -> int:
+    """Rebuild `groups[0]` with `run_here` and every other group in a spawned process.
+
+    Returns the lowest position reached (the head, unless stopped early). A child's error
+    is raised here as a RuntimeError once every group has ended.
+    """
+    context = multiprocessing.get_context("spawn")
+    messages: Any = context.Queue()
+    stop_children = context.Event()
+    sizes = {k: v for k, v in (("batch_size", batch_size), ("flush_every", flush_every)) if v}
+    children = [
+        context.Process(
+            target=_child,
+            args=(config, names, index, messages, stop_children, sizes),
+            name=f"ses-ledger-rebuild-{index}",
+            daemon=True,
+        )
+        for index, names in enumerate(groups[1:], start=1)
+    ]
+    for child in children:
+        child.start()
+    positions = dict.fromkeys(range(len(groups)), 0)
+    ended: dict[int, int] = {}
+    ready: set[int] = set()
+    errors: list[str] = []
+
+    def drain(timeout: float | None = None) -> None:
+        if stop is not None and stop.is_set():
+            stop_children.set()
+        try:
+            kind, index, value = messages.get(timeout=timeout) if timeout else messages.get_nowait()
+            while True:
+                if kind == "ready":
+                    ready.add(index)
+                elif kind == "error":
+                    errors.append(f"group {groups[index]}: {value}")
+                    ended[index] = positions[index]
+                    stop_children.set()
+                else:
+                    positions[index] = int(value)
+                    if kind == "done":
+                        ended[index] = int(value)
+                kind, index, value = messages.get_nowait()
+        except queue.Empty:
+            pass
+        if progress is not None:
+            progress(min(positions.values()))
+
+    def here(position: int) -> None:
+        positions[0] = position
+        drain()
+
+    def wait(until: Callable[[], bool]) -> None:
+        while not until():
+            drain(timeout=PROGRESS_EVERY)
+            for index, child in enumerate(children, start=1):
+                if index not in ended and not child.is_alive() and child.exitcode is not None:
+                    drain()  # its last message may still be in the queue
+                    if index not in ended:
+                        errors.append(f"group {groups[index]}: exited with {child.exitcode}")
+                        ended[index] = positions[index]
+
+    try:
+        # The children open the store before this process starts writing: on SQLite, setting
+        # up tables while another connection holds a long write fails at once.
+        wait(lambda: all(i in ready or i in ended for i in range(1, len(groups))))
+        if not errors:
+            positions[0] = ended[0] = run_here(groups[0], here, _Either(stop, stop_children))
+        else:
+            ended[0] = 0
+        wait(lambda: len(ended) == len(groups))
+    finally:
+        if len(ended) < len(groups):  # this process failed: stop the others cleanly
+            stop_children.set()
+        for child in children:
+            child.join()
+    if errors:
+        raise RuntimeError("parallel rebuild failed: " + "; ".join(errors))
+    return min(ended.values())
+
+
+class _Either:
+    """Set when either flag is set (the caller's stop, or a failed child's)."""
+
+    def __init__(self, first: StopFlag | None, second: StopFlag) -> None:
+        self.first, self.second = first, second
+
+    def is_set(self) -> bool:
+        return (self.first is not None and self.first.is_set()) or self.second.is_set()
+
+
+def _child(
+    config: LedgerConfig,
+    names: list[str],
+    index: int,
+    messages: Any,
+    stop: Any,
+    sizes: dict[str, int],
+) -> None:
+    """A spawned process: rebuild `names`, reporting progress, the end or the error."""
+    # Ctrl-C reaches the whole process group: the parent relays it through `stop`, so the
+    # batch in flight ends the same way in every group.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+    try:
+        from ledger.application import LedgerApp
+        from projections.queries import ReadModels
+
+        read_models = ReadModels(LedgerApp(config))
+        messages.put(("ready", index, 0))
+        last = 0.0
+
+        def progress(position: int) -> None:
+            nonlocal last
+            now = time.monotonic()
+            if now - last >= PROGRESS_EVERY:
+                last = now
+                messages.put(("progress", index, position))
+
+        position = read_models.runner.rebuild(names, progress=progress, stop=stop, **sizes)
+        messages.put(("done", index, position))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises
+        messages.put(("error", index, f"{type(exc).__name__}: {exc}"))
