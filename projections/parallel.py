@@ -157,6 +157,17 @@ class _Either:
         return (self.first is not None and self.first.is_set()) or self.second.is_set()
 
 
+class _Orphaned:
+    """Set once the parent process is gone (killed): the child then stops at the next page,
+    committing or dropping its batch like any stop, rather than running on unattended."""
+
+    def __init__(self, parent: Any) -> None:
+        self.parent = parent
+
+    def is_set(self) -> bool:
+        return self.parent is not None and not self.parent.is_alive()
+
+
 def _child(
     config: LedgerConfig,
     names: list[str],
@@ -185,7 +196,11 @@ def _child(
                 last = now
                 messages.put(("progress", index, position))
 
-        position = read_models.runner.rebuild(names, progress=progress, stop=stop, **sizes)
+        parent = multiprocessing.parent_process()
+        orphaned = _Orphaned(parent)
+        position = read_models.runner.rebuild(
+            names, progress=progress, stop=_Either(stop, orphaned), **sizes
+        )
         messages.put(("done", index, position))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises
         messages.put(("error", index, f"{type(exc).__name__}: {exc}"))
