@@ -9,7 +9,7 @@ import pytest
 
 from ledger.application import LedgerApp
 from ledger.config import LedgerConfig
-from ledger.entry import entry_from_state, entry_hash
+from ledger.entry import HASHED_FIELDS, entry_from_state, entry_hash
 from ledger.errors import AlreadyExists, ConcurrencyConflict, StaleVersion, UnknownReference
 from ledger.verify import verify_ledger
 from tests.ledger_helpers import events_table, plan, raw, register, review
@@ -43,6 +43,7 @@ def test_round_trip_entries_follow_the_contract(ledger_config: LedgerConfig) -> 
     assert review_entry["actor"] == "R1" and review_entry["submitted_by"] == "hr-app-1"
     assert review_entry["occurred_on"] == "2024-03-15"
     assert result.entries[-1] == review_entry
+    assert list(result.entries[-1]) == ["position", *HASHED_FIELDS, "hash", "signature", "key_id"]
     again = LedgerApp(ledger_config).appraisal("A-2024-E1")
     assert again.version == 2 and again.head_hash == review_entry["hash"]
     assert verify(app).ok
