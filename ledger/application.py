@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
-from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, Mapper
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.persistence import IntegrityError, Mapper, Recording
 
 from ledger.config import LedgerConfig
 from ledger.domain.appraisal import Appraisal
@@ -91,18 +91,44 @@ class LedgerApp(Application[str]):
     def _seal(self, aggregate: LedgerAggregate) -> None:
         """Hash-chain and sign the aggregate's pending events (api-contract.md entries)."""
         signer = self.signer
+        key_id, sign = signer.key_id, signer.sign
         prev = aggregate.head_hash
         for event in aggregate.pending_events:
             hashed = _hashed_fields(event, prev)
-            sealed = seal(hashed, signer.key_id, signer.sign)
-            hashed["hash"] = sealed.hash
-            hashed["signature"] = sealed.signature
-            hashed["key_id"] = sealed.key_id
-            object.__setattr__(event, "ledger_state", sealed.state)
-            object.__setattr__(event, "entry_hash", sealed.hash)
-            object.__setattr__(event, "ledger_entry", hashed)
+            sealed = seal(hashed, key_id, sign)
             prev = sealed.hash
+            hashed["hash"] = prev
+            hashed["signature"] = sealed.signature
+            hashed["key_id"] = key_id
+            # Seal attributes beside the frozen event's fields: written to its __dict__, as
+            # object.__setattr__ would, at a third of the cost.
+            attributes = event.__dict__
+            attributes["ledger_state"] = sealed.state
+            attributes["entry_hash"] = prev
+            attributes["ledger_entry"] = hashed
         aggregate.head_hash = prev
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[str]]:
+        """`Application.save`, collecting ledger aggregates' events directly.
+
+        The library's `ProcessingEvent.collect_events` tells aggregates from events with
+        `isinstance` against runtime-checkable Protocols, about 12 us per save on Python 3.11
+        (the walk of the Protocol's members runs on every call); the ledger only saves
+        `LedgerAggregate`s, so it collects their events itself and takes the library's path
+        for anything else. The rest is the library's method step for step (eventsourcing 9.5).
+        """
+        if not all(isinstance(obj, LedgerAggregate) for obj in objs):
+            return super().save(*objs, **kwargs)
+        processing_event: ProcessingEvent[str] = ProcessingEvent()
+        for aggregate in objs:
+            processing_event.events.extend(aggregate.collect_events())
+            processing_event.aggregates[aggregate.id] = aggregate
+        processing_event.saved_kwargs.update(kwargs)
+        recordings = self._record(processing_event)
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
+        self.notify(processing_event.events)
+        return recordings
 
     def store(
         self,

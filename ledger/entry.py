@@ -14,9 +14,8 @@ import base64
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from ledger.canonical import MAX_SAFE_INTEGER, canonical_json, encode_string, fast_text
 
@@ -41,9 +40,10 @@ def format_timestamp(value: Any) -> str:
     """RFC 3339 UTC with microseconds and a `Z`, the contract's `recorded_at` form.
 
     A naive value is taken as UTC. Formats first and swaps the `+00:00` suffix, rather than
-    copying the datetime without its zone: this is on every append's path.
+    copying the datetime without its zone, and passes `timespec` only when needed (whole
+    seconds): keyword parsing is a third of `isoformat`'s cost, on every append's path.
     """
-    text: str = value.isoformat(timespec="microseconds")
+    text: str = value.isoformat() if value.microsecond else value.isoformat(timespec="microseconds")
     if text.endswith("+00:00"):
         return text[:-6] + "Z"
     if value.utcoffset():
@@ -111,9 +111,11 @@ def canonical_entry(hashed: dict[str, Any]) -> bytes:
     return canonical_json(hashed)
 
 
-@dataclass(frozen=True)
-class SealedState:
-    """What the store keeps for one event: canonical bytes and the three seal fields."""
+class SealedState(NamedTuple):
+    """What the store keeps for one event: canonical bytes and the three seal fields.
+
+    A named tuple, not a frozen dataclass: one is built per append, at half the cost.
+    """
 
     state: bytes
     hash: str
