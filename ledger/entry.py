@@ -124,16 +124,26 @@ class SealedState(NamedTuple):
 
 
 def seal(hashed: dict[str, Any], key_id: str, sign: Callable[[bytes], bytes]) -> SealedState:
-    """Hash and sign one entry's hashed fields; returns the bytes to store.
+    """Hash and sign one entry's hashed fields; returns the bytes to store."""
+    body, digest = hash_entry(hashed)
+    return sealed_state(body, digest, key_id, sign(digest))
+
+
+def hash_entry(hashed: dict[str, Any]) -> tuple[bytes, bytes]:
+    """The canonical bytes of an entry's hashed fields and their raw SHA-256 digest."""
+    body = canonical_entry(hashed)
+    return body, hashlib.sha256(body).digest()
+
+
+def sealed_state(body: bytes, digest: bytes, key_id: str, signature: bytes) -> SealedState:
+    """The stored state of an entry from `hash_entry`, given the signature of its digest.
 
     `key_id` is hex (see ledger.keys), so it needs no JSON escaping.
     """
     if not key_id.isalnum():
         raise ValueError("a key id is alphanumeric")
-    body = canonical_entry(hashed)
-    digest = hashlib.sha256(body).digest()
     hex_hash = digest.hex()
-    signature = base64.b64encode(sign(digest))
+    encoded = base64.b64encode(signature)
     state = b"".join(
         (
             _PREFIX,
@@ -143,11 +153,11 @@ def seal(hashed: dict[str, Any], key_id: str, sign: Callable[[bytes], bytes]) ->
             b'","key_id":"',
             key_id.encode(),
             b'","signature":"',
-            signature,
+            encoded,
             b'"}',
         )
     )
-    return SealedState(state=state, hash=hex_hash, signature=signature.decode(), key_id=key_id)
+    return SealedState(state=state, hash=hex_hash, signature=encoded.decode(), key_id=key_id)
 
 
 def split_state(state: bytes) -> tuple[bytes, dict[str, Any]]:
