@@ -17,11 +17,34 @@ from typing import Any
 
 import rfc8785
 
-_encode = json.JSONEncoder(
+_encoder = json.JSONEncoder(
     ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
-).encode
+)
+# `JSONEncoder.encode` builds its C encoder afresh on every call, about a quarter of the cost
+# of encoding one ledger entry; it is built once here with the same settings. No
+# circular-reference markers: the fast path only encodes trees `_fast_path_ok` has walked.
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_c_iterencode = (
+    None
+    if _c_make_encoder is None
+    else _c_make_encoder(
+        None, _encoder.default, json.encoder.encode_basestring, None, ":", ",", True, False, False
+    )
+)
 
-_MAX_SAFE = 2**53 - 1
+#: The JSON string encoder of `ensure_ascii=False` (the C one): escapes `"`, `\\` and
+#: control characters, as JCS does.
+encode_string = json.encoder.encode_basestring
+
+
+def _encode(value: Any) -> str:
+    if _c_iterencode is None:  # pragma: no cover - CPython always has the _json accelerator
+        return _encoder.encode(value)
+    return "".join(_c_iterencode(value, 0))
+
+
+#: Integers JCS (IEEE 754 doubles) represents exactly.
+MAX_SAFE_INTEGER = 2**53 - 1
 
 
 _LEAF = frozenset({str, bool, type(None)})
@@ -33,7 +56,7 @@ def _fast_path_ok(value: Any) -> bool:
     if t in _LEAF:
         return True
     if t is int:
-        return bool(-_MAX_SAFE <= value <= _MAX_SAFE)
+        return bool(-MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER)
     if t is dict:
         for k, item in value.items():
             if type(k) is not str or not k.isascii():
@@ -47,6 +70,14 @@ def _fast_path_ok(value: Any) -> bool:
                 return False
         return True
     return False
+
+
+def fast_text(value: Any) -> str | None:
+    """The JCS text of `value` when the fast path applies, else None (use `canonical_json`).
+
+    The text may still hold a lone surrogate, which fails on encoding to UTF-8.
+    """
+    return _encode(value) if _fast_path_ok(value) else None
 
 
 def canonical_json(value: Any) -> bytes:

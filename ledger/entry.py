@@ -14,10 +14,10 @@ import base64
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from operator import itemgetter
+from typing import Any, NamedTuple
 
-from ledger.canonical import canonical_json
+from ledger.canonical import MAX_SAFE_INTEGER, canonical_json, encode_string, fast_text
 
 HASHED_FIELDS = (
     "stream_id",
@@ -37,15 +37,85 @@ _HASH_MARK = b',"hash":"'
 
 
 def format_timestamp(value: Any) -> str:
-    """RFC 3339 UTC with microseconds and a `Z`, the contract's `recorded_at` form."""
+    """RFC 3339 UTC with microseconds and a `Z`, the contract's `recorded_at` form.
+
+    A naive value is taken as UTC. Formats first and swaps the `+00:00` suffix, rather than
+    copying the datetime without its zone, and passes `timespec` only when needed (whole
+    seconds): keyword parsing is a third of `isoformat`'s cost, on every append's path.
+    """
+    text: str = value.isoformat() if value.microsecond else value.isoformat(timespec="microseconds")
+    if text.endswith("+00:00"):
+        return text[:-6] + "Z"
     if value.utcoffset():
         raise ValueError("recorded_at must be in UTC")
-    return f"{value.replace(tzinfo=None).isoformat(timespec='microseconds')}Z"
+    return text + "Z"
 
 
-@dataclass(frozen=True)
-class SealedState:
-    """What the store keeps for one event: canonical bytes and the three seal fields."""
+#: The hashed fields in JCS order (ASCII keys, so code-point order is UTF-16 order).
+_JCS_ORDER = tuple(sorted(HASHED_FIELDS))
+_sorted_values = itemgetter(*_JCS_ORDER)
+_str = encode_string
+
+
+def canonical_entry(hashed: dict[str, Any]) -> bytes:
+    """The RFC 8785 bytes of an entry's hashed fields: exactly `canonical_json(hashed)`.
+
+    Assembled by hand because the top-level keys are fixed, so their JCS order is known and
+    only `data` needs the sorting encoder: about three times faster than the general path on
+    every append. Each value's type is checked first; anything else (missing or extra keys,
+    floats, unsafe integers, non-string fields, a lone surrogate) takes `canonical_json`.
+    Equality with the `rfc8785` library is tested (tests/unit/test_canonical.py).
+    """
+    if len(hashed) == len(HASHED_FIELDS):
+        try:
+            (
+                actor,
+                data,
+                occurred_on,
+                policy,
+                prev_hash,
+                recorded_at,
+                stream_id,
+                version,
+                by,
+                kind,
+            ) = _sorted_values(hashed)
+        except KeyError:
+            return canonical_json(hashed)
+        if (
+            type(actor) is str
+            and type(occurred_on) is str
+            and type(recorded_at) is str
+            and type(stream_id) is str
+            and type(by) is str
+            and type(kind) is str
+            and (policy is None or type(policy) is str)
+            and (prev_hash is None or type(prev_hash) is str)
+            and type(version) is int
+            and -MAX_SAFE_INTEGER <= version <= MAX_SAFE_INTEGER
+        ):
+            data_text = fast_text(data)
+            if data_text is not None:
+                text = (
+                    f'{{"actor":{_str(actor)},"data":{data_text},'
+                    f'"occurred_on":{_str(occurred_on)},'
+                    f'"policy":{"null" if policy is None else _str(policy)},'
+                    f'"prev_hash":{"null" if prev_hash is None else _str(prev_hash)},'
+                    f'"recorded_at":{_str(recorded_at)},"stream_id":{_str(stream_id)},'
+                    f'"stream_version":{version},"submitted_by":{_str(by)},"type":{_str(kind)}}}'
+                )
+                try:
+                    return text.encode("utf-8")
+                except UnicodeEncodeError:
+                    pass  # a lone surrogate: the library raises its own clear error
+    return canonical_json(hashed)
+
+
+class SealedState(NamedTuple):
+    """What the store keeps for one event: canonical bytes and the three seal fields.
+
+    A named tuple, not a frozen dataclass: one is built per append, at half the cost.
+    """
 
     state: bytes
     hash: str
@@ -54,16 +124,26 @@ class SealedState:
 
 
 def seal(hashed: dict[str, Any], key_id: str, sign: Callable[[bytes], bytes]) -> SealedState:
-    """Hash and sign one entry's hashed fields; returns the bytes to store.
+    """Hash and sign one entry's hashed fields; returns the bytes to store."""
+    body, digest = hash_entry(hashed)
+    return sealed_state(body, digest, key_id, sign(digest))
+
+
+def hash_entry(hashed: dict[str, Any]) -> tuple[bytes, bytes]:
+    """The canonical bytes of an entry's hashed fields and their raw SHA-256 digest."""
+    body = canonical_entry(hashed)
+    return body, hashlib.sha256(body).digest()
+
+
+def sealed_state(body: bytes, digest: bytes, key_id: str, signature: bytes) -> SealedState:
+    """The stored state of an entry from `hash_entry`, given the signature of its digest.
 
     `key_id` is hex (see ledger.keys), so it needs no JSON escaping.
     """
     if not key_id.isalnum():
         raise ValueError("a key id is alphanumeric")
-    body = canonical_json(hashed)
-    digest = hashlib.sha256(body).digest()
     hex_hash = digest.hex()
-    signature = base64.b64encode(sign(digest))
+    encoded = base64.b64encode(signature)
     state = b"".join(
         (
             _PREFIX,
@@ -73,11 +153,11 @@ def seal(hashed: dict[str, Any], key_id: str, sign: Callable[[bytes], bytes]) ->
             b'","key_id":"',
             key_id.encode(),
             b'","signature":"',
-            signature,
+            encoded,
             b'"}',
         )
     )
-    return SealedState(state=state, hash=hex_hash, signature=signature.decode(), key_id=key_id)
+    return SealedState(state=state, hash=hex_hash, signature=encoded.decode(), key_id=key_id)
 
 
 def split_state(state: bytes) -> tuple[bytes, dict[str, Any]]:

@@ -20,16 +20,10 @@ from ledger.merkle import (
     consistency_proof,
     inclusion_proof,
     leaf_hash,
+    node_hash,
     node_key,
-    subtree_hashes_completed_by_append,
     tree_root,
 )
-
-
-@dataclass(frozen=True)
-class _Row:
-    id: int
-    state: bytes
 
 
 class ProofUnavailable(LedgerError):
@@ -116,37 +110,39 @@ class MerkleLog:
             # Read through the same cursor: a second connection inside this write
             # transaction would wait on the SQLite pool's writer slot.
             c.execute(self.t.select_after, (last, batch))
-            notifications = [_Row(int(r["id"]), bytes(r["s"])) for r in c.fetchall()]
-            if not notifications:
+            rows = c.fetchall()
+            if not rows:
                 return 0
-            known = dict(self._frontier(c, size))
+            # The append loop of `subtree_hashes_completed_by_append`, inlined over the
+            # frontier (it runs once per event): appending leaf i completes node (k, i >> k)
+            # for each trailing 1-bit of i, whose left sibling is the frontier node of level
+            # k-1, and the last node completed joins the frontier at its level. `left[k]` is
+            # the frontier node (k, (size >> k) - 1) whenever bit k of `size` is set.
+            left = {level: h for (level, _), h in self._frontier(c, size).items()}
             leaves: list[tuple[int, int, bytes]] = []
             nodes: list[tuple[int, int, bytes]] = []
-            for n in notifications:
-                leaf = leaf_hash(event_hash_bytes(n.state))
-                for (level, idx), h in subtree_hashes_completed_by_append(
-                    size, leaf, known.__getitem__
-                ):
-                    known[(level, idx)] = h
-                    if level == 0:
-                        leaves.append((idx, n.id, h))
-                    else:
-                        nodes.append((level, idx, h))
+            for r in rows:
+                h = leaf_hash(event_hash_bytes(bytes(r["s"])))
+                leaves.append((size, int(r["id"]), h))
+                level, idx = 0, size
+                while idx & 1:
+                    h = node_hash(left[level], h)
+                    level, idx = level + 1, idx >> 1
+                    nodes.append((level, idx, h))
+                left[level] = h
                 size += 1
             c.executemany(self.t.put_leaf, leaves)
             if nodes:
                 c.executemany(self.t.put_node, nodes)
             c.execute(
                 f"UPDATE {self.t.state} SET tree_size={self.p}, last_position={self.p} WHERE id=1",
-                (size, notifications[-1].id),
+                (size, int(rows[-1]["id"])),
             )
         self._cache = {
-            (k, (size >> k) - 1): known[(k, (size >> k) - 1)]
-            for k in range(size.bit_length())
-            if (size >> k) & 1
+            (k, (size >> k) - 1): left[k] for k in range(size.bit_length()) if (size >> k) & 1
         }
         self._cached_size = size
-        return len(notifications)
+        return len(rows)
 
     def _oracle(self, cursor: Any) -> Any:
         def get(start: int, end: int) -> bytes:

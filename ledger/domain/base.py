@@ -78,8 +78,22 @@ class LedgerEvent:
         return cached
 
     def data(self) -> dict[str, Any]:
-        """The event's own fields as JSON values (dates as `YYYY-MM-DD`)."""
-        return {name: _to_json(getattr(self, name)) for name in self.data_fields()}
+        """The event's own fields as JSON values (dates as `YYYY-MM-DD`).
+
+        On every append's path: reads the instance dict and converts dates and strings
+        inline, leaving only lists, dicts and other values to `_to_json`.
+        """
+        values = self.__dict__
+        out: dict[str, Any] = {}
+        for name in self.data_fields():
+            value = values[name]
+            t = type(value)
+            if t is date:
+                value = value.isoformat()
+            elif t is not str and t is not int:
+                value = _to_json(value)
+            out[name] = value
+        return out
 
     @classmethod
     def date_fields(cls) -> frozenset[str]:

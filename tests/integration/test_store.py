@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import date
 
 import pytest
 
 from ledger.application import LedgerApp
 from ledger.config import LedgerConfig
-from ledger.entry import entry_from_state, entry_hash
+from ledger.entry import HASHED_FIELDS, entry_from_state, entry_hash
 from ledger.errors import AlreadyExists, ConcurrencyConflict, StaleVersion, UnknownReference
+from ledger.log import MerkleLog
+from ledger.merkle import leaf_hash, root_from_leaf_hashes
 from ledger.verify import verify_ledger
 from tests.ledger_helpers import events_table, plan, raw, register, review
 
@@ -43,6 +46,7 @@ def test_round_trip_entries_follow_the_contract(ledger_config: LedgerConfig) -> 
     assert review_entry["actor"] == "R1" and review_entry["submitted_by"] == "hr-app-1"
     assert review_entry["occurred_on"] == "2024-03-15"
     assert result.entries[-1] == review_entry
+    assert list(result.entries[-1]) == ["position", *HASHED_FIELDS, "hash", "signature", "key_id"]
     again = LedgerApp(ledger_config).appraisal("A-2024-E1")
     assert again.version == 2 and again.head_hash == review_entry["hash"]
     assert verify(app).ok
@@ -194,3 +198,35 @@ def test_verify_names_swapped_events(ledger_config: LedgerConfig) -> None:
     raw(ledger_config, f"UPDATE {table} SET {key}=? WHERE {key}=?", (b, -1))
     report = verify(app)
     assert not report.ok and report.first_bad_position == a
+
+
+def test_merkle_log_integrated_in_odd_batches_matches_the_reference_tree(
+    ledger_config: LedgerConfig,
+) -> None:
+    """Every stored node equals RFC 9162's tree over the event hashes, whatever the batching."""
+    app = LedgerApp(replace(ledger_config, checkpoint_every=0))
+    register(app)
+    plan(app)
+    log = app.merkle_log
+    for step, batch in enumerate((1, 3, 2, 5, 7, 4, 1000)):
+        appraisal = app.appraisal("A-2024-E1")
+        for k in range(step * 3 + 1):
+            appraisal.review_progress(
+                reviewed_on=date(2024, 3, 1 + k % 28),
+                reviewer_id="R1",
+                notes=f"review {step}.{k}",
+                actor="R1",
+                submission=app.submission("hr-app-1"),
+            )
+        app.store(appraisal)
+        if step % 2:
+            MerkleLog(app.recorder).integrate(batch)  # a fresh reader: frontier from the store
+        else:
+            log.integrate(batch)
+    leaves = [leaf_hash(bytes.fromhex(e["hash"])) for e in all_entries(app)]
+    assert log.size() == len(leaves) == 2 + sum(step * 3 + 1 for step in range(7))
+    for size in range(1, len(leaves) + 1):
+        assert log.root(size) == root_from_leaf_hashes(leaves[:size])
+    for index in (0, 17, 71):
+        proof = log.inclusion(all_entries(app)[index]["position"], len(leaves))
+        assert proof["leaf_index"] == index
