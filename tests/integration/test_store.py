@@ -230,3 +230,22 @@ def test_merkle_log_integrated_in_odd_batches_matches_the_reference_tree(
     for index in (0, 17, 71):
         proof = log.inclusion(all_entries(app)[index]["position"], len(leaves))
         assert proof["leaf_index"] == index
+
+
+def test_a_long_chain_signed_on_two_threads_gives_the_serial_signatures(
+    sqlite_config: LedgerConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    from ledger import application
+
+    monkeypatch.setattr(application, "_CPUS", 2)  # use the helper thread on any machine
+    app = LedgerApp(sqlite_config)
+    signer = app.signer
+    digests = [hashlib.sha256(str(i).encode()).digest() for i in range(11)]
+    serial = [signer.sign(d) for d in digests]  # Ed25519 signatures are deterministic
+    assert app._sign_all(signer, digests) == serial
+    assert app._sign_pool is not None  # the later half went to the helper thread
+    assert app._sign_all(signer, digests[:3]) == serial[:3]  # short: this thread only
+    app.close()
+    assert app._sign_pool is None
