@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from projections.events import Event
-from projections.store import Appends, Rows, Store, Table
+from projections.store import Rows, Store, Table
 
 
 class Projection:
@@ -23,8 +23,6 @@ class Projection:
     #: Bump when the rows a projection writes change meaning: stored rows are then rebuilt.
     version: ClassVar[int] = 1
     tables: ClassVar[tuple[Table, ...]] = ()
-    #: Tables written append-only (no cache), a subset of `tables` by name.
-    append_only: ClassVar[frozenset[str]] = frozenset()
     #: Relative cost of a rebuild, to balance parallel groups (`projections/parallel.py`);
     #: measured with bench/projections.py.
     cost: ClassVar[float] = 1.0
@@ -46,12 +44,8 @@ class Projection:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.rows: dict[str, Rows] = {}
-        self.appends: dict[str, Appends] = {}
         for table in self.tables:
-            if table.name in self.append_only:
-                self.appends[table.name] = Appends(store, table)
-            else:
-                self.rows[table.name] = Rows(store, table)
+            self.rows[table.name] = Rows(store, table)
         self._handlers: dict[str, Callable[[Event], None]] = {
             n: getattr(self, n) for n in self.handled
         }
@@ -81,17 +75,19 @@ class Projection:
     def every(self, event: Event) -> None:
         """Called for every event after its handler (override for log-wide indexes)."""
 
+    def prepare(self) -> None:
+        """Encode changed rows ahead of `flush`, outside the write transaction."""
+        for rows in self.rows.values():
+            rows.prepare()
+
     def flush(self, cursor: Any) -> None:
+        self.prepare()
         for rows in self.rows.values():
             rows.flush(cursor)
-        for appends in self.appends.values():
-            appends.flush(cursor)
 
     def forget(self) -> None:
         for rows in self.rows.values():
             rows.forget()
-        for appends in self.appends.values():
-            appends.forget()
 
     def mark_complete(self) -> None:
         """The tables are known to be empty and nobody else writes: misses need no query."""

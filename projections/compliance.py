@@ -187,14 +187,14 @@ class Compliance(Projection):
                 a for a in executive["doc"]["appraisal_ids"] if a != e.stream_id and a in narrative
             ]
 
-    def flush(self, cursor: Any) -> None:
+    def prepare(self) -> None:
         for key in self.appraisals.dirty:
             row = self.appraisals.cache[key]
             if row is not None:
                 doc = row["doc"]
                 doc["findings"] = settled_appraisal_findings(key, doc)
                 row["flagged"] = int(bool(doc["findings"] or doc["plan_findings"]))
-        super().flush(cursor)
+        super().prepare()
 
 
 def settled_appraisal_findings(appraisal_id: str, doc: dict[str, Any]) -> list[dict[str, str]]:

@@ -348,6 +348,8 @@ class Runner:
                     progress(covered)
             if covered == after:
                 return None
+            for projection in chosen:  # encode before the write lock is taken
+                projection.prepare()
             with self.store.transaction(commit=True) as cursor:
                 self._lock(cursor, [p.name for p in chosen])
                 now = self._positions(cursor)

@@ -208,6 +208,8 @@ class Rows:
         self.table = table
         self.cache: dict[Any, dict[str, Any] | None] = {}
         self.dirty: set[Any] = set()
+        #: Encoded rows waiting for `flush` (see `prepare`).
+        self._prepared: list[list[Any]] = []
         self.complete = False
         self.cursor: Any = None
         self._single = len(table.key) == 1
@@ -246,7 +248,9 @@ class Rows:
                 row[name] = loads(row[name])
         return row
 
-    def flush(self, cursor: Any) -> None:
+    def prepare(self) -> None:
+        """Encode the dirty rows for writing (no database work: done before the write
+        transaction, so the database's write lock is held only for the inserts)."""
         if not self.dirty:
             return
         cache, dirty = self.cache, self.dirty
@@ -268,35 +272,21 @@ class Rows:
                 if value[i] is not None:
                     value[i] = dumps(value[i])
             values.append(value)
-        cursor.executemany(self._upsert, values)
+        self._prepared.extend(values)
         dirty.clear()
+
+    def flush(self, cursor: Any) -> None:
+        self.prepare()
+        if self._prepared:
+            cursor.executemany(self._upsert, self._prepared)
+            self._prepared = []
 
     def forget(self) -> None:
         """Drop cached rows (after a rollback, or when another process may have written)."""
         self.cache.clear()
         self.dirty.clear()
+        self._prepared = []
         self.complete = False
-
-
-class Appends:
-    """Insert-only rows of one table, buffered until `flush` (an index over positions)."""
-
-    def __init__(self, store: Store, table: Table):
-        self.store = store
-        self.table = table
-        self.buffer: list[tuple[Any, ...]] = []
-        self._insert = store.insert_sql(table)
-
-    def add(self, row: tuple[Any, ...]) -> None:
-        self.buffer.append(row)
-
-    def flush(self, cursor: Any) -> None:
-        if self.buffer:
-            cursor.executemany(self._insert, self.buffer)
-            self.buffer.clear()
-
-    def forget(self) -> None:
-        self.buffer.clear()
 
 
 def _one(name: str) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
