@@ -46,9 +46,6 @@ class Projection:
         self.rows: dict[str, Rows] = {}
         for table in self.tables:
             self.rows[table.name] = Rows(store, table)
-        self._handlers: dict[str, Callable[[Event], None]] = {
-            n: getattr(self, n) for n in self.handled
-        }
 
     # -- runner interface ------------------------------------------------------------------
 
@@ -58,7 +55,7 @@ class Projection:
 
     def process_all(self, events: Sequence[Event]) -> None:
         """Apply a batch in order (skipping, without a call, what this projection ignores)."""
-        handlers = self._handlers
+        handlers = self.handlers()
         if type(self).every is Projection.every:
             for event in events:
                 handler = handlers.get(event.type)
@@ -71,6 +68,12 @@ class Projection:
                 if handler is not None:
                     handler(event)
                 every(event)
+
+    def handlers(self) -> dict[str, Callable[[Event], None]]:
+        """Bound handlers by event type, made per batch: kept on the instance they would
+        form a reference cycle, and a rebuild's cached rows would then wait for the cyclic
+        garbage collector instead of being freed with the projection."""
+        return {name: getattr(self, name) for name in self.handled}
 
     def every(self, event: Event) -> None:
         """Called for every event after its handler (override for log-wide indexes)."""

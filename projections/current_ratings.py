@@ -227,7 +227,7 @@ class CurrentRatings(Projection):
         """Handlers in order; then, once per stream of the batch, its latest version and the
         furthest stage reached (the same result as per event: the version is the last one's
         and the stage only moves forward), which keeps this per-event loop short."""
-        handlers = self._handlers
+        handlers = self.handlers()
         latest: dict[str, Event] = {}
         reached: dict[str, int] = {}
         for event in events:
