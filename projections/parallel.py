@@ -15,6 +15,7 @@ drops its batch in flight the same way.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import queue
@@ -25,6 +26,8 @@ from typing import Any, Protocol
 
 from ledger.config import LedgerConfig
 from projections.runner import StopFlag
+
+log = logging.getLogger("ses_ledger.projections")
 
 #: Below this many events a rebuild stays in one process: starting one costs about a second.
 PARALLEL_FROM = 50_000
@@ -72,21 +75,31 @@ def rebuild(
     Returns the lowest position reached (the head, unless stopped early). A child's error
     is raised here as a RuntimeError once every group has ended.
     """
-    context = multiprocessing.get_context("spawn")
-    messages: Any = context.Queue()
-    stop_children = context.Event()
     sizes = {k: v for k, v in (("batch_size", batch_size), ("flush_every", flush_every)) if v}
-    children = [
-        context.Process(
-            target=_child,
-            args=(config, names, index, messages, stop_children, sizes),
-            name=f"ses-ledger-rebuild-{index}",
-            daemon=True,
+    context = multiprocessing.get_context("spawn")
+    children: list[Any] = []
+    try:
+        messages: Any = context.Queue()
+        stop_children = context.Event()
+        for index, names in enumerate(groups[1:], start=1):
+            child = context.Process(
+                target=_child,
+                args=(config, names, index, messages, stop_children, sizes),
+                name=f"ses-ledger-rebuild-{index}",
+                daemon=True,
+            )
+            child.start()
+            children.append(child)
+    except OSError as exc:  # no processes here (limits, no /dev/shm): one process does it all
+        for child in children:
+            child.kill()
+            child.join()
+        log.warning("parallel rebuild unavailable (%s): rebuilding in this process", exc)
+        return run_here(
+            [name for group in groups for name in group],
+            progress or (lambda _position: None),
+            stop if stop is not None else _Never(),
         )
-        for index, names in enumerate(groups[1:], start=1)
-    ]
-    for child in children:
-        child.start()
     positions = dict.fromkeys(range(len(groups)), 0)
     ended: dict[int, int] = {}
     ready: set[int] = set()
@@ -145,6 +158,11 @@ def rebuild(
     if errors:
         raise RuntimeError("parallel rebuild failed: " + "; ".join(errors))
     return min(ended.values())
+
+
+class _Never:
+    def is_set(self) -> bool:
+        return False
 
 
 class _Either:

@@ -7,6 +7,7 @@ only the event types it handles, and must still end at the head with the same ro
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 from datetime import date
 
@@ -91,3 +92,19 @@ def test_a_stop_request_reaches_every_group(story: Story) -> None:
     stop.set()
     assert models.rebuild(jobs=2, stop=stop) == 0
     assert set(models.runner.positions().values()) == {0}  # reset, then stopped at once
+
+
+def test_without_processes_the_rebuild_runs_here(
+    story: Story, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    single = ReadModels(story.app)
+    head = single.runner.rebuild()
+    expected = single.digest()
+
+    def refuse(self: object) -> None:
+        raise OSError("no processes in this sandbox")
+
+    monkeypatch.setattr(multiprocessing.get_context("spawn").Process, "start", refuse)
+    models = ReadModels(story.app)
+    assert models.rebuild(jobs=2) == head
+    assert models.digest() == expected
