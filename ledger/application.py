@@ -8,7 +8,6 @@ and stores all of them in one transaction: all or none.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +18,7 @@ from typing import Any, TypeVar
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.persistence import IntegrityError, Mapper, Recording
 
-from ledger.config import LedgerConfig
+from ledger.config import LedgerConfig, available_cpus
 from ledger.domain.appraisal import Appraisal
 from ledger.domain.base import LedgerAggregate, LedgerEvent, Submission
 from ledger.domain.executive import Executive
@@ -40,7 +39,7 @@ from ledger.mapper import LedgerMapper
 A = TypeVar("A", bound=LedgerAggregate)
 #: Commands of at least this many events sign on two threads (`LedgerApp._sign_all`).
 SIGN_ON_TWO_THREADS_FROM = 4
-_CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+_CPUS = available_cpus()
 
 
 def _sign_each(signer: Signer, digests: list[bytes]) -> list[bytes]:

@@ -80,3 +80,11 @@ class LedgerConfig:
             netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
             return parts._replace(netloc=netloc).geturl()
         return self.db_url
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity set where the OS tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1

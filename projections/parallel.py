@@ -21,7 +21,7 @@ import os
 import queue
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from ledger.config import LedgerConfig
@@ -43,13 +43,6 @@ class Weighted(Protocol):
     def cost(self) -> float: ...
 
 
-def available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
 def plan_groups(projections: Sequence[Weighted], jobs: int) -> list[list[str]]:
     """Split projections into at most `jobs` groups of similar cost (largest first)."""
     groups: list[tuple[float, list[str]]] = [(0.0, []) for _ in range(max(1, jobs))]
@@ -67,15 +60,15 @@ def rebuild(
     *,
     progress: Callable[[int], None] | None = None,
     stop: StopFlag | None = None,
-    batch_size: int | None = None,
-    flush_every: int | None = None,
+    sizes: Mapping[str, int] | None = None,
 ) -> int:
     """Rebuild `groups[0]` with `run_here` and every other group in a spawned process.
 
-    Returns the lowest position reached (the head, unless stopped early). A child's error
-    is raised here as a RuntimeError once every group has ended.
+    `sizes`: the `batch_size` / `flush_every` keywords each child passes to
+    `Runner.rebuild`. Returns the lowest position reached (the head, unless stopped early).
+    A child's error is raised here as a RuntimeError once every group has ended.
     """
-    sizes = {k: v for k, v in (("batch_size", batch_size), ("flush_every", flush_every)) if v}
+    sizes = dict(sizes or {})
     context = multiprocessing.get_context("spawn")
     children: list[Any] = []
     try:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
+from ledger.config import available_cpus
 from ledger.entry import format_timestamp
 from ledger.errors import LedgerError
 from ledger.policies.removal import RATING_DATE
@@ -90,7 +91,7 @@ class ReadModels:
         sizes = {k: v for k, v in (("batch_size", batch_size), ("flush_every", flush_every)) if v}
         if jobs is None:
             big = self.runner.source.head() >= parallel.PARALLEL_FROM
-            jobs = parallel.available_cpus() if big else 1
+            jobs = available_cpus() if big else 1
         groups = parallel.plan_groups(chosen, min(jobs, len(chosen)))
         if len(groups) < 2 or not isinstance(self.store, LedgerStore):
             return self.runner.rebuild(names, progress=progress, stop=stop, **sizes)
@@ -99,7 +100,7 @@ class ReadModels:
             return self.runner.rebuild(group, progress=report, stop=flag, **sizes)
 
         return parallel.rebuild(
-            self.app.config, run_here, groups, progress=progress, stop=stop, **sizes
+            self.app.config, run_here, groups, progress=progress, stop=stop, sizes=sizes
         )
 
     def status(self) -> list[Status]:
