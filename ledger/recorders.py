@@ -20,11 +20,14 @@ Tables (prefix `ledger_`):
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
@@ -91,10 +94,53 @@ def _record_idempotency(
         )
 
 
+T = TypeVar("T")
+_CREATES = re.compile(r"CREATE (?:UNIQUE )?(?:TABLE|INDEX) IF NOT EXISTS (\S+)", re.IGNORECASE)
+
+
+def created_names(statements: Sequence[str]) -> set[str]:
+    """The tables and indexes that `CREATE ... IF NOT EXISTS` statements make."""
+    return {m.group(1) for s in statements if (m := _CREATES.search(s))}
+
+
+def sqlite_names(cursor: Any) -> set[str]:
+    """Every table and index in an SQLite database."""
+    cursor.execute("SELECT name FROM sqlite_master")
+    return {str(row[0]) for row in cursor.fetchall()}
+
+
+def retry_while_locked(action: Callable[[], T], timeout: float) -> T:
+    """Run `action`, again while SQLite answers "database is locked", for up to `timeout` s.
+
+    SQLite's busy timeout does not cover a transaction that has read and then writes (a DDL
+    statement reads the schema first): while another connection writes, the upgrade fails at
+    once instead of waiting (sqlite.org/lang_transaction.html, "SQLITE_BUSY"). Schema set-up
+    is such a transaction, so it waits here, polling, like the busy handler would.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return action()
+        except (sqlite3.OperationalError, OperationalError) as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.05)
+
+
 class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.tables = LedgerTables("sqlite", events_table="stored_events")
         super().__init__(*args, **kwargs)
+
+    def create_table(self) -> None:
+        """Create what is missing. An existing store is only read (so opening it never waits
+        for another process's write); a new one is created once the write lock is free."""
+        wanted = created_names(self.create_table_statements)
+        with self.datastore.transaction(commit=False) as cursor:
+            if wanted <= sqlite_names(cursor):
+                return  # the state row is inserted in the transaction that made its table
+        timeout = float(self.datastore.pool.lock_timeout or 5)
+        retry_while_locked(super().create_table, timeout)
 
     def construct_create_table_statements(self) -> list[str]:
         return [*super().construct_create_table_statements(), *self.tables.create]

@@ -95,7 +95,6 @@ def rebuild(
         )
     positions = dict.fromkeys(range(len(groups)), 0)
     ended: dict[int, int] = {}
-    ready: set[int] = set()
     errors: list[str] = []
 
     def drain(timeout: float | None = None) -> None:
@@ -104,9 +103,7 @@ def rebuild(
         try:
             kind, index, value = messages.get(timeout=timeout) if timeout else messages.get_nowait()
             while True:
-                if kind == "ready":
-                    ready.add(index)
-                elif kind == "error":
+                if kind == "error":
                     errors.append(f"group {groups[index]}: {value}")
                     ended[index] = positions[index]
                     stop_children.set()
@@ -135,13 +132,9 @@ def rebuild(
                         ended[index] = positions[index]
 
     try:
-        # The children open the store before this process starts writing: on SQLite, setting
-        # up tables while another connection holds a long write fails at once.
-        wait(lambda: all(i in ready or i in ended for i in range(1, len(groups))))
-        if not errors:
-            positions[0] = ended[0] = run_here(groups[0], here, _Either(stop, stop_children))
-        else:
-            ended[0] = 0
+        # No need to wait for the children to open the store: this process set the tables up
+        # already, so theirs is a read (`Runner.setup`), which no write of ours can block.
+        positions[0] = ended[0] = run_here(groups[0], here, _Either(stop, stop_children))
         wait(lambda: len(ended) == len(groups))
     finally:
         if len(ended) < len(groups):  # this process failed: stop the others cleanly
@@ -197,7 +190,6 @@ def _child(
         from projections.queries import ReadModels
 
         read_models = ReadModels(LedgerApp(config))
-        messages.put(("ready", index, 0))
         last = 0.0
 
         def progress(position: int) -> None:

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 from eventsourcing.persistence import PersistenceError
 
+from ledger.recorders import created_names, retry_while_locked, sqlite_names
 from projections.base import Projection
 from projections.events import EventSource
 from projections.store import INT, TEXT, Store, Table, table_digest_lines
@@ -52,6 +53,9 @@ REBUILD_BATCH = 10000
 FLUSH_EVERY = 1_000_000
 #: Cached rows per projection above which the cache is dropped after a batch.
 MAX_CACHED_ROWS = 3_000_000
+
+#: Seconds an SQLite schema set-up waits for another process's write to end.
+SETUP_TIMEOUT = 30.0
 
 #: Errors a long-lived worker survives (lost connection, lock timeout): it retries.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (PersistenceError, sqlite3.Error, OSError)
@@ -151,6 +155,29 @@ class Runner:
 
     def setup(self) -> None:
         """Create missing tables; rebuild from 0 any projection whose version changed."""
+        if self._set_up():
+            return
+        if self.store.dialect == "sqlite":
+            retry_while_locked(self._setup, SETUP_TIMEOUT)
+        else:
+            self._setup()
+
+    def _set_up(self) -> bool:
+        """Whether every table exists and every projection is at its version (SQLite: then
+        opening needs no write, so it never waits for, or fails beside, another writer)."""
+        if self.store.dialect != "sqlite":
+            return False  # PostgreSQL's DDL waits for locks as it should: set up as usual
+        wanted = created_names(self.store.create_statements(TRACKING))
+        for projection in self.projections.values():
+            for table in projection.tables:
+                wanted |= created_names(self.store.create_statements(table))
+        with self.store.transaction(commit=False) as cursor:
+            if not wanted <= sqlite_names(cursor):
+                return False
+            stored = self._positions(cursor)
+        return all(stored.get(p.name, (0, -1))[1] == p.version for p in self.projections.values())
+
+    def _setup(self) -> None:
         with self.store.transaction(commit=True) as cursor:
             self.store.lock_ddl(cursor)
             for statement in self.store.create_statements(TRACKING):

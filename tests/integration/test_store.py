@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
+import subprocess
+import sys
 import threading
+import time
 from dataclasses import replace
 from datetime import date
 
@@ -15,6 +19,7 @@ from ledger.errors import AlreadyExists, ConcurrencyConflict, StaleVersion, Unkn
 from ledger.log import MerkleLog
 from ledger.merkle import leaf_hash, root_from_leaf_hashes
 from ledger.verify import verify_ledger
+from projections.queries import PROJECTION_NAMES, ReadModels
 from tests.ledger_helpers import events_table, plan, raw, register, review
 
 
@@ -249,3 +254,60 @@ def test_a_long_chain_signed_on_two_threads_gives_the_serial_signatures(
     assert app._sign_all(signer, digests[:3]) == serial[:3]  # short: this thread only
     app.close()
     assert app._sign_pool is None
+
+
+def _hold_write_lock(db_path: str, seconds: float) -> subprocess.Popen[str]:
+    """Another process holding SQLite's write lock (an uncommitted write) for `seconds`."""
+    script = (
+        "import sqlite3, sys, time\n"
+        "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "c.execute('BEGIN IMMEDIATE')\n"
+        "c.execute('UPDATE proj_tracking SET position = position')\n"
+        "print('held', flush=True)\n"
+        "time.sleep(float(sys.argv[2]))\n"
+        "c.execute('COMMIT')\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script, db_path, str(seconds)], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_an_existing_sqlite_store_opens_beside_another_processs_write(
+    sqlite_config: LedgerConfig,
+) -> None:
+    """Opening the ledger and its read models only reads when the tables exist: it neither
+    fails with "database is locked" nor waits while another process holds a long write (as
+    a projection rebuild's final write does)."""
+    ReadModels(LedgerApp(sqlite_config))  # create everything
+    holder = _hold_write_lock(sqlite_config.db_url[len("sqlite:///") :], 3.0)
+    try:
+        started = time.monotonic()
+        app = LedgerApp(sqlite_config)
+        read_models = ReadModels(app)
+        opened = time.monotonic() - started
+        assert holder.poll() is None, "the writer ended before the store was opened"
+        assert opened < 2.0
+        assert {s.name for s in read_models.status()} == set(PROJECTION_NAMES)
+    finally:
+        holder.wait(timeout=30)
+
+
+def test_a_new_projection_table_waits_for_another_processs_write(
+    sqlite_config: LedgerConfig,
+) -> None:
+    """Set-up that must write (here: a projection table dropped) waits for the write lock
+    instead of failing at once, and completes when the other process commits."""
+    ReadModels(LedgerApp(sqlite_config))
+    with sqlite3.connect(sqlite_config.db_url[len("sqlite:///") :]) as connection:
+        connection.execute("DROP TABLE proj_audit_streams")
+    holder = _hold_write_lock(sqlite_config.db_url[len("sqlite:///") :], 1.5)
+    try:
+        started = time.monotonic()
+        read_models = ReadModels(LedgerApp(sqlite_config))
+        waited = time.monotonic() - started
+    finally:
+        holder.wait(timeout=30)
+    assert waited >= 1.0, "set-up should have waited for the other writer"
+    assert read_models.audit(executive_id="nobody") == []
