@@ -1,0 +1,64 @@
+"""`projections.events.Event` reads fields by slicing the stored bytes (actor, dates, policy,
+`data` parsed alone); each must equal the same field of the fully parsed entry, whatever the
+strings hold (quotes, backslashes, the markers themselves) and however `data` nests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ledger.entry import seal
+from projections.events import Event
+from projections.store import loads
+
+MARKERS = ['","data":', ',"occurred_on":', ',"policy":', '"', "\\", '},"occurred_on":"x"']
+text = st.one_of(st.text(max_size=12), st.sampled_from(MARKERS), st.just(""))
+keys = st.one_of(st.sampled_from(["occurred_on", "policy", "data", "actor", "a"]), text)
+values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(2**53) + 1, 2**53 - 1), text),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(keys, inner, max_size=3)),
+    max_leaves=8,
+)
+
+
+def stored(actor: str, policy: str | None, data: Any) -> bytes:
+    hashed = {
+        "stream_id": "A-1",
+        "stream_version": 2,
+        "type": "PlanSet",
+        "occurred_on": "2025-10-01",
+        "recorded_at": "2025-10-02T17:00:00.000001Z",
+        "actor": actor,
+        "submitted_by": "hr",
+        "policy": policy,
+        "data": data,
+        "prev_hash": None,
+    }
+    return seal(hashed, "k1", lambda digest: b"signature").state
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    actor=text,
+    policy=st.one_of(st.none(), text),
+    data=st.one_of(st.dictionaries(keys, values, max_size=4), values),
+)
+def test_sliced_fields_equal_the_parsed_entry(actor: str, policy: str | None, data: Any) -> None:
+    state = stored(actor, policy, data)
+    entry = loads(state)["entry"]
+    fast = Event(1, "A-1", 2, "PlanSet", state)
+    assert fast.data == entry["data"]
+    assert fast.policy == entry["policy"]
+    assert fast.actor == entry["actor"]
+    assert fast.occurred_on == entry["occurred_on"]
+
+
+def test_data_is_parsed_without_the_envelope_for_the_canonical_layout() -> None:
+    state = stored("RO-1", "ses-2025", {"occurred_on": "1999-01-01", "x": {"data": [1]}})
+    event = Event(1, "A-1", 2, "PlanSet", state)
+    assert event.data == {"occurred_on": "1999-01-01", "x": {"data": [1]}}
+    assert event.policy == "ses-2025"
+    assert event.occurred_on == "2025-10-01"
+    assert event._hashed is None  # nothing needed the whole entry
