@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ledger.entry import entry_hash
 from projections.base import Projection
-from projections.events import Bound, Event, EventLog, raw_actor
+from projections.events import ACTOR_PREFIX, Bound, Event, EventLog
 from projections.store import INT, JSON, TEXT, Store, Table, loads
 
 #: Positions per bucket of the actor index (see the module docstring).
@@ -65,26 +65,33 @@ class Audit(Projection):
     def process_all(self, events: Sequence[Event]) -> None:
         """Every event: its actor's bucket, and the stream's first event (tight loop: this
         runs for every event of the log)."""
-        grouped: dict[tuple[bytes | str, int], list[int]] = {}
+        grouped: dict[int, dict[bytes | str, list[int]]] = {}
+        in_bucket: dict[bytes | str, list[int]] = {}
+        bucket = -1
+        at = len(ACTOR_PREFIX)
         for event in events:
             position = event.position
-            # The actor's raw bytes (decoded once per bucket below), or the decoded string
-            # when the value holds an escape.
-            actor: bytes | str | None = raw_actor(event.state)
-            if actor is None:
+            if position // ACTOR_BUCKET != bucket:
+                bucket = position // ACTOR_BUCKET
+                in_bucket = grouped.setdefault(bucket, {})
+            # The actor's raw bytes, sliced (decoded once per bucket below), or the decoded
+            # string when the value holds an escape.
+            state = event.state
+            actor: bytes | str = state[at : state.find(b'"', at)]
+            if b"\\" in actor or not state.startswith(ACTOR_PREFIX):
                 actor = event.actor
-            key = (actor, position // ACTOR_BUCKET)
-            found = grouped.get(key)
+            found = in_bucket.get(actor)
             if found is None:
-                grouped[key] = [position]
+                in_bucket[actor] = [position]
             else:
                 found.append(position)
             if event.version == 1:
                 self.first(event)
         merged: dict[tuple[str, int], list[int]] = {}
-        for (actor, bucket), positions in grouped.items():
-            name = actor.decode() if isinstance(actor, bytes) else actor
-            merged.setdefault((name, bucket), []).extend(positions)
+        for bucket, spellings in grouped.items():
+            for actor, positions in spellings.items():
+                name = actor.decode() if isinstance(actor, bytes) else actor
+                merged.setdefault((name, bucket), []).extend(positions)
         actors = self.actors
         for key, positions in merged.items():
             positions.sort()  # raw and escaped spellings of one actor were grouped apart

@@ -22,6 +22,8 @@ from ledger.entry import entry_from_state
 from projections.store import loads
 
 _ACTOR = b'{"entry":{"actor":"'
+#: How every stored state begins: the actor's value follows at once.
+ACTOR_PREFIX = _ACTOR
 _OCCURRED = b',"occurred_on":"'
 _RECORDED = b',"recorded_at":"'
 _SUBMITTED = b',"submitted_by":"'
@@ -115,19 +117,6 @@ class Event:
 
     def __repr__(self) -> str:
         return f"Event({self.position}, {self.stream_id!r} v{self.version}, {self.type})"
-
-
-def raw_actor(state: bytes) -> bytes | None:
-    """The actor's UTF-8 bytes, sliced from the start of the stored state (None when the
-    value holds an escape: then decode `Event.actor`)."""
-    if not state.startswith(_ACTOR):
-        return None
-    at = len(_ACTOR)
-    end = state.find(b'"', at)
-    if end < 0:
-        return None
-    chunk = state[at:end]
-    return None if b"\\" in chunk else chunk
 
 
 def _slice_data(state: bytes) -> dict[str, Any] | None:
