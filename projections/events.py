@@ -21,9 +21,8 @@ from typing import Any, Protocol
 from ledger.entry import entry_from_state
 from projections.store import loads
 
-_ACTOR = b'{"entry":{"actor":"'
 #: How every stored state begins: the actor's value follows at once.
-ACTOR_PREFIX = _ACTOR
+ACTOR_PREFIX = b'{"entry":{"actor":"'
 _OCCURRED = b',"occurred_on":"'
 _RECORDED = b',"recorded_at":"'
 _SUBMITTED = b',"submitted_by":"'
@@ -82,7 +81,7 @@ class Event:
 
     @property
     def actor(self) -> str:
-        return self._field("actor", _ACTOR)
+        return self._field("actor", ACTOR_PREFIX)
 
     @property
     def occurred_on(self) -> str:
@@ -121,9 +120,9 @@ class Event:
 
 def _slice_data(state: bytes) -> dict[str, Any] | None:
     """The entry's `data` object parsed on its own (None: not the canonical layout)."""
-    if not state.startswith(_ACTOR):
+    if not state.startswith(ACTOR_PREFIX):
         return None
-    start = state.find(_DATA, len(_ACTOR))
+    start = state.find(_DATA, len(ACTOR_PREFIX))
     end = state.rfind(_DATA_END)
     if start < 0 or end < start:
         return None
@@ -139,7 +138,7 @@ def _slice_string(state: bytes, mark: bytes) -> str | None:
 
     None when the value holds an escape: the caller then parses the entry properly.
     """
-    if mark is _ACTOR:
+    if mark is ACTOR_PREFIX:
         at = len(mark) if state.startswith(mark) else -1
     else:
         at = state.rfind(mark)
