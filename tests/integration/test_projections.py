@@ -765,3 +765,31 @@ def test_cli_reports_status_and_digests(
     assert digests.strip() and digests.strip() in rebuilt
     assert main(["projections", "rebuild", "nonsense"]) == 2
     assert "unknown projection nonsense" in capsys.readouterr().err
+
+
+def _durability(store: Any, cursor: Any) -> str:
+    if store.dialect == "postgres":
+        cursor.execute("SHOW synchronous_commit")
+        return str(cursor.fetchone()["synchronous_commit"])
+    cursor.execute("PRAGMA synchronous")
+    return {0: "off", 1: "normal", 2: "full", 3: "extra"}[int(cursor.fetchone()[0])]
+
+
+def test_projection_writes_skip_the_disk_wait_and_ledger_appends_keep_it(
+    app: LedgerApp,
+) -> None:
+    """Read-model commits relax durability (derived data, redone after a power cut); the
+    connections the ledger appends through get full durability back afterwards."""
+    store = ReadModels(app).store
+    durable = {"postgres": "on", "sqlite": "full"}[store.dialect]
+    relaxed = {"postgres": "off", "sqlite": "normal"}[store.dialect]
+    with store.transaction(commit=True) as cursor:
+        assert _durability(store, cursor) == relaxed
+    for _ in range(3):  # whichever pooled connection comes next
+        with app.recorder.datastore.transaction(commit=True) as cursor:
+            assert _durability(store, cursor) == durable
+    with pytest.raises(RuntimeError):
+        with store.transaction(commit=True) as cursor:
+            raise RuntimeError("a failed batch")
+    with app.recorder.datastore.transaction(commit=True) as cursor:
+        assert _durability(store, cursor) == durable
