@@ -93,7 +93,8 @@ class Projection:
             rows.forget()
 
     def mark_complete(self) -> None:
-        """The tables are known to be empty and nobody else writes: misses need no query."""
+        """Every row is in the cache (the tables were emptied here, or a rebuild builds from
+        nothing and replaces them): misses need no query."""
         for rows in self.rows.values():
             rows.cache.clear()
             rows.complete = True

@@ -296,8 +296,26 @@ class Runner:
         batch_size: int = REBUILD_BATCH,
         flush_every: int = FLUSH_EVERY,
     ) -> int:
-        """Empty the projections and process the whole log again."""
-        self.reset(names)
+        """Process the whole log again into fresh rows that replace the stored ones.
+
+        The stored rows stay readable (and other processes keep them current) while the
+        first `flush_every` events are applied in memory from nothing; then one transaction
+        empties the tables, writes the new rows and sets the positions, whatever others did
+        meanwhile. Readers never see the tables empty, and nobody else starts a rebuild of
+        their own from position 0 (a reset at the start made every other process's
+        projector do that). The rest of the log, if any, is caught up as usual.
+        """
+        chosen = self.select(names)
+        with self._mutex, _no_cyclic_gc():
+            for projection in chosen:
+                projection.mark_complete()  # build from nothing: the tables are not read
+                self._expected[projection.name] = None
+            size = min(batch_size, flush_every)
+            covered = self._step_ahead(chosen, 0, size, progress, stop, flush_every, replace=True)
+        if covered is None:
+            if stop is None or not stop.is_set():
+                self.reset(names)  # an empty log: empty tables at position 0 are its rebuild
+            return min(self.positions()[p.name] for p in chosen)
         return self.catch_up(
             names, progress=progress, stop=stop, batch_size=batch_size, flush_every=flush_every
         )
@@ -363,6 +381,7 @@ class Runner:
         progress: Callable[[int], None] | None,
         stop: StopFlag | None,
         flush_every: int,
+        replace: bool = False,
     ) -> int | None:
         """Many batches in memory, then one short write (complete caches, e.g. a rebuild).
 
@@ -370,7 +389,9 @@ class Runner:
         no transaction open, and the rows and positions are written at most every
         `flush_every` events in one transaction that first checks, under the tracking lock,
         that nobody moved the positions since `after`. If somebody did, the work is dropped
-        and the next step continues from their position the careful way.
+        and the next step continues from their position the careful way. With `replace`
+        (a rebuild's first window, from 0), the transaction instead empties the tables
+        before writing: the new rows replace whatever is stored.
         """
         covered = after
         applied = 0
@@ -386,16 +407,23 @@ class Runner:
                 covered = page.covered
                 if progress is not None:
                     progress(covered)
-            if covered == after:
+            if covered == after or (replace and stop is not None and stop.is_set()):
+                # Nothing applied; or a rebuild stopped before it replaced anything: the
+                # stored rows stay as they were, and so does every position.
+                for projection in chosen:
+                    projection.forget()
                 return None
             for projection in chosen:  # encode before the write lock is taken
                 projection.prepare()
             with self.store.transaction(commit=True) as cursor:
                 self._lock(cursor, [p.name for p in chosen])
                 now = self._positions(cursor)
-                if any(now[p.name][0] != after for p in chosen):
+                if not replace and any(now[p.name][0] != after for p in chosen):
                     raise _Moved
                 for projection in chosen:
+                    if replace:
+                        for table in projection.tables:
+                            cursor.execute(f"DELETE FROM {self.store.name(table.name)}")
                     projection.flush(cursor)
                     cursor.execute(self._sql_set, (covered, projection.name))
         except BaseException as exc:

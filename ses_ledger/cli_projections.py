@@ -1,6 +1,6 @@
 """`ses-ledger projections ...` and `ses-ledger project`: build and watch the read models.
 
-    ses-ledger projections rebuild [NAME ...]   empty and rebuild from position 0 [--jobs N]
+    ses-ledger projections rebuild [NAME ...]   rebuild from position 0, then replace [--jobs N]
     ses-ledger projections status               position and lag of each projection
     ses-ledger projections digest               SHA-256 of each projection's state
     ses-ledger project [--follow] [--interval S] [--digest]
@@ -88,7 +88,11 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
             names, progress=bar.update_to, stop=stop, jobs=args.jobs, **_sizes(args)
         )
     if stop.is_set():
-        print(f"interrupted at position {position}; `ses-ledger project` resumes from there")
+        print(
+            f"interrupted: the read models stand at position {position} (a rebuild stopped "
+            "before its first write leaves them as they were); `ses-ledger project` resumes "
+            "from there"
+        )
         return 130
     print(f"rebuilt {', '.join(names or read_models.projection_names())} up to position {position}")
     if args.digest:
@@ -144,7 +148,9 @@ def register(sub: Any) -> None:
     actions = projections.add_subparsers(
         dest="projections_command", required=True, metavar="ACTION"
     )
-    rebuild = actions.add_parser("rebuild", help="empty the read models and rebuild from 0")
+    rebuild = actions.add_parser(
+        "rebuild", help="rebuild the read models from position 0, replacing the stored rows"
+    )
     rebuild.add_argument(
         "names", nargs="*", metavar="NAME", help="projections to rebuild (default: all)"
     )

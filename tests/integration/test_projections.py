@@ -638,6 +638,36 @@ def test_rebuild_gives_the_digest_of_incremental_processing(
     assert [s.lag for s in models.status()] == [0, 0, 0, 0]
 
 
+def test_readers_see_the_old_rows_until_a_rebuild_replaces_them(
+    story: Story, models: ReadModels
+) -> None:
+    """A rebuild writes nothing until its first window is applied: meanwhile another
+    process reads the stored rows and keeps them current, and the rebuild's rows then
+    replace them, with the later events caught up on top."""
+    history(story)
+    models.catch_up()
+    reader = ReadModels(story.app)  # another process: its own caches and transactions
+    seen: list[dict[str, Any] | None] = []
+
+    def meanwhile(position: int) -> None:
+        if not seen:
+            seen.append(reader.executive("E1"))
+            story.executive("E9")  # a write during the rebuild, projected by the other
+            reader.catch_up()
+            seen.append(reader.executive("E9"))
+
+    rebuilder = ReadModels(story.app)
+    head = story.app.recorder.max_notification_id()
+    reached = rebuilder.runner.rebuild(progress=meanwhile, batch_size=2)
+    assert reached == story.app.recorder.max_notification_id() == head + 1  # E9 included
+    assert seen[0] is not None and seen[0]["executive_id"] == "E1"
+    assert seen[1] is not None and seen[1]["executive_id"] == "E9"
+    fresh = ReadModels(story.app)
+    fresh.runner.rebuild()
+    assert rebuilder.digest() == fresh.digest()
+    assert rebuilder.executive("E9") is not None
+
+
 def test_as_of_replays_into_a_private_copy(story: Story, models: ReadModels) -> None:
     story.executive("E1")
     first = story.appraisal("E1", date(2022, 11, 15), 2)
