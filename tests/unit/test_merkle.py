@@ -28,21 +28,33 @@ from ledger.merkle import (
 # The eight leaf inputs and roots of the certificate-transparency reference tests
 # (C++ merkletree/merkle_tree_test.cc, Go merkle/log_verifier_test.go), as carried in
 # transparency-dev/merkle proof/verify_test.go (`leaves`, `roots`).
-LEAF_INPUTS = [bytes.fromhex(h) for h in (
-    "", "00", "10", "2021", "3031", "40414243", "5051525354555657",
-    "606162636465666768696a6b6c6d6e6f",
-)]
+LEAF_INPUTS = [
+    bytes.fromhex(h)
+    for h in (
+        "",
+        "00",
+        "10",
+        "2021",
+        "3031",
+        "40414243",
+        "5051525354555657",
+        "606162636465666768696a6b6c6d6e6f",
+    )
+]
 LEAVES = [leaf_hash(d) for d in LEAF_INPUTS]
-ROOTS = {size: bytes.fromhex(h) for size, h in {
-    1: "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
-    2: "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
-    3: "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
-    4: "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
-    5: "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
-    6: "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
-    7: "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
-    8: "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
-}.items()}
+ROOTS = {
+    size: bytes.fromhex(h)
+    for size, h in {
+        1: "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+        2: "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+        3: "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+        4: "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        5: "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+        6: "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+        7: "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+        8: "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+    }.items()
+}
 
 
 def _hashes(*hexes: str) -> list[bytes]:
@@ -53,44 +65,79 @@ def _hashes(*hexes: str) -> list[bytes]:
 # `consistencyProofs` (same values as certificate-transparency-go merkle/log_verifier_test.go).
 # The Go table numbers leaves from 1; the index here is leaf - 1.
 INCLUSION_VECTORS = [
-    (0, 8, _hashes(
-        "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
-        "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-        "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4")),
-    (5, 8, _hashes(
-        "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
-        "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
-        "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7")),
-    (2, 3, _hashes(
-        "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125")),
-    (1, 5, _hashes(
-        "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
-        "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-        "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b")),
+    (
+        0,
+        8,
+        _hashes(
+            "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+        ),
+    ),
+    (
+        5,
+        8,
+        _hashes(
+            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+            "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        ),
+    ),
+    (2, 3, _hashes("fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125")),
+    (
+        1,
+        5,
+        _hashes(
+            "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+        ),
+    ),
     (0, 1, []),
 ]
 CONSISTENCY_VECTORS = [
     (1, 1, []),
-    (1, 8, _hashes(
-        "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
-        "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-        "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4")),
-    (6, 8, _hashes(
-        "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
-        "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
-        "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7")),
-    (2, 5, _hashes(
-        "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-        "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b")),
-    (6, 7, _hashes(
-        "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
-        "b08693ec2e721597130641e8211e7eedccb4c26413963eee6c1e2ed16ffb1a5f",
-        "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7")),
+    (
+        1,
+        8,
+        _hashes(
+            "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+        ),
+    ),
+    (
+        6,
+        8,
+        _hashes(
+            "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+            "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        ),
+    ),
+    (
+        2,
+        5,
+        _hashes(
+            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+        ),
+    ),
+    (
+        6,
+        7,
+        _hashes(
+            "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+            "b08693ec2e721597130641e8211e7eedccb4c26413963eee6c1e2ed16ffb1a5f",
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        ),
+    ),
 ]
 SOME_HASH = bytes.fromhex("abacaba000000000000000000000000000000000000000000060061e00123456")
 
 
 # --- reference algorithms, transcribed from RFC 9162 2.1.3.1 and 2.1.4.1 over a leaf list ---
+
 
 def ref_path(m: int, d: list[bytes]) -> list[bytes]:
     if len(d) == 1:
@@ -128,6 +175,7 @@ class RecordingOracle:
 
 
 # --- hashing and the published vectors --------------------------------------------------------
+
 
 def test_hashes_use_the_rfc_6962_domain_separation_prefixes() -> None:
     assert leaf_hash(b"x") == hashlib.sha256(b"\x00x").digest()
@@ -167,11 +215,18 @@ def _inclusion_probes(
     i: int, n: int, leaf: bytes, proof: list[bytes], root: bytes
 ) -> list[tuple[int, int, bytes, list[bytes], bytes]]:
     """The corruptions of transparency-dev's corruptInclusionProof (same-length hashes only)."""
-    probes = [(i - 1, n, leaf, proof, root), (i + 1, n, leaf, proof, root),
-              (i ^ 2, n, leaf, proof, root), (i, n * 2, leaf, proof, root),
-              (i, n // 2, leaf, proof, root), (i, n, SOME_HASH, proof, root),
-              (i, n, leaf, proof, EMPTY_ROOT), (i, n, leaf, proof, SOME_HASH),
-              (i, n, leaf, [*proof, root], root), (i, n, leaf, [root, *proof], root)]
+    probes = [
+        (i - 1, n, leaf, proof, root),
+        (i + 1, n, leaf, proof, root),
+        (i ^ 2, n, leaf, proof, root),
+        (i, n * 2, leaf, proof, root),
+        (i, n // 2, leaf, proof, root),
+        (i, n, SOME_HASH, proof, root),
+        (i, n, leaf, proof, EMPTY_ROOT),
+        (i, n, leaf, proof, SOME_HASH),
+        (i, n, leaf, [*proof, root], root),
+        (i, n, leaf, [root, *proof], root),
+    ]
     for k in range(len(proof)):
         bad = list(proof)
         bad[k] = bytes([bad[k][0] ^ 8]) + bad[k][1:]
@@ -197,14 +252,23 @@ def test_corrupted_published_consistency_proofs_fail(
     first: int, second: int, proof: list[bytes]
 ) -> None:
     r1, r2 = ROOTS[first], ROOTS[second]
-    probes = [(first - 1, second, proof, r1, r2), (first + 1, second, proof, r1, r2),
-              (first ^ 2, second, proof, r1, r2), (first, second * 2, proof, r1, r2),
-              (first, second // 2, proof, r1, r2), (first, second, proof, SOME_HASH, r2),
-              (first, second, proof, r1, SOME_HASH), (first, second, proof, r2, r1),
-              (first, second, [], r1, r2), (first, second, [*proof, r1], r1, r2),
-              (first, second, [*proof, r2], r1, r2), (first, second, [r1, *proof], r1, r2),
-              (first, second, [r2, *proof], r1, r2), (first, second, [proof[0], *proof], r1, r2),
-              (first, second, proof[:-1], r1, r2)]
+    probes = [
+        (first - 1, second, proof, r1, r2),
+        (first + 1, second, proof, r1, r2),
+        (first ^ 2, second, proof, r1, r2),
+        (first, second * 2, proof, r1, r2),
+        (first, second // 2, proof, r1, r2),
+        (first, second, proof, SOME_HASH, r2),
+        (first, second, proof, r1, SOME_HASH),
+        (first, second, proof, r2, r1),
+        (first, second, [], r1, r2),
+        (first, second, [*proof, r1], r1, r2),
+        (first, second, [*proof, r2], r1, r2),
+        (first, second, [r1, *proof], r1, r2),
+        (first, second, [r2, *proof], r1, r2),
+        (first, second, [proof[0], *proof], r1, r2),
+        (first, second, proof[:-1], r1, r2),
+    ]
     for k in range(len(proof)):
         bad = list(proof)
         bad[k] = bytes([bad[k][0] ^ 16]) + bad[k][1:]
@@ -247,6 +311,7 @@ def test_consistency_edge_sizes() -> None:
 
 # --- properties over random trees -------------------------------------------------------------
 
+
 def _flip(proof: list[bytes], k: int) -> list[bytes]:
     bad = list(proof)
     bad[k] = bytes([bad[k][0] ^ 1]) + bad[k][1:]
@@ -254,8 +319,10 @@ def _flip(proof: list[bytes], k: int) -> list[bytes]:
 
 
 @settings(max_examples=120, deadline=None)
-@given(st.integers(1, 300).flatmap(lambda n: st.tuples(st.just(n), st.integers(0, n - 1))),
-       st.integers(0, 10_000))
+@given(
+    st.integers(1, 300).flatmap(lambda n: st.tuples(st.just(n), st.integers(0, n - 1))),
+    st.integers(0, 10_000),
+)
 def test_every_generated_inclusion_proof_verifies_and_every_alteration_fails(
     size_index: tuple[int, int], salt: int
 ) -> None:
@@ -270,8 +337,13 @@ def test_every_generated_inclusion_proof_verifies_and_every_alteration_fails(
     # A tree size is bound by the signed checkpoint, not by the proof: only sizes that change
     # the tree's shape (x2, /2, as in transparency-dev's probes) must make the proof fail.
     wrong: list[tuple[int, int, list[bytes]]] = [
-        (index, size, [*proof, SOME_HASH]), (index, size * 2, proof), (index, size // 2, proof),
-        (index - 1, size, proof), (index + 1, size, proof), (index ^ 2, size, proof)]
+        (index, size, [*proof, SOME_HASH]),
+        (index, size * 2, proof),
+        (index, size // 2, proof),
+        (index - 1, size, proof),
+        (index + 1, size, proof),
+        (index ^ 2, size, proof),
+    ]
     if proof:
         wrong += [(index, size, _flip(proof, salt % len(proof))), (index, size, proof[:-1])]
     for i, n, p in wrong:
@@ -280,8 +352,10 @@ def test_every_generated_inclusion_proof_verifies_and_every_alteration_fails(
 
 
 @settings(max_examples=120, deadline=None)
-@given(st.integers(2, 300).flatmap(lambda n: st.tuples(st.integers(1, n - 1), st.just(n))),
-       st.integers(0, 10_000))
+@given(
+    st.integers(2, 300).flatmap(lambda n: st.tuples(st.integers(1, n - 1), st.just(n))),
+    st.integers(0, 10_000),
+)
 def test_every_generated_consistency_proof_verifies_and_every_alteration_fails(
     sizes: tuple[int, int], salt: int
 ) -> None:
@@ -293,9 +367,15 @@ def test_every_generated_consistency_proof_verifies_and_every_alteration_fails(
     assert proof == ref_subproof(first, leaves, True)
     assert oracle.calls <= 2 * second.bit_length()
     verify_consistency(first, second, proof, r1, r2)
-    wrong = [(first, second, _flip(proof, salt % len(proof))), (first, second, proof[:-1]),
-             (first, second, [*proof, SOME_HASH]), (first, second * 2, proof),
-             (first - 1, second, proof), (first + 1, second, proof), (first ^ 2, second, proof)]
+    wrong = [
+        (first, second, _flip(proof, salt % len(proof))),
+        (first, second, proof[:-1]),
+        (first, second, [*proof, SOME_HASH]),
+        (first, second * 2, proof),
+        (first - 1, second, proof),
+        (first + 1, second, proof),
+        (first ^ 2, second, proof),
+    ]
     if second // 2 > first:
         wrong.append((first, second // 2, proof))
     for f, s, p in wrong:
@@ -304,6 +384,7 @@ def test_every_generated_consistency_proof_verifies_and_every_alteration_fails(
 
 
 # --- the frontier and the node stores ---------------------------------------------------------
+
 
 def test_compact_range_root_equals_reference_for_every_size_and_survives_persistence() -> None:
     leaves = leaves_for(300)
@@ -364,7 +445,8 @@ def test_a_store_built_from_the_append_helper_answers_reference_proofs(
     assert inclusion_proof(index, size, oracle) == ref_path(index, leaves)
     first = data.draw(st.integers(1, size))
     assert consistency_proof(first, size, oracle) == (
-        ref_subproof(first, leaves, True) if first < size else [])
+        ref_subproof(first, leaves, True) if first < size else []
+    )
 
 
 def test_memory_store_only_answers_perfect_ranges_inside_the_tree() -> None:

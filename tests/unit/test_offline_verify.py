@@ -38,15 +38,30 @@ from ledger.offline_verify import (
 ORIGIN = "ses-ledger.local/ledger"
 KEY = Ed25519PrivateKey.generate()
 OTHER_KEY = Ed25519PrivateKey.generate()
-BASIC = ["leading_change", "leading_people", "business_acumen", "building_coalitions",
-         "results_driven"]
+BASIC = [
+    "leading_change",
+    "leading_people",
+    "business_acumen",
+    "building_coalitions",
+    "results_driven",
+]
 WEIGHTS = dict(zip(BASIC, [15, 15, 15, 15, 40], strict=True))
 
 
 def contract_hash(entry: dict[str, Any]) -> str:
     """api-contract.md: SHA-256 hex of the RFC 8785 JCS of exactly these keys."""
-    keys = ["stream_id", "stream_version", "type", "occurred_on", "recorded_at", "actor",
-            "submitted_by", "policy", "data", "prev_hash"]
+    keys = [
+        "stream_id",
+        "stream_version",
+        "type",
+        "occurred_on",
+        "recorded_at",
+        "actor",
+        "submitted_by",
+        "policy",
+        "data",
+        "prev_hash",
+    ]
     return hashlib.sha256(rfc8785.dumps({k: entry[k] for k in keys})).hexdigest()
 
 
@@ -62,15 +77,27 @@ class LedgerBuilder:
         self.tree = MemoryNodeStore()
         self.position = 0
 
-    def add(self, stream: str, etype: str, occurred_on: str, data: dict[str, Any],
-            policy: str | None = None) -> dict[str, Any]:
+    def add(
+        self,
+        stream: str,
+        etype: str,
+        occurred_on: str,
+        data: dict[str, Any],
+        policy: str | None = None,
+    ) -> dict[str, Any]:
         same = [e for e in self.entries if e["stream_id"] == stream]
         self.position += 1 + len(self.entries) % 3  # positions have gaps
         e: dict[str, Any] = {
-            "position": self.position, "stream_id": stream, "stream_version": len(same) + 1,
-            "type": etype, "occurred_on": occurred_on,
+            "position": self.position,
+            "stream_id": stream,
+            "stream_version": len(same) + 1,
+            "type": etype,
+            "occurred_on": occurred_on,
             "recorded_at": f"{occurred_on}T12:00:{len(self.entries) % 60:02d}.000000Z",
-            "actor": "hr-1", "submitted_by": "hr-app-1", "policy": policy, "data": data,
+            "actor": "hr-1",
+            "submitted_by": "hr-app-1",
+            "policy": policy,
+            "data": data,
             "prev_hash": same[-1]["hash"] if same else None,
         }
         e["hash"] = contract_hash(e)
@@ -83,59 +110,143 @@ class LedgerBuilder:
     def appraisal(self, aid: str, exe: str, year: int, levels: dict[str, int], final: int) -> None:
         policy = "ses-basic-2012"
         base = {"appraisal_id": aid, "executive_id": exe}
-        self.add(aid, "PlanSet", f"{year - 1}-10-01", base | {
-            "policy": policy, "period_start": f"{year - 1}-10-01", "period_end": f"{year}-09-30",
-            "rating_official_id": "R1", "communicated_on": f"{year - 1}-10-01",
-            "elements": [{"code": c, "weight": w, "requirements": "measures, targets, timelines"}
-                         for c, w in WEIGHTS.items()]}, policy)
-        self.add(aid, "InitialRatingIssued", f"{year}-10-15", base | {
-            "rated_on": f"{year}-10-15", "rating_official_id": "R1", "element_levels": levels,
-            "narrative": "Ratings \u201cas shared\u201d\n\ttab", "shared_on": f"{year}-10-15"},
-            policy)
-        self.add(aid, "FinalRatingAssigned", f"{year}-11-15", base | {
-            "appointing_authority_id": "AA1", "rated_on": f"{year}-11-15", "level": final,
-            "score": rating_from_elements(levels, WEIGHTS)[0]}, policy)
+        self.add(
+            aid,
+            "PlanSet",
+            f"{year - 1}-10-01",
+            base
+            | {
+                "policy": policy,
+                "period_start": f"{year - 1}-10-01",
+                "period_end": f"{year}-09-30",
+                "rating_official_id": "R1",
+                "communicated_on": f"{year - 1}-10-01",
+                "elements": [
+                    {"code": c, "weight": w, "requirements": "measures, targets, timelines"}
+                    for c, w in WEIGHTS.items()
+                ],
+            },
+            policy,
+        )
+        self.add(
+            aid,
+            "InitialRatingIssued",
+            f"{year}-10-15",
+            base
+            | {
+                "rated_on": f"{year}-10-15",
+                "rating_official_id": "R1",
+                "element_levels": levels,
+                "narrative": "Ratings \u201cas shared\u201d\n\ttab",
+                "shared_on": f"{year}-10-15",
+            },
+            policy,
+        )
+        self.add(
+            aid,
+            "FinalRatingAssigned",
+            f"{year}-11-15",
+            base
+            | {
+                "appointing_authority_id": "AA1",
+                "rated_on": f"{year}-11-15",
+                "level": final,
+                "score": rating_from_elements(levels, WEIGHTS)[0],
+            },
+            policy,
+        )
 
     def bundle(self, executive_id: str, size: int | None = None) -> dict[str, Any]:
         size = self.tree.size if size is None else size
-        mine = [(i, e) for i, e in enumerate(self.entries)
-                if e["data"].get("executive_id") == executive_id and i < size]
+        mine = [
+            (i, e)
+            for i, e in enumerate(self.entries)
+            if e["data"].get("executive_id") == executive_id and i < size
+        ]
         cp = Checkpoint(ORIGIN, size, self.tree.root(size))
         return {
-            "format": "ses-ledger-bundle/v1", "executive_id": executive_id,
+            "format": "ses-ledger-bundle/v1",
+            "executive_id": executive_id,
             "entries": [e for _, e in mine],
-            "keys": [{"key_id": "k1", "algorithm": "Ed25519",
-                      "public_key": b64(KEY.public_key().public_bytes_raw()),
-                      "valid_from": "2017-01-01T00:00:00Z", "valid_until": None}],
+            "keys": [
+                {
+                    "key_id": "k1",
+                    "algorithm": "Ed25519",
+                    "public_key": b64(KEY.public_key().public_bytes_raw()),
+                    "valid_from": "2017-01-01T00:00:00Z",
+                    "valid_until": None,
+                }
+            ],
             "checkpoint": sign_checkpoint(cp, ORIGIN, KEY),
-            "proofs": {str(e["position"]): {
-                "leaf_index": i, "tree_size": size,
-                "hashes": [b64(h) for h in self.tree.inclusion_proof(i, size)]} for i, e in mine},
+            "proofs": {
+                str(e["position"]): {
+                    "leaf_index": i,
+                    "tree_size": size,
+                    "hashes": [b64(h) for h in self.tree.inclusion_proof(i, size)],
+                }
+                for i, e in mine
+            },
         }
 
 
 def build_ledger() -> LedgerBuilder:
     """E1: registered 2018, rated Level 2 on 2021-11-15 and again exactly three years later."""
     lb = LedgerBuilder()
-    lb.add("E1", "ExecutiveRegistered", "2018-01-08", {
-        "executive_id": "E1", "name": "Pat Doe", "title": "Director", "pay_plan": "ES",
-        "agency": "DOE", "duty_station": "Washington, DC", "appointment_type": "career",
-        "probationary": False, "appointed_on": "2018-01-08"})
-    lb.add("E2", "ExecutiveRegistered", "2019-03-04", {
-        "executive_id": "E2", "name": "Sam Roe", "title": "CIO", "pay_plan": "ES",
-        "agency": "DOE", "duty_station": "Denver, CO", "appointment_type": "noncareer",
-        "probationary": True, "appointed_on": "2019-03-04"})
+    lb.add(
+        "E1",
+        "ExecutiveRegistered",
+        "2018-01-08",
+        {
+            "executive_id": "E1",
+            "name": "Pat Doe",
+            "title": "Director",
+            "pay_plan": "ES",
+            "agency": "DOE",
+            "duty_station": "Washington, DC",
+            "appointment_type": "career",
+            "probationary": False,
+            "appointed_on": "2018-01-08",
+        },
+    )
+    lb.add(
+        "E2",
+        "ExecutiveRegistered",
+        "2019-03-04",
+        {
+            "executive_id": "E2",
+            "name": "Sam Roe",
+            "title": "CIO",
+            "pay_plan": "ES",
+            "agency": "DOE",
+            "duty_station": "Denver, CO",
+            "appointment_type": "noncareer",
+            "probationary": True,
+            "appointed_on": "2019-03-04",
+        },
+    )
     lb.appraisal("A-2021-E1", "E1", 2021, dict.fromkeys(BASIC, 2), final=2)
     lb.appraisal("A-2021-E2", "E2", 2021, dict.fromkeys(BASIC, 4), final=4)
-    lb.appraisal("A-2024-E1", "E1", 2024, dict.fromkeys(BASIC, 3) | {"results_driven": 2},
-                 final=2)
-    lb.add("E1", "PersonnelActionRecorded", "2024-12-01", {
-        "executive_id": "E1", "action": "removal", "basis_appraisal_ids": ["A-2021-E1",
-                                                                           "A-2024-E1"],
-        "notice_on": "2024-12-01", "effective_on": "2025-01-06",
-        "authority": "5 U.S.C. 3592(a)(2)", "hearing_requested_on": None})
-    lb.add("E1", "ComplaintRecorded", "2024-12-10", {
-        "executive_id": "E1", "forum": "OSC", "filed_on": "2024-12-10", "summary": "reprisal"})
+    lb.appraisal("A-2024-E1", "E1", 2024, dict.fromkeys(BASIC, 3) | {"results_driven": 2}, final=2)
+    lb.add(
+        "E1",
+        "PersonnelActionRecorded",
+        "2024-12-01",
+        {
+            "executive_id": "E1",
+            "action": "removal",
+            "basis_appraisal_ids": ["A-2021-E1", "A-2024-E1"],
+            "notice_on": "2024-12-01",
+            "effective_on": "2025-01-06",
+            "authority": "5 U.S.C. 3592(a)(2)",
+            "hearing_requested_on": None,
+        },
+    )
+    lb.add(
+        "E1",
+        "ComplaintRecorded",
+        "2024-12-10",
+        {"executive_id": "E1", "forum": "OSC", "filed_on": "2024-12-10", "summary": "reprisal"},
+    )
     lb.appraisal("A-2024-E2", "E2", 2024, dict.fromkeys(BASIC, 5), final=5)
     return lb
 
@@ -150,6 +261,7 @@ def bundle() -> dict[str, Any]:
 
 # --- the happy path ---------------------------------------------------------------------------
 
+
 def test_an_untouched_bundle_verifies_and_tells_the_executives_story(
     bundle: dict[str, Any],
 ) -> None:
@@ -159,15 +271,19 @@ def test_an_untouched_bundle_verifies_and_tells_the_executives_story(
     assert "executive E1: 9 entries, 3 streams" in text
     assert f"tree size {LEDGER.tree.size}" in text
     assert "registered: E1 Pat Doe, Director, DOE, career, appointed 2018-01-08" in text
-    assert ("appraisal A-2021-E1: ses-basic-2012, 2020-10-01 to 2021-09-30; initial score 200, "
-            "Level 2, rated 2021-10-15; final Level 2, rated 2021-11-15") in text
+    assert (
+        "appraisal A-2021-E1: ses-basic-2012, 2020-10-01 to 2021-09-30; initial score 200, "
+        "Level 2, rated 2021-10-15; final Level 2, rated 2021-11-15"
+    ) in text
     assert "initial score 260, Level 2, rated 2024-10-15; final Level 2, rated 2024-11-15" in text
     assert "personnel action: removal, notice 2024-12-01, effective 2025-01-06" in text
     assert "complaint: OSC filed 2024-12-10" in text
     assert "removal history as of 2024-12-10" in text
     # rated exactly three years apart: REM-2 counts it; the 2021 rating is out of the window
-    assert ("three-year (REM-2): in window: A-2024-E1 L2 2024-11-15; "
-            "removal required, triggered on 2024-11-15") in text
+    assert (
+        "three-year (REM-2): in window: A-2024-E1 L2 2024-11-15; "
+        "removal required, triggered on 2024-11-15"
+    ) in text
     assert "five-year (REM-3): in window: none; no removal required" in text
     assert "E2" not in text.replace("executive E1", "")
 
@@ -257,24 +373,28 @@ def _prev_hash(b: dict[str, Any]) -> None:
     b["entries"][2]["prev_hash"] = "00" * 32
 
 
-@pytest.mark.parametrize(("tamper", "problem"), [
-    (_payload_byte, r"position \d+: hash does not recompute"),
-    (_signature, r"position \d+: signature does not verify"),
-    (_drop_middle, r"stream A-2021-E1 jumps from version 1 to 3"),
-    (_drop_first, r"stream E1 starts at version 2; earlier events missing"),
-    (_reorder, r"entries are not in increasing position order"),
-    (_swap_streams, r"hash does not recompute"),
-    (_swap_positions, r"inclusion proof does not verify"),
-    (_wrong_proof, r"inclusion proof does not verify against the checkpoint"),
-    (_proof_for_other_size, r"inclusion proof is for tree size \d+, not \d+"),
-    (_missing_proof, r"no usable inclusion proof \(KeyError"),
-    (_other_signer, r"checkpoint: no signature named .* by a bundle key verifies"),
-    (_checkpoint_root, r"checkpoint: a signature by a bundle key does not verify"),
-    (_float, r"malformed entry \(JCSError: number 200.0 is a float"),
-    (_unknown_key, r"key_id 'k9' is not among the bundle's keys"),
-    (_no_keys, r"the bundle lists no usable Ed25519 key"),
-    (_prev_hash, r"hash does not recompute"),
-], ids=lambda v: getattr(v, "__name__", "")[1:] or None)
+@pytest.mark.parametrize(
+    ("tamper", "problem"),
+    [
+        (_payload_byte, r"position \d+: hash does not recompute"),
+        (_signature, r"position \d+: signature does not verify"),
+        (_drop_middle, r"stream A-2021-E1 jumps from version 1 to 3"),
+        (_drop_first, r"stream E1 starts at version 2; earlier events missing"),
+        (_reorder, r"entries are not in increasing position order"),
+        (_swap_streams, r"hash does not recompute"),
+        (_swap_positions, r"inclusion proof does not verify"),
+        (_wrong_proof, r"inclusion proof does not verify against the checkpoint"),
+        (_proof_for_other_size, r"inclusion proof is for tree size \d+, not \d+"),
+        (_missing_proof, r"no usable inclusion proof \(KeyError"),
+        (_other_signer, r"checkpoint: no signature named .* by a bundle key verifies"),
+        (_checkpoint_root, r"checkpoint: a signature by a bundle key does not verify"),
+        (_float, r"malformed entry \(JCSError: number 200.0 is a float"),
+        (_unknown_key, r"key_id 'k9' is not among the bundle's keys"),
+        (_no_keys, r"the bundle lists no usable Ed25519 key"),
+        (_prev_hash, r"hash does not recompute"),
+    ],
+    ids=lambda v: getattr(v, "__name__", "")[1:] or None,
+)
 def test_each_tamper_is_reported(bundle: dict[str, Any], tamper: Tamper, problem: str) -> None:
     tamper(bundle)
     report = verify_bundle(bundle)
@@ -289,8 +409,9 @@ def test_prev_hash_that_skips_a_link_is_reported_even_if_rehashed(bundle: dict[s
     e["hash"] = contract_hash(e)
     e["signature"] = b64(KEY.sign(bytes.fromhex(e["hash"])))
     problems = verify_bundle(bundle).problems
-    assert any("prev_hash does not chain to the previous event of stream A-2021-E1" in p
-               for p in problems)
+    assert any(
+        "prev_hash does not chain to the previous event of stream A-2021-E1" in p for p in problems
+    )
     assert any("inclusion proof does not verify" in p for p in problems)  # and not in the log
 
 
@@ -312,13 +433,17 @@ def test_garbage_inside_a_bundle_is_reported_not_raised(bundle: dict[str, Any]) 
 
 # --- a trusted checkpoint and consistency -----------------------------------------------------
 
+
 def _note(size: int, key: Ed25519PrivateKey = KEY, origin: str = ORIGIN) -> str:
     return sign_checkpoint(Checkpoint(origin, size, LEDGER.tree.root(size)), origin, key)
 
 
 def _consistency(first: int, second: int) -> dict[str, Any]:
-    return {"first": first, "second": second,
-            "hashes": [b64(h) for h in LEDGER.tree.consistency_proof(first, second)]}
+    return {
+        "first": first,
+        "second": second,
+        "hashes": [b64(h) for h in LEDGER.tree.consistency_proof(first, second)],
+    }
 
 
 def test_the_same_trusted_checkpoint_agrees(bundle: dict[str, Any]) -> None:
@@ -338,7 +463,8 @@ def test_an_older_trusted_checkpoint_needs_a_consistency_proof(
     assert verify_bundle(bundle, _note(9)).ok
     proof["hashes"][-1] = b64(bytes(32))
     assert verify_bundle(bundle, _note(9)).problems == [
-        f"consistency proof 9 -> {LEDGER.tree.size} does not verify"]
+        f"consistency proof 9 -> {LEDGER.tree.size} does not verify"
+    ]
 
 
 def test_a_newer_trusted_checkpoint_is_checked_the_other_way() -> None:
@@ -352,7 +478,8 @@ def test_a_forked_or_foreign_trusted_checkpoint_fails(bundle: dict[str, Any]) ->
     size = LEDGER.tree.size
     forked = sign_checkpoint(Checkpoint(ORIGIN, size, bytes(32)), ORIGIN, KEY)
     assert verify_bundle(bundle, forked).problems == [
-        f"trusted and bundle checkpoints differ at tree size {size}: the log forked"]
+        f"trusted and bundle checkpoints differ at tree size {size}: the log forked"
+    ]
     foreign = _note(size, origin="other.example/log")
     problems = verify_bundle(bundle, foreign).problems
     assert problems == [f"trusted checkpoint is of log 'other.example/log', not '{ORIGIN}'"]
@@ -362,11 +489,16 @@ def test_a_forked_or_foreign_trusted_checkpoint_fails(bundle: dict[str, Any]) ->
 # --- RFC 8785 ---------------------------------------------------------------------------------
 
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53) + 1, 2**53 - 1)
     | st.text(st.characters(exclude_categories=["Cs"])),
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.text(st.characters(exclude_categories=["Cs"]), max_size=6), inner,
-                      max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.text(st.characters(exclude_categories=["Cs"]), max_size=6), inner, max_size=4
+        )
+    ),
     max_leaves=12,
 )
 
@@ -377,25 +509,36 @@ def test_the_minimal_jcs_encoder_equals_rfc8785(value: Any) -> None:
     assert jcs(value) == rfc8785.dumps(value)
 
 
-@pytest.mark.parametrize("value", [
-    "\x00\x1f\x7f\u2028\u2029\"\\/\b\f\n\r\t\u00e9\U0001f600",
-    {"\U0001f600": 1, "\uffff": 2, "a": 3, "B": 4, "": 5, "\u00e9": 6},  # UTF-16 order
-    [2**53 - 1, -(2**53) + 1, 0, True, False, None, [], {}],
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        '\x00\x1f\x7f\u2028\u2029"\\/\b\f\n\r\t\u00e9\U0001f600',
+        {"\U0001f600": 1, "\uffff": 2, "a": 3, "B": 4, "": 5, "\u00e9": 6},  # UTF-16 order
+        [2**53 - 1, -(2**53) + 1, 0, True, False, None, [], {}],
+    ],
+)
 def test_jcs_edge_cases_equal_rfc8785(value: Any) -> None:
     assert jcs(value) == rfc8785.dumps(value)
 
 
-@pytest.mark.parametrize(("value", "message"), [
-    (1.5, "float"), ({"a": [0.0]}, "float"), (2**53, "exact range"), ("\ud800", "surrogate"),
-    ({1: "x"}, "not a JSON value"), ((1, 2), "not a JSON value"),
-])
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (1.5, "float"),
+        ({"a": [0.0]}, "float"),
+        (2**53, "exact range"),
+        ("\ud800", "surrogate"),
+        ({1: "x"}, "not a JSON value"),
+        ((1, 2), "not a JSON value"),
+    ],
+)
 def test_jcs_rejects_what_it_cannot_encode(value: Any, message: str) -> None:
     with pytest.raises(JCSError, match=message):
         jcs(value)
 
 
 # --- dates and removal history ----------------------------------------------------------------
+
 
 def d(text: str) -> dt.date:
     return dt.date.fromisoformat(text)
@@ -416,10 +559,13 @@ def test_the_rating_formula_follows_the_worked_example_of_seed_003() -> None:
     assert rating_from_elements(dict.fromkeys(BASIC, 2), WEIGHTS) == (200, 2)
 
 
-@pytest.mark.parametrize(("second", "required"), [
-    ("2024-11-15", True),   # exactly three years later counts
-    ("2024-11-16", False),  # one day more does not
-])
+@pytest.mark.parametrize(
+    ("second", "required"),
+    [
+        ("2024-11-15", True),  # exactly three years later counts
+        ("2024-11-16", False),  # one day more does not
+    ],
+)
 def test_rem_2_window_is_inclusive(second: str, required: bool) -> None:
     finals = [(d("2021-11-15"), 2, "A1"), (d(second), 1, "A2")]
     lines = removal_lines(finals, [], d("2025-06-01"))
@@ -433,20 +579,26 @@ def test_rem_3_two_level_1_ratings_within_five_years_and_rem_1_actions() -> None
     actions = [{"action": "reassignment", "notice_on": "2025-02-28"}]
     lines = removal_lines(finals, actions, d("2025-02-28"))  # A3 is after the as-of date
     assert lines[0] == "removal history as of 2025-02-28 (measure: rating-date)"
-    assert lines[2] == ("  five-year (REM-3): in window: A1 L1 2020-02-29, A2 L1 2025-02-28; "
-                        "removal required, triggered on 2025-02-28")
+    assert lines[2] == (
+        "  five-year (REM-3): in window: A1 L1 2020-02-29, A2 L1 2025-02-28; "
+        "removal required, triggered on 2025-02-28"
+    )
     assert lines[1] == "  three-year (REM-2): in window: A2 L1 2025-02-28; no removal required"
     assert lines[3] == "  REM-1 action after the Level 1 rating of 2025-02-28 due: no"
-    too_early = [{"action": "reassignment", "notice_on": "2025-01-01"},
-                 {"action": "complaint", "notice_on": "2025-02-28"}]
+    too_early = [
+        {"action": "reassignment", "notice_on": "2025-01-01"},
+        {"action": "complaint", "notice_on": "2025-02-28"},
+    ]
     assert removal_lines(finals, too_early, d("2025-12-31"))[3].endswith("due: yes")
     assert "no removal required" in removal_lines(finals, [], d("2025-02-27"))[2]
 
 
 # --- the command line and standalone use ------------------------------------------------------
 
-def test_main_exit_codes(tmp_path: Path, bundle: dict[str, Any],
-                         capsys: pytest.CaptureFixture[str]) -> None:
+
+def test_main_exit_codes(
+    tmp_path: Path, bundle: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
     good = tmp_path / "bundle.json"
     good.write_text(json.dumps(bundle))
     trusted = tmp_path / "checkpoint.txt"
@@ -468,20 +620,32 @@ def test_main_exit_codes(tmp_path: Path, bundle: dict[str, Any],
 
 def test_the_module_imports_only_the_standard_library_and_cryptography() -> None:
     tree = ast.parse(Path(offline_verify.__file__).read_text())
-    roots = {(n.module or "").split(".")[0] for n in ast.walk(tree)
-             if isinstance(n, ast.ImportFrom)}
-    roots |= {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
-              for a in n.names}
+    roots = {
+        (n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)
+    }
+    roots |= {
+        a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+    }
     assert roots - {"__future__", "cryptography"} <= sys.stdlib_module_names
 
 
 def test_a_copy_of_the_file_alone_verifies_a_bundle(tmp_path: Path, bundle: dict[str, Any]) -> None:
     shutil.copy(offline_verify.__file__, tmp_path / "offline_verify.py")
     (tmp_path / "bundle.json").write_text(json.dumps(bundle))
-    run = subprocess.run([sys.executable, "-I", "offline_verify.py", "bundle.json"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [sys.executable, "-I", "offline_verify.py", "bundle.json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "BUNDLE VERIFIED" in run.stdout
-    run = subprocess.run([sys.executable, "-m", "ledger.offline_verify", "--help"],
-                         cwd=Path(__file__).parents[2], capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        [sys.executable, "-m", "ledger.offline_verify", "--help"],
+        cwd=Path(__file__).parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 0 and "--checkpoint" in run.stdout
