@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.auth import Principal, TokenError, decode_token
+from api.auth import Principal, TokenError
 from api.commands import WriteContext
 from api.errors import InvalidRequest, Unauthorized
 from api.idempotency import check_key
@@ -47,9 +47,7 @@ async def get_principal(
     if credentials is None:
         raise Unauthorized("send Authorization: Bearer <token> (ses-ledger token issue ...)")
     try:
-        return decode_token(
-            credentials.credentials, services.token_key, services.settings.token_leeway_seconds
-        )
+        return services.verify_token(credentials.credentials)
     except TokenError as exc:
         raise Unauthorized(str(exc)) from None
 

@@ -7,7 +7,7 @@ import threading
 from contextlib import AbstractContextManager
 from typing import Any
 
-from api.auth import load_or_create_token_key
+from api.auth import TokenVerifier, load_or_create_token_key
 from api.checkpoints import Checkpointer
 from api.directory import Directory
 from api.projector import Projector
@@ -27,6 +27,7 @@ class Services:
         self.write_gate = write_gate(ledger)
         self.checkpointer = Checkpointer(ledger, self.write_gate)
         self.token_key = load_or_create_token_key(ledger.config.home)
+        self.verify_token = TokenVerifier(self.token_key, settings.token_leeway_seconds)
         self._read_models = read_models
         self._read_lock = threading.Lock()
         self.projector = Projector(
