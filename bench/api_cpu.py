@@ -61,8 +61,14 @@ ENDPOINTS = [
 ]
 
 
+#: Not in the benchmark's mix: the floor of a request (routing, middleware, HTTP).
+EXTRA = {"GET healthz": "/healthz", "GET 404": "/v1/nothing"}
+
+
 def requests_for(load: Load, name: str, count: int) -> list[tuple[str, str, Any, dict[str, str]]]:
     """`count` requests of endpoint `name`, drawn as the benchmark draws them."""
+    if name in EXTRA:
+        return [("GET", EXTRA[name], None, {})] * count
     mix = {"write": 1.0, "read": 0.0, "ledger": 0.0}
     if name.startswith("GET"):
         ledger = name in ENDPOINTS[4:8]
@@ -135,7 +141,7 @@ def main() -> int:
     extra.setdefault("SES_LEDGER_CHECKPOINT_INTERVAL_SECONDS", "5")
     env = ledger_env(args.home, None, **extra)
     key = load_or_create_token_key(args.home)
-    names = [n for n in ENDPOINTS if not args.only or n in args.only.split(",")]
+    names = [n for n in [*EXTRA, *ENDPOINTS] if not args.only or n in args.only.split(",")]
     print(f"load average: {os.getloadavg()[0]:.2f}; client: {args.client}")
     print(
         f"{'endpoint':<22}{'server µs/req':>14}{'client µs/req':>14}{'wall req/s':>11}"
