@@ -134,6 +134,8 @@ class Load:
         self.errors: dict[str, int] = defaultdict(int)
         self.size = 1
         self.client_cpu = 0.0
+        self.server_cpu = 0.0
+        self.server_pid: int | None = None
         self.load_average = (0.0, 0.0, 0.0)
 
     def executive(self) -> str:
@@ -275,17 +277,23 @@ class Load:
     ) -> float:
         self.size = int(note.split("\n")[1])
         started, cpu = time.perf_counter(), time.process_time()
+        server_cpu = 0.0 if self.server_pid is None else tree_cpu(self.server_pid)
         deadline = started + seconds
         await asyncio.gather(*(self.client(s, deadline, per_client) for s in senders))
         self.client_cpu = time.process_time() - cpu
+        if self.server_pid is not None:
+            self.server_cpu = tree_cpu(self.server_pid) - server_cpu
         self.load_average = os.getloadavg()
         return time.perf_counter() - started
 
     def generator_note(self) -> str:
         """The load generator's own CPU per request and the load average after the run."""
-        count = sum(len(self.latency[k]) for k in MIX)
+        count = max(sum(len(self.latency[k]) for k in MIX), 1)
+        server = ""
+        if self.server_pid is not None:
+            server = f"server CPU {self.server_cpu / count * 1e6:.0f} µs/request, "
         return (
-            f"load generator CPU {self.client_cpu / max(count, 1) * 1e6:.0f} µs/request; "
+            f"{server}load generator CPU {self.client_cpu / count * 1e6:.0f} µs/request; "
             f"load average {' '.join(f'{x:.2f}' for x in self.load_average)}"
         )
 
@@ -302,6 +310,17 @@ def _sender(connection: Connection) -> Send:
         return r.status, r.headers.get("server-timing", "")
 
     return send
+
+
+def tree_cpu(pid: int) -> float:
+    """User + system CPU seconds of `pid` and its live descendants (uvicorn's workers)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:  # not Linux, or gone
+        return 0.0
+    total = sum(int(f) for f in fields[11:13]) / os.sysconf("SC_CLK_TCK")
+    return total + sum(tree_cpu(int(child)) for child in children)
 
 
 def _row(name: str, values: list[float], elapsed: float) -> None:
@@ -370,13 +389,17 @@ def main() -> int:
     paced: list[tuple[float, Load, float]] = []
     with Server(env, "--workers", str(args.workers), log=home / "server.log") as server:
         load = Load(server.url, key, info["executives"], args.seed, MIX)
+        assert server.process is not None
+        load.server_pid = server.process.pid
         elapsed = asyncio.run(load.run(args.clients, args.duration, client=args.client))
         writes_only = Load(server.url, key, info["executives"], args.seed + 1, WRITES_ONLY)
+        writes_only.server_pid = server.process.pid
         write_elapsed = asyncio.run(
             writes_only.run(args.clients, min(args.duration, 10.0), client=args.client)
         )
         for n, offered in enumerate(rates, start=2):
             run = Load(server.url, key, info["executives"], args.seed + n, MIX)
+            run.server_pid = server.process.pid
             run_elapsed = asyncio.run(
                 run.run(args.clients, args.duration, offered, client=args.client)
             )
