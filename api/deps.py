@@ -141,13 +141,15 @@ class Reader:
 
     async def run(self, read: Callable[[], T]) -> T:
         """`read()` (access checks and queries), on the event loop when nothing in it can
-        wait: the read models already hold this process's acknowledged writes and no
-        replay is asked for. Otherwise on a worker thread, as a plain `def` route runs.
+        wait: the store is SQLite (a local file: its queries use the CPU, not the network;
+        PostgreSQL's round trips would stall the loop), the read models already hold this
+        process's acknowledged writes, and no replay is asked for. Otherwise on a worker
+        thread, as a plain `def` route runs.
 
         A record read is a few indexed queries; handing it to a thread and back cost more
         CPU than the read itself, and the threads' contention for the GIL more still.
         """
-        if not self.replay.active:
+        if self.services.inline_reads and not self.replay.active:
             current = self.services.projector.ready_nowait()
             if current is not None:
                 self._current = current
