@@ -15,9 +15,18 @@
    p99 write < 100 ms. Closed-loop clients saturate the server, and their mean latency is
    then clients / throughput whatever the server does; the paced runs show the latency at
    a stated load.
+6. For each run, the CPU time per request of the server (its process tree, from /proc)
+   and of the load generator (`time.process_time`), with the load average: the two share
+   the machine, so wall-clock figures depend on what else runs on it.
+
+The load generator is `bench/http1.py` (one keep-alive HTTP/1.1 connection per client,
+responses parsed in an asyncio protocol): about 0.1 ms of CPU per request, where httpx
+spent 1.4-3 ms, CPU the server lost on the same two vCPUs. `--client httpx` runs the old
+one for comparison. `--env K=V` passes settings to the server (e.g. SES_LEDGER_THREADS).
 
     python bench/api.py [--events 100000] [--clients 32] [--duration 20] [--workers 1]
                         [--rates 50,100,150,200] [--postgres URL] [--home DIR]
+                        [--client raw|httpx] [--env K=V ...]
 """
 
 from __future__ import annotations
