@@ -15,6 +15,7 @@ from typing import Any
 
 from api.auth import Principal
 from api.idempotency import Idempotency, IdempotentRequest, earlier_entries, fingerprint
+from api.responses import Json
 from api.schemas.common import Body
 from api.services import Services
 from ledger.application import CommandResult, DuplicateRequest
@@ -39,10 +40,19 @@ class WriteContext:
     path: str
 
 
-def execute(
+def execute(services: Services, ctx: WriteContext, body: Body | None, command: Command) -> Json:
+    """Run `command` once (or replay it) and return the contract's success response (201).
+
+    Returned as a rendered response, so FastAPI does not validate and re-serialise it
+    against the route's `response_model` (which only documents it) on another thread:
+    `result_body` builds it in that model's field order, so the bytes are the same.
+    """
+    return Json(_execute(services, ctx, body, command), status_code=201)
+
+
+def _execute(
     services: Services, ctx: WriteContext, body: Body | None, command: Command
 ) -> dict[str, Any]:
-    """Run `command` once (or replay it) and return the contract's success body."""
     request = None
     if ctx.idempotency_key is not None:
         payload = None if body is None else body.model_dump(mode="json")

@@ -71,6 +71,16 @@ class Projector:
                 log.warning("read models are %s events behind", target - self._reached)
         return read_models
 
+    def ready_nowait(self) -> Any | None:
+        """The read models if they already include this process's acknowledged writes (no
+        waiting, so the caller may be the event loop), else None."""
+        if not self.running:
+            return None
+        with self._cond:
+            if self._reached < self._wanted:
+                return None
+        return self._read_models()
+
     def _run(self) -> None:
         while not self._stop.is_set():
             with self._cond:

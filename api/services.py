@@ -7,7 +7,7 @@ import threading
 from contextlib import AbstractContextManager
 from typing import Any
 
-from api.auth import load_or_create_token_key
+from api.auth import TokenVerifier, load_or_create_token_key
 from api.checkpoints import Checkpointer
 from api.directory import Directory
 from api.projector import Projector
@@ -25,8 +25,11 @@ class Services:
         self.merkle = ledger.merkle_log
         self.directory = Directory(ledger)
         self.write_gate = write_gate(ledger)
+        #: Reads that cannot wait run on the event loop (`api.deps.Reader.run`): SQLite only.
+        self.inline_reads = not ledger.config.is_postgres
         self.checkpointer = Checkpointer(ledger, self.write_gate)
         self.token_key = load_or_create_token_key(ledger.config.home)
+        self.verify_token = TokenVerifier(self.token_key, settings.token_leeway_seconds)
         self._read_models = read_models
         self._read_lock = threading.Lock()
         self.projector = Projector(

@@ -15,9 +15,18 @@
    p99 write < 100 ms. Closed-loop clients saturate the server, and their mean latency is
    then clients / throughput whatever the server does; the paced runs show the latency at
    a stated load.
+6. For each run, the CPU time per request of the server (its process tree, from /proc)
+   and of the load generator (`time.process_time`), with the load average: the two share
+   the machine, so wall-clock figures depend on what else runs on it.
+
+The load generator is `bench/http1.py` (one keep-alive HTTP/1.1 connection per client,
+responses parsed in an asyncio protocol): about 0.1 ms of CPU per request, where httpx
+spent 1.4-3 ms, CPU the server lost on the same two vCPUs. `--client httpx` runs the old
+one for comparison. `--env K=V` passes settings to the server (e.g. SES_LEDGER_THREADS).
 
     python bench/api.py [--events 100000] [--clients 32] [--duration 20] [--workers 1]
                         [--rates 50,100,150,200] [--postgres URL] [--home DIR]
+                        [--client raw|httpx] [--env K=V ...]
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ import tempfile
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -42,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx  # noqa: E402
 
 from api.auth import issue_token, load_or_create_token_key  # noqa: E402
+from bench.http1 import Connection, ProtocolError  # noqa: E402
 from ledger.application import LedgerApp  # noqa: E402
 from ledger.config import LedgerConfig  # noqa: E402
 from ledger.keys import KeyRing  # noqa: E402
@@ -131,6 +142,10 @@ class Load:
         self.server: dict[str, list[float]] = defaultdict(list)
         self.errors: dict[str, int] = defaultdict(int)
         self.size = 1
+        self.client_cpu = 0.0
+        self.server_cpu = 0.0
+        self.server_pid: int | None = None
+        self.load_average = (0.0, 0.0, 0.0)
 
     def executive(self) -> str:
         return f"E{self.rng.randint(1, self.executives):05d}"
@@ -200,9 +215,7 @@ class Load:
             {},
         )
 
-    async def client(
-        self, http: httpx.AsyncClient, deadline: float, rate: float | None = None
-    ) -> None:
+    async def client(self, send: Send, deadline: float, rate: float | None = None) -> None:
         """One client. Closed loop (`rate` None): the next request as soon as the last one
         is answered. Paced: requests due at Poisson arrivals of `rate` per second, and the
         latency counted from when each was due, so time spent waiting behind a slow answer
@@ -220,35 +233,103 @@ class Load:
                 if pause > 0:
                     await asyncio.sleep(pause)
                 started = due
+            payload = None if body is None else json.dumps(body, separators=(",", ":")).encode()
             try:
-                if body is None:
-                    r = await http.get(path, headers=headers)
-                else:
-                    r = await http.post(path, json=body, headers=headers)
-            except httpx.TransportError as exc:
+                status, timing = await send(
+                    "GET" if body is None else "POST", path, headers, payload
+                )
+            except (OSError, ProtocolError, httpx.TransportError) as exc:
                 self.errors[f"{name} {type(exc).__name__}"] += 1
                 continue
             elapsed = time.perf_counter() - started
             self.latency[kind].append(elapsed)
             self.latency[name].append(elapsed)
-            timing = r.headers.get("server-timing", "")
             if timing.startswith("app;dur="):
                 self.server[kind].append(float(timing[8:]) / 1000)
-            if r.status_code >= 400:
-                self.errors[f"{name} {r.status_code}"] += 1
+            if status >= 400:
+                self.errors[f"{name} {status}"] += 1
 
-    async def run(self, clients: int, seconds: float, rate: float | None = None) -> float:
+    async def run(
+        self, clients: int, seconds: float, rate: float | None = None, client: str = "raw"
+    ) -> float:
         """Run `clients` clients for `seconds`; `rate`: total requests per second offered
-        (paced), or None for closed-loop clients. Returns the elapsed seconds."""
-        limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+        (paced), or None for closed-loop clients. Returns the elapsed seconds.
+
+        `client` "raw": one `bench.http1` keep-alive connection per client (the default:
+        it spends a small fraction of httpx's CPU, which the server would otherwise lose);
+        "httpx": one shared `httpx.AsyncClient` with a connection per client."""
         per_client = None if rate is None else rate / clients
-        async with httpx.AsyncClient(base_url=self.url, limits=limits, timeout=60) as http:
-            note = (await http.get("/v1/ledger/checkpoint")).text
-            self.size = int(note.split("\n")[1])
-            started = time.perf_counter()
-            deadline = started + seconds
-            await asyncio.gather(*(self.client(http, deadline, per_client) for _ in range(clients)))
-            return time.perf_counter() - started
+        if client == "httpx":
+            limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+            async with httpx.AsyncClient(base_url=self.url, limits=limits, timeout=60) as http:
+
+                async def send(
+                    method: str, path: str, headers: dict[str, str], body: bytes | None
+                ) -> tuple[int, str]:
+                    if body is not None:
+                        headers = {**headers, "Content-Type": "application/json"}
+                    r = await http.request(method, path, headers=headers, content=body)
+                    return r.status_code, r.headers.get("server-timing", "")
+
+                note = (await http.get("/v1/ledger/checkpoint")).text
+                return await self._run(note, [send] * clients, seconds, per_client)
+        connections = [await Connection.open(self.url) for _ in range(clients)]
+        try:
+            note = (await connections[0].request("GET", "/v1/ledger/checkpoint")).text
+            return await self._run(note, [_sender(c) for c in connections], seconds, per_client)
+        finally:
+            for c in connections:
+                c.close()
+
+    async def _run(
+        self, note: str, senders: list[Send], seconds: float, per_client: float | None
+    ) -> float:
+        self.size = int(note.split("\n")[1])
+        started, cpu = time.perf_counter(), time.process_time()
+        server_cpu = 0.0 if self.server_pid is None else tree_cpu(self.server_pid)
+        deadline = started + seconds
+        await asyncio.gather(*(self.client(s, deadline, per_client) for s in senders))
+        self.client_cpu = time.process_time() - cpu
+        if self.server_pid is not None:
+            self.server_cpu = tree_cpu(self.server_pid) - server_cpu
+        self.load_average = os.getloadavg()
+        return time.perf_counter() - started
+
+    def generator_note(self) -> str:
+        """The load generator's own CPU per request and the load average after the run."""
+        count = max(sum(len(self.latency[k]) for k in MIX), 1)
+        server = ""
+        if self.server_pid is not None:
+            server = f"server CPU {self.server_cpu / count * 1e6:.0f} µs/request, "
+        return (
+            f"{server}load generator CPU {self.client_cpu / count * 1e6:.0f} µs/request; "
+            f"load average {' '.join(f'{x:.2f}' for x in self.load_average)}"
+        )
+
+
+#: Sends one request: (method, path, headers, JSON body or None) -> (status, Server-Timing).
+Send = Callable[[str, str, dict[str, str], bytes | None], Awaitable[tuple[int, str]]]
+
+
+def _sender(connection: Connection) -> Send:
+    async def send(
+        method: str, path: str, headers: dict[str, str], body: bytes | None
+    ) -> tuple[int, str]:
+        r = await connection.request(method, path, headers, body)
+        return r.status, r.headers.get("server-timing", "")
+
+    return send
+
+
+def tree_cpu(pid: int) -> float:
+    """User + system CPU seconds of `pid` and its live descendants (uvicorn's workers)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:  # not Linux, or gone
+        return 0.0
+    total = sum(int(f) for f in fields[11:13]) / os.sysconf("SC_CLK_TCK")
+    return total + sum(tree_cpu(int(child)) for child in children)
 
 
 def _row(name: str, values: list[float], elapsed: float) -> None:
@@ -281,6 +362,19 @@ def main() -> int:
         help="offered loads (total requests/s over all clients) for the paced runs, "
         "comma-separated; empty: closed-loop only",
     )
+    parser.add_argument(
+        "--client",
+        choices=["raw", "httpx"],
+        default="raw",
+        help="load generator: bench/http1.py keep-alive connections (default), or httpx",
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="extra environment for the server (e.g. SES_LEDGER_THREADS=4); repeatable",
+    )
     args = parser.parse_args()
 
     home = args.home or Path(tempfile.mkdtemp(prefix="ses-ledger-bench-api-"))
@@ -296,18 +390,29 @@ def main() -> int:
     rate = in_process_rate(config, info["executives"])
     print(f"in-process signed append rate: {rate:.0f} events/s (one event per command)")
 
-    env = ledger_env(home, db, SES_LEDGER_CHECKPOINT_INTERVAL_SECONDS="5")
+    extra = dict(item.split("=", 1) for item in args.env)
+    extra.setdefault("SES_LEDGER_CHECKPOINT_INTERVAL_SECONDS", "5")
+    env = ledger_env(home, db, **extra)
     key = load_or_create_token_key(home)
     rates = [float(r) for r in args.rates.split(",") if r.strip()]
     paced: list[tuple[float, Load, float]] = []
     with Server(env, "--workers", str(args.workers), log=home / "server.log") as server:
         load = Load(server.url, key, info["executives"], args.seed, MIX)
-        elapsed = asyncio.run(load.run(args.clients, args.duration))
+        assert server.process is not None
+        load.server_pid = server.process.pid
+        elapsed = asyncio.run(load.run(args.clients, args.duration, client=args.client))
         writes_only = Load(server.url, key, info["executives"], args.seed + 1, WRITES_ONLY)
-        write_elapsed = asyncio.run(writes_only.run(args.clients, min(args.duration, 10.0)))
+        writes_only.server_pid = server.process.pid
+        write_elapsed = asyncio.run(
+            writes_only.run(args.clients, min(args.duration, 10.0), client=args.client)
+        )
         for n, offered in enumerate(rates, start=2):
             run = Load(server.url, key, info["executives"], args.seed + n, MIX)
-            paced.append((offered, run, asyncio.run(run.run(args.clients, args.duration, offered))))
+            run.server_pid = server.process.pid
+            run_elapsed = asyncio.run(
+                run.run(args.clients, args.duration, offered, client=args.client)
+            )
+            paced.append((offered, run, run_elapsed))
 
     total = sum(len(load.latency[k]) for k in MIX)
     print(
@@ -315,6 +420,7 @@ def main() -> int:
         f"{args.clients} clients, {args.workers} worker(s), {elapsed:.1f} s, "
         f"{total} requests, {total / elapsed:.0f} req/s"
     )
+    print(load.generator_note())
     print(f"{'class / endpoint':<28}{'requests':>9}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}")
     names = [*MIX, *sorted(n for n in load.latency if n not in MIX)]
     for name in names:
@@ -333,6 +439,7 @@ def main() -> int:
     writes = writes_only.latency["write"]
     print(f"\nwrites only: {args.clients} clients, {write_elapsed:.1f} s")
     _row("write", writes, write_elapsed)
+    print(writes_only.generator_note())
     mixed_rate = len(load.latency["write"]) / elapsed
     write_rate = len(writes) / write_elapsed
     print(
@@ -362,6 +469,7 @@ def main() -> int:
                 f"{percentile(inside, 0.99):>10.1f} /{percentile(run.server['write'], 0.99):>6.1f}"
                 f"  {'met' if met else 'missed'}"
             )
+            print(f"{'':>14}{run.generator_note()}")
     errors = {**load.errors, **{f"(writes only) {k}": v for k, v in writes_only.errors.items()}}
     for offered, run, _ in paced:
         errors.update({f"(paced {offered:.0f}) {k}": v for k, v in run.errors.items()})

@@ -250,17 +250,20 @@ def _readable_view(
     response_class=Json,
     responses={200: json_schema("the appraisal: stage, plan, ratings, version"), **READ_ERRORS},
 )
-def get_appraisal(
+async def get_appraisal(
     appraisal_id: AppraisalId,
     principal: PrincipalDep,
     services: ServicesDep,
     reader: ReaderDep,
 ) -> Json:
-    view = _readable_view(appraisal_id, principal, services, reader)
-    body = view.appraisal(appraisal_id)
-    if body is None:
-        raise NotFound("appraisal", appraisal_id)
-    return Json(body)
+    def read() -> Json:
+        view = _readable_view(appraisal_id, principal, services, reader)
+        body = view.appraisal(appraisal_id)
+        if body is None:
+            raise NotFound("appraisal", appraisal_id)
+        return Json(body)
+
+    return await reader.run(read)
 
 
 @router.get(
@@ -268,14 +271,17 @@ def get_appraisal(
     response_class=Json,
     responses={200: json_schema("the appraisal's ledger entries, in order"), **READ_ERRORS},
 )
-def get_appraisal_events(
+async def get_appraisal_events(
     appraisal_id: AppraisalId,
     principal: PrincipalDep,
     services: ServicesDep,
     reader: ReaderDep,
 ) -> Json:
-    view = _readable_view(appraisal_id, principal, services, reader)
-    events = view.appraisal_events(appraisal_id)
-    if not events:  # none yet at the replayed point (a plan always starts the stream)
-        raise NotFound("appraisal", appraisal_id)
-    return Json(events if isinstance(events, dict) else {"events": list(events)})
+    def read() -> Json:
+        view = _readable_view(appraisal_id, principal, services, reader)
+        events = view.appraisal_events(appraisal_id)
+        if not events:  # none yet at the replayed point (a plan always starts the stream)
+            raise NotFound("appraisal", appraisal_id)
+        return Json(events if isinstance(events, dict) else {"events": list(events)})
+
+    return await reader.run(read)

@@ -130,15 +130,18 @@ def _found(body: Any, executive_id: str) -> Json:
     response_class=Json,
     responses={200: json_schema("registration fields, current_rating and version"), **READ_ERRORS},
 )
-def get_executive(
+async def get_executive(
     executive_id: ExecutiveId,
     principal: PrincipalDep,
     services: ServicesDep,
     reader: ReaderDep,
 ) -> Json:
-    _readable(services, principal, executive_id)
-    view = reader.view(executive_id)
-    return _found(view.executive(executive_id), executive_id)
+    def read() -> Json:
+        _readable(services, principal, executive_id)
+        view = reader.view(executive_id)
+        return _found(view.executive(executive_id), executive_id)
+
+    return await reader.run(read)
 
 
 @router.get(
@@ -146,14 +149,17 @@ def get_executive(
     response_class=Json,
     responses={200: json_schema("final ratings, oldest first"), **READ_ERRORS},
 )
-def get_ratings(
+async def get_ratings(
     executive_id: ExecutiveId,
     principal: PrincipalDep,
     services: ServicesDep,
     reader: ReaderDep,
 ) -> Json:
-    _readable(services, principal, executive_id)
-    return _found(_view(reader, executive_id).ratings(executive_id), executive_id)
+    def read() -> Json:
+        _readable(services, principal, executive_id)
+        return _found(_view(reader, executive_id).ratings(executive_id), executive_id)
+
+    return await reader.run(read)
 
 
 @router.get(
@@ -164,7 +170,7 @@ def get_ratings(
         **READ_ERRORS,
     },
 )
-def get_removal_history(
+async def get_removal_history(
     executive_id: ExecutiveId,
     principal: PrincipalDep,
     services: ServicesDep,
@@ -175,11 +181,14 @@ def get_removal_history(
         Query(description="How 'within 3/5 years' is measured (default rating-date)."),
     ] = None,
 ) -> Json:
-    _readable(services, principal, executive_id)
-    day = as_of or datetime.now(UTC).date()
-    view = _view(reader, executive_id)
-    body = view.removal_history(executive_id, day, window_measure=window_measure)
-    return _found(body, executive_id)
+    def read() -> Json:
+        _readable(services, principal, executive_id)
+        day = as_of or datetime.now(UTC).date()
+        view = _view(reader, executive_id)
+        body = view.removal_history(executive_id, day, window_measure=window_measure)
+        return _found(body, executive_id)
+
+    return await reader.run(read)
 
 
 @router.get(

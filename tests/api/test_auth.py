@@ -13,6 +13,7 @@ import pytest
 
 from api.auth import (
     TokenError,
+    TokenVerifier,
     decode_token,
     issue_token,
     load_or_create_token_key,
@@ -115,6 +116,27 @@ def test_decode_reports_why(tmp_path: Path) -> None:
     )
     assert principal.subject == "s" and principal.agency == "DOE"
     assert {r.value for r in principal.roles} == {"admin", "hr_app"}
+
+
+def test_a_remembered_token_still_expires(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TokenVerifier skips the HMAC for a token it has verified, never the expiry."""
+    key = load_or_create_token_key(tmp_path)
+    verify = TokenVerifier(key, leeway=2.0)
+    token = issue_token(key, subject="s", roles=["admin"], agency="DOE", ttl_seconds=60)
+    exp = jwt.decode(token, options={"verify_signature": False})["exp"]
+    assert verify(token).subject == "s"
+    assert verify(token) is verify(token)  # remembered
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: exp + 1.9)  # within the leeway
+    assert verify(token).subject == "s"
+    monkeypatch.setattr(time, "time", lambda: exp + 2.0)  # PyJWT: exp <= now - leeway
+    with pytest.raises(TokenError, match="expired"):
+        verify(token)
+    monkeypatch.setattr(time, "time", real)
+    with pytest.raises(TokenError, match="signature"):
+        verify(token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1])
+    with pytest.raises(TokenError):
+        TokenVerifier(b"another key" * 3)(token)
 
 
 def test_token_key_is_created_once_with_mode_0600(tmp_path: Path) -> None:
