@@ -165,6 +165,26 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
 
         self.sql_create_statements.extend(Composed([SQL(s)]) for s in self.tables.create)
 
+    def create_table(self) -> None:
+        """Create the schema the URL names (`?schema=`) if it does not exist yet, then the
+        tables: eventsourcing creates tables only, and a missing schema failed with a
+        traceback. Existence is checked first, so a role without CREATE on the database
+        still opens a schema that exists."""
+        import psycopg
+        from psycopg.sql import SQL, Identifier
+
+        schema = self.datastore.schema
+        with self.datastore.transaction(commit=False) as cursor:
+            cursor.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
+            exists = cursor.fetchone() is not None
+        if not exists:
+            try:
+                with self.datastore.transaction(commit=True) as cursor:
+                    cursor.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(schema)))
+            except psycopg.errors.UniqueViolation:
+                pass  # created by another process at the same moment
+        super().create_table()
+
     def _fetch_ids_after_insert_events(
         self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:

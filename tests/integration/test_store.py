@@ -7,8 +7,10 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from dataclasses import replace
 from datetime import date
+from pathlib import Path
 
 import pytest
 
@@ -16,10 +18,12 @@ from ledger.application import LedgerApp
 from ledger.config import LedgerConfig
 from ledger.entry import HASHED_FIELDS, entry_from_state, entry_hash
 from ledger.errors import AlreadyExists, ConcurrencyConflict, StaleVersion, UnknownReference
+from ledger.keys import KeyRing
 from ledger.log import MerkleLog
 from ledger.merkle import leaf_hash, root_from_leaf_hashes
 from ledger.verify import verify_ledger
 from projections.queries import PROJECTION_NAMES, ReadModels
+from tests.conftest import PG_URL, require_postgres
 from tests.ledger_helpers import events_table, plan, raw, register, review
 
 
@@ -311,3 +315,30 @@ def test_a_new_projection_table_waits_for_another_processs_write(
         holder.wait(timeout=30)
     assert waited >= 1.0, "set-up should have waited for the other writer"
     assert read_models.audit(executive_id="nobody") == []
+
+
+@pytest.mark.postgres
+def test_a_postgres_schema_named_in_the_url_is_created_when_missing(tmp_path: Path) -> None:
+    """`?schema=NAME` that does not exist yet: the ledger creates it (it used to fail with a
+    traceback), and opens it again once it exists."""
+    require_postgres()
+    import psycopg
+
+    schema = f"t_new_{uuid.uuid4().hex[:10]}"
+    home = tmp_path / "home"
+    KeyRing(home).init()
+    config = LedgerConfig(home=home, db_url=f"{PG_URL}?schema={schema}")
+    try:
+        app = LedgerApp(config)
+        register(app, "E1")
+        again = LedgerApp(config)
+        assert again.recorder.max_notification_id() == 1
+        with psycopg.connect(PG_URL) as conn:
+            found = conn.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s",
+                (schema,),
+            ).fetchone()
+        assert found is not None and found[0] >= 6
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
