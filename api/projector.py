@@ -5,15 +5,26 @@ condition variable, until the projections have passed the last position this pro
 The thread catches up in batches, so a burst of writes costs one projection transaction, not
 one per read. Writes by other processes are picked up within `interval` seconds. Without the
 thread (lifespan not run), reads catch up inline, as before.
+
+With several server processes on one SQLite file (`serve --workers N`), only one of them
+projects: the one holding an exclusive lock on `<ledger.db>.projector.lock` (taken once,
+kept for life, released by the OS if the process dies; another then takes it). When every
+process projected, each took SQLite's single writer in turn for its catch-up and found the
+rows moved by the others, so it dropped its cached rows and read them back inside the
+write transaction, which appends waited for. The others now only read the stored
+positions, every `poll` seconds while a read waits, and the projecting process looks for
+their new events as often.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 log = logging.getLogger("ses_ledger.api")
 
@@ -24,10 +35,17 @@ class Projector:
         read_models: Callable[[], Any],
         gate: AbstractContextManager[object],
         interval: float = 0.5,
+        leader_lock: Path | None = None,
+        poll: float = 0.003,
     ) -> None:
         self._read_models = read_models
         self._gate = gate
         self.interval = interval
+        self.poll = poll
+        #: None: this process always projects (one process, or PostgreSQL).
+        self._lock_path = leader_lock
+        self._lock_file: IO[str] | None = None
+        self._leading = leader_lock is None
         self._cond = threading.Condition()
         self._wanted = 0
         self._reached = 0
@@ -44,6 +62,28 @@ class Projector:
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        if self._lock_file is not None:
+            self._lock_file.close()  # releases the lock: another process may project
+            self._lock_file = None
+            self._leading = self._lock_path is None
+
+    @property
+    def leading(self) -> bool:
+        """Whether this process projects (see the module docstring)."""
+        return self._leading
+
+    def _lead(self) -> bool:
+        if self._leading or self._lock_path is None:
+            return True
+        if self._lock_file is None:
+            self._lock_file = open(self._lock_path, "a")  # noqa: SIM115 - held for life
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        self._leading = True
+        log.info("this process projects the read models")
+        return True
 
     @property
     def running(self) -> bool:
@@ -86,14 +126,25 @@ class Projector:
             with self._cond:
                 target = self._wanted
             try:
-                with self._gate:
-                    reached = int(self._read_models().catch_up())
+                leading = self._lead()
+                read_models = self._read_models()
+                if leading:
+                    with self._gate:
+                        reached = int(read_models.catch_up())
+                    reached = max(reached, target)
+                else:  # another process projects: see how far it has got
+                    reached = min(read_models.runner.positions().values())
             except Exception:  # keep serving stale reads rather than none; retried next round
                 log.exception("projection catch-up failed")
                 self._stop.wait(self.interval)
                 continue
             with self._cond:
-                self._reached = max(reached, target, self._reached)
+                self._reached = max(reached, self._reached)
                 self._cond.notify_all()
                 if self._wanted <= self._reached:
-                    self._cond.wait(self.interval)
+                    if self._lock_path is None:
+                        self._cond.wait(self.interval)
+                    else:  # other processes write too: look for their events soon
+                        self._cond.wait(self.poll if leading else self.interval)
+                else:
+                    self._cond.wait(self.poll)  # a read waits: look again shortly

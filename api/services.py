@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 from api.auth import TokenVerifier, load_or_create_token_key
@@ -33,7 +34,10 @@ class Services:
         self._read_models = read_models
         self._read_lock = threading.Lock()
         self.projector = Projector(
-            lambda: self.read_models, self.write_gate, settings.projection_interval_seconds
+            lambda: self.read_models,
+            self.write_gate,
+            settings.projection_interval_seconds,
+            leader_lock=projector_lock(ledger),
         )
 
     @property
@@ -49,6 +53,14 @@ class Services:
 
                     self._read_models = ReadModels(self.ledger)
         return self._read_models
+
+
+def projector_lock(ledger: LedgerApp) -> Path | None:
+    """The file whose lock picks the one server process that projects (SQLite only:
+    PostgreSQL's row locks wait without polling, so there every process projects)."""
+    if ledger.config.is_postgres:
+        return None
+    return Path(ledger.config.db_url[len("sqlite:///") :] + ".projector.lock")
 
 
 def write_gate(ledger: LedgerApp) -> AbstractContextManager[object]:
