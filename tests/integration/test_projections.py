@@ -823,3 +823,27 @@ def test_projection_writes_skip_the_disk_wait_and_ledger_appends_keep_it(
             raise RuntimeError("a failed batch")
     with app.recorder.datastore.transaction(commit=True) as cursor:
         assert _durability(store, cursor) == durable
+
+
+def test_a_large_catch_up_freezes_its_objects_out_of_the_collector(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Objects a big catch-up leaves alive (a rebuild's cached rows) are frozen before the
+    collector is switched back on, so no collection walks them; a small one freezes none."""
+    import gc
+
+    from projections import runner
+
+    monkeypatch.setattr(runner, "FREEZE_FROM", 5_000)
+    gc.collect()
+    frozen = gc.get_freeze_count()
+    try:
+        with runner._no_cyclic_gc():
+            small = [{"row": i} for i in range(100)]
+        assert gc.get_freeze_count() == frozen and gc.isenabled()
+        with runner._no_cyclic_gc():
+            kept = [{"row": i} for i in range(10_000)]
+        assert gc.get_freeze_count() >= frozen + len(kept) and gc.isenabled()
+        assert small and kept
+    finally:
+        gc.unfreeze()
