@@ -65,7 +65,7 @@ class Projector:
         if self._lock_file is not None:
             self._lock_file.close()  # releases the lock: another process may project
             self._lock_file = None
-            self._leading = self._lock_path is None
+            self._leading = False
 
     @property
     def leading(self) -> bool:
@@ -73,8 +73,9 @@ class Projector:
         return self._leading
 
     def _lead(self) -> bool:
-        if self._leading or self._lock_path is None:
+        if self._leading:  # always, without a lock file
             return True
+        assert self._lock_path is not None
         if self._lock_file is None:
             self._lock_file = open(self._lock_path, "a")  # noqa: SIM115 - held for life
         try:
@@ -141,10 +142,10 @@ class Projector:
             with self._cond:
                 self._reached = max(reached, self._reached)
                 self._cond.notify_all()
-                if self._wanted <= self._reached:
-                    if self._lock_path is None:
-                        self._cond.wait(self.interval)
-                    else:  # other processes write too: look for their events soon
-                        self._cond.wait(self.poll if leading else self.interval)
+                if self._wanted > self._reached:
+                    if not leading:  # a read waits for the other process: look again soon
+                        self._cond.wait(self.poll)
+                elif leading and self._lock_path is not None:
+                    self._cond.wait(self.poll)  # other processes write too: look soon
                 else:
-                    self._cond.wait(self.poll)  # a read waits: look again shortly
+                    self._cond.wait(self.interval)
