@@ -104,9 +104,10 @@ class Event:
                 at += len(_POLICY)
                 if state.startswith(b"null", at):
                     return None
-                fast = _slice_string(state, _POLICY + b'"')
-                if fast is not None:
-                    return fast
+                if state.startswith(b'"', at):
+                    fast = _string_at(state, at + 1)
+                    if fast is not None:
+                        return fast
         policy = self.hashed["policy"]
         return None if policy is None else str(policy)
 
@@ -145,6 +146,11 @@ def _slice_string(state: bytes, mark: bytes) -> str | None:
         at = at + len(mark) if at >= 0 else -1
     if at < 0:
         return None
+    return _string_at(state, at)
+
+
+def _string_at(state: bytes, at: int) -> str | None:
+    """The plain string value starting at `at` (None when it holds an escape)."""
     end = state.find(b'"', at)
     if end < 0:
         return None

@@ -168,18 +168,15 @@ class Runner:
 
     def setup(self) -> None:
         """Create missing tables; rebuild from 0 any projection whose version changed."""
-        if self._set_up():
-            return
-        if self.store.dialect == "sqlite":
-            retry_while_locked(self._setup, SETUP_TIMEOUT)
-        else:
-            self._setup()
-
-    def _set_up(self) -> bool:
-        """Whether every table exists and every projection is at its version (SQLite: then
-        opening needs no write, so it never waits for, or fails beside, another writer)."""
         if self.store.dialect != "sqlite":
-            return False  # PostgreSQL's DDL waits for locks as it should: set up as usual
+            self._setup()  # PostgreSQL's DDL waits for locks as it should
+        elif not self._already_set_up():
+            retry_while_locked(self._setup, SETUP_TIMEOUT)
+
+    def _already_set_up(self) -> bool:
+        """Whether every table exists and every projection is at its version (on SQLite,
+        opening then needs no write, so it never waits for, or fails beside, another
+        writer)."""
         wanted = created_names(self.store.create_statements(TRACKING))
         for projection in self.projections.values():
             for table in projection.tables:
