@@ -30,18 +30,29 @@ class Checkpointer:
     def latest(self) -> StoredCheckpoint | None:
         """The newest checkpoint, issuing one first if the tree has grown past it.
 
-        Checking costs reads only; issuing writes, so it passes the write gate, where
-        concurrent callers queue and the ones after the first usually find nothing to do.
+        Checking costs reads only, so it is done before the write gate and again inside
+        it; issuing writes, so it passes the gate, where concurrent callers queue and the
+        ones after the first usually find nothing to do.
         """
+        current = self._current()
+        if current is not None:
+            return current
         with self._gate:
-            current = self.merkle.latest_checkpoint()
-            if (
-                current is not None
-                and current.tree_size == self.merkle.size()
-                and not self.merkle.pending()
-            ):
+            current = self._current()
+            if current is not None:
                 return current
             return self.merkle.issue_checkpoint(self.ledger.signer, self.origin)
+
+    def _current(self) -> StoredCheckpoint | None:
+        """The newest checkpoint if it covers every committed event, else None."""
+        current = self.merkle.latest_checkpoint()
+        if (
+            current is not None
+            and current.tree_size == self.merkle.size()
+            and not self.merkle.pending()
+        ):
+            return current
+        return None
 
     def note(self) -> str:
         """The newest checkpoint's signed note (an empty tree gets a fresh unstored note)."""

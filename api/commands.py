@@ -83,7 +83,7 @@ def _execute(
             if isinstance(exc, ConcurrencyConflict) and attempt < attempts:
                 continue
             raise
-    services.projector.written(result.entries[-1]["position"])
+    services.projector.written(result.entries[-1]["position"], result.executive_id)
     return result_body(result.entries)
 
 

@@ -139,29 +139,33 @@ class Reader:
         self.replay = replay
         self._current: Any | None = None
 
-    async def run(self, read: Callable[[], T]) -> T:
+    async def run(self, read: Callable[[], T], stream_id: str | None = None) -> T:
         """`read()` (access checks and queries), on the event loop when nothing in it can
         wait: the store is SQLite (a local file: its queries use the CPU, not the network;
         PostgreSQL's round trips would stall the loop), the read models already hold this
-        process's acknowledged writes, and no replay is asked for. Otherwise on a worker
-        thread, as a plain `def` route runs.
+        process's acknowledged writes to the record of the executive `stream_id` belongs
+        to (None, a report: all of them; see `api.projector`), and no replay is asked for.
+        Otherwise on a worker thread, as a plain `def` route runs.
 
         A record read is a few indexed queries; handing it to a thread and back cost more
         CPU than the read itself, and the threads' contention for the GIL more still.
         """
         if self.services.inline_reads and not self.replay.active:
-            current = self.services.projector.ready_nowait()
+            executive_id = None
+            if stream_id is not None:  # cached after the first read: at most one query
+                executive_id = self.services.directory.executive_of(stream_id)
+            current = self.services.projector.ready_nowait(executive_id)
             if current is not None:
                 self._current = current
                 return read()
         return await run_in_threadpool(read)
 
     def view(self, executive_id: str | None = None) -> Any:
-        """The read models, with this process's writes (read-your-writes), now or as of the
-        requested point."""
+        """The read models, with this process's writes to `executive_id`'s record (None:
+        all its writes; read-your-writes), now or as of the requested point."""
         if self._current is not None:
             return self._current
-        read_models = self.services.projector.ready()
+        read_models = self.services.projector.ready(executive_id=executive_id)
         if not self.replay.active:
             return read_models
         with self.services.write_gate:  # so that as_of's own catch-up has nothing to write

@@ -41,6 +41,12 @@ class Directory:
         stored = self.app.recorder.select_events(stream_id, lte=1, limit=1)
         return entry_from_state(stored[0].state) if stored else None
 
+    def executive_of(self, stream_id: str) -> str | None:
+        """The executive whose record holds the stream (itself, for an executive), or None
+        for a board, a waiver or no such stream."""
+        facts = self.facts(stream_id)
+        return None if facts is None else facts.executive_id
+
     def facts(self, stream_id: str) -> StreamFacts | None:
         """Facts of any stream, or None when it does not exist (or cannot be an id)."""
         if not _ID.match(stream_id):

@@ -1,10 +1,15 @@
 """Keeps the read models current from a background thread, so reads never do projection work.
 
-A read must see every write this process has acknowledged (read-your-writes): it waits, on a
-condition variable, until the projections have passed the last position this process wrote.
-The thread catches up in batches, so a burst of writes costs one projection transaction, not
-one per read. Writes by other processes are picked up within `interval` seconds. Without the
-thread (lifespan not run), reads catch up inline, as before.
+A read must see every write this process has acknowledged before it began (read-your-
+writes). It waits, on a condition variable, until the projections have passed the last
+position this process wrote *to the records it reads*: a read of one executive's records
+(registration, appraisals, ratings, removal history) waits for the writes to that
+executive's streams; a report waits for every write. A read of an executive never shows
+another executive's streams, so it loses nothing by not waiting for their writes, and under
+a steady stream of writes to other records it is no longer held up by them. The thread
+catches up in batches, so a burst of writes costs one projection transaction, not one per
+read. Writes by other processes are picked up within `interval` seconds. Without the
+thread (lifespan not run), reads catch up inline.
 
 With several server processes on one SQLite file (`serve --workers N`), only one of them
 projects: the one holding an exclusive lock on `<ledger.db>.projector.lock` (taken once,
@@ -28,6 +33,9 @@ from typing import IO, Any
 
 log = logging.getLogger("ses_ledger.api")
 
+#: Executives remembered before those whose writes are all projected are forgotten.
+PRUNE_FROM = 1000
+
 
 class Projector:
     def __init__(
@@ -48,6 +56,8 @@ class Projector:
         self._leading = leader_lock is None
         self._cond = threading.Condition()
         self._wanted = 0
+        #: The last position written to each executive's record (pruned once projected).
+        self._wanted_by: dict[str, int] = {}
         self._reached = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -90,15 +100,26 @@ class Projector:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def written(self, position: int) -> None:
-        """This process stored an event at `position`: wake the thread to project it."""
+    def written(self, position: int, executive_id: str | None = None) -> None:
+        """This process stored an event at `position` (in `executive_id`'s record, if it is
+        one): wake the thread to project it."""
         with self._cond:
+            if executive_id is not None and position > self._wanted_by.get(executive_id, 0):
+                self._wanted_by[executive_id] = position
             if position > self._wanted:
                 self._wanted = position
                 self._cond.notify_all()
 
-    def ready(self, timeout: float = 10.0) -> Any:
-        """The read models, once they include this process's writes."""
+    def _target(self, executive_id: str | None) -> int:
+        """The position a read must wait for: this process's last write to `executive_id`'s
+        record (None: its last write of all)."""
+        if executive_id is None:
+            return self._wanted
+        return self._wanted_by.get(executive_id, 0)
+
+    def ready(self, timeout: float = 10.0, executive_id: str | None = None) -> Any:
+        """The read models, once they include this process's writes to `executive_id`'s
+        record (None: every write of this process)."""
         read_models = self._read_models()
         if not self.running:
             with self._gate:
@@ -107,18 +128,19 @@ class Projector:
         with self._cond:
             # The writes acknowledged before this read began, not those that arrive while it
             # waits: under a steady stream of writes the moving target is never reached.
-            target = self._wanted
+            target = self._target(executive_id)
             if not self._cond.wait_for(lambda: self._reached >= target, timeout):
                 log.warning("read models are %s events behind", target - self._reached)
         return read_models
 
-    def ready_nowait(self) -> Any | None:
-        """The read models if they already include this process's acknowledged writes (no
-        waiting, so the caller may be the event loop), else None."""
+    def ready_nowait(self, executive_id: str | None = None) -> Any | None:
+        """The read models if they already include this process's acknowledged writes to
+        `executive_id`'s record (None: all; no waiting, so the caller may be the event
+        loop), else None."""
         if not self.running:
             return None
         with self._cond:
-            if self._reached < self._wanted:
+            if self._reached < self._target(executive_id):
                 return None
         return self._read_models()
 
@@ -142,6 +164,10 @@ class Projector:
             with self._cond:
                 self._reached = max(reached, self._reached)
                 self._cond.notify_all()
+                if len(self._wanted_by) > PRUNE_FROM:
+                    self._wanted_by = {
+                        s: p for s, p in self._wanted_by.items() if p > self._reached
+                    }
                 if self._wanted > self._reached:
                     if not leading:  # a read waits for the other process: look again soon
                         self._cond.wait(self.poll)

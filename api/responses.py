@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from ledger.entry import format_timestamp
 
@@ -38,6 +38,12 @@ class Json(JSONResponse):
         return json.dumps(
             content, ensure_ascii=False, separators=(",", ":"), default=_default
         ).encode()
+
+
+class RawJson(Response):
+    """`application/json` whose body is already rendered (bytes spliced from stored JSON)."""
+
+    media_type = "application/json"
 
 
 def json_schema(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -53,6 +53,8 @@ class CommandResult:
     id: str
     version: int
     entries: list[dict[str, Any]]
+    #: The executive whose record the stream belongs to (None: boards, waivers).
+    executive_id: str | None = None
 
     @property
     def event(self) -> dict[str, Any]:
@@ -254,7 +256,7 @@ class LedgerApp(Application[str]):
         creating: bool = False,
     ) -> CommandResult:
         entries = self.store(aggregate, idempotency=idempotency, creating=creating)
-        return CommandResult(aggregate.id, aggregate.version, entries)
+        return CommandResult(aggregate.id, aggregate.version, entries, aggregate.executive_of())
 
     # -- reads the write side needs --------------------------------------------------------
 

@@ -263,7 +263,7 @@ async def get_appraisal(
             raise NotFound("appraisal", appraisal_id)
         return Json(body)
 
-    return await reader.run(read)
+    return await reader.run(read, appraisal_id)
 
 
 @router.get(
@@ -284,4 +284,4 @@ async def get_appraisal_events(
             raise NotFound("appraisal", appraisal_id)
         return Json(events if isinstance(events, dict) else {"events": list(events)})
 
-    return await reader.run(read)
+    return await reader.run(read, appraisal_id)

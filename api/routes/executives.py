@@ -141,7 +141,7 @@ async def get_executive(
         view = reader.view(executive_id)
         return _found(view.executive(executive_id), executive_id)
 
-    return await reader.run(read)
+    return await reader.run(read, executive_id)
 
 
 @router.get(
@@ -159,7 +159,7 @@ async def get_ratings(
         _readable(services, principal, executive_id)
         return _found(_view(reader, executive_id).ratings(executive_id), executive_id)
 
-    return await reader.run(read)
+    return await reader.run(read, executive_id)
 
 
 @router.get(
@@ -188,7 +188,7 @@ async def get_removal_history(
         body = view.removal_history(executive_id, day, window_measure=window_measure)
         return _found(body, executive_id)
 
-    return await reader.run(read)
+    return await reader.run(read, executive_id)
 
 
 @router.get(

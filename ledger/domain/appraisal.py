@@ -250,6 +250,9 @@ class Appraisal(LedgerAggregate):
     def policy_name(self) -> str | None:
         return self.policy or None
 
+    def executive_of(self) -> str | None:
+        return self.executive_id
+
     @property
     def rules(self) -> Policy:
         """The policy named in the plan: the only rules this appraisal is judged by."""

@@ -182,6 +182,10 @@ class LedgerAggregate:
         """The policy recorded on this stream's events (appraisals only)."""
         return None
 
+    def executive_of(self) -> str | None:
+        """The executive whose record this stream belongs to (None: boards, waivers)."""
+        return None
+
     def _trigger(
         self,
         event_class: type[E],

@@ -140,6 +140,9 @@ class Executive(LedgerAggregate):
     def executive_id(self) -> str:
         return self.id
 
+    def executive_of(self) -> str | None:
+        return self.id
+
     @property
     def is_career(self) -> bool:
         return self.appointment_type == CAREER

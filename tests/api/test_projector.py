@@ -8,13 +8,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 
 from api.projector import Projector
 from ledger.application import LedgerApp
 from ledger.config import LedgerConfig
 from projections.queries import ReadModels
-from tests.ledger_helpers import register
+from tests.ledger_helpers import plan, register, review
 
 
 def _until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
@@ -76,3 +77,63 @@ def test_without_a_lock_file_every_projector_projects(sqlite_config: LedgerConfi
         assert projector.ready(timeout=5).executive("E1") is not None
     finally:
         projector.stop()
+
+
+class _HeldModels:
+    """Read models whose catch-up reaches `position` only once `release` is set."""
+
+    def __init__(self) -> None:
+        self.position = 0
+        self.release = threading.Event()
+
+    def catch_up(self) -> int:
+        self.release.wait(5)
+        return self.position
+
+
+def test_a_read_waits_for_the_writes_to_the_record_it_reads_not_for_others() -> None:
+    """Read-your-writes per executive (`api.projector`): a write to E1's record holds up
+    reads of E1 and reports until it is projected, not reads of E2."""
+    models = _HeldModels()
+    projector = Projector(lambda: models, threading.Lock(), 0.05)
+    projector.start()
+    try:
+        projector.written(5, "E1")
+        assert projector.ready_nowait("E1") is None
+        assert projector.ready_nowait() is None  # a report: every write
+        assert projector.ready_nowait("E2") is models
+        assert projector.ready(timeout=5, executive_id="E2") is models
+        models.position = 5
+        models.release.set()
+        assert projector.ready(timeout=5, executive_id="E1") is models
+        assert projector.ready_nowait("E1") is models and projector.ready_nowait() is models
+    finally:
+        models.release.set()
+        projector.stop()
+
+
+def test_a_write_outside_any_executive_record_holds_up_reports_only() -> None:
+    """A review board or waiver write (no executive): reports wait for it, records do not."""
+    models = _HeldModels()
+    projector = Projector(lambda: models, threading.Lock(), 0.05)
+    projector.start()
+    try:
+        projector.written(3)
+        assert projector.ready_nowait() is None
+        assert projector.ready_nowait("E1") is models
+    finally:
+        models.release.set()
+        projector.stop()
+
+
+def test_a_command_names_the_executive_whose_record_it_wrote(sqlite_config: LedgerConfig) -> None:
+    """What the API passes to `Projector.written`: the appraisal's executive, or the
+    executive itself."""
+    app = LedgerApp(sqlite_config)
+    register(app, "E1")
+    plan(app, "A-2024-E1", "E1")
+    assert review(app, "A-2024-E1").executive_id == "E1"
+    complaint = app.record_complaint(
+        "E1", forum="EEOC", filed_on=date(2024, 5, 1), summary="s", actor="E1", submitted_by="E1"
+    )
+    assert complaint.executive_id == "E1"

@@ -1,15 +1,18 @@
 """`projections.events.Event` reads fields by slicing the stored bytes (actor, dates, policy,
-`data` parsed alone); each must equal the same field of the fully parsed entry, whatever the
-strings hold (quotes, backslashes, the markers themselves) and however `data` nests."""
+`data` parsed alone), and `ledger.entry.entry_json` splices the API's entry from them; each
+must equal the fully parsed entry, whatever the strings hold (quotes, backslashes, the
+markers themselves) and however `data` nests."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.entry import seal
+from ledger.entry import entry_from_state, entry_json, seal
 from projections.events import Event
 from projections.store import loads
 
@@ -62,3 +65,26 @@ def test_data_is_parsed_without_the_envelope_for_the_canonical_layout() -> None:
     assert event.policy == "ses-2025"
     assert event.occurred_on == "2025-10-01"
     assert event._hashed is None  # nothing needed the whole entry
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    actor=text,
+    policy=st.one_of(st.none(), text),
+    data=st.one_of(st.dictionaries(keys, values, max_size=4), values),
+    position=st.integers(1, 2**53 - 1),
+)
+def test_the_spliced_entry_is_the_parsed_entry(
+    actor: str, policy: str | None, data: Any, position: int
+) -> None:
+    state = stored(actor, policy, data)
+    assert json.loads(entry_json(state, position)) == entry_from_state(state, position)
+
+
+@pytest.mark.parametrize(
+    "state",
+    [b'{"entry":{"a":1},"hash":"h"', b'{"other":{"a":1},"hash":"h"}', b'{"entry":[1],"hash":"h"}'],
+)
+def test_a_state_in_another_layout_is_refused(state: bytes) -> None:
+    with pytest.raises(ValueError):
+        entry_json(state, 1)
