@@ -65,8 +65,7 @@ def _execute(
     attempts = 1 if ctx.if_match is not None else RACE_ATTEMPTS
     for attempt in range(1, attempts + 1):
         try:
-            with services.write_gate:
-                result = command(None if request is None else request.record)
+            result = command(None if request is None else request.record)
             break
         except DuplicateRequest:
             assert request is not None

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import threading
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from api.auth import TokenVerifier, load_or_create_token_key
 from api.checkpoints import Checkpointer
@@ -26,6 +27,7 @@ class Services:
         self.merkle = ledger.merkle_log
         self.directory = Directory(ledger)
         self.write_gate = write_gate(ledger)
+        ledger.record_gate = self.write_gate  # writes take it only to store: see write_gate
         #: Reads that cannot wait run on the event loop (`api.deps.Reader.run`): SQLite only.
         self.inline_reads = not ledger.config.is_postgres
         self.checkpointer = Checkpointer(ledger, self.write_gate)
@@ -64,14 +66,48 @@ def projector_lock(ledger: LedgerApp) -> Path | None:
 
 
 def write_gate(ledger: LedgerApp) -> AbstractContextManager[object]:
-    """One writer at a time inside this process, on SQLite only.
+    """One writer at a time on SQLite: threads queue on a lock, processes on a file lock.
 
-    SQLite has one writer; eventsourcing's SQLite pool hands its writer connection out under
-    a fairness semaphore, so a thread that waits there for the writer also holds up every
-    reader, and a writer that opens a second connection mid-transaction can stall until the
-    pool's timeout. Queuing writers on a plain lock first keeps that wait out of the pool.
+    SQLite has one writer. Within a process, eventsourcing's SQLite pool hands its writer
+    connection out under a fairness semaphore, so a thread that waits there for the writer
+    also holds up every reader, and a writer that opens a second connection mid-transaction
+    can stall until the pool's timeout. Between processes (`serve --workers N`), a writer
+    that finds the database locked waits in SQLite's busy handler, which sleeps 1, 2, 5,
+    10 ... ms between tries, so a write behind another worker's millisecond transaction
+    could sleep for tens of milliseconds while the lock stood free. Queuing on the gate
+    first keeps both waits out: a released lock wakes the next writer at once.
+
+    A write holds the gate only while it stores (`LedgerApp.record_gate`), not while its
+    command loads, judges and seals, so the workers' CPU work runs side by side.
     PostgreSQL writes concurrently and needs no gate.
     """
     if ledger.config.is_postgres:
         return contextlib.nullcontext()
-    return threading.Lock()
+    return WriteGate(Path(ledger.config.db_url[len("sqlite:///") :] + ".write.lock"))
+
+
+class WriteGate:
+    """A thread lock and, inside it, an exclusive `flock` on a file beside the database."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._file: IO[str] | None = None
+
+    def __enter__(self) -> WriteGate:
+        self._lock.acquire()
+        try:
+            if self._file is None:
+                self._file = open(self.path, "a")  # noqa: SIM115 - kept open for life
+            fcntl.flock(self._file, fcntl.LOCK_EX)  # blocks without the GIL
+        except BaseException:
+            self._lock.release()
+            raise
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        try:
+            assert self._file is not None
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+        finally:
+            self._lock.release()

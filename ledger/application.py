@@ -7,10 +7,12 @@ and stores all of them in one transaction: all or none.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
@@ -93,6 +95,11 @@ class LedgerApp(Application[str]):
         self._sign_pool: ThreadPoolExecutor | None = None
         self.clock = clock or (lambda: datetime.now(UTC))
         self._since_checkpoint = 0
+        #: Held around each write to the store (events, Merkle log): the server's write
+        #: gate on SQLite (`api.services.write_gate`). Only the write itself is serialised:
+        #: a command loads, judges and seals outside it, and a race on the same stream ends
+        #: in ConcurrencyConflict, as between processes.
+        self.record_gate: AbstractContextManager[object] = contextlib.nullcontext()
         super().__init__(env=config.eventsourcing_env())
         self.merkle_log = MerkleLog(self.recorder)
 
@@ -186,6 +193,10 @@ class LedgerApp(Application[str]):
         self.notify(processing_event.events)
         return recordings
 
+    def _record(self, processing_event: ProcessingEvent[str]) -> list[Recording[str]]:
+        with self.record_gate:
+            return super()._record(processing_event)
+
     def store(
         self,
         *aggregates: LedgerAggregate,
@@ -227,7 +238,8 @@ class LedgerApp(Application[str]):
             if due:
                 self._since_checkpoint = 0
         if due:
-            self.merkle_log.issue_checkpoint(self.signer, self.config.origin, min_growth=every)
+            with self.record_gate:
+                self.merkle_log.issue_checkpoint(self.signer, self.config.origin, min_growth=every)
 
     def _load(self, cls: type[A], stream_id: str, *, reference: str | None = None) -> A:
         try:
