@@ -5,12 +5,19 @@ here adds one every T seconds while the tree grows, so a quiet ledger is never l
 uncovered events for long. Issuing integrates the Merkle log first and is idempotent and
 safe across processes (`ledger.log.MerkleLog.issue_checkpoint`), so several workers may all
 run it without coordination.
+
+The ledger's reads (event pages, proofs, receipts, the checkpoint) run on the event loop on
+SQLite (`api.deps.run_read`); the few calls that must write first (integrate fresh events,
+issue a checkpoint) would take the write gate there and stall the loop, so on the loop
+they raise `GateNeeded` instead, and the read starts again on a worker thread.
 """
 
 from __future__ import annotations
 
 import logging
 from contextlib import AbstractContextManager
+from contextvars import ContextVar
+from datetime import UTC, datetime
 
 from ledger.application import LedgerApp
 from ledger.checkpoint import Checkpoint, sign_checkpoint
@@ -19,44 +26,72 @@ from ledger.merkle import EMPTY_ROOT
 
 log = logging.getLogger("ses_ledger.api")
 
+#: True while a read runs on the event loop (`api.deps.run_read`).
+ON_LOOP: ContextVar[bool] = ContextVar("ses_ledger_on_loop", default=False)
+
+
+class GateNeeded(Exception):
+    """A read on the event loop must write first: run it on a worker thread instead."""
+
 
 class Checkpointer:
-    def __init__(self, ledger: LedgerApp, gate: AbstractContextManager[object]) -> None:
+    def __init__(
+        self, ledger: LedgerApp, gate: AbstractContextManager[object], max_age: float = 0.0
+    ) -> None:
         self.ledger = ledger
         self.merkle = ledger.merkle_log
         self.origin = ledger.config.origin
         self._gate = gate
+        #: Seconds for which `note()` may serve the newest checkpoint although the tree has
+        #: grown since (see `note`); 0: never.
+        self.max_age = max_age
 
-    def latest(self) -> StoredCheckpoint | None:
-        """The newest checkpoint, issuing one first if the tree has grown past it.
+    def _gated(self) -> AbstractContextManager[object]:
+        if ON_LOOP.get():
+            raise GateNeeded
+        return self._gate
+
+    def latest(self, max_age: float = 0.0) -> StoredCheckpoint | None:
+        """The newest checkpoint, issuing one first if the tree has grown past it, unless
+        the newest was issued less than `max_age` seconds ago.
 
         Checking costs reads only, so it is done before the write gate and again inside
         it; issuing writes, so it passes the gate, where concurrent callers queue and the
         ones after the first usually find nothing to do.
         """
-        current = self._current()
+        current = self._current(max_age)
         if current is not None:
             return current
-        with self._gate:
-            current = self._current()
+        with self._gated():
+            current = self._current(max_age)
             if current is not None:
                 return current
             return self.merkle.issue_checkpoint(self.ledger.signer, self.origin)
 
-    def _current(self) -> StoredCheckpoint | None:
-        """The newest checkpoint if it covers every committed event, else None."""
+    def _current(self, max_age: float) -> StoredCheckpoint | None:
+        """The newest checkpoint if it covers every committed event or is younger than
+        `max_age` seconds, else None."""
         current = self.merkle.latest_checkpoint()
-        if (
-            current is not None
-            and current.tree_size == self.merkle.size()
-            and not self.merkle.pending()
-        ):
+        if current is None:
+            return None
+        if max_age > 0:
+            issued = datetime.fromisoformat(current.issued_at)
+            if (datetime.now(UTC) - issued).total_seconds() < max_age:
+                return current
+        if current.tree_size == self.merkle.size() and not self.merkle.pending():
             return current
         return None
 
     def note(self) -> str:
-        """The newest checkpoint's signed note (an empty tree gets a fresh unstored note)."""
-        checkpoint = self.latest()
+        """The newest checkpoint's signed note (an empty tree gets a fresh unstored note).
+
+        It is issued anew when the tree has grown, but at most once per `max_age` seconds:
+        under a steady stream of writes every request would otherwise sign and store one,
+        so read traffic alone would grow the checkpoint table (a transparency log's
+        checkpoint likewise trails its newest entries by a bounded delay). Receipts and
+        proofs of a fresh event still get a checkpoint that covers it (`covering`).
+        """
+        checkpoint = self.latest(self.max_age)
         if checkpoint is not None:
             return checkpoint.note
         return sign_checkpoint(
@@ -68,7 +103,7 @@ class Checkpointer:
         try:
             return self.merkle.leaf_index(position)
         except ProofUnavailable:
-            with self._gate:
+            with self._gated():
                 self.merkle.integrate()
             return self.merkle.leaf_index(position)
 
@@ -76,7 +111,7 @@ class Checkpointer:
         """Make sure the tree holds `tree_size` leaves if the ledger has that many events
         (so proof code never has to integrate, and write, outside the gate)."""
         if tree_size > self.merkle.size():
-            with self._gate:
+            with self._gated():
                 self.merkle.integrate()
 
     def covering(self, leaf_index: int) -> StoredCheckpoint:

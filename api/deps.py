@@ -16,6 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from api.auth import Principal, TokenError
+from api.checkpoints import ON_LOOP, GateNeeded
 from api.commands import WriteContext
 from api.errors import InvalidRequest, Unauthorized
 from api.idempotency import check_key
@@ -129,6 +130,25 @@ async def get_replay(
             [{"loc": ["query", "known_at"], "msg": "not together with as_of_position"}],
         )
     return Replay(as_of_position, known_at)
+
+
+async def run_read(services: Services, read: Callable[[], T]) -> T:
+    """`read()` on the event loop on SQLite (see `Reader.run`), else on a worker thread; on
+    a thread too when it turns out to need the write gate (`api.checkpoints.GateNeeded`).
+
+    A worker thread waits for the GIL behind the event loop each time it comes back from
+    the database, up to the switch interval (5 ms) each time; a read of a few queries spent
+    most of its time so, queued with the writes.
+    """
+    if services.inline_reads:
+        token = ON_LOOP.set(True)
+        try:
+            return read()
+        except GateNeeded:
+            pass
+        finally:
+            ON_LOOP.reset(token)
+    return await run_in_threadpool(read)
 
 
 class Reader:

@@ -30,7 +30,9 @@ class Services:
         ledger.record_gate = self.write_gate  # writes take it only to store: see write_gate
         #: Reads that cannot wait run on the event loop (`api.deps.Reader.run`): SQLite only.
         self.inline_reads = not ledger.config.is_postgres
-        self.checkpointer = Checkpointer(ledger, self.write_gate)
+        self.checkpointer = Checkpointer(
+            ledger, self.write_gate, settings.checkpoint_max_age_seconds
+        )
         self.token_key = load_or_create_token_key(ledger.config.home)
         self.verify_token = TokenVerifier(self.token_key, settings.token_leeway_seconds)
         self._read_models = read_models

@@ -26,6 +26,9 @@ class ApiSettings(BaseSettings):
     checkpoint_every: int = Field(default=1000, ge=1)
     #: ...and at least this often (seconds) while the tree grows; 0 turns the timer off.
     checkpoint_interval_seconds: float = Field(default=60.0, ge=0)
+    #: `GET /v1/ledger/checkpoint` issues a new one when the tree has grown, at most once
+    #: per this many seconds (0: on every request that finds the tree grown).
+    checkpoint_max_age_seconds: float = Field(default=1.0, ge=0, le=3600)
     #: Seconds of clock skew tolerated on a token's `exp` (the contract allows at most 2).
     token_leeway_seconds: float = Field(default=2.0, ge=0, le=2)
     #: Keep the read models current from a background thread (reads then only wait for
@@ -35,6 +38,8 @@ class ApiSettings(BaseSettings):
     projection_interval_seconds: float = Field(default=0.5, gt=0)
     #: Requests served at once (threads); bounded by the store's connection pool.
     threads: int = Field(default=8, ge=1, le=64)
+    #: Seconds a thread may hold the GIL while others wait for it (`sys.setswitchinterval`).
+    gil_switch_interval_seconds: float = Field(default=0.005, gt=0, le=0.1)
     #: Largest request body accepted, in bytes.
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
 

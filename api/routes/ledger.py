@@ -14,7 +14,7 @@ from fastapi.responses import PlainTextResponse
 
 from api import access
 from api.auth import ALL_AGENCIES, Principal
-from api.deps import LedgerDep, PrincipalDep, ServicesDep
+from api.deps import LedgerDep, PrincipalDep, ServicesDep, run_read
 from api.errors import problem_responses
 from api.responses import Json, RawJson
 from api.schemas.common import MAX_POSITION
@@ -92,7 +92,7 @@ def _agency_of(services: Services, stream_id: str) -> str | None:
         **problem_responses(401, 403, 422),
     },
 )
-def list_events(
+async def list_events(
     principal: PrincipalDep,
     services: ServicesDep,
     after: Annotated[int, Query(ge=0, le=MAX_POSITION, description="A position.")] = 0,
@@ -101,7 +101,7 @@ def list_events(
     """Entries after position `after`; `next_after` is null on the last page. A token of one
     agency sees that agency's entries only."""
     access.require_role(principal, access.LEDGER_READERS)
-    return RawJson(_page(services, principal, after, limit))
+    return RawJson(await run_read(services, lambda: _page(services, principal, after, limit)))
 
 
 @router.get("/verify", response_model=VerifyOut, responses=problem_responses(401, 403))
@@ -128,9 +128,9 @@ def keys(ledger: LedgerDep) -> Any:
         }
     },
 )
-def checkpoint(services: ServicesDep) -> PlainTextResponse:
+async def checkpoint(services: ServicesDep) -> PlainTextResponse:
     """The latest signed tree head; one is issued on demand if the tree has grown."""
-    return PlainTextResponse(services.checkpointer.note())
+    return PlainTextResponse(await run_read(services, services.checkpointer.note))
 
 
 def _latest_size(services: Services, leaf_index: int = 0) -> int:
@@ -146,7 +146,7 @@ def _latest_size(services: Services, leaf_index: int = 0) -> int:
 @router.get(
     "/proofs/inclusion", response_model=InclusionProof, responses=problem_responses(404, 422)
 )
-def inclusion_proof(
+async def inclusion_proof(
     services: ServicesDep,
     position: Annotated[int, Query(ge=0, le=MAX_POSITION, description="A ledger position.")],
     tree_size: Annotated[
@@ -154,16 +154,20 @@ def inclusion_proof(
     ] = None,
 ) -> Any:
     """RFC 9162 inclusion proof of the event at `position` in the tree of `tree_size`."""
-    index = services.checkpointer.leaf_index(position)  # integrates a fresh event first
-    size = tree_size if tree_size is not None else _latest_size(services, index)
-    services.checkpointer.integrated(size)
-    return Json(services.merkle.inclusion(position, size))
+
+    def read() -> Json:
+        index = services.checkpointer.leaf_index(position)  # integrates a fresh event first
+        size = tree_size if tree_size is not None else _latest_size(services, index)
+        services.checkpointer.integrated(size)
+        return Json(services.merkle.inclusion(position, size))
+
+    return await run_read(services, read)
 
 
 @router.get(
     "/proofs/consistency", response_model=ConsistencyProof, responses=problem_responses(404, 422)
 )
-def consistency_proof(
+async def consistency_proof(
     services: ServicesDep,
     first: Size,
     second: Annotated[
@@ -171,9 +175,13 @@ def consistency_proof(
     ] = None,
 ) -> Any:
     """RFC 9162 consistency proof between two tree sizes."""
-    size = second if second is not None else _latest_size(services)
-    services.checkpointer.integrated(size)
-    return Json(services.merkle.consistency(first, size))
+
+    def read() -> Json:
+        size = second if second is not None else _latest_size(services)
+        services.checkpointer.integrated(size)
+        return Json(services.merkle.consistency(first, size))
+
+    return await run_read(services, read)
 
 
 @router.get(
@@ -181,12 +189,16 @@ def consistency_proof(
     response_model=ReceiptOut,
     responses=problem_responses(401, 403, 404, 422),
 )
-def receipt(
+async def receipt(
     position: Annotated[int, Path(ge=0, le=MAX_POSITION)],
     principal: PrincipalDep,
     services: ServicesDep,
 ) -> Any:
     """The entry, a checkpoint covering it and its inclusion proof in that checkpoint."""
+    return await run_read(services, lambda: _receipt(position, principal, services))
+
+
+def _receipt(position: int, principal: Principal, services: Services) -> Json:
     entries = services.ledger.entries_at([position])
     if not entries:
         raise NotFound("event at position", str(position))

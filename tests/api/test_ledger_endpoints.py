@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from starlette.concurrency import run_in_threadpool
 
 from api.main import create_app
 from api.settings import ApiSettings
@@ -54,7 +55,15 @@ def test_events_page_through_the_whole_ledger(any_api: Api) -> None:
     assert exact["next_after"] is None
 
 
+ORIGIN = "ses-ledger.local/ledger"
+
+
+def _services(api: Api) -> Any:
+    return api.client.app.state.services  # type: ignore[attr-defined]
+
+
 def test_the_checkpoint_is_a_signed_note_over_the_events(any_api: Api) -> None:
+    _services(any_api).checkpointer.max_age = 0  # a new one whenever the tree grew
     any_api.appraisal("initially_rated")
     r = any_api.client.get("/v1/ledger/checkpoint")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
@@ -158,3 +167,58 @@ def test_health_and_documentation(api: Api) -> None:
     assert "/v1/appraisals/{appraisal_id}/prb-recommendation" in schema["paths"]
     assert "bearer" in str(schema["components"]["securitySchemes"]).lower()
     assert api.client.get("/docs").status_code == 200
+
+
+def test_ledger_reads_run_on_the_event_loop_unless_they_must_write_first(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite (`api.deps.run_read`): a receipt of a fresh event must integrate it and
+    issue a checkpoint under the write gate, so it moves to a worker thread and still
+    answers; once covered, receipts, proofs and pages are served on the event loop."""
+    import api.deps as deps
+
+    handed_over: list[str] = []
+
+    async def counted(func: Any, *args: Any) -> Any:
+        handed_over.append(getattr(func, "__name__", "?"))
+        return await run_in_threadpool(func, *args)
+
+    monkeypatch.setattr(deps, "run_in_threadpool", counted)
+    position = api.ok("/v1/executives", s.executive("E1"))["event"]["position"]
+    handed_over.clear()
+    fresh = api.get(f"/v1/ledger/receipts/{position}")
+    assert fresh.status_code == 200 and fresh.json()["entry"]["position"] == position
+    assert len(handed_over) == 1  # it needed the gate: integrated and issued on a thread
+    handed_over.clear()
+    for path, query in (
+        (f"/v1/ledger/receipts/{position}", {}),
+        ("/v1/ledger/proofs/inclusion", {"position": position}),
+        ("/v1/ledger/events", {}),
+        ("/v1/ledger/checkpoint", {}),
+    ):
+        assert api.get(path, **query).status_code == 200, path
+    assert handed_over == []  # nothing to write: all on the event loop
+
+
+def test_the_checkpoint_is_reissued_at_most_once_per_max_age(api: Api) -> None:
+    """`SES_LEDGER_CHECKPOINT_MAX_AGE_SECONDS`: a grown tree gets a new checkpoint on request
+    only once the newest is that old; a receipt of a fresh event still gets one covering
+    it, which is then the newest."""
+    keys = _keys(api)
+    api.ok("/v1/executives", s.executive("E1"))
+    first = verify_note(api.client.get("/v1/ledger/checkpoint").text, ORIGIN, keys)
+    assert first.size == api.ledger_size()
+    checkpointer = _services(api).checkpointer
+    checkpointer.max_age = 3600.0
+    position = api.ok("/v1/executives", s.executive("E2"))["event"]["position"]
+    same = verify_note(api.client.get("/v1/ledger/checkpoint").text, ORIGIN, keys)
+    assert same.size == first.size < api.ledger_size()  # young enough: served as it is
+    receipt = api.get(f"/v1/ledger/receipts/{position}").json()
+    covering = verify_note(receipt["checkpoint"], ORIGIN, keys)
+    assert covering.size == api.ledger_size() == receipt["inclusion_proof"]["tree_size"]
+    newest = verify_note(api.client.get("/v1/ledger/checkpoint").text, ORIGIN, keys)
+    assert newest.size == covering.size
+    checkpointer.max_age = 0
+    api.ok("/v1/executives", s.executive("E3"))
+    grown = verify_note(api.client.get("/v1/ledger/checkpoint").text, ORIGIN, keys)
+    assert grown.size == api.ledger_size() > covering.size

@@ -59,7 +59,11 @@ def real_api(config: LedgerConfig) -> Iterator[str]:
     from api.settings import ApiSettings
 
     settings = ApiSettings(
-        home=config.home, db=config.db_url, origin=config.origin, checkpoint_interval_seconds=0
+        home=config.home,
+        db=config.db_url,
+        origin=config.origin,
+        checkpoint_interval_seconds=0,
+        checkpoint_max_age_seconds=0,  # a witness right after growth sees it (no delay)
     )
     app = create_app(LedgerApp(config), settings=settings)
     sock = _free_socket()
