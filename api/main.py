@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -130,7 +129,6 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
-        sys.setswitchinterval(settings.gil_switch_interval_seconds)
         timer = None
         interval = settings.checkpoint_interval_seconds
         if interval > 0:

@@ -38,8 +38,6 @@ class ApiSettings(BaseSettings):
     projection_interval_seconds: float = Field(default=0.5, gt=0)
     #: Requests served at once (threads); bounded by the store's connection pool.
     threads: int = Field(default=8, ge=1, le=64)
-    #: Seconds a thread may hold the GIL while others wait for it (`sys.setswitchinterval`).
-    gil_switch_interval_seconds: float = Field(default=0.005, gt=0, le=0.1)
     #: Largest request body accepted, in bytes.
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
 
