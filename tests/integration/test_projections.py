@@ -638,6 +638,22 @@ def test_rebuild_gives_the_digest_of_incremental_processing(
     assert [s.lag for s in models.status()] == [0, 0, 0, 0]
 
 
+def test_a_rebuild_keeps_its_caches_and_goes_on_from_them(story: Story) -> None:
+    """The rebuild's closing catch-up finds nothing new: its rows stay cached (dropping them
+    cost about 0.6 s at a million events), and later events are applied to them in memory,
+    with the same result as a rebuild."""
+    history(story)
+    models = ReadModels(story.app)
+    models.runner.rebuild()
+    assert all(p.cached_rows() > 0 for p in models.runner.projections.values())
+    story.appraisal("E2", date(2024, 11, 15), 1)
+    models.catch_up()
+    assert all(p.cached_rows() > 0 for p in models.runner.projections.values())
+    fresh = ReadModels(story.app)
+    fresh.runner.rebuild()
+    assert models.digest() == fresh.digest()
+
+
 def test_readers_see_the_old_rows_until_a_rebuild_replaces_them(
     story: Story, models: ReadModels
 ) -> None:
