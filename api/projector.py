@@ -26,6 +26,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -59,6 +60,7 @@ class Projector:
         #: The last position written to each executive's record (pruned once projected).
         self._wanted_by: dict[str, int] = {}
         self._reached = 0
+        self._caught_up_at = float("-inf")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -95,6 +97,15 @@ class Projector:
         self._leading = True
         log.info("this process projects the read models")
         return True
+
+    def _idle(self, read_models: Any, target: int) -> bool:
+        """Whether a catch-up would find nothing: no event past the position reached (one
+        cheap read of the log's head). Looking for new events every `poll` seconds used to
+        take the write gate each time, which other workers' writes then waited for. A full
+        catch-up still runs every `interval` seconds, to notice a reset of the positions."""
+        if target > self._reached or time.monotonic() - self._caught_up_at > self.interval:
+            return False
+        return int(read_models.runner.source.head()) <= self._reached
 
     @property
     def running(self) -> bool:
@@ -151,10 +162,13 @@ class Projector:
             try:
                 leading = self._lead()
                 read_models = self._read_models()
-                if leading:
+                if leading and self._idle(read_models, target):
+                    reached = self._reached  # nothing new: no write gate, no catch-up
+                elif leading:
                     with self._gate:
                         reached = int(read_models.catch_up())
                     reached = max(reached, target)
+                    self._caught_up_at = time.monotonic()
                 else:  # another process projects: see how far it has got
                     reached = min(read_models.runner.positions().values())
             except Exception:  # keep serving stale reads rather than none; retried next round

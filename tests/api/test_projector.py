@@ -137,3 +137,59 @@ def test_a_command_names_the_executive_whose_record_it_wrote(sqlite_config: Ledg
         "E1", forum="EEOC", filed_on=date(2024, 5, 1), summary="s", actor="E1", submitted_by="E1"
     )
     assert complaint.executive_id == "E1"
+
+
+class _CountingGate:
+    def __init__(self) -> None:
+        self.entered = 0
+
+    def __enter__(self) -> None:
+        self.entered += 1
+
+    def __exit__(self, *_exc: object) -> None:
+        pass
+
+
+class _Source:
+    def __init__(self) -> None:
+        self.position = 0
+
+    def head(self) -> int:
+        return self.position
+
+
+class _LogModels:
+    """Read models over a log whose head is `source.position`; catch-up reaches it."""
+
+    def __init__(self) -> None:
+        self.source = _Source()
+        self.runner = self  # `read_models.runner.source`, as `ReadModels` has
+        self.catch_ups = 0
+
+    def catch_up(self) -> int:
+        self.catch_ups += 1
+        return self.source.position
+
+
+def test_the_projecting_process_takes_the_write_gate_only_for_new_events(
+    tmp_path: Path,
+) -> None:
+    """It looks for other workers' events every `poll` seconds: by the log's head, without
+    the gate (which their writes wait for), and catches up only when there is something."""
+    models, gate = _LogModels(), _CountingGate()
+    projector = Projector(
+        lambda: models, gate, 5.0, leader_lock=tmp_path / "ledger.db.projector.lock"
+    )
+    projector.start()
+    try:
+        assert _until(lambda: models.catch_ups == 1)
+        time.sleep(0.2)  # about 60 polls
+        assert models.catch_ups == 1 and gate.entered == 1
+        models.source.position = 7  # another worker wrote
+        assert _until(lambda: models.catch_ups == 2)
+        assert gate.entered == 2
+        projector.written(9)  # this process wrote
+        models.source.position = 9
+        assert projector.ready(timeout=5) is models and gate.entered == 3
+    finally:
+        projector.stop()
