@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import threading
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -15,6 +16,8 @@ from api.directory import Directory
 from api.projector import Projector
 from api.settings import ApiSettings
 from ledger.application import LedgerApp
+
+log = logging.getLogger("ses_ledger.api")
 
 
 class Services:
@@ -89,27 +92,43 @@ def write_gate(ledger: LedgerApp) -> AbstractContextManager[object]:
 
 
 class WriteGate:
-    """A thread lock and, inside it, an exclusive `flock` on a file beside the database."""
+    """A thread lock and, inside it, an exclusive `flock` on a file beside the database.
+
+    Where the file cannot be opened or locked (a read-only directory, a file system without
+    `flock`), it says so once in the log and goes on with the thread lock alone: workers
+    then meet in SQLite's busy handler, as they did before the file lock, slower but safe.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
         self._file: IO[str] | None = None
+        self._file_lock = True
 
     def __enter__(self) -> WriteGate:
         self._lock.acquire()
         try:
-            if self._file is None:
-                self._file = open(self.path, "a")  # noqa: SIM115 - kept open for life
-            fcntl.flock(self._file, fcntl.LOCK_EX)  # blocks without the GIL
+            if self._file_lock:
+                self._lock_file()
         except BaseException:
             self._lock.release()
             raise
         return self
 
+    def _lock_file(self) -> None:
+        try:
+            if self._file is None:
+                self._file = open(self.path, "a")  # noqa: SIM115 - kept open for life
+            fcntl.flock(self._file, fcntl.LOCK_EX)  # blocks without the GIL
+        except OSError as exc:
+            self._file_lock = False
+            log.warning(
+                "no write lock file %s (%s): workers meet in SQLite instead", self.path, exc
+            )
+
     def __exit__(self, *_exc: object) -> None:
         try:
-            assert self._file is not None
-            fcntl.flock(self._file, fcntl.LOCK_UN)
+            if self._file_lock and self._file is not None:
+                fcntl.flock(self._file, fcntl.LOCK_UN)
         finally:
             self._lock.release()

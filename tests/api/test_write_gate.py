@@ -4,9 +4,12 @@ processes: `flock` locks belong to open files, so they exclude each other just t
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from api.services import WriteGate
 from ledger.application import LedgerApp
@@ -82,3 +85,19 @@ def test_a_command_holds_the_gate_only_while_it_stores(sqlite_config: LedgerConf
     assert gate.entered == 1  # the one write passed the gate
     assert sealed_inside == [False]  # sealing (and judging) happened outside it
     assert app.executive("E1").version == 1
+
+
+def test_without_a_lock_file_the_gate_still_serialises_threads(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A lock file that cannot be made (here: no such directory) is reported once; the
+    thread lock still holds, and workers meet in SQLite's busy handler instead."""
+    gate = WriteGate(tmp_path / "missing" / "w.lock")
+    with caplog.at_level(logging.WARNING, logger="ses_ledger.api"):
+        with gate:
+            assert gate._lock.locked()
+        with gate:
+            pass
+    assert [r.getMessage() for r in caplog.records if "no write lock file" in r.getMessage()]
+    assert len(caplog.records) == 1
+    assert not gate._lock.locked()
