@@ -145,6 +145,8 @@ class Load:
         self.client_cpu = 0.0
         self.server_cpu = 0.0
         self.server_pid: int | None = None
+        #: Open client connections held by each server worker, most first (Linux only).
+        self.split: list[int] = []
         self.load_average = (0.0, 0.0, 0.0)
 
     def executive(self) -> str:
@@ -290,6 +292,8 @@ class Load:
         deadline = started + seconds
         await asyncio.gather(*(self.client(s, deadline, per_client) for s in senders))
         self.client_cpu = time.process_time() - cpu
+        if self.server_pid is not None:  # the connections are still open here
+            self.split = connections_per_worker(self.server_pid, int(self.url.rsplit(":", 1)[1]))
         if self.server_pid is not None:
             self.server_cpu = tree_cpu(self.server_pid) - server_cpu
         self.load_average = os.getloadavg()
@@ -301,9 +305,12 @@ class Load:
         server = ""
         if self.server_pid is not None:
             server = f"server CPU {self.server_cpu / count * 1e6:.0f} µs/request, "
+        split = ""
+        if len(self.split) > 1:
+            split = f"; client connections per server worker: {'/'.join(map(str, self.split))}"
         return (
             f"{server}load generator CPU {self.client_cpu / count * 1e6:.0f} µs/request; "
-            f"load average {' '.join(f'{x:.2f}' for x in self.load_average)}"
+            f"load average {' '.join(f'{x:.2f}' for x in self.load_average)}{split}"
         )
 
 
@@ -330,6 +337,38 @@ def tree_cpu(pid: int) -> float:
         return 0.0
     total = sum(int(f) for f in fields[11:13]) / os.sysconf("SC_CLK_TCK")
     return total + sum(tree_cpu(int(child)) for child in children)
+
+
+def connections_per_worker(pid: int, port: int) -> list[int]:
+    """Established TCP connections on `port` held by each worker of the server `pid`, most
+    first (from /proc: each worker's socket inodes against /proc/net/tcp). uvicorn's workers
+    share one listening socket, and whichever wakes first accepts every connection waiting,
+    so a burst of keep-alive connections can land unevenly; this shows how they fell."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        workers = [  # uvicorn's spawned workers, not multiprocessing's resource tracker
+            c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()
+        ] or [str(pid)]
+        established = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    established.add(fields[9])
+        counts = []
+        for worker in workers:
+            held = 0
+            for fd in Path(f"/proc/{worker}/fd").iterdir():
+                try:
+                    target = os.readlink(fd)
+                except OSError:
+                    continue
+                if target.startswith("socket:[") and target[8:-1] in established:
+                    held += 1
+            counts.append(held)
+    except OSError:  # not Linux, or a worker went away
+        return []
+    return sorted(counts, reverse=True)
 
 
 def _row(name: str, values: list[float], elapsed: float) -> None:
