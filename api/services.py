@@ -83,8 +83,9 @@ def write_gate(ledger: LedgerApp) -> AbstractContextManager[object]:
     first keeps both waits out: a released lock wakes the next writer at once.
 
     A write holds the gate only while it stores (`LedgerApp.record_gate`), not while its
-    command loads, judges and seals, so the workers' CPU work runs side by side.
-    PostgreSQL writes concurrently and needs no gate.
+    command loads, judges and seals, so the workers' CPU work runs side by side; and the
+    writes that queue in a worker meanwhile are stored together under one turn of the gate
+    and one commit (`ledger.group_commit`). PostgreSQL writes concurrently and needs no gate.
     """
     if ledger.config.is_postgres:
         return contextlib.nullcontext()

@@ -56,7 +56,7 @@ from bench.http1 import Connection, ProtocolError  # noqa: E402
 from ledger.application import LedgerApp  # noqa: E402
 from ledger.config import LedgerConfig  # noqa: E402
 from ledger.keys import KeyRing  # noqa: E402
-from tests.api.server import Server, ledger_env  # noqa: E402
+from tests.api.server import Server, connections_per_worker, ledger_env  # noqa: E402
 
 YEARS = 5
 #: What the demo writes per executive over five cycles (about 31; 29 leaves a margin).
@@ -337,38 +337,6 @@ def tree_cpu(pid: int) -> float:
         return 0.0
     total = sum(int(f) for f in fields[11:13]) / os.sysconf("SC_CLK_TCK")
     return total + sum(tree_cpu(int(child)) for child in children)
-
-
-def connections_per_worker(pid: int, port: int) -> list[int]:
-    """Established TCP connections on `port` held by each worker of the server `pid`, most
-    first (from /proc: each worker's socket inodes against /proc/net/tcp). uvicorn's workers
-    share one listening socket, and whichever wakes first accepts every connection waiting,
-    so a burst of keep-alive connections can land unevenly; this shows how they fell."""
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        workers = [  # uvicorn's spawned workers, not multiprocessing's resource tracker
-            c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()
-        ] or [str(pid)]
-        established = set()
-        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields = line.split()
-                if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                    established.add(fields[9])
-        counts = []
-        for worker in workers:
-            held = 0
-            for fd in Path(f"/proc/{worker}/fd").iterdir():
-                try:
-                    target = os.readlink(fd)
-                except OSError:
-                    continue
-                if target.startswith("socket:[") and target[8:-1] in established:
-                    held += 1
-            counts.append(held)
-    except OSError:  # not Linux, or a worker went away
-        return []
-    return sorted(counts, reverse=True)
 
 
 def _row(name: str, values: list[float], elapsed: float) -> None:

@@ -37,6 +37,7 @@ from ledger.errors import (
 from ledger.keys import KeyRing, Signer
 from ledger.log import MerkleLog
 from ledger.mapper import LedgerMapper
+from ledger.recorders import LedgerSQLiteRecorder
 
 A = TypeVar("A", bound=LedgerAggregate)
 #: Commands of at least this many events sign on two threads (`LedgerApp._sign_all`).
@@ -99,8 +100,10 @@ class LedgerApp(Application[str]):
         #: gate on SQLite (`api.services.write_gate`). Only the write itself is serialised:
         #: a command loads, judges and seals outside it, and a race on the same stream ends
         #: in ConcurrencyConflict, as between processes.
-        self.record_gate: AbstractContextManager[object] = contextlib.nullcontext()
+        self._record_gate: AbstractContextManager[object] = contextlib.nullcontext()
         super().__init__(env=config.eventsourcing_env())
+        #: On SQLite the recorder takes the gate itself, once per group commit.
+        self._gate_in_recorder = isinstance(self.recorder, LedgerSQLiteRecorder)
         self.merkle_log = MerkleLog(self.recorder)
 
     def construct_mapper(self) -> Mapper[str]:
@@ -193,7 +196,19 @@ class LedgerApp(Application[str]):
         self.notify(processing_event.events)
         return recordings
 
+    @property
+    def record_gate(self) -> AbstractContextManager[object]:
+        return self._record_gate
+
+    @record_gate.setter
+    def record_gate(self, gate: AbstractContextManager[object]) -> None:
+        self._record_gate = gate
+        if isinstance(self.recorder, LedgerSQLiteRecorder):
+            self.recorder.gate = gate
+
     def _record(self, processing_event: ProcessingEvent[str]) -> list[Recording[str]]:
+        if self._gate_in_recorder:
+            return super()._record(processing_event)
         with self.record_gate:
             return super()._record(processing_event)
 

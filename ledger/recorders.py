@@ -19,19 +19,22 @@ Tables (prefix `ledger_`):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from eventsourcing.persistence import OperationalError, StoredEvent
+from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
 from ledger.entry import format_timestamp
+from ledger.group_commit import GroupCommit, Write
 
 
 class LedgerTables:
@@ -130,7 +133,36 @@ def retry_while_locked(action: Callable[[], T], timeout: float) -> T:
 class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.tables = LedgerTables("sqlite", events_table="stored_events")
+        #: Held around each commit of events (`LedgerApp.record_gate`): the server's
+        #: write gate between threads and worker processes.
+        self.gate: AbstractContextManager[object] = contextlib.nullcontext()
+        #: Concurrent writers share commits (`ledger.group_commit`).
+        self.group = GroupCommit(self._commit_batch)
         super().__init__(*args, **kwargs)
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        result: Sequence[int] | None = self.group.submit(stored_events, kwargs)
+        return result
+
+    def _commit_batch(self, batch: list[Write]) -> None:
+        """Store a batch of writes in one transaction under the gate; a write that breaks a
+        constraint (a lost race, a repeated idempotency key) is rolled back to its savepoint
+        and fails alone, as it would have in a transaction of its own."""
+        with self.gate, self.datastore.transaction(commit=True) as c:
+            if len(batch) == 1:
+                write = batch[0]
+                write.ids = self._insert_events(c, write.stored_events, **write.kwargs)
+                return
+            for write in batch:
+                c.execute("SAVEPOINT ses_ledger_write")
+                try:
+                    write.ids = self._insert_events(c, write.stored_events, **write.kwargs)
+                except sqlite3.IntegrityError as exc:
+                    c.execute("ROLLBACK TO ses_ledger_write")
+                    write.error = IntegrityError(exc)
+                c.execute("RELEASE ses_ledger_write")
 
     def create_table(self) -> None:
         """Create what is missing. An existing store is only read (so opening it never waits

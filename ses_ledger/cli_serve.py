@@ -18,6 +18,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ledger.keys import KeyRing
+    from ses_ledger import workers
 
     config = LedgerConfig.from_env()
     if not KeyRing(config.home).exists():
@@ -37,16 +38,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    uvicorn.run(
-        "api.main:app_factory",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        access_log=args.access_log,
-        log_level=args.log_level,
-        timeout_graceful_shutdown=10,
-    )
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": args.host,
+        "port": args.port,
+        "workers": args.workers,
+        "access_log": args.access_log,
+        "log_level": args.log_level,
+        "timeout_graceful_shutdown": 10,
+    }
+    if args.workers > 1 and workers.reuse_port_available():
+        return workers.run("api.main:app_factory", **options)
+    uvicorn.run("api.main:app_factory", **options)
     return 0
 
 

@@ -63,12 +63,21 @@ class Server:
                 raise RuntimeError(f"ses-ledger serve exited with {self.process.returncode}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
+                    if self._all_workers_listen():
+                        return self
             except httpx.TransportError:
                 pass
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"ses-ledger serve did not answer on {self.url} in {timeout} s")
+
+    def _all_workers_listen(self) -> bool:
+        """With `--workers N` each worker binds its own socket (`ses_ledger/workers.py`):
+        until all have, new connections all go to those that did."""
+        if "--workers" not in self.args or not Path("/proc/net/tcp").exists():
+            return True
+        wanted = int(self.args[self.args.index("--workers") + 1])
+        return wanted <= 1 or listeners(self.port) >= wanted
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -93,3 +102,49 @@ class Server:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def connections_per_worker(pid: int, port: int) -> list[int]:
+    """Established TCP connections on `port` held by each worker of the server `pid`, most
+    first (from /proc: each worker's socket inodes against /proc/net/tcp): how the kernel
+    spread them over the workers' listening sockets (`ses_ledger/workers.py`)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        workers = [  # uvicorn's spawned workers, not multiprocessing's resource tracker
+            c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()
+        ] or [str(pid)]
+        established = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    established.add(fields[9])
+        counts = []
+        for worker in workers:
+            held = 0
+            for fd in Path(f"/proc/{worker}/fd").iterdir():
+                try:
+                    target = os.readlink(fd)
+                except OSError:
+                    continue
+                if target.startswith("socket:[") and target[8:-1] in established:
+                    held += 1
+            counts.append(held)
+    except OSError:  # not Linux, or a worker went away
+        return []
+    return sorted(counts, reverse=True)
+
+
+def listeners(port: int) -> int:
+    """Listening TCP sockets on `port` (from /proc/net/tcp and tcp6: state 0A)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count
