@@ -16,10 +16,12 @@ writer alone commits at once (a batch of one, without savepoints).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from itertools import islice
 from typing import Any
 
@@ -53,11 +55,19 @@ class GroupCommit:
 
     `commit` stores each write of the batch in one transaction, setting `ids` or `error`
     on each; if it raises, nothing was stored and every write of the batch fails with it.
+    The leader takes `gate` (the write lock) *before* it takes its batch, so the writes
+    that queue while it waits for another process's commit join this one.
     """
 
-    def __init__(self, commit: Callable[[list[Write]], None], max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self,
+        commit: Callable[[list[Write]], None],
+        max_batch: int = MAX_BATCH,
+        gate: AbstractContextManager[object] | None = None,
+    ) -> None:
         self._commit = commit
         self.max_batch = max_batch
+        self.gate: AbstractContextManager[object] = gate or contextlib.nullcontext()
         self._lock = threading.Lock()
         self._queue: deque[Write] = deque()
 
@@ -71,10 +81,12 @@ class GroupCommit:
             if write.done:
                 return write.outcome()
         # At the head of the queue: commit it, up to `max_batch` writes.
-        with self._lock:
-            batch = list(islice(self._queue, self.max_batch))
+        batch = [write]
         try:
-            self._commit(batch)
+            with self.gate:
+                with self._lock:
+                    batch = list(islice(self._queue, self.max_batch))
+                self._commit(batch)
         except BaseException as exc:
             for other in batch:
                 other.ids = None

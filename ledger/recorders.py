@@ -19,7 +19,6 @@ Tables (prefix `ledger_`):
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import sqlite3
@@ -133,12 +132,19 @@ def retry_while_locked(action: Callable[[], T], timeout: float) -> T:
 class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.tables = LedgerTables("sqlite", events_table="stored_events")
-        #: Held around each commit of events (`LedgerApp.record_gate`): the server's
-        #: write gate between threads and worker processes.
-        self.gate: AbstractContextManager[object] = contextlib.nullcontext()
-        #: Concurrent writers share commits (`ledger.group_commit`).
+        #: Concurrent writers share commits (`ledger.group_commit`), each commit under
+        #: `gate` (`LedgerApp.record_gate`: the server's write gate between threads and
+        #: worker processes).
         self.group = GroupCommit(self._commit_batch)
         super().__init__(*args, **kwargs)
+
+    @property
+    def gate(self) -> AbstractContextManager[object]:
+        return self.group.gate
+
+    @gate.setter
+    def gate(self, gate: AbstractContextManager[object]) -> None:
+        self.group.gate = gate
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -147,10 +153,24 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
         return result
 
     def _commit_batch(self, batch: list[Write]) -> None:
-        """Store a batch of writes in one transaction under the gate; a write that breaks a
-        constraint (a lost race, a repeated idempotency key) is rolled back to its savepoint
-        and fails alone, as it would have in a transaction of its own."""
-        with self.gate, self.datastore.transaction(commit=True) as c:
+        """Store a batch of writes in one transaction (the gate is held).
+
+        A write that breaks a constraint (a lost race, a repeated idempotency key) must
+        fail alone, as in a transaction of its own. Such refusals are rare, so a batch is
+        first stored without savepoints (under load each statement under the write lock
+        costs a GIL hand-over); if one write is refused, that transaction is rolled back
+        and the batch is stored again with a savepoint per write.
+        """
+        if len(batch) > 1:
+            try:
+                with self.datastore.transaction(commit=True) as c:
+                    for write in batch:
+                        write.ids = self._insert_events(c, write.stored_events, **write.kwargs)
+                return
+            except IntegrityError:
+                for write in batch:
+                    write.ids = None
+        with self.datastore.transaction(commit=True) as c:
             if len(batch) == 1:
                 write = batch[0]
                 write.ids = self._insert_events(c, write.stored_events, **write.kwargs)

@@ -79,6 +79,28 @@ def test_writers_queued_behind_a_commit_share_the_next_one() -> None:
     assert outcomes == {"a": [100], "b": [200], "c": [201], "d": [202]}
 
 
+def test_writes_queued_while_the_leader_waits_for_the_gate_join_its_commit() -> None:
+    """The leader takes the write lock before its batch: what queued while another process
+    held the lock goes into this commit, not the next."""
+    batches: list[list[Any]] = []
+
+    def commit(batch: list[Write]) -> None:
+        batches.append([w.stored_events for w in batch])
+        for i, write in enumerate(batch):
+            write.ids = [i]
+
+    held = threading.Lock()
+    held.acquire()  # another process's commit
+    group = GroupCommit(commit, gate=held)
+    run = _run(group, ["a", "b", "c"])
+    time.sleep(0.05)
+    assert batches == []
+    held.release()
+    outcomes = _finish(run)
+    assert batches == [[["a"], ["b"], ["c"]]]
+    assert outcomes == {"a": [0], "b": [1], "c": [2]}
+
+
 def test_a_refused_write_fails_alone() -> None:
     commit = HeldFirstCommit(fail=lambda w: w.stored_events == ["c"])  # type: ignore[comparison-overlap]
     group = GroupCommit(commit)
@@ -201,7 +223,9 @@ def test_sqlite_a_repeated_idempotency_key_in_one_batch_is_refused_alone(
     )
     assert not isinstance(results[1], Exception)
     assert isinstance(results[2], DuplicateRequest)
-    assert gate.entries == 2  # E0 alone, then E1 and E2 in one commit
+    # E0's leader waited for the gate; E1 and E2 queued meanwhile and joined its commit,
+    # which was stored again with savepoints once E2's key was refused.
+    assert gate.entries == 1
     stored = raw(sqlite_config, "SELECT originator_id FROM stored_events ORDER BY rowid")
     assert [r[0] for r in stored] == ["E0", "E1"]
     app.close()
