@@ -4,8 +4,9 @@ SQLite has one writer, and a durable commit waits for the disk (`fsync` of the w
 log, about 0.7 ms on the development VM, 5-7 ms at its 99th percentile). Writers that took
 turns paid that wait one after another, holding the write lock through it, so under load
 the lock, not the CPU, set the pace of writes. Here the first writer to arrive leads: it
-stores its own events and those of every writer queued behind it (each in a savepoint, so a
-refused one is rolled back alone) and commits once; the others wait for the outcome. This
+stores its own events and those of every writer queued behind it and commits once; the
+others wait for the outcome (a refused write is rolled back alone: see
+`LedgerSQLiteRecorder._commit_batch`). This
 is the leader/follower queue of LevelDB's `DBImpl::Write` and PostgreSQL's group commit.
 Hand-written: neither eventsourcing nor `sqlite3` batches independent transactions.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -25,7 +27,9 @@ from contextlib import AbstractContextManager
 from itertools import islice
 from typing import Any
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import OperationalError, StoredEvent
+
+log = logging.getLogger("ses_ledger.ledger")
 
 #: Most writes in one commit: bounds the time a batch holds the write lock.
 MAX_BATCH = 64
@@ -76,21 +80,34 @@ class GroupCommit:
         with self._lock:
             self._queue.append(write)
             leads = len(self._queue) == 1
+        interrupted: BaseException | None = None
         if not leads:
-            write.woken.wait()
+            interrupted = _wait(write.woken)
             if write.done:
+                if interrupted is not None:
+                    raise interrupted
                 return write.outcome()
         # At the head of the queue: commit it, up to `max_batch` writes.
         batch = [write]
+        committed = False
         try:
             with self.gate:
                 with self._lock:
                     batch = list(islice(self._queue, self.max_batch))
                 self._commit(batch)
+                committed = True
         except BaseException as exc:
-            for other in batch:
-                other.ids = None
-                other.error = exc if other is write else _copy(exc)
+            if not committed:
+                for other in batch:
+                    other.ids = None
+                    other.error = exc if other is write else _for_follower(exc)
+            elif isinstance(exc, Exception):
+                # Leaving the gate failed (unlocking its file, say): the batch is stored
+                # all the same, and its writes must not be reported as failed (a retry
+                # without an idempotency key would store them twice).
+                log.warning("after a group commit: %s", exc, exc_info=exc)
+            elif interrupted is None:
+                interrupted = exc
         finally:
             with self._lock:
                 for _ in batch:
@@ -102,12 +119,34 @@ class GroupCommit:
                     other.woken.set()
             if following is not None:
                 following.woken.set()  # not done: it leads the next batch
+        if interrupted is not None:
+            raise interrupted
         return write.outcome()
 
 
-def _copy(exc: BaseException) -> BaseException:
+def _wait(woken: threading.Event) -> BaseException | None:
+    """Wait for `woken`, even through an interruption (KeyboardInterrupt, an exception from
+    a signal handler): a follower that left the queue early would strand the writers behind
+    it, or be stored after its caller was told otherwise. The interruption is returned, to
+    be raised once the write is settled."""
+    interrupted: BaseException | None = None
+    while True:
+        try:
+            woken.wait()
+            return interrupted
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the caller
+            if interrupted is None:
+                interrupted = exc
+
+
+def _for_follower(exc: BaseException) -> BaseException:
     """The leader's error for a follower: its own instance, so that threads raising it at
-    the same time do not share one traceback."""
+    the same time do not share one traceback; an interruption of the leader's thread
+    (KeyboardInterrupt, SystemExit) is the leader's, so followers get a store error."""
+    if not isinstance(exc, Exception):
+        error = OperationalError(f"the commit was interrupted ({type(exc).__name__})")
+        error.__cause__ = exc
+        return error
     try:
         other = copy.copy(exc)
     except Exception:  # noqa: BLE001 - an exception type that cannot be copied

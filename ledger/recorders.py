@@ -28,7 +28,8 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from eventsourcing.persistence import IntegrityError, OperationalError, StoredEvent
+from eventsourcing import persistence
+from eventsourcing.persistence import OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
@@ -129,6 +130,44 @@ def retry_while_locked(action: Callable[[], T], timeout: float) -> T:
         time.sleep(0.05)
 
 
+#: Errors that refuse one write's rows (its own transaction would have failed the same
+#: way), as `sqlite3` raises them inside a transaction and as eventsourcing re-raises them.
+_ONE_WRITE = (
+    sqlite3.IntegrityError,
+    sqlite3.DataError,
+    sqlite3.InterfaceError,
+    sqlite3.ProgrammingError,
+    sqlite3.NotSupportedError,
+    persistence.IntegrityError,
+    persistence.DataError,
+    persistence.InterfaceError,
+    persistence.ProgrammingError,
+    persistence.NotSupportedError,
+)
+
+
+def refuses_one_write(exc: BaseException) -> bool:
+    """Whether `exc` refuses one write of a batch rather than the store: a constraint or a
+    value the store rejects, or an error of the write's own arguments; not I/O, locking or
+    corruption (`OperationalError`, `InternalError`, `DatabaseError`)."""
+    if isinstance(exc, _ONE_WRITE):
+        return True
+    return isinstance(exc, Exception) and not isinstance(
+        exc, (sqlite3.Error, persistence.PersistenceError)
+    )
+
+
+def as_store_error(exc: Exception) -> Exception:
+    """A `sqlite3` error as eventsourcing raises it from a transaction of its own (the
+    same-named class of `eventsourcing.persistence`); anything else unchanged."""
+    if isinstance(exc, sqlite3.Error):
+        wrapper = getattr(persistence, type(exc).__name__, persistence.DatabaseError)
+        error: Exception = wrapper(exc)
+        error.__cause__ = exc
+        return error
+    return exc
+
+
 class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.tables = LedgerTables("sqlite", events_table="stored_events")
@@ -155,11 +194,12 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
     def _commit_batch(self, batch: list[Write]) -> None:
         """Store a batch of writes in one transaction (the gate is held).
 
-        A write that breaks a constraint (a lost race, a repeated idempotency key) must
-        fail alone, as in a transaction of its own. Such refusals are rare, so a batch is
-        first stored without savepoints (under load each statement under the write lock
-        costs a GIL hand-over); if one write is refused, that transaction is rolled back
-        and the batch is stored again with a savepoint per write.
+        A write that is refused (a lost race, a repeated idempotency key, a value the
+        store rejects) must fail alone, as in a transaction of its own. Refusals are rare,
+        so a batch is first stored without savepoints (under load each statement under the
+        write lock costs a GIL hand-over); if a write is refused, that transaction is rolled
+        back and the batch is stored again with a savepoint per write. A fault of the store
+        itself (I/O, locking, corruption) fails the whole batch: nothing of it is stored.
         """
         if len(batch) > 1:
             try:
@@ -167,7 +207,9 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
                     for write in batch:
                         write.ids = self._insert_events(c, write.stored_events, **write.kwargs)
                 return
-            except IntegrityError:
+            except Exception as exc:
+                if not refuses_one_write(exc):
+                    raise
                 for write in batch:
                     write.ids = None
         with self.datastore.transaction(commit=True) as c:
@@ -179,9 +221,11 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
                 c.execute("SAVEPOINT ses_ledger_write")
                 try:
                     write.ids = self._insert_events(c, write.stored_events, **write.kwargs)
-                except sqlite3.IntegrityError as exc:
+                except Exception as exc:
+                    if not refuses_one_write(exc):
+                        raise
                     c.execute("ROLLBACK TO ses_ledger_write")
-                    write.error = IntegrityError(exc)
+                    write.error = as_store_error(exc)
                 c.execute("RELEASE ses_ledger_write")
 
     def create_table(self) -> None:

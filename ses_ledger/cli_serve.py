@@ -64,7 +64,13 @@ def register(sub: Any) -> None:
     )
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (default 1); on Linux each listens on its own socket "
+        "(SO_REUSEPORT) and the kernel spreads connections over them",
+    )
     serve.add_argument(
         "--checkpoint-interval",
         type=float,

@@ -9,11 +9,14 @@ and the kernel spreads new connections over the workers by a hash of their addre
 
 Hand-written because uvicorn has no such option (0.54): `WorkerProcess` binds in the
 worker, and `Workers` starts `WorkerProcess`es wherever uvicorn's `Multiprocess` starts
-its own (first start, restart on SIGHUP, replacement of a dead worker); the rest (signals,
-health pings, shutdown) is uvicorn's. The parent binds nothing that listens: a socket in
-the port's group that nobody accepts from would still get its share of connections. It
-first checks that the port is free with a plain bind (no `SO_REUSEPORT`), so a second
-server on the same port fails at start instead of silently sharing it.
+its own (first start, SIGTTIN, restart on SIGHUP, replacement of a dead worker); the
+rest (signals, health pings, shutdown) is uvicorn's. The parent listens on nothing: a
+listening socket in the port's group that nobody accepts from would still get its share
+of connections. It first checks that the port is free with a plain bind (no
+`SO_REUSEPORT`), so a second server on the same port fails at start instead of silently
+sharing it, then keeps the port bound (not listening) while it runs. Connections waiting
+in the accept queue of a worker that stops are reset (Linux 5.14+ can move them to
+another worker: `sysctl net.ipv4.tcp_migrate_req=1`).
 """
 
 from __future__ import annotations
@@ -76,6 +79,8 @@ class Workers(Multiprocess):
 
     def __init__(self, config: Config) -> None:
         super().__init__(config, sockets=[])
+        #: A worker died before it served (uvicorn's STARTUP_FAILURE): the exit status.
+        self.startup_failed = False
 
     def _process(self) -> Process:
         process = WorkerProcess(self.config, [])
@@ -114,6 +119,7 @@ class Workers(Multiprocess):
             process.join()
             if process.exitcode == STARTUP_FAILURE:
                 logger.error("worker [%s] failed to start; stopping", process.pid)
+                self.startup_failed = True
                 self.should_exit.set()
                 return
             if self.should_exit.is_set():
@@ -121,26 +127,40 @@ class Workers(Multiprocess):
             logger.info("worker [%s] died; starting another", process.pid)
             self.processes[idx] = self._process()
 
+    def handle_ttin(self) -> None:
+        """SIGTTIN: one worker more (as uvicorn's, with a socket of its own)."""
+        logger.info("Received SIGTTIN, increasing the number of processes.")
+        self.processes_num += 1
+        self.processes.append(self._process())
+
 
 def run(app: str, **options: Any) -> int:
     """Serve `app` (an import string) with `options.workers` workers on reused ports.
 
-    Returns an exit status: 1 when the port is taken.
+    The parent keeps a socket bound to the port (with `SO_REUSEPORT`, never listening: it
+    gets no connections) for as long as it runs, so the port stays reserved between
+    workers, e.g. while all restart, and port 0 picks one port for all of them.
+    Returns an exit status: 1 when the port is taken, 3 when a worker failed to start.
     """
     config = Config(app, **options)
-    if config.port == 0:  # one port for every worker: the one the kernel offers now
-        with _socket(config.host) as probe:
-            probe.bind((config.host, 0))
-            config.port = probe.getsockname()[1]
-    taken = port_is_free(config.host, config.port)
-    if taken is not None:
-        logger.error("cannot listen on %s:%s: %s", config.host, config.port, taken)
-        return 1
-    logger.info(
-        "listening on %s:%s, one socket per worker (SO_REUSEPORT)", config.host, config.port
-    )
+    if config.port:
+        taken = port_is_free(config.host, config.port)
+        if taken is not None:
+            logger.error("cannot listen on %s:%s: %s", config.host, config.port, taken)
+            return 1
     try:
-        Workers(config).run()
-    except KeyboardInterrupt:
-        pass
-    return 0
+        reserved = bind_reuse_port(config.host, config.port)
+    except OSError as exc:
+        logger.error("cannot listen on %s:%s: %s", config.host, config.port, exc)
+        return 1
+    with reserved:
+        config.port = reserved.getsockname()[1]
+        logger.info(
+            "listening on %s:%s, one socket per worker (SO_REUSEPORT)", config.host, config.port
+        )
+        workers = Workers(config)
+        try:
+            workers.run()
+        except KeyboardInterrupt:
+            pass
+    return STARTUP_FAILURE if workers.startup_failed else 0

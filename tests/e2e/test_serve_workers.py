@@ -96,3 +96,42 @@ def test_a_dead_worker_is_replaced_and_a_stopped_server_leaves_no_listener(
         server.stop()
     assert server.process.returncode is not None
     assert listeners(server.port) == 0
+
+
+def test_sigttin_adds_a_worker_with_its_own_socket(tmp_path: Path) -> None:
+    with Server(_env(tmp_path), "--workers", "2") as server:
+        assert server.process is not None
+        server.process.send_signal(signal.SIGTTIN)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and listeners(server.port) < 3:
+            time.sleep(0.2)
+        assert listeners(server.port) == 3
+        assert len(_workers(server.process.pid)) == 3
+        for _ in range(8):
+            assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+
+
+def test_port_0_gives_every_worker_the_same_port(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [*CLI, "serve", "--workers", "2", "--port", "0"],
+        env=_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        port = 0
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not port:
+            line = process.stdout.readline()
+            if "one socket per worker" in line:
+                port = int(line.split("listening on ", 1)[1].split(",")[0].rsplit(":", 1)[1])
+        assert port
+        while time.monotonic() < deadline and listeners(port) < 2:
+            time.sleep(0.2)
+        assert listeners(port) == 2
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -10,12 +10,14 @@ from datetime import date
 from typing import Any
 
 import pytest
+from eventsourcing import persistence
+from eventsourcing.persistence import StoredEvent
 
 from ledger.application import DuplicateRequest, LedgerApp
 from ledger.config import LedgerConfig
 from ledger.errors import AlreadyExists
-from ledger.group_commit import GroupCommit, Write
-from tests.ledger_helpers import raw, register
+from ledger.group_commit import GroupCommit, Write, _wait
+from tests.ledger_helpers import raw
 
 
 class HeldFirstCommit:
@@ -52,11 +54,18 @@ def _run(group: GroupCommit, names: list[str]) -> dict[str, Any]:
         except Exception as exc:  # noqa: BLE001 - the outcome under test
             outcomes[name] = exc
 
-    threads = [threading.Thread(target=write, args=(n,)) for n in names]
-    for thread in threads:
+    threads = [threading.Thread(target=write, args=(n,), daemon=True) for n in names]
+    for queued, thread in enumerate(threads, 1):
         thread.start()
-        time.sleep(0.01)  # in order: the first leads, the others queue
+        _wait_for_queue(group, queued)  # in order: the first leads, the others queue
     return {"threads": threads, "outcomes": outcomes}
+
+
+def _wait_for_queue(group: GroupCommit, length: int) -> None:
+    deadline = time.monotonic() + 10
+    while len(group._queue) < length:
+        assert time.monotonic() < deadline, f"{len(group._queue)} writes queued, not {length}"
+        time.sleep(0.001)
 
 
 def _finish(run: dict[str, Any]) -> dict[str, Any]:
@@ -136,25 +145,30 @@ def test_batches_are_bounded() -> None:
     assert [len(b) for b in commit.batches] == [1, 2, 2]
 
 
-class SlowGate:
-    """The write gate, held a while on first entry so that writers pile up behind it."""
+class HeldGate:
+    """The write gate, held on first entry until `release` is set, so that writers queue
+    behind it; counts its entries (one per commit)."""
 
     def __init__(self) -> None:
         self.entries = 0
         self.lock = threading.Lock()
+        self.release = threading.Event()
 
     def __enter__(self) -> None:
         self.lock.acquire()
         self.entries += 1
         if self.entries == 1:
-            time.sleep(0.3)
+            assert self.release.wait(10)
 
     def __exit__(self, *_exc: object) -> None:
         self.lock.release()
 
 
-def _concurrently(*actions: Callable[[], Any]) -> list[Any]:
+def _concurrently(app: LedgerApp, gate: HeldGate, *actions: Callable[[], Any]) -> list[Any]:
+    """Run `actions` on threads, each queued for the commit before the next starts; the
+    first commit waits for `gate` until all are queued."""
     results: list[Any] = [None] * len(actions)
+    group = app.recorder.group
 
     def run(i: int) -> None:
         try:
@@ -162,31 +176,64 @@ def _concurrently(*actions: Callable[[], Any]) -> list[Any]:
         except Exception as exc:  # noqa: BLE001 - the outcome under test
             results[i] = exc
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(actions))]
-    for thread in threads:
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(actions))]
+    for queued, thread in enumerate(threads, 1):
         thread.start()
-        time.sleep(0.02)
+        _wait_for_queue(group, queued)
+    gate.release.set()
     for thread in threads:
         thread.join(10)
+        assert not thread.is_alive()
     return results
+
+
+def _registration(
+    app: LedgerApp, executive_id: str, idem: tuple[str, str, str] | None = None
+) -> Callable[[], Any]:
+    def run() -> Any:
+        return app.register_executive(
+            executive_id,
+            name="Pat Example",
+            title="Director",
+            pay_plan="ES",
+            agency="DOE",
+            duty_station="Washington, DC",
+            appointment_type="career",
+            probationary=False,
+            appointed_on=date(2019, 5, 1),
+            actor="hr-1",
+            submitted_by="hr-app-1",
+            idempotency=idem,
+        )
+
+    return run
+
+
+def _positions(config: LedgerConfig) -> dict[str, int]:
+    rows = raw(config, "SELECT originator_id, rowid FROM stored_events")
+    return {str(r[0]): int(r[1]) for r in rows}
 
 
 def test_sqlite_ledger_commands_share_commits_and_conflicts_fail_alone(
     sqlite_config: LedgerConfig,
 ) -> None:
     """Real commands on SQLite: eight registrations, two of them of the same executive,
-    queue behind a held commit. They share commits; the duplicate alone is refused
-    (AlreadyExists, rule of the stream's first version) and nothing of it is stored."""
+    queue behind a held commit and are stored in one. The second registration of E3 alone
+    is refused (AlreadyExists), nothing of it is stored, and every other writer is told the
+    position its event was stored at."""
     app = LedgerApp(sqlite_config)
-    gate = SlowGate()
+    gate = HeldGate()
     app.record_gate = gate
     ids = ["E1", "E2", "E3", "E4", "E3", "E5", "E6", "E7"]
-    results = _concurrently(*[lambda i=i: register(app, i) for i in ids])
-    assert [type(r).__name__ for r in results].count("AlreadyExists") == 1
+    results = _concurrently(app, gate, *[_registration(app, i) for i in ids])
     assert isinstance(results[4], AlreadyExists)
-    assert gate.entries < len(ids)  # fewer commits than writes
-    stored = raw(sqlite_config, "SELECT originator_id FROM stored_events ORDER BY rowid")
-    assert sorted(r[0] for r in stored) == ["E1", "E2", "E3", "E4", "E5", "E6", "E7"]
+    assert not any(isinstance(r, Exception) for i, r in enumerate(results) if i != 4)
+    assert gate.entries == 1  # one commit (stored again with savepoints after the refusal)
+    positions = _positions(sqlite_config)
+    assert sorted(positions) == ["E1", "E2", "E3", "E4", "E5", "E6", "E7"]
+    for executive_id, result in zip(ids, results, strict=True):
+        if not isinstance(result, Exception):
+            assert result.entries[0]["position"] == positions[executive_id]
     assert [app.executive(i).version for i in sorted(set(ids))] == [1] * 7
     app.close()
 
@@ -195,39 +242,23 @@ def test_sqlite_a_repeated_idempotency_key_in_one_batch_is_refused_alone(
     sqlite_config: LedgerConfig,
 ) -> None:
     app = LedgerApp(sqlite_config)
-    gate = SlowGate()
+    gate = HeldGate()
     app.record_gate = gate
     key = ("hr-app-1", "k1", "h")
-
-    def registration(executive_id: str, idem: tuple[str, str, str] | None) -> Callable[[], Any]:
-        def run() -> Any:
-            return app.register_executive(
-                executive_id,
-                name="Pat Example",
-                title="Director",
-                pay_plan="ES",
-                agency="DOE",
-                duty_station="Washington, DC",
-                appointment_type="career",
-                probationary=False,
-                appointed_on=date(2019, 5, 1),
-                actor="hr-1",
-                submitted_by="hr-app-1",
-                idempotency=idem,
-            )
-
-        return run
-
     results = _concurrently(
-        registration("E0", None), registration("E1", key), registration("E2", key)
+        app,
+        gate,
+        _registration(app, "E0"),
+        _registration(app, "E1", key),
+        _registration(app, "E2", key),
+        _registration(app, "E3"),
     )
-    assert not isinstance(results[1], Exception)
     assert isinstance(results[2], DuplicateRequest)
-    # E0's leader waited for the gate; E1 and E2 queued meanwhile and joined its commit,
-    # which was stored again with savepoints once E2's key was refused.
     assert gate.entries == 1
-    stored = raw(sqlite_config, "SELECT originator_id FROM stored_events ORDER BY rowid")
-    assert [r[0] for r in stored] == ["E0", "E1"]
+    positions = _positions(sqlite_config)
+    assert sorted(positions) == ["E0", "E1", "E3"]
+    for i in (0, 1, 3):
+        assert results[i].entries[0]["position"] == positions[f"E{i}"]
     app.close()
 
 
@@ -236,8 +267,77 @@ def test_positions_follow_commit_order_without_gaps(
     sqlite_config: LedgerConfig, writers: int
 ) -> None:
     app = LedgerApp(sqlite_config)
-    app.record_gate = SlowGate()
-    _concurrently(*[lambda i=i: register(app, f"E{i}") for i in range(writers)])
+    gate = HeldGate()
+    app.record_gate = gate
+    results = _concurrently(app, gate, *[_registration(app, f"E{i}") for i in range(writers)])
     rows = raw(sqlite_config, "SELECT rowid FROM stored_events ORDER BY rowid")
     assert [r[0] for r in rows] == list(range(1, writers + 1))
+    assert [r.entries[0]["position"] for r in results] == list(range(1, writers + 1))
     app.close()
+
+
+def _stored(stream: str, version: int = 1, state: Any = b"{}") -> StoredEvent:
+    return StoredEvent(originator_id=stream, originator_version=version, topic="t", state=state)
+
+
+def test_sqlite_a_write_refused_part_way_leaves_nothing_of_itself(
+    sqlite_config: LedgerConfig,
+) -> None:
+    """A two-event write whose second event collides is rolled back to its savepoint: its
+    first event is not stored either; the writes around it are. A write the store cannot
+    take at all (a state it cannot bind) is refused alone too, as eventsourcing's error."""
+    app = LedgerApp(sqlite_config)
+    recorder = app.recorder
+    recorder.insert_events([_stored("B")])
+    batch = [
+        Write([_stored("A")], {}),
+        Write([_stored("C"), _stored("B")], {}),
+        Write([_stored("D", state=object())], {}),
+        Write([_stored("E")], {}),
+    ]
+    recorder._commit_batch(batch)
+    positions = _positions(sqlite_config)
+    assert sorted(positions) == ["A", "B", "E"]
+    assert batch[0].ids == [positions["A"]] and batch[3].ids == [positions["E"]]
+    assert isinstance(batch[1].error, persistence.IntegrityError) and batch[1].ids is None
+    assert isinstance(batch[2].error, persistence.InterfaceError | persistence.ProgrammingError)
+    app.close()
+
+
+def test_a_follower_interrupted_while_waiting_settles_its_write_first() -> None:
+    """An interruption (KeyboardInterrupt) while waiting is raised only after the write is
+    settled: a follower that left early would strand the writers queued behind it."""
+
+    class Interrupted:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def wait(self) -> bool:
+            self.calls += 1
+            if self.calls == 1:
+                raise KeyboardInterrupt
+            return True
+
+    event = Interrupted()
+    assert isinstance(_wait(event), KeyboardInterrupt)  # type: ignore[arg-type]
+    assert event.calls == 2
+
+
+def test_an_error_leaving_the_gate_after_the_commit_does_not_fail_the_writes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class BrokenExit:
+        def __enter__(self) -> None:
+            return None
+
+        def __exit__(self, *_exc: object) -> None:
+            raise OSError("unlock failed")
+
+    def commit(batch: list[Write]) -> None:
+        for write in batch:
+            write.ids = [7]
+
+    group = GroupCommit(commit, gate=BrokenExit())
+    assert group.submit(["a"], {}) == [7]  # type: ignore[list-item]
+    assert "unlock failed" in caplog.text
+    assert len(group._queue) == 0
