@@ -135,3 +135,20 @@ def test_port_0_gives_every_worker_the_same_port(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_sighup_replaces_every_worker_and_keeps_serving(tmp_path: Path) -> None:
+    with Server(_env(tmp_path), "--workers", "2") as server:
+        assert server.process is not None
+        before = set(_workers(server.process.pid))
+        server.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            now = set(_workers(server.process.pid))
+            if len(now) == 2 and not now & before and listeners(server.port) == 2:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"workers not replaced: {before} -> {_workers(server.process.pid)}")
+        for _ in range(8):
+            assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
