@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-from ledger.application import LedgerApp
+from ledger.application import CommandResult, LedgerApp
 from ledger.config import LedgerConfig
 
 BASIC_ELEMENTS = [
@@ -23,8 +23,13 @@ BASIC_ELEMENTS = [
 ]
 
 
-def register(app: LedgerApp, executive_id: str = "E1", agency: str = "DOE") -> None:
-    app.register_executive(
+def register(
+    app: LedgerApp,
+    executive_id: str = "E1",
+    agency: str = "DOE",
+    idempotency: tuple[str, str, str] | None = None,
+) -> CommandResult:
+    return app.register_executive(
         executive_id,
         name="Pat Example",
         title="Deputy Assistant Secretary",
@@ -36,6 +41,7 @@ def register(app: LedgerApp, executive_id: str = "E1", agency: str = "DOE") -> N
         appointed_on=date(2019, 5, 1),
         actor="hr-1",
         submitted_by="hr-app-1",
+        idempotency=idempotency,
     )
 
 

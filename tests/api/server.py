@@ -104,21 +104,36 @@ class Server:
         self.stop()
 
 
+def worker_pids(pid: int) -> list[int]:
+    """The uvicorn workers of the server `pid` (its spawned children, not multiprocessing's
+    resource tracker)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def _tcp_inodes(port: int, state: str) -> list[str]:
+    """Socket inodes of TCP sockets on local `port` in `state` (from /proc/net/tcp and
+    tcp6: "01" established, "0A" listening)."""
+    inodes = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == state and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.append(fields[9])
+    return inodes
+
+
 def connections_per_worker(pid: int, port: int) -> list[int]:
     """Established TCP connections on `port` held by each worker of the server `pid`, most
     first (from /proc: each worker's socket inodes against /proc/net/tcp): how the kernel
     spread them over the workers' listening sockets (`ses_ledger/workers.py`)."""
     try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        workers = [  # uvicorn's spawned workers, not multiprocessing's resource tracker
-            c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()
-        ] or [str(pid)]
-        established = set()
-        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields = line.split()
-                if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                    established.add(fields[9])
+        workers = worker_pids(pid) or [pid]
+        established = set(_tcp_inodes(port, "01"))
         counts = []
         for worker in workers:
             held = 0
@@ -136,15 +151,5 @@ def connections_per_worker(pid: int, port: int) -> list[int]:
 
 
 def listeners(port: int) -> int:
-    """Listening TCP sockets on `port` (from /proc/net/tcp and tcp6: state 0A)."""
-    count = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                count += 1
-    return count
+    """Listening TCP sockets on `port`."""
+    return len(_tcp_inodes(port, "0A"))

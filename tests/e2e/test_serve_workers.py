@@ -20,7 +20,14 @@ import pytest
 
 from ledger.keys import KeyRing
 from ses_ledger.workers import reuse_port_available
-from tests.api.server import CLI, Server, connections_per_worker, ledger_env, listeners
+from tests.api.server import (
+    CLI,
+    Server,
+    connections_per_worker,
+    ledger_env,
+    listeners,
+    worker_pids,
+)
 
 pytestmark = [
     pytest.mark.slow,
@@ -34,12 +41,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return ledger_env(home)
 
 
-def _workers(pid: int) -> list[int]:
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
-
-
-def test_a_burst_of_connections_is_spread_over_the_workers(tmp_path: Path) -> None:
+def test_a_burst_of_connections_is_spread_over_theworker_pids(tmp_path: Path) -> None:
     with Server(_env(tmp_path), "--workers", "2") as server:
         assert server.process is not None
         assert listeners(server.port) == 2  # one per worker, none in the parent
@@ -79,17 +81,17 @@ def test_a_dead_worker_is_replaced_and_a_stopped_server_leaves_no_listener(
     server = Server(_env(tmp_path), "--workers", "2").start()
     try:
         assert server.process is not None
-        first = _workers(server.process.pid)
+        first = worker_pids(server.process.pid)
         assert len(first) == 2
         os.kill(first[0], signal.SIGKILL)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            now = _workers(server.process.pid)
+            now = worker_pids(server.process.pid)
             if len(now) == 2 and first[0] not in now and listeners(server.port) == 2:
                 break
             time.sleep(0.2)
         else:
-            pytest.fail(f"worker not replaced: {first} -> {_workers(server.process.pid)}")
+            pytest.fail(f"worker not replaced: {first} -> {worker_pids(server.process.pid)}")
         for _ in range(8):  # every connection is answered: none lands on a dead socket
             assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
     finally:
@@ -106,7 +108,7 @@ def test_sigttin_adds_a_worker_with_its_own_socket(tmp_path: Path) -> None:
         while time.monotonic() < deadline and listeners(server.port) < 3:
             time.sleep(0.2)
         assert listeners(server.port) == 3
-        assert len(_workers(server.process.pid)) == 3
+        assert len(worker_pids(server.process.pid)) == 3
         for _ in range(8):
             assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
 
@@ -140,15 +142,15 @@ def test_port_0_gives_every_worker_the_same_port(tmp_path: Path) -> None:
 def test_sighup_replaces_every_worker_and_keeps_serving(tmp_path: Path) -> None:
     with Server(_env(tmp_path), "--workers", "2") as server:
         assert server.process is not None
-        before = set(_workers(server.process.pid))
+        before = set(worker_pids(server.process.pid))
         server.process.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            now = set(_workers(server.process.pid))
+            now = set(worker_pids(server.process.pid))
             if len(now) == 2 and not now & before and listeners(server.port) == 2:
                 break
             time.sleep(0.2)
         else:
-            pytest.fail(f"workers not replaced: {before} -> {_workers(server.process.pid)}")
+            pytest.fail(f"workers not replaced: {before} -> {worker_pids(server.process.pid)}")
         for _ in range(8):
             assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200

@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from datetime import date
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from ledger.application import DuplicateRequest, LedgerApp
 from ledger.config import LedgerConfig
 from ledger.errors import AlreadyExists
 from ledger.group_commit import GroupCommit, Write, _wait
-from tests.ledger_helpers import raw
+from tests.ledger_helpers import raw, register
 
 
 class HeldFirstCommit:
@@ -190,23 +189,7 @@ def _concurrently(app: LedgerApp, gate: HeldGate, *actions: Callable[[], Any]) -
 def _registration(
     app: LedgerApp, executive_id: str, idem: tuple[str, str, str] | None = None
 ) -> Callable[[], Any]:
-    def run() -> Any:
-        return app.register_executive(
-            executive_id,
-            name="Pat Example",
-            title="Director",
-            pay_plan="ES",
-            agency="DOE",
-            duty_station="Washington, DC",
-            appointment_type="career",
-            probationary=False,
-            appointed_on=date(2019, 5, 1),
-            actor="hr-1",
-            submitted_by="hr-app-1",
-            idempotency=idem,
-        )
-
-    return run
+    return lambda: register(app, executive_id, idempotency=idem)
 
 
 def _positions(config: LedgerConfig) -> dict[str, int]:
