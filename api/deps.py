@@ -188,8 +188,7 @@ class Reader:
         read_models = self.services.projector.ready(executive_id=executive_id)
         if not self.replay.active:
             return read_models
-        with self.services.write_gate:  # so that as_of's own catch-up has nothing to write
-            read_models.catch_up()
+        read_models.catch_up()  # so that as_of's own catch-up has nothing to write
         return read_models.as_of(
             position=self.replay.position,
             known_at=self.replay.known_at,

@@ -28,7 +28,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO, Any
 
@@ -42,13 +41,11 @@ class Projector:
     def __init__(
         self,
         read_models: Callable[[], Any],
-        gate: AbstractContextManager[object],
         interval: float = 0.5,
         leader_lock: Path | None = None,
         poll: float = 0.003,
     ) -> None:
         self._read_models = read_models
-        self._gate = gate
         self.interval = interval
         self.poll = poll
         #: None: this process always projects (one process, or PostgreSQL).
@@ -133,8 +130,7 @@ class Projector:
         record (None: every write of this process)."""
         read_models = self._read_models()
         if not self.running:
-            with self._gate:
-                read_models.catch_up()
+            read_models.catch_up()  # its writes take the gate (`Runner.gate`)
             return read_models
         with self._cond:
             # The writes acknowledged before this read began, not those that arrive while it
@@ -165,9 +161,9 @@ class Projector:
                 if leading and self._idle(read_models, target):
                     reached = self._reached  # nothing new: no write gate, no catch-up
                 elif leading:
-                    with self._gate:
-                        reached = int(read_models.catch_up())
-                    reached = max(reached, target)
+                    # Only its write transactions take the gate (`Runner.gate`): reading the
+                    # log and applying it leave the appends free to commit meanwhile.
+                    reached = max(int(read_models.catch_up()), target)
                     self._caught_up_at = time.monotonic()
                 else:  # another process projects: see how far it has got
                     reached = min(read_models.runner.positions().values())

@@ -39,10 +39,11 @@ class Services:
         self.token_key = load_or_create_token_key(ledger.config.home)
         self.verify_token = TokenVerifier(self.token_key, settings.token_leeway_seconds)
         self._read_models = read_models
+        if read_models is not None:
+            read_models.runner.gate = self.write_gate
         self._read_lock = threading.Lock()
         self.projector = Projector(
             lambda: self.read_models,
-            self.write_gate,
             settings.projection_interval_seconds,
             leader_lock=projector_lock(ledger),
         )
@@ -58,7 +59,10 @@ class Services:
                 if self._read_models is None:
                     from projections.queries import ReadModels
 
-                    self._read_models = ReadModels(self.ledger)
+                    read_models = ReadModels(self.ledger)
+                    # Their write transactions queue with the appends (`write_gate`).
+                    read_models.runner.gate = self.write_gate
+                    self._read_models = read_models
         return self._read_models
 
 

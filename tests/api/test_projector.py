@@ -41,8 +41,8 @@ def test_one_process_projects_and_the_others_wait_for_it(
         return catch_up()
 
     second_models.catch_up = counted  # type: ignore[method-assign]
-    first = Projector(lambda: first_models, threading.Lock(), 0.2, leader_lock=lock)
-    second = Projector(lambda: second_models, threading.Lock(), 0.2, leader_lock=lock)
+    first = Projector(lambda: first_models, 0.2, leader_lock=lock)
+    second = Projector(lambda: second_models, 0.2, leader_lock=lock)
     first.start()
     assert _until(lambda: first.leading)
     second.start()
@@ -68,7 +68,7 @@ def test_without_a_lock_file_every_projector_projects(sqlite_config: LedgerConfi
     """One process, or PostgreSQL: no lock file, the projector always catches up itself."""
     app = LedgerApp(sqlite_config)
     models = ReadModels(app)
-    projector = Projector(lambda: models, threading.Lock(), 0.2)
+    projector = Projector(lambda: models, 0.2)
     projector.start()
     try:
         assert projector.leading
@@ -95,7 +95,7 @@ def test_a_read_waits_for_the_writes_to_the_record_it_reads_not_for_others() -> 
     """Read-your-writes per executive (`api.projector`): a write to E1's record holds up
     reads of E1 and reports until it is projected, not reads of E2."""
     models = _HeldModels()
-    projector = Projector(lambda: models, threading.Lock(), 0.05)
+    projector = Projector(lambda: models, 0.05)
     projector.start()
     try:
         projector.written(5, "E1")
@@ -115,7 +115,7 @@ def test_a_read_waits_for_the_writes_to_the_record_it_reads_not_for_others() -> 
 def test_a_write_outside_any_executive_record_holds_up_reports_only() -> None:
     """A review board or waiver write (no executive): reports wait for it, records do not."""
     models = _HeldModels()
-    projector = Projector(lambda: models, threading.Lock(), 0.05)
+    projector = Projector(lambda: models, 0.05)
     projector.start()
     try:
         projector.written(3)
@@ -139,17 +139,6 @@ def test_a_command_names_the_executive_whose_record_it_wrote(sqlite_config: Ledg
     assert complaint.executive_id == "E1"
 
 
-class _CountingGate:
-    def __init__(self) -> None:
-        self.entered = 0
-
-    def __enter__(self) -> None:
-        self.entered += 1
-
-    def __exit__(self, *_exc: object) -> None:
-        pass
-
-
 class _Source:
     def __init__(self) -> None:
         self.position = 0
@@ -171,25 +160,21 @@ class _LogModels:
         return self.source.position
 
 
-def test_the_projecting_process_takes_the_write_gate_only_for_new_events(
-    tmp_path: Path,
-) -> None:
-    """It looks for other workers' events every `poll` seconds: by the log's head, without
-    the gate (which their writes wait for), and catches up only when there is something."""
-    models, gate = _LogModels(), _CountingGate()
-    projector = Projector(
-        lambda: models, gate, 5.0, leader_lock=tmp_path / "ledger.db.projector.lock"
-    )
+def test_the_projecting_process_catches_up_only_for_new_events(tmp_path: Path) -> None:
+    """It looks for other workers' events every `poll` seconds by the log's head, and
+    catches up (whose writes take the gate their appends wait for) only when there is
+    something."""
+    models = _LogModels()
+    projector = Projector(lambda: models, 5.0, leader_lock=tmp_path / "ledger.db.projector.lock")
     projector.start()
     try:
         assert _until(lambda: models.catch_ups == 1)
         time.sleep(0.2)  # about 60 polls
-        assert models.catch_ups == 1 and gate.entered == 1
+        assert models.catch_ups == 1
         models.source.position = 7  # another worker wrote
         assert _until(lambda: models.catch_ups == 2)
-        assert gate.entered == 2
         projector.written(9)  # this process wrote
         models.source.position = 9
-        assert projector.ready(timeout=5) is models and gate.entered == 3
+        assert projector.ready(timeout=5) is models and models.catch_ups == 3
     finally:
         projector.stop()

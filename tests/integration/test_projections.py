@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -749,6 +750,95 @@ def test_two_processes_catching_up_at_once_apply_each_event_once(
     )
     positions = sorted(p for (text,) in actors for p in json.loads(text))
     head = app.recorder.max_notification_id()
+    assert positions == list(range(1, head + 1))  # every event indexed exactly once
+
+
+class _Gate:
+    """A write gate that records when it is held, and can run something as it is entered."""
+
+    def __init__(self) -> None:
+        self.held = False
+        self.entered = 0
+        self.on_enter: Callable[[], None] | None = None
+
+    def __enter__(self) -> None:
+        self.entered += 1
+        if self.on_enter is not None:
+            action, self.on_enter = self.on_enter, None
+            action()
+        self.held = True
+
+    def __exit__(self, *_exc: object) -> None:
+        self.held = False
+
+
+def test_events_are_applied_outside_the_write_gate_once_the_positions_are_known(
+    story: Story, app: LedgerApp
+) -> None:
+    """`Runner.gate` (the server's write gate, which appends wait for) is held only to write:
+    after the first batch, which reads rows inside its write transaction, batches are
+    applied with no gate held and written with it, with the result of a rebuild."""
+    story.executive("E0")
+    ReadModels(app).catch_up()  # another process: the tables are not this one's to cache
+    history(story)
+    models = ReadModels(app)
+    gate = _Gate()
+    models.runner.gate = gate
+    held_while_applying: list[bool] = []
+    for projection in models.runner.projections.values():
+        apply = projection.process_all
+
+        def recorded(events: Any, apply: Any = apply) -> None:
+            held_while_applying.append(gate.held)
+            apply(events)
+
+        projection.process_all = recorded  # type: ignore[method-assign]
+    models.runner.catch_up(batch_size=5)
+    per_batch = len(models.runner.projections)
+    batches = len(held_while_applying) // per_batch
+    assert batches >= 4
+    assert held_while_applying[:per_batch] == [True] * per_batch  # the careful first batch
+    assert not any(held_while_applying[per_batch:])
+    assert gate.entered == batches and not gate.held
+    rebuilt = ReadModels(app)
+    rebuilt.runner.rebuild()
+    assert models.digest() == rebuilt.digest()
+
+
+def test_a_batch_applied_outside_the_gate_is_dropped_if_another_process_moved_on(
+    story: Story, app: LedgerApp, ledger_config: LedgerConfig
+) -> None:
+    """Another process catches up between this one's apply and its write: the write finds
+    the positions moved, drops the batch and goes on from theirs; each event once."""
+    story.executive("E0")
+    ReadModels(app).catch_up()  # another process: the tables are not this one's to cache
+    history(story)
+    models, other = ReadModels(app), ReadModels(LedgerApp(ledger_config))
+    gate = _Gate()
+    models.runner.gate = gate
+    models.runner.catch_up(batch_size=5)  # positions known: the next batch is applied first
+    entered = gate.entered
+    story.executive("E7")
+    story.appraisal("E7", date(2022, 11, 15), 4)
+    head = app.recorder.max_notification_id()
+    gate.on_enter = other.catch_up  # as this process is about to write its batch
+    assert models.runner.catch_up(batch_size=1000) == head
+    assert gate.entered == entered + 1  # the dropped batch's write; none after (moved on)
+    assert other.runner.positions() == dict.fromkeys(models.runner.projections, head)
+    assert models.executive("E7") is not None
+    rebuilt = ReadModels(app)
+    rebuilt.runner.rebuild()
+    assert models.digest() == rebuilt.digest()
+    actors = raw(
+        ledger_config,
+        "SELECT positions FROM "
+        + (
+            f'"{ledger_config.db_url.split("schema=")[1]}".proj_audit_actors'
+            if ledger_config.is_postgres
+            else "proj_audit_actors"
+        ),
+    )
+    positions = sorted(p for (text,) in actors for p in json.loads(text))
     assert positions == list(range(1, head + 1))  # every event indexed exactly once
 
 
