@@ -97,7 +97,7 @@ class LedgerApp(Application[str]):
         self.clock = clock or (lambda: datetime.now(UTC))
         self._since_checkpoint = 0
         #: Held around each write to the store (events, Merkle log): the server's write
-        #: gate on SQLite (`api.services.write_gate`). Only the write itself is serialised:
+        #: gate on SQLite (`ledger.write_gate`). Only the write itself is serialised:
         #: a command loads, judges and seals outside it, and a race on the same stream ends
         #: in ConcurrencyConflict, as between processes.
         self._record_gate: AbstractContextManager[object] = contextlib.nullcontext()

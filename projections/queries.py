@@ -20,6 +20,7 @@ from ledger.config import available_cpus
 from ledger.entry import format_timestamp
 from ledger.errors import LedgerError
 from ledger.policies.removal import RATING_DATE
+from ledger.write_gate import write_gate
 from projections import audit, compliance, parallel, removal_history, reports
 from projections.audit import Audit
 from projections.base import Projection
@@ -63,6 +64,10 @@ class ReadModels:
         self.runner = Runner(
             self.store, source or LogSource(app.recorder, self.bound), self.projections
         )
+        if store is None:
+            # The ledger's own store: its write transactions queue with every other writer
+            # of the file in this process and the others (a no-op on PostgreSQL).
+            self.runner.gate = write_gate(app)
         self.runner.setup()
 
     # -- processing ------------------------------------------------------------------------

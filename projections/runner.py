@@ -159,7 +159,7 @@ class Runner:
         self._tracking = t
         #: Held around every write transaction (never while reading or applying): the API
         #: server's write gate, so its appends and the projector take SQLite's one writer
-        #: in turn instead of meeting in its busy handler (`api.services.write_gate`).
+        #: in turn instead of meeting in its busy handler (`ledger.write_gate`).
         self.gate: AbstractContextManager[object] = nullcontext()
 
     def select(self, names: Sequence[str] | None) -> list[Projection]:

@@ -1,4 +1,4 @@
-"""`api.services.WriteGate`: one SQLite writer at a time across threads and server processes,
+"""`ledger.write_gate.WriteGate`: one SQLite writer at a time across threads and server processes,
 held only while a write stores (`LedgerApp.record_gate`). Two gates on one file stand for two
 processes: `flock` locks belong to open files, so they exclude each other just the same."""
 
@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from api.services import WriteGate
 from ledger.application import LedgerApp
 from ledger.config import LedgerConfig
+from ledger.write_gate import WriteGate, write_gate
 from tests.ledger_helpers import register
 
 
@@ -93,7 +93,7 @@ def test_without_a_lock_file_the_gate_still_serialises_threads(
     """A lock file that cannot be made (here: no such directory) is reported once; the
     thread lock still holds, and workers meet in SQLite's busy handler instead."""
     gate = WriteGate(tmp_path / "missing" / "w.lock")
-    with caplog.at_level(logging.WARNING, logger="ses_ledger.api"):
+    with caplog.at_level(logging.WARNING, logger="ses_ledger.ledger"):
         with gate:
             assert gate._lock.locked()
         with gate:
@@ -101,3 +101,44 @@ def test_without_a_lock_file_the_gate_still_serialises_threads(
     assert [r.getMessage() for r in caplog.records if "no write lock file" in r.getMessage()]
     assert len(caplog.records) == 1
     assert not gate._lock.locked()
+
+
+def test_one_gate_per_file_in_a_process_shared_by_the_appends_and_the_read_models(
+    sqlite_config: LedgerConfig,
+) -> None:
+    """The gate is not re-entrant: every user in a process of one SQLite file gets the same
+    one (two would still exclude each other through `flock`)."""
+    from projections.queries import ReadModels
+
+    first, second = LedgerApp(sqlite_config), LedgerApp(sqlite_config)
+    gate = write_gate(first)
+    assert isinstance(gate, WriteGate)
+    assert write_gate(second) is gate
+    assert ReadModels(second).runner.gate is gate
+
+
+@pytest.mark.slow
+def test_ses_ledger_project_queues_its_writes_behind_the_gate(
+    sqlite_config: LedgerConfig, tmp_path: Path
+) -> None:
+    """`ses-ledger project` (another process) writes the read models only through the write
+    gate: while a server worker holds it, the projector waits, then goes on at once."""
+    import subprocess
+    import time
+
+    from tests.api.server import CLI, ledger_env
+
+    register(LedgerApp(sqlite_config), "E1")  # something to project
+    env = ledger_env(sqlite_config.home, sqlite_config.db_url)
+    held = WriteGate(tmp_path / "ledger.db.write.lock")  # as another process's gate
+    with held:
+        projector = subprocess.Popen(
+            [*CLI, "project"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        time.sleep(3)
+        assert projector.poll() is None  # read and applied, waiting to write
+    started = time.monotonic()
+    out, _ = projector.communicate(timeout=60)
+    assert projector.returncode == 0, out
+    assert time.monotonic() - started < 10
+    assert b"positions: current_ratings 1" in out
