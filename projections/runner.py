@@ -15,10 +15,11 @@ Exactly-once, crash-safe and concurrent-safe by construction:
   --follow`) therefore serialise per batch and each event is applied once.
 - Rows are cached in memory between batches only while the stored position is the one this
   process wrote last; otherwise (someone else advanced it) the cache is dropped.
-- While every stored position is the one this process wrote last, a batch is applied with
-  no write lock held (rows not cached are read in a read transaction) and written in one
-  short transaction that first checks under the lock that the positions have not moved
-  (`_apply_then_write`); if they have, the batch is dropped and redone the careful way.
+- On SQLite, while every stored position is the one this process wrote last, a batch is
+  applied with no write lock held (rows not cached are read in a read transaction) and
+  written in one short transaction that first checks under the lock that the positions
+  have not moved (`_apply_then_write`); if they have, the batch is dropped and redone the
+  careful way.
 - When a projection's cache holds every row (after a reset in this process: a rebuild, or a
   first run from 0), many pages are applied in memory with no transaction open and written
   every `FLUSH_EVERY` events in one short transaction, which first checks under the lock that
@@ -345,7 +346,9 @@ class Runner:
         page = self.source.read(after, size, _types(chosen))
         if page.covered is None:
             return None
-        if all(self._expected[p.name] == known[p.name][0] == after for p in chosen):
+        if self.store.dialect == "sqlite" and all(
+            self._expected[p.name] == known[p.name][0] == after for p in chosen
+        ):
             return self._apply_then_write(chosen, page, after)
         covered = page.covered
         advanced: list[Projection] = []
@@ -391,7 +394,12 @@ class Runner:
         step starts again from their position the careful way. Holding the lock (and, in
         the server, the write gate that appends wait for) only to write, not to read and
         apply, took a server's projector from a mean of 5.2 ms under the gate per catch-up
-        to the time of its inserts (bench/README.md, api).
+        to 2.2 ms (bench/README.md, api).
+
+        SQLite only: there the lock is the database's one writer lock, which the appends
+        wait for. PostgreSQL's tracking-row lock holds up only other projectors, and there
+        every server process projects, so each would apply batches that only one of them
+        can write: nothing to gain there, and work to lose.
         """
         covered = page.covered
         assert covered is not None

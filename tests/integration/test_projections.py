@@ -777,7 +777,9 @@ def test_events_are_applied_outside_the_write_gate_once_the_positions_are_known(
 ) -> None:
     """`Runner.gate` (the server's write gate, which appends wait for) is held only to write:
     after the first batch, which reads rows inside its write transaction, batches are
-    applied with no gate held and written with it, with the result of a rebuild."""
+    applied with no gate held and written with it, with the result of a rebuild. SQLite
+    only: on PostgreSQL every batch is applied inside its transaction, under the tracking
+    rows' lock, which the appends do not wait for."""
     story.executive("E0")
     ReadModels(app).catch_up()  # another process: the tables are not this one's to cache
     history(story)
@@ -798,7 +800,10 @@ def test_events_are_applied_outside_the_write_gate_once_the_positions_are_known(
     batches = len(held_while_applying) // per_batch
     assert batches >= 4
     assert held_while_applying[:per_batch] == [True] * per_batch  # the careful first batch
-    assert not any(held_while_applying[per_batch:])
+    if app.config.is_postgres:
+        assert all(held_while_applying)
+    else:
+        assert not any(held_while_applying[per_batch:])
     assert gate.entered == batches and not gate.held
     rebuilt = ReadModels(app)
     rebuilt.runner.rebuild()
