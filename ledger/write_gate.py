@@ -7,6 +7,7 @@ import fcntl
 import logging
 import os
 import threading
+import weakref
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ses_ledger.ledger")
 
-_GATES: dict[tuple[int, Path], WriteGate] = {}
+_GATES: weakref.WeakValueDictionary[tuple[int, Path], WriteGate] = weakref.WeakValueDictionary()
 _GATES_LOCK = threading.Lock()
 
 
@@ -40,9 +41,10 @@ def write_gate(ledger: LedgerApp) -> AbstractContextManager[object]:
     `projections rebuild`, so they queue with the appends. PostgreSQL writes concurrently
     and needs no gate.
 
-    One gate per file per process: the gate is not re-entrant, and two gates of one process
-    on one file would still exclude each other (`flock` locks belong to open files), so
-    every user in a process shares the same one.
+    One gate per file per process, shared by everything in it that writes the file
+    (appends, checkpoints, the read models): its threads queue on one thread lock and the
+    lock file is opened once. The gate is kept while anything holds it (weakly cached), and
+    it is not re-entrant: whoever holds it must not enter it again.
     """
     if ledger.config.is_postgres:
         return contextlib.nullcontext()
