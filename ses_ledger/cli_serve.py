@@ -47,7 +47,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "log_level": args.log_level,
         "timeout_graceful_shutdown": 10,
     }
-    if args.workers > 1 and workers.reuse_port_available():
+    if args.workers > 1 and workers.handoff_available():
         return workers.run("api.main:app_factory", **options)
     uvicorn.run("api.main:app_factory", **options)
     return 0
@@ -68,8 +68,8 @@ def register(sub: Any) -> None:
         "--workers",
         type=int,
         default=1,
-        help="worker processes (default 1); on Linux each listens on its own socket "
-        "(SO_REUSEPORT) and the kernel spreads connections over them",
+        help="worker processes (default 1); the main process accepts connections and "
+        "hands them to the workers in turn",
     )
     serve.add_argument(
         "--checkpoint-interval",

@@ -1,91 +1,231 @@
-"""`serve --workers N`: uvicorn's worker supervisor, each worker with its own listening socket.
+"""`serve --workers N`: uvicorn's worker supervisor, the parent handing out connections.
 
 uvicorn's supervisor binds one socket and every worker accepts from it. asyncio accepts
 every waiting connection on each wake-up, so a burst of connections (an HR application's
-connection pool opening, a load test) goes to whichever worker woke first: the API
-benchmark saw 32 keep-alive connections split 32/0 and 31/1, one worker doing all the
-work while the other idled. Here each worker binds its own socket with `SO_REUSEPORT`
-and the kernel spreads new connections over the workers by a hash of their addresses.
+connection pool opening, a load test) went to whichever worker woke first: the API
+benchmark saw 32 keep-alive connections split 32/0 and 31/1. A listening socket per worker
+(`SO_REUSEPORT`, the previous design) spread them by a hash of their addresses, which is
+a coin toss per connection: 23/9 and 20/12 splits were common, and the busier worker, held
+to one core by its GIL, then set the latency of every request (write p99 100-124 ms at
+20/12 and 23/9 against 81-98 ms at 16/16 and 17/15 in the same session, bench/README.md).
 
-Hand-written because uvicorn has no such option (0.54): `WorkerProcess` binds in the
-worker, and `Workers` starts `WorkerProcess`es wherever uvicorn's `Multiprocess` starts
-its own (first start, SIGTTIN, restart on SIGHUP, replacement of a dead worker); the
-rest (signals, health pings, shutdown) is uvicorn's. The parent listens on nothing: a
-listening socket in the port's group that nobody accepts from would still get its share
-of connections. It first checks that the port is free with a plain bind (no
-`SO_REUSEPORT`), so a second server on the same port fails at start instead of silently
-sharing it, then keeps the port bound (not listening) while it runs. Connections waiting
-in the accept queue of a worker that stops are reset (Linux 5.14+ can move them to
-another worker: `sysctl net.ipv4.tcp_migrate_req=1`).
+Here the parent accepts and hands each connection to the workers in turn (round robin),
+passing the socket over a Unix socket pair (`SCM_RIGHTS`); each worker serves what it is
+handed with uvicorn's own protocol (`loop.connect_accepted_socket`). Keep-alive
+connections opened together are thus split evenly, whenever they arrive. Hand-written
+because uvicorn has no such option (0.54): `WorkerProcess` runs a `HandoffServer` and
+`Workers` starts `WorkerProcess`es wherever uvicorn's `Multiprocess` starts its own (first
+start, SIGTTIN, restart on SIGHUP, replacement of a dead worker); the rest (signals,
+health pings, shutdown) is uvicorn's. A worker that is stopping is handed nothing more;
+a connection whose worker died before taking it is handed to the next. A second server on
+the same port fails at start (the parent's bind), and port 0 picks one port for all. If
+the main process dies, its workers finish the connections they hold and exit, instead of
+serving on as orphans.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import os
 import socket
-import sys
+import threading
 from typing import Any
 
 from uvicorn.config import STARTUP_FAILURE, Config
+from uvicorn.server import Server
 from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
 logger = logging.getLogger("uvicorn.error")
 
-
-def reuse_port_available() -> bool:
-    """Linux spreads connections over `SO_REUSEPORT` listeners; elsewhere uvicorn's shared
-    socket is kept (BSDs give the whole port to the last listener)."""
-    return sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
+#: Connections a worker takes from its socket pair per wake-up of its event loop.
+TAKE_AT_ONCE = 64
 
 
-def _socket(host: str) -> socket.socket:
+def handoff_available() -> bool:
+    """Passing sockets between processes (`SCM_RIGHTS`) is POSIX's; elsewhere uvicorn's
+    shared socket is kept."""
+    return os.name == "posix" and hasattr(socket, "send_fds")
+
+
+def listen(host: str, port: int, backlog: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family=family)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
     return sock
 
 
-def port_is_free(host: str, port: int) -> OSError | None:
-    """None if nothing is bound to (host, port), else the bind's error."""
-    with _socket(host) as sock:
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            return exc
-    return None
+class HandoffServer(Server):
+    """uvicorn's server without a listening socket: it serves the connections that arrive
+    on `handoff`, one file descriptor per message."""
+
+    def __init__(self, config: Config, handoff: socket.socket) -> None:
+        super().__init__(config)
+        self.handoff = handoff
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=[])  # the app's lifespan; no listener of its own
+        if self.should_exit:
+            return
+        config = self.config
+
+        def create_protocol() -> asyncio.Protocol:
+            return config.http_protocol_class(  # type: ignore[call-arg]
+                config=config,
+                server_state=self.server_state,
+                app_state=self.lifespan.state,
+            )
+
+        loop = asyncio.get_running_loop()
+        self.handoff.setblocking(False)
+        loop.add_reader(self.handoff.fileno(), self._take, loop, create_protocol)
+
+    def _take(self, loop: asyncio.AbstractEventLoop, create_protocol: Any) -> None:
+        for _ in range(TAKE_AT_ONCE):
+            try:
+                data, fds, _flags, _addr = socket.recv_fds(self.handoff, 64, 1)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                logger.error("connection hand-off failed: %s", exc)
+                self._stop_taking(loop)
+                return
+            if not data and not fds:  # the parent is gone: nobody hands out connections
+                logger.warning("the main process is gone; finishing the connections held")
+                self._stop_taking(loop)
+                self.should_exit = True
+                return
+            for fd in fds:
+                conn = socket.socket(fileno=fd)
+                if self.should_exit:
+                    conn.close()
+                    continue
+                task = loop.create_task(loop.connect_accepted_socket(create_protocol, conn))
+                task.add_done_callback(_log_failure)
+
+    def _stop_taking(self, loop: asyncio.AbstractEventLoop) -> None:
+        with contextlib.suppress(ValueError, OSError):
+            loop.remove_reader(self.handoff.fileno())
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._stop_taking(asyncio.get_running_loop())
+        await super().shutdown(sockets=None)
 
 
-def bind_reuse_port(host: str, port: int) -> socket.socket:
-    sock = _socket(host)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    return sock
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("a handed-off connection could not be served: %s", task.exception())
 
 
 class WorkerProcess(Process):
-    """A uvicorn worker that listens on a socket of its own (bound in the worker)."""
+    """A uvicorn worker serving the connections the parent hands it (`HandoffServer`)."""
+
+    def __init__(self, config: Config) -> None:
+        parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        #: The parent's end: connections are sent through it.
+        self.handoff = parent_end
+        self._child_end = child_end
+        super().__init__(config, [child_end])
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What the spawned worker gets of this object (its `target` is a bound method):
+        not the parent's end of the pair, or the worker would not see the parent go."""
+        state = self.__dict__.copy()
+        state.pop("handoff", None)
+        state.pop("_child_end", None)
+        return state
+
+    def start(self) -> None:
+        super().start()
+        self._child_end.close()  # the worker has its own copy now
 
     def target(self, sockets: list[socket.socket] | None = None) -> None:
-        try:
-            sock = bind_reuse_port(self.config.host, self.config.port)
-        except OSError as exc:
-            logger.error("cannot listen on %s:%s: %s", self.config.host, self.config.port, exc)
-            sys.exit(STARTUP_FAILURE)
-        super().target([sock])
+        assert sockets, "a worker needs its end of the hand-off socket pair"
+        self._server = HandoffServer(self.config, sockets[0])
+        super().target(None)
+
+    def close_handoff(self) -> None:
+        self.handoff.close()
 
 
 class Workers(Multiprocess):
-    """uvicorn's `Multiprocess`, starting `WorkerProcess`es (module docstring)."""
+    """uvicorn's `Multiprocess`, starting `WorkerProcess`es and handing them connections."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, listener: socket.socket) -> None:
         super().__init__(config, sockets=[])
+        self.listener = listener
         #: A worker died before it served (uvicorn's STARTUP_FAILURE): the exit status.
         self.startup_failed = False
+        #: Workers being stopped: handed nothing more.
+        self._retiring: set[int] = set()
+        self._turn = 0
 
-    def _process(self) -> Process:
-        process = WorkerProcess(self.config, [])
+    def _process(self) -> WorkerProcess:
+        process = WorkerProcess(self.config)
         process.start()
         return process
+
+    def _retire(self, process: Process, kill: bool = False) -> None:
+        self._retiring.add(id(process))
+        if kill:
+            process.kill()
+        else:
+            process.terminate()
+        process.join()
+        if isinstance(process, WorkerProcess):
+            process.close_handoff()
+        self._retiring.discard(id(process))
+
+    # -- handing out connections (the acceptor thread) -------------------------------------
+
+    def run(self) -> None:
+        acceptor = threading.Thread(target=self._accept, name="acceptor", daemon=True)
+        acceptor.start()
+        try:
+            super().run()
+        finally:
+            self.should_exit.set()
+            with contextlib.suppress(OSError):
+                self.listener.shutdown(socket.SHUT_RDWR)  # wakes the acceptor
+            acceptor.join(timeout=5)
+
+    def _accept(self) -> None:
+        while not self.should_exit.is_set():
+            try:
+                conn, _addr = self.listener.accept()
+            except OSError as exc:
+                if self.should_exit.is_set():
+                    return
+                logger.warning("accept failed: %s", exc)  # e.g. out of file descriptors
+                self.should_exit.wait(0.05)
+                continue
+            with conn:  # the worker holds its own copy once handed
+                self._hand_off(conn)
+
+    def _hand_off(self, conn: socket.socket) -> None:
+        workers = [
+            p
+            for p in list(self.processes)
+            if isinstance(p, WorkerProcess) and id(p) not in self._retiring
+        ]
+        for _ in range(len(workers)):
+            worker = workers[self._turn % len(workers)]
+            self._turn += 1
+            try:
+                socket.send_fds(worker.handoff, [b"c"], [conn.fileno()])
+                return
+            except OSError:  # the worker is gone: the next one takes it
+                continue
+        logger.warning("no worker to hand a connection to; closing it")
+
+    # -- uvicorn's supervisor, with `WorkerProcess`es -----------------------------------------
 
     def init_processes(self) -> None:
         for _ in range(self.processes_num):
@@ -98,25 +238,23 @@ class Workers(Multiprocess):
                 return
             new = self._process()
             if not new.wait_until_ready(self.config.timeout_worker_healthcheck, self.should_exit):
-                new.kill()
-                new.join()
+                self._retire(new, kill=True)
                 if not self.should_exit.is_set():
                     logger.error("new worker [%s] was not ready in time; restart aborted", new.pid)
                 return
-            old.terminate()
-            old.join()
+            self._retiring.add(id(old))  # handed nothing more from now on
             self.processes[idx] = new
+            self._retire(old)
 
     def keep_subprocess_alive(self) -> None:
         """As uvicorn's: a hung worker is killed and a dead one replaced, unless it died
-        before it ever served (a broken app or socket fails the same way every time)."""
+        before it ever served (a broken app fails the same way every time)."""
         if self.should_exit.is_set():
             return
         for idx, process in enumerate(self.processes):
             if process.is_alive(timeout=self.config.timeout_worker_healthcheck):
                 continue
-            process.kill()
-            process.join()
+            self._retire(process, kill=True)
             if process.exitcode == STARTUP_FAILURE:
                 logger.error("worker [%s] failed to start; stopping", process.pid)
                 self.startup_failed = True
@@ -128,37 +266,47 @@ class Workers(Multiprocess):
             self.processes[idx] = self._process()
 
     def handle_ttin(self) -> None:
-        """SIGTTIN: one worker more (as uvicorn's, with a socket of its own)."""
+        """SIGTTIN: one worker more (as uvicorn's, handed its share of new connections)."""
         logger.info("Received SIGTTIN, increasing the number of processes.")
         self.processes_num += 1
         self.processes.append(self._process())
 
+    def handle_ttou(self) -> None:
+        """SIGTTOU: one worker fewer (as uvicorn's; it is handed nothing more first)."""
+        logger.info("Received SIGTTOU, decreasing number of processes.")
+        if self.processes_num <= 1:
+            logger.info("Already one process: cannot decrease the number of processes.")
+            return
+        self.processes_num -= 1
+        self._retire(self.processes.pop())
+
+    def terminate_all(self) -> None:
+        for process in self.processes:
+            self._retiring.add(id(process))
+        super().terminate_all()
+
 
 def run(app: str, **options: Any) -> int:
-    """Serve `app` (an import string) with `options.workers` workers on reused ports.
+    """Serve `app` (an import string) with `options.workers` workers, the parent accepting.
 
-    The parent keeps a socket bound to the port (with `SO_REUSEPORT`, never listening: it
-    gets no connections) for as long as it runs, so the port stays reserved between
-    workers, e.g. while all restart, and port 0 picks one port for all of them.
-    Returns an exit status: 1 when the port is taken, 3 when a worker failed to start.
+    Returns an exit status: 1 when the port cannot be bound (taken), 3 when a worker
+    failed to start.
     """
     config = Config(app, **options)
-    if config.port:
-        taken = port_is_free(config.host, config.port)
-        if taken is not None:
-            logger.error("cannot listen on %s:%s: %s", config.host, config.port, taken)
-            return 1
     try:
-        reserved = bind_reuse_port(config.host, config.port)
+        listener = listen(config.host, config.port, config.backlog)
     except OSError as exc:
         logger.error("cannot listen on %s:%s: %s", config.host, config.port, exc)
         return 1
-    with reserved:
-        config.port = reserved.getsockname()[1]
+    with listener:
+        config.port = listener.getsockname()[1]
         logger.info(
-            "listening on %s:%s, one socket per worker (SO_REUSEPORT)", config.host, config.port
+            "listening on %s:%s, connections handed to %s workers in turn",
+            config.host,
+            config.port,
+            config.workers,
         )
-        workers = Workers(config)
+        workers = Workers(config, listener)
         try:
             workers.run()
         except KeyboardInterrupt:

@@ -63,7 +63,7 @@ class Server:
                 raise RuntimeError(f"ses-ledger serve exited with {self.process.returncode}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    if self._all_workers_listen():
+                    if self._all_workers_answer(deadline):
                         return self
             except httpx.TransportError:
                 pass
@@ -71,13 +71,29 @@ class Server:
         self.stop()
         raise RuntimeError(f"ses-ledger serve did not answer on {self.url} in {timeout} s")
 
-    def _all_workers_listen(self) -> bool:
-        """With `--workers N` each worker binds its own socket (`ses_ledger/workers.py`):
-        until all have, new connections all go to those that did."""
-        if "--workers" not in self.args or not Path("/proc/net/tcp").exists():
+    def _all_workers_answer(self, deadline: float) -> bool:
+        """With `--workers N` the server hands new connections to its workers in turn
+        (`ses_ledger/workers.py`): N connections opened together reach every worker, so
+        once all N are answered every worker has started (a client that connects earlier
+        waits for its worker's start-up)."""
+        wanted = int(self.args[self.args.index("--workers") + 1]) if "--workers" in self.args else 1
+        if wanted <= 1:
             return True
-        wanted = int(self.args[self.args.index("--workers") + 1])
-        return wanted <= 1 or listeners(self.port) >= wanted
+        connections = [
+            socket.create_connection(
+                ("127.0.0.1", self.port), timeout=max(1.0, deadline - time.monotonic())
+            )
+            for _ in range(wanted)
+        ]
+        try:
+            for conn in connections:
+                conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            return all(conn.recv(4096).startswith(b"HTTP/1.1 200") for conn in connections)
+        except OSError:
+            return False
+        finally:
+            for conn in connections:
+                conn.close()
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

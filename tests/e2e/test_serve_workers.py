@@ -1,9 +1,11 @@
-"""`ses-ledger serve --workers N` (`ses_ledger/workers.py`): one listening socket per worker.
+"""`ses-ledger serve --workers N` (`ses_ledger/workers.py`): the main process accepts and
+hands connections to the workers in turn.
 
 With one shared socket, a burst of keep-alive connections went to whichever worker woke
-first (32/0 in the API benchmark). Each worker now listens on its own `SO_REUSEPORT`
-socket and the kernel spreads connections over them; a second server on the same port
-still fails, a dead worker is replaced, and a stopped server leaves no listener behind.
+first (32/0 in the API benchmark); with a `SO_REUSEPORT` socket per worker, to a hash of
+their addresses (23/9 at worst in one session). Handed out in turn, 32 connections split
+16/16; a second server on the same port still fails, a dead worker is replaced, a stopped
+server leaves no listener behind, and SIGTTIN / SIGHUP workers get their share.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import httpx
 import pytest
 
 from ledger.keys import KeyRing
-from ses_ledger.workers import reuse_port_available
+from ses_ledger.workers import handoff_available
 from tests.api.server import (
     CLI,
     Server,
@@ -31,7 +33,7 @@ from tests.api.server import (
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not reuse_port_available(), reason="SO_REUSEPORT spreading is Linux's"),
+    pytest.mark.skipif(not handoff_available(), reason="passing sockets (SCM_RIGHTS) is POSIX's"),
 ]
 
 
@@ -41,23 +43,29 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return ledger_env(home)
 
 
-def test_a_burst_of_connections_is_spread_over_theworker_pids(tmp_path: Path) -> None:
+def _burst(server: Server, count: int) -> list[int]:
+    """Open `count` keep-alive connections at once, have each answered, and return how
+    many each worker holds."""
+    assert server.process is not None
+    connections = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(count)]
+    try:
+        for conn in connections:
+            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        for conn in connections:
+            assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+        return connections_per_worker(server.process.pid, server.port)
+    finally:
+        for conn in connections:
+            conn.close()
+
+
+def test_a_burst_of_connections_is_split_evenly_over_the_workers(tmp_path: Path) -> None:
     with Server(_env(tmp_path), "--workers", "2") as server:
         assert server.process is not None
-        assert listeners(server.port) == 2  # one per worker, none in the parent
-        connections = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(32)]
-        try:
-            for conn in connections:  # each answered on its own keep-alive connection
-                conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            for conn in connections:
-                assert conn.recv(4096).startswith(b"HTTP/1.1 200")
-            counts = connections_per_worker(server.process.pid, server.port)
-        finally:
-            for conn in connections:
-                conn.close()
-    assert len(counts) == 2 and sum(counts) == 32
-    # Binomial(32, 1/2): below 4 on either side about once in 400,000 runs.
-    assert min(counts) >= 4, counts
+        assert listeners(server.port) == 1  # the main process's; the workers are handed
+        counts = _burst(server, 32)
+        assert counts == [16, 16]
+        assert _burst(server, 7) == [4, 3]  # taking turns goes on from where it was
 
 
 def test_a_second_server_on_the_same_port_fails(tmp_path: Path) -> None:
@@ -87,33 +95,36 @@ def test_a_dead_worker_is_replaced_and_a_stopped_server_leaves_no_listener(
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             now = worker_pids(server.process.pid)
-            if len(now) == 2 and first[0] not in now and listeners(server.port) == 2:
+            if len(now) == 2 and first[0] not in now:
                 break
             time.sleep(0.2)
         else:
             pytest.fail(f"worker not replaced: {first} -> {worker_pids(server.process.pid)}")
-        for _ in range(8):  # every connection is answered: none lands on a dead socket
+        for _ in range(8):  # every connection is answered: none is handed to the dead one
             assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+        assert _burst(server, 8) == [4, 4]
     finally:
         server.stop()
     assert server.process.returncode is not None
     assert listeners(server.port) == 0
 
 
-def test_sigttin_adds_a_worker_with_its_own_socket(tmp_path: Path) -> None:
+def test_sigttin_adds_a_worker_that_gets_its_share(tmp_path: Path) -> None:
     with Server(_env(tmp_path), "--workers", "2") as server:
         assert server.process is not None
         server.process.send_signal(signal.SIGTTIN)
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and listeners(server.port) < 3:
+        while time.monotonic() < deadline and len(worker_pids(server.process.pid)) < 3:
             time.sleep(0.2)
-        assert listeners(server.port) == 3
         assert len(worker_pids(server.process.pid)) == 3
-        for _ in range(8):
-            assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+        assert _burst(server, 9) == [3, 3, 3]
+        server.process.send_signal(signal.SIGTTOU)
+        while time.monotonic() < deadline and len(worker_pids(server.process.pid)) > 2:
+            time.sleep(0.2)
+        assert _burst(server, 8) == [4, 4]  # the one that went is handed nothing more
 
 
-def test_port_0_gives_every_worker_the_same_port(tmp_path: Path) -> None:
+def test_port_0_picks_one_port(tmp_path: Path) -> None:
     process = subprocess.Popen(
         [*CLI, "serve", "--workers", "2", "--port", "0"],
         env=_env(tmp_path),
@@ -127,12 +138,10 @@ def test_port_0_gives_every_worker_the_same_port(tmp_path: Path) -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not port:
             line = process.stdout.readline()
-            if "one socket per worker" in line:
+            if "connections handed to" in line:
                 port = int(line.split("listening on ", 1)[1].split(",")[0].rsplit(":", 1)[1])
         assert port
-        while time.monotonic() < deadline and listeners(port) < 2:
-            time.sleep(0.2)
-        assert listeners(port) == 2
+        assert listeners(port) == 1
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
     finally:
         process.terminate()
@@ -147,10 +156,26 @@ def test_sighup_replaces_every_worker_and_keeps_serving(tmp_path: Path) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             now = set(worker_pids(server.process.pid))
-            if len(now) == 2 and not now & before and listeners(server.port) == 2:
+            if len(now) == 2 and not now & before:
                 break
             time.sleep(0.2)
         else:
             pytest.fail(f"workers not replaced: {before} -> {worker_pids(server.process.pid)}")
         for _ in range(8):
             assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+        assert _burst(server, 8) == [4, 4]
+
+
+def test_the_workers_exit_when_the_main_process_is_killed(tmp_path: Path) -> None:
+    """No orphans: with the main process gone nobody hands out connections, so its workers
+    finish what they hold and exit (the port is free for a restart at once)."""
+    server = Server(_env(tmp_path), "--workers", "2").start()
+    assert server.process is not None
+    workers = worker_pids(server.process.pid)
+    assert len(workers) == 2
+    server.kill()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+        time.sleep(0.2)
+    assert not [w for w in workers if Path(f"/proc/{w}").exists()]
+    assert listeners(server.port) == 0
