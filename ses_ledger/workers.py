@@ -107,7 +107,9 @@ class HandoffServer(Server):
                 if self.should_exit:
                     conn.close()
                     continue
-                task = loop.create_task(loop.connect_accepted_socket(create_protocol, conn))
+                task = loop.create_task(
+                    loop.connect_accepted_socket(create_protocol, conn, ssl=self.config.ssl)
+                )
                 task.add_done_callback(_log_failure)
 
     def _stop_taking(self, loop: asyncio.AbstractEventLoop) -> None:

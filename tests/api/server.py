@@ -145,8 +145,8 @@ def _tcp_inodes(port: int, state: str) -> list[str]:
 
 def connections_per_worker(pid: int, port: int) -> list[int]:
     """Established TCP connections on `port` held by each worker of the server `pid`, most
-    first (from /proc: each worker's socket inodes against /proc/net/tcp): how the kernel
-    spread them over the workers' listening sockets (`ses_ledger/workers.py`)."""
+    first (from /proc: each worker's socket inodes against /proc/net/tcp): how the server
+    handed them out (`ses_ledger/workers.py`)."""
     try:
         workers = worker_pids(pid) or [pid]
         established = set(_tcp_inodes(port, "01"))
