@@ -250,6 +250,10 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
         return ids
 
 
+#: The advisory lock key under which PostgreSQL stores are created (`create_table`).
+_CREATE_LOCK = 7461836926
+
+
 class LedgerPostgresRecorder(PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -262,10 +266,25 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         self.sql_create_statements.extend(Composed([SQL(s)]) for s in self.tables.create)
 
     def create_table(self) -> None:
-        """Create the schema the URL names (`?schema=`) if it does not exist yet, then the
-        tables: eventsourcing creates tables only, and a missing schema failed with a
-        traceback. Existence is checked first, so a role without CREATE on the database
-        still opens a schema that exists."""
+        """Create the schema the URL names (`?schema=`) and the tables, one process at a time.
+
+        PostgreSQL refuses concurrent `CREATE OR REPLACE` of one function ("tuple
+        concurrently updated"), so processes opening the store together (the workers of
+        `serve --workers N`) each took turns only by luck: one died of it at start. An
+        advisory lock (PostgreSQL's `pg_advisory_lock`, held by this session) now makes
+        them take turns; the others then find everything made.
+        """
+        with self.datastore.get_connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (_CREATE_LOCK,))
+            try:
+                self._create_schema_and_tables()
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (_CREATE_LOCK,))
+
+    def _create_schema_and_tables(self) -> None:
+        """eventsourcing creates tables only, and a missing schema failed with a traceback.
+        Existence is checked first, so a role without CREATE on the database still opens a
+        schema that exists."""
         import psycopg
         from psycopg.sql import SQL, Identifier
 

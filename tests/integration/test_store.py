@@ -11,6 +11,7 @@ import uuid
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -342,3 +343,48 @@ def test_a_postgres_schema_named_in_the_url_is_created_when_missing(tmp_path: Pa
     finally:
         with psycopg.connect(PG_URL, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_postgres_processes_opening_one_store_at_once_all_open_it(tmp_path: Path) -> None:
+    """Server workers start together and each opens the store, creating what is missing.
+    PostgreSQL refuses concurrent `CREATE OR REPLACE` of one object ("tuple concurrently
+    updated": a worker of `serve --workers 2` died of it at start); creating is serialised
+    with an advisory lock, so every opener succeeds, on a fresh schema and an existing one."""
+    require_postgres()
+    import multiprocessing
+
+    import psycopg
+
+    schema = f"t_race_{uuid.uuid4().hex[:10]}"
+    home = tmp_path / "home"
+    KeyRing(home).init()
+    config = LedgerConfig(home=home, db_url=f"{PG_URL}?schema={schema}")
+    context = multiprocessing.get_context("spawn")
+    try:
+        for _ in range(2):  # a new schema, then the same one again
+            start, outcomes = context.Event(), context.Queue()
+            openers = [
+                context.Process(target=_open_store, args=(config, start, outcomes))
+                for _ in range(6)
+            ]
+            for opener in openers:
+                opener.start()
+            start.set()
+            results = [outcomes.get(timeout=120) for _ in openers]
+            for opener in openers:
+                opener.join(30)
+            assert results == ["ok"] * 6, results
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def _open_store(config: LedgerConfig, start: Any, outcomes: Any) -> None:
+    start.wait(30)
+    try:
+        app = LedgerApp(config)
+        app.recorder.max_notification_id()
+    except Exception as exc:  # noqa: BLE001 - the outcome under test
+        outcomes.put(f"{type(exc).__name__}: {exc}")
+        return
+    outcomes.put("ok")
