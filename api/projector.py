@@ -11,14 +11,15 @@ catches up in batches, so a burst of writes costs one projection transaction, no
 read. Writes by other processes are picked up within `interval` seconds. Without the
 thread (lifespan not run), reads catch up inline.
 
-With several server processes on one SQLite file (`serve --workers N`), only one of them
-projects: the one holding an exclusive lock on `<ledger.db>.projector.lock` (taken once,
-kept for life, released by the OS if the process dies; another then takes it). When every
-process projected, each took SQLite's single writer in turn for its catch-up and found the
-rows moved by the others, so it dropped its cached rows and read them back inside the
-write transaction, which appends waited for. The others now only read the stored
-positions, every `poll` seconds while a read waits, and the projecting process looks for
-their new events as often.
+With several server processes on one store (`serve --workers N`), only one of them
+projects: the one holding the leadership lock (`Leadership`: an exclusive lock on
+`<ledger.db>.projector.lock` on SQLite, a session advisory lock on PostgreSQL; taken once,
+kept for life, released if the process dies; another then takes it). When every process
+projected, each took the tracking rows' lock (on SQLite the single writer) in turn for its
+catch-up and found the rows moved by the others, so it dropped its cached rows and read
+them back inside the write transaction. The others now only read the stored positions,
+every `poll` seconds while a read waits, and the projecting process looks for their new
+events as often.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 log = logging.getLogger("ses_ledger.api")
 
@@ -37,20 +38,77 @@ log = logging.getLogger("ses_ledger.api")
 PRUNE_FROM = 1000
 
 
+class Leadership(Protocol):
+    """Who projects among the server's processes: whoever holds the lock."""
+
+    def try_acquire(self) -> bool: ...
+
+    def release(self) -> None: ...
+
+
+class FileLeadership:
+    """SQLite: an exclusive `flock` on a file beside the database, kept for life."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file: IO[str] | None = None
+
+    def try_acquire(self) -> bool:
+        if self._file is None:
+            self._file = open(self.path, "a")  # noqa: SIM115 - held for life
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()  # releases the lock: another process may project
+            self._file = None
+
+
+class PostgresLeadership:
+    """PostgreSQL: a session advisory lock for the ledger's schema, on a connection of its
+    own kept for life (PostgreSQL releases it if the process or the connection goes)."""
+
+    #: First half of the advisory lock key; the second is a hash of the schema's name.
+    KEY = 746183692
+
+    def __init__(self, connect: Callable[[], Any], schema: str) -> None:
+        self._connect = connect
+        self.schema = schema
+        self._conn: Any = None
+
+    def try_acquire(self) -> bool:
+        if self._conn is None:
+            self._conn = self._connect()
+        row = self._conn.execute(
+            "SELECT pg_try_advisory_lock(%s, hashtext(%s)) AS held", (self.KEY, self.schema)
+        ).fetchone()
+        return bool(row["held"] if isinstance(row, dict) else row[0])
+
+    def release(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
 class Projector:
     def __init__(
         self,
         read_models: Callable[[], Any],
         interval: float = 0.5,
-        leader_lock: Path | None = None,
+        leader_lock: Path | Leadership | None = None,
         poll: float = 0.003,
     ) -> None:
         self._read_models = read_models
         self.interval = interval
         self.poll = poll
-        #: None: this process always projects (one process, or PostgreSQL).
-        self._lock_path = leader_lock
-        self._lock_file: IO[str] | None = None
+        #: None: this process always projects (one process).
+        self._leadership: Leadership | None = (
+            FileLeadership(leader_lock) if isinstance(leader_lock, Path) else leader_lock
+        )
         self._leading = leader_lock is None
         self._cond = threading.Condition()
         self._wanted = 0
@@ -71,9 +129,8 @@ class Projector:
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout=30)
-        if self._lock_file is not None:
-            self._lock_file.close()  # releases the lock: another process may project
-            self._lock_file = None
+        if self._leadership is not None:
+            self._leadership.release()  # another process may project
             self._leading = False
 
     @property
@@ -82,14 +139,10 @@ class Projector:
         return self._leading
 
     def _lead(self) -> bool:
-        if self._leading:  # always, without a lock file
+        if self._leading:  # always, without a leadership lock
             return True
-        assert self._lock_path is not None
-        if self._lock_file is None:
-            self._lock_file = open(self._lock_path, "a")  # noqa: SIM115 - held for life
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        assert self._leadership is not None
+        if not self._leadership.try_acquire():
             return False
         self._leading = True
         log.info("this process projects the read models")
@@ -181,7 +234,7 @@ class Projector:
                 if self._wanted > self._reached:
                     if not leading:  # a read waits for the other process: look again soon
                         self._cond.wait(self.poll)
-                elif leading and self._lock_path is not None:
+                elif leading and self._leadership is not None:
                     self._cond.wait(self.poll)  # other processes write too: look soon
                 else:
                     self._cond.wait(self.interval)

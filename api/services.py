@@ -10,7 +10,7 @@ from typing import Any
 from api.auth import TokenVerifier, load_or_create_token_key
 from api.checkpoints import Checkpointer
 from api.directory import Directory
-from api.projector import Projector
+from api.projector import FileLeadership, Leadership, PostgresLeadership, Projector
 from api.settings import ApiSettings
 from ledger.application import LedgerApp
 from ledger.write_gate import write_gate
@@ -59,9 +59,20 @@ class Services:
         return self._read_models
 
 
-def projector_lock(ledger: LedgerApp) -> Path | None:
-    """The file whose lock picks the one server process that projects (SQLite only:
-    PostgreSQL's row locks wait without polling, so there every process projects)."""
+def projector_lock(ledger: LedgerApp) -> Leadership:
+    """The lock that picks the one server process that projects (`api.projector`): a file
+    beside an SQLite database, an advisory lock on PostgreSQL.
+
+    On PostgreSQL every process used to project: each catch-up then waited for another's
+    on the tracking rows, found them moved, dropped its cached rows and read them back,
+    and reads waiting for it had a 99th percentile of 160-420 ms (bench/README.md)."""
     if ledger.config.is_postgres:
-        return None
-    return Path(ledger.config.db_url[len("sqlite:///") :] + ".projector.lock")
+        pool = ledger.recorder.datastore.pool  # type: ignore[attr-defined]
+
+        def connect() -> Any:
+            import psycopg
+
+            return psycopg.connect(pool.conninfo, autocommit=True, **pool.kwargs)
+
+        return PostgresLeadership(connect, str(ledger.recorder.datastore.schema))  # type: ignore[attr-defined]
+    return FileLeadership(Path(ledger.config.db_url[len("sqlite:///") :] + ".projector.lock"))

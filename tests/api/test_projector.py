@@ -11,6 +11,8 @@ from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
+import pytest
+
 from api.projector import Projector
 from ledger.application import LedgerApp
 from ledger.config import LedgerConfig
@@ -59,6 +61,38 @@ def test_one_process_projects_and_the_others_wait_for_it(
         second.written(int(second_app.recorder.max_notification_id() or 0))
         assert second.ready(timeout=5).executive("E2") is not None
         assert second.leading and follower_catch_ups
+    finally:
+        first.stop()
+        second.stop()
+
+
+@pytest.mark.postgres
+def test_on_postgresql_one_process_projects_too(pg_schema_url: str, tmp_path: Path) -> None:
+    """The leadership lock is an advisory lock there (`api.services.projector_lock`): one
+    server process projects, the others read its positions; if it stops, another leads."""
+    from api.services import projector_lock
+    from ledger.keys import KeyRing
+
+    home = tmp_path / "home"
+    KeyRing(home).init()
+    config = LedgerConfig(home=home, db_url=pg_schema_url)
+    first_app, second_app = LedgerApp(config), LedgerApp(config)
+    first_models, second_models = ReadModels(first_app), ReadModels(second_app)
+    first = Projector(lambda: first_models, 0.2, leader_lock=projector_lock(first_app))
+    second = Projector(lambda: second_models, 0.2, leader_lock=projector_lock(second_app))
+    first.start()
+    assert _until(lambda: first.leading)
+    second.start()
+    try:
+        register(second_app, "E1")  # written by the process that does not project
+        second.written(int(second_app.recorder.max_notification_id() or 0))
+        assert second.ready(timeout=5).executive("E1") is not None  # read-your-writes
+        assert first.leading and not second.leading
+        first.stop()  # its connection, and with it the lock, goes: the other takes over
+        register(second_app, "E2")
+        second.written(int(second_app.recorder.max_notification_id() or 0))
+        assert second.ready(timeout=5).executive("E2") is not None
+        assert second.leading
     finally:
         first.stop()
         second.stop()
