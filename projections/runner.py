@@ -397,9 +397,9 @@ class Runner:
         to 2.2 ms (bench/README.md, api).
 
         SQLite only: there the lock is the database's one writer lock, which the appends
-        wait for. PostgreSQL's tracking-row lock holds up only other projectors, and there
-        every server process projects, so each would apply batches that only one of them
-        can write: nothing to gain there, and work to lose.
+        wait for. PostgreSQL's tracking-row lock holds up only other projectors (say, a
+        `project --follow` beside the server), which would then apply batches that only
+        one of them can write: nothing to gain there, and work to lose.
         """
         covered = page.covered
         assert covered is not None
