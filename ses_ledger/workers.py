@@ -16,8 +16,9 @@ connections opened together are thus split evenly, whenever they arrive. Hand-wr
 because uvicorn has no such option (0.54): `WorkerProcess` runs a `HandoffServer` and
 `Workers` starts `WorkerProcess`es wherever uvicorn's `Multiprocess` starts its own (first
 start, SIGTTIN, restart on SIGHUP, replacement of a dead worker); the rest (signals,
-health pings, shutdown) is uvicorn's. A worker that is stopping is handed nothing more;
-a connection whose worker died before taking it is handed to the next. A second server on
+health pings, shutdown) is uvicorn's. A worker that is stopping is handed nothing more
+(a connection handed in the instant before it was marked, and not yet taken, is closed
+with it); a connection whose worker died before taking it is handed to the next. A second server on
 the same port fails at start (the parent's bind), and port 0 picks one port for all. If
 the main process dies, its workers finish the connections they hold and exit, instead of
 serving on as orphans.
