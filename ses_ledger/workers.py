@@ -18,7 +18,8 @@ because uvicorn has no such option (0.54): `WorkerProcess` runs a `HandoffServer
 start, SIGTTIN, restart on SIGHUP, replacement of a dead worker); the rest (signals,
 health pings, shutdown) is uvicorn's. A worker that is stopping is handed nothing more
 (a connection handed in the instant before it was marked, and not yet taken, is closed
-with it); a connection whose worker died before taking it is handed to the next. A second server on
+with it); a dead worker is skipped once sending to it fails, and the connections it held
+or had not yet taken go with it, as with any worker that dies. A second server on
 the same port fails at start (the parent's bind), and port 0 picks one port for all. If
 the main process dies, its workers finish the connections they hold and exit, instead of
 serving on as orphans.
