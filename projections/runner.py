@@ -373,14 +373,51 @@ class Runner:
                     cursor.execute(self._sql_set, (covered, projection.name))
                     advanced.append(projection)
         except BaseException:
-            for projection in chosen:
-                projection.forget()
-                self._expected[projection.name] = None
+            self._drop(chosen)
             raise
-        for projection in advanced:
+        self._advanced(advanced, covered)
+        return covered
+
+    def _drop(self, chosen: list[Projection]) -> None:
+        """After a failed or abandoned batch: the caches may have run ahead of the rows."""
+        for projection in chosen:
+            projection.forget()
+            self._expected[projection.name] = None
+
+    def _advanced(self, projections: list[Projection], covered: int) -> None:
+        """After a committed batch: this process wrote these positions last."""
+        for projection in projections:
             self._expected[projection.name] = covered
             if projection.cached_rows() > MAX_CACHED_ROWS:
                 projection.forget()
+
+    def _write_unless_moved(
+        self, chosen: list[Projection], after: int, covered: int, replace: bool = False
+    ) -> int:
+        """Write the batches applied in memory since `after`, up to `covered`, in one short
+        transaction that first checks, under the tracking lock, that nobody moved the
+        positions since `after` (returns `after`, the work dropped, if somebody did). With
+        `replace` the tables are emptied first instead of checked: the rows replace them."""
+        try:
+            for projection in chosen:  # encode before the write lock is taken
+                projection.prepare()
+            with self.gate, self.store.transaction(commit=True) as cursor:
+                self._lock(cursor, [p.name for p in chosen])
+                now = self._positions(cursor)
+                if not replace and any(now[p.name][0] != after for p in chosen):
+                    raise _Moved
+                for projection in chosen:
+                    if replace:
+                        for table in projection.tables:
+                            cursor.execute(f"DELETE FROM {self.store.name(table.name)}")
+                    projection.flush(cursor)
+                    cursor.execute(self._sql_set, (covered, projection.name))
+        except BaseException as exc:
+            self._drop(chosen)
+            if isinstance(exc, _Moved):
+                return after
+            raise
+        self._advanced(chosen, covered)
         return covered
 
     def _apply_then_write(self, chosen: list[Projection], page: Page, after: int) -> int:
@@ -401,35 +438,16 @@ class Runner:
         `project --follow` beside the server), which would then apply batches that only
         one of them can write: nothing to gain there, and work to lose.
         """
-        covered = page.covered
-        assert covered is not None
+        assert page.covered is not None
         try:
             with self.store.transaction(commit=False) as cursor:
                 for projection in chosen:
                     projection.bind(cursor)
                     projection.process_all(page.events)
-            for projection in chosen:  # encode before the write lock is taken
-                projection.prepare()
-            with self.gate, self.store.transaction(commit=True) as cursor:
-                self._lock(cursor, [p.name for p in chosen])
-                now = self._positions(cursor)
-                if any(now[p.name][0] != after for p in chosen):
-                    raise _Moved
-                for projection in chosen:
-                    projection.flush(cursor)
-                    cursor.execute(self._sql_set, (covered, projection.name))
-        except BaseException as exc:
-            for projection in chosen:
-                projection.forget()
-                self._expected[projection.name] = None
-            if isinstance(exc, _Moved):
-                return after
+        except BaseException:
+            self._drop(chosen)
             raise
-        for projection in chosen:
-            self._expected[projection.name] = covered
-            if projection.cached_rows() > MAX_CACHED_ROWS:
-                projection.forget()
-        return covered
+        return self._write_unless_moved(chosen, after, page.covered)
 
     def _step_ahead(
         self,
@@ -476,31 +494,10 @@ class Runner:
                 for projection in chosen:
                     projection.forget()
                 return None
-            for projection in chosen:  # encode before the write lock is taken
-                projection.prepare()
-            with self.gate, self.store.transaction(commit=True) as cursor:
-                self._lock(cursor, [p.name for p in chosen])
-                now = self._positions(cursor)
-                if not replace and any(now[p.name][0] != after for p in chosen):
-                    raise _Moved
-                for projection in chosen:
-                    if replace:
-                        for table in projection.tables:
-                            cursor.execute(f"DELETE FROM {self.store.name(table.name)}")
-                    projection.flush(cursor)
-                    cursor.execute(self._sql_set, (covered, projection.name))
-        except BaseException as exc:
-            for projection in chosen:
-                projection.forget()
-                self._expected[projection.name] = None
-            if isinstance(exc, _Moved):
-                return after
+        except BaseException:
+            self._drop(chosen)
             raise
-        for projection in chosen:
-            self._expected[projection.name] = covered
-            if projection.cached_rows() > MAX_CACHED_ROWS:
-                projection.forget()
-        return covered
+        return self._write_unless_moved(chosen, after, covered, replace)
 
     def follow(
         self,
