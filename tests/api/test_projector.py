@@ -43,8 +43,28 @@ def test_one_process_projects_and_the_others_wait_for_it(
         return catch_up()
 
     second_models.catch_up = counted  # type: ignore[method-assign]
-    first = Projector(lambda: first_models, 0.2, leader_lock=lock)
-    second = Projector(lambda: second_models, 0.2, leader_lock=lock)
+
+    def while_following() -> None:
+        assert second_models.runner.positions() == first_models.runner.positions()
+        assert follower_catch_ups == []  # it only read the positions the other wrote
+
+    _hand_over(
+        Projector(lambda: first_models, 0.2, leader_lock=lock),
+        Projector(lambda: second_models, 0.2, leader_lock=lock),
+        second_app,
+        while_following,
+    )
+    assert follower_catch_ups  # it projected once it led
+
+
+def _hand_over(
+    first: Projector,
+    second: Projector,
+    second_app: LedgerApp,
+    while_following: Callable[[], None] = lambda: None,
+) -> None:
+    """`first` leads; `second`, which does not project, reads its own writes from what
+    `first` projected; once `first` stops, `second` leads and projects them itself."""
     first.start()
     assert _until(lambda: first.leading)
     second.start()
@@ -53,14 +73,12 @@ def test_one_process_projects_and_the_others_wait_for_it(
         second.written(int(second_app.recorder.max_notification_id() or 0))
         assert second.ready(timeout=5).executive("E1") is not None  # read-your-writes
         assert first.leading and not second.leading
-        assert second_models.runner.positions() == first_models.runner.positions()
-        assert follower_catch_ups == []  # it only read the positions the other wrote
-
-        first.stop()  # the projecting process goes: the other takes over
+        while_following()
+        first.stop()  # the projecting process (and its lock) goes: the other takes over
         register(second_app, "E2")
         second.written(int(second_app.recorder.max_notification_id() or 0))
         assert second.ready(timeout=5).executive("E2") is not None
-        assert second.leading and follower_catch_ups
+        assert second.leading
     finally:
         first.stop()
         second.stop()
@@ -78,24 +96,11 @@ def test_on_postgresql_one_process_projects_too(pg_schema_url: str, tmp_path: Pa
     config = LedgerConfig(home=home, db_url=pg_schema_url)
     first_app, second_app = LedgerApp(config), LedgerApp(config)
     first_models, second_models = ReadModels(first_app), ReadModels(second_app)
-    first = Projector(lambda: first_models, 0.2, leader_lock=projector_lock(first_app))
-    second = Projector(lambda: second_models, 0.2, leader_lock=projector_lock(second_app))
-    first.start()
-    assert _until(lambda: first.leading)
-    second.start()
-    try:
-        register(second_app, "E1")  # written by the process that does not project
-        second.written(int(second_app.recorder.max_notification_id() or 0))
-        assert second.ready(timeout=5).executive("E1") is not None  # read-your-writes
-        assert first.leading and not second.leading
-        first.stop()  # its connection, and with it the lock, goes: the other takes over
-        register(second_app, "E2")
-        second.written(int(second_app.recorder.max_notification_id() or 0))
-        assert second.ready(timeout=5).executive("E2") is not None
-        assert second.leading
-    finally:
-        first.stop()
-        second.stop()
+    _hand_over(
+        Projector(lambda: first_models, 0.2, leader_lock=projector_lock(first_app)),
+        Projector(lambda: second_models, 0.2, leader_lock=projector_lock(second_app)),
+        second_app,
+    )
 
 
 def test_without_a_lock_file_every_projector_projects(sqlite_config: LedgerConfig) -> None:

@@ -714,6 +714,17 @@ def test_as_of_replays_into_a_private_copy(story: Story, models: ReadModels) -> 
     assert models.as_of(position=head).digest() == live
 
 
+def _indexed_positions(ledger_config: LedgerConfig) -> list[int]:
+    """Every position the audit index holds, sorted (each event once, if all is well)."""
+    table = (
+        f'"{ledger_config.db_url.split("schema=")[1]}".proj_audit_actors'
+        if ledger_config.is_postgres
+        else "proj_audit_actors"
+    )
+    actors = raw(ledger_config, f"SELECT positions FROM {table}")
+    return sorted(p for (text,) in actors for p in json.loads(text))
+
+
 def test_two_processes_catching_up_at_once_apply_each_event_once(
     story: Story, app: LedgerApp, ledger_config: LedgerConfig
 ) -> None:
@@ -739,16 +750,7 @@ def test_two_processes_catching_up_at_once_apply_each_event_once(
     rebuilt = ReadModels(app)
     rebuilt.runner.rebuild()
     assert rebuilt.digest() == together
-    actors = raw(
-        ledger_config,
-        "SELECT positions FROM "
-        + (
-            f'"{ledger_config.db_url.split("schema=")[1]}".proj_audit_actors'
-            if ledger_config.is_postgres
-            else "proj_audit_actors"
-        ),
-    )
-    positions = sorted(p for (text,) in actors for p in json.loads(text))
+    positions = _indexed_positions(ledger_config)
     head = app.recorder.max_notification_id()
     assert positions == list(range(1, head + 1))  # every event indexed exactly once
 
@@ -834,16 +836,7 @@ def test_a_batch_applied_outside_the_gate_is_dropped_if_another_process_moved_on
     rebuilt = ReadModels(app)
     rebuilt.runner.rebuild()
     assert models.digest() == rebuilt.digest()
-    actors = raw(
-        ledger_config,
-        "SELECT positions FROM "
-        + (
-            f'"{ledger_config.db_url.split("schema=")[1]}".proj_audit_actors'
-            if ledger_config.is_postgres
-            else "proj_audit_actors"
-        ),
-    )
-    positions = sorted(p for (text,) in actors for p in json.loads(text))
+    positions = _indexed_positions(ledger_config)
     assert positions == list(range(1, head + 1))  # every event indexed exactly once
 
 
