@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,6 @@ from api.projector import FileLeadership, Leadership, PostgresLeadership, Projec
 from api.settings import ApiSettings
 from ledger.application import LedgerApp
 from ledger.write_gate import write_gate
-
-log = logging.getLogger("ses_ledger.api")
 
 
 class Services:
