@@ -929,6 +929,28 @@ def test_projection_writes_skip_the_disk_wait_and_ledger_appends_keep_it(
         assert _durability(store, cursor) == durable
 
 
+def test_projection_writes_free_pages_without_zeroing_them(sqlite_config: LedgerConfig) -> None:
+    """SQLite: read-model writes turn `secure_delete` off (a rebuild's DELETEs would zero
+    every freed page); the ledger's connections get the compiled setting back afterwards."""
+    app = LedgerApp(sqlite_config)
+    store = ReadModels(app).store
+
+    def zeroing(cursor: Any) -> int:
+        cursor.execute("PRAGMA secure_delete")
+        return int(cursor.fetchone()[0])
+
+    with app.recorder.datastore.transaction(commit=False) as cursor:
+        compiled = zeroing(cursor)
+    with store.transaction(commit=True) as cursor:
+        assert zeroing(cursor) == 0
+    with pytest.raises(RuntimeError):
+        with store.transaction(commit=True) as cursor:
+            raise RuntimeError("a failed batch")
+    for _ in range(3):  # whichever pooled connection comes next
+        with app.recorder.datastore.transaction(commit=True) as cursor:
+            assert zeroing(cursor) == compiled
+
+
 def test_a_large_catch_up_freezes_its_objects_out_of_the_collector(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
