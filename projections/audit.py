@@ -29,6 +29,7 @@ from ledger.entry import entry_hash
 from projections.base import Projection
 from projections.events import ACTOR_PREFIX, Bound, Event, EventLog
 from projections.store import INT, JSON, TEXT, Store, Table, loads
+from projections.views import PlanSetData
 
 #: Positions per bucket of the actor index (see the module docstring).
 ACTOR_BUCKET = 16384
@@ -106,7 +107,7 @@ class Audit(Projection):
         """A stream's first event: index the stream by kind and executive."""
         kind = STREAM_KINDS.get(event.type, "other")
         if kind == "appraisal":
-            executive_id: str | None = event.data.get("executive_id")
+            executive_id: str | None = event.view(PlanSetData).executive_id
         elif kind == "executive":
             executive_id = event.stream_id
         else:

@@ -40,6 +40,7 @@ from projections.base import Projection
 from projections.events import Event
 from projections.reports import cycle_ratings, waivers
 from projections.store import INT, JSON, TEXT, Store, Table, loads
+from projections.views import InitialRatingData, PeriodExtendedData, PlanSetData
 
 EXECUTIVES = Table(
     "proj_cp_executives",
@@ -117,30 +118,31 @@ class Compliance(Projection):
     # -- appraisals ------------------------------------------------------------------------
 
     def PlanSet(self, e: Event) -> None:  # noqa: N802
-        data = e.data
-        executive = self.executives.get(data["executive_id"])
+        data = e.view(PlanSetData)
+        executive = self.executives.get(data.executive_id)
         if executive is not None:
             executive["doc"]["appraisal_ids"].append(e.stream_id)
             self.executives.touch(executive["executive_id"])
-        policy = e.policy or data.get("policy") or ""
-        start, communicated = _d(data["period_start"]), _d(data["communicated_on"])
+        policy = e.policy or data.policy or ""
+        start, communicated = _d(data.period_start), _d(str(data.communicated_on))
+        elements = data.element_list()
         plan = [
             *plan_1(e.stream_id, period_start=start, communicated_on=communicated),
-            *plan_2(e.stream_id, policy=policy, elements=data["elements"]),
-            *plan_3(e.stream_id, policy=policy, elements=data["elements"]),
+            *plan_2(e.stream_id, policy=policy, elements=elements),
+            *plan_3(e.stream_id, policy=policy, elements=elements),
         ]
         self.appraisals.put(
             e.stream_id,
             {
                 "appraisal_id": e.stream_id,
-                "executive_id": data["executive_id"],
+                "executive_id": data.executive_id,
                 "agency": None if executive is None else executive["agency"],
-                "period_end": data["period_end"],
+                "period_end": data.period_end,
                 "flagged": 0,
                 "doc": {
                     "policy": policy,
-                    "period_start": data["period_start"],
-                    "period_end": data["period_end"],
+                    "period_start": data.period_start,
+                    "period_end": data.period_end,
                     "review_dates": [],
                     "detail_appraisals": [],
                     "initial_rated_on": None,
@@ -171,17 +173,17 @@ class Compliance(Projection):
     def PeriodExtended(self, e: Event) -> None:  # noqa: N802
         row = self._appraisal(e)
         if row is not None:
-            row["period_end"] = row["doc"]["period_end"] = e.data["new_period_end"]
+            row["period_end"] = row["doc"]["period_end"] = e.view(PeriodExtendedData).new_period_end
 
     def InitialRatingIssued(self, e: Event) -> None:  # noqa: N802
         row = self._appraisal(e)
         if row is None:
             return
-        data = e.data
-        row["doc"]["initial_rated_on"] = data["rated_on"]
+        data = e.view(InitialRatingData)
+        row["doc"]["initial_rated_on"] = data.rated_on
         executive = self.executives.get(row["executive_id"])
         if executive is not None:
-            narrative = str(data.get("narrative") or "")
+            narrative = data.narrative or ""
             # RAT-10's evidence: which of the executive's other appraisals the narrative cites.
             row["doc"]["cited"] = [
                 a for a in executive["doc"]["appraisal_ids"] if a != e.stream_id and a in narrative

@@ -32,6 +32,7 @@ from ledger.domain.appraisal import (
 from projections.base import Projection
 from projections.events import Event
 from projections.store import INT, JSON, TEXT, Table
+from projections.views import FinalRatingData, InitialRatingData, PeriodExtendedData, PlanSetData
 
 EXECUTIVES = Table(
     "proj_cr_executives",
@@ -141,16 +142,16 @@ class CurrentRatings(Projection):
     # -- appraisals ------------------------------------------------------------------------
 
     def PlanSet(self, e: Event) -> None:  # noqa: N802
-        data = e.data
+        data = e.view(PlanSetData)
         doc = {
             "appraisal_id": e.stream_id,
-            "executive_id": data["executive_id"],
+            "executive_id": data.executive_id,
             "policy": e.policy,
             "stage": PLANNED,
-            "period_start": data["period_start"],
-            "period_end": data["period_end"],
-            "rating_official_id": data.get("rating_official_id"),
-            "communicated_on": data.get("communicated_on"),
+            "period_start": data.period_start,
+            "period_end": data.period_end,
+            "rating_official_id": data.rating_official_id,
+            "communicated_on": data.communicated_on,
             "initial_rating": None,
             "final_rating": None,
             "version": e.version,
@@ -159,9 +160,9 @@ class CurrentRatings(Projection):
             e.stream_id,
             {
                 "appraisal_id": e.stream_id,
-                "executive_id": data["executive_id"],
+                "executive_id": data.executive_id,
                 "policy": e.policy,
-                "period_end": data["period_end"],
+                "period_end": data.period_end,
                 "final_level": None,
                 "final_rated_on": None,
                 "final_position": None,
@@ -172,48 +173,44 @@ class CurrentRatings(Projection):
     def PeriodExtended(self, e: Event) -> None:  # noqa: N802
         row = self.appraisals.get(e.stream_id)
         if row is not None:
-            row["period_end"] = row["doc"]["period_end"] = e.data["new_period_end"]
+            row["period_end"] = row["doc"]["period_end"] = e.view(PeriodExtendedData).new_period_end
 
     def InitialRatingIssued(self, e: Event) -> None:  # noqa: N802
         row = self.appraisals.get(e.stream_id)
         if row is not None:
-            data = e.data
+            data = e.view(InitialRatingData)
             row["doc"]["initial_rating"] = {
-                "element_levels": data["element_levels"],
-                "score": data["score"],
-                "summary_level": data["summary_level"],
-                "rated_on": data["rated_on"],
-                "shared_on": data.get("shared_on"),
+                "element_levels": data.element_levels,
+                "score": data.score,
+                "summary_level": data.summary_level,
+                "rated_on": data.rated_on,
+                "shared_on": data.shared_on,
             }
 
     def FinalRatingAssigned(self, e: Event) -> None:  # noqa: N802
         row = self.appraisals.get(e.stream_id)
         if row is None:
             return
-        data = e.data
+        data = e.view(FinalRatingData)
         doc = row["doc"]
-        doc["final_rating"] = {
-            "level": data["level"],
-            "rated_on": data["rated_on"],
-            "score": data.get("score"),
-        }
-        row["final_level"] = data["level"]
-        row["final_rated_on"] = data["rated_on"]
+        doc["final_rating"] = {"level": data.level, "rated_on": data.rated_on, "score": data.score}
+        row["final_level"] = data.level
+        row["final_rated_on"] = data.rated_on
         row["final_position"] = e.position
         executive = self.executives.get(doc["executive_id"])
         if executive is None:
             return
         current = executive["doc"]["current_rating"]
         if current is not None and (current["rated_on"], current["position"]) > (
-            data["rated_on"],
+            data.rated_on,
             e.position,
         ):
             return
         executive["doc"]["current_rating"] = {
             "appraisal_id": e.stream_id,
-            "level": data["level"],
-            "score": data.get("score"),
-            "rated_on": data["rated_on"],
+            "level": data.level,
+            "score": data.score,
+            "rated_on": data.rated_on,
             "policy": doc["policy"],
             "period_start": doc["period_start"],
             "period_end": doc["period_end"],

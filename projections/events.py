@@ -20,6 +20,8 @@ from typing import Any, Protocol
 
 from ledger.entry import entry_from_state
 from projections.store import loads
+from projections.views import View
+from projections.views import decode as decode_view
 
 #: How every stored state begins: the actor's value follows at once.
 ACTOR_PREFIX = b'{"entry":{"actor":"'
@@ -34,7 +36,7 @@ _POLICY = b',"policy":'
 class Event:
     """One stored event in global order; fields decoded on first use."""
 
-    __slots__ = ("position", "stream_id", "version", "type", "state", "_hashed", "_data")
+    __slots__ = ("position", "stream_id", "version", "type", "state", "_hashed", "_data", "_view")
 
     def __init__(self, position: int, stream_id: str, version: int, type_: str, state: bytes):
         self.position = position
@@ -44,6 +46,7 @@ class Event:
         self.state = state
         self._hashed: dict[str, Any] | None = None
         self._data: dict[str, Any] | None = None
+        self._view: Any = None
 
     @classmethod
     def from_notification(cls, n: Any) -> Event:
@@ -71,6 +74,13 @@ class Event:
                 data = self.hashed["data"]
             self._data = data
         return data
+
+    def view(self, view: type[View]) -> View:
+        """The fields of `data` that `view` lists (`projections/views.py`), decoded once."""
+        found = self._view
+        if type(found) is not view:
+            found = self._view = decode_view(view, self.state)
+        return found
 
     def _field(self, key: str, mark: bytes) -> str:
         if self._hashed is None:

@@ -28,6 +28,7 @@ from ledger.policies.removal import (
 from projections.base import Projection
 from projections.events import Event
 from projections.store import INT, JSON, TEXT, Store, Table, loads
+from projections.views import FinalRatingData, PeriodExtendedData, PlanSetData
 
 EXECUTIVES = Table(
     "proj_rh_executives",
@@ -65,39 +66,39 @@ class RemovalHistories(Projection):
         return row
 
     def PlanSet(self, e: Event) -> None:  # noqa: N802 - named after the event
-        data = e.data
+        data = e.view(PlanSetData)
         self.appraisals.put(
             e.stream_id,
             {
                 "appraisal_id": e.stream_id,
-                "executive_id": data["executive_id"],
-                "period_end": data["period_end"],
+                "executive_id": data.executive_id,
+                "period_end": data.period_end,
             },
         )
 
     def PeriodExtended(self, e: Event) -> None:  # noqa: N802
         row = self.appraisals.get(e.stream_id)
         if row is not None:
-            row["period_end"] = e.data["new_period_end"]
+            row["period_end"] = e.view(PeriodExtendedData).new_period_end
             self.appraisals.touch(e.stream_id)
 
     def FinalRatingAssigned(self, e: Event) -> None:  # noqa: N802
-        data = e.data
+        data = e.view(FinalRatingData)
         appraisal = self.appraisals.get(e.stream_id)
-        executive_id = data.get("executive_id") or (appraisal or {}).get("executive_id")
+        executive_id = data.executive_id or (appraisal or {}).get("executive_id")
         if not executive_id:
             return
         row = self._executive(executive_id)
         row["doc"]["ratings"].append(
             {
                 "appraisal_id": e.stream_id,
-                "level": data["level"],
-                "rated_on": data["rated_on"],
+                "level": data.level,
+                "rated_on": data.rated_on,
                 "period_end": None if appraisal is None else appraisal["period_end"],
                 "position": e.position,
             }
         )
-        if data["level"] < FULLY_SUCCESSFUL:
+        if data.level < FULLY_SUCCESSFUL:
             row["has_low"] = 1
 
     def PersonnelActionRecorded(self, e: Event) -> None:  # noqa: N802
