@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -838,6 +839,51 @@ def test_a_batch_applied_outside_the_gate_is_dropped_if_another_process_moved_on
     assert models.digest() == rebuilt.digest()
     positions = _indexed_positions(ledger_config)
     assert positions == list(range(1, head + 1))  # every event indexed exactly once
+
+
+def test_a_big_write_folds_the_wal_in_after_releasing_the_gate(
+    sqlite_config: LedgerConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rebuild's write commits with SQLite's automatic checkpoint off (the other rebuild
+    process and the server's appends would wait for the gate while it copies the WAL) and
+    checkpoints once the gate is released; a small write keeps the automatic one. Either
+    way the connection gets its auto-checkpoint setting back."""
+    from projections import runner
+
+    app = LedgerApp(sqlite_config, clock=Clock())
+    history(Story(app))
+    models = ReadModels(app)
+    gate = _Gate()
+    models.runner.gate = gate
+    store = models.store
+    writes: list[int] = []  # wal_autocheckpoint inside each write transaction
+    checkpoints: list[bool] = []  # whether the gate was held
+    transaction, checkpoint = store.transaction, store.checkpoint
+
+    @contextmanager
+    def recorded(commit: bool, *, checkpoint: bool = True) -> Iterator[Any]:
+        with transaction(commit, checkpoint=checkpoint) as cursor:
+            if commit:
+                cursor.execute("PRAGMA wal_autocheckpoint")
+                writes.append(int(cursor.fetchone()[0]))
+            yield cursor
+
+    def recorded_checkpoint() -> None:
+        checkpoints.append(gate.held)
+        checkpoint()
+
+    monkeypatch.setattr(store, "transaction", recorded)
+    monkeypatch.setattr(store, "checkpoint", recorded_checkpoint)
+    monkeypatch.setattr(runner, "DEFER_CHECKPOINT_FROM", 1)
+    models.runner.rebuild()
+    assert writes == [0] and checkpoints == [False]
+    monkeypatch.setattr(runner, "DEFER_CHECKPOINT_FROM", 10**9)
+    models.runner.rebuild()
+    assert writes == [0, 1000] and checkpoints == [False]
+    for _ in range(3):  # whichever pooled connection comes next
+        with app.recorder.datastore.transaction(commit=True) as cursor:
+            cursor.execute("PRAGMA wal_autocheckpoint")
+            assert int(cursor.fetchone()[0]) == 1000
 
 
 def test_cheap_fields_match_the_decoded_entry(story: Story, app: LedgerApp) -> None:
