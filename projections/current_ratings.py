@@ -143,10 +143,11 @@ class CurrentRatings(Projection):
 
     def PlanSet(self, e: Event) -> None:  # noqa: N802
         data = e.view(PlanSetData)
+        policy = e.policy
         doc = {
             "appraisal_id": e.stream_id,
             "executive_id": data.executive_id,
-            "policy": e.policy,
+            "policy": policy,
             "stage": PLANNED,
             "period_start": data.period_start,
             "period_end": data.period_end,
@@ -161,7 +162,7 @@ class CurrentRatings(Projection):
             {
                 "appraisal_id": e.stream_id,
                 "executive_id": data.executive_id,
-                "policy": e.policy,
+                "policy": policy,
                 "period_end": data.period_end,
                 "final_level": None,
                 "final_rated_on": None,

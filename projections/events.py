@@ -1,15 +1,12 @@
 """Stored events as the projections see them, and the sources that feed the runner.
 
 An `Event` wraps one notification (position, stream, version, type and the stored bytes) and
-decodes lazily: the stored state is the canonical (RFC 8785) JSON of api-contract.md's entry,
-keys sorted, so `actor` is the first field and `occurred_on`, `recorded_at` and
-`submitted_by` are the last occurrences of their keys (every key after them is a scalar).
-Those are sliced out without parsing the whole entry. `data` is the second field, and
-every field after it is a scalar, so `data` is parsed alone: from `","data":` (its first
-occurrence: the actor holds no unescaped quote) to the last `,"occurred_on":` (nothing after
-the entry's own can hold one). The envelope (hash, signature, ...) is then never parsed,
-which is most of the decoding cost of the smaller events. Anything else falls back to
-parsing the whole entry.
+decodes lazily, with msgspec, only what is asked for: the entry's scalar fields (actor,
+dates, policy: `fields`), its `data` (`data`, or a `view` of the fields a projection reads,
+`projections/views.py`). msgspec skips what a decoder does not list (the envelope's hash
+and signature, unlisted keys) without building it, which is most of the decoding cost.
+Only the actor is also sliced straight out of the bytes, by the audit index's per-event
+loop (`ACTOR_PREFIX`: the canonical entry, keys sorted, begins with it).
 """
 
 from __future__ import annotations
@@ -19,24 +16,16 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ledger.entry import entry_from_state
-from projections.store import loads
-from projections.views import View
-from projections.views import decode as decode_view
+from projections.views import EntryFields, View, decode_data, decode_fields, decode_view
 
-#: How every stored state begins: the actor's value follows at once.
+#: How every canonical stored state begins: the actor's value follows at once.
 ACTOR_PREFIX = b'{"entry":{"actor":"'
-_OCCURRED = b',"occurred_on":"'
-_RECORDED = b',"recorded_at":"'
-_SUBMITTED = b',"submitted_by":"'
-_DATA = b'","data":'
-_DATA_END = b',"occurred_on":'
-_POLICY = b',"policy":'
 
 
 class Event:
     """One stored event in global order; fields decoded on first use."""
 
-    __slots__ = ("position", "stream_id", "version", "type", "state", "_hashed", "_data", "_view")
+    __slots__ = ("position", "stream_id", "version", "type", "state", "_fields", "_data", "_view")
 
     def __init__(self, position: int, stream_id: str, version: int, type_: str, state: bytes):
         self.position = position
@@ -44,8 +33,8 @@ class Event:
         self.version = version
         self.type = type_
         self.state = state
-        self._hashed: dict[str, Any] | None = None
-        self._data: dict[str, Any] | None = None
+        self._fields: EntryFields | None = None
+        self._data: Any = None
         self._view: Any = None
 
     @classmethod
@@ -53,73 +42,50 @@ class Event:
         return cls(n.id, str(n.originator_id), n.originator_version, n.topic, n.state)
 
     @property
-    def hashed(self) -> dict[str, Any]:
-        """The entry's hashed fields (decoded once; the seal fields are not parsed)."""
-        if self._hashed is None:
-            # The whole stored object parses faster than slicing out the hashed bytes first.
-            value = loads(self.state).get("entry")
-            if not isinstance(value, dict):
-                raise ValueError(f"event at position {self.position} is not an object")
-            self._hashed = value
-        return self._hashed
+    def fields(self) -> EntryFields:
+        """The entry's scalar fields (decoded once, with a view when one is decoded)."""
+        fields = self._fields
+        if fields is None:
+            fields = self._fields = decode_fields(self.state, self.position)
+        return fields
 
     @property
     def data(self) -> dict[str, Any]:
-        """The entry's `data` (parsed once, alone when the layout allows: module docstring)."""
+        """The entry's `data`, parsed once."""
         data = self._data
         if data is None:
-            if self._hashed is None:
-                data = _slice_data(self.state)
-            if data is None:
-                data = self.hashed["data"]
-            self._data = data
-        return data
+            data = self._data = decode_data(self.state, self.position)
+        return data  # type: ignore[no-any-return]
 
     def view(self, view: type[View]) -> View:
         """The fields of `data` that `view` lists (`projections/views.py`), decoded once."""
-        found = self._view
-        if type(found) is not view:
-            found = self._view = decode_view(view, self.state)
-        return found
-
-    def _field(self, key: str, mark: bytes) -> str:
-        if self._hashed is None:
-            fast = _slice_string(self.state, mark)
-            if fast is not None:
-                return fast
-        return str(self.hashed[key])
+        if type(self._view) is not view:
+            found, fields = decode_view(view, self.state, self.position)
+            self._view = found
+            if self._fields is None:
+                self._fields = fields
+            return found
+        return self._view
 
     @property
     def actor(self) -> str:
-        return self._field("actor", ACTOR_PREFIX)
+        return self.fields.actor
 
     @property
     def occurred_on(self) -> str:
-        return self._field("occurred_on", _OCCURRED)
+        return self.fields.occurred_on
 
     @property
     def recorded_at(self) -> str:
-        return self._field("recorded_at", _RECORDED)
+        return self.fields.recorded_at
 
     @property
     def submitted_by(self) -> str:
-        return self._field("submitted_by", _SUBMITTED)
+        return self.fields.submitted_by
 
     @property
     def policy(self) -> str | None:
-        if self._hashed is None:
-            state = self.state
-            at = state.rfind(_POLICY)  # the entry's own: only scalars follow it
-            if at >= 0:
-                at += len(_POLICY)
-                if state.startswith(b"null", at):
-                    return None
-                if state.startswith(b'"', at):
-                    fast = _string_at(state, at + 1)
-                    if fast is not None:
-                        return fast
-        policy = self.hashed["policy"]
-        return None if policy is None else str(policy)
+        return self.fields.policy
 
     def entry(self) -> dict[str, Any]:
         """The contract's ledger entry (api-contract.md)."""
@@ -127,45 +93,6 @@ class Event:
 
     def __repr__(self) -> str:
         return f"Event({self.position}, {self.stream_id!r} v{self.version}, {self.type})"
-
-
-def _slice_data(state: bytes) -> dict[str, Any] | None:
-    """The entry's `data` object parsed on its own (None: not the canonical layout)."""
-    if not state.startswith(ACTOR_PREFIX):
-        return None
-    start = state.find(_DATA, len(ACTOR_PREFIX))
-    end = state.rfind(_DATA_END)
-    if start < 0 or end < start:
-        return None
-    try:
-        data = loads(state[start + len(_DATA) : end])
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _slice_string(state: bytes, mark: bytes) -> str | None:
-    """The plain string value after `mark` (its last occurrence; the first for `actor`).
-
-    None when the value holds an escape: the caller then parses the entry properly.
-    """
-    if mark is ACTOR_PREFIX:
-        at = len(mark) if state.startswith(mark) else -1
-    else:
-        at = state.rfind(mark)
-        at = at + len(mark) if at >= 0 else -1
-    if at < 0:
-        return None
-    return _string_at(state, at)
-
-
-def _string_at(state: bytes, at: int) -> str | None:
-    """The plain string value starting at `at` (None when it holds an escape)."""
-    end = state.find(b'"', at)
-    if end < 0:
-        return None
-    chunk = state[at:end]
-    return None if b"\\" in chunk else chunk.decode()
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ event types without one are read through `Event.data`.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -61,6 +61,7 @@ class PeriodExtendedData(msgspec.Struct, frozen=True):
 
 
 View = TypeVar("View", bound=msgspec.Struct)
+D = TypeVar("D")
 
 #: The view of each event type that has one.
 VIEWS: dict[str, type[msgspec.Struct]] = {
@@ -71,20 +72,51 @@ VIEWS: dict[str, type[msgspec.Struct]] = {
 }
 
 
-def _stored_decoder(view: type[msgspec.Struct]) -> msgspec.json.Decoder[Any]:
-    """A decoder of the whole stored state that keeps only `entry.data`, as `view`."""
-    entry = msgspec.defstruct(f"{view.__name__}Entry", [("data", view)])
-    stored = msgspec.defstruct(f"{view.__name__}Stored", [("entry", entry)])
-    return msgspec.json.Decoder(stored)
+class EntryFields(msgspec.Struct, frozen=True, kw_only=True):
+    """The stored entry's scalar fields (api-contract.md's ledger entry)."""
+
+    actor: str
+    occurred_on: str
+    recorded_at: str
+    submitted_by: str
+    policy: str | None = None
 
 
-_DECODERS = {view: _stored_decoder(view) for view in VIEWS.values()}
+class _Entry(EntryFields, Generic[D], frozen=True, kw_only=True):
+    data: D
 
 
-def decode(view: type[View], state: bytes) -> View:
-    """`view` of the stored state's `entry.data` (ValueError: the state does not hold it)."""
+class _Stored(msgspec.Struct, Generic[D], frozen=True):
+    """A stored state: `{"entry": {...}, "hash": ..., "signature": ...}` (seal not kept)."""
+
+    entry: D
+
+
+_FIELDS = msgspec.json.Decoder(_Stored[EntryFields])
+_DATA = msgspec.json.Decoder(_Stored[_Entry[Any]])
+_VIEWS = {view: msgspec.json.Decoder(_Stored[_Entry[view]]) for view in VIEWS.values()}  # type: ignore[valid-type]
+
+
+def decode_fields(state: bytes, position: int) -> EntryFields:
+    """The entry's scalar fields (ValueError: the state does not hold them)."""
     try:
-        data: View = _DECODERS[view].decode(state).entry.data
+        return _FIELDS.decode(state).entry
     except msgspec.DecodeError as exc:  # ValidationError included
-        raise ValueError(f"stored entry has no {view.__name__}: {exc}") from exc
-    return data
+        raise ValueError(f"event at position {position}: {exc}") from exc
+
+
+def decode_data(state: bytes, position: int) -> Any:
+    """The entry's `data`, whole, as plain Python values."""
+    try:
+        return _DATA.decode(state).entry.data
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"event at position {position}: {exc}") from exc
+
+
+def decode_view(view: type[View], state: bytes, position: int) -> tuple[View, EntryFields]:
+    """`view` of the entry's `data`, and the entry's scalar fields, in one pass."""
+    try:
+        entry = _VIEWS[view].decode(state).entry
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"event at position {position} has no {view.__name__}: {exc}") from exc
+    return entry.data, entry

@@ -1,7 +1,7 @@
-"""`projections.events.Event` reads fields by slicing the stored bytes (actor, dates, policy,
-`data` parsed alone), and `ledger.entry.entry_json` splices the API's entry from them; each
-must equal the fully parsed entry, whatever the strings hold (quotes, backslashes, the
-markers themselves) and however `data` nests."""
+"""`projections.events.Event` decodes only the fields asked for (msgspec: the entry's scalar
+fields, its `data`), and `ledger.entry.entry_json` splices the API's entry from the stored
+bytes; each must equal the fully parsed entry, whatever the strings hold (quotes,
+backslashes, the markers the splicing looks for) and however `data` nests."""
 
 from __future__ import annotations
 
@@ -58,13 +58,11 @@ def test_sliced_fields_equal_the_parsed_entry(actor: str, policy: str | None, da
     assert fast.occurred_on == entry["occurred_on"]
 
 
-def test_data_is_parsed_without_the_envelope_for_the_canonical_layout() -> None:
-    state = stored("RO-1", "ses-2025", {"occurred_on": "1999-01-01", "x": {"data": [1]}})
-    event = Event(1, "A-1", 2, "PlanSet", state)
-    assert event.data == {"occurred_on": "1999-01-01", "x": {"data": [1]}}
-    assert event.policy == "ses-2025"
-    assert event.occurred_on == "2025-10-01"
-    assert event._hashed is None  # nothing needed the whole entry
+def test_a_stored_state_without_the_entry_fields_is_refused_with_its_position() -> None:
+    for state in (b'{"entry":[1],"hash":"h"}', b'{"entry":{"actor":"a"},"hash":"h"}', b"{"):
+        event = Event(7, "A-1", 2, "PlanSet", state)
+        with pytest.raises(ValueError, match="position 7"):
+            event.occurred_on  # noqa: B018 - the property decodes
 
 
 @settings(max_examples=300, deadline=None)
