@@ -54,7 +54,10 @@ class Event:
         """The entry's `data`, parsed once."""
         data = self._data
         if data is None:
-            data = self._data = decode_data(self.state, self.position)
+            data, fields = decode_data(self.state, self.position)
+            self._data = data
+            if self._fields is None:
+                self._fields = fields
         return data  # type: ignore[no-any-return]
 
     def view(self, view: type[View]) -> View:

@@ -1,17 +1,20 @@
-"""What the projections read of the busiest event types' `data`, decoded from the stored bytes.
+"""How the projections decode stored entries: only the fields they read, with msgspec.
 
-A plan's `data` is mostly its elements (names, weights, requirement texts), which only the
-compliance projection reads; ratings carry narratives nobody projects. Parsing all of it
-into dicts, then freeing it, was the largest single cost of applying these events (a
-`PlanSet` 9.6 us against 1.7 us here, measured on the 1M-event benchmark history). So each
-view below lists the fields that some projection reads, and msgspec decodes the stored
-entry straight into it, skipping every other field without building it: the envelope
-(hash, signature, ...), the unlisted `data` keys, and `elements`, kept as raw JSON for the
-one handler that parses it. Hand-slicing would do the same for flat fields only; msgspec
-is a maintained decoder that validates what it keeps.
+A stored state is `{"entry": {...}, "hash", "key_id", "signature"}` and a plan's `data` is
+mostly its elements (names, weights, requirement texts), which only the compliance
+projection reads; ratings carry narratives nobody projects. Parsing all of it into dicts,
+then freeing it, was the largest single cost of applying these events (a `PlanSet` 9.6 us
+against 1.7 us here, on the 1M-event benchmark history). So msgspec decodes each stored
+state straight into structs of the fields wanted, skipping the rest without building it:
 
-A view is a projection of `Event.data` (tested against it, tests/unit/test_event_views.py);
-event types without one are read through `Event.data`.
+- `EntryFields`: the entry's scalar fields (actor, dates, policy), for every event;
+- a view of `data` for the busiest event types (`VIEWS`), with the entry's fields in the
+  same pass; a plan's `elements` stay raw JSON until the one handler that parses them;
+- `data` whole (any other event type).
+
+msgspec rather than slicing the canonical bytes by hand (what this module replaced): it
+is a maintained decoder, independent of key order, and validates what it keeps. Each view
+is tested against the parsed `data` (tests/unit/test_event_views.py).
 """
 
 from __future__ import annotations
@@ -105,12 +108,13 @@ def decode_fields(state: bytes, position: int) -> EntryFields:
         raise ValueError(f"event at position {position}: {exc}") from exc
 
 
-def decode_data(state: bytes, position: int) -> Any:
-    """The entry's `data`, whole, as plain Python values."""
+def decode_data(state: bytes, position: int) -> tuple[Any, EntryFields]:
+    """The entry's `data`, whole, as plain Python values, and its scalar fields."""
     try:
-        return _DATA.decode(state).entry.data
+        entry = _DATA.decode(state).entry
     except msgspec.DecodeError as exc:
         raise ValueError(f"event at position {position}: {exc}") from exc
+    return entry.data, entry
 
 
 def decode_view(view: type[View], state: bytes, position: int) -> tuple[View, EntryFields]:
