@@ -10,6 +10,7 @@ least 3 requirements tied to strategic goals (PLAN-3).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from datetime import date
@@ -56,6 +57,14 @@ def per_1_check_fiscal_year(period_start: date, period_end: date) -> None:
 
 def mon_1_quarters(period_start: date, period_end: date) -> list[tuple[date, date]]:
     """MON-1 (ses-2025): the period cut at fiscal-quarter boundaries (Oct, Jan, Apr, Jul)."""
+    return list(_quarters(period_start, period_end))
+
+
+@functools.lru_cache(maxsize=1024)
+def _quarters(period_start: date, period_end: date) -> tuple[tuple[date, date], ...]:
+    """Cached: most appraisals of an agency's cycle share one period, and a projection
+    rebuild cuts every appraisal's period (a sixth of its settling of MON-1 and PER-5
+    findings, before the cache)."""
     windows = []
     start = period_start
     while start <= period_end:
@@ -64,7 +73,7 @@ def mon_1_quarters(period_start: date, period_end: date) -> list[tuple[date, dat
         end = min(period_end, date.fromordinal(next_start.toordinal() - 1))
         windows.append((start, end))
         start = next_start
-    return windows
+    return tuple(windows)
 
 
 def plan_3_gaps(elements: Sequence[Mapping[str, Any]]) -> list[str]:
