@@ -12,6 +12,7 @@ from ledger.keys import KeyRing
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from ledger.application import LedgerApp
+    from ledger.write_gate import write_gate
     from ses_ledger.bootstrap import merkle_log
     from ses_ledger.demo import SimulatedClock, estimate_events, run_demo
     from ses_ledger.progress import Progress
@@ -22,6 +23,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"creating the ledger signing key {ring.init()} under {ring.dir}")
     clock = SimulatedClock()
     app = LedgerApp(config, clock=clock)
+    # Queue with a running server's writes (and the read models') instead of meeting them
+    # in SQLite's busy handler: the same gate, held only while storing (`write_gate`).
+    app.record_gate = write_gate(app)
     print(
         f"writing a synthetic history: {args.executives} executives, {args.years} appraisal "
         f"cycles, seed {args.seed}, into {config.redacted_db_url()}"
@@ -38,7 +42,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             progress=bar.update,
         )
     elapsed = time.perf_counter() - started
-    checkpoint = merkle_log(app).issue_checkpoint(app.signer, config.origin)
+    with app.record_gate:
+        checkpoint = merkle_log(app).issue_checkpoint(app.signer, config.origin)
     for line in summary.lines():
         print(line)
     rate = summary.events / elapsed if elapsed else 0.0

@@ -142,3 +142,34 @@ def test_ses_ledger_project_queues_its_writes_behind_the_gate(
     assert projector.returncode == 0, out
     assert time.monotonic() - started < 10
     assert b"positions: current_ratings 1" in out
+
+
+@pytest.mark.slow
+def test_ses_ledger_demo_queues_its_writes_behind_the_gate(
+    sqlite_config: LedgerConfig, tmp_path: Path
+) -> None:
+    """`ses-ledger demo` beside a server stores through the same gate: while a worker holds
+    it, the demo stores nothing, then goes on at once."""
+    import subprocess
+    import time
+
+    from tests.api.server import CLI, ledger_env
+
+    LedgerApp(sqlite_config)  # the store exists
+    env = ledger_env(sqlite_config.home, sqlite_config.db_url)
+    held = WriteGate(tmp_path / "ledger.db.write.lock")  # as another process's gate
+    with held:
+        demo = subprocess.Popen(
+            [*CLI, "demo", "--executives", "2", "--years", "1"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        time.sleep(3)
+        assert demo.poll() is None  # waiting to store its first event
+        assert LedgerApp(sqlite_config).recorder.max_notification_id() in (None, 0)
+    started = time.monotonic()
+    out, _ = demo.communicate(timeout=60)
+    assert demo.returncode == 0, out
+    assert time.monotonic() - started < 20
+    assert (LedgerApp(sqlite_config).recorder.max_notification_id() or 0) > 2
