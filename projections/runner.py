@@ -422,9 +422,9 @@ class Runner:
             if isinstance(exc, _Moved):
                 return after
             raise
+        self._advanced(chosen, covered)
         if big:
             self.store.checkpoint()
-        self._advanced(chosen, covered)
         return covered
 
     def _apply_then_write(self, chosen: list[Projection], page: Page, after: int) -> int:

@@ -14,6 +14,7 @@ and `table_digest_lines` gives the canonical dump a digest is taken over.
 from __future__ import annotations
 
 import json
+import logging
 import operator
 import sqlite3
 import threading
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from eventsourcing.persistence import PersistenceError
 
 TEXT = "text"
 INT = "int"
@@ -32,6 +34,8 @@ _json_dumps = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, check_circular=False
 ).encode
 _SORTED = orjson.OPT_SORT_KEYS
+
+log = logging.getLogger("ses_ledger.projections")
 
 
 def dumps(value: Any) -> str:
@@ -216,10 +220,14 @@ class LedgerStore(Store):
         (PASSIVE: it waits for nobody, and nobody waits for it)."""
         if self.dialect != "sqlite":
             return
-        with self.datastore.get_connection(commit=False) as connection:
-            cursor = connection.cursor()
-            cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            cursor.fetchall()
+        try:
+            with self.datastore.get_connection(commit=False) as connection:
+                cursor = connection.cursor()
+                cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                cursor.fetchall()
+        except (sqlite3.Error, PersistenceError) as exc:
+            # The rows are committed; SQLite folds the log in at a later commit anyway.
+            log.warning("could not checkpoint the write-ahead log (%s): later commits will", exc)
 
     def lock_ddl(self, cursor: Any) -> None:
         if self.dialect == "postgres":

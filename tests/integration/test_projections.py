@@ -886,6 +886,26 @@ def test_a_big_write_folds_the_wal_in_after_releasing_the_gate(
             assert int(cursor.fetchone()[0]) == 1000
 
 
+def test_a_checkpoint_that_fails_is_logged_not_raised(
+    sqlite_config: LedgerConfig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The rows are committed before the deferred checkpoint: if it cannot run, SQLite folds
+    the log in at a later commit, and the rebuild goes on."""
+    import sqlite3
+
+    store = ReadModels(LedgerApp(sqlite_config)).store
+
+    @contextmanager
+    def broken(*, commit: bool) -> Iterator[Any]:
+        raise sqlite3.OperationalError("disk I/O error")
+        yield
+
+    monkeypatch.setattr(store.datastore, "get_connection", broken)
+    with caplog.at_level("WARNING", logger="ses_ledger.projections"):
+        store.checkpoint()
+    assert "could not checkpoint the write-ahead log (disk I/O error)" in caplog.text
+
+
 def test_cheap_fields_match_the_decoded_entry(story: Story, app: LedgerApp) -> None:
     story.executive("E1")
     story.app.register_executive(
