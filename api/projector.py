@@ -14,7 +14,9 @@ thread (lifespan not run), reads catch up inline.
 With several server processes on one store (`serve --workers N`), only one of them
 projects: the one holding the leadership lock (`Leadership`: an exclusive lock on
 `<ledger.db>.projector.lock` on SQLite, a session advisory lock on PostgreSQL; taken once,
-kept for life, released if the process dies; another then takes it). When every process
+kept for life, released if the process dies; another then takes it). The projecting
+process checks every `interval` seconds that it still holds the lock: PostgreSQL's goes
+with its connection, so a cut connection hands it to whoever takes it first. When every process
 projected, each took the tracking rows' lock (on SQLite the single writer) in turn for its
 catch-up and found the rows moved by the others, so it dropped its cached rows and read
 them back inside the write transaction. The others now only read the stored positions,
@@ -43,6 +45,10 @@ class Leadership(Protocol):
 
     def try_acquire(self) -> bool: ...
 
+    def held(self) -> bool:
+        """Whether the lock taken is still this process's (False: it was lost)."""
+        ...
+
     def release(self) -> None: ...
 
 
@@ -61,6 +67,9 @@ class FileLeadership:
         except BlockingIOError:
             return False
         return True
+
+    def held(self) -> bool:
+        return self._file is not None  # an flock lasts as long as its open file
 
     def release(self) -> None:
         if self._file is not None:
@@ -88,9 +97,26 @@ class PostgresLeadership:
         ).fetchone()
         return bool(row["held"] if isinstance(row, dict) else row[0])
 
+    def held(self) -> bool:
+        """The lock lasts as long as its session: a connection that still answers holds it.
+        One that does not (the server restarted, the connection was cut) is closed, so the
+        next `try_acquire` opens a new one and competes for the lock again."""
+        if self._conn is None:
+            return False
+        try:
+            self._conn.execute("SELECT 1").fetchone()
+        except Exception as exc:  # noqa: BLE001 - any failure: the session is gone
+            log.warning("the projector lock's connection ended (%s)", exc)
+            self.release()
+            return False
+        return True
+
     def release(self) -> None:
         if self._conn is not None:
-            self._conn.close()
+            try:
+                self._conn.close()
+            except Exception:  # noqa: BLE001 - a broken connection may fail to close
+                log.debug("closing the projector lock's connection failed", exc_info=True)
             self._conn = None
 
 
@@ -116,6 +142,7 @@ class Projector:
         self._wanted_by: dict[str, int] = {}
         self._reached = 0
         self._caught_up_at = float("-inf")
+        self._held_checked_at = float("-inf")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -139,12 +166,25 @@ class Projector:
         return self._leading
 
     def _lead(self) -> bool:
-        if self._leading:  # always, without a leadership lock
+        """Whether this process projects now: it holds the leadership lock, checked again
+        every `interval` seconds (a PostgreSQL session lock goes with its connection, and
+        another process may then have taken it), or has just taken it."""
+        leadership = self._leadership
+        if leadership is None:  # always, without a leadership lock
             return True
-        assert self._leadership is not None
-        if not self._leadership.try_acquire():
+        if self._leading:
+            now = time.monotonic()
+            if now - self._held_checked_at < self.interval:
+                return True
+            self._held_checked_at = now
+            if leadership.held():
+                return True
+            self._leading = False
+            log.warning("this process lost the projector lock; trying to take it again")
+        if not leadership.try_acquire():
             return False
         self._leading = True
+        self._held_checked_at = time.monotonic()
         log.info("this process projects the read models")
         return True
 

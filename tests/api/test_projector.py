@@ -103,6 +103,56 @@ def test_on_postgresql_one_process_projects_too(pg_schema_url: str, tmp_path: Pa
     )
 
 
+@pytest.mark.postgres
+def test_on_postgresql_a_lost_lock_connection_leaves_one_process_projecting(
+    pg_schema_url: str, tmp_path: Path
+) -> None:
+    """The advisory lock goes with its session: when the leader's lock connection is cut,
+    the lock is free for the other process, and the leader notices within `interval`, so
+    exactly one of them projects afterwards (before, both did)."""
+    import psycopg
+
+    from api.projector import PostgresLeadership
+    from api.services import projector_lock
+    from ledger.keys import KeyRing
+
+    home = tmp_path / "home"
+    KeyRing(home).init()
+    config = LedgerConfig(home=home, db_url=pg_schema_url)
+    apps = LedgerApp(config), LedgerApp(config)
+    models = [ReadModels(app) for app in apps]
+    locks = [projector_lock(app) for app in apps]
+    assert all(isinstance(lock, PostgresLeadership) for lock in locks)
+    first, second = (
+        Projector(lambda m=m: m, 0.2, leader_lock=lock)  # type: ignore[misc]
+        for m, lock in zip(models, locks, strict=True)
+    )
+    first.start()
+    assert _until(lambda: first.leading)
+    second.start()
+    try:
+        time.sleep(0.3)
+        assert first.leading and not second.leading
+        pid = locks[0]._conn.info.backend_pid  # type: ignore[union-attr]
+        dsn = pg_schema_url.split("?")[0]
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+        def moved_on() -> bool:  # the other took the lock, or the first took it anew
+            conn = locks[0]._conn
+            return second.leading or conn is None or conn.info.backend_pid != pid
+
+        assert _until(moved_on)
+        time.sleep(1.0)  # several intervals: whoever leads now keeps leading alone
+        assert first.leading != second.leading
+        register(apps[1], "E1")
+        second.written(int(apps[1].recorder.max_notification_id() or 0))
+        assert second.ready(timeout=5).executive("E1") is not None
+    finally:
+        first.stop()
+        second.stop()
+
+
 def test_without_a_lock_file_every_projector_projects(sqlite_config: LedgerConfig) -> None:
     """One process, or PostgreSQL: no lock file, the projector always catches up itself."""
     app = LedgerApp(sqlite_config)
