@@ -16,13 +16,13 @@ connections opened together are thus split evenly, whenever they arrive. Hand-wr
 because uvicorn has no such option (0.54): `WorkerProcess` runs a `HandoffServer` and
 `Workers` starts `WorkerProcess`es wherever uvicorn's `Multiprocess` starts its own (first
 start, SIGTTIN, restart on SIGHUP, replacement of a dead worker); the rest (signals,
-health pings, shutdown) is uvicorn's. A worker that is stopping is handed nothing more
-(a connection handed in the instant before it was marked, and not yet taken, is closed
-with it); a dead worker is skipped once sending to it fails, and the connections it held
-or had not yet taken go with it, as with any worker that dies. A second server on
-the same port fails at start (the parent's bind), and port 0 picks one port for all. If
-the main process dies, its workers finish the connections they hold and exit, instead of
-serving on as orphans.
+health pings, shutdown) is uvicorn's. A worker that is stopping is handed nothing more,
+and serves what it was handed before (marking and handing take turns under one lock, and
+a stopping worker first takes what waits in its pair). A dead or hung worker is skipped
+once sending to it fails; the connections a dead one held or had not yet taken go with
+it, as with any worker that dies. A second server on the same port fails at start (the
+parent's bind), and port 0 picks one port for all. If the main process dies, its workers
+finish the connections they hold and exit, instead of serving on as orphans.
 """
 
 from __future__ import annotations
@@ -71,6 +71,9 @@ class HandoffServer(Server):
     def __init__(self, config: Config, handoff: socket.socket) -> None:
         super().__init__(config)
         self.handoff = handoff
+        self._create_protocol: Any = None
+        #: Connections handed and not yet connected to a protocol.
+        self._connecting: set[asyncio.Task[Any]] = set()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=[])  # the app's lifespan; no listener of its own
@@ -86,11 +89,15 @@ class HandoffServer(Server):
             )
 
         loop = asyncio.get_running_loop()
+        self._create_protocol = create_protocol
         self.handoff.setblocking(False)
-        loop.add_reader(self.handoff.fileno(), self._take, loop, create_protocol)
+        loop.add_reader(self.handoff.fileno(), self._take, loop)
 
-    def _take(self, loop: asyncio.AbstractEventLoop, create_protocol: Any) -> None:
-        for _ in range(TAKE_AT_ONCE):
+    def _take(self, loop: asyncio.AbstractEventLoop, limit: int = TAKE_AT_ONCE) -> None:
+        """Serve the connections waiting in the pair (at most `limit`): every one handed
+        is served, even once this worker is stopping (uvicorn's shutdown then lets its
+        request finish), since the main process hands a stopping worker nothing more."""
+        for _ in range(limit):
             try:
                 data, fds, _flags, _addr = socket.recv_fds(self.handoff, 64, 1)
             except BlockingIOError:
@@ -106,20 +113,32 @@ class HandoffServer(Server):
                 return
             for fd in fds:
                 conn = socket.socket(fileno=fd)
-                if self.should_exit:
-                    conn.close()
-                    continue
                 task = loop.create_task(
-                    loop.connect_accepted_socket(create_protocol, conn, ssl=self.config.ssl)
+                    loop.connect_accepted_socket(self._create_protocol, conn, ssl=self.config.ssl)
                 )
-                task.add_done_callback(_log_failure)
+                self._connecting.add(task)
+                task.add_done_callback(self._connected)
+
+    def _connected(self, task: asyncio.Task[Any]) -> None:
+        self._connecting.discard(task)
+        _log_failure(task)
 
     def _stop_taking(self, loop: asyncio.AbstractEventLoop) -> None:
         with contextlib.suppress(ValueError, OSError):
             loop.remove_reader(self.handoff.fileno())
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        self._stop_taking(asyncio.get_running_loop())
+        """Take what is still waiting in the pair first (connections handed in the moment
+        before the main process marked this worker stopping), and let those connections
+        read their requests, so uvicorn's shutdown finishes them instead of closing them
+        unanswered."""
+        loop = asyncio.get_running_loop()
+        self._stop_taking(loop)
+        if self._create_protocol is not None:
+            self._take(loop, limit=1 << 20)
+        if self._connecting:
+            await asyncio.wait(set(self._connecting), timeout=1.0)
+            await asyncio.sleep(0.01)  # their first reads: a request in progress is awaited
         await super().shutdown(sockets=None)
 
 
@@ -133,6 +152,9 @@ class WorkerProcess(Process):
 
     def __init__(self, config: Config) -> None:
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # Never wait on a worker that does not take what it is sent (hung): its pair fills,
+        # the send fails, and the connection goes to the next worker instead.
+        parent_end.setblocking(False)
         #: The parent's end: connections are sent through it.
         self.handoff = parent_end
         self._child_end = child_end
@@ -169,6 +191,9 @@ class Workers(Multiprocess):
         self.startup_failed = False
         #: Workers being stopped: handed nothing more.
         self._retiring: set[int] = set()
+        #: Held while a connection is handed and while a worker is marked stopping, so no
+        #: connection is sent to a worker after its mark (it is served if sent before).
+        self._handing = threading.Lock()
         self._turn = 0
 
     def _process(self) -> WorkerProcess:
@@ -176,8 +201,12 @@ class Workers(Multiprocess):
         process.start()
         return process
 
+    def _mark_stopping(self, process: Process) -> None:
+        with self._handing:
+            self._retiring.add(id(process))
+
     def _retire(self, process: Process, kill: bool = False) -> None:
-        self._retiring.add(id(process))
+        self._mark_stopping(process)
         if kill:
             process.kill()
         else:
@@ -214,19 +243,20 @@ class Workers(Multiprocess):
                 self._hand_off(conn)
 
     def _hand_off(self, conn: socket.socket) -> None:
-        workers = [
-            p
-            for p in list(self.processes)
-            if isinstance(p, WorkerProcess) and id(p) not in self._retiring
-        ]
-        for _ in range(len(workers)):
-            worker = workers[self._turn % len(workers)]
-            self._turn += 1
-            try:
-                socket.send_fds(worker.handoff, [b"c"], [conn.fileno()])
-                return
-            except OSError:  # the worker is gone: the next one takes it
-                continue
+        with self._handing:
+            workers = [
+                p
+                for p in list(self.processes)
+                if isinstance(p, WorkerProcess) and id(p) not in self._retiring
+            ]
+            for _ in range(len(workers)):
+                worker = workers[self._turn % len(workers)]
+                self._turn += 1
+                try:
+                    socket.send_fds(worker.handoff, [b"c"], [conn.fileno()])
+                    return
+                except OSError:  # gone, or not taking (its pair is full): the next one
+                    continue
         logger.warning("no worker to hand a connection to; closing it")
 
     # -- uvicorn's supervisor, with `WorkerProcess`es -----------------------------------------
@@ -246,7 +276,7 @@ class Workers(Multiprocess):
                 if not self.should_exit.is_set():
                     logger.error("new worker [%s] was not ready in time; restart aborted", new.pid)
                 return
-            self._retiring.add(id(old))  # handed nothing more from now on
+            self._mark_stopping(old)  # handed nothing more from now on
             self.processes[idx] = new
             self._retire(old)
 
@@ -286,7 +316,7 @@ class Workers(Multiprocess):
 
     def terminate_all(self) -> None:
         for process in self.processes:
-            self._retiring.add(id(process))
+            self._mark_stopping(process)
         super().terminate_all()
 
 
