@@ -59,9 +59,9 @@ REBUILD_BATCH = 10000
 #: the big one (about 0.7 s at a million events): 2,000,000 writes a ledger of up to two
 #: million events once.
 FLUSH_EVERY = 2_000_000
-#: Events covered by one write from which its commit leaves the write-ahead log to be folded
-#: in after the write gate is released (`LedgerStore.transaction(checkpoint=False)`).
-DEFER_CHECKPOINT_FROM = 100_000
+#: Events covered by one write from which it is a bulk write (`LedgerStore.transaction`):
+#: freed pages not zeroed, the write-ahead log folded in after the write gate is released.
+BULK_FROM = 100_000
 #: New objects alive after a catch-up from which they are frozen (see `_no_cyclic_gc`).
 FREEZE_FROM = 500_000
 #: Cached rows per projection above which the cache is dropped after a batch.
@@ -404,9 +404,9 @@ class Runner:
         try:
             for projection in chosen:  # encode before the write lock is taken
                 projection.prepare()
-            # A big write (a rebuild's) folds the WAL in after the gate is released.
-            big = covered - after >= DEFER_CHECKPOINT_FROM
-            with self.gate, self.store.transaction(commit=True, checkpoint=not big) as cursor:
+            # A rebuild's write: see `LedgerStore.transaction`; checkpointed below.
+            bulk = replace or covered - after >= BULK_FROM
+            with self.gate, self.store.transaction(commit=True, bulk=bulk) as cursor:
                 self._lock(cursor, [p.name for p in chosen])
                 now = self._positions(cursor)
                 if not replace and any(now[p.name][0] != after for p in chosen):
@@ -423,7 +423,7 @@ class Runner:
                 return after
             raise
         self._advanced(chosen, covered)
-        if big:
+        if bulk:
             self.store.checkpoint()
         return covered
 

@@ -89,7 +89,7 @@ class Store:
 
     @contextmanager
     def transaction(
-        self, commit: bool, *, checkpoint: bool = True
+        self, commit: bool, *, bulk: bool = False
     ) -> Iterator[Any]:  # pragma: no cover - abstract
         raise NotImplementedError
         yield
@@ -152,6 +152,11 @@ class Store:
         return ", ".join(f"{c}{collate}" if kinds.get(c, TEXT) != INT else c for c in columns)
 
 
+#: SQLite settings of a bulk write (`LedgerStore.transaction`): no zeroing of freed pages,
+#: no automatic checkpoint at commit.
+_BULK = (("secure_delete", "OFF"), ("wal_autocheckpoint", "0"))
+
+
 class LedgerStore(Store):
     """The ledger's own database, through the eventsourcing recorder's datastore."""
 
@@ -163,7 +168,7 @@ class LedgerStore(Store):
         self.schema = str(getattr(self.datastore, "schema", "") or "")
 
     @contextmanager
-    def transaction(self, commit: bool, *, checkpoint: bool = True) -> Iterator[Any]:
+    def transaction(self, commit: bool, *, bulk: bool = False) -> Iterator[Any]:
         """A transaction on the ledger's store; a writing one commits without waiting for the
         disk (SQLite `synchronous=NORMAL`, PostgreSQL `synchronous_commit=off`).
 
@@ -175,17 +180,17 @@ class LedgerStore(Store):
         the disk cost 0.2-0.4 s at the end of a million-event rebuild, and a flush per
         batch while holding the write lock that appends wait for.
 
-        On SQLite the transaction also turns `secure_delete` off (Debian's SQLite, the
-        one here, builds it on): a rebuild replacing its tables would otherwise overwrite
-        every freed page with zeros, through the write-ahead log (2.25 s of a million-event
-        rebuild's `DELETE`s against 0.05 s, bench/README.md). Read-model rows are copies
-        of what the ledger file keeps anyway, so zeroing them hides nothing.
-
-        `checkpoint=False` (SQLite): the commit does not fold the write-ahead log into the
-        database as it otherwise does once the log is long; the caller calls `checkpoint`
-        instead, after releasing the write gate. A rebuild's commit leaves ~160 MB there,
-        and copying it took 0.5-0.6 s during which the other rebuild process (and the
-        server's appends) waited for the gate, though a checkpoint needs no write lock.
+        `bulk=True` (SQLite; a rebuild's write): the transaction also turns `secure_delete`
+        off (Debian's SQLite, the one here, builds it on), or replacing the tables would
+        overwrite every freed page with zeros through the write-ahead log (2.25 s of a
+        million-event rebuild's `DELETE`s against 0.05 s, bench/README.md); read-model rows
+        are copies of what the ledger file keeps anyway, so zeroing them hides nothing.
+        And its commit does not fold the write-ahead log into the database, as it otherwise
+        does once the log is long: the caller calls `checkpoint` after releasing the write
+        gate. A rebuild's commit leaves ~160 MB there, and copying it took 0.5-0.6 s during
+        which the other rebuild process (and the server's appends) waited for the gate,
+        though a checkpoint needs no write lock. Other writes (the projector's batches)
+        change neither setting, so they run no more statements than they need.
         """
         if not commit:
             with self.datastore.transaction(commit=False) as cursor:
@@ -197,23 +202,17 @@ class LedgerStore(Store):
         else:
             with self.datastore.get_connection(commit=True) as connection:
                 setting = connection.cursor()
-                setting.execute("PRAGMA synchronous")
-                durable = int(setting.fetchone()[0])
-                setting.execute("PRAGMA secure_delete")
-                zeroing = int(setting.fetchone()[0])
-                setting.execute("PRAGMA wal_autocheckpoint")
-                folding = int(setting.fetchone()[0])
-                setting.execute("PRAGMA synchronous=NORMAL")
-                setting.execute("PRAGMA secure_delete=OFF")
-                if not checkpoint:
-                    setting.execute("PRAGMA wal_autocheckpoint=0")
+                restore = []
+                for name, value in (("synchronous", "NORMAL"),) + (_BULK if bulk else ()):
+                    setting.execute(f"PRAGMA {name}")
+                    restore.append(f"PRAGMA {name}={int(setting.fetchone()[0])}")
+                    setting.execute(f"PRAGMA {name}={value}")
                 try:
                     with connection.transaction(commit=True) as cursor:
                         yield cursor
                 finally:
-                    setting.execute(f"PRAGMA synchronous={durable}")
-                    setting.execute(f"PRAGMA secure_delete={zeroing}")
-                    setting.execute(f"PRAGMA wal_autocheckpoint={folding}")
+                    for statement in restore:
+                        setting.execute(statement)
 
     def checkpoint(self) -> None:
         """SQLite: copy what the write-ahead log holds into the database, beside any writer
@@ -247,7 +246,7 @@ class MemoryStore(Store):
         self._lock = threading.RLock()
 
     @contextmanager
-    def transaction(self, commit: bool, *, checkpoint: bool = True) -> Iterator[Any]:
+    def transaction(self, commit: bool, *, bulk: bool = False) -> Iterator[Any]:
         with self._lock:
             cursor = self.connection.cursor()
             cursor.execute("BEGIN")

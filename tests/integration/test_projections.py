@@ -844,10 +844,11 @@ def test_a_batch_applied_outside_the_gate_is_dropped_if_another_process_moved_on
 def test_a_big_write_folds_the_wal_in_after_releasing_the_gate(
     sqlite_config: LedgerConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A rebuild's write commits with SQLite's automatic checkpoint off (the other rebuild
-    process and the server's appends would wait for the gate while it copies the WAL) and
-    checkpoints once the gate is released; a small write keeps the automatic one. Either
-    way the connection gets its auto-checkpoint setting back."""
+    """A rebuild's write, or any of `BULK_FROM` events or more, commits with SQLite's
+    automatic checkpoint off (the other rebuild process and the server's appends would wait
+    for the gate while it copies the WAL) and checkpoints once the gate is released; a
+    small catch-up keeps the automatic one. Either way the connection gets its
+    auto-checkpoint setting back."""
     from projections import runner
 
     app = LedgerApp(sqlite_config, clock=Clock())
@@ -861,8 +862,8 @@ def test_a_big_write_folds_the_wal_in_after_releasing_the_gate(
     transaction, checkpoint = store.transaction, store.checkpoint
 
     @contextmanager
-    def recorded(commit: bool, *, checkpoint: bool = True) -> Iterator[Any]:
-        with transaction(commit, checkpoint=checkpoint) as cursor:
+    def recorded(commit: bool, *, bulk: bool = False) -> Iterator[Any]:
+        with transaction(commit, bulk=bulk) as cursor:
             if commit:
                 cursor.execute("PRAGMA wal_autocheckpoint")
                 writes.append(int(cursor.fetchone()[0]))
@@ -874,12 +875,16 @@ def test_a_big_write_folds_the_wal_in_after_releasing_the_gate(
 
     monkeypatch.setattr(store, "transaction", recorded)
     monkeypatch.setattr(store, "checkpoint", recorded_checkpoint)
-    monkeypatch.setattr(runner, "DEFER_CHECKPOINT_FROM", 1)
-    models.runner.rebuild()
+    models.runner.rebuild()  # far fewer events than BULK_FROM, but a rebuild
     assert writes == [0] and checkpoints == [False]
-    monkeypatch.setattr(runner, "DEFER_CHECKPOINT_FROM", 10**9)
-    models.runner.rebuild()
+    story = Story(app)
+    story.executive("E9")
+    models.runner.catch_up()
     assert writes == [0, 1000] and checkpoints == [False]
+    monkeypatch.setattr(runner, "BULK_FROM", 1)
+    story.executive("E10")
+    models.runner.catch_up()
+    assert writes == [0, 1000, 0] and checkpoints == [False, False]
     for _ in range(3):  # whichever pooled connection comes next
         with app.recorder.datastore.transaction(commit=True) as cursor:
             cursor.execute("PRAGMA wal_autocheckpoint")
@@ -996,8 +1001,9 @@ def test_projection_writes_skip_the_disk_wait_and_ledger_appends_keep_it(
 
 
 def test_projection_writes_free_pages_without_zeroing_them(sqlite_config: LedgerConfig) -> None:
-    """SQLite: read-model writes turn `secure_delete` off (a rebuild's DELETEs would zero
-    every freed page); the ledger's connections get the compiled setting back afterwards."""
+    """SQLite: a bulk read-model write (a rebuild's) turns `secure_delete` off (its DELETEs
+    would zero every freed page); other writes, and the ledger's connections afterwards,
+    have the compiled setting."""
     app = LedgerApp(sqlite_config)
     store = ReadModels(app).store
 
@@ -1007,11 +1013,13 @@ def test_projection_writes_free_pages_without_zeroing_them(sqlite_config: Ledger
 
     with app.recorder.datastore.transaction(commit=False) as cursor:
         compiled = zeroing(cursor)
-    with store.transaction(commit=True) as cursor:
+    with store.transaction(commit=True, bulk=True) as cursor:
         assert zeroing(cursor) == 0
     with pytest.raises(RuntimeError):
-        with store.transaction(commit=True) as cursor:
+        with store.transaction(commit=True, bulk=True) as cursor:
             raise RuntimeError("a failed batch")
+    with store.transaction(commit=True) as cursor:
+        assert zeroing(cursor) == compiled
     for _ in range(3):  # whichever pooled connection comes next
         with app.recorder.datastore.transaction(commit=True) as cursor:
             assert zeroing(cursor) == compiled
