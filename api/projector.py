@@ -16,12 +16,12 @@ projects: the one holding the leadership lock (`Leadership`: an exclusive lock o
 `<ledger.db>.projector.lock` on SQLite, a session advisory lock on PostgreSQL; taken once,
 kept for life, released if the process dies; another then takes it). The projecting
 process checks every `interval` seconds that it still holds the lock: PostgreSQL's goes
-with its connection, so a cut connection hands it to whoever takes it first. When every process
-projected, each took the tracking rows' lock (on SQLite the single writer) in turn for its
-catch-up and found the rows moved by the others, so it dropped its cached rows and read
-them back inside the write transaction. The others now only read the stored positions,
-every `poll` seconds while a read waits, and the projecting process looks for their new
-events as often.
+with its connection, so a cut connection hands it to whoever takes it first. When every
+process projected, each took the tracking rows' lock (on SQLite the single writer) in turn
+for its catch-up and found the rows moved by the others, so it dropped its cached rows and
+read them back inside the write transaction. The others now only read the stored
+positions, every `poll` seconds while a read waits, and the projecting process looks for
+their new events as often.
 """
 
 from __future__ import annotations

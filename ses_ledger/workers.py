@@ -121,7 +121,8 @@ class HandoffServer(Server):
 
     def _connected(self, task: asyncio.Task[Any]) -> None:
         self._connecting.discard(task)
-        _log_failure(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("a handed-off connection could not be served: %s", task.exception())
 
     def _stop_taking(self, loop: asyncio.AbstractEventLoop) -> None:
         with contextlib.suppress(ValueError, OSError):
@@ -140,11 +141,6 @@ class HandoffServer(Server):
             await asyncio.wait(set(self._connecting), timeout=1.0)
             await asyncio.sleep(0.01)  # their first reads: a request in progress is awaited
         await super().shutdown(sockets=None)
-
-
-def _log_failure(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        logger.warning("a handed-off connection could not be served: %s", task.exception())
 
 
 class WorkerProcess(Process):
