@@ -6,7 +6,12 @@ of every projection from position 0 on the same store (read, decode, apply, writ
 tracking positions), as `ses-ledger projections rebuild` runs it: groups of projections in
 parallel processes, one per core (`--jobs 1`: one process). Prints both times and the ratio
 (target: rebuild <= 2x read), and, for transparency, the time of the rebuild's own leaner
-read of the same rows (plain tuples, no `Notification` objects) and the ratio to that. On
+read of the same rows (plain tuples, no `Notification` objects) and the ratio to that. Each
+timed section also prints the CPU it used (user + system, this process and the rebuild's
+spawned processes): with `c` cores a rebuild cannot take less than its CPU / c, which
+shows how far the code is from the target whatever the machine's speed that day.
+`--solo` then rebuilds each projection alone, in this process: a projection cannot be split
+across cores, so the slowest alone is the rebuild's floor however many cores there are. On
 SQLite the write-ahead log is checkpointed before each timed section, so each starts from
 the same state.
 
@@ -15,6 +20,7 @@ events per executive over 5 cycles. It is kept under --home and reused when it a
 at least --events events, because writing a million events takes minutes.
 
     python bench/projections.py [--events 1000000] [--home DIR] [--db URL] [--repeat 1]
+                                [--jobs N] [--solo]
 """
 
 from __future__ import annotations
@@ -23,12 +29,16 @@ import argparse
 import gc
 import os
 import platform
+import resource
 import sqlite3
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -40,6 +50,7 @@ from projections.queries import ReadModels  # noqa: E402
 from projections.runner import REBUILD_BATCH  # noqa: E402
 from ses_ledger.demo import SimulatedClock, run_demo  # noqa: E402
 
+T = TypeVar("T")
 EVENTS_PER_EXECUTIVE = 30  # 5 cycles of the demo generator, a little under its real mean
 YEARS = 5
 
@@ -88,32 +99,38 @@ def settle(config: LedgerConfig) -> None:
     os.sync()  # and let the kernel write those pages back now, not during the next section
 
 
-def bare_read(app: LedgerApp, page: int) -> tuple[int, float]:
-    started = time.perf_counter()
+def cpu_seconds() -> float:
+    """User + system CPU of this process and of its ended children (the rebuild's spawned
+    processes are joined before `rebuild` returns, so theirs is counted)."""
+    return sum(
+        usage.ru_utime + usage.ru_stime
+        for usage in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    )
+
+
+def timed(section: Callable[[], T]) -> tuple[T, float, float]:
+    """What one section returned, and its wall-clock and CPU seconds."""
+    cpu, started = cpu_seconds(), time.perf_counter()
+    result = section()
+    return result, time.perf_counter() - started, cpu_seconds() - cpu
+
+
+def bare_read(app: LedgerApp, page: int) -> int:
     count, start = 0, 1
     while True:
         notifications = app.recorder.select_notifications(start=start, limit=page)
         count += len(notifications)
         if len(notifications) < page:
-            return count, time.perf_counter() - started
+            return count
         start = notifications[-1].id + 1
 
 
-def lean_read(app: LedgerApp, page: int) -> float:
+def lean_read(app: LedgerApp, page: int) -> None:
     """The rows the rebuild reads, as `EventLog.page` reads them (tuples, light objects)."""
     log = EventLog(app.recorder)
-    started = time.perf_counter()
     after = 0
     while events := log.page(after, page):
         after = events[-1].position
-    return time.perf_counter() - started
-
-
-def rebuild(app: LedgerApp, jobs: int | None) -> float:
-    read_models = ReadModels(app)
-    started = time.perf_counter()
-    read_models.rebuild(jobs=jobs)
-    return time.perf_counter() - started
 
 
 def main() -> int:
@@ -124,6 +141,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=1, help="rounds (best of each is kept)")
     parser.add_argument(
         "--jobs", type=int, help="rebuild processes (default: as `projections rebuild`)"
+    )
+    parser.add_argument(
+        "--solo", action="store_true", help="then rebuild each projection alone, in one process"
     )
     args = parser.parse_args()
     home = args.home or Path(tempfile.mkdtemp(prefix="ses-bench-projections-"))
@@ -137,23 +157,34 @@ def main() -> int:
     )
     events = ensure_history(config, args.events)
     app = LedgerApp(config)
+    read_models = ReadModels(app)
     ratios = []
     for round_ in range(1, args.repeat + 1):  # alternate, so drift hits both sides alike
         settle(config)
-        count, read = bare_read(app, REBUILD_BATCH)
+        count, read, read_cpu = timed(partial(bare_read, app, REBUILD_BATCH))
         settle(config)
-        lean = lean_read(app, REBUILD_BATCH)
+        _none, lean, _cpu = timed(partial(lean_read, app, REBUILD_BATCH))
         settle(config)
-        built = rebuild(app, args.jobs)
+        _head, built, built_cpu = timed(partial(read_models.rebuild, jobs=args.jobs))
         ratios.append(built / read)
         print(
             f"round {round_}: bare read {count} notifications {read:6.2f} s "
-            f"({count / read:.0f} ev/s); full rebuild {built:6.2f} s ({events / built:.0f} ev/s); "
-            f"ratio {ratios[-1]:.2f}; (the rebuild's own lean read of the log: {lean:.2f} s, "
+            f"(CPU {read_cpu:.2f} s, {count / read:.0f} ev/s); full rebuild {built:6.2f} s "
+            f"(CPU {built_cpu:.2f} s, {events / built:.0f} ev/s); ratio {ratios[-1]:.2f}; "
+            f"(the rebuild's own lean read of the log: {lean:.2f} s, "
             f"rebuild / lean read {built / lean:.2f})",
             flush=True,
         )
-    print(f"median ratio {statistics.median(ratios):.2f} (target <= 2)")
+    print(f"median ratio {statistics.median(ratios):.2f} (target <= 2)", flush=True)
+    if args.solo:
+        for name in read_models.runner.projections:
+            settle(config)
+            _head, alone, alone_cpu = timed(partial(read_models.rebuild, [name], jobs=1))
+            print(
+                f"alone: {name:<16} {alone:6.2f} s (CPU {alone_cpu:.2f} s), "
+                f"{alone / read:.2f} x the last bare read",
+                flush=True,
+            )
     return 0
 
 
