@@ -120,11 +120,27 @@ class Server:
         self.stop()
 
 
+def children(pid: int) -> dict[int, bytes]:
+    """The live child processes of `pid` with their command lines (a child is listed under
+    the thread that started it, so every thread's list is read)."""
+    found: dict[int, bytes] = {}
+    for listing in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            pids = listing.read_text().split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        for child in pids:
+            try:
+                found[int(child)] = Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:  # the child ended meanwhile
+                continue
+    return found
+
+
 def worker_pids(pid: int) -> list[int]:
     """The uvicorn workers of the server `pid` (its spawned children, not multiprocessing's
-    resource tracker)."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    resource tracker), in the order they were started."""
+    return sorted(child for child, line in children(pid).items() if b"spawn_main" in line)
 
 
 def _tcp_inodes(port: int, state: str) -> list[str]:

@@ -25,6 +25,7 @@ from ses_ledger.workers import handoff_available
 from tests.api.server import (
     CLI,
     Server,
+    children,
     connections_per_worker,
     ledger_env,
     listeners,
@@ -41,6 +42,21 @@ def _env(tmp_path: Path) -> dict[str, str]:
     home = tmp_path / "home"
     KeyRing(home).init()
     return ledger_env(home)
+
+
+def _workers(server: Server, count: int, timeout: float = 15.0) -> list[int]:
+    """The server's `count` workers, once that many are running. Every worker has answered
+    by the time `Server.start` returns, so a shortfall here means one was replaced in
+    between (uvicorn replaces a worker that does not answer its health check): the failure
+    then shows the processes and the server's log."""
+    assert server.process is not None
+    deadline = time.monotonic() + timeout
+    while len(found := worker_pids(server.process.pid)) != count:
+        if time.monotonic() > deadline:
+            log = server.log.read_text(errors="replace")[-4000:] if server.log else ""
+            pytest.fail(f"{len(found)} workers, not {count}: {children(server.process.pid)}\n{log}")
+        time.sleep(0.1)
+    return found
 
 
 def _burst(server: Server, count: int) -> list[int]:
@@ -86,11 +102,10 @@ def test_a_second_server_on_the_same_port_fails(tmp_path: Path) -> None:
 def test_a_dead_worker_is_replaced_and_a_stopped_server_leaves_no_listener(
     tmp_path: Path,
 ) -> None:
-    server = Server(_env(tmp_path), "--workers", "2").start()
+    server = Server(_env(tmp_path), "--workers", "2", log=tmp_path / "server.log").start()
     try:
         assert server.process is not None
-        first = worker_pids(server.process.pid)
-        assert len(first) == 2
+        first = _workers(server, 2)
         os.kill(first[0], signal.SIGKILL)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -169,10 +184,9 @@ def test_sighup_replaces_every_worker_and_keeps_serving(tmp_path: Path) -> None:
 def test_the_workers_exit_when_the_main_process_is_killed(tmp_path: Path) -> None:
     """No orphans: with the main process gone nobody hands out connections, so its workers
     finish what they hold and exit (the port is free for a restart at once)."""
-    server = Server(_env(tmp_path), "--workers", "2").start()
+    server = Server(_env(tmp_path), "--workers", "2", log=tmp_path / "server.log").start()
     assert server.process is not None
-    workers = worker_pids(server.process.pid)
-    assert len(workers) == 2
+    workers = _workers(server, 2)
     server.kill()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
