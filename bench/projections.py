@@ -138,7 +138,9 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=1_000_000, help="history size (>=)")
     parser.add_argument("--home", type=Path, help="ledger home to create or reuse")
     parser.add_argument("--db", help="store URL (default: SQLite file under --home)")
-    parser.add_argument("--repeat", type=int, default=1, help="rounds (best of each is kept)")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="rounds (each printed, then the median ratio)"
+    )
     parser.add_argument(
         "--jobs", type=int, help="rebuild processes (default: as `projections rebuild`)"
     )

@@ -139,7 +139,7 @@ def children(pid: int) -> dict[int, bytes]:
 
 def worker_pids(pid: int) -> list[int]:
     """The uvicorn workers of the server `pid` (its spawned children, not multiprocessing's
-    resource tracker), in the order they were started."""
+    resource tracker), by process id."""
     return sorted(child for child, line in children(pid).items() if b"spawn_main" in line)
 
 

@@ -46,9 +46,8 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 def _workers(server: Server, count: int, timeout: float = 15.0) -> list[int]:
     """The server's `count` workers, once that many are running. Every worker has answered
-    by the time `Server.start` returns, so a shortfall here means one was replaced in
-    between (uvicorn replaces a worker that does not answer its health check): the failure
-    then shows the processes and the server's log."""
+    by the time `Server.start` returns, so a shortfall here means one ended or was replaced
+    in between; the failure then shows the processes and the server's log."""
     assert server.process is not None
     deadline = time.monotonic() + timeout
     while len(found := worker_pids(server.process.pid)) != count:
