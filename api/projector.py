@@ -125,16 +125,14 @@ class Projector:
         self,
         read_models: Callable[[], Any],
         interval: float = 0.5,
-        leader_lock: Path | Leadership | None = None,
+        leader_lock: Leadership | None = None,
         poll: float = 0.003,
     ) -> None:
         self._read_models = read_models
         self.interval = interval
         self.poll = poll
         #: None: this process always projects (one process).
-        self._leadership: Leadership | None = (
-            FileLeadership(leader_lock) if isinstance(leader_lock, Path) else leader_lock
-        )
+        self._leadership = leader_lock
         self._leading = leader_lock is None
         self._cond = threading.Condition()
         self._wanted = 0

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from api.projector import Projector
+from api.projector import FileLeadership, Projector
 from ledger.application import LedgerApp
 from ledger.config import LedgerConfig
 from projections.queries import ReadModels
@@ -49,8 +49,8 @@ def test_one_process_projects_and_the_others_wait_for_it(
         assert follower_catch_ups == []  # it only read the positions the other wrote
 
     _hand_over(
-        Projector(lambda: first_models, 0.2, leader_lock=lock),
-        Projector(lambda: second_models, 0.2, leader_lock=lock),
+        Projector(lambda: first_models, 0.2, leader_lock=FileLeadership(lock)),
+        Projector(lambda: second_models, 0.2, leader_lock=FileLeadership(lock)),
         second_app,
         while_following,
     )
@@ -133,13 +133,13 @@ def test_on_postgresql_a_lost_lock_connection_leaves_one_process_projecting(
     try:
         time.sleep(0.3)
         assert first.leading and not second.leading
-        pid = locks[0]._conn.info.backend_pid  # type: ignore[union-attr]
+        pid = locks[0]._conn.info.backend_pid  # type: ignore[attr-defined]
         dsn = pg_schema_url.split("?")[0]
         with psycopg.connect(dsn, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
         def moved_on() -> bool:  # the other took the lock, or the first took it anew
-            conn = locks[0]._conn
+            conn = locks[0]._conn  # type: ignore[attr-defined]
             return second.leading or conn is None or conn.info.backend_pid != pid
 
         assert _until(moved_on)
@@ -254,7 +254,8 @@ def test_the_projecting_process_catches_up_only_for_new_events(tmp_path: Path) -
     catches up (whose writes take the gate their appends wait for) only when there is
     something."""
     models = _LogModels()
-    projector = Projector(lambda: models, 5.0, leader_lock=tmp_path / "ledger.db.projector.lock")
+    lock = FileLeadership(tmp_path / "ledger.db.projector.lock")
+    projector = Projector(lambda: models, 5.0, leader_lock=lock)
     projector.start()
     try:
         assert _until(lambda: models.catch_ups == 1)
