@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -79,21 +81,11 @@ class Server:
         wanted = int(self.args[self.args.index("--workers") + 1]) if "--workers" in self.args else 1
         if wanted <= 1:
             return True
-        connections = [
-            socket.create_connection(
-                ("127.0.0.1", self.port), timeout=max(1.0, deadline - time.monotonic())
-            )
-            for _ in range(wanted)
-        ]
         try:
-            for conn in connections:
-                conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            return all(conn.recv(4096).startswith(b"HTTP/1.1 200") for conn in connections)
+            with healthz_burst(self.port, wanted, max(1.0, deadline - time.monotonic())) as ok:
+                return all(ok)
         except OSError:
             return False
-        finally:
-            for conn in connections:
-                conn.close()
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -118,6 +110,22 @@ class Server:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+@contextmanager
+def healthz_burst(port: int, count: int, timeout: float | None = None) -> Iterator[list[bool]]:
+    """Open `count` keep-alive connections at once and send each `GET /healthz`; yields
+    whether each was answered 200, while the connections are still open."""
+    connections: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            connections.append(socket.create_connection(("127.0.0.1", port), timeout=timeout))
+        for conn in connections:
+            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        yield [conn.recv(4096).startswith(b"HTTP/1.1 200") for conn in connections]
+    finally:
+        for conn in connections:
+            conn.close()
 
 
 def children(pid: int) -> dict[int, bytes]:

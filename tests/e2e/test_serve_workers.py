@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from tests.api.server import (
     Server,
     children,
     connections_per_worker,
+    healthz_burst,
     ledger_env,
     listeners,
     worker_pids,
@@ -62,16 +62,9 @@ def _burst(server: Server, count: int) -> list[int]:
     """Open `count` keep-alive connections at once, have each answered, and return how
     many each worker holds."""
     assert server.process is not None
-    connections = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(count)]
-    try:
-        for conn in connections:
-            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        for conn in connections:
-            assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+    with healthz_burst(server.port, count) as answered:
+        assert all(answered), answered
         return connections_per_worker(server.process.pid, server.port)
-    finally:
-        for conn in connections:
-            conn.close()
 
 
 def test_a_burst_of_connections_is_split_evenly_over_the_workers(tmp_path: Path) -> None:
