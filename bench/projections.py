@@ -17,10 +17,13 @@ the same state.
 
 The history is the demo generator's (real commands, sealed and Merkle-logged), about 31
 events per executive over 5 cycles. It is kept under --home and reused when it already holds
-at least --events events, because writing a million events takes minutes.
+at least --events events, because writing a million events takes minutes. The demo numbers
+its executives (`E00001`, ...), so a rebuild meets their rows in key order; `--random-ids`
+gives them random UUIDs instead, as ids chosen by HR systems would be (a history of its
+own: use another --home).
 
     python bench/projections.py [--events 1000000] [--home DIR] [--db URL] [--repeat 1]
-                                [--jobs N] [--solo]
+                                [--jobs N] [--solo] [--random-ids]
 """
 
 from __future__ import annotations
@@ -55,10 +58,23 @@ EVENTS_PER_EXECUTIVE = 30  # 5 cycles of the demo generator, a little under its 
 YEARS = 5
 
 
-def ensure_history(config: LedgerConfig, events: int) -> int:
+def random_ids_in(app: LedgerApp) -> bool:
+    """Whether a stored history's executives have the demo's random ids (`E-<uuid>`)."""
+    for event in EventLog(app.recorder).page(0, 1000):
+        if event.type == "ExecutiveRegistered":
+            return event.stream_id.startswith("E-")
+    return False
+
+
+def ensure_history(config: LedgerConfig, events: int, random_ids: bool) -> int:
     app = LedgerApp(config)
     have = int(app.recorder.max_notification_id() or 0)
     if have >= events:
+        if random_ids_in(app) != random_ids:
+            raise SystemExit(
+                f"{config.redacted_db_url()} holds a history "
+                f"{'with' if not random_ids else 'without'} --random-ids: use another --home"
+            )
         print(f"reusing {have} events in {config.redacted_db_url()}", flush=True)
         return have
     if have:
@@ -75,6 +91,7 @@ def ensure_history(config: LedgerConfig, events: int) -> int:
         years=YEARS,
         seed=2025,
         batch_per_appraisal=True,
+        random_ids=random_ids,
     )
     print(f"  {summary.events} events in {time.perf_counter() - started:.0f} s", flush=True)
     return int(writer.recorder.max_notification_id() or 0)
@@ -147,6 +164,11 @@ def main() -> int:
     parser.add_argument(
         "--solo", action="store_true", help="then rebuild each projection alone, in one process"
     )
+    parser.add_argument(
+        "--random-ids",
+        action="store_true",
+        help="a history whose executives have random UUIDs, not E00001... (its own --home)",
+    )
     args = parser.parse_args()
     home = args.home or Path(tempfile.mkdtemp(prefix="ses-bench-projections-"))
     KeyRing(home).init()
@@ -157,7 +179,7 @@ def main() -> int:
         f"{'PostgreSQL' if config.is_postgres else 'SQLite'}",
         flush=True,
     )
-    events = ensure_history(config, args.events)
+    events = ensure_history(config, args.events, args.random_ids)
     app = LedgerApp(config)
     read_models = ReadModels(app)
     ratios = []

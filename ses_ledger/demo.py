@@ -9,6 +9,7 @@ cycle is a fiscal year (Oct 1 - Sep 30); periods starting on or after Oct 1 2025
 from __future__ import annotations
 
 import random
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -135,10 +136,15 @@ class DemoGenerator:
         seed: int = 2025,
         batch_per_appraisal: bool = False,
         progress: Callable[[int], None] | None = None,
+        random_ids: bool = False,
     ) -> None:
         self.app = app
         self.clock = clock
         self.rng = random.Random(seed)
+        #: `random_ids`: executives get random UUIDs (`E-<uuid>`, so their appraisals'
+        #: ids come in random order too), as ids an HR system chose would; drawn from an
+        #: RNG of their own, so the history is otherwise the same as with `E00001...`.
+        self.ids = random.Random(seed) if random_ids else None
         self.batch = batch_per_appraisal
         self.progress = progress
         self.summary = DemoSummary()
@@ -208,7 +214,7 @@ class DemoGenerator:
         appointment = "career" if roll < 0.86 else "noncareer" if roll < 0.97 else "limited_term"
         appointed = start - timedelta(days=rng.randint(-200, 3000))
         executive = Executive.register(
-            f"E{i + 1:05d}",
+            f"E{i + 1:05d}" if self.ids is None else f"E-{self._uuid()}",
             name=f"{rng.choice(FIRST)} {rng.choice(LAST)}",
             title=rng.choice(TITLES),
             pay_plan="ES",
@@ -226,6 +232,10 @@ class DemoGenerator:
         if rng.random() < 0.03:
             talent = -1.0  # a persistently poor performer: removal cases
         return _Exec(executive, agency, appointment == "career", talent)
+
+    def _uuid(self) -> uuid.UUID:
+        assert self.ids is not None
+        return uuid.UUID(int=self.ids.getrandbits(128), version=4)
 
     def _maybe_waiver(self, agencies: list[str], cycle: int) -> None:
         agency = agencies[-1]
@@ -481,9 +491,15 @@ def run_demo(
     seed: int,
     batch_per_appraisal: bool = False,
     progress: Callable[[int], None] | None = None,
+    random_ids: bool = False,
 ) -> DemoSummary:
     generator = DemoGenerator(
-        app, clock, seed=seed, batch_per_appraisal=batch_per_appraisal, progress=progress
+        app,
+        clock,
+        seed=seed,
+        batch_per_appraisal=batch_per_appraisal,
+        progress=progress,
+        random_ids=random_ids,
     )
     return generator.run(executives, years)
 

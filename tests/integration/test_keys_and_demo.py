@@ -6,8 +6,10 @@ import os
 import stat
 import subprocess
 import sys
+import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from ledger.application import LedgerApp
 from ledger.config import LedgerConfig
@@ -48,17 +50,21 @@ def test_rotation_keeps_old_events_verifiable(ledger_config: LedgerConfig) -> No
     assert report.ok, report.problem
 
 
-def _demo_hashes(tmp: Path, seed: int) -> tuple[list[str], Counter[str]]:
+def _demo_entries(tmp: Path, seed: int, random_ids: bool = False) -> list[dict[str, Any]]:
     home = tmp / "home"
     KeyRing(home).init()
     clock = SimulatedClock()
     app = LedgerApp(LedgerConfig(home, f"sqlite:///{tmp / 'l.db'}"), clock=clock)
-    run_demo(app, clock, executives=12, years=3, seed=seed)
-    entries = [
+    run_demo(app, clock, executives=12, years=3, seed=seed, random_ids=random_ids)
+    assert verify_ledger(app.recorder, app.keyring.verifiers(), app.config.origin).ok
+    return [
         entry_from_state(n.state, n.id)
         for n in app.recorder.select_notifications(start=1, limit=100_000)
     ]
-    assert verify_ledger(app.recorder, app.keyring.verifiers(), app.config.origin).ok
+
+
+def _demo_hashes(tmp: Path, seed: int) -> tuple[list[str], Counter[str]]:
+    entries = _demo_entries(tmp, seed)
     return [e["hash"] for e in entries], Counter(e["type"] for e in entries)
 
 
@@ -80,6 +86,25 @@ def test_demo_same_seed_same_history(tmp_path: Path) -> None:
         assert types[kind] > 0, kind
     # Removed executives get no further appraisals; everyone else is rated every cycle.
     assert 12 * 2 < types["FinalRatingAssigned"] <= 12 * 3
+
+
+def test_demo_random_ids_change_only_the_ids(tmp_path: Path) -> None:
+    """The benchmark's `--random-ids` history: executives get random UUIDs, the same ones
+    for the same seed, and every event is otherwise what the numbered history holds."""
+    numbered = _demo_entries(tmp_path / "a", seed=7)
+    random_ids = _demo_entries(tmp_path / "b", seed=7, random_ids=True)
+    again = _demo_entries(tmp_path / "c", seed=7, random_ids=True)
+    executives = [e["stream_id"] for e in random_ids if e["type"] == "ExecutiveRegistered"]
+    assert len(executives) == 12
+    assert all(uuid.UUID(x.removeprefix("E-")).version == 4 for x in executives)
+    assert executives != sorted(executives), "not in key order"
+    assert [e["hash"] for e in again] == [e["hash"] for e in random_ids]
+    assert [(e["type"], e["occurred_on"]) for e in numbered] == [
+        (e["type"], e["occurred_on"]) for e in random_ids
+    ]
+    assert [e["data"].get("level") for e in numbered] == [
+        e["data"].get("level") for e in random_ids
+    ]
 
 
 def test_cli_keys_demo_verify(tmp_path: Path) -> None:
