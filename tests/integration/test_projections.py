@@ -21,6 +21,7 @@ from ledger.config import LedgerConfig
 from ledger.policies.common import add_years
 from projections.events import Event
 from projections.queries import ReadModels
+from projections.store import BULK_CACHE_KIB
 from tests.ledger_helpers import events_table, raw
 
 BASIC_ELEMENTS = [
@@ -1002,8 +1003,8 @@ def test_projection_writes_skip_the_disk_wait_and_ledger_appends_keep_it(
 
 def test_projection_writes_free_pages_without_zeroing_them(sqlite_config: LedgerConfig) -> None:
     """SQLite: a bulk read-model write (a rebuild's) turns `secure_delete` off (its DELETEs
-    would zero every freed page); other writes, and the ledger's connections afterwards,
-    have the compiled setting."""
+    would zero every freed page) and has a larger page cache; other writes, and the
+    ledger's connections afterwards, have the usual settings."""
     app = LedgerApp(sqlite_config)
     store = ReadModels(app).store
 
@@ -1011,18 +1012,24 @@ def test_projection_writes_free_pages_without_zeroing_them(sqlite_config: Ledger
         cursor.execute("PRAGMA secure_delete")
         return int(cursor.fetchone()[0])
 
+    def cache(cursor: Any) -> int:
+        cursor.execute("PRAGMA cache_size")
+        return int(cursor.fetchone()[0])
+
     with app.recorder.datastore.transaction(commit=False) as cursor:
-        compiled = zeroing(cursor)
+        compiled, cached = zeroing(cursor), cache(cursor)
+    assert cached != -BULK_CACHE_KIB
     with store.transaction(commit=True, bulk=True) as cursor:
         assert zeroing(cursor) == 0
+        assert cache(cursor) == -BULK_CACHE_KIB  # a larger page cache for the bulk write
     with pytest.raises(RuntimeError):
         with store.transaction(commit=True, bulk=True) as cursor:
             raise RuntimeError("a failed batch")
     with store.transaction(commit=True) as cursor:
-        assert zeroing(cursor) == compiled
+        assert (zeroing(cursor), cache(cursor)) == (compiled, cached)
     for _ in range(3):  # whichever pooled connection comes next
         with app.recorder.datastore.transaction(commit=True) as cursor:
-            assert zeroing(cursor) == compiled
+            assert (zeroing(cursor), cache(cursor)) == (compiled, cached)
 
 
 def test_a_large_catch_up_freezes_its_objects_out_of_the_collector(
