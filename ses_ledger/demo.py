@@ -214,7 +214,7 @@ class DemoGenerator:
         appointment = "career" if roll < 0.86 else "noncareer" if roll < 0.97 else "limited_term"
         appointed = start - timedelta(days=rng.randint(-200, 3000))
         executive = Executive.register(
-            f"E{i + 1:05d}" if self.ids is None else f"E-{self._uuid()}",
+            self._executive_id(i),
             name=f"{rng.choice(FIRST)} {rng.choice(LAST)}",
             title=rng.choice(TITLES),
             pay_plan="ES",
@@ -233,9 +233,10 @@ class DemoGenerator:
             talent = -1.0  # a persistently poor performer: removal cases
         return _Exec(executive, agency, appointment == "career", talent)
 
-    def _uuid(self) -> uuid.UUID:
-        assert self.ids is not None
-        return uuid.UUID(int=self.ids.getrandbits(128), version=4)
+    def _executive_id(self, i: int) -> str:
+        if self.ids is None:
+            return f"E{i + 1:05d}"
+        return f"E-{uuid.UUID(int=self.ids.getrandbits(128), version=4)}"
 
     def _maybe_waiver(self, agencies: list[str], cycle: int) -> None:
         agency = agencies[-1]
