@@ -28,13 +28,19 @@ class Recording:
         self.cursor.executemany(sql, rows)
 
 
-def _written(table: Table, keys: list[Any], row: Any) -> tuple[list[list[Any]], list[Any]]:
+def _empty(table: Table) -> tuple[MemoryStore, Rows]:
+    """A new store holding `table`, empty, and its row cache, complete as in a rebuild."""
     store = MemoryStore()
     with store.transaction(commit=True) as cursor:
         for statement in store.create_statements(table):
             cursor.execute(statement)
     rows = Rows(store, table)
-    rows.complete = True  # as in a rebuild: every row is in the cache
+    rows.complete = True
+    return store, rows
+
+
+def _written(table: Table, keys: list[Any], row: Any) -> tuple[list[list[Any]], list[Any]]:
+    store, rows = _empty(table)
     for key in keys:
         rows.put(key, row(key))
     with store.transaction(commit=True) as cursor:
@@ -63,12 +69,7 @@ def test_composite_keys_are_written_in_key_order_too() -> None:
 
 
 def test_only_changed_rows_are_written_again() -> None:
-    store = MemoryStore()
-    with store.transaction(commit=True) as cursor:
-        for statement in store.create_statements(SINGLE):
-            cursor.execute(statement)
-    rows = Rows(store, SINGLE)
-    rows.complete = True
+    store, rows = _empty(SINGLE)
     for key in ("c", "a", "b"):
         rows.put(key, {"id": key, "doc": []})
     with store.transaction(commit=True) as cursor:
