@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from ledger.errors import StoreUnavailable
+
 DEFAULT_HOME = "./.ses-ledger"
 DEFAULT_ORIGIN = "ses-ledger.local/ledger"
 
@@ -58,12 +60,13 @@ class LedgerConfig:
                 "ORIGINATOR_ID_TYPE": "text",
                 "CREATE_TABLE": "y",
             }
-        if not self.db_url.startswith("sqlite:///"):
-            raise ValueError(
-                f"SES_LEDGER_DB must start with sqlite:/// or postgresql://, got {self.db_url!r}"
-            )
-        path = Path(self.db_url[len("sqlite:///") :])
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = self.sqlite_path()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailable(
+                f"cannot create the directory of the SQLite store {path}: {exc.strerror}"
+            ) from exc
         return {
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "APPLICATION_RECORDER_TOPIC": "ledger.recorders:LedgerSQLiteRecorder",
@@ -72,6 +75,15 @@ class LedgerConfig:
             "ORIGINATOR_ID_TYPE": "text",
             "CREATE_TABLE": "y",
         }
+
+    def sqlite_path(self) -> Path:
+        """The SQLite file (StoreUnavailable: the URL names no SQLite file)."""
+        if not self.db_url.startswith("sqlite:///"):
+            raise StoreUnavailable(
+                "SES_LEDGER_DB must start with sqlite:/// or postgresql://, "
+                f"got {self.redacted_db_url()!r}"
+            )
+        return Path(self.db_url[len("sqlite:///") :])
 
     def redacted_db_url(self) -> str:
         """The store URL without its password, safe for logs."""

@@ -72,3 +72,8 @@ class VerificationError(LedgerError):
 
 class SigningKeyError(LedgerError):
     """Signing keys are missing or unreadable."""
+
+
+class StoreUnavailable(LedgerError):
+    """The configured store cannot be used: a malformed SES_LEDGER_DB, a server that refuses
+    or does not answer, a file that cannot be opened. Nothing was read or written."""

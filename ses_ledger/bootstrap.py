@@ -8,12 +8,17 @@ from datetime import datetime
 from ledger.application import LedgerApp
 from ledger.config import LedgerConfig
 from ledger.log import MerkleLog
+from ledger.store_probe import probe_store
 
 
 def build_app(
     config: LedgerConfig | None = None, clock: Callable[[], datetime] | None = None
 ) -> LedgerApp:
-    return LedgerApp(config or LedgerConfig.from_env(), clock=clock)
+    """The application on the configured store, which is probed first: a store that cannot
+    be used fails at once, with the reason (`ledger/store_probe.py`)."""
+    config = config or LedgerConfig.from_env()
+    probe_store(config)
+    return LedgerApp(config, clock=clock)
 
 
 def merkle_log(app: LedgerApp) -> MerkleLog:

@@ -7,9 +7,14 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ledger.config import LedgerConfig
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, StoreUnavailable
 
 Handler = Callable[[argparse.Namespace], int]
+
+#: Exit status when the store cannot be used (bad SES_LEDGER_DB, server down, unopenable
+#: file), so scripts can tell "try again later" from a refused command (2): sysexits.h's
+#: EX_UNAVAILABLE (uvicorn already uses 3 for a server that failed to start).
+EXIT_STORE = 69
 
 
 def _config() -> LedgerConfig:
@@ -80,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
             "appraisals. Data lives under SES_LEDGER_HOME (default ./.ses-ledger); "
             "SES_LEDGER_DB=postgresql://... selects PostgreSQL instead of SQLite."
         ),
+        epilog=(
+            "Exit status: 0 done; 1 a check failed or nothing matched (verify, bundle verify, "
+            "witness, replay), or serve could not bind its port; 2 a refused command or bad "
+            "input; 3 a server worker failed to start (serve); "
+            f"{EXIT_STORE} the store cannot be used (the reason is printed); 130 interrupted."
+        ),
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -137,8 +148,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     _load_extensions()
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
+    from eventsourcing.persistence import InterfaceError, OperationalError
+
     try:
         return handler(args)
+    except StoreUnavailable as exc:
+        print(f"ses-ledger: {exc}", file=sys.stderr)
+        return EXIT_STORE
+    except (OperationalError, InterfaceError) as exc:
+        # The store went away (or timed out) during the command; what was committed stays.
+        print(f"ses-ledger: the store failed: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_STORE
     except LedgerError as exc:
         print(f"ses-ledger: {exc}", file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ from typing import Any
 
 from ledger.config import LedgerConfig
 from ledger.keys import KeyRing
+from ledger.store_probe import probe_store
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -18,6 +19,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ses_ledger.progress import Progress
 
     config = LedgerConfig.from_env()
+    probe_store(config)  # before a signing key is made for a store that cannot be used
     ring = KeyRing(config.home)
     if not ring.exists():
         print(f"creating the ledger signing key {ring.init()} under {ring.dir}")

@@ -18,6 +18,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ledger.keys import KeyRing
+    from ledger.store_probe import probe_store
     from ses_ledger import workers
 
     config = LedgerConfig.from_env()
@@ -27,7 +28,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    config.eventsourcing_env()  # refuses a malformed SES_LEDGER_DB before workers start
+    probe_store(config)  # a store that cannot be used fails here, not in every worker
     if args.checkpoint_interval is not None:
         os.environ["SES_LEDGER_CHECKPOINT_INTERVAL_SECONDS"] = str(args.checkpoint_interval)
     if args.checkpoint_every is not None:

@@ -1,0 +1,66 @@
+"""Whether the configured store can be used, asked once before anything waits on it.
+
+eventsourcing's PostgreSQL pool retries a refused connection in the background until its
+30-second timeout, then reports only "couldn't get a connection"; one direct connection
+with a short timeout tells at once why (refused, unknown database, wrong password). An
+SQLite path that cannot be opened, or a file that is not a database, is reported the same
+way. Callers: the command line before it builds the application, and `serve` before it
+starts its workers.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from ledger.config import LedgerConfig
+from ledger.errors import StoreUnavailable
+
+#: Seconds to wait for a PostgreSQL server that neither answers nor refuses.
+CONNECT_TIMEOUT = 10
+
+
+def probe_store(config: LedgerConfig, timeout: int = CONNECT_TIMEOUT) -> None:
+    """Open the store once and close it again (StoreUnavailable, with the reason, if not)."""
+    env = config.eventsourcing_env()  # StoreUnavailable for a malformed URL
+    if config.is_postgres:
+        _probe_postgres(config, env, timeout)
+    else:
+        _probe_sqlite(config)
+
+
+def _probe_postgres(config: LedgerConfig, env: dict[str, str], timeout: int) -> None:
+    import psycopg  # only for PostgreSQL: an SQLite ledger does not import it
+
+    try:
+        with psycopg.connect(
+            host=env["POSTGRES_HOST"],
+            port=env["POSTGRES_PORT"],
+            dbname=env["POSTGRES_DBNAME"],
+            user=env["POSTGRES_USER"],
+            password=env["POSTGRES_PASSWORD"] or None,
+            connect_timeout=timeout,
+        ) as connection:
+            connection.execute("SELECT 1")
+    except psycopg.Error as exc:
+        raise StoreUnavailable(
+            f"cannot use the store {config.redacted_db_url()}: {_one_line(str(exc))}"
+        ) from exc
+
+
+def _probe_sqlite(config: LedgerConfig) -> None:
+    path = config.sqlite_path()
+    if path.is_dir():
+        raise StoreUnavailable(f"cannot use the SQLite store {path}: it is a directory")
+    try:
+        connection = sqlite3.connect(path)
+        try:
+            connection.execute("PRAGMA schema_version").fetchone()  # reads the header
+        finally:
+            connection.close()
+    except sqlite3.Error as exc:
+        raise StoreUnavailable(f"cannot use the SQLite store {path}: {exc}") from exc
+
+
+def _one_line(message: str) -> str:
+    """libpq's messages run over several lines (a hint indented by a tab)."""
+    return " ".join(message.split())
