@@ -172,6 +172,22 @@ class _Orphaned:
         return self.parent is not None and not self.parent.is_alive()
 
 
+class _Throttle:
+    """Whether a child reports a position: every `every` seconds, and always at `head`, so
+    the parent learns at once that this group has applied the log and is writing its rows
+    (at a million events that takes seconds, during which the bar would stand short)."""
+
+    def __init__(self, every: float, head: int) -> None:
+        self.every, self.head = every, head
+        self.last = -every
+
+    def __call__(self, position: int, now: float) -> bool:
+        if now - self.last >= self.every or position >= self.head:
+            self.last = now
+            return True
+        return False
+
+
 def _child(
     config: LedgerConfig,
     names: list[str],
@@ -190,13 +206,10 @@ def _child(
         from projections.queries import ReadModels
 
         read_models = ReadModels(LedgerApp(config))
-        last = 0.0
+        due = _Throttle(PROGRESS_EVERY, read_models.runner.source.head())
 
         def progress(position: int) -> None:
-            nonlocal last
-            now = time.monotonic()
-            if now - last >= PROGRESS_EVERY:
-                last = now
+            if due(position, time.monotonic()):
                 messages.put(("progress", index, position))
 
         parent = multiprocessing.parent_process()

@@ -82,7 +82,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     head = runner.source.head()
     with (
         _stop_on_signals() as stop,
-        Progress(total=head, desc="rebuilding", disable=args.quiet) as bar,
+        Progress(total=head, desc="rebuilding", disable=args.quiet, at_total="writing rows") as bar,
     ):
         position = read_models.rebuild(
             names, progress=bar.update_to, stop=stop, jobs=args.jobs, **_sizes(args)

@@ -9,7 +9,18 @@ from tqdm import tqdm
 
 
 class Progress:
-    def __init__(self, total: int, desc: str, disable: bool = False, unit: str = "ev") -> None:
+    """`at_total`: the description once the total is reached, for work that goes on after
+    it (a rebuild writes its rows once every event is applied: seconds at a million)."""
+
+    def __init__(
+        self,
+        total: int,
+        desc: str,
+        disable: bool = False,
+        unit: str = "ev",
+        at_total: str | None = None,
+    ) -> None:
+        self._at_total = at_total
         self._bar = tqdm(
             total=total,
             desc=desc,
@@ -21,6 +32,9 @@ class Progress:
 
     def update_to(self, done: int) -> None:
         self._bar.update(done - self._bar.n)
+        if self._at_total is not None and done >= self._bar.total:
+            self._bar.set_description(self._at_total)
+            self._at_total = None
 
     def update(self, n: int = 1) -> None:
         self._bar.update(n)
