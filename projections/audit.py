@@ -149,8 +149,11 @@ def trail(
     executive_id: str | None = None,
     appraisal_id: str | None = None,
     actor: str | None = None,
+    after: int = 0,
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Events of an executive (with their appraisals), an appraisal, and/or an actor."""
+    """Events of an executive (with their appraisals), an appraisal, and/or an actor: the
+    first `limit` after position `after` (all of them without a limit)."""
     if executive_id is None and appraisal_id is None and actor is None:
         raise ValueError("an audit trail needs an executive_id, an appraisal_id or an actor")
     streams: set[str] | None = None
@@ -159,34 +162,64 @@ def trail(
     if appraisal_id is not None:
         streams = {appraisal_id} if streams is None else streams & {appraisal_id}
     if streams is not None:
-        events = log.by_streams(sorted(streams))
+        events = [e for e in log.by_streams(sorted(streams)) if e.position > after]
         if actor is not None:
             events = [e for e in events if e.actor == actor]
+        events = bound.filter(events)[:limit]
     else:
         assert actor is not None
-        events = log.by_positions(actor_positions(store, actor))
-    return verify_events(bound.filter(events), verifiers)
+        events = _actor_events(store, log, bound, actor, after, limit)
+    return verify_events(events, verifiers, _predecessors(log, events))
+
+
+def _predecessors(log: EventLog, events: Sequence[Event]) -> list[Event]:
+    """The entry before each of `events` in its stream, where it is not among them (a page,
+    or a trail by actor, leaves them out), so every chain link can be checked."""
+    have = {(e.stream_id, e.version) for e in events}
+    wanted = {(e.stream_id, e.version - 1) for e in events if e.version > 1} - have
+    return log.by_stream_versions(sorted(wanted)) if wanted else []
+
+
+def _actor_events(
+    store: Store, log: EventLog, bound: Bound, actor: str, after: int, limit: int | None
+) -> list[Event]:
+    """The actor's events after `after`, read a page at a time until `limit` are admitted
+    (an actor such as an appointing authority acts at thousands of positions)."""
+    stop = bound.stop
+    positions = [
+        p for p in actor_positions(store, actor) if p > after and (stop is None or p <= stop)
+    ]
+    found: list[Event] = []
+    size = max(limit or 0, 100)
+    for start in range(0, len(positions), size):
+        found += bound.filter(log.by_positions(positions[start : start + size]))
+        if limit is not None and len(found) >= limit:
+            break
+    return found[:limit]
 
 
 def verify_events(
-    events: Sequence[Event], verifiers: Mapping[str, Ed25519PublicKey] | None
+    events: Sequence[Event],
+    verifiers: Mapping[str, Ed25519PublicKey] | None,
+    earlier: Sequence[Event] = (),
 ) -> list[dict[str, Any]]:
-    """Trail items with `hash_ok`, `signature_ok`, `chain_ok` (None: not checkable here)."""
-    heads: dict[str, tuple[int, str | None]] = {}
+    """Trail items with `hash_ok`, `signature_ok` (None: no key ring here) and `chain_ok`:
+    whether `prev_hash` is the stored hash of the stream's entry before it, found among
+    `events` or `earlier` (False when that entry is missing from the ledger)."""
+    entries = [event.entry() for event in events]
+    hashes = {(e.stream_id, e.version): e.entry().get("hash") for e in earlier}
+    for event, entry in zip(events, entries, strict=True):
+        hashes[event.stream_id, event.version] = entry.get("hash")
     items = []
-    for event in events:
-        entry = event.entry()
+    for event, entry in zip(events, entries, strict=True):
         stored_hash = entry.get("hash")
         hash_ok = entry_hash(entry) == stored_hash
         signature_ok = _signature_ok(entry, verifiers)
-        previous = heads.get(event.stream_id)
         if event.version == 1:
-            chain_ok: bool | None = entry.get("prev_hash") is None
-        elif previous is not None and previous[0] == event.version - 1:
-            chain_ok = entry.get("prev_hash") == previous[1]
+            chain_ok = entry.get("prev_hash") is None
         else:
-            chain_ok = None
-        heads[event.stream_id] = (event.version, stored_hash)
+            before = (event.stream_id, event.version - 1)
+            chain_ok = before in hashes and entry.get("prev_hash") == hashes[before]
         problems = [
             name
             for name, ok in (("hash", hash_ok), ("signature", signature_ok), ("chain", chain_ok))
@@ -202,6 +235,7 @@ def verify_events(
                 "recorded_at": entry.get("recorded_at"),
                 "actor": entry.get("actor"),
                 "submitted_by": entry.get("submitted_by"),
+                "policy": entry.get("policy"),
                 "hash": stored_hash,
                 "key_id": entry.get("key_id"),
                 "verification": {

@@ -287,6 +287,17 @@ class EventLog:
         found = self._select(f"originator_id = {self.p} AND originator_version = 1", (stream_id,))
         return found[0] if found else None
 
+    def by_stream_versions(self, keys: Sequence[tuple[str, int]]) -> list[Event]:
+        """The events at these (stream, version) keys that exist (primary-key lookups)."""
+        found: list[Event] = []
+        for chunk in _chunks(sorted(set(keys)), 250):
+            key = f"(originator_id = {self.p} AND originator_version = {self.p})"
+            found.extend(
+                self._select(" OR ".join([key] * len(chunk)), [x for k in chunk for x in k])
+            )
+        found.sort(key=lambda e: e.position)
+        return found
+
     def by_positions(self, positions: Sequence[int]) -> list[Event]:
         found: list[Event] = []
         for chunk in _chunks(sorted(set(positions)), 500):

@@ -265,8 +265,12 @@ class ReadModels:
         executive_id: str | None = None,
         appraisal_id: str | None = None,
         actor: str | None = None,
+        *,
+        after: int = 0,
+        limit: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Events (position, type, occurred_on, actor, submitted_by, ...) with verification."""
+        """Events (position, type, occurred_on, actor, submitted_by, policy, ...) with
+        verification: the first `limit` after position `after` (all without a limit)."""
         return audit.trail(
             self.store,
             self.log,
@@ -275,6 +279,8 @@ class ReadModels:
             executive_id=executive_id,
             appraisal_id=appraisal_id,
             actor=actor,
+            after=after,
+            limit=limit,
         )
 
     def verifiers(self) -> Any:

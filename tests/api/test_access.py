@@ -227,6 +227,7 @@ READS: dict[str, tuple[set[str], bool]] = {
     "/v1/reports/compliance": (READERS, False),
     "/v1/ledger/events": ({"auditor", "admin"}, False),
     "/v1/ledger/verify": ({"auditor", "admin"}, False),
+    "/v1/reports/audit-trail?executive_id={e}": ({"auditor", "admin"}, False),
     "/v1/executives/{e}/evidence-bundle": ({"auditor", "admin", "hr_app"}, True),
     "/v1/ledger/receipts/{p}": ({"auditor", "admin", "hr_app"}, True),
 }

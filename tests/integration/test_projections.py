@@ -601,6 +601,24 @@ def test_audit_trails_by_executive_appraisal_and_actor_verify_each_entry(
     assert tampered["ok"] is False and tampered["hash_ok"] is False
     assert "hash" in tampered["problems"]
 
+    # Chain links are checked against entries outside the trail too: the actor's trail holds
+    # the final rating but not the PRB recommendation before it, whose stored hash is rewritten.
+    linked = [t for t in models.audit(actor="AA1") if t["stream_id"] == first]
+    assert [t["verification"]["chain_ok"] for t in linked] == [True]
+    before = by_appraisal[-2]
+    (state,) = raw(
+        ledger_config, f"SELECT state FROM {table} WHERE {column} = ?", [before["position"]]
+    )[0]
+    rehashed = bytes(state).replace(before["hash"].encode(), b"0" * 64)
+    assert rehashed != bytes(state)
+    raw(
+        ledger_config,
+        f"UPDATE {table} SET state = ? WHERE {column} = ?",
+        [rehashed, before["position"]],
+    )
+    broken = [t for t in models.audit(actor="AA1") if t["stream_id"] == first][0]["verification"]
+    assert broken["chain_ok"] is False and "chain" in broken["problems"]
+
 
 # --- Determinism, replays, concurrency -----------------------------------------------------
 

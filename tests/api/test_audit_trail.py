@@ -1,0 +1,103 @@
+"""`GET /v1/reports/audit-trail`: who did what, when, under which policy (read model 6 of
+issue #4, the audit projection), for oversight staff."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.api.story import Api
+
+TRAIL = "/v1/reports/audit-trail"
+
+
+def _all_pages(
+    api: Api, limit: int, headers: dict[str, str] | None = None, **query: Any
+) -> list[Any]:
+    seen: list[Any] = []
+    after = 0
+    while True:
+        r = api.get(TRAIL, headers, limit=limit, after=after, **query)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        assert len(page["events"]) <= limit
+        seen += page["events"]
+        if page["next_after"] is None:
+            return seen
+        assert page["next_after"] > after
+        after = page["next_after"]
+
+
+def test_an_actor_trail_is_in_order_verified_with_its_policy_and_pages_alike(
+    any_api: Api,
+) -> None:
+    api = any_api
+    first = api.appraisal("final", level=2)
+    second = api.appraisal("final", level=4)
+    whole = api.get(TRAIL, actor="AA1").json()
+    assert whole["next_after"] is None
+    events = whole["events"]
+    assert [e["stream_id"] for e in events] == [first.appraisal_id, second.appraisal_id]
+    assert {e["type"] for e in events} == {"FinalRatingAssigned"}
+    assert [e["position"] for e in events] == sorted(e["position"] for e in events)
+    for event in events:
+        assert event["actor"] == "AA1" and event["submitted_by"] == "hr-app-1"
+        assert event["policy"] == "ses-basic-2012"  # the rules it was recorded under
+        assert event["verification"] == {
+            "ok": True,
+            "hash_ok": True,
+            "signature_ok": True,
+            "chain_ok": True,  # checked against the entry before it, outside this trail
+            "problems": [],
+        }
+    assert _all_pages(api, 1, actor="AA1") == events
+
+
+def test_an_executive_trail_holds_their_record_and_appraisals(api: Api) -> None:
+    a = api.appraisal("final", level=3)
+    api.appraisal("final")  # someone else's
+    trail = api.get(TRAIL, executive_id=a.executive_id).json()["events"]
+    assert {e["stream_id"] for e in trail} == {a.executive_id, a.appraisal_id}
+    assert trail[0]["type"] == "ExecutiveRegistered"
+    assert all(e["verification"]["ok"] for e in trail)
+    chained = [e for e in trail if e["stream_id"] == a.appraisal_id]
+    assert [e["stream_version"] for e in chained] == list(range(1, len(chained) + 1))
+    assert all(e["verification"]["chain_ok"] for e in chained)
+    assert _all_pages(api, 2, executive_id=a.executive_id) == trail
+    # Selectors together: the entries matching all of them.
+    by_both = api.get(TRAIL, executive_id=a.executive_id, actor="R1").json()["events"]
+    assert by_both and by_both == [e for e in trail if e["actor"] == "R1"]
+    by_appraisal = api.get(TRAIL, appraisal_id=a.appraisal_id).json()["events"]
+    assert by_appraisal == chained
+
+
+def test_a_trail_replays_the_ledger_as_it_stood(api: Api) -> None:
+    first = api.appraisal("final")
+    then = api.get(TRAIL, actor="AA1").json()["events"][0]["position"]
+    api.appraisal("final")
+    assert len(api.get(TRAIL, actor="AA1").json()["events"]) == 2
+    replayed = api.get(TRAIL, actor="AA1", as_of_position=then).json()["events"]
+    assert [e["stream_id"] for e in replayed] == [first.appraisal_id]
+
+
+def test_a_scoped_token_sees_its_agency_entries_only(api: Api) -> None:
+    doe = api.appraisal("final")
+    dot = Api(api.client, api.key, agency="DOT").appraisal("final")  # same authority, AA1
+    everything = api.get(TRAIL, actor="AA1").json()["events"]
+    assert {e["stream_id"] for e in everything} == {doe.appraisal_id, dot.appraisal_id}
+    dot_auditor = api.as_("auditor", subject="aud-dot", agency="DOT")
+    assert [e["stream_id"] for e in _all_pages(api, 1, dot_auditor, actor="AA1")] == [
+        dot.appraisal_id
+    ]
+    refused = api.get(TRAIL, dot_auditor, executive_id=doe.executive_id)
+    assert refused.status_code == 403
+
+
+def test_a_trail_needs_a_selector_and_a_known_record(api: Api) -> None:
+    r = api.get(TRAIL)
+    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+    assert r.json()["errors"][0]["loc"] == ["query", "actor"]
+    assert api.get(TRAIL, executive_id="E-nobody").status_code == 404
+    assert api.get(TRAIL, appraisal_id="A-nothing").status_code == 404
+    assert api.get(TRAIL, actor="nobody-at-all").json() == {"events": [], "next_after": None}
+    hr = api.get(TRAIL, api.hr, actor="AA1")
+    assert hr.status_code == 403  # oversight staff (auditor, admin) only
