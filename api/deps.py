@@ -195,6 +195,13 @@ class Reader:
             executive_id=executive_id,
         )
 
+    def live(self, executive_id: str | None = None) -> Any:
+        """The read models as they are now, even when a replay is asked for: for reads that
+        apply the replay's bound themselves (audit trails)."""
+        if self._current is not None:
+            return self._current
+        return self.services.projector.ready(executive_id=executive_id)
+
 
 async def get_reader(
     services: ServicesDep, replay: Annotated[Replay, Depends(get_replay)]

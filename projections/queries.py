@@ -127,11 +127,7 @@ class ReadModels:
         With `executive_id`, only that executive's stream and appraisal streams are replayed
         (fast; reports and compliance then cover that executive only).
         """
-        stops = [p for p in (position, self.bound.stop) if p is not None]
-        moments = [normalise_known_at(known_at)] if known_at is not None else []
-        if self.bound.known_at is not None:
-            moments.append(self.bound.known_at)
-        bound = Bound(stop=min(stops, default=None), known_at=min(moments, default=None))
+        bound = self._narrowed(position, known_at)
         source: EventSource
         if executive_id is not None:
             self.catch_up()
@@ -260,6 +256,15 @@ class ReadModels:
 
     # -- audit -----------------------------------------------------------------------------
 
+    def _narrowed(self, position: int | None, known_at: str | datetime | None) -> Bound:
+        """This view's bound, narrowed to positions <= `position` and events recorded at or
+        before `known_at`."""
+        stops = [p for p in (position, self.bound.stop) if p is not None]
+        moments = [normalise_known_at(known_at)] if known_at is not None else []
+        if self.bound.known_at is not None:
+            moments.append(self.bound.known_at)
+        return Bound(stop=min(stops, default=None), known_at=min(moments, default=None))
+
     def audit(
         self,
         executive_id: str | None = None,
@@ -268,14 +273,20 @@ class ReadModels:
         *,
         after: int = 0,
         limit: int | None = None,
+        position: int | None = None,
+        known_at: str | datetime | None = None,
     ) -> list[dict[str, Any]]:
         """Events (position, type, occurred_on, actor, submitted_by, policy, ...) with
-        verification: the first `limit` after position `after` (all without a limit)."""
+        verification: the first `limit` after position `after` (all without a limit).
+
+        `position` / `known_at`: the trail as the ledger stood then. A trail is read from
+        the log itself, bounded, and the audit index only ever grows, so these need no
+        replayed copy (`as_of`, which for a trail by actor would replay the whole log)."""
         return audit.trail(
             self.store,
             self.log,
             self.verifiers(),
-            self.bound,
+            self._narrowed(position, known_at),
             executive_id=executive_id,
             appraisal_id=appraisal_id,
             actor=actor,

@@ -33,11 +33,44 @@ def _app() -> Any:
 # --- replay ----------------------------------------------------------------------------------
 
 
+def _position(text: str) -> int:
+    """A ledger position (argparse type): a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number, 0 or more, got {text!r}")
+    return value
+
+
+def _timestamp(text: str) -> str:
+    """An RFC 3339 timestamp (argparse type), kept as given; refused here, not in a traceback."""
+    from projections.queries import normalise_known_at
+
+    try:
+        normalise_known_at(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be an RFC 3339 timestamp, e.g. 2025-01-01T00:00:00Z, got {text!r}"
+        ) from None
+    return text
+
+
+def _day(text: str) -> date:
+    """A date, YYYY-MM-DD (argparse type)."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a date, YYYY-MM-DD, got {text!r}") from None
+
+
 def _default_as_of(app: Any, args: argparse.Namespace, events: list[dict[str, Any]]) -> date:
     """`--as-of`, else the day the ledger stood at: the `known_at` day, or the day the event
     at `--as-of-position` (else the executive's latest event then) was recorded."""
     if args.as_of is not None:
-        return date.fromisoformat(args.as_of)
+        as_of: date = args.as_of
+        return as_of
     if args.known_at is not None:
         from projections.queries import normalise_known_at
 
@@ -140,15 +173,22 @@ def replay_lines(record: dict[str, Any]) -> list[str]:
             f"effective {action['effective_on']}"
         )
     out.append(f"events ({len(record['events'])}):")
-    for e in record["events"]:
-        checked = e.get("verification", {}).get("ok")
-        mark = "verified" if checked else "NOT VERIFIED" if checked is False else "unchecked"
-        out.append(
-            f"  {e['position']:>8}  {e['stream_id']} v{e['stream_version']}  {e['type']}  "
-            f"on {e['occurred_on']}  recorded {e['recorded_at']}  by {e['actor']}  "
-            f"{e['hash'][:16]}  {mark}"
-        )
+    out += [f"  {event_line(e)}" for e in record["events"]]
     return out
+
+
+def event_line(e: dict[str, Any]) -> str:
+    """One audit-trail item: where, what, when, by whom, and whether it still verifies."""
+    verification = e.get("verification", {})
+    checked = verification.get("ok")
+    mark = "verified" if checked else "NOT VERIFIED" if checked is False else "unchecked"
+    if checked is False:
+        mark += f" ({', '.join(verification.get('problems', []))})"
+    return (
+        f"{e['position']:>8}  {e['stream_id']} v{e['stream_version']}  {e['type']}  "
+        f"on {e['occurred_on']}  recorded {e['recorded_at']}  by {e['actor']}  "
+        f"{e['hash'][:16]}  {mark}"
+    )
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -162,6 +202,30 @@ def cmd_replay(args: argparse.Namespace) -> int:
     else:
         print("\n".join(replay_lines(record)))
     return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from projections.queries import ReadModels
+
+    if args.actor is None and args.executive is None and args.appraisal is None:
+        args.parser.error("name an --actor, an --executive or an --appraisal")
+    read_models = ReadModels(_app())
+    read_models.catch_up()  # the trail's index, current with the log
+    items = read_models.audit(
+        executive_id=args.executive,
+        appraisal_id=args.appraisal,
+        actor=args.actor,
+        position=args.as_of_position,
+        known_at=args.known_at,
+    )
+    failed = sum(1 for e in items if e["verification"]["ok"] is False)
+    if args.json:
+        print(json.dumps({"events": items}, indent=2))
+    else:
+        print("\n".join(event_line(e) for e in items))
+        verdict = f"{failed} do not verify" if failed else "every one verifies"
+        print(f"{len(items)} entries; {verdict}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 # --- bundles ---------------------------------------------------------------------------------
@@ -322,15 +386,45 @@ def register(sub: Any) -> None:
     )
     rp.add_argument("--executive", required=True, metavar="ID")
     when = rp.add_mutually_exclusive_group(required=True)
-    when.add_argument("--as-of-position", type=int, metavar="N")
-    when.add_argument("--known-at", metavar="TIME", help="RFC 3339, e.g. 2025-01-01T00:00:00Z")
+    when.add_argument("--as-of-position", type=_position, metavar="N")
+    when.add_argument(
+        "--known-at", type=_timestamp, metavar="TIME", help="RFC 3339, e.g. 2025-01-01T00:00:00Z"
+    )
     rp.add_argument(
         "--as-of",
+        type=_day,
         metavar="DATE",
         help="removal-history date (default: the day the ledger stood at)",
     )
     rp.add_argument("--json", action="store_true", help="print JSON instead of text")
     rp.set_defaults(handler=cmd_replay)
+
+    audit = sub.add_parser(
+        "audit",
+        help="who did what, when, under which policy: an actor's, executive's or appraisal's "
+        "ledger entries, each verified",
+        description=(
+            "Lists the ledger entries of an acting official, of an executive's record (their "
+            "own stream and their appraisals) or of an appraisal (given together: the entries "
+            "matching all), in global order, each with its hash, signature and chain link "
+            "checked now. Exit status 1 when any entry does not verify."
+        ),
+    )
+    audit.add_argument("--actor", metavar="ID", help="the acting official")
+    audit.add_argument("--executive", metavar="ID", help="their record and their appraisals")
+    audit.add_argument("--appraisal", metavar="ID", help="one appraisal")
+    audit_when = audit.add_mutually_exclusive_group()
+    audit_when.add_argument(
+        "--as-of-position", type=_position, metavar="N", help="only entries at positions <= N"
+    )
+    audit_when.add_argument(
+        "--known-at",
+        type=_timestamp,
+        metavar="TIME",
+        help="only entries recorded at or before TIME (RFC 3339, e.g. 2025-01-01T00:00:00Z)",
+    )
+    audit.add_argument("--json", action="store_true", help="print JSON instead of text")
+    audit.set_defaults(handler=cmd_audit, parser=audit)
 
     bundle = sub.add_parser("bundle", help="export or verify an offline evidence bundle")
     bsub = bundle.add_subparsers(dest="bundle_command", required=True, metavar="ACTION")

@@ -128,12 +128,14 @@ async def audit_trail(
         if appraisal_id is not None:
             facts = services.directory.appraisal(appraisal_id)
             access.require_read(principal, facts.agency, roles=access.LEDGER_READERS)
-        items = reader.view(executive_id).audit(
+        items = reader.live(executive_id).audit(
             executive_id=executive_id,
             appraisal_id=appraisal_id,
             actor=actor,
             after=after,
             limit=limit + 1,
+            position=reader.replay.position,
+            known_at=reader.replay.known_at,
         )
         next_after = items[limit - 1]["position"] if len(items) > limit else None
         events = [i for i in items[:limit] if _visible(services, principal, i["stream_id"])]

@@ -72,11 +72,12 @@ def test_an_executive_trail_holds_their_record_and_appraisals(api: Api) -> None:
 
 def test_a_trail_replays_the_ledger_as_it_stood(api: Api) -> None:
     first = api.appraisal("final")
-    then = api.get(TRAIL, actor="AA1").json()["events"][0]["position"]
+    then = api.get(TRAIL, actor="AA1").json()["events"][0]
     api.appraisal("final")
     assert len(api.get(TRAIL, actor="AA1").json()["events"]) == 2
-    replayed = api.get(TRAIL, actor="AA1", as_of_position=then).json()["events"]
-    assert [e["stream_id"] for e in replayed] == [first.appraisal_id]
+    for point in ({"as_of_position": then["position"]}, {"known_at": then["recorded_at"]}):
+        replayed = api.get(TRAIL, actor="AA1", **point).json()["events"]
+        assert [e["stream_id"] for e in replayed] == [first.appraisal_id], point
 
 
 def test_a_scoped_token_sees_its_agency_entries_only(api: Api) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections import Counter
@@ -408,3 +409,74 @@ def test_replay_shows_the_executive_as_the_ledger_stood(
 
     assert ses(["replay", "--executive", executive, "--as-of-position", "1"]) == 1
     assert "not registered then" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["--as-of-position", "-3"], "must be a whole number, 0 or more"),
+        (["--known-at", "yesterday"], "must be an RFC 3339 timestamp"),
+        (["--as-of-position", "5", "--as-of", "2025-13-01"], "must be a date, YYYY-MM-DD"),
+    ],
+)
+def test_replay_refuses_a_malformed_point_in_one_line(
+    env: LedgerConfig, capsys: pytest.CaptureFixture[str], argv: list[str], said: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        ses(["replay", "--executive", "E00001", *argv])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err
+
+
+def test_audit_lists_an_actors_entries_verified(
+    env: LedgerConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = demo(env, years=3)
+    entries = all_entries(app)
+    final = next(e for e in entries if e["type"] == "FinalRatingAssigned")
+    actor = final["actor"]
+    theirs = [e for e in entries if e["actor"] == actor]
+
+    assert ses(["audit", "--actor", actor, "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["events"]
+    assert [e["position"] for e in listed] == [e["position"] for e in theirs]
+    assert [e["policy"] for e in listed] == [e["policy"] for e in theirs]
+    assert all(e["verification"]["ok"] for e in listed)
+
+    assert ses(["audit", "--actor", actor, "--as-of-position", str(final["position"])]) == 0
+    out = capsys.readouterr()
+    lines = out.out.splitlines()
+    upto = [e for e in theirs if e["position"] <= final["position"]]
+    assert len(lines) == len(upto) and lines[-1].split()[0] == str(final["position"])
+    assert all(line.endswith("verified") for line in lines)
+    assert out.err == f"{len(upto)} entries; every one verifies\n"
+
+    with pytest.raises(SystemExit) as exit_:
+        ses(["audit"])
+    assert exit_.value.code == 2
+    assert "name an --actor, an --executive or an --appraisal" in capsys.readouterr().err
+
+
+def test_audit_exits_1_when_an_entry_does_not_verify(
+    env: LedgerConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = demo(env, years=2)
+    executive = busiest(app)
+    final = next(
+        e
+        for e in all_entries(app)
+        if e["type"] == "FinalRatingAssigned" and e["data"].get("executive_id") == executive
+    )
+    with sqlite3.connect(env.db_url.removeprefix("sqlite:///")) as db:
+        (state,) = db.execute(
+            "SELECT state FROM stored_events WHERE rowid = ?", (final["position"],)
+        ).fetchone()
+        forged = bytes(state).replace(b'"level":', b'"level":1', 1)
+        db.execute(
+            "UPDATE stored_events SET state = ? WHERE rowid = ?", (forged, final["position"])
+        )
+    assert ses(["audit", "--executive", executive]) == 1
+    out = capsys.readouterr()
+    assert f"{final['position']:>8}" in out.out and "NOT VERIFIED (hash)" in out.out
+    assert out.err.endswith("; 1 do not verify\n")
