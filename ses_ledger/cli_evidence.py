@@ -374,6 +374,20 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
 # --- registration ----------------------------------------------------------------------------
 
 
+def _add_point(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    """`--as-of-position N | --known-at TIME`: the ledger as it stood then."""
+    when = parser.add_mutually_exclusive_group(required=required)
+    when.add_argument(
+        "--as-of-position", type=_position, metavar="N", help="only events at positions <= N"
+    )
+    when.add_argument(
+        "--known-at",
+        type=_timestamp,
+        metavar="TIME",
+        help="only events recorded at or before TIME (RFC 3339, e.g. 2025-01-01T00:00:00Z)",
+    )
+
+
 def register(sub: Any) -> None:
     rp = sub.add_parser(
         "replay",
@@ -385,11 +399,7 @@ def register(sub: Any) -> None:
         ),
     )
     rp.add_argument("--executive", required=True, metavar="ID")
-    when = rp.add_mutually_exclusive_group(required=True)
-    when.add_argument("--as-of-position", type=_position, metavar="N")
-    when.add_argument(
-        "--known-at", type=_timestamp, metavar="TIME", help="RFC 3339, e.g. 2025-01-01T00:00:00Z"
-    )
+    _add_point(rp, required=True)
     rp.add_argument(
         "--as-of",
         type=_day,
@@ -413,16 +423,7 @@ def register(sub: Any) -> None:
     audit.add_argument("--actor", metavar="ID", help="the acting official")
     audit.add_argument("--executive", metavar="ID", help="their record and their appraisals")
     audit.add_argument("--appraisal", metavar="ID", help="one appraisal")
-    audit_when = audit.add_mutually_exclusive_group()
-    audit_when.add_argument(
-        "--as-of-position", type=_position, metavar="N", help="only entries at positions <= N"
-    )
-    audit_when.add_argument(
-        "--known-at",
-        type=_timestamp,
-        metavar="TIME",
-        help="only entries recorded at or before TIME (RFC 3339, e.g. 2025-01-01T00:00:00Z)",
-    )
+    _add_point(audit, required=False)
     audit.add_argument("--json", action="store_true", help="print JSON instead of text")
     audit.set_defaults(handler=cmd_audit, parser=audit)
 
