@@ -21,7 +21,8 @@ from typing import Any
 
 import jwt
 
-TOKEN_KEY_FILE = "token.key"
+from ledger.config import TOKEN_KEY_FILE
+
 ALGORITHM = "HS256"
 ALL_AGENCIES = "*"
 #: Subjects and agencies are ids: no spaces, slashes or control characters.

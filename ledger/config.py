@@ -15,6 +15,8 @@ from ledger.errors import StoreUnavailable
 
 DEFAULT_HOME = "./.ses-ledger"
 DEFAULT_ORIGIN = "ses-ledger.local/ledger"
+#: The API's token signing secret, under the ledger home (`api.auth`).
+TOKEN_KEY_FILE = "token.key"
 
 
 @dataclass(frozen=True)

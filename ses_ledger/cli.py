@@ -134,6 +134,7 @@ def _load_extensions() -> None:
         "ses_ledger.cli_projections",
         "ses_ledger.cli_tokens",
         "ses_ledger.cli_evidence",
+        "ses_ledger.cli_backup",
     ):
         try:
             module = importlib.import_module(name)

@@ -1,0 +1,101 @@
+"""An online backup of an SQLite ledger, into a directory that is itself a ledger home.
+
+SQLite's backup API (`sqlite3.Connection.backup`) copies a consistent snapshot of the
+database while the server goes on writing; copying `ledger.db` as a file beside its
+write-ahead log would not be one. The public key ring (`keys/keyring.json`) always goes
+with it: without it no signature in the copy can be checked, and `SES_LEDGER_HOME=DIR
+ses-ledger verify` checks the copy like any ledger. Secrets (the signing keys and the
+token key) only when asked: backups are often kept where secrets should not be, and a
+ledger restored without them starts a new signing key (`ses-ledger keys rotate`; earlier
+events keep verifying against the kept public keys) and issues new tokens.
+
+On PostgreSQL the database's own tools do this job (`pg_dump` of the ledger's schema).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+from ledger.config import TOKEN_KEY_FILE, LedgerConfig
+from ledger.errors import LedgerError, StoreUnavailable
+
+
+class BackupRefused(LedgerError):
+    """A backup was not made (the target is not empty, the store is not SQLite)."""
+
+
+@dataclass(frozen=True)
+class BackupReport:
+    database: Path
+    #: The highest position in the copy (0 for an empty ledger).
+    head: int
+    #: The newest signed checkpoint in the copy (tree size), if any.
+    checkpoint: int | None
+    #: Files copied besides the database, relative to the backup directory.
+    files: tuple[str, ...]
+
+
+def backup(config: LedgerConfig, out: Path, *, with_secrets: bool = False) -> BackupReport:
+    """Copy the ledger under `config` into the new or empty directory `out`."""
+    if config.is_postgres:
+        raise BackupRefused(
+            "the store is PostgreSQL: back it up with pg_dump (the ledger's schema), and "
+            f"copy {config.home / 'keys'} beside it"
+        )
+    source = config.sqlite_path()
+    if not source.is_file():
+        raise StoreUnavailable(f"there is no ledger at {source}")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BackupRefused(f"{out} is not an empty directory: a backup goes into a new one")
+    out.mkdir(parents=True, exist_ok=True)
+    database = out / "ledger.db"
+    partial = out / "ledger.db.partial"
+    try:
+        with closing(sqlite3.connect(source)) as live, closing(sqlite3.connect(partial)) as copy:
+            live.backup(copy)  # one step: a consistent snapshot of the live database
+            head, checkpoint = _facts(copy)
+    except sqlite3.Error as exc:
+        partial.unlink(missing_ok=True)
+        raise StoreUnavailable(f"cannot back up {source}: {exc}") from exc
+    os.replace(partial, database)
+    files = _copy_keys(config.home, out, with_secrets)
+    return BackupReport(database, head, checkpoint, files)
+
+
+def _facts(copy: sqlite3.Connection) -> tuple[int, int | None]:
+    tables = {r[0] for r in copy.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    head = 0
+    if "stored_events" in tables:
+        head = int(copy.execute("SELECT max(rowid) FROM stored_events").fetchone()[0] or 0)
+    checkpoint = None
+    if "ledger_checkpoints" in tables:
+        checkpoint = copy.execute("SELECT max(tree_size) FROM ledger_checkpoints").fetchone()[0]
+    return head, checkpoint
+
+
+def _copy_keys(home: Path, out: Path, with_secrets: bool) -> tuple[str, ...]:
+    """The public key ring; with secrets, the signing keys and the token key (mode 0600)."""
+    keys = home / "keys"
+    wanted = [keys / "keyring.json"] if (keys / "keyring.json").is_file() else []
+    if with_secrets:
+        wanted += sorted(keys.glob("*.pem"))
+        if (home / TOKEN_KEY_FILE).is_file():
+            wanted.append(home / TOKEN_KEY_FILE)
+    copied = []
+    for path in wanted:
+        relative = path.relative_to(home)
+        target = out / relative
+        if not target.parent.exists():
+            target.parent.mkdir(parents=True)
+            if target.parent != out:
+                os.chmod(target.parent, 0o700)
+        shutil.copyfile(path, target)
+        if path.suffix == ".pem" or path.name == TOKEN_KEY_FILE:
+            os.chmod(target, 0o600)
+        copied.append(str(relative))
+    return tuple(copied)

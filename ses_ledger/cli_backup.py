@@ -1,0 +1,53 @@
+"""`ses-ledger backup`: a consistent copy of an SQLite ledger while it runs (`ledger/backup.py`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ledger.config import LedgerConfig
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from ledger.backup import backup
+
+    report = backup(LedgerConfig.from_env(), Path(args.out), with_secrets=args.with_secrets)
+    checkpoint = (
+        f"newest checkpoint at tree size {report.checkpoint}"
+        if report.checkpoint is not None
+        else "no checkpoint yet"
+    )
+    print(f"backed up positions 1..{report.head} to {report.database} ({checkpoint})")
+    for name in report.files:
+        print(f"  with {name}")
+    if not args.with_secrets:
+        print(
+            "  without the signing and token keys (--with-secrets): a ledger restored from "
+            "this starts a new signing key with `ses-ledger keys rotate`",
+            file=sys.stderr,
+        )
+    print(f"check it: SES_LEDGER_HOME={args.out} ses-ledger verify", file=sys.stderr)
+    return 0
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "backup",
+        help="copy the SQLite ledger and its public keys while it runs (a new ledger home)",
+        description=(
+            "Writes a consistent snapshot of the ledger database (SQLite's backup API, safe "
+            "while the server writes) and the public key ring into DIR, which must be new or "
+            "empty and is then itself a ledger home: `SES_LEDGER_HOME=DIR ses-ledger verify` "
+            "checks it; restore by serving from it or copying it back. Signing and token keys "
+            "are secrets and are copied only with --with-secrets. On PostgreSQL use pg_dump."
+        ),
+    )
+    parser.add_argument("--out", required=True, metavar="DIR", help="a new or empty directory")
+    parser.add_argument(
+        "--with-secrets",
+        action="store_true",
+        help="also copy the private signing keys and the token key (mode 0600)",
+    )
+    parser.set_defaults(handler=cmd_backup)
