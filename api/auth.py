@@ -79,6 +79,18 @@ def load_or_create_token_key(home: Path) -> bytes:
     return _read_key(path)
 
 
+def rotate_token_key(home: Path) -> None:
+    """Replace the HS256 secret under `home` (atomically, mode 0600): every token signed
+    with the old one is refused from then on, by running servers too (`TokenVerifier`)."""
+    path = Path(home) / TOKEN_KEY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fresh = path.with_name(f"{TOKEN_KEY_FILE}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_hex(32) + "\n")
+    os.replace(fresh, path)
+
+
 def _read_key(path: Path) -> bytes:
     for _ in range(50):  # a concurrent creator may not have written it yet
         text = path.read_text().strip()
@@ -157,18 +169,46 @@ class TokenVerifier:
 
     Only tokens that passed every check are remembered, with their `exp`; a remembered
     token is refused once `exp` has passed (with the same leeway), exactly as a fresh check
-    would refuse it. The other time claims cannot turn a valid token invalid later. The
-    key is fixed for the life of the verifier.
+    would refuse it. The other time claims cannot turn a valid token invalid later.
+
+    With `path`, the key file is looked at again at most every `reload_every` seconds, and
+    a changed key (`ses-ledger token rotate-key`) replaces the old one and forgets every
+    remembered token: a leaked token stops working without a restart. A key file that
+    cannot be read leaves the current key in use.
     """
 
     LIMIT = 10_000
 
-    def __init__(self, key: bytes, leeway: float = 2.0) -> None:
+    def __init__(
+        self,
+        key: bytes,
+        leeway: float = 2.0,
+        *,
+        path: Path | None = None,
+        reload_every: float = 1.0,
+    ) -> None:
         self.key = key
         self.leeway = leeway
+        self.path = path
+        self.reload_every = reload_every
+        self._looked = time.monotonic()
         self._verified: dict[str, tuple[Principal, int]] = {}
 
+    def _reload(self) -> None:
+        assert self.path is not None
+        self._looked = time.monotonic()
+        try:
+            text = self.path.read_text().strip()
+            key = bytes.fromhex(text) if text else self.key
+        except (OSError, ValueError):
+            return
+        if key != self.key:
+            self.key = key
+            self._verified = {}
+
     def __call__(self, token: str) -> Principal:
+        if self.path is not None and time.monotonic() - self._looked >= self.reload_every:
+            self._reload()
         found = self._verified.get(token)
         if found is not None:
             principal, expires = found

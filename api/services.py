@@ -12,6 +12,7 @@ from api.directory import Directory
 from api.projector import FileLeadership, Leadership, PostgresLeadership, Projector
 from api.settings import ApiSettings
 from ledger.application import LedgerApp
+from ledger.config import TOKEN_KEY_FILE
 from ledger.write_gate import write_gate
 
 
@@ -32,7 +33,11 @@ class Services:
             ledger, self.write_gate, settings.checkpoint_max_age_seconds
         )
         self.token_key = load_or_create_token_key(ledger.config.home)
-        self.verify_token = TokenVerifier(self.token_key, settings.token_leeway_seconds)
+        self.verify_token = TokenVerifier(
+            self.token_key,
+            settings.token_leeway_seconds,
+            path=ledger.config.home / TOKEN_KEY_FILE,
+        )
         self._read_models = read_models
         self._read_lock = threading.Lock()
         self.projector = Projector(

@@ -1,4 +1,5 @@
-"""`ses-ledger token issue`: print a bearer token for the API (and nothing else).
+"""`ses-ledger token issue`: print a bearer token for the API (and nothing else);
+`ses-ledger token rotate-key`: a new signing secret, so every token issued before is refused.
 
 The token is signed with the HS256 secret under SES_LEDGER_HOME (created on first use, mode
 0600), the same one `ses-ledger serve` checks, so both must share the home directory.
@@ -35,6 +36,19 @@ def cmd_token_issue(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_token_rotate_key(args: argparse.Namespace) -> int:
+    from api.auth import rotate_token_key
+
+    home = LedgerConfig.from_env().home
+    rotate_token_key(home)
+    print(
+        f"new token key under {home}: every token issued before is refused from now on "
+        "(a running server notices within a second); issue new ones with `ses-ledger token "
+        "issue`"
+    )
+    return 0
+
+
 def register(sub: Any) -> None:
     token = sub.add_parser("token", help="issue API bearer tokens")
     actions = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
@@ -56,3 +70,13 @@ def register(sub: Any) -> None:
         help=f"lifetime in seconds (default {DEFAULT_TTL})",
     )
     issue.set_defaults(handler=cmd_token_issue)
+    rotate = actions.add_parser(
+        "rotate-key",
+        help="replace the token signing secret: every token issued so far stops working",
+        description=(
+            "For a token that leaked or a holder who left: writes a new HS256 secret under "
+            "SES_LEDGER_HOME (mode 0600). Running servers pick it up within a second and "
+            "refuse every token signed with the old one."
+        ),
+    )
+    rotate.set_defaults(handler=cmd_token_rotate_key)

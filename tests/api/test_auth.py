@@ -192,3 +192,34 @@ def test_cli_refuses_unknown_roles(
     assert cli(argv) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "root" in captured.err
+
+
+def test_a_rotated_key_refuses_old_tokens_in_a_running_server(
+    api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ses-ledger token rotate-key`, for a leaked token: the server needs no restart."""
+    services = api.client.app.state.services  # type: ignore[attr-defined]
+    home = services.ledger.config.home
+    old = jwt.encode(_claims(), api.key, algorithm="HS256")
+    assert _status(api, old) == 200  # now remembered by the verifier
+    monkeypatch.setenv("SES_LEDGER_HOME", str(home))
+    assert cli(["token", "rotate-key"]) == 0
+    assert "every token issued before is refused" in capsys.readouterr().out
+    path = home / "token.key"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    new_key = load_or_create_token_key(home)
+    assert new_key != api.key and len(new_key) == 32
+    assert not list(home.glob("token.key.*"))  # written aside, then moved into place
+    services.verify_token.reload_every = 0  # instead of waiting for the next look (1 s)
+    assert _status(api, old) == 401
+    assert _status(api, jwt.encode(_claims(), new_key, algorithm="HS256")) == 200
+
+
+def test_a_verifier_keeps_its_key_while_the_file_cannot_be_read(tmp_path: Path) -> None:
+    key = load_or_create_token_key(tmp_path)
+    verify = TokenVerifier(key, path=tmp_path / "token.key", reload_every=0)
+    token = issue_token(key, subject="s", roles=["admin"], agency="DOE", ttl_seconds=60)
+    (tmp_path / "token.key").write_text("")  # half-written by hand: not a key
+    assert verify(token).subject == "s"
+    (tmp_path / "token.key").unlink()
+    assert verify(token).subject == "s"
