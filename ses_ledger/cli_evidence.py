@@ -184,9 +184,10 @@ def event_line(e: dict[str, Any]) -> str:
     mark = "verified" if checked else "NOT VERIFIED" if checked is False else "unchecked"
     if checked is False:
         mark += f" ({', '.join(verification.get('problems', []))})"
+    under = f" under {e['policy']}" if e.get("policy") else ""
     return (
         f"{e['position']:>8}  {e['stream_id']} v{e['stream_version']}  {e['type']}  "
-        f"on {e['occurred_on']}  recorded {e['recorded_at']}  by {e['actor']}  "
+        f"on {e['occurred_on']}  recorded {e['recorded_at']}  by {e['actor']}{under}  "
         f"{e['hash'][:16]}  {mark}"
     )
 
@@ -222,9 +223,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"events": items}, indent=2))
     else:
-        print("\n".join(event_line(e) for e in items))
-        verdict = f"{failed} do not verify" if failed else "every one verifies"
-        print(f"{len(items)} entries; {verdict}", file=sys.stderr)
+        for e in items:
+            print(event_line(e))
+        verdict = f"; {failed} do not verify" if failed else "; every one verifies"
+        print(f"{len(items)} entries{verdict if items else ''}", file=sys.stderr)
     return 1 if failed else 0
 
 
