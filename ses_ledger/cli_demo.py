@@ -41,6 +41,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             years=args.years,
             seed=args.seed,
             batch_per_appraisal=args.batch,
+            random_ids=args.random_ids,
             progress=bar.update,
         )
     elapsed = time.perf_counter() - started
@@ -75,5 +76,11 @@ def register(sub: Any) -> None:
         "--batch",
         action="store_true",
         help="store each appraisal's events in one transaction (faster, for big histories)",
+    )
+    parser.add_argument(
+        "--random-ids",
+        action="store_true",
+        help="executives get random ids (E-<uuid>), as an HR system's would be, instead of "
+        "E00001...; nothing else changes",
     )
     parser.set_defaults(handler=cmd_demo)

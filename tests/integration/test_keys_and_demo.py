@@ -11,6 +11,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from ledger.application import LedgerApp
 from ledger.config import LedgerConfig
 from ledger.entry import entry_from_state
@@ -126,3 +128,22 @@ def test_cli_keys_demo_verify(tmp_path: Path) -> None:
     assert verify.returncode == 0 and "ledger verified" in verify.stdout
     helptext = subprocess.run([*cli, "--help"], env=env, capture_output=True, text=True)
     assert "demo" in helptext.stdout and "verify" in helptext.stdout
+
+
+def test_cli_demo_random_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ses_ledger import cli
+
+    monkeypatch.setenv("SES_LEDGER_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SES_LEDGER_DB", raising=False)
+    assert cli.main(["demo", "--executives", "3", "--years", "1", "--random-ids"]) == 0
+    capsys.readouterr()
+    app = LedgerApp(LedgerConfig.from_env())
+    registered = [
+        n.originator_id
+        for n in app.recorder.select_notifications(start=1, limit=1000)
+        if n.topic == "ExecutiveRegistered"
+    ]
+    assert len(registered) == 3
+    assert all(uuid.UUID(str(e).removeprefix("E-")) for e in registered)
