@@ -16,6 +16,7 @@ import argparse
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -80,6 +81,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
         print(f"ses-ledger: {exc.args[0]}", file=sys.stderr)
         return 2
     head = runner.source.head()
+    started = time.perf_counter()
     with (
         _stop_on_signals() as stop,
         Progress(total=head, desc="rebuilding", disable=args.quiet, at_total="writing rows") as bar,
@@ -94,7 +96,10 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
             "from there"
         )
         return 130
-    print(f"rebuilt {', '.join(names or read_models.projection_names())} up to position {position}")
+    print(
+        f"rebuilt {', '.join(names or read_models.projection_names())} up to position "
+        f"{position} in {time.perf_counter() - started:.1f} s"
+    )
     if args.digest:
         _print_digests(read_models, names)
     return 0
