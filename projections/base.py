@@ -83,10 +83,11 @@ class Projection:
         for rows in self.rows.values():
             rows.prepare()
 
-    def flush(self, cursor: Any) -> None:
+    def flush(self, cursor: Any, fresh: bool = False) -> None:
+        """Write the changed rows (`fresh`: the tables were emptied in this transaction)."""
         self.prepare()
         for rows in self.rows.values():
-            rows.flush(cursor)
+            rows.flush(cursor, fresh)
 
     def forget(self) -> None:
         for rows in self.rows.values():

@@ -415,7 +415,7 @@ class Runner:
                     if replace:
                         for table in projection.tables:
                             cursor.execute(f"DELETE FROM {self.store.name(table.name)}")
-                    projection.flush(cursor)
+                    projection.flush(cursor, fresh=replace)
                     cursor.execute(self._sql_set, (covered, projection.name))
         except BaseException as exc:
             self._drop(chosen)

@@ -1073,3 +1073,33 @@ def test_a_large_catch_up_freezes_its_objects_out_of_the_collector(
         assert small and kept
     finally:
         gc.unfreeze()
+
+
+def test_a_fresh_write_stores_what_an_upsert_stores(ledger_config: LedgerConfig) -> None:
+    """A rebuild's write into emptied tables (COPY on PostgreSQL) keeps every value exactly,
+    escapes included, as the per-row upsert of the projector's batches does."""
+    from projections.store import INT, JSON, TEXT, LedgerStore, Rows, Table
+
+    table = Table("proj_test_fresh", (("k", TEXT), ("n", INT), ("doc", JSON)), ("k",))
+    app = LedgerApp(ledger_config)  # kept: its connection pool closes with it
+    store = LedgerStore(app.recorder)
+    with store.transaction(commit=True) as cursor:
+        for statement in store.create_statements(table):
+            cursor.execute(statement)
+    awkward = ["tab\there", "line\nbreak", "back\\slash", "\\N", "", "é ✓ 𝄞", 'q"uote', "\r"]
+    written: dict[bool, list[tuple[Any, ...]]] = {}
+    for fresh in (False, True):
+        rows = Rows(store, table)
+        rows.complete = True
+        for i, text in enumerate(awkward):
+            rows.put(text or "empty", {"k": text or "empty", "n": i - 3, "doc": {"t": text}})
+        rows.put("none", {"k": "none", "n": None, "doc": None})
+        with store.transaction(commit=True) as cursor:
+            cursor.execute(f"DELETE FROM {store.name(table.name)}")
+            rows.flush(cursor, fresh=fresh)
+        with store.transaction(commit=False) as cursor:
+            cursor.execute(f"SELECT k, n, doc FROM {store.name(table.name)}")
+            written[fresh] = sorted((r["k"], r["n"], r["doc"]) for r in cursor.fetchall())
+    assert written[True] == written[False]
+    assert ("back\\slash", -1, '{"t":"back\\\\slash"}') in written[True]
+    assert ("none", None, None) in written[True] and len(written[True]) == len(awkward) + 1
