@@ -47,6 +47,11 @@ class Directory:
         facts = self.facts(stream_id)
         return None if facts is None else facts.executive_id
 
+    def agency_of(self, stream_id: str) -> str | None:
+        """The agency whose records hold the stream, or None (no such stream, no agency)."""
+        facts = self.facts(stream_id)
+        return None if facts is None else facts.agency
+
     def facts(self, stream_id: str) -> StreamFacts | None:
         """Facts of any stream, or None when it does not exist (or cannot be an id)."""
         if not _ID.match(stream_id):

@@ -55,6 +55,7 @@ def _page(services: Services, principal: Principal, after: int, limit: int) -> b
     """
     select = services.ledger.recorder.select_notifications
     everything = principal.agency == ALL_AGENCIES
+    directory = services.directory
     events: list[bytes] = []
     cursor, scanned = after, 0
     while True:
@@ -64,7 +65,7 @@ def _page(services: Services, principal: Principal, after: int, limit: int) -> b
                 return _page_json(events, cursor)  # n proves there is more
             cursor = n.id
             scanned += 1
-            if everything or _agency_of(services, str(n.originator_id)) == principal.agency:
+            if everything or directory.agency_of(str(n.originator_id)) == principal.agency:
                 events.append(entry_json(n.state, n.id))
         if len(window) <= limit:
             return _page_json(events, None)
@@ -75,11 +76,6 @@ def _page(services: Services, principal: Principal, after: int, limit: int) -> b
 def _page_json(events: list[bytes], next_after: int | None) -> bytes:
     tail = b"null" if next_after is None else str(next_after).encode()
     return b'{"events":[' + b",".join(events) + b'],"next_after":' + tail + b"}"
-
-
-def _agency_of(services: Services, stream_id: str) -> str | None:
-    facts = services.directory.facts(stream_id)
-    return None if facts is None else facts.agency
 
 
 @router.get(
