@@ -70,12 +70,9 @@ def load_or_create_token_key(home: Path) -> bytes:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        _write_new_key(path)
     except FileExistsError:
-        return _read_key(path)  # another process created it first
-    with os.fdopen(fd, "w") as fh:
-        fh.write(secrets.token_hex(32) + "\n")
-    os.chmod(path, 0o600)
+        pass  # another process created it first
     return _read_key(path)
 
 
@@ -85,10 +82,16 @@ def rotate_token_key(home: Path) -> None:
     path = Path(home) / TOKEN_KEY_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     fresh = path.with_name(f"{TOKEN_KEY_FILE}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    _write_new_key(fresh)
+    os.replace(fresh, path)
+
+
+def _write_new_key(path: Path) -> None:
+    """A new random secret in a file that must not exist yet (FileExistsError), mode 0600."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(secrets.token_hex(32) + "\n")
-    os.replace(fresh, path)
+    os.chmod(path, 0o600)
 
 
 def _read_key(path: Path) -> bytes:
