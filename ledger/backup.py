@@ -23,6 +23,8 @@ from pathlib import Path
 
 from ledger.config import TOKEN_KEY_FILE, LedgerConfig
 from ledger.errors import LedgerError, StoreUnavailable
+from ledger.keys import KeyRing
+from ledger.recorders import SQLITE_EVENTS_TABLE, LedgerTables
 
 
 class BackupRefused(LedgerError):
@@ -45,7 +47,7 @@ def backup(config: LedgerConfig, out: Path, *, with_secrets: bool = False) -> Ba
     if config.is_postgres:
         raise BackupRefused(
             "the store is PostgreSQL: back it up with pg_dump (the ledger's schema), and "
-            f"copy {config.home / 'keys'} beside it"
+            f"copy {KeyRing(config.home).dir} beside it"
         )
     source = config.sqlite_path()
     if not source.is_file():
@@ -68,22 +70,24 @@ def backup(config: LedgerConfig, out: Path, *, with_secrets: bool = False) -> Ba
 
 
 def _facts(copy: sqlite3.Connection) -> tuple[int, int | None]:
+    names = LedgerTables("sqlite", events_table=SQLITE_EVENTS_TABLE)
     tables = {r[0] for r in copy.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     head = 0
-    if "stored_events" in tables:
-        head = int(copy.execute("SELECT max(rowid) FROM stored_events").fetchone()[0] or 0)
+    if names.events in tables:
+        head = int(copy.execute(f"SELECT max(rowid) FROM {names.events}").fetchone()[0] or 0)
     checkpoint = None
-    if "ledger_checkpoints" in tables:
-        checkpoint = copy.execute("SELECT max(tree_size) FROM ledger_checkpoints").fetchone()[0]
+    if names.checkpoints in tables:
+        sql = f"SELECT max(tree_size) FROM {names.checkpoints}"
+        checkpoint = copy.execute(sql).fetchone()[0]
     return head, checkpoint
 
 
 def _copy_keys(home: Path, out: Path, with_secrets: bool) -> tuple[str, ...]:
     """The public key ring; with secrets, the signing keys and the token key (mode 0600)."""
-    keys = home / "keys"
-    wanted = [keys / "keyring.json"] if (keys / "keyring.json").is_file() else []
+    ring = KeyRing(home)
+    wanted = [ring.index] if ring.index.is_file() else []
     if with_secrets:
-        wanted += sorted(keys.glob("*.pem"))
+        wanted += sorted(ring.dir.glob("*.pem"))
         if (home / TOKEN_KEY_FILE).is_file():
             wanted.append(home / TOKEN_KEY_FILE)
     copied = []

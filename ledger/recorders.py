@@ -167,9 +167,13 @@ def as_store_error(exc: Exception) -> Exception:
     return exc
 
 
+#: eventsourcing's SQLite events table (its default name, which the ledger keeps).
+SQLITE_EVENTS_TABLE = "stored_events"
+
+
 class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.tables = LedgerTables("sqlite", events_table="stored_events")
+        self.tables = LedgerTables("sqlite", events_table=SQLITE_EVENTS_TABLE)
         #: Concurrent writers share commits (`ledger.group_commit`), each commit under
         #: `gate` (`LedgerApp.record_gate`: the server's write gate between threads and
         #: worker processes).
