@@ -161,23 +161,28 @@ def trail(
         streams = set(executive_streams(store, executive_id))
     if appraisal_id is not None:
         streams = {appraisal_id} if streams is None else streams & {appraisal_id}
+    fetched: list[Event] = []
     if streams is not None:
-        events = [e for e in log.by_streams(sorted(streams)) if e.position > after]
+        fetched = log.by_streams(sorted(streams))  # whole streams: predecessors included
+        events = [e for e in fetched if e.position > after]
         if actor is not None:
             events = [e for e in events if e.actor == actor]
         events = bound.filter(events)[:limit]
     else:
         assert actor is not None
         events = _actor_events(store, log, bound, actor, after, limit)
-    return verify_events(events, verifiers, _predecessors(log, events))
+    return verify_events(events, verifiers, _predecessors(log, events, fetched))
 
 
-def _predecessors(log: EventLog, events: Sequence[Event]) -> list[Event]:
+def _predecessors(log: EventLog, events: Sequence[Event], fetched: Sequence[Event]) -> list[Event]:
     """The entry before each of `events` in its stream, where it is not among them (a page,
-    or a trail by actor, leaves them out), so every chain link can be checked."""
+    or a trail by actor, leaves them out), so every chain link can be checked: from the
+    events already `fetched`, else read."""
     have = {(e.stream_id, e.version) for e in events}
     wanted = {(e.stream_id, e.version - 1) for e in events if e.version > 1} - have
-    return log.by_stream_versions(sorted(wanted)) if wanted else []
+    known = [e for e in fetched if (e.stream_id, e.version) in wanted]
+    missing = wanted - {(e.stream_id, e.version) for e in known}
+    return known + (log.by_stream_versions(sorted(missing)) if missing else [])
 
 
 def _actor_events(
