@@ -142,11 +142,6 @@ class Store:
             return None
         return f"COPY {self.name(table.name)} ({', '.join(table.column_names)}) FROM STDIN"
 
-    def insert_sql(self, table: Table) -> str:
-        cols = table.column_names
-        marks = ", ".join([self.p] * len(cols))
-        return f"INSERT INTO {self.name(table.name)} ({', '.join(cols)}) VALUES ({marks})"
-
     def select_by_key_sql(self, table: Table) -> str:
         where = " AND ".join(f"{k} = {self.p}" for k in table.key)
         return f"SELECT {', '.join(table.column_names)} FROM {self.name(table.name)} WHERE {where}"
