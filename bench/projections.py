@@ -42,6 +42,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import parse_qs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -104,9 +105,15 @@ def settle(config: LedgerConfig) -> None:
     A rebuild leaves about 600 MB in the WAL. With the collector run, reads measured right
     after a rebuild came out no slower than after this (2.5 against 2.6 s here); the
     checkpoint and sync keep the kernel's write-back of those pages out of the next section.
+
+    On PostgreSQL: `VACUUM (ANALYZE)` of the store's tables, what autovacuum does on a
+    maintained server (this machine's runs with autovacuum off, for its tests). Without it
+    every round's rebuild deletes the previous rows beside all the dead ones before them,
+    and the planner works from no statistics of a freshly loaded log.
     """
     gc.collect()
     if config.is_postgres:
+        vacuum_analyze(config)
         return
     connection = sqlite3.connect(config.db_url[len("sqlite:///") :])
     try:
@@ -114,6 +121,41 @@ def settle(config: LedgerConfig) -> None:
     finally:
         connection.close()
     os.sync()  # and let the kernel write those pages back now, not during the next section
+
+
+def vacuum_analyze(config: LedgerConfig) -> None:
+    import psycopg
+    from psycopg.sql import SQL, Identifier
+
+    url, _sep, query = config.db_url.partition("?")
+    schema = parse_qs(query).get("schema", ["public"])[0]
+    with psycopg.connect(url, autocommit=True) as connection:
+        tables = connection.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,)
+        ).fetchall()
+        for (table,) in tables:
+            connection.execute(
+                SQL("VACUUM (ANALYZE) {}.{}").format(Identifier(schema), Identifier(table))
+            )
+
+
+def server_cpu_seconds() -> float | None:
+    """User + system CPU of the local PostgreSQL server's processes so far (None when none
+    is seen in /proc): a rebuild's server does a third of its work, on the same cores."""
+    ticks, seen = 0, False
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as stat:
+                line = stat.read()
+        except OSError:
+            continue
+        if line[line.index("(") + 1 : line.rindex(")")].startswith("postgres"):
+            fields = line[line.rindex(")") + 2 :].split()
+            ticks += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+            seen = True
+    return ticks / os.sysconf("SC_CLK_TCK") if seen else None
 
 
 def cpu_seconds() -> float:
@@ -125,11 +167,14 @@ def cpu_seconds() -> float:
     )
 
 
-def timed(section: Callable[[], T]) -> tuple[T, float, float]:
-    """What one section returned, and its wall-clock and CPU seconds."""
-    cpu, started = cpu_seconds(), time.perf_counter()
+def timed(section: Callable[[], T]) -> tuple[T, float, float, float | None]:
+    """What one section returned, its wall-clock and CPU seconds, and the local PostgreSQL
+    server's CPU seconds meanwhile (None when no server process is seen)."""
+    cpu, server, started = cpu_seconds(), server_cpu_seconds(), time.perf_counter()
     result = section()
-    return result, time.perf_counter() - started, cpu_seconds() - cpu
+    wall, used, server_after = time.perf_counter() - started, cpu_seconds(), server_cpu_seconds()
+    spent = None if server is None or server_after is None else server_after - server
+    return result, wall, used - cpu, spent
 
 
 def bare_read(app: LedgerApp, page: int) -> int:
@@ -148,6 +193,12 @@ def lean_read(app: LedgerApp, page: int) -> None:
     after = 0
     while events := log.page(after, page):
         after = events[-1].position
+
+
+def server_part(config: LedgerConfig, seconds: float | None) -> str:
+    if not config.is_postgres or seconds is None:
+        return ""
+    return f", server {seconds:.2f} s"
 
 
 def main() -> int:
@@ -185,16 +236,18 @@ def main() -> int:
     ratios = []
     for round_ in range(1, args.repeat + 1):  # alternate, so drift hits both sides alike
         settle(config)
-        count, read, read_cpu = timed(partial(bare_read, app, REBUILD_BATCH))
+        count, read, read_cpu, read_server = timed(partial(bare_read, app, REBUILD_BATCH))
         settle(config)
-        _none, lean, _cpu = timed(partial(lean_read, app, REBUILD_BATCH))
+        _none, lean, _cpu, _server = timed(partial(lean_read, app, REBUILD_BATCH))
         settle(config)
-        _head, built, built_cpu = timed(partial(read_models.rebuild, jobs=args.jobs))
+        _head, built, built_cpu, built_server = timed(partial(read_models.rebuild, jobs=args.jobs))
         ratios.append(built / read)
         print(
             f"round {round_}: bare read {count} notifications {read:6.2f} s "
-            f"(CPU {read_cpu:.2f} s, {count / read:.0f} ev/s); full rebuild {built:6.2f} s "
-            f"(CPU {built_cpu:.2f} s, {events / built:.0f} ev/s); ratio {ratios[-1]:.2f}; "
+            f"(CPU {read_cpu:.2f} s{server_part(config, read_server)}, "
+            f"{count / read:.0f} ev/s); full rebuild {built:6.2f} s "
+            f"(CPU {built_cpu:.2f} s{server_part(config, built_server)}, "
+            f"{events / built:.0f} ev/s); ratio {ratios[-1]:.2f}; "
             f"(the rebuild's own lean read of the log: {lean:.2f} s, "
             f"rebuild / lean read {built / lean:.2f})",
             flush=True,
@@ -203,9 +256,12 @@ def main() -> int:
     if args.solo:
         for name in read_models.runner.projections:
             settle(config)
-            _head, alone, alone_cpu = timed(partial(read_models.rebuild, [name], jobs=1))
+            _head, alone, alone_cpu, alone_server = timed(
+                partial(read_models.rebuild, [name], jobs=1)
+            )
             print(
-                f"alone: {name:<16} {alone:6.2f} s (CPU {alone_cpu:.2f} s), "
+                f"alone: {name:<16} {alone:6.2f} s "
+                f"(CPU {alone_cpu:.2f} s{server_part(config, alone_server)}), "
                 f"{alone / read:.2f} x the last bare read",
                 flush=True,
             )
