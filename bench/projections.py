@@ -13,7 +13,8 @@ shows how far the code is from the target whatever the machine's speed that day.
 `--solo` then rebuilds each projection alone, in this process: a projection cannot be split
 across cores, so the slowest alone is the rebuild's floor however many cores there are. On
 SQLite the write-ahead log is checkpointed before each timed section, so each starts from
-the same state.
+the same state; on PostgreSQL the store's tables are vacuumed and analysed, as autovacuum
+would (`--no-vacuum`: not), and each section also prints the local server's CPU.
 
 The history is the demo generator's (real commands, sealed and Merkle-logged), about 31
 events per executive over 5 cycles. It is kept under --home and reused when it already holds
@@ -23,7 +24,7 @@ gives them random UUIDs instead, as ids chosen by HR systems would be (a history
 own: use another --home).
 
     python bench/projections.py [--events 1000000] [--home DIR] [--db URL] [--repeat 1]
-                                [--jobs N] [--solo] [--random-ids]
+                                [--jobs N] [--solo] [--random-ids] [--no-vacuum]
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def ensure_history(config: LedgerConfig, events: int, random_ids: bool) -> int:
     return int(writer.recorder.max_notification_id() or 0)
 
 
-def settle(config: LedgerConfig) -> None:
+def settle(config: LedgerConfig, vacuum: bool = True) -> None:
     """Start each timed section from the same state: garbage collected and, on SQLite, the
     write-ahead log folded into the database file and written back to disk.
 
@@ -113,7 +114,8 @@ def settle(config: LedgerConfig) -> None:
     """
     gc.collect()
     if config.is_postgres:
-        vacuum_analyze(config)
+        if vacuum:
+            vacuum_analyze(config)
         return
     connection = sqlite3.connect(config.db_url[len("sqlite:///") :])
     try:
@@ -220,6 +222,11 @@ def main() -> int:
         action="store_true",
         help="a history whose executives have random UUIDs, not E00001... (its own --home)",
     )
+    parser.add_argument(
+        "--no-vacuum",
+        action="store_true",
+        help="PostgreSQL: no VACUUM (ANALYZE) before each section (as where autovacuum is off)",
+    )
     args = parser.parse_args()
     home = args.home or Path(tempfile.mkdtemp(prefix="ses-bench-projections-"))
     KeyRing(home).init()
@@ -235,11 +242,11 @@ def main() -> int:
     read_models = ReadModels(app)
     ratios = []
     for round_ in range(1, args.repeat + 1):  # alternate, so drift hits both sides alike
-        settle(config)
+        settle(config, not args.no_vacuum)
         count, read, read_cpu, read_server = timed(partial(bare_read, app, REBUILD_BATCH))
-        settle(config)
+        settle(config, not args.no_vacuum)
         _none, lean, _cpu, _server = timed(partial(lean_read, app, REBUILD_BATCH))
-        settle(config)
+        settle(config, not args.no_vacuum)
         _head, built, built_cpu, built_server = timed(partial(read_models.rebuild, jobs=args.jobs))
         ratios.append(built / read)
         print(
@@ -255,7 +262,7 @@ def main() -> int:
     print(f"median ratio {statistics.median(ratios):.2f} (target <= 2)", flush=True)
     if args.solo:
         for name in read_models.runner.projections:
-            settle(config)
+            settle(config, not args.no_vacuum)
             _head, alone, alone_cpu, alone_server = timed(
                 partial(read_models.rebuild, [name], jobs=1)
             )
