@@ -248,11 +248,6 @@ class EventLog:
                 # hex-encoded, twice its size, encoded by the server and decoded here. A
                 # million events: 1.4-1.5 s of CPU against 3.5 (bench/README.md, projections).
                 cursor.row_factory = tuple_row
-                # A page is one index range in position order: parallel workers only cost
-                # (two processes started per page). The planner picked them for the
-                # type-filtered pages of a freshly loaded log not yet analysed: 3.6 s of
-                # server CPU to read a million events against 2.0 (bench/README.md).
-                cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
                 cursor.execute(sql, tuple(params), binary=True)
             rows = cursor.fetchall()
         return [Event(r[0], r[1], r[2], r[3], r[4]) for r in rows]

@@ -210,18 +210,15 @@ class Runner:
             self._lock(cursor, list(self.projections))
             self.store.lock_ddl(cursor)
             stored = self._positions(cursor)
-            outdated = self.store.not_byte_ordered(
-                cursor, [t for p in self.projections.values() for t in p.tables]
-            )
             for projection in self.projections.values():
                 row = stored.get(projection.name)
-                why = None
                 if row is not None and row[1] != projection.version:
-                    why = f"changed (version {row[1]} -> {projection.version})"
-                elif row is not None and any(t.name in outdated for t in projection.tables):
-                    why = "has tables made before text columns were byte-ordered"
-                if why is not None:
-                    log.warning("projection %s %s: rebuilding from 0", projection.name, why)
+                    log.warning(
+                        "projection %s changed (version %s -> %s): rebuilding from 0",
+                        projection.name,
+                        row[1],
+                        projection.version,
+                    )
                     for table in projection.tables:
                         cursor.execute(self.store.drop_statement(table))
                     cursor.execute(self._sql_reset, (projection.version, projection.name))

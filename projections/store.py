@@ -100,15 +100,8 @@ class Store:
     # -- DDL -------------------------------------------------------------------------------
 
     def create_statements(self, table: Table) -> list[str]:
-        """The table and its indexes. On PostgreSQL text columns compare bytes (`COLLATE
-        "C"`), as SQLite's do, so `ORDER BY` over text (reports by executive) gives the same
-        order on both whatever the server's locale. It is also cheaper: the default
-        collation compares through the C library's `strcoll` (PostgreSQL 15 takes only "C"
-        and "POSIX" as byte order, not "C.UTF-8"); inserting a million-event rebuild's rows
-        cost the server 1.29 s against 1.48 s (bench/README.md, projections)."""
         big = "BIGINT" if self.dialect == "postgres" else "INTEGER"
-        text = 'TEXT COLLATE "C"' if self.dialect == "postgres" else "TEXT"
-        kinds = {TEXT: text, INT: big, JSON: text}
+        kinds = {TEXT: "TEXT", INT: big, JSON: "TEXT"}
         cols = ", ".join(f"{name} {kinds[kind]}" for name, kind in table.columns)
         statements = [
             f"CREATE TABLE IF NOT EXISTS {self.name(table.name)} "
@@ -127,11 +120,6 @@ class Store:
 
     def lock_ddl(self, cursor: Any) -> None:
         """Serialise schema changes between processes (PostgreSQL; SQLite's writer lock)."""
-
-    def not_byte_ordered(self, cursor: Any, tables: Sequence[Table]) -> set[str]:
-        """The stored tables among `tables` with a text column not in byte order: made on
-        PostgreSQL before `create_statements` collated text as "C" (SQLite: none)."""
-        return set()
 
     def snapshot(self, cursor: Any) -> None:
         """Make the rest of a read transaction see one snapshot (SQLite always does)."""
@@ -255,19 +243,6 @@ class LedgerStore(Store):
     def lock_ddl(self, cursor: Any) -> None:
         if self.dialect == "postgres":
             cursor.execute("SELECT pg_advisory_xact_lock(7461836925)")
-
-    def not_byte_ordered(self, cursor: Any, tables: Sequence[Table]) -> set[str]:
-        if self.dialect != "postgres" or not tables:
-            return set()
-        # information_schema gives a default-collated column's collation as NULL.
-        cursor.execute(
-            "SELECT DISTINCT table_name AS table_name FROM information_schema.columns "
-            "WHERE table_schema = COALESCE(NULLIF(%s, ''), current_schema()) "
-            "AND table_name = ANY(%s) AND data_type = 'text' "
-            "AND collation_name IS DISTINCT FROM 'C'",
-            (self.schema, [table.name for table in tables]),
-        )
-        return {str(row["table_name"]) for row in cursor.fetchall()}
 
     def snapshot(self, cursor: Any) -> None:
         if self.dialect == "postgres":
