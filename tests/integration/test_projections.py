@@ -554,6 +554,62 @@ def test_compliance_flags_late_plans_missing_reviews_and_removals(
     }
 
 
+def test_compliance_flags_a_transfer_whose_former_ratings_the_initial_rating_does_not_cite(
+    story: Story, models: ReadModels
+) -> None:
+    """RAT-10 (flag): a transfer effective in the period, up to and including the initial
+    rating's date, and a narrative citing none of the executive's earlier appraisals."""
+    rated_on = date(2024, 9, 20)
+    cases = {
+        "E1": (rated_on - timedelta(days=200), "Strong year."),  # flagged
+        "E2": (rated_on - timedelta(days=200), "Considered {former} from the former agency."),
+        "E3": (rated_on, "Strong year."),  # effective on the rating's day: flagged
+        "E4": (rated_on + timedelta(days=1), "Strong year."),  # after it: not
+    }
+    former: dict[str, str] = {}
+    for executive_id, (effective_on, narrative) in cases.items():
+        story.executive(executive_id)
+        former[executive_id] = story.appraisal(executive_id, date(2023, 11, 15), 3)
+        story.plan(executive_id, f"NEW-{executive_id}", 2024)
+        story.app.record_personnel_action(
+            executive_id,
+            action="transfer",
+            basis_appraisal_ids=[],
+            notice_on=effective_on - timedelta(days=30),
+            effective_on=effective_on,
+            authority="5 U.S.C. 3395",
+            hearing_requested_on=None,
+            actor="AA1",
+            submitted_by="hr-app-1",
+        )
+        codes = [e["code"] for e in story.app.appraisal(f"NEW-{executive_id}").elements]
+        story.step(
+            f"NEW-{executive_id}",
+            "issue_initial_rating",
+            rated_on=rated_on,
+            rating_official_id="R1",
+            element_levels=dict.fromkeys(codes, 3),
+            narrative=narrative.format(former=former[executive_id]),
+            shared_on=rated_on,
+        )
+    models.catch_up()
+
+    def rat_10(as_of: date) -> dict[str, str]:
+        findings = models.compliance(as_of=as_of)["findings"]
+        return {f["subject_id"]: f["detail"] for f in findings if f["rule"] == "RAT-10"}
+
+    found = rat_10(date(2024, 12, 1))
+    assert sorted(found) == ["NEW-E1", "NEW-E3"]
+    assert found["NEW-E1"] == (
+        f"the executive transferred on {rated_on - timedelta(days=200)}; the initial rating "
+        f"cites none of the former agency's appraisals ({former['E1']})"
+    )
+    assert f"transferred on {rated_on}" in found["NEW-E3"]
+    # Before the initial rating there is nothing to judge yet.
+    assert rat_10(rated_on - timedelta(days=1)) == {}
+    assert sorted(rat_10(rated_on)) == ["NEW-E1", "NEW-E3"]
+
+
 # --- Audit ---------------------------------------------------------------------------------
 
 
