@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import os
 import sqlite3
 import subprocess
@@ -27,7 +28,7 @@ from ledger.application import LedgerApp
 from ledger.bundle import build_bundle
 from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.config import LedgerConfig
-from ledger.entry import HASHED_FIELDS, entry_from_state, seal
+from ledger.entry import HASHED_FIELDS, entry_from_state, seal, sealed_state, split_state
 from ledger.keys import KeyRing, key_id_for
 from ledger.log import MerkleLog
 from ledger.merkle import MemoryNodeStore, leaf_hash, subtree_hashes_completed_by_append
@@ -305,6 +306,52 @@ def test_an_edited_signature_is_named(
     report = verify(ledger_config)
     assert not report.ok and report.first_bad_position == target.position
     assert "signature" in (report.problem or "")
+
+
+def test_an_event_relabelled_in_its_row_is_named(ledger_config: LedgerConfig) -> None:
+    """The row's type column says FinalRatingAssigned; the sealed entry, untouched, says a
+    progress review. Projections dispatch on the column, so verify must not trust it."""
+    history(ledger_config)
+    target = next(r for r in rows(ledger_config)[30:] if r.topic == "ProgressReviewed")
+    raw(
+        ledger_config,
+        f"UPDATE {events_table(ledger_config)} SET topic=? WHERE {id_column(ledger_config)}=?",
+        ("FinalRatingAssigned", target.position),
+    )
+    report = verify(ledger_config)
+    assert not report.ok and report.first_bad_position == target.position
+    assert report.problem == "the entry's stream, version or type differs from its row"
+
+
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        (lambda body: body.replace(b'","', b'", "', 1), "not in RFC 8785 canonical form"),
+        (lambda body: b"[" + body, "the entry is not JSON"),
+    ],
+    ids=["not-canonical", "not-json"],
+)
+def test_an_entry_rewritten_with_its_hash_recomputed_is_named(
+    ledger_config: LedgerConfig, edit: Callable[[bytes], bytes], named: str
+) -> None:
+    """Without the signing key an intruder can still make the stored hash match new bytes;
+    bytes that are not the canonical entry are named as such (and the signature fails)."""
+    history(ledger_config)
+    target = rows(ledger_config)[40]
+    body, seal_fields = split_state(target.state)
+    changed = edit(body)
+    assert changed != body
+    state = sealed_state(
+        changed,
+        hashlib.sha256(changed).digest(),
+        seal_fields["key_id"],
+        base64.b64decode(seal_fields["signature"]),
+    ).state
+    set_state(ledger_config, target.position, state)
+    report = verify(ledger_config)
+    assert not report.ok and report.first_bad_position == target.position
+    assert named in (report.problem or "")
+    assert (target.position, "the signature does not verify") in report.problems
 
 
 def _delete(config: LedgerConfig, position: int) -> None:
