@@ -325,6 +325,30 @@ def test_an_appraisal_moves_through_its_stages_and_becomes_the_current_rating(
     assert models.appraisal_events("A1")[-1]["stream_version"] == 11
 
 
+def test_a_final_rating_recorded_late_for_an_earlier_year_does_not_become_current(
+    story: Story, models: ReadModels
+) -> None:
+    """HR back-fills the FY2023 rating after FY2024's: the latest by rating date stays
+    current, and the back-filled one still counts where its date puts it."""
+    story.executive("E1")
+    newer = story.appraisal("E1", date(2024, 11, 15), 4)
+    models.catch_up()  # incrementally, as the server does: the newer one is current first
+    older = story.appraisal("E1", date(2023, 11, 15), 2)
+    models.catch_up()
+    executive = models.executive("E1")
+    assert executive is not None
+    assert (executive["current_rating"]["appraisal_id"], executive["current_rating"]["level"]) == (
+        newer,
+        4,
+    )
+    assert [r["appraisal_id"] for r in models.ratings("E1")["ratings"]] == [older, newer]
+    below = models.below_fully_successful(date(2024, 12, 1))["executives"]
+    assert [(e["executive_id"], [r["level"] for r in e["ratings"]]) for e in below] == [("E1", [2])]
+    rebuilt = ReadModels(story.app)
+    rebuilt.runner.rebuild()
+    assert rebuilt.executive("E1") == executive
+
+
 def test_ratings_are_listed_oldest_first_and_the_latest_is_current(
     story: Story, models: ReadModels
 ) -> None:
