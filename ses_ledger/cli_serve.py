@@ -17,16 +17,18 @@ from ledger.config import LedgerConfig
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from ledger.errors import SigningKeyError
     from ledger.keys import KeyRing
     from ledger.store_probe import probe_store
     from ses_ledger import workers
 
     config = LedgerConfig.from_env()
-    if not KeyRing(config.home).exists():
-        print(
-            f"ses-ledger serve: no signing key under {config.home}: run `ses-ledger keys init`",
-            file=sys.stderr,
-        )
+    try:
+        # Loaded, not only looked for: an unreadable key ring or key file fails here, in
+        # one line, before the server says it is serving (each worker would fail alone).
+        KeyRing(config.home).signer()
+    except SigningKeyError as exc:
+        print(f"ses-ledger serve: {exc}", file=sys.stderr)
         return 2
     probe_store(config)  # a store that cannot be used fails here, not in every worker
     if args.checkpoint_interval is not None:

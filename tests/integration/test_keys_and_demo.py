@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -128,6 +129,72 @@ def test_cli_keys_demo_verify(tmp_path: Path) -> None:
     assert verify.returncode == 0 and "ledger verified" in verify.stdout
     helptext = subprocess.run([*cli, "--help"], env=env, capture_output=True, text=True)
     assert "demo" in helptext.stdout and "verify" in helptext.stdout
+
+
+def test_key_ring_faults_are_named(tmp_path: Path) -> None:
+    """What an operator sees for each way the key ring can be broken (SigningKeyError)."""
+    from ledger.errors import SigningKeyError
+
+    ring = KeyRing(tmp_path / "home")
+    with pytest.raises(SigningKeyError, match="no ledger signing key under .*keys init"):
+        ring.signer()
+    ring.init()
+    key_id = ring.signer().key_id
+    index = ring.index.read_text()
+    ring.index.write_text("{not json")
+    with pytest.raises(SigningKeyError, match="cannot read .*keyring.json: JSONDecodeError"):
+        ring.verifiers()
+    ring.index.write_text("{}")
+    with pytest.raises(SigningKeyError, match="is not a key list"):
+        ring.signer()
+    ring.index.write_text(index)
+    private = ring.dir / f"{key_id}.pem"
+    pem = private.read_bytes()
+    private.unlink()
+    with pytest.raises(SigningKeyError, match=f"private key for {key_id}: FileNotFoundError"):
+        ring.signer()
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed448 import Ed448PrivateKey
+
+    private.write_bytes(
+        Ed448PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    with pytest.raises(SigningKeyError, match=f"key {key_id} is not an Ed25519 key"):
+        ring.signer()
+    private.write_bytes(pem)
+    assert ring.signer().key_id == key_id
+    ring.rotate()
+    records = json.loads(ring.index.read_text())
+    ring.index.write_text(json.dumps([{**r, "valid_until": "2030-01-01"} for r in records]))
+    with pytest.raises(SigningKeyError, match="no current signing key: run `ses-ledger keys"):
+        ring.signer()
+
+
+@pytest.mark.parametrize("fault", ["missing", "unreadable"])
+def test_serve_refuses_a_broken_key_ring_before_it_says_it_serves(
+    tmp_path: Path, fault: str
+) -> None:
+    home = tmp_path / "home"
+    if fault == "unreadable":
+        KeyRing(home).init()
+        KeyRing(home).index.write_text("garbage")
+    env = {**os.environ, "SES_LEDGER_HOME": str(home)}
+    env.pop("SES_LEDGER_DB", None)
+    served = subprocess.run(
+        [sys.executable, "-m", "ses_ledger.cli", "serve", "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert served.returncode == 2, served.stderr
+    assert "serving" not in served.stderr
+    expected = "keys init" if fault == "missing" else "cannot read"
+    assert served.stderr.startswith("ses-ledger serve: ") and expected in served.stderr
 
 
 def test_cli_demo_random_ids(
