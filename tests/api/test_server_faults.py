@@ -1,0 +1,85 @@
+"""Faults on the server's side: a store that is busy or gone answers 503 with Retry-After
+(nothing recorded, and the retry is safe); anything unforeseen answers a bare 500 problem
+that tells the client nothing of the server's insides."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from eventsourcing.persistence import OperationalError
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from api.settings import ApiSettings
+from ledger.application import LedgerApp
+from ledger.config import LedgerConfig
+from tests.api import story as s
+from tests.api.story import Api
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+def served(sqlite_config: LedgerConfig) -> Iterator[tuple[Api, LedgerApp]]:
+    """The API as `make_api` builds it, but answering server errors instead of raising them
+    into the test (as a real server does)."""
+    ledger = LedgerApp(sqlite_config)
+    app = create_app(ledger, settings=ApiSettings(home=sqlite_config.home))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield Api(client, app.state.services.token_key), ledger
+    ledger.close()
+
+
+def _fail_once(monkeypatch: pytest.MonkeyPatch, target: Any, name: str, exc: Exception) -> None:
+    real = getattr(target, name)
+    calls = {"n": 0}
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise exc
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(target, name, failing)
+
+
+def test_a_busy_store_is_503_with_retry_after_and_the_retry_records_once(
+    served: tuple[Api, LedgerApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api, ledger = served
+    head = ledger.recorder.max_notification_id() or 0
+    _fail_once(
+        monkeypatch, ledger.recorder, "insert_events", OperationalError("database is locked")
+    )
+    headers = {**api.hr, "Idempotency-Key": "retry-me"}
+    body = s.executive("E-BUSY")
+    r = api.post("/v1/executives", body, headers)
+    assert r.status_code == 503, r.text
+    assert r.headers["content-type"] == PROBLEM and r.headers["retry-after"] == "1"
+    problem = r.json()
+    assert problem["type"] == "urn:ses-ledger:problem:unavailable"
+    assert "nothing was recorded" in problem["detail"]
+    assert (ledger.recorder.max_notification_id() or 0) == head
+    again = api.post("/v1/executives", body, headers)
+    assert again.status_code == 201, again.text
+    assert (ledger.recorder.max_notification_id() or 0) == head + 1
+    replayed = api.post("/v1/executives", body, headers)
+    assert replayed.status_code == 201 and replayed.json() == again.json()
+    assert (ledger.recorder.max_notification_id() or 0) == head + 1
+
+
+def test_an_unforeseen_error_is_a_bare_500_problem(
+    served: tuple[Api, LedgerApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api, ledger = served
+    secret = "connection string postgresql://svc:hunter2@db"
+    _fail_once(monkeypatch, ledger, "register_executive", RuntimeError(secret))
+    r = api.post("/v1/executives", s.executive("E-BOOM"))
+    assert r.status_code == 500
+    assert r.headers["content-type"] == PROBLEM
+    problem = r.json()
+    assert problem["type"] == "urn:ses-ledger:problem:internal-error"
+    assert problem["status"] == 500 and "hunter2" not in r.text
+    assert api.post("/v1/executives", s.executive("E-BOOM")).status_code == 201
