@@ -210,6 +210,28 @@ def test_verify_names_swapped_events(ledger_config: LedgerConfig) -> None:
     assert not report.ok and report.first_bad_position == a
 
 
+def test_a_checkpoint_is_signed_after_every_n_events(ledger_config: LedgerConfig) -> None:
+    """SES_LEDGER_CHECKPOINT_EVERY: the writer itself signs one each time the log has grown
+    by N since the last (README, Tamper evidence)."""
+    from ledger.checkpoint import verify_note
+
+    app = LedgerApp(replace(ledger_config, checkpoint_every=3))
+    sizes = []
+    for n in range(1, 8):
+        register(app, f"E{n}")
+        latest = app.merkle_log.latest_checkpoint()
+        sizes.append(None if latest is None else latest.tree_size)
+    assert sizes == [None, None, 3, 3, 3, 6, 6]
+    latest = app.merkle_log.latest_checkpoint()
+    assert latest is not None
+    signed = verify_note(latest.note, ledger_config.origin, app.keyring.verifiers().values())
+    assert (signed.size, signed.root_hash) == (6, app.merkle_log.root(6))
+    unchecked = LedgerApp(replace(ledger_config, checkpoint_every=0))
+    for n in range(8, 12):
+        register(unchecked, f"E{n}")
+    assert unchecked.merkle_log.latest_checkpoint() == latest  # 0: none of its own
+
+
 def test_merkle_log_integrated_in_odd_batches_matches_the_reference_tree(
     ledger_config: LedgerConfig,
 ) -> None:
