@@ -81,7 +81,7 @@ def _d(value: str) -> date:
 class Compliance(Projection):
     name = "compliance"
     cost = 8.0
-    version = 2
+    version = 3  # 3: PLAN-2 findings reworded ("states no measurable target or timeline")
     tables = (EXECUTIVES, APPRAISALS)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -64,7 +64,7 @@ def plan_2_gaps(elements: Sequence[Mapping[str, Any]]) -> list[str]:
         lowered = text.lower()
         lacks = [
             label
-            for label, pattern in (("a measurable target", _TARGET), ("a timeline", _TIMELINE))
+            for label, pattern in (("measurable target", _TARGET), ("timeline", _TIMELINE))
             if not pattern.search(lowered)
         ]
         if lacks:

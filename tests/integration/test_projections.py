@@ -578,6 +578,103 @@ def test_compliance_flags_late_plans_missing_reviews_and_removals(
     }
 
 
+def test_compliance_flags_plans_whose_requirements_fall_short_under_their_policy(
+    story: Story, models: ReadModels
+) -> None:
+    """PLAN-2 (ses-basic-2012) and PLAN-3 (ses-2025), flags each under its own policy only:
+    the plan is judged by the policy in force when it was set."""
+    story.executive("E1")
+    vague = [dict(e) for e in BASIC_ELEMENTS]
+    vague[-1] = {**vague[-1], "requirements": ["Improve customer service."]}
+    two_goals = [dict(e) for e in ELEMENTS_2025]
+    two_goals[-1] = {
+        **two_goals[-1],
+        "requirements": two_goals[-1]["requirements"][:1] + ["Be excellent."],
+    }
+    for appraisal_id, fy, policy, elements in (
+        ("BASIC-VAGUE", 2024, "ses-basic-2012", vague),
+        ("BASIC-OK", 2024, "ses-basic-2012", BASIC_ELEMENTS),
+        ("NEW-TWO", 2026, "ses-2025", two_goals),
+        ("NEW-OK", 2026, "ses-2025", ELEMENTS_2025),
+    ):
+        start = date(fy - 1, 10, 1)
+        story.app.set_plan(
+            appraisal_id,
+            executive_id="E1",
+            policy=policy,
+            period_start=start,
+            period_end=date(fy, 9, 30),
+            rating_official_id="R1",
+            communicated_on=start,
+            elements=elements,
+            submitted_by="hr-app-1",
+        )
+    models.catch_up()
+    findings = models.compliance(as_of=date(2026, 11, 1))["findings"]
+    plan = sorted(
+        (f["rule"], f["subject_id"], f["detail"])
+        for f in findings
+        if f["rule"] in ("PLAN-2", "PLAN-3")
+    )
+    assert plan == [
+        (
+            "PLAN-2",
+            "BASIC-VAGUE",
+            "Results Driven requirement 1 states no measurable target or timeline",
+        ),
+        (
+            "PLAN-3",
+            "NEW-TWO",
+            "Achieving Organizational Goals has 2 performance requirements; at least 3 are "
+            "expected",
+        ),
+        (
+            "PLAN-3",
+            "NEW-TWO",
+            "Achieving Organizational Goals requirement 2 names no strategic goal",
+        ),
+    ]
+
+
+def test_compliance_flags_a_long_detail_appraised_after_the_initial_rating(
+    story: Story, models: ReadModels
+) -> None:
+    """PER-5 (flag) through the projection: a detail of 120 days or more (both ends counted)
+    appraised after the initial rating, which could not consider it; 119 days is short."""
+    rated_on = date(2024, 6, 1)
+    started = date(2023, 12, 1)
+    cases = {
+        "E1": (120, rated_on + timedelta(days=10)),  # flagged
+        "E2": (119, rated_on + timedelta(days=10)),  # too short to need one
+        "E3": (120, rated_on),  # appraised by the rating's day: considered
+    }
+    for executive_id, (days, appraised_on) in cases.items():
+        story.executive(executive_id)
+        story.plan(executive_id, f"A-{executive_id}", 2024)
+        story.rate(f"A-{executive_id}", rated_on)
+        story.step(
+            f"A-{executive_id}",
+            "appraise_detail",
+            actor="hr-1",
+            organization="OMB",
+            started_on=started,
+            ended_on=started + timedelta(days=days - 1),
+            appraised_on=appraised_on,
+            level=4,
+            summary="Led the budget review.",
+        )
+    models.catch_up()
+    findings = models.compliance(as_of=date(2024, 12, 1))["findings"]
+    per_5 = {f["subject_id"]: f["detail"] for f in findings if f["rule"] == "PER-5"}
+    assert per_5 == {
+        "A-E1": f"the 120-day detail at OMB was appraised on {rated_on + timedelta(days=10)}, "
+        f"after the initial rating of {rated_on}, which could not consider it"
+    }
+    # The finding exists from the day of the late appraisal, not before.
+    early = models.compliance(as_of=rated_on + timedelta(days=9))["findings"]
+    assert not [f for f in early if f["rule"] == "PER-5"]
+
+
 def test_compliance_flags_a_transfer_whose_former_ratings_the_initial_rating_does_not_cite(
     story: Story, models: ReadModels
 ) -> None:

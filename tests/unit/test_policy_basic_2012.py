@@ -147,8 +147,8 @@ def test_registry_returns_each_policy_by_name() -> None:
     [
         (["Cut backlog 20% by September 2024"], []),
         (["Close 95% of audits within 60 days"], []),
-        (["Improve morale"], ["requirement 1 states no a measurable target or a timeline"]),
-        (["Reduce errors by 10%"], ["requirement 1 states no a timeline"]),
+        (["Improve morale"], ["requirement 1 states no measurable target or timeline"]),
+        (["Reduce errors by 10%"], ["requirement 1 states no timeline"]),
         (["Deliver the portal in FY2024"], []),
         ([], ["Results Driven has no performance requirements"]),
     ],
