@@ -654,3 +654,59 @@ def test_a_copy_of_the_file_alone_verifies_a_bundle(tmp_path: Path, bundle: dict
         timeout=60,
     )
     assert run.returncode == 0 and "--checkpoint" in run.stdout
+
+
+# --- checkpoint notes (C2SP signed-note), as the standalone verifier reads them -------------
+
+
+def _note(size: int = 7, key: Ed25519PrivateKey = KEY, origin: str = ORIGIN) -> str:
+    return sign_checkpoint(Checkpoint(origin, size, bytes(range(32))), origin, key)
+
+
+def _flip_signature(note: str) -> str:
+    text, _, signature_line = note.rstrip("\n").rpartition("\n")
+    name, _, blob = signature_line.rpartition(" ")
+    raw = bytearray(base64.b64decode(blob))
+    raw[-1] ^= 1
+    return f"{text}\n{name} {base64.b64encode(bytes(raw)).decode()}\n"
+
+
+def test_a_checkpoint_note_signed_by_a_bundle_key_gives_its_head() -> None:
+    keys = {"k": KEY.public_key()}
+    assert offline_verify.verify_checkpoint(_note(), keys) == (ORIGIN, 7, bytes(range(32)))
+    # Signatures by other names are ignored (signed-note), beside the one that verifies.
+    other = _note(key=OTHER_KEY, origin="witness.example/log").split("\n\n")[1]
+    assert offline_verify.verify_checkpoint(_note() + other, keys)[1] == 7
+
+
+@pytest.mark.parametrize(
+    ("note", "problem"),
+    [
+        (_note().rstrip("\n"), "not a signed note"),
+        (12, "not a signed note"),
+        (_note().replace("\n7\n", "\n07\n", 1), "not origin, tree size, root hash"),
+        (_note().replace("\n7\n", "\n", 1), "not origin, tree size, root hash"),
+        (
+            _note().replace(
+                base64.b64encode(bytes(range(32))).decode(), base64.b64encode(b"short").decode()
+            ),
+            "root hash is not 32 bytes",
+        ),
+        (_note(key=OTHER_KEY), "no signature named 'ses-ledger.local/ledger' by a bundle key"),
+        (_flip_signature(_note()), "a signature by a bundle key does not verify"),
+        (_note().replace("\n7\n", "\n8\n", 1), "a signature by a bundle key does not verify"),
+    ],
+    ids=[
+        "no-final-newline",
+        "not-text",
+        "leading-zero",
+        "two-lines",
+        "short-root",
+        "unknown-key",
+        "flipped-signature",
+        "size-changed",
+    ],
+)
+def test_a_bad_checkpoint_note_is_refused_with_its_reason(note: Any, problem: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        offline_verify.verify_checkpoint(note, {"k": KEY.public_key()})
