@@ -256,6 +256,21 @@ def test_a_bad_signature_and_a_replaced_key_are_inconsistent(
         ).decode()
         return json.dumps(keys)
 
+    def no_keys(body: str) -> str:
+        return json.dumps({**json.loads(body), "keys": []})
+
+    def other_key(body: str) -> str:
+        """The pinned key withdrawn, an outsider's listed instead."""
+        keys = json.loads(body)
+        keys["keys"] = [
+            {
+                **keys["keys"][0],
+                "key_id": "outsider",
+                "public_key": base64.b64encode(outsider.public_key().public_bytes_raw()).decode(),
+            }
+        ]
+        return json.dumps(keys)
+
     with serve(sqlite_config) as url:
         # Even on first use, a checkpoint no listed key signed is refused (nothing saved).
         unsigned = witness(
@@ -270,6 +285,17 @@ def test_a_bad_signature_and_a_replaced_key_are_inconsistent(
         assert not altered.ok and "does not verify" in altered.lines[-1]
         swapped = witness(url, state, fetch=_altered(http_fetch(), "/v1/ledger/keys", replaced_key))
         assert not swapped.ok and "different public key" in swapped.lines[-1]
+        key_id = next(iter(saved(state)["keys"]))
+        dropped = witness(url, state, fetch=_altered(http_fetch(), "/v1/ledger/keys", no_keys))
+        assert not dropped.ok and "the server lists no Ed25519 key" in dropped.lines[-1]
+        hidden = witness(url, state, fetch=_altered(http_fetch(), "/v1/ledger/keys", other_key))
+        assert not hidden.ok
+        assert f"key {key_id}, pinned earlier, is no longer listed" in hidden.lines[-1]
+        garbled = witness(
+            url, state, fetch=_altered(http_fetch(), "/v1/ledger/keys", lambda b: "<")
+        )
+        assert not garbled.ok and "/v1/ledger/keys did not answer JSON" in garbled.lines[-1]
+        assert witness(url, state).ok  # none of that was saved
         assert (
             witness(url, state, origin="another.example/log")
             .lines[-1]
