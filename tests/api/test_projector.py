@@ -268,3 +268,52 @@ def test_the_projecting_process_catches_up_only_for_new_events(tmp_path: Path) -
         assert projector.ready(timeout=5) is models and models.catch_ups == 3
     finally:
         projector.stop()
+
+
+class _FailingModels:
+    """Read models whose catch-up fails `failures` times (a store hiccup), then works."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+
+    def catch_up(self) -> int:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise RuntimeError("store hiccup")
+        return 7
+
+
+def test_a_failed_catch_up_is_logged_and_retried_and_reads_are_still_served(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    models = _FailingModels(failures=2)
+    projector = Projector(lambda: models, 0.05)
+    with caplog.at_level("ERROR", logger="ses_ledger.api"):
+        projector.start()
+        try:
+            projector.written(7, "E1")
+            assert projector.ready(timeout=5, executive_id="E1") is models
+            assert models.calls >= 3 and projector.running
+            assert projector.ready_nowait("E1") is models
+        finally:
+            projector.stop()
+    assert caplog.text.count("projection catch-up failed") == 2
+
+
+def test_a_read_that_waits_too_long_is_served_as_it_stands_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    models = _HeldModels()
+    projector = Projector(lambda: models, 0.05)
+    projector.start()
+    try:
+        projector.written(9, "E1")
+        with caplog.at_level("WARNING", logger="ses_ledger.api"):
+            started = time.monotonic()
+            assert projector.ready(timeout=0.2, executive_id="E1") is models
+        assert 0.2 <= time.monotonic() - started < 3
+        assert "read models are 9 events behind" in caplog.text
+    finally:
+        models.release.set()
+        projector.stop()
