@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from typing import Any
 
@@ -20,11 +21,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     config = LedgerConfig.from_env()
     probe_store(config)  # before a signing key is made for a store that cannot be used
+    clock = SimulatedClock()
+    app = LedgerApp(config, clock=clock)  # its signing key is loaded at the first write
+    held = int(app.recorder.max_notification_id() or 0)
+    if held:
+        # Nothing in a ledger can be removed (RET-1): synthetic appraisals written into a
+        # real ledger by mistake would stay in it for good. (Into an earlier demo's ledger
+        # they would also collide with its boards and executives part-way.)
+        print(
+            f"ses-ledger demo: {config.redacted_db_url()} already holds {held} events, and "
+            "nothing written to a ledger can be removed: the demo writes only into an empty "
+            "one (choose another SES_LEDGER_HOME or SES_LEDGER_DB)",
+            file=sys.stderr,
+        )
+        return 2
     ring = KeyRing(config.home)
     if not ring.exists():
         print(f"creating the ledger signing key {ring.init()} under {ring.dir}")
-    clock = SimulatedClock()
-    app = LedgerApp(config, clock=clock)
     # Queue with a running server's writes (and the read models') instead of meeting them
     # in SQLite's busy handler: the same gate, held only while storing (`write_gate`).
     app.record_gate = write_gate(app)
@@ -66,7 +79,8 @@ def register(sub: Any) -> None:
             "cycle through the same domain commands as any client: plans under the policy in "
             "force (ses-basic-2012 before FY2026, ses-2025 after), progress reviews, initial "
             "ratings, responses, higher-level reviews, PRB recommendations, final ratings, "
-            "and poor-performance actions."
+            "and poor-performance actions. It writes only into an empty ledger: nothing "
+            "written to a ledger can be removed."
         ),
     )
     parser.add_argument("--executives", type=int, default=60, help="how many (default 60)")

@@ -131,6 +131,54 @@ def test_cli_keys_demo_verify(tmp_path: Path) -> None:
     assert "demo" in helptext.stdout and "verify" in helptext.stdout
 
 
+def test_cli_keys_rotate_and_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ses_ledger import cli
+
+    monkeypatch.setenv("SES_LEDGER_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SES_LEDGER_DB", raising=False)
+    assert cli.main(["keys", "init"]) == 0
+    first = capsys.readouterr().out.split()[3]
+    assert cli.main(["demo", "--executives", "2", "--years", "1"]) == 0
+    assert cli.main(["keys", "rotate"]) == 0
+    rotated = capsys.readouterr().out
+    second = rotated.split("new signing key ")[1].split(";")[0]
+    assert second != first and "earlier public keys are kept" in rotated
+    assert cli.main(["keys", "list"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in listed] == [first, second]
+    assert listed[0].split()[-1] != "current" and listed[1].endswith(".. current")
+    register(LedgerApp(LedgerConfig.from_env()), "E-AFTER-ROTATION")
+    assert cli.main(["verify", "--quiet"]) == 0  # events signed by both keys verify
+    assert "ledger verified" in capsys.readouterr().out
+    app = LedgerApp(LedgerConfig.from_env())
+    key_ids = {
+        entry_from_state(n.state, n.id)["key_id"]
+        for n in app.recorder.select_notifications(start=1, limit=100_000)
+    }
+    assert key_ids == {first, second}
+
+
+def test_the_demo_writes_only_into_an_empty_ledger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Nothing written can be removed (RET-1), so synthetic appraisals must never land in a
+    ledger that holds anything, a real one least of all."""
+    from ses_ledger import cli
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("SES_LEDGER_HOME", str(home))
+    monkeypatch.delenv("SES_LEDGER_DB", raising=False)
+    KeyRing(home).init()
+    register(LedgerApp(LedgerConfig.from_env()), "E-REAL")
+    assert cli.main(["demo", "--executives", "2", "--years", "1", "--random-ids"]) == 2
+    refused = capsys.readouterr()
+    assert "already holds 1 events" in refused.err and "writes only into an empty" in refused.err
+    assert "writing a synthetic history" not in refused.out
+    assert LedgerApp(LedgerConfig.from_env()).recorder.max_notification_id() == 1
+
+
 def test_key_ring_faults_are_named(tmp_path: Path) -> None:
     """What an operator sees for each way the key ring can be broken (SigningKeyError)."""
     from ledger.errors import SigningKeyError
