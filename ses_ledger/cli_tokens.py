@@ -29,8 +29,9 @@ def cmd_token_issue(args: argparse.Namespace) -> int:
             ttl_seconds=args.ttl_seconds,
         )
     except ValueError as exc:
-        roles = ", ".join(r.value for r in Role)
-        print(f"ses-ledger token: {exc} (roles: {roles})", file=sys.stderr)
+        unknown_role = any(r not in {role.value for role in Role} for r in args.role)
+        roles = f" (roles: {', '.join(r.value for r in Role)})" if unknown_role else ""
+        print(f"ses-ledger token: {exc}{roles}", file=sys.stderr)
         return 2
     print(token)
     return 0

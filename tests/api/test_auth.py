@@ -12,6 +12,7 @@ import jwt
 import pytest
 
 from api.auth import (
+    Role,
     TokenError,
     TokenVerifier,
     decode_token,
@@ -192,6 +193,39 @@ def test_cli_refuses_unknown_roles(
     assert cli(argv) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "root" in captured.err
+    assert f"(roles: {', '.join(r.value for r in Role)})" in captured.err
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "problem"),
+    [
+        ("--subject", "a b", "subject 'a b' is not a valid id"),
+        ("--agency", "D O E", "agency 'D O E' is not a valid agency code or '*'"),
+        ("--ttl-seconds", "0", "the time to live must be positive"),
+    ],
+)
+def test_cli_names_a_bad_claim_alone(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    option: str,
+    value: str,
+    problem: str,
+) -> None:
+    monkeypatch.setenv("SES_LEDGER_HOME", str(tmp_path))
+    claims = {"--subject": "x", "--agency": "DOE", "--ttl-seconds": "60", option: value}
+    argv = ["token", "issue", "--role", "auditor", *(a for kv in claims.items() for a in kv)]
+    assert cli(argv) == 2
+    assert capsys.readouterr().err == f"ses-ledger token: {problem}\n"
+
+
+def test_the_help_lists_every_role(capsys: pytest.CaptureFixture[str]) -> None:
+    """The roles are written out in `token issue --help` (the command line does not import
+    the API to build its parser); they must stay those the server knows."""
+    with pytest.raises(SystemExit):
+        cli(["token", "issue", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert f"Roles: {', '.join(r.value for r in Role)}." in shown
 
 
 def test_a_rotated_key_refuses_old_tokens_in_a_running_server(
