@@ -46,9 +46,18 @@ def event_from_state(state: bytes, stream_id: str, version: int, topic: str) -> 
     """Rebuild a domain event from its stored entry."""
     body, seal = split_state(state)
     hashed: dict[str, Any] = json.loads(body)
-    event_class = EVENT_TYPES.get(hashed.get("type", ""))
-    if event_class is None or hashed["type"] != topic:
-        raise VerificationError(f"stored event type {topic!r} is not a known ledger event")
+    sealed = hashed.get("type")
+    event_class = EVENT_TYPES.get(sealed) if isinstance(sealed, str) else None
+    if event_class is None:
+        raise VerificationError(
+            f"{stream_id} version {version}: the sealed entry's type {sealed!r} is not a "
+            "ledger event"
+        )
+    if sealed != topic:
+        raise VerificationError(
+            f"{stream_id} version {version} is stored as {topic!r}, but its sealed entry is "
+            f"{sealed!r}"
+        )
     data = dict(hashed["data"])
     for name in event_class.date_fields():
         if isinstance(data.get(name), str):

@@ -17,6 +17,7 @@ from ledger.application import LedgerApp
 from ledger.config import LedgerConfig
 from tests.api import story as s
 from tests.api.story import Api
+from tests.ledger_helpers import events_table, raw
 
 PROBLEM = "application/problem+json"
 
@@ -83,3 +84,30 @@ def test_an_unforeseen_error_is_a_bare_500_problem(
     assert problem["type"] == "urn:ses-ledger:problem:internal-error"
     assert problem["status"] == 500 and "hunter2" not in r.text
     assert api.post("/v1/executives", s.executive("E-BOOM")).status_code == 201
+
+
+def test_a_record_whose_stored_events_do_not_verify_is_a_500_ledger_integrity_problem(
+    served: tuple[Api, LedgerApp],
+) -> None:
+    """Someone with database access relabels the plan's row as another event type: the next
+    write to that appraisal loads it, refuses it, and appends nothing."""
+    api, ledger = served
+    appraisal = api.appraisal("planned")
+    head = ledger.recorder.max_notification_id() or 0
+    config = ledger.config
+    raw(
+        config,
+        f"UPDATE {events_table(config)} SET topic = ? "
+        "WHERE originator_id = ? AND originator_version = 1",
+        ("ProgressReviewed", appraisal.appraisal_id),
+    )
+    r = api.post(f"/v1/appraisals/{appraisal.appraisal_id}/progress-reviews", s.review(2024))
+    assert r.status_code == 500, r.text
+    assert r.headers["content-type"] == PROBLEM
+    problem = r.json()
+    assert problem["type"] == "urn:ses-ledger:problem:ledger-integrity"
+    assert problem["detail"] == (
+        f"{appraisal.appraisal_id} version 1 is stored as 'ProgressReviewed', but its sealed "
+        "entry is 'PlanSet'"
+    )
+    assert (ledger.recorder.max_notification_id() or 0) == head
