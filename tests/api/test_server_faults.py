@@ -111,3 +111,17 @@ def test_a_record_whose_stored_events_do_not_verify_is_a_500_ledger_integrity_pr
         "entry is 'PlanSet'"
     )
     assert (ledger.recorder.max_notification_id() or 0) == head
+
+
+def test_an_unloadable_signing_key_is_503_and_nothing_is_recorded(
+    served: tuple[Api, LedgerApp],
+) -> None:
+    api, ledger = served
+    for pem in (ledger.config.home / "keys").glob("*.pem"):
+        pem.unlink()  # before the first write loads it
+    r = api.post("/v1/executives", s.executive("E-NO-KEY"))
+    assert r.status_code == 503, r.text
+    problem = r.json()
+    assert problem["type"] == "urn:ses-ledger:problem:unavailable"
+    assert "cannot load the private key" in problem["detail"]
+    assert (ledger.recorder.max_notification_id() or 0) == 0
