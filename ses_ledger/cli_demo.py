@@ -9,20 +9,19 @@ from typing import Any
 
 from ledger.config import LedgerConfig
 from ledger.keys import KeyRing
-from ledger.store_probe import probe_store
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from ledger.application import LedgerApp
     from ledger.write_gate import write_gate
-    from ses_ledger.bootstrap import merkle_log
+    from ses_ledger.bootstrap import build_app, merkle_log
     from ses_ledger.demo import SimulatedClock, estimate_events, run_demo
     from ses_ledger.progress import Progress
 
     config = LedgerConfig.from_env()
-    probe_store(config)  # before a signing key is made for a store that cannot be used
     clock = SimulatedClock()
-    app = LedgerApp(config, clock=clock)  # its signing key is loaded at the first write
+    # The store is probed first, before a signing key is made for a store that cannot be
+    # used; the app loads its signing key only at its first write.
+    app = build_app(config, clock=clock)
     held = int(app.recorder.max_notification_id() or 0)
     if held:
         # Nothing in a ledger can be removed (RET-1): synthetic appraisals written into a
