@@ -43,7 +43,6 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import parse_qs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -129,9 +128,8 @@ def vacuum_analyze(config: LedgerConfig) -> None:
     import psycopg
     from psycopg.sql import SQL, Identifier
 
-    url, _sep, query = config.db_url.partition("?")
-    schema = parse_qs(query).get("schema", ["public"])[0]
-    with psycopg.connect(url, autocommit=True) as connection:
+    schema = config.eventsourcing_env()["POSTGRES_SCHEMA"] or "public"
+    with psycopg.connect(config.db_url.partition("?")[0], autocommit=True) as connection:
         tables = connection.execute(
             "SELECT tablename FROM pg_tables WHERE schemaname = %s", (schema,)
         ).fetchall()
