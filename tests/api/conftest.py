@@ -16,11 +16,13 @@ from ledger.keys import KeyRing
 from tests.api.story import Api
 
 
-def make_api(config: LedgerConfig) -> Iterator[Api]:
+def make_api(config: LedgerConfig, raise_server_exceptions: bool = True) -> Iterator[Api]:
+    """`raise_server_exceptions=False`: server errors are answered, as a real server does,
+    instead of raised into the test."""
     ledger = LedgerApp(config)
     settings = ApiSettings(home=config.home, checkpoint_interval_seconds=0)
     app = create_app(ledger, settings=settings)
-    with TestClient(app) as client:
+    with TestClient(app, raise_server_exceptions=raise_server_exceptions) as client:
         yield Api(client, app.state.services.token_key)
     ledger.close()
 

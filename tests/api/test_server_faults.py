@@ -9,13 +9,11 @@ from typing import Any
 
 import pytest
 from eventsourcing.persistence import OperationalError
-from fastapi.testclient import TestClient
 
-from api.main import create_app
-from api.settings import ApiSettings
 from ledger.application import LedgerApp
 from ledger.config import LedgerConfig
 from tests.api import story as s
+from tests.api.conftest import make_api
 from tests.api.story import Api
 from tests.ledger_helpers import events_table, raw
 
@@ -24,13 +22,10 @@ PROBLEM = "application/problem+json"
 
 @pytest.fixture
 def served(sqlite_config: LedgerConfig) -> Iterator[tuple[Api, LedgerApp]]:
-    """The API as `make_api` builds it, but answering server errors instead of raising them
-    into the test (as a real server does)."""
-    ledger = LedgerApp(sqlite_config)
-    app = create_app(ledger, settings=ApiSettings(home=sqlite_config.home))
-    with TestClient(app, raise_server_exceptions=False) as client:
-        yield Api(client, app.state.services.token_key), ledger
-    ledger.close()
+    """The API answering server errors instead of raising them into the test, and its
+    ledger."""
+    for api in make_api(sqlite_config, raise_server_exceptions=False):
+        yield api, api.client.app.state.services.ledger  # type: ignore[attr-defined]
 
 
 def _fail_once(monkeypatch: pytest.MonkeyPatch, target: Any, name: str, exc: Exception) -> None:
