@@ -77,11 +77,15 @@ def review(
     )
 
 
-def events_table(config: LedgerConfig) -> str:
+def table(config: LedgerConfig, name: str) -> str:
+    """A table of the store by name, qualified with the PostgreSQL test schema."""
     if config.is_postgres:
-        schema = config.db_url.split("schema=")[1]
-        return f'"{schema}".sesledger_events'
-    return "stored_events"
+        return f'"{config.db_url.split("schema=")[1]}".{name}'
+    return name
+
+
+def events_table(config: LedgerConfig) -> str:
+    return table(config, "sesledger_events" if config.is_postgres else "stored_events")
 
 
 def raw(config: LedgerConfig, sql: str, params: Sequence[Any] = ()) -> list[Any]:

@@ -16,7 +16,7 @@ from ledger.config import LedgerConfig
 from projections.current_ratings import EXECUTIVES as CR_EXECUTIVES
 from projections.queries import ReadModels
 from tests.integration.test_projections import Clock, Story
-from tests.ledger_helpers import raw
+from tests.ledger_helpers import raw, table
 
 
 @pytest.fixture
@@ -29,23 +29,17 @@ def app(ledger_config: LedgerConfig) -> LedgerApp:
     return app
 
 
-def _table(config: LedgerConfig, name: str) -> str:
-    if config.is_postgres:
-        return f'"{config.db_url.split("schema=")[1]}".{name}'
-    return name
-
-
 def _stale_row(config: LedgerConfig) -> None:
     """A row no event made: it survives unless the table is made again or emptied."""
     raw(
         config,
-        f"INSERT INTO {_table(config, CR_EXECUTIVES.name)} (executive_id, doc) VALUES (?, ?)",
+        f"INSERT INTO {table(config, CR_EXECUTIVES.name)} (executive_id, doc) VALUES (?, ?)",
         ("E-STALE", "{}"),
     )
 
 
 def _executives(config: LedgerConfig) -> list[str]:
-    rows = raw(config, f"SELECT executive_id FROM {_table(config, CR_EXECUTIVES.name)}")
+    rows = raw(config, f"SELECT executive_id FROM {table(config, CR_EXECUTIVES.name)}")
     return sorted(str(r[0]) for r in rows)
 
 
@@ -59,7 +53,7 @@ def test_a_projection_of_another_version_is_rebuilt_and_the_others_are_kept(
     _stale_row(ledger_config)
     raw(
         ledger_config,
-        f"UPDATE {_table(ledger_config, 'proj_tracking')} SET version = 0 WHERE name = ?",
+        f"UPDATE {table(ledger_config, 'proj_tracking')} SET version = 0 WHERE name = ?",
         ("current_ratings",),
     )
     with caplog.at_level(logging.WARNING, logger="ses_ledger.projections"):

@@ -23,7 +23,7 @@ from ledger.policies.common import add_years
 from projections.events import Event
 from projections.queries import ReadModels
 from projections.store import BULK_CACHE_KIB
-from tests.ledger_helpers import events_table, raw
+from tests.ledger_helpers import events_table, raw, table
 
 BASIC_ELEMENTS = [
     {"code": "leading_change", "weight": 15, "requirements": ["Lead the modernisation plan."]},
@@ -914,12 +914,8 @@ def test_as_of_replays_into_a_private_copy(story: Story, models: ReadModels) -> 
 
 def _indexed_positions(ledger_config: LedgerConfig) -> list[int]:
     """Every position the audit index holds, sorted (each event once, if all is well)."""
-    table = (
-        f'"{ledger_config.db_url.split("schema=")[1]}".proj_audit_actors'
-        if ledger_config.is_postgres
-        else "proj_audit_actors"
-    )
-    actors = raw(ledger_config, f"SELECT positions FROM {table}")
+    index = table(ledger_config, "proj_audit_actors")
+    actors = raw(ledger_config, f"SELECT positions FROM {index}")
     return sorted(p for (text,) in actors for p in json.loads(text))
 
 

@@ -21,7 +21,7 @@ from ledger.application import LedgerApp
 from ledger.config import LedgerConfig
 from projections.queries import ReadModels
 from ses_ledger.demo import SimulatedClock, run_demo
-from tests.ledger_helpers import raw
+from tests.ledger_helpers import raw, table
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,11 +46,9 @@ def cli(config: LedgerConfig, *args: str, app_name: str = "") -> subprocess.Pope
 
 
 def tracked(config: LedgerConfig) -> dict[str, int]:
-    table = "proj_tracking"
-    if config.is_postgres:
-        table = f'"{config.db_url.split("schema=")[1]}".proj_tracking'
     try:
-        return {str(n): int(p) for n, p in raw(config, f"SELECT name, position FROM {table}")}
+        rows = raw(config, f"SELECT name, position FROM {table(config, 'proj_tracking')}")
+        return {str(n): int(p) for n, p in rows}
     except Exception:  # noqa: BLE001 - the table does not exist yet
         return {}
 

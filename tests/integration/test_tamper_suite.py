@@ -35,7 +35,7 @@ from ledger.merkle import MemoryNodeStore, leaf_hash, subtree_hashes_completed_b
 from ledger.offline_verify import verify_bundle
 from ledger.verify import VerifyReport, verify_ledger
 from ses_ledger.demo import SimulatedClock, run_demo
-from tests.ledger_helpers import events_table, raw, register
+from tests.ledger_helpers import events_table, raw, register, table
 
 REPO = Path(__file__).resolve().parents[2]
 EXECUTIVE = "E00001"
@@ -57,12 +57,6 @@ def verify(config: LedgerConfig) -> VerifyReport:
     """A fresh reader, as `ses-ledger verify` is (no caches from before the tampering)."""
     app = LedgerApp(config)
     return verify_ledger(app.recorder, app.keyring.verifiers(), config.origin)
-
-
-def table(config: LedgerConfig, name: str) -> str:
-    if config.is_postgres:
-        return f'"{config.db_url.split("schema=")[1]}".{name}'
-    return name
 
 
 def id_column(config: LedgerConfig) -> str:
