@@ -112,9 +112,14 @@ class Story:
         appraisal_id: str,
         fy: int,
         communicated_late_by: int = 0,
+        elements: list[dict[str, Any]] | None = None,
     ) -> None:
+        """A plan for fiscal year `fy`, under the policy in force then (with its sample
+        elements, unless `elements` are given)."""
         start = date(fy - 1, 10, 1)
         policy = "ses-2025" if start >= SES_2025_FROM else "ses-basic-2012"
+        if elements is None:
+            elements = ELEMENTS_2025 if policy == "ses-2025" else BASIC_ELEMENTS
         self.app.set_plan(
             appraisal_id,
             executive_id=executive_id,
@@ -123,7 +128,7 @@ class Story:
             period_end=date(fy, 9, 30),
             rating_official_id="R1",
             communicated_on=start + timedelta(days=communicated_late_by),
-            elements=ELEMENTS_2025 if policy == "ses-2025" else BASIC_ELEMENTS,
+            elements=elements,
             submitted_by="hr-app-1",
         )
 
@@ -142,7 +147,13 @@ class Story:
                 notes="Quarterly review held.",
             )
 
-    def rate(self, appraisal_id: str, rated_on: date, element_level: int = 3) -> None:
+    def rate(
+        self,
+        appraisal_id: str,
+        rated_on: date,
+        element_level: int = 3,
+        narrative: str = "Performance as documented in the quarterly reviews.",
+    ) -> None:
         codes = [e["code"] for e in self.app.appraisal(appraisal_id).elements]
         self.step(
             appraisal_id,
@@ -150,7 +161,7 @@ class Story:
             rated_on=rated_on,
             rating_official_id="R1",
             element_levels=dict.fromkeys(codes, element_level),
-            narrative="Performance as documented in the quarterly reviews.",
+            narrative=narrative,
             shared_on=rated_on,
         )
 
@@ -591,24 +602,10 @@ def test_compliance_flags_plans_whose_requirements_fall_short_under_their_policy
         **two_goals[-1],
         "requirements": two_goals[-1]["requirements"][:1] + ["Be excellent."],
     }
-    for appraisal_id, fy, policy, elements in (
-        ("BASIC-VAGUE", 2024, "ses-basic-2012", vague),
-        ("BASIC-OK", 2024, "ses-basic-2012", BASIC_ELEMENTS),
-        ("NEW-TWO", 2026, "ses-2025", two_goals),
-        ("NEW-OK", 2026, "ses-2025", ELEMENTS_2025),
-    ):
-        start = date(fy - 1, 10, 1)
-        story.app.set_plan(
-            appraisal_id,
-            executive_id="E1",
-            policy=policy,
-            period_start=start,
-            period_end=date(fy, 9, 30),
-            rating_official_id="R1",
-            communicated_on=start,
-            elements=elements,
-            submitted_by="hr-app-1",
-        )
+    story.plan("E1", "BASIC-VAGUE", 2024, elements=vague)  # ses-basic-2012
+    story.plan("E1", "BASIC-OK", 2024)
+    story.plan("E1", "NEW-TWO", 2026, elements=two_goals)  # ses-2025
+    story.plan("E1", "NEW-OK", 2026)
     models.catch_up()
     findings = models.compliance(as_of=date(2026, 11, 1))["findings"]
     plan = sorted(
@@ -692,26 +689,10 @@ def test_compliance_flags_a_transfer_whose_former_ratings_the_initial_rating_doe
         story.executive(executive_id)
         former[executive_id] = story.appraisal(executive_id, date(2023, 11, 15), 3)
         story.plan(executive_id, f"NEW-{executive_id}", 2024)
-        story.app.record_personnel_action(
-            executive_id,
-            action="transfer",
-            basis_appraisal_ids=[],
-            notice_on=effective_on - timedelta(days=30),
-            effective_on=effective_on,
-            authority="5 U.S.C. 3395",
-            hearing_requested_on=None,
-            actor="AA1",
-            submitted_by="hr-app-1",
-        )
-        codes = [e["code"] for e in story.app.appraisal(f"NEW-{executive_id}").elements]
-        story.step(
-            f"NEW-{executive_id}",
-            "issue_initial_rating",
-            rated_on=rated_on,
-            rating_official_id="R1",
-            element_levels=dict.fromkeys(codes, 3),
-            narrative=narrative.format(former=former[executive_id]),
-            shared_on=rated_on,
+        # Effective 45 days after its notice (Story.action).
+        story.action(executive_id, "transfer", effective_on - timedelta(days=45), [])
+        story.rate(
+            f"NEW-{executive_id}", rated_on, narrative=narrative.format(former=former[executive_id])
         )
     models.catch_up()
 
