@@ -659,10 +659,6 @@ def test_a_copy_of_the_file_alone_verifies_a_bundle(tmp_path: Path, bundle: dict
 # --- checkpoint notes (C2SP signed-note), as the standalone verifier reads them -------------
 
 
-def _any_note(size: int = 7, key: Ed25519PrivateKey = KEY, origin: str = ORIGIN) -> str:
-    return sign_checkpoint(Checkpoint(origin, size, bytes(range(32))), origin, key)
-
-
 def _flip_signature(note: str) -> str:
     text, _, signature_line = note.rstrip("\n").rpartition("\n")
     name, _, blob = signature_line.rpartition(" ")
@@ -673,28 +669,28 @@ def _flip_signature(note: str) -> str:
 
 def test_a_checkpoint_note_signed_by_a_bundle_key_gives_its_head() -> None:
     keys = {"k": KEY.public_key()}
-    assert offline_verify.verify_checkpoint(_any_note(), keys) == (ORIGIN, 7, bytes(range(32)))
+    assert offline_verify.verify_checkpoint(_note(7), keys) == (ORIGIN, 7, LEDGER.tree.root(7))
     # Signatures by other names are ignored (signed-note), beside the one that verifies.
-    other = _any_note(key=OTHER_KEY, origin="witness.example/log").split("\n\n")[1]
-    assert offline_verify.verify_checkpoint(_any_note() + other, keys)[1] == 7
+    other = _note(7, key=OTHER_KEY, origin="witness.example/log").split("\n\n")[1]
+    assert offline_verify.verify_checkpoint(_note(7) + other, keys)[1] == 7
 
 
 @pytest.mark.parametrize(
     ("note", "problem"),
     [
-        (_any_note().rstrip("\n"), "not a signed note"),
+        (_note(7).rstrip("\n"), "not a signed note"),
         (12, "not a signed note"),
-        (_any_note().replace("\n7\n", "\n07\n", 1), "not origin, tree size, root hash"),
-        (_any_note().replace("\n7\n", "\n", 1), "not origin, tree size, root hash"),
+        (_note(7).replace("\n7\n", "\n07\n", 1), "not origin, tree size, root hash"),
+        (_note(7).replace("\n7\n", "\n", 1), "not origin, tree size, root hash"),
         (
-            _any_note().replace(
-                base64.b64encode(bytes(range(32))).decode(), base64.b64encode(b"short").decode()
+            _note(7).replace(
+                base64.b64encode(LEDGER.tree.root(7)).decode(), base64.b64encode(b"short").decode()
             ),
             "root hash is not 32 bytes",
         ),
-        (_any_note(key=OTHER_KEY), "no signature named 'ses-ledger.local/ledger' by a bundle key"),
-        (_flip_signature(_any_note()), "a signature by a bundle key does not verify"),
-        (_any_note().replace("\n7\n", "\n8\n", 1), "a signature by a bundle key does not verify"),
+        (_note(7, key=OTHER_KEY), "no signature named 'ses-ledger.local/ledger' by a bundle key"),
+        (_flip_signature(_note(7)), "a signature by a bundle key does not verify"),
+        (_note(7).replace("\n7\n", "\n8\n", 1), "a signature by a bundle key does not verify"),
     ],
     ids=[
         "no-final-newline",
