@@ -65,8 +65,10 @@ def _positive(text: str) -> int:
 
 
 def _print_digests(read_models: Any, names: list[str] | None = None) -> None:
-    for name, digest in read_models.runner.digest(names).items():
-        print(f"{name}  {digest}")
+    digests = read_models.runner.digest(names)
+    width = max((len(name) for name in digests), default=0)
+    for name, digest in digests.items():
+        print(f"{name:<{width}}  {digest}")
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
@@ -109,7 +111,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     read_models = _read_models()
     print(f"{'projection':<18}{'position':>12}{'head':>12}{'lag':>10}  state")
     for s in read_models.status():
-        state = f"stale (version {s.version} -> {s.current_version})" if s.stale else "ok"
+        if s.stale:
+            state = f"stale (version {s.version} -> {s.current_version})"
+        else:
+            state = "behind" if s.lag else "ok"
         print(f"{s.name:<18}{s.position:>12}{s.head:>12}{s.lag:>10}  {state}")
     return 0
 
@@ -171,9 +176,11 @@ def register(sub: Any) -> None:
     )
     rebuild.set_defaults(handler=cmd_rebuild)
 
-    actions.add_parser("status", help="each projection's position and lag").set_defaults(
-        handler=cmd_status
-    )
+    actions.add_parser(
+        "status",
+        help="each projection's position, lag and state: ok (caught up), behind (lag > 0) "
+        "or stale (a new version of it: rebuilt from position 0)",
+    ).set_defaults(handler=cmd_status)
 
     digest = actions.add_parser("digest", help="SHA-256 of each projection's full state")
     digest.add_argument("names", nargs="*", metavar="NAME")

@@ -1134,7 +1134,7 @@ def test_cli_reports_status_and_digests(
         lines = capsys.readouterr().out.splitlines()[1:]
         return {line.split()[0]: line.split()[1:] for line in lines}
 
-    assert status()["current_ratings"] == ["0", str(head), str(head), "ok"]
+    assert status()["current_ratings"] == ["0", str(head), str(head), "behind"]
     assert main(["projections", "rebuild", "--quiet", "--digest"]) == 0
     rebuilt = capsys.readouterr().out
     assert re.search(rf"up to position {head} in \d+\.\d s\n", rebuilt)
@@ -1142,6 +1142,8 @@ def test_cli_reports_status_and_digests(
     assert main(["projections", "digest"]) == 0
     digests = capsys.readouterr().out
     assert digests.strip() and digests.strip() in rebuilt
+    # one column of digests, whatever the names' lengths
+    assert len({line.rindex(" ") for line in digests.splitlines()}) == 1
     assert main(["projections", "rebuild", "nonsense"]) == 2
     assert "unknown projection nonsense" in capsys.readouterr().err
 
