@@ -84,7 +84,11 @@ def test_killed_rebuild_resumes_to_the_same_digest(
     resumed = cli(ledger_config, "project", "--batch-size", "50", "--digest")
     out, err = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, err
-    printed = dict(line.split() for line in out.splitlines() if line.count(" ") == 2)
+    printed = dict(
+        fields
+        for fields in map(str.split, out.splitlines())
+        if len(fields) == 2 and len(fields[1]) == 64  # "name  <sha-256 hex>"
+    )
     assert printed == expected
     assert ReadModels(demo_app).digest() == expected
 
