@@ -504,6 +504,8 @@ class Appraisal(LedgerAggregate):
                 f"{self.id} already has its initial rating of "
                 f"{self.initial_rating['rated_on']}; there is one initial rating.",
             )
+        for day, step in self._steps_before_rating():
+            self._check_not_before(rated_on, day, "initial rating", step)
         per_2_check_minimum_period(
             period_start=self.period_start, communicated_on=self.communicated_on, rated_on=rated_on
         )
@@ -651,6 +653,18 @@ class Appraisal(LedgerAggregate):
         return (
             None if self.initial_rating is None else str(self.initial_rating["rating_official_id"])
         )
+
+    def _steps_before_rating(self) -> list[tuple[date, str]]:
+        """The latest progress review and period extension: the initial rating follows both
+        (SEQ-1). Detail appraisals are left out: one may follow the rating (PER-5 flags it)."""
+        steps: list[tuple[date, str]] = []
+        if self.progress_reviews:
+            latest = max(r["reviewed_on"] for r in self.progress_reviews)
+            steps.append((latest, "the latest progress review"))
+        if self.extensions:
+            latest = max(x["extended_on"] for x in self.extensions)
+            steps.append((latest, "the period extension"))
+        return steps
 
     def _latest_step(self) -> tuple[date, str]:
         """The latest dated step the PRB recommendation must follow (SEQ-1)."""

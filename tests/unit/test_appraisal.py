@@ -516,6 +516,31 @@ def test_seq_1_steps_after_the_initial_rating() -> None:
     refused(appraisal, "SEQ-1", lambda: hlr_requested(appraisal, on=date(2024, 10, 14)))
 
 
+def test_seq_1_initial_rating_not_dated_before_a_review_or_an_extension() -> None:
+    """The rating follows the latest progress review and extension: the same day is allowed,
+    the day before is not. A detail appraisal may come later (PER-5 flags it instead)."""
+    review_day = date(2024, 10, 20)
+    appraisal = reviewed(planned(), on=date(2024, 3, 1))
+    reviewed(appraisal, on=review_day)
+    error = refused(
+        appraisal, "SEQ-1", lambda: rated(appraisal, rated_on=review_day - timedelta(1))
+    )
+    assert f"before the latest progress review on {review_day}" in str(error)
+    rated(appraisal, rated_on=review_day)
+
+    extended = planned(period_start=date(2024, 1, 1), period_end=date(2024, 9, 30))
+    extended.extend_period(
+        extended_on=date(2024, 12, 20),
+        new_period_end=date(2024, 12, 31),
+        reason="A detail",
+        actor="R1",
+        submission=SUBMISSION,
+    )
+    error = refused(extended, "SEQ-1", lambda: rated(extended, rated_on=date(2024, 12, 19)))
+    assert "before the period extension on 2024-12-20" in str(error)
+    rated(extended, rated_on=date(2024, 12, 20))
+
+
 def test_seq_1_prb_waits_for_a_pending_higher_level_review() -> None:
     appraisal = hlr_requested(waived(rated(planned())))
     refused(appraisal, "SEQ-1", lambda: prb_recommended(appraisal))
