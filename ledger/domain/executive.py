@@ -211,7 +211,9 @@ class Executive(LedgerAggregate):
             hearing_requested_on,
             notice_on=notice_on,
             effective_on=effective_on,
-            career_removal=removal and self.is_career,
+            removal=removal,
+            career=self.is_career,
+            probationary=self.probationary,
         )
         self._trigger(
             PersonnelActionRecorded,

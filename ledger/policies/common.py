@@ -460,17 +460,28 @@ def rem_7_check_hearing(
     *,
     notice_on: date,
     effective_on: date,
-    career_removal: bool,
+    removal: bool,
+    career: bool,
+    probationary: bool,
 ) -> None:
-    """REM-7: an informal MSPB hearing request, for a career appointee's removal only.
+    """REM-7: an informal MSPB hearing request, for a career appointee removed under
+    5 U.S.C. 3592(a)(2) only: a probationer's removal (5 CFR 359 subpart D, REM-4) comes
+    under 3592(a)(1), which gives no hearing.
 
     Filed no earlier than the notice and at least 15 days before the effective date.
     """
     if hearing_requested_on is None:
         return
-    if not career_removal:
+    if not (removal and career):
         raise RuleViolation(
             "REM-7", "only a career appointee being removed may request an informal hearing."
+        )
+    if probationary:
+        raise RuleViolation(
+            "REM-7",
+            "a probationary career appointee is removed under 5 U.S.C. 3592(a)(1) "
+            "(5 CFR 359 subpart D), which gives no informal hearing; only a removal under "
+            "3592(a)(2) does.",
         )
     if hearing_requested_on < notice_on:
         raise RuleViolation(

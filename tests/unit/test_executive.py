@@ -191,6 +191,20 @@ def test_rem_7_hearing_only_for_a_career_appointee_being_removed(
     )
 
 
+def test_rem_7_no_hearing_for_a_probationary_removal() -> None:
+    """A probationer is removed under 3592(a)(1), subpart D (REM-4): no informal hearing;
+    the same removal without the request is recorded."""
+    executive = register_executive(probationary=True)
+    refused(
+        executive,
+        "REM-7",
+        authority=REM_4_SUBPART_D,
+        hearing_requested_on=NOTICE + timedelta(days=1),
+    )
+    _act(executive, authority=REM_4_SUBPART_D)
+    assert executive.personnel_actions[0]["hearing_requested_on"] is None
+
+
 def test_rem_7_hearing_not_requested_before_the_notice() -> None:
     refused(register_executive(), "REM-7", hearing_requested_on=NOTICE - timedelta(days=1))
 
