@@ -189,13 +189,21 @@ def _high(rating: CycleRating) -> bool:
     return rating.level >= 4
 
 
+def career_executives(ratings: Sequence[CycleRating]) -> list[CycleRating]:
+    """One rating per career executive: the last in `ratings` (log order), so that an
+    executive with two periods in one cycle counts once in the share and in RAT-9, which
+    count appointees, not ratings."""
+    return list({r.executive_id: r for r in ratings if r.career}.values())
+
+
 def rating_distribution(ratings: Sequence[CycleRating]) -> dict[str, Any]:
     """`counts` of every final rating by level ("1".."5") and `share_levels_4_5` of career
-    appointees (a fraction 0..1, None when no career executive was rated)."""
+    appointees, each by their last rating in the cycle (a fraction 0..1, None when no career
+    executive was rated)."""
     counts = {str(level): 0 for level in range(1, 6)}
     for rating in ratings:
         counts[str(rating.level)] += 1
-    career = [r for r in ratings if r.career]
+    career = career_executives(ratings)
     share = sum(map(_high, career)) / len(career) if career else None
     return {"counts": counts, "share_levels_4_5": share}
 
@@ -205,12 +213,14 @@ def rat_9(
 ) -> list[Finding]:
     """RAT-9: under ses-2025, at most 30% of >= 5 rated career executives at Levels 4-5.
 
+    Counts executives, each by their last rating in the cycle (`career_executives`).
     Noncareer executives are out of count and denominator; ses-basic-2012 ratings are never
     counted (forced distribution is prohibited there, so no cap applies). A presidential
     waiver for the agency and cycle suppresses the finding.
     """
-    caps = {r.appraisal_id: get_policy(r.policy).rating_cap_percent for r in ratings if r.career}
-    capped = [r for r in ratings if caps.get(r.appraisal_id) is not None]
+    career = career_executives(ratings)
+    caps = {r.appraisal_id: get_policy(r.policy).rating_cap_percent for r in career}
+    capped = [r for r in career if caps.get(r.appraisal_id) is not None]
     if waiver_granted or len(capped) < RAT_9_MINIMUM_CAREER_RATED:
         return []
     cap = min(c for c in caps.values() if c is not None)

@@ -193,6 +193,32 @@ def test_rat_9_thirty_percent_cap(ratings: list[CycleRating], waiver: bool, coun
         assert findings[0]["detail"].startswith("2 of 5 career executives (40%)")
 
 
+def test_rat_9_counts_executives_not_ratings() -> None:
+    """Four executives, one rated twice in the cycle (two ses-2025 periods): below the five
+    executives RAT-9 needs, though five ratings; the counts still show every rating, the
+    share each executive's last rating."""
+    ratings = _ratings(0, 4)
+    twice = [
+        CycleRating("A-C0-first", "C0", SES_2025, 4, True),
+        CycleRating("A-C0-second", "C0", SES_2025, 4, True),
+    ]
+    assert rat_9("DOE", "FY2026", ratings=twice + ratings[1:], waiver_granted=False) == []
+    assert rating_distribution(twice + ratings[1:]) == {
+        "counts": {"1": 0, "2": 0, "3": 3, "4": 2, "5": 0},
+        "share_levels_4_5": 0.25,
+    }
+    # with a fifth executive the cap applies: 2 of 5 at Levels 4-5 by their last rating
+    fifth = CycleRating("A-C9", "C9", SES_2025, 4, True)
+    findings = rat_9("DOE", "FY2026", ratings=[*twice, *ratings[1:], fifth], waiver_granted=False)
+    assert findings[0]["detail"].startswith("2 of 5 career executives (40%)")
+    # the last rating of the cycle is the one counted
+    later = CycleRating("A-C0-third", "C0", SES_2025, 3, True)
+    assert (
+        rat_9("DOE", "FY2026", ratings=[*twice, *ratings[1:], fifth, later], waiver_granted=False)
+        == []
+    )
+
+
 def test_rating_distribution_counts_all_and_shares_career_only() -> None:
     ratings = _ratings(1, 4) + _ratings(2, 2, career=False, prefix="N")
     assert rating_distribution(ratings) == {
