@@ -81,7 +81,9 @@ def _d(value: str) -> date:
 class Compliance(Projection):
     name = "compliance"
     cost = 8.0
-    version = 3  # 3: PLAN-2 findings reworded ("states no measurable target or timeline")
+    # 3: PLAN-2 findings reworded ("states no measurable target or timeline"); 4: PLAN-2 no
+    # longer takes a date's digits (a year, FY2024, 2024-09-30) for a target
+    version = 4
     tables = (EXECUTIVES, APPRAISALS)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

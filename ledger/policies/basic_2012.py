@@ -30,7 +30,32 @@ WT_3_OTHER_MINIMUM = 5
 # number, and a timeline when it names a year, fiscal year, quarter, month, a span of days,
 # weeks or months, or a cadence. The number is the measure's target; that is how "measures"
 # are recognised. ("May" alone is ambiguous in English; "May 2026" matches by its year.)
-_TARGET = re.compile(r"\d")
+# The digits of a date (a year, FY2024, Q3, 2024-09-30, 9/30/2024, September 30) are the
+# timeline's, not a target: "Improve morale by 2025" states a timeline and no target.
+_MONTHS = (
+    "jan january feb february mar march apr april may jun june jul july aug august sep sept "
+    "september oct october nov november dec december"
+).split()
+# A run of digits that is not a date's. Written as one expression (lookarounds after its first
+# digit, so the engine only stops at digits), because a projection rebuild runs it for every
+# requirement in the log: 1.7 us against 6-7 us for the same test in Python.
+_TARGET = re.compile(
+    r"\d"
+    + "".join(
+        f"(?<!{before})"
+        for before in (
+            r"\d\d",  # not the run's first digit
+            r"\d[-/]\d",  # 2024-09-30, 9/30/2024 after the first part
+            r"\bfy\d",
+            r"\bfy \d",
+            r"\bq\d",
+            *(rf"\b{month} \d" for month in _MONTHS),  # September 30
+            *(rf"\b{month}\. \d" for month in _MONTHS if len(month) <= 4),  # Sept. 30
+        )
+    )
+    + r"(?!(?<=(?<![a-z0-9])1)9\d\d(?!\d))(?!(?<=(?<![a-z0-9])2)0\d\d(?!\d))"  # a year
+    + r"\d*+(?![-/]\d)"  # 2024-..., 12/... (possessive: no shorter run of the same digits)
+)
 # Matched against the lower-cased text: case-insensitive matching of this alternation costs
 # about three times as much, and a projection rebuild runs it for every plan in the log.
 _TIMELINE = re.compile(
@@ -62,11 +87,11 @@ def plan_2_gaps(elements: Sequence[Mapping[str, Any]]) -> list[str]:
     gaps = []
     for number, text in enumerate(requirements, start=1):
         lowered = text.lower()
-        lacks = [
-            label
-            for label, pattern in (("measurable target", _TARGET), ("timeline", _TIMELINE))
-            if not pattern.search(lowered)
-        ]
+        lacks = []
+        if not _TARGET.search(lowered):
+            lacks.append("measurable target")
+        if not _TIMELINE.search(lowered):
+            lacks.append("timeline")
         if lacks:
             gaps.append(f"Results Driven requirement {number} states no {' or '.join(lacks)}")
     return gaps
