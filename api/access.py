@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 
 from api.auth import ALL_AGENCIES, Principal, Role
-from api.errors import Forbidden
+from api.errors import AUDITOR_NEVER_WRITES, Forbidden
 
 OFFICIALS = frozenset(
     {Role.RATING_OFFICIAL, Role.HLR_OFFICIAL, Role.PRB_MEMBER, Role.APPOINTING_AUTHORITY}
@@ -43,7 +43,7 @@ def require_write(
 ) -> None:
     """A write: any of `roles`, or an `acting` role whose subject is the named official."""
     if principal.has(Role.AUDITOR):
-        raise Forbidden("auditor tokens never write")
+        raise Forbidden(AUDITOR_NEVER_WRITES)
     allowed = principal.has(*roles)
     for role, officials in (acting or {}).items():
         if allowed or role not in principal.roles:

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import Principal, TokenError
 from api.checkpoints import ON_LOOP, GateNeeded
 from api.commands import WriteContext
-from api.errors import InvalidRequest, Unauthorized
+from api.errors import NO_TOKEN, InvalidRequest, Unauthorized
 from api.idempotency import check_key
 from api.schemas.common import Position, Timestamp
 from api.services import Services
@@ -50,7 +50,7 @@ async def get_principal(
 ) -> Principal:
     """The caller, from `Authorization: Bearer <JWT>`; 401 when absent or not valid."""
     if credentials is None:
-        raise Unauthorized("send Authorization: Bearer <token> (ses-ledger token issue ...)")
+        raise Unauthorized(NO_TOKEN)
     try:
         return services.verify_token(credentials.credentials)
     except TokenError as exc:

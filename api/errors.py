@@ -15,9 +15,11 @@ from typing import Any
 from eventsourcing.persistence import ConnectionUnavailableError, OperationalError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.security.utils import get_authorization_scheme_param
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
+from api.auth import Role, TokenError
 from ledger.errors import (
     AlreadyExists,
     ConcurrencyConflict,
@@ -48,6 +50,11 @@ class ApiProblem(Exception):
         super().__init__(detail)
         self.detail = detail
         self.extra = extra
+
+
+#: The details of the two refusals every write may meet before its body is read.
+NO_TOKEN = "send Authorization: Bearer <token> (ses-ledger token issue ...)"
+AUDITOR_NEVER_WRITES = "auditor tokens never write"
 
 
 class Unauthorized(ApiProblem):
@@ -145,13 +152,33 @@ def validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _request_validation(_: Request, exc: Exception) -> Response:
+def _request_validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
+    if any(e.get("type") == "json_invalid" for e in exc.errors()):
+        refused = _caller_refused(request)
+        if refused is not None:
+            return _api_problem(request, refused)
     errors = validation_errors(exc.errors())
     first = errors[0] if errors else {"loc": [], "msg": "invalid"}
     where = ".".join(str(p) for p in first["loc"])
     detail = f"{where}: {first['msg']}" if where else str(first["msg"])
     return problem(422, InvalidRequest.slug, InvalidRequest.title, detail, errors=errors)
+
+
+def _caller_refused(request: Request) -> ApiProblem | None:
+    """401/403 for a body that is not even JSON, as for any other body: FastAPI parses the
+    JSON before it runs the dependencies that authenticate, so without this a caller with no
+    token (or an auditor, who never writes) would learn of the syntax error first."""
+    scheme, token = get_authorization_scheme_param(request.headers.get("Authorization"))
+    if scheme.lower() != "bearer" or not token:
+        return Unauthorized(NO_TOKEN)
+    try:
+        principal = request.app.state.services.verify_token(token)
+    except TokenError as exc:
+        return Unauthorized(str(exc))
+    if principal.has(Role.AUDITOR):
+        return Forbidden(AUDITOR_NEVER_WRITES)
+    return None
 
 
 _HTTP_SLUGS = {

@@ -257,3 +257,34 @@ def test_a_verifier_keeps_its_key_while_the_file_cannot_be_read(tmp_path: Path) 
     assert verify(token).subject == "s"
     (tmp_path / "token.key").unlink()
     assert verify(token).subject == "s"
+
+
+@pytest.mark.parametrize(
+    ("who", "status", "slug"),
+    [
+        (None, 401, "unauthorized"),
+        ("Bearer not-a-jwt", 401, "unauthorized"),
+        ("Basic abc", 401, "unauthorized"),
+        ("auditor", 403, "forbidden"),
+        ("hr_app", 422, "invalid-request"),
+    ],
+)
+@pytest.mark.parametrize("body", [b"{bad", b'{"executive_id": '])
+def test_a_body_that_is_not_json_meets_the_token_check_first(
+    api: Api, who: str | None, status: int, slug: str, body: bytes
+) -> None:
+    """FastAPI parses JSON before the dependencies that authenticate: a caller with no token,
+    or an auditor, still hears 401 / 403 first (api-contract.md: "401 no/bad token, 403 role
+    or scope"; "`auditor` never writes"), as it does for a body that parses."""
+    headers = {"Content-Type": "application/json"}
+    if who in ("auditor", "hr_app"):
+        headers |= api.auditor if who == "auditor" else api.hr
+    elif who is not None:
+        headers["Authorization"] = who
+    r = api.client.post("/v1/executives", content=body, headers=headers)
+    assert (r.status_code, r.json()["type"]) == (status, f"urn:ses-ledger:problem:{slug}")
+    assert r.headers["content-type"] == "application/problem+json"
+    if status == 401:
+        assert r.headers["www-authenticate"] == "Bearer"
+    if status == 422:
+        assert r.json()["errors"][0]["loc"][0] == "body"
