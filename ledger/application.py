@@ -454,7 +454,11 @@ class LedgerApp(Application[str]):
         for basis in basis_appraisal_ids:
             appraisal = self._load(Appraisal, basis, reference="basis_appraisal_ids")
             if appraisal.executive_id != executive_id:
-                raise UnknownReference("basis_appraisal_ids", basis)
+                raise UnknownReference(
+                    "basis_appraisal_ids",
+                    basis,
+                    f"is an appraisal of {appraisal.executive_id}, not of {executive_id}",
+                )
         executive.record_personnel_action(
             action=action,
             basis_appraisal_ids=list(basis_appraisal_ids),

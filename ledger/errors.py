@@ -31,10 +31,13 @@ class NotFound(LedgerError):
 
 
 class UnknownReference(LedgerError):
-    """A command's body refers to something (executive, board, appraisal) that does not exist."""
+    """A command's body refers to something (executive, board, appraisal) that does not exist,
+    or not as what the command needs (`why`: the sentence that says so)."""
 
-    def __init__(self, field: str, ident: str) -> None:
-        super().__init__(f"{field} {ident!r} does not refer to anything recorded in the ledger")
+    def __init__(self, field: str, ident: str, why: str | None = None) -> None:
+        super().__init__(
+            f"{field} {ident!r} " + (why or "does not refer to anything recorded in the ledger")
+        )
         self.field = field
         self.ident = ident
 

@@ -145,11 +145,14 @@ def test_unknown_body_references_are_422_unknown_reference(shared_api: Api) -> N
 
     body = s.personnel_action(basis=["A-missing"])
     r = shared_api.post(f"/v1/executives/{a.executive_id}/personnel-actions", body)
-    _problem(r, 422, "unknown-reference")
+    assert "does not refer to anything recorded" in _problem(r, 422, "unknown-reference")["detail"]
     other = shared_api.appraisal("planned")  # another executive's appraisal is no basis
     body = s.personnel_action(basis=[other.appraisal_id])
     r = shared_api.post(f"/v1/executives/{a.executive_id}/personnel-actions", body)
-    _problem(r, 422, "unknown-reference")
+    # recorded, but not this executive's: the sentence says so, not that it does not exist
+    assert _problem(r, 422, "unknown-reference")["detail"].endswith(
+        f"{other.appraisal_id!r} is an appraisal of {other.executive_id}, not of {a.executive_id}"
+    )
 
 
 @pytest.mark.parametrize(
