@@ -103,6 +103,11 @@ def _read_key(path: Path) -> bytes:
     raise TokenError(f"the token key {path} is empty")
 
 
+#: The longest a token may live: a year. A leaked token lives that long unless the key is
+#: rotated (`ses-ledger token rotate-key`), which ends every token at once.
+MAX_TTL_SECONDS = 366 * 24 * 3600
+
+
 def issue_token(
     key: bytes,
     *,
@@ -120,8 +125,10 @@ def issue_token(
         raise ValueError(f"subject {subject!r} is not a valid id")
     if agency != ALL_AGENCIES and not _ID.match(agency):
         raise ValueError(f"agency {agency!r} is not a valid agency code or '*'")
-    if ttl_seconds <= 0:
-        raise ValueError("the time to live must be positive")
+    if not 0 < ttl_seconds <= MAX_TTL_SECONDS:
+        raise ValueError(
+            f"the time to live must be 1 to {MAX_TTL_SECONDS} seconds (a year), got {ttl_seconds}"
+        )
     issued = int(time.time() if now is None else now)
     claims = {
         "sub": subject,

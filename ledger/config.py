@@ -7,16 +7,21 @@ Plain dataclass rather than pydantic-settings: `ledger/` depends only on the sta
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ledger.errors import StoreUnavailable
+from ledger.errors import ConfigurationError, StoreUnavailable
 
 DEFAULT_HOME = "./.ses-ledger"
 DEFAULT_ORIGIN = "ses-ledger.local/ledger"
 #: The API's token signing secret, under the ledger home (`api.auth`).
 TOKEN_KEY_FILE = "token.key"
+#: A PostgreSQL schema the ledger can name unquoted (PostgreSQL folds unquoted names to lower
+#: case, so `Ledger` would be created as one schema and looked up as another).
+_SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 @dataclass(frozen=True)
@@ -33,7 +38,7 @@ class LedgerConfig:
         home = Path(env.get("SES_LEDGER_HOME") or DEFAULT_HOME)
         db_url = env.get("SES_LEDGER_DB") or f"sqlite:///{home / 'ledger.db'}"
         origin = env.get("SES_LEDGER_ORIGIN") or DEFAULT_ORIGIN
-        every = int(env.get("SES_LEDGER_CHECKPOINT_EVERY") or 1000)
+        every = _positive_int(env, "SES_LEDGER_CHECKPOINT_EVERY", 1000)
         return cls(home=home, db_url=db_url, origin=origin, checkpoint_every=every)
 
     @property
@@ -44,7 +49,7 @@ class LedgerConfig:
         """The eventsourcing library's persistence settings for this store."""
         if self.is_postgres:
             parts = urlsplit(self.db_url)
-            schema = parse_qs(parts.query).get("schema", [""])[0]
+            schema = self._postgres_schema(parts.query)
             return {
                 "POSTGRES_SCHEMA": schema,
                 "PERSISTENCE_MODULE": "eventsourcing.postgres",
@@ -78,6 +83,35 @@ class LedgerConfig:
             "CREATE_TABLE": "y",
         }
 
+    def _postgres_schema(self, query: str) -> str:
+        """`?schema=name` (or none: the server's default, `public`). Anything else in the
+        query is refused rather than ignored: a typo such as `?scheme=` would otherwise put
+        the ledger into `public`, for good (RET-1)."""
+        try:
+            params = parse_qs(query, keep_blank_values=True, strict_parsing=bool(query))
+        except ValueError:
+            raise StoreUnavailable(
+                f"SES_LEDGER_DB {self.redacted_db_url()!r}: malformed query {query!r}; "
+                "only ?schema=NAME is understood"
+            ) from None
+        unknown = sorted(set(params) - {"schema"})
+        if unknown:
+            raise StoreUnavailable(
+                f"SES_LEDGER_DB {self.redacted_db_url()!r}: unknown parameter "
+                f"{unknown[0]!r}; only ?schema=NAME is understood"
+            )
+        values = params.get("schema", [""])
+        if len(values) > 1:
+            raise StoreUnavailable(f"SES_LEDGER_DB {self.redacted_db_url()!r}: schema given twice")
+        schema = values[0]
+        if schema and not _SCHEMA.fullmatch(schema):
+            raise StoreUnavailable(
+                f"SES_LEDGER_DB {self.redacted_db_url()!r}: schema {schema!r} must be 1-63 "
+                "lower-case letters, digits and underscores, not starting with a digit (the "
+                "ledger's SQL names it unquoted)"
+            )
+        return schema
+
     def sqlite_path(self) -> Path:
         """The SQLite file (StoreUnavailable: the URL names no SQLite file)."""
         if not self.db_url.startswith("sqlite:///"):
@@ -94,6 +128,19 @@ class LedgerConfig:
             netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
             return parts._replace(netloc=netloc).geturl()
         return self.db_url
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigurationError(f"{name} must be a whole number of 1 or more, got {text!r}")
+    return value
 
 
 def available_cpus() -> int:

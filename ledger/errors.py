@@ -77,6 +77,10 @@ class SigningKeyError(LedgerError):
     """Signing keys are missing or unreadable."""
 
 
+class ConfigurationError(LedgerError):
+    """A setting (an environment variable) has a value the ledger cannot use."""
+
+
 class StoreUnavailable(LedgerError):
     """The configured store cannot be used: a malformed SES_LEDGER_DB, a server that refuses
     or does not answer, a file that cannot be opened. Nothing was read or written."""

@@ -81,7 +81,8 @@ class KeyRing:
             records = json.loads(self.index.read_text())
         except FileNotFoundError:
             raise SigningKeyError(
-                f"no ledger signing key under {self.dir.parent}: run `ses-ledger keys init`"
+                f"no key ring at {self.index}: a new ledger starts with `ses-ledger keys init`; "
+                "an existing ledger's keys must be restored from its backup"
             ) from None
         except (OSError, ValueError) as exc:
             raise SigningKeyError(f"cannot read {self.index}: {type(exc).__name__}") from None

@@ -15,22 +15,41 @@ import sqlite3
 from ledger.config import LedgerConfig
 from ledger.errors import StoreUnavailable
 
+#: A table every ledger has from its first start (`ledger.recorders.LedgerTables`).
+LEDGER_TABLE = "ledger_merkle_state"
 #: Seconds to wait for a PostgreSQL server that neither answers nor refuses.
 CONNECT_TIMEOUT = 10
 
 
-def probe_store(config: LedgerConfig, timeout: int = CONNECT_TIMEOUT) -> None:
-    """Open the store once and close it again (StoreUnavailable, with the reason, if not)."""
+def probe_store(
+    config: LedgerConfig, timeout: int = CONNECT_TIMEOUT, *, existing: bool = False
+) -> None:
+    """Open the store once and close it again (StoreUnavailable, with the reason, if not).
+
+    `existing`: the command only reads or checks a ledger, so a store that holds none (a
+    mistyped SES_LEDGER_HOME or schema) is refused instead of created empty and reported on
+    as if it were the ledger.
+    """
     env = config.eventsourcing_env()  # StoreUnavailable for a malformed URL
     if config.is_postgres:
-        _probe_postgres(config, env, timeout)
+        _probe_postgres(config, env, timeout, existing)
     else:
-        _probe_sqlite(config)
+        _probe_sqlite(config, existing)
 
 
-def _probe_postgres(config: LedgerConfig, env: dict[str, str], timeout: int) -> None:
+def _no_ledger(where: str) -> StoreUnavailable:
+    return StoreUnavailable(
+        f"there is no ledger at {where} (check SES_LEDGER_HOME and SES_LEDGER_DB); "
+        "`ses-ledger serve` or `ses-ledger demo` creates one"
+    )
+
+
+def _probe_postgres(
+    config: LedgerConfig, env: dict[str, str], timeout: int, existing: bool
+) -> None:
     import psycopg  # only for PostgreSQL: an SQLite ledger does not import it
 
+    schema = env["POSTGRES_SCHEMA"]
     try:
         with psycopg.connect(
             host=env["POSTGRES_HOST"],
@@ -40,17 +59,22 @@ def _probe_postgres(config: LedgerConfig, env: dict[str, str], timeout: int) -> 
             password=env["POSTGRES_PASSWORD"] or None,
             connect_timeout=timeout,
         ) as connection:
-            connection.execute("SELECT 1")
+            table = f"{schema}.{LEDGER_TABLE}" if schema else LEDGER_TABLE
+            found = connection.execute("SELECT to_regclass(%s)", (table,)).fetchone()
     except psycopg.Error as exc:
         raise StoreUnavailable(
             f"cannot use the store {config.redacted_db_url()}: {_one_line(str(exc))}"
         ) from exc
+    if existing and (found is None or found[0] is None):
+        raise _no_ledger(config.redacted_db_url())
 
 
-def _probe_sqlite(config: LedgerConfig) -> None:
+def _probe_sqlite(config: LedgerConfig, existing: bool) -> None:
     path = config.sqlite_path()
     if path.is_dir():
         raise StoreUnavailable(f"cannot use the SQLite store {path}: it is a directory")
+    if existing and not path.is_file():
+        raise _no_ledger(str(path))
     try:
         connection = sqlite3.connect(path)
         try:

@@ -120,6 +120,15 @@ def _no_cyclic_gc() -> Iterator[None]:
             gc.enable()
 
 
+def _check_sizes(batch_size: int | None, flush_every: int) -> None:
+    """A page or a write of no events would never move (and a negative SQL LIMIT means no
+    limit at all on SQLite): refused before anything is read or written."""
+    if batch_size is not None and batch_size < 1 or flush_every < 1:
+        raise ValueError(
+            f"batch_size and flush_every must be 1 or more, got {batch_size} and {flush_every}"
+        )
+
+
 @dataclass(frozen=True)
 class Status:
     name: str
@@ -285,6 +294,7 @@ class Runner:
         read from the tables); `flush_every`: events applied in memory between writes when
         the caches are complete (see `_step_ahead`).
         """
+        _check_sizes(batch_size, flush_every)
         chosen = self.select(names)
         size = batch_size or self.batch_size
         with self._mutex, _no_cyclic_gc():
@@ -314,6 +324,7 @@ class Runner:
         their own from position 0 (a reset at the start made every other process's
         projector do that). The rest of the log, if any, is caught up as usual.
         """
+        _check_sizes(batch_size, flush_every)
         chosen = self.select(names)
         with self._mutex, _no_cyclic_gc():
             for projection in chosen:

@@ -12,12 +12,16 @@ from ledger.store_probe import probe_store
 
 
 def build_app(
-    config: LedgerConfig | None = None, clock: Callable[[], datetime] | None = None
+    config: LedgerConfig | None = None,
+    clock: Callable[[], datetime] | None = None,
+    *,
+    existing: bool = False,
 ) -> LedgerApp:
     """The application on the configured store, which is probed first: a store that cannot
-    be used fails at once, with the reason (`ledger/store_probe.py`)."""
+    be used fails at once, with the reason (`ledger/store_probe.py`). `existing`: for
+    commands that read or check a ledger, which must not create an empty one."""
     config = config or LedgerConfig.from_env()
-    probe_store(config)
+    probe_store(config, existing=existing)
     return LedgerApp(config, clock=clock)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -15,6 +16,8 @@ Handler = Callable[[argparse.Namespace], int]
 #: file), so scripts can tell "try again later" from a refused command (2): sysexits.h's
 #: EX_UNAVAILABLE (uvicorn already uses 3 for a server that failed to start).
 EXIT_STORE = 69
+#: Exit status when the output was closed early (a pipe): 128 + SIGPIPE, as a shell reports.
+EXIT_PIPE = 141
 
 
 def _config() -> LedgerConfig:
@@ -23,12 +26,28 @@ def _config() -> LedgerConfig:
 
 def cmd_keys_init(args: argparse.Namespace) -> int:
     from ledger.keys import KeyRing
+    from ses_ledger.bootstrap import build_app
 
     config = _config()
     ring = KeyRing(config.home)
-    existed = ring.exists()
-    key_id = ring.init()
-    print(f"{'existing' if existed else 'new'} signing key {key_id} under {ring.dir}")
+    if ring.exists():
+        print(f"existing signing key {ring.init()} under {ring.dir}")
+        return 0
+    # A ledger that already holds events was signed with keys kept elsewhere: a new key here
+    # would sign a second history beside it, and `verify` would call every old event
+    # tampered with. (The store is probed first, so a mistyped SES_LEDGER_DB fails here.)
+    app = build_app(config)  # kept while used: a dropped app closes its store
+    held = int(app.recorder.max_notification_id() or 0)
+    if held:
+        print(
+            f"ses-ledger: {config.redacted_db_url()} already holds {held} events, signed with "
+            f"keys that are not under {ring.dir}: restore that directory from the ledger's "
+            "backup (`ses-ledger backup --with-secrets`, or a copy of it); a new key would "
+            "start a second history",
+            file=sys.stderr,
+        )
+        return 2
+    print(f"new signing key {ring.init()} under {ring.dir}")
     return 0
 
 
@@ -55,7 +74,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from ses_ledger.progress import Progress
 
     config = _config()
-    app = build_app(config)
+    app = build_app(config, existing=True)
     total = app.recorder.max_notification_id() or 0
     with Progress(total=total, desc="verifying", disable=args.quiet) as bar:
         report = verify_ledger(
@@ -89,16 +108,19 @@ def build_parser() -> argparse.ArgumentParser:
             "Exit status: 0 done; 1 a check failed or nothing matched (verify, bundle verify, "
             "witness, replay), or serve could not bind its port; 2 a refused command or bad "
             "input; 3 a server worker failed to start (serve); "
-            f"{EXIT_STORE} the store cannot be used (the reason is printed); 130 interrupted."
+            f"{EXIT_STORE} the store cannot be used (the reason is printed); 130 interrupted; "
+            f"{EXIT_PIPE} the output was closed early (a pipe)."
         ),
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     keys = sub.add_parser("keys", help="manage the ledger's Ed25519 signing keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
-    keys_sub.add_parser("init", help="create the signing key (mode 0600); idempotent").set_defaults(
-        handler=cmd_keys_init
-    )
+    keys_sub.add_parser(
+        "init",
+        help="create the first signing key (mode 0600); does nothing when the key ring exists, "
+        "and refuses a ledger that already holds events signed elsewhere",
+    ).set_defaults(handler=cmd_keys_init)
     keys_sub.add_parser(
         "rotate", help="start a new signing key; old public keys stay valid for old events"
     ).set_defaults(handler=cmd_keys_rotate)
@@ -152,7 +174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from eventsourcing.persistence import InterfaceError, OperationalError
 
     try:
-        return handler(args)
+        status = handler(args)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at the interpreter's exit
+        return status
     except StoreUnavailable as exc:
         print(f"ses-ledger: {exc}", file=sys.stderr)
         return EXIT_STORE
@@ -166,6 +190,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ses-ledger: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`... | head`): not an error of ours, and nothing to report
+        # to it. Python's own recipe: point stdout at /dev/null so the exit does not fail
+        # again flushing it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PIPE
 
 
 if __name__ == "__main__":

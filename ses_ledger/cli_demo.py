@@ -9,6 +9,7 @@ from typing import Any
 
 from ledger.config import LedgerConfig
 from ledger.keys import KeyRing
+from ses_ledger.argtypes import positive_int
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -82,8 +83,10 @@ def register(sub: Any) -> None:
             "written to a ledger can be removed."
         ),
     )
-    parser.add_argument("--executives", type=int, default=60, help="how many (default 60)")
-    parser.add_argument("--years", type=int, default=5, help="appraisal cycles (default 5)")
+    parser.add_argument("--executives", type=positive_int, default=60, help="how many (default 60)")
+    parser.add_argument(
+        "--years", type=positive_int, default=5, help="appraisal cycles (default 5)"
+    )
     parser.add_argument("--seed", type=int, default=2025, help="random seed (default 2025)")
     parser.add_argument(
         "--batch",

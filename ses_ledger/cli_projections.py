@@ -21,17 +21,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from ses_ledger.argtypes import non_negative_int, positive_int, positive_seconds
+
 BATCH_HELP = (
     "at most N events per transaction (default: 2000 while rows are read from the tables, "
     "up to 1000000 applied in memory between writes during a rebuild)"
 )
 
 
-def _read_models() -> Any:
+def _read_models(existing: bool = True) -> Any:
+    """The read models of the configured ledger (`existing`: refuse a store that holds no
+    ledger rather than create an empty one to report on)."""
     from projections.queries import ReadModels
     from ses_ledger.bootstrap import build_app
 
-    return ReadModels(build_app())
+    return ReadModels(build_app(existing=existing))
 
 
 @contextmanager
@@ -57,11 +61,14 @@ def _sizes(args: argparse.Namespace) -> dict[str, int]:
     return {"batch_size": args.batch_size, "flush_every": args.batch_size}
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
+def _known(runner: Any, names: list[str] | None) -> bool:
+    """Whether every named projection exists (else one line on stderr)."""
+    try:
+        runner.select(names)
+    except KeyError as exc:
+        print(f"ses-ledger: {exc.args[0]}", file=sys.stderr)
+        return False
+    return True
 
 
 def _print_digests(read_models: Any, names: list[str] | None = None) -> None:
@@ -77,10 +84,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     read_models = _read_models()
     runner = read_models.runner
     names = args.names or None
-    try:
-        runner.select(names)
-    except KeyError as exc:
-        print(f"ses-ledger: {exc.args[0]}", file=sys.stderr)
+    if not _known(runner, names):
         return 2
     head = runner.source.head()
     started = time.perf_counter()
@@ -110,17 +114,29 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     read_models = _read_models()
     print(f"{'projection':<18}{'position':>12}{'head':>12}{'lag':>10}  state")
+    unhealthy = []
     for s in read_models.status():
         if s.stale:
             state = f"stale (version {s.version} -> {s.current_version})"
         else:
             state = "behind" if s.lag else "ok"
         print(f"{s.name:<18}{s.position:>12}{s.head:>12}{s.lag:>10}  {state}")
+        if args.max_lag is not None and (s.stale or s.lag > args.max_lag):
+            unhealthy.append(s.name)
+    if unhealthy:
+        print(
+            f"ses-ledger: {', '.join(unhealthy)} stale or more than {args.max_lag} events "
+            "behind the ledger",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
 def cmd_digest(args: argparse.Namespace) -> int:
     read_models = _read_models()
+    if not _known(read_models.runner, args.names or None):
+        return 2
     if args.catch_up:
         read_models.catch_up()
     _print_digests(read_models, args.names or None)
@@ -131,7 +147,9 @@ def cmd_project(args: argparse.Namespace) -> int:
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    read_models = _read_models()
+    # The worker may start before the API has created the store (docker-compose): it waits
+    # on an empty one rather than refusing it.
+    read_models = _read_models(existing=False)
     runner = read_models.runner
     with _stop_on_signals() as stop:
         if args.follow:
@@ -166,21 +184,29 @@ def register(sub: Any) -> None:
     )
     rebuild.add_argument("--quiet", action="store_true", help="no progress bar")
     rebuild.add_argument("--digest", action="store_true", help="print digests afterwards")
-    rebuild.add_argument("--batch-size", type=int, metavar="N", help=BATCH_HELP)
+    rebuild.add_argument("--batch-size", type=positive_int, metavar="N", help=BATCH_HELP)
     rebuild.add_argument(
         "--jobs",
-        type=_positive,
+        type=positive_int,
         metavar="N",
         help="processes to rebuild in, one group of projections each (default: one per core "
         "once the log holds 50,000 events; 1 keeps everything in this process)",
     )
     rebuild.set_defaults(handler=cmd_rebuild)
 
-    actions.add_parser(
+    status = actions.add_parser(
         "status",
         help="each projection's position, lag and state: ok (caught up), behind (lag > 0) "
         "or stale (a new version of it: rebuilt from position 0)",
-    ).set_defaults(handler=cmd_status)
+    )
+    status.add_argument(
+        "--max-lag",
+        type=non_negative_int,
+        metavar="N",
+        help="exit 1 when a projection is stale or more than N events behind (a health "
+        "check for the projector; default: always exit 0)",
+    )
+    status.set_defaults(handler=cmd_status)
 
     digest = actions.add_parser("digest", help="SHA-256 of each projection's full state")
     digest.add_argument("names", nargs="*", metavar="NAME")
@@ -196,11 +222,11 @@ def register(sub: Any) -> None:
     project.add_argument("--follow", action="store_true", help="keep polling for new events")
     project.add_argument(
         "--interval",
-        type=float,
+        type=positive_seconds,
         default=1.0,
         metavar="S",
         help="seconds between polls when idle (default 1)",
     )
     project.add_argument("--digest", action="store_true", help="print digests when done")
-    project.add_argument("--batch-size", type=int, metavar="N", help=BATCH_HELP)
+    project.add_argument("--batch-size", type=positive_int, metavar="N", help=BATCH_HELP)
     project.set_defaults(handler=cmd_project)

@@ -51,7 +51,9 @@ def cmd_token_rotate_key(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    token = sub.add_parser("token", help="issue API bearer tokens")
+    token = sub.add_parser(
+        "token", help="issue API bearer tokens, or rotate their key (ending every token)"
+    )
     actions = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     issue = actions.add_parser(
         "issue",
@@ -68,7 +70,7 @@ def register(sub: Any) -> None:
         "--ttl-seconds",
         type=int,
         default=DEFAULT_TTL,
-        help=f"lifetime in seconds (default {DEFAULT_TTL})",
+        help=f"lifetime in seconds (default {DEFAULT_TTL}; at most a year, 31622400)",
     )
     issue.set_defaults(handler=cmd_token_issue)
     rotate = actions.add_parser(

@@ -11,6 +11,7 @@ from pathlib import Path
 import jwt
 import pytest
 
+from api.auth import MAX_TTL_SECONDS as MAX_TTL
 from api.auth import (
     Role,
     TokenError,
@@ -201,7 +202,12 @@ def test_cli_refuses_unknown_roles(
     [
         ("--subject", "a b", "subject 'a b' is not a valid id"),
         ("--agency", "D O E", "agency 'D O E' is not a valid agency code or '*'"),
-        ("--ttl-seconds", "0", "the time to live must be positive"),
+        ("--ttl-seconds", "0", "the time to live must be 1 to 31622400 seconds (a year), got 0"),
+        (
+            "--ttl-seconds",
+            "31622401",
+            "the time to live must be 1 to 31622400 seconds (a year), got 31622401",
+        ),
     ],
 )
 def test_cli_names_a_bad_claim_alone(
@@ -288,3 +294,12 @@ def test_a_body_that_is_not_json_meets_the_token_check_first(
         assert r.headers["www-authenticate"] == "Bearer"
     if status == 422:
         assert r.json()["errors"][0]["loc"][0] == "body"
+
+
+def test_a_token_lives_at_most_a_year() -> None:
+    key = b"k" * 32
+    token = issue_token(key, subject="s", roles=["admin"], agency="DOE", ttl_seconds=MAX_TTL)
+    claims = jwt.decode(token, key, algorithms=["HS256"])
+    assert claims["exp"] - claims["iat"] == MAX_TTL == 366 * 24 * 3600
+    with pytest.raises(ValueError, match="a year"):
+        issue_token(key, subject="s", roles=["admin"], agency="DOE", ttl_seconds=MAX_TTL + 1)

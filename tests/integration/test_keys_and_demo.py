@@ -184,7 +184,9 @@ def test_key_ring_faults_are_named(tmp_path: Path) -> None:
     from ledger.errors import SigningKeyError
 
     ring = KeyRing(tmp_path / "home")
-    with pytest.raises(SigningKeyError, match="no ledger signing key under .*keys init"):
+    with pytest.raises(
+        SigningKeyError, match="no key ring at .*keys init.*restored from its backup"
+    ):
         ring.signer()
     ring.init()
     key_id = ring.signer().key_id

@@ -1,0 +1,246 @@
+"""The command line refuses what it cannot do well, in one line, before it writes anything:
+a home or schema with no ledger for commands that only read one, a store URL it would
+misread, settings out of range, a key that would start a second history."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ledger.application import LedgerApp
+from ledger.config import LedgerConfig
+from ledger.errors import ConfigurationError, StoreUnavailable
+from ledger.keys import KeyRing
+from projections.queries import ReadModels
+from projections.runner import Runner
+from ses_ledger import cli
+from tests.ledger_helpers import register
+
+
+def _main(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    config: LedgerConfig,
+    *argv: str,
+    **env: str,
+) -> tuple[int, str, str]:
+    monkeypatch.setenv("SES_LEDGER_HOME", str(config.home))
+    monkeypatch.setenv("SES_LEDGER_DB", config.db_url)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    try:
+        status = cli.main(list(argv))
+    except SystemExit as exc:  # argparse
+        status = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def _one_line(err: str) -> None:
+    assert err.startswith("ses-ledger: ") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["projections", "status"], ["projections", "digest"], ["projections", "rebuild"], ["verify"]],
+    ids=" ".join,
+)
+def test_commands_that_read_a_ledger_do_not_create_one(
+    argv: list[str],
+    ledger_config: LedgerConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A mistyped SES_LEDGER_HOME (or an empty schema) is not reported on as an empty ledger,
+    and is left as it was."""
+    status, out, err = _main(monkeypatch, capsys, ledger_config, *argv)
+    assert status == cli.EXIT_STORE
+    _one_line(err)
+    assert "there is no ledger at" in err and "check SES_LEDGER_HOME and SES_LEDGER_DB" in err
+    assert out == ""
+    if not ledger_config.is_postgres:
+        assert not ledger_config.sqlite_path().exists()
+    # once a ledger exists the same command runs
+    register(_app(ledger_config), "E1")
+    assert _main(monkeypatch, capsys, ledger_config, *argv)[0] == 0
+
+
+def _app(config: LedgerConfig) -> LedgerApp:
+    KeyRing(config.home).init()
+    return LedgerApp(config)
+
+
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        ("?foo=bar", "unknown parameter 'foo'; only ?schema=NAME is understood"),
+        ("?scheme=ledger", "unknown parameter 'scheme'"),
+        ("?schema=Ledger", "schema 'Ledger' must be 1-63 lower-case letters"),
+        ("?schema=a-b", "schema 'a-b' must be"),
+        ("?schema=a&schema=b", "schema given twice"),
+        ("?schema", "malformed query 'schema'"),
+    ],
+)
+def test_a_postgres_url_is_taken_as_written_or_refused(
+    query: str,
+    reason: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Ignored, `?scheme=` would have put the ledger into `public` for good (RET-1); an
+    upper-case schema was created, then failed part-way with a traceback."""
+    url = f"postgresql://postgres:pw@127.0.0.1:1/ledger{query}"
+    with pytest.raises(StoreUnavailable, match=re.escape(reason)):
+        LedgerConfig(tmp_path, url).eventsourcing_env()
+    config = LedgerConfig(tmp_path / "home", url)
+    status, _out, err = _main(monkeypatch, capsys, config, "demo", "--executives", "1")
+    assert status == cli.EXIT_STORE and reason in err and "pw" not in err
+    _one_line(err)
+    assert not KeyRing(config.home).exists()
+
+
+def test_a_plain_schema_is_accepted(tmp_path: Path) -> None:
+    url = "postgresql://postgres@127.0.0.1/ledger?schema=ses_ledger_2"
+    assert LedgerConfig(tmp_path, url).eventsourcing_env()["POSTGRES_SCHEMA"] == "ses_ledger_2"
+    assert LedgerConfig(tmp_path, url.split("?")[0]).eventsourcing_env()["POSTGRES_SCHEMA"] == ""
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "1.5"])
+def test_a_checkpoint_interval_that_is_not_a_positive_count_is_refused(
+    value: str,
+    ledger_config: LedgerConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(ConfigurationError, match="SES_LEDGER_CHECKPOINT_EVERY must be"):
+        LedgerConfig.from_env({"SES_LEDGER_CHECKPOINT_EVERY": value})
+    status, _out, err = _main(
+        monkeypatch, capsys, ledger_config, "verify", SES_LEDGER_CHECKPOINT_EVERY=value
+    )
+    assert status == 2 and f"got {value!r}" in err
+    _one_line(err)
+
+
+def test_keys_init_refuses_a_ledger_signed_elsewhere(
+    ledger_config: LedgerConfig,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A home that lost its key ring (a lost volume) beside a store that holds events: a new
+    key would sign a second history, and `verify` would report the old one as tampered."""
+    register(_app(ledger_config), "E1")
+    elsewhere = LedgerConfig(tmp_path / "new-home", ledger_config.db_url)
+    status, out, err = _main(monkeypatch, capsys, elsewhere, "keys", "init")
+    assert status == 2 and out == "", err
+    assert "already holds 1 events" in err and "restore that directory" in err
+    assert not KeyRing(elsewhere.home).exists()
+    # the ledger's own home: the existing key, nothing new
+    key_id = KeyRing(ledger_config.home).signer().key_id
+    status, out, _err = _main(monkeypatch, capsys, ledger_config, "keys", "init")
+    assert status == 0 and out.startswith(f"existing signing key {key_id}")
+
+
+def test_keys_init_makes_no_key_for_a_store_it_cannot_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = LedgerConfig(tmp_path / "home", "garbage")
+    status, _out, err = _main(monkeypatch, capsys, config, "keys", "init")
+    assert status == cli.EXIT_STORE and "must start with sqlite:/// or postgresql://" in err
+    assert not KeyRing(config.home).exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["projections", "rebuild", "--batch-size", "-1"],
+        ["projections", "rebuild", "--batch-size", "0"],
+        ["project", "--batch-size", "0"],
+        ["project", "--follow", "--interval", "0"],
+        ["project", "--follow", "--interval", "-1"],
+        ["projections", "status", "--max-lag", "-1"],
+        ["demo", "--executives", "0"],
+        ["demo", "--years", "-1"],
+    ],
+    ids=" ".join,
+)
+def test_sizes_and_intervals_out_of_range_are_usage_errors(
+    argv: list[str],
+    ledger_config: LedgerConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--batch-size -1` used to empty every read model and report a rebuild "up to
+    position 0"; the read models are left as they were."""
+    register(_app(ledger_config), "E1")
+    models = ReadModels(_app(ledger_config))
+    models.catch_up()
+    before = models.digest()
+    status, _out, err = _main(monkeypatch, capsys, ledger_config, *argv)
+    assert status == 2 and "must be" in err
+    assert models.digest() == before
+    assert models.runner.positions()["current_ratings"] > 0
+
+
+def test_the_runner_refuses_empty_pages(ledger_config: LedgerConfig) -> None:
+    runner: Runner = ReadModels(_app(ledger_config)).runner
+    with pytest.raises(ValueError, match="must be 1 or more"):
+        runner.rebuild(batch_size=-1)
+    with pytest.raises(ValueError, match="must be 1 or more"):
+        runner.catch_up(flush_every=0)
+
+
+def test_digest_of_an_unknown_projection_is_one_line(
+    ledger_config: LedgerConfig, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    register(_app(ledger_config), "E1")
+    status, out, err = _main(monkeypatch, capsys, ledger_config, "projections", "digest", "nosuch")
+    assert status == 2 and out == "" and "nosuch" in err
+    _one_line(err)
+
+
+def test_status_max_lag_is_a_health_check(
+    ledger_config: LedgerConfig, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = _app(ledger_config)
+    for n in range(3):
+        register(app, f"E{n}")
+    status, out, err = _main(
+        monkeypatch, capsys, ledger_config, "projections", "status", "--max-lag", "2"
+    )
+    assert status == 1 and "behind" in out
+    assert "more than 2 events behind" in err and "current_ratings" in err
+    assert _main(monkeypatch, capsys, ledger_config, "projections", "status")[0] == 0
+    ReadModels(app).catch_up()
+    status, out, _err = _main(
+        monkeypatch, capsys, ledger_config, "projections", "status", "--max-lag", "0"
+    )
+    assert status == 0 and "behind" not in out
+
+
+def test_output_closed_early_is_no_traceback(ledger_config: LedgerConfig) -> None:
+    """`ses-ledger projections status | head -1` and the like: the reader has gone."""
+    register(_app(ledger_config), "E1")
+    env = {
+        **os.environ,
+        "SES_LEDGER_HOME": str(ledger_config.home),
+        "SES_LEDGER_DB": ledger_config.db_url,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
+    child = subprocess.Popen(
+        [sys.executable, "-m", "ses_ledger.cli", "projections", "status"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stdout is not None and child.stderr is not None
+    child.stdout.close()  # before the child can have written: its write meets a closed pipe
+    err = child.stderr.read().decode()
+    assert child.wait(timeout=60) == cli.EXIT_PIPE, err
+    assert err == ""
