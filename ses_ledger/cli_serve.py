@@ -7,22 +7,75 @@ Settings reach the workers through the environment (each worker builds its own a
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ledger.config import LedgerConfig
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+#: The settings the flags override, by the environment variable the workers read.
+FLAG_VARIABLES = {
+    "checkpoint_interval": "SES_LEDGER_CHECKPOINT_INTERVAL_SECONDS",
+    "checkpoint_every": "SES_LEDGER_CHECKPOINT_EVERY",
+}
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def seconds(text: str) -> float:
+    """A number of seconds: 0 or more, finite."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, not {text}")
+    return value
+
+
+def settings_error(exc: ValidationError) -> str:
+    """A settings error in one line, naming the environment variable that is wrong."""
+    from api.settings import ApiSettings
+
+    prefix = ApiSettings.model_config.get("env_prefix", "")
+    problems = []
+    for error in exc.errors():
+        name = f"{prefix}{'_'.join(str(part) for part in error['loc'])}".upper()
+        problems.append(f"{name}={error['input']!r}: {error['msg']}")
+    return "; ".join(problems)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    from pydantic import ValidationError
+    from uvicorn.config import Config
 
+    from api.settings import ApiSettings
     from ledger.errors import SigningKeyError
     from ledger.keys import KeyRing
     from ledger.store_probe import probe_store
     from ses_ledger import workers
 
-    config = LedgerConfig.from_env()
+    for flag, variable in FLAG_VARIABLES.items():
+        if (value := getattr(args, flag)) is not None:
+            os.environ[variable] = str(value)  # read by every worker's `ApiSettings`
+    try:
+        # The settings every worker loads: checked here once, in one line, before the
+        # server says it is serving (a worker would fail with a traceback, and each alone).
+        settings = ApiSettings()
+    except ValidationError as exc:
+        print(f"ses-ledger serve: bad setting: {settings_error(exc)}", file=sys.stderr)
+        return 2
+    config = settings.ledger_config()
     try:
         # Loaded, not only looked for: an unreadable key ring or key file fails here, in
         # one line, before the server says it is serving (each worker would fail alone).
@@ -31,28 +84,38 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"ses-ledger serve: {exc}", file=sys.stderr)
         return 2
     probe_store(config)  # a store that cannot be used fails here, not in every worker
-    if args.checkpoint_interval is not None:
-        os.environ["SES_LEDGER_CHECKPOINT_INTERVAL_SECONDS"] = str(args.checkpoint_interval)
-    if args.checkpoint_every is not None:
-        os.environ["SES_LEDGER_CHECKPOINT_EVERY"] = str(args.checkpoint_every)
+    server = Config(
+        "api.main:app_factory",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        access_log=args.access_log,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=10,
+    )
+    try:
+        # Bound before anything is announced: a port in use fails here (status 1), and
+        # `--port 0` is announced with the port it picked.
+        listener = workers.bind(server)
+    except OSError as exc:
+        print(f"ses-ledger serve: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    host = f"[{args.host}]" if ":" in args.host else args.host
     print(
-        f"serving {config.redacted_db_url()} on http://{args.host}:{args.port} "
+        f"serving {config.redacted_db_url()} on http://{host}:{server.port} "
         f"({args.workers} worker{'s' if args.workers != 1 else ''}); docs at /docs",
         file=sys.stderr,
         flush=True,
     )
-    options: dict[str, Any] = {
-        "factory": True,
-        "host": args.host,
-        "port": args.port,
-        "workers": args.workers,
-        "access_log": args.access_log,
-        "log_level": args.log_level,
-        "timeout_graceful_shutdown": 10,
-    }
-    if args.workers > 1 and workers.handoff_available():
-        return workers.run("api.main:app_factory", **options)
-    uvicorn.run("api.main:app_factory", **options)
+    if args.workers == 1:
+        return workers.run_one(server, listener)
+    if workers.handoff_available():
+        return workers.run(server, listener)
+    from uvicorn.supervisors.multiprocess import Multiprocess
+
+    with listener:  # elsewhere: uvicorn's workers, sharing the socket
+        Multiprocess(server, sockets=[listener]).run()
     return 0
 
 
@@ -69,20 +132,20 @@ def register(sub: Any) -> None:
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument(
         "--workers",
-        type=int,
+        type=positive_int,
         default=1,
         help="worker processes (default 1); the main process accepts connections and "
         "hands them to the workers in turn",
     )
     serve.add_argument(
         "--checkpoint-interval",
-        type=float,
+        type=seconds,
         metavar="T",
         help="seconds between timed checkpoints (default 60; 0: off)",
     )
     serve.add_argument(
         "--checkpoint-every",
-        type=int,
+        type=positive_int,
         metavar="N",
         help="checkpoint after this many new events (default 1000)",
     )

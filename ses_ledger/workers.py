@@ -23,6 +23,13 @@ once sending to it fails; the connections a dead one held or had not yet taken g
 it, as with any worker that dies. A second server on the same port fails at start (the
 parent's bind), and port 0 picks one port for all. If the main process dies, its workers
 finish the connections they hold and exit, instead of serving on as orphans.
+
+A worker tells the main process that it serves by writing one byte into its pair once its
+start-up is complete. A worker that dies without having written it failed before it served
+(an app that cannot be built, a lifespan that fails): the server stops with status 3
+instead of starting another worker that would fail the same way, again and again. uvicorn
+only knows its own exit status 3 for that, and an exception in the app factory ends a
+worker with status 1 and a traceback; here such a worker logs its reason in one line.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 import threading
 from typing import Any
 
@@ -43,6 +51,14 @@ logger = logging.getLogger("uvicorn.error")
 
 #: Connections a worker takes from its socket pair per wake-up of its event loop.
 TAKE_AT_ONCE = 64
+
+#: What a worker writes into its pair once it serves (`WorkerProcess.has_served`).
+SERVING = b"s"
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one log line (a pydantic `ValidationError` spans several)."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
 def handoff_available() -> bool:
@@ -77,6 +93,8 @@ class HandoffServer(Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=[])  # the app's lifespan; no listener of its own
+        with contextlib.suppress(OSError):  # the main process is gone: noticed in `_take`
+            self.handoff.send(SERVING)  # blocking, into a pair nothing was written to yet
         if self.should_exit:
             return
         config = self.config
@@ -102,6 +120,10 @@ class HandoffServer(Server):
                 data, fds, _flags, _addr = socket.recv_fds(self.handoff, 64, 1)
             except BlockingIOError:
                 return
+            except ConnectionResetError:
+                # The main process is gone, with something this worker wrote (`SERVING`)
+                # unread: the kernel reports a reset, not the end of the stream.
+                data, fds = b"", []
             except OSError as exc:
                 logger.error("connection hand-off failed: %s", exc)
                 self._stop_taking(loop)
@@ -154,6 +176,7 @@ class WorkerProcess(Process):
         #: The parent's end: connections are sent through it.
         self.handoff = parent_end
         self._child_end = child_end
+        self._served = False
         super().__init__(config, [child_end])
 
     def __getstate__(self) -> dict[str, Any]:
@@ -170,8 +193,26 @@ class WorkerProcess(Process):
 
     def target(self, sockets: list[socket.socket] | None = None) -> None:
         assert sockets, "a worker needs its end of the hand-off socket pair"
-        self._server = HandoffServer(self.config, sockets[0])
-        super().target(None)
+        server = self._server = HandoffServer(self.config, sockets[0])
+        try:
+            super().target(None)
+        except (Exception, SystemExit) as exc:
+            if server.started:
+                raise
+            # One line, not a traceback per worker (`--log-level debug` shows it); uvicorn
+            # has logged its own reason before a `SystemExit`.
+            if not isinstance(exc, SystemExit):
+                logger.error("worker [%s] failed to start: %s", os.getpid(), one_line(exc))
+                logger.debug("worker [%s] failed to start", os.getpid(), exc_info=exc)
+            sys.exit(STARTUP_FAILURE)
+
+    def has_served(self) -> bool:
+        """Whether the worker finished its start-up (it wrote `SERVING` into its pair), even
+        if it has died since: what it wrote stays readable."""
+        if not self._served:
+            with contextlib.suppress(OSError):  # BlockingIOError: nothing written (yet)
+                self._served = self.handoff.recv(len(SERVING)) == SERVING
+        return self._served
 
     def close_handoff(self) -> None:
         self.handoff.close()
@@ -278,15 +319,23 @@ class Workers(Multiprocess):
 
     def keep_subprocess_alive(self) -> None:
         """As uvicorn's: a hung worker is killed and a dead one replaced, unless it died
-        before it ever served (a broken app fails the same way every time)."""
+        before it ever served (a broken app fails the same way every time), whatever its
+        exit status (uvicorn looks for 3 only, and a failing app factory exits with 1)."""
         if self.should_exit.is_set():
             return
         for idx, process in enumerate(self.processes):
             if process.is_alive(timeout=self.config.timeout_worker_healthcheck):
                 continue
+            served = not isinstance(process, WorkerProcess) or process.has_served()
             self._retire(process, kill=True)
-            if process.exitcode == STARTUP_FAILURE:
-                logger.error("worker [%s] failed to start; stopping", process.pid)
+            if process.exitcode == STARTUP_FAILURE or not served:
+                logger.error(
+                    "worker [%s] stopped before it served (exit status %s); stopping the "
+                    "server (status %s)",
+                    process.pid,
+                    process.exitcode,
+                    STARTUP_FAILURE,
+                )
                 self.startup_failed = True
                 self.should_exit.set()
                 return
@@ -316,20 +365,22 @@ class Workers(Multiprocess):
         super().terminate_all()
 
 
-def run(app: str, **options: Any) -> int:
-    """Serve `app` (an import string) with `options.workers` workers, the parent accepting.
+def bind(config: Config) -> socket.socket:
+    """The listening socket for `config.host`/`config.port`, bound before anything is
+    announced; `config.port` becomes the port bound (`--port 0` picks one). Raises
+    `OSError` (a port in use: the caller's status 1)."""
+    listener = listen(config.host, config.port, config.backlog)
+    config.port = listener.getsockname()[1]
+    return listener
 
-    Returns an exit status: 1 when the port cannot be bound (taken), 3 when a worker
-    failed to start.
+
+def run(config: Config, listener: socket.socket) -> int:
+    """Serve `config.app` with `config.workers` workers, the parent accepting from
+    `listener` (`bind`) and handing out the connections.
+
+    Returns an exit status: 0 when stopped, 3 when a worker failed before it served.
     """
-    config = Config(app, **options)
-    try:
-        listener = listen(config.host, config.port, config.backlog)
-    except OSError as exc:
-        logger.error("cannot listen on %s:%s: %s", config.host, config.port, exc)
-        return 1
     with listener:
-        config.port = listener.getsockname()[1]
         logger.info(
             "listening on %s:%s, connections handed to %s workers in turn",
             config.host,
@@ -342,3 +393,26 @@ def run(app: str, **options: Any) -> int:
         except KeyboardInterrupt:
             pass
     return STARTUP_FAILURE if workers.startup_failed else 0
+
+
+def run_one(config: Config, listener: socket.socket) -> int:
+    """Serve `config.app` in this process on `listener` (`bind`): `--workers 1`.
+
+    Returns an exit status: 0 when stopped, 3 when the app failed before it served (its
+    reason in one line, as a worker's).
+    """
+    server = Server(config)
+    with listener:
+        logger.info("listening on %s:%s", config.host, config.port)
+        try:
+            server.run(sockets=[listener])
+        except KeyboardInterrupt:
+            pass
+        except (Exception, SystemExit) as exc:
+            if server.started:
+                raise
+            if not isinstance(exc, SystemExit):  # uvicorn logged its own reason
+                logger.error("the server failed to start: %s", one_line(exc))
+                logger.debug("the server failed to start", exc_info=exc)
+            return STARTUP_FAILURE
+    return 0 if server.started else STARTUP_FAILURE
