@@ -514,28 +514,34 @@ def test_bundle_export_to_a_path_it_cannot_write_says_so_before_issuing_a_checkp
 
 
 def test_bundle_export_at_a_tree_size_never_checkpointed_lists_the_sizes_issued(
-    env: LedgerConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ledger_config: LedgerConfig,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    app = LedgerApp(env)
+    monkeypatch.setenv("SES_LEDGER_HOME", str(ledger_config.home))
+    monkeypatch.setenv("SES_LEDGER_DB", ledger_config.db_url)
+    monkeypatch.delenv("SES_LEDGER_ORIGIN", raising=False)
+    app = LedgerApp(ledger_config)
     sizes = []
     for i in range(1, 10):
         register(app, f"E{i}")
+        register(app, f"E{i}b")
         sizes.append(issue(app))
-    assert sizes == list(range(1, 10))
+    assert sizes == list(range(2, 20, 2))
     out = str(tmp_path / "b.json")
-    assert ses(["bundle", "export", "--executive", "E1", "--out", out, "--tree-size", "4"]) == 0
+    argv = ["bundle", "export", "--executive", "E1", "--out", out, "--tree-size"]
+    assert ses([*argv, "8"]) == 0
     capsys.readouterr()
 
-    # A few of the nine either side of the size asked for.
-    with sqlite3.connect(env.db_url.removeprefix("sqlite:///")) as db:
-        db.execute("DELETE FROM ledger_checkpoints WHERE tree_size = 5")
-    assert ses(["bundle", "export", "--executive", "E1", "--out", out, "--tree-size", "5"]) == 2
+    assert ses([*argv, "9"]) == 2
     err = capsys.readouterr().err
-    assert "no checkpoint was issued at tree size 5" in err
-    assert "the nearest of the 8 checkpoints are at tree sizes 2, 3, 4, 6, 7, 8" in err
-
-    assert ses(["bundle", "export", "--executive", "E1", "--out", out, "--tree-size", "50"]) == 2
-    assert "tree sizes 7, 8, 9 (pin one of those" in capsys.readouterr().err
+    assert err.startswith("ses-ledger bundle export: no checkpoint was issued at tree size 9: ")
+    assert "the nearest of the 9 checkpoints are at tree sizes 4, 6, 8, 10, 12, 14" in err
+    assert ses([*argv, "50"]) == 2
+    assert "tree sizes 14, 16, 18 (pin one of those" in capsys.readouterr().err
+    assert ses([*argv, "1"]) == 2
+    assert "tree sizes 2, 4, 6 (pin one of those" in capsys.readouterr().err
 
 
 def test_replay_and_audit_refuse_an_id_no_executive_can_have(
