@@ -158,8 +158,9 @@ def _b64(text: Any) -> bytes:
     return base64.b64decode(text, validate=True)
 
 
-def verify_checkpoint(note: Any, keys: Keys) -> Head:
-    """Check a checkpoint note is signed by one of ``keys`` under its origin; return its head."""
+def _read_note(note: Any) -> tuple[Head, str, list[bytes]]:
+    """A checkpoint note's head, its signed text and the signatures named by its origin;
+    ValueError when it is not a well-formed note (nothing about who signed it)."""
     if not isinstance(note, str) or not note.endswith("\n") or "\n\n" not in note:
         raise ValueError("not a signed note (text, blank line, signature lines)")
     cut = note.rfind("\n\n")  # the last blank line separates text and signatures
@@ -169,14 +170,22 @@ def verify_checkpoint(note: Any, keys: Keys) -> Head:
     origin, size, root = lines[0], int(lines[1]), _b64(lines[2])
     if len(root) != 32:
         raise ValueError("root hash is not 32 bytes")
-    signed = False
+    blobs = []
     for line in note[cut + 2 :].splitlines():
         name, _, sig = line.removeprefix("\u2014 ").rpartition(" ")
-        if not line.startswith("\u2014 ") or name != origin:
-            continue  # signed-note: ignore signatures by unknown keys
-        blob = _b64(sig)
+        if line.startswith("\u2014 ") and name == origin:
+            blobs.append(_b64(sig))  # signed-note: signatures by other names are ignored
+    return (origin, size, root), body, blobs
+
+
+def verify_checkpoint(note: Any, keys: Keys) -> Head:
+    """Check a checkpoint note is signed by one of ``keys`` under its origin; return its head."""
+    head, body, blobs = _read_note(note)
+    origin = head[0]
+    signed = False
+    for blob in blobs:
         for key in keys.values():
-            kid = hashlib.sha256(name.encode() + b"\n\x01" + key.public_bytes_raw()).digest()[:4]
+            kid = hashlib.sha256(origin.encode() + b"\n\x01" + key.public_bytes_raw()).digest()[:4]
             if blob[:4] == kid:
                 try:
                     key.verify(blob[4:], body.encode())
@@ -185,7 +194,7 @@ def verify_checkpoint(note: Any, keys: Keys) -> Head:
                 signed = True
     if not signed:
         raise ValueError(f"no signature named {origin!r} by a bundle key verifies")
-    return origin, size, root
+    return head
 
 
 # --- the bundle -------------------------------------------------------------------------------
@@ -289,7 +298,9 @@ def _check_trusted(trusted: str, bundle: dict[str, Any], head: Head, keys: Keys)
     if proof is None and 0 < first < second:
         return (
             f"consistency of tree sizes {first} and {second} could not be established: "
-            "the bundle has no consistency proof between them"
+            "the bundle has no consistency proof between them (export the bundle again "
+            f"with `ses-ledger bundle export --consistency-from {t_size}`, or verify it with "
+            "`ses-ledger bundle verify --url URL`, which fetches the proof from the ledger)"
         )
     hashes = [_b64(h) for h in (proof or {}).get("hashes", [])]
     if first == second and r1 != r2:
@@ -484,10 +495,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.checkpoint is not None:
             with open(args.checkpoint, encoding="utf-8") as f:
                 trusted = f.read()
+            try:
+                _read_note(trusted)
+            except ValueError as exc:
+                raise ValueError(f"{args.checkpoint} is not a checkpoint note: {exc}") from None
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return 0 if exc.code == 0 else 2
     except (OSError, ValueError) as exc:
-        print(f"cannot read input: {exc}", file=sys.stderr)
+        print(f"cannot read input, so the bundle was NOT checked: {exc}", file=sys.stderr)
         return 2
     report = verify_bundle(bundle, trusted)
     print("\n".join(report.summary))

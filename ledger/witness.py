@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import http.client
 import json
 import os
 import tempfile
@@ -61,15 +62,20 @@ class Inconsistent(LedgerError):
 
 
 def http_fetch(timeout: float = 10.0) -> Fetch:
-    """A `Fetch` over urllib (HTTP errors become statuses; network errors raise OSError)."""
+    """A `Fetch` over urllib (HTTP errors become statuses; network errors raise OSError, and
+    so do a URL urllib cannot use and an answer that is not HTTP: no check was made)."""
 
     def fetch(url: str) -> tuple[int, str]:
-        request = urllib.request.Request(url, headers={"Accept": "application/json, text/plain"})
         try:
+            request = urllib.request.Request(
+                url, headers={"Accept": "application/json, text/plain"}
+            )
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 return int(response.status), response.read().decode("utf-8")
         except urllib.error.HTTPError as exc:
             return int(exc.code), exc.read().decode("utf-8", "replace")
+        except (ValueError, http.client.HTTPException) as exc:  # "unknown url type", ...
+            raise OSError(f"{type(exc).__name__}: {exc}") from None
 
     return fetch
 

@@ -12,8 +12,19 @@ from ledger.config import LedgerConfig
 
 def cmd_backup(args: argparse.Namespace) -> int:
     from ledger.backup import backup
+    from ses_ledger.cli_evidence import unwritable
 
-    report = backup(LedgerConfig.from_env(), Path(args.out), with_secrets=args.with_secrets)
+    out = Path(args.out)
+    # A new directory (its missing parents made too), or files in an existing one.
+    problem = unwritable(out / "ledger.db", make_parents=True)
+    if problem is not None:
+        print(f"ses-ledger backup: cannot write into {out}: {problem}", file=sys.stderr)
+        return 2
+    try:
+        report = backup(LedgerConfig.from_env(), out, with_secrets=args.with_secrets)
+    except OSError as exc:
+        print(f"ses-ledger backup: cannot write into {out}: {exc}", file=sys.stderr)
+        return 2
     checkpoint = (
         f"newest checkpoint at tree size {report.checkpoint}"
         if report.checkpoint is not None

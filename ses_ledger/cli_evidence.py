@@ -15,8 +15,11 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
+import re
 import sys
 import tempfile
+import urllib.parse
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -42,6 +45,68 @@ def _position(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be a whole number, 0 or more, got {text!r}")
     return value
+
+
+#: An id as the API accepts it (api/auth.py ID_PATTERN, api/schemas/common.py `Id`): 1-128
+#: characters of [A-Za-z0-9._:@+-], the first a letter or digit.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$"
+
+
+def _ident(text: str) -> str:
+    """An executive, appraisal or actor id (argparse type): refused here when no id can be it."""
+    if not re.fullmatch(ID_PATTERN, text):
+        raise argparse.ArgumentTypeError(
+            f"must be an id: 1-128 characters of A-Z a-z 0-9 . _ : @ + -, the first a letter "
+            f"or digit, got {text!r}"
+        )
+    return text
+
+
+def _tree_size(text: str) -> int:
+    """A tree size (argparse type): a whole number, 1 or more."""
+    value = _position(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a tree size, 1 or more, got {text!r}")
+    return value
+
+
+def _url(text: str) -> str:
+    """A ledger API base URL (argparse type): http:// or https:// and a host."""
+    try:
+        parts = urllib.parse.urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(
+            f"must be the ledger API's base URL, e.g. http://127.0.0.1:8000, got {text!r}"
+        )
+    return text
+
+
+def unwritable(path: Path, *, make_parents: bool) -> str | None:
+    """Why a file cannot be written at `path`, or None: checked before anything is signed,
+    stored or fetched. With `make_parents`, missing parent directories are to be created (so
+    the nearest existing one must take new entries); otherwise the parent must exist."""
+    if path.is_dir():
+        return f"{path} is a directory"
+    if path.exists() and not os.access(path, os.W_OK):
+        return f"{path} is not writable"
+    where = path.parent
+    if make_parents:
+        while not where.exists() and where != where.parent:
+            where = where.parent
+    if not where.exists():
+        return f"there is no directory {where}"
+    if not where.is_dir():
+        return f"{where} is not a directory"
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".ses-ledger-probe.", dir=where)
+    except OSError as exc:
+        return f"cannot create files in {where}: {exc.strerror or exc}"
+    os.close(fd)
+    os.unlink(probe)
+    return None
 
 
 def _timestamp(text: str) -> str:
@@ -132,14 +197,10 @@ def _rating_text(rating: dict[str, Any] | None, with_score: bool) -> str:
 
 def replay_lines(record: dict[str, Any]) -> list[str]:
     ex = record["executive"]
-    cut = (
-        f"position {record['as_of_position']}"
-        if record["as_of_position"] is not None
-        else f"known at {record['known_at']}"
-    )
     out = [
         f"executive {record['executive_id']}: {ex.get('name')}, {ex.get('title')}, "
-        f"{ex.get('agency')}, {ex.get('appointment_type')} (the ledger as it stood at {cut})",
+        f"{ex.get('agency')}, {ex.get('appointment_type')} "
+        f"(the ledger as it stood at {_point(record['as_of_position'], record['known_at'])})",
         "appraisals:",
     ]
     for a in record["appraisals"]:
@@ -177,6 +238,11 @@ def replay_lines(record: dict[str, Any]) -> list[str]:
     return out
 
 
+def _point(position: int | None, known_at: str | None) -> str:
+    """`--as-of-position N` / `--known-at TIME`, in words: "position N" or "TIME"."""
+    return f"position {position}" if position is not None else str(known_at)
+
+
 def event_line(e: dict[str, Any]) -> str:
     """One audit-trail item: where, what, when, by whom, and whether it still verifies."""
     verification = e.get("verification", {})
@@ -196,7 +262,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     app = _app()
     record = replay(app, args)
     if record is None:
-        print(f"executive {args.executive} was not registered then", file=sys.stderr)
+        print(
+            f"executive {args.executive} was not registered then "
+            f"(at {_point(args.as_of_position, args.known_at)})",
+            file=sys.stderr,
+        )
         return 1
     if args.json:
         print(json.dumps(record, indent=2, default=str))
@@ -225,21 +295,95 @@ def cmd_audit(args: argparse.Namespace) -> int:
     else:
         for e in items:
             print(event_line(e))
-        verdict = f"; {failed} do not verify" if failed else "; every one verifies"
-        print(f"{len(items)} entries{verdict if items else ''}", file=sys.stderr)
+    if not items:  # like `replay` of an executive not registered then: nothing matched
+        named = [
+            f"{label} {value}"
+            for label, value in (
+                ("actor", args.actor),
+                ("executive", args.executive),
+                ("appraisal", args.appraisal),
+            )
+            if value is not None
+        ]
+        when = (
+            ""
+            if args.as_of_position is None and args.known_at is None
+            else f" at {_point(args.as_of_position, args.known_at)}"
+        )
+        print(f"0 entries: no entry matches {' and '.join(named)}{when}", file=sys.stderr)
+        return 1
+    if not args.json:
+        verdict = f"{failed} do not verify" if failed else "every one verifies"
+        print(f"{len(items)} entries; {verdict}", file=sys.stderr)
     return 1 if failed else 0
 
 
 # --- bundles ---------------------------------------------------------------------------------
 
 
+def _issued_sizes_near(app: Any, size: int, few: int = 3) -> tuple[list[int], int]:
+    """The tree sizes of up to `few` checkpoints either side of `size`, and how many exist."""
+    from ledger.bundle import merkle_log
+
+    log = merkle_log(app)
+    table, p = log.t.checkpoints, log.p
+    with app.recorder.datastore.transaction(commit=False) as c:
+        c.execute(f"SELECT count(*) AS n FROM {table}")
+        total = int(c.fetchone()["n"])
+        sizes = []
+        for where, order in (("<", "DESC"), (">=", "ASC")):
+            c.execute(
+                f"SELECT tree_size AS n FROM {table} WHERE tree_size {where} {p} "
+                f"ORDER BY tree_size {order} LIMIT {few}",
+                (size,),
+            )
+            sizes += [int(row["n"]) for row in c.fetchall()]
+    return sorted(sizes), total
+
+
+def _no_checkpoint_at(app: Any, size: int) -> str | None:
+    """Why `--tree-size size` cannot be used (no checkpoint of that size), naming the sizes
+    that were issued, nearest first; None when there is one."""
+    near, total = _issued_sizes_near(app, size)
+    if size in near:
+        return None
+    if not near:
+        return f"no checkpoint was issued at tree size {size}: none has been issued yet"
+    listed = ", ".join(map(str, near))
+    if total == 1:
+        issued = f"the only checkpoint is at tree size {listed}"
+    elif total == len(near):
+        issued = f"checkpoints were issued at tree sizes {listed}"
+    else:
+        issued = f"the nearest of the {total} checkpoints are at tree sizes {listed}"
+    return (
+        f"no checkpoint was issued at tree size {size}: {issued} (pin one of those, or leave "
+        "out --tree-size for the latest)"
+    )
+
+
 def cmd_bundle_export(args: argparse.Namespace) -> int:
     from ledger.bundle import build_bundle, write_bundle
 
+    out = Path(args.out)
+    problem = unwritable(out, make_parents=False)
+    if problem is not None:  # before a checkpoint is issued for the bundle
+        print(f"ses-ledger bundle export: cannot write {out}: {problem}", file=sys.stderr)
+        return 2
+    app = _app()
+    if args.tree_size is not None:
+        problem = _no_checkpoint_at(app, args.tree_size)
+        if problem is not None:
+            print(f"ses-ledger bundle export: {problem}", file=sys.stderr)
+            return 2
     bundle = build_bundle(
-        _app(), args.executive, tree_size=args.tree_size, consistency_from=args.consistency_from
+        app, args.executive, tree_size=args.tree_size, consistency_from=args.consistency_from
     )
-    write_bundle(bundle, args.out)
+    try:
+        write_bundle(bundle, args.out)
+    except OSError as exc:
+        print(f"ses-ledger bundle export: cannot write {out}: {exc}", file=sys.stderr)
+        return 2
     print(
         f"wrote {args.out}: {len(bundle['entries'])} entries of {args.executive}, "
         f"checkpoint at tree size {next(iter(bundle['proofs'].values()))['tree_size']}",
@@ -263,9 +407,18 @@ def _read_note(path: str) -> str:
     return text
 
 
+class _NotChecked(Exception):
+    """The bundle could not be checked (no verdict on it): exit status 2."""
+
+
 def cmd_bundle_verify(args: argparse.Namespace) -> int:
-    """Delegate to the standalone verifier, after fetching a consistency proof if asked to."""
+    """Delegate to the standalone verifier, after fetching a consistency proof if asked to.
+
+    Exit 2 (not checked) when an input cannot be read or the ledger at --url cannot give a
+    usable checkpoint; 1 only for evidence against the bundle (as the verifier finds it, or a
+    ledger that answers but cannot prove its history extends the bundle's)."""
     from ledger import offline_verify
+    from ledger.checkpoint import CheckpointError, parse_note
 
     if args.url is None and (args.checkpoint is None or not _is_state_file(args.checkpoint)):
         argv = [args.file] + (["--checkpoint", args.checkpoint] if args.checkpoint else [])
@@ -273,15 +426,22 @@ def cmd_bundle_verify(args: argparse.Namespace) -> int:
     try:
         bundle = json.loads(Path(args.file).read_text(encoding="utf-8"))
         trusted = _read_note(args.checkpoint) if args.checkpoint else None
-    except (OSError, ValueError, KeyError) as exc:
-        print(f"cannot read input: {exc}", file=sys.stderr)
+        if trusted is not None:
+            try:
+                parse_note(trusted)
+            except CheckpointError as exc:
+                raise ValueError(f"{args.checkpoint} holds no checkpoint note: {exc}") from None
+        if args.url is not None:
+            trusted = _attach_consistency(bundle, args.url, trusted)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"cannot read input, so the bundle was NOT checked: {exc}", file=sys.stderr)
         return 2
-    if args.url is not None:
-        problem = _attach_consistency(bundle, args.url, trusted)
-        if problem.startswith("PROBLEM: "):
-            print(f"{problem}\nNOT VERIFIED: 1 problem(s)")
-            return 1
-        trusted = problem
+    except _NotChecked as exc:
+        print(f"the bundle could NOT be checked (this is no verdict on it): {exc}", file=sys.stderr)
+        return 2
+    if trusted is not None and trusted.startswith("PROBLEM: "):
+        print(f"{trusted}\nNOT VERIFIED: 1 problem(s)")
+        return 1
     with tempfile.TemporaryDirectory() as tmp:
         bundle_path = Path(tmp) / "bundle.json"
         bundle_path.write_text(json.dumps(bundle), encoding="utf-8")
@@ -297,28 +457,42 @@ def _is_state_file(path: str) -> bool:
     try:
         with open(path, encoding="utf-8") as f:
             return f.read(64).lstrip().startswith("{")
-    except OSError:
+    except (OSError, ValueError):
         return False
 
 
-def _attach_consistency(bundle: dict[str, Any], url: str, trusted: str | None) -> str:
-    """Add the server's consistency proof between the bundle's checkpoint and `trusted` (the
-    server's current checkpoint when None). Returns the trusted note, or `PROBLEM: ...`."""
+def _attach_consistency(bundle: Any, url: str, trusted: str | None) -> str | None:
+    """Add the server's consistency proof between the bundle's checkpoint and `trusted` (a
+    parsed note; the server's current checkpoint when None). Returns the trusted note (None:
+    the bundle has no usable checkpoint, which the verifier reports), or `PROBLEM: ...` when
+    the server cannot prove that one tree extends the other. Raises _NotChecked when the
+    server cannot be reached or gives no usable checkpoint."""
     from ledger.checkpoint import CheckpointError, parse_note
     from ledger.witness import Inconsistent, LogClient, WitnessUnavailable
 
     client = LogClient(url)
+    if trusted is not None:
+        theirs = parse_note(trusted)[0].size  # checked by the caller
     try:
-        note = trusted if trusted is not None else client.checkpoint()
         ours = parse_note(str(bundle.get("checkpoint")))[0].size
-        theirs = parse_note(note)[0].size
-    except (CheckpointError, Inconsistent, WitnessUnavailable) as exc:
-        return f"PROBLEM: cannot obtain a usable checkpoint: {exc}"
+    except (CheckpointError, AttributeError):
+        return trusted  # the verifier reports the bundle's checkpoint as a problem
+    note = trusted
+    if note is None:
+        try:
+            note = client.checkpoint()
+            theirs = parse_note(note)[0].size
+        except (CheckpointError, Inconsistent, WitnessUnavailable) as exc:
+            raise _NotChecked(f"cannot obtain a usable checkpoint from {url}: {exc}") from None
     if ours != theirs and min(ours, theirs) > 0:
         first, second = sorted((ours, theirs))
         try:
             hashes = client.consistency(first, second)
-        except (Inconsistent, WitnessUnavailable) as exc:
+        except WitnessUnavailable as exc:
+            raise _NotChecked(
+                f"cannot obtain the consistency proof {first} -> {second}: {exc}"
+            ) from None
+        except Inconsistent as exc:
             return (
                 f"PROBLEM: the ledger at {url} cannot prove that tree size {second} extends "
                 f"{first} ({exc}): history was cut or rewritten"
@@ -341,12 +515,18 @@ def _attach_consistency(bundle: dict[str, Any], url: str, trusted: str | None) -
 def cmd_witness(args: argparse.Namespace) -> int:
     from ledger.witness import WitnessUnavailable, http_fetch, witness
 
+    state = Path(args.state)
+    problem = unwritable(state, make_parents=True)
+    if problem is not None:
+        print(f"ses-ledger witness: cannot keep the state in {state}: {problem}", file=sys.stderr)
+        return 2
     try:
-        seen = witness(
-            args.url, Path(args.state), origin=args.origin, fetch=http_fetch(args.timeout)
-        )
+        seen = witness(args.url, state, origin=args.origin, fetch=http_fetch(args.timeout))
     except WitnessUnavailable as exc:
         print(f"ses-ledger witness: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the state's lock or the state itself, written after the check
+        print(f"ses-ledger witness: cannot keep the state in {state}: {exc}", file=sys.stderr)
         return 2
     print("\n".join(seen.lines))
     return 0 if seen.ok else 1
@@ -357,6 +537,11 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
     from ledger.checkpoint import Checkpoint, sign_checkpoint
     from ledger.merkle import EMPTY_ROOT
 
+    if args.out:
+        problem = unwritable(Path(args.out), make_parents=True)
+        if problem is not None:  # before a checkpoint is signed and stored
+            print(f"ses-ledger checkpoint: cannot write {args.out}: {problem}", file=sys.stderr)
+            return 2
     app = _app()
     origin = app.config.origin
     log = merkle_log(app)
@@ -368,7 +553,16 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
     if args.out:
         from ledger.witness import write_atomically
 
-        write_atomically(Path(args.out), note)
+        try:
+            write_atomically(Path(args.out), note)
+        except OSError as exc:
+            sys.stdout.write(note)
+            print(
+                f"ses-ledger checkpoint: the checkpoint above was issued, but cannot be written "
+                f"to {args.out}: {exc}",
+                file=sys.stderr,
+            )
+            return 2
     sys.stdout.write(note)
     return 0
 
@@ -397,10 +591,11 @@ def register(sub: Any) -> None:
         description=(
             "Rebuilds the executive's appraisals, final ratings and removal history from the "
             "events the ledger held then (positions <= N, or recorded at or before TIME) and "
-            "lists those events with their verification."
+            "lists those events with their verification. Exit status 1 when the executive "
+            "was not registered then."
         ),
     )
-    rp.add_argument("--executive", required=True, metavar="ID")
+    rp.add_argument("--executive", required=True, type=_ident, metavar="ID")
     _add_point(rp, required=True)
     rp.add_argument(
         "--as-of",
@@ -419,12 +614,16 @@ def register(sub: Any) -> None:
             "Lists the ledger entries of an acting official, of an executive's record (their "
             "own stream and their appraisals) or of an appraisal (given together: the entries "
             "matching all), in global order, each with its hash, signature and chain link "
-            "checked now. Exit status 1 when any entry does not verify."
+            "checked now. Exit status 1 when any entry does not verify, or when there is none "
+            "(an unknown id, or nothing recorded by then), as `replay` of an executive not "
+            "registered then."
         ),
     )
-    audit.add_argument("--actor", metavar="ID", help="the acting official")
-    audit.add_argument("--executive", metavar="ID", help="their record and their appraisals")
-    audit.add_argument("--appraisal", metavar="ID", help="one appraisal")
+    audit.add_argument("--actor", type=_ident, metavar="ID", help="the acting official")
+    audit.add_argument(
+        "--executive", type=_ident, metavar="ID", help="their record and their appraisals"
+    )
+    audit.add_argument("--appraisal", type=_ident, metavar="ID", help="one appraisal")
     _add_point(audit, required=False)
     audit.add_argument("--json", action="store_true", help="print JSON instead of text")
     audit.set_defaults(handler=cmd_audit, parser=audit)
@@ -437,14 +636,14 @@ def register(sub: Any) -> None:
         description="Every event of the executive's streams with inclusion proofs against "
         "a signed checkpoint (issued now if the latest does not cover them).",
     )
-    export.add_argument("--executive", required=True, metavar="ID")
+    export.add_argument("--executive", required=True, type=_ident, metavar="ID")
     export.add_argument("--out", required=True, metavar="FILE")
     export.add_argument(
-        "--tree-size", type=int, metavar="N", help="pin an earlier checkpoint of this size"
+        "--tree-size", type=_tree_size, metavar="N", help="pin an earlier checkpoint of this size"
     )
     export.add_argument(
         "--consistency-from",
-        type=int,
+        type=_position,
         metavar="N",
         help="also include the consistency proof from tree size N (a checkpoint you trust)",
     )
@@ -452,7 +651,8 @@ def register(sub: Any) -> None:
     verify = bsub.add_parser(
         "verify",
         help="verify a bundle offline (ledger/offline_verify.py)",
-        description="Exit 0 verified, 1 problems found, 2 unreadable input. With --url, the "
+        description="Exit 0 verified, 1 problems found, 2 could not check (unreadable input, "
+        "or the ledger at --url unreachable or without a usable checkpoint). With --url, the "
         "consistency proof between the bundle's checkpoint and the trusted one (or the "
         "server's latest) is fetched from the ledger first: an old bundle then detects a "
         "rewrite or truncation of the history it was exported from.",
@@ -463,7 +663,7 @@ def register(sub: Any) -> None:
         metavar="FILE",
         help="a trusted checkpoint note (or a witness state file)",
     )
-    verify.add_argument("--url", metavar="URL", help="ledger API base URL for the proof")
+    verify.add_argument("--url", type=_url, metavar="URL", help="ledger API base URL for the proof")
     verify.set_defaults(handler=cmd_bundle_verify)
 
     bsub.add_parser(
@@ -476,7 +676,7 @@ def register(sub: Any) -> None:
         help="check the ledger's checkpoint against the last one seen (fork, rewrite, cut)",
         description="Exit 0 consistent (or first use), 1 inconsistent, 2 could not check.",
     )
-    wp.add_argument("--url", required=True, metavar="URL", help="ledger API base URL")
+    wp.add_argument("--url", required=True, type=_url, metavar="URL", help="ledger API base URL")
     wp.add_argument("--state", required=True, metavar="FILE", help="the witness's state file")
     wp.add_argument("--origin", help="expected checkpoint origin (default: as first seen)")
     wp.add_argument("--timeout", type=float, default=10.0, help="seconds per request")

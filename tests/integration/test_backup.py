@@ -128,3 +128,23 @@ def test_backup_on_the_command_line(
     assert f"SES_LEDGER_HOME={out} ses-ledger verify" in printed.err
     assert cli.main(["backup", "--out", str(out)]) == 2  # not empty now
     assert "not an empty directory" in capsys.readouterr().err
+
+
+def test_backup_into_a_place_it_cannot_write_says_so_in_one_line(
+    sqlite_config: LedgerConfig,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    register(LedgerApp(sqlite_config), "E1")
+    monkeypatch.setenv("SES_LEDGER_HOME", str(sqlite_config.home))
+    monkeypatch.setenv("SES_LEDGER_DB", sqlite_config.db_url)
+    (tmp_path / "a-file").write_text("")
+    for out in (tmp_path / "a-file" / "copy", tmp_path / "a-file" / "deeper" / "copy"):
+        assert cli.main(["backup", "--out", str(out)]) == 2
+        printed = capsys.readouterr()
+        assert printed.out == "" and printed.err.count("\n") == 1
+        assert printed.err.startswith(f"ses-ledger backup: cannot write into {out}: ")
+    # Missing parents are still made.
+    assert cli.main(["backup", "--out", str(tmp_path / "new" / "copy")]) == 0
+    assert (tmp_path / "new" / "copy" / "ledger.db").is_file()

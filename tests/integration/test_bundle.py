@@ -480,3 +480,171 @@ def test_audit_exits_1_when_an_entry_does_not_verify(
     out = capsys.readouterr()
     assert f"{final['position']:>8}" in out.out and "NOT VERIFIED (hash)" in out.out
     assert out.err.endswith("; 1 do not verify\n")
+
+
+# --- the command line: one-line refusals, exit statuses -----------------------------------------
+
+
+def small(config: LedgerConfig, executives: int = 2) -> LedgerApp:
+    """E1..En registered, each with a plan: 2n events, no checkpoint yet."""
+    app = LedgerApp(config)
+    for i in range(1, executives + 1):
+        register(app, f"E{i}")
+        plan(app, f"A-2024-E{i}", f"E{i}")
+    return app
+
+
+def issue(app: LedgerApp) -> int:
+    stored = app.merkle_log.issue_checkpoint(app.signer, app.config.origin)
+    assert stored is not None
+    return stored.tree_size
+
+
+def test_bundle_export_to_a_path_it_cannot_write_says_so_before_issuing_a_checkpoint(
+    env: LedgerConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = small(env)
+    (tmp_path / "a-file").write_text("")
+    for out in (tmp_path / "missing" / "b.json", tmp_path / "a-file" / "b.json", tmp_path):
+        assert ses(["bundle", "export", "--executive", "E1", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"ses-ledger bundle export: cannot write {out}: ")
+        assert err.count("\n") == 1 and "Traceback" not in err
+    assert app.merkle_log.latest_checkpoint() is None  # nothing issued for it
+
+
+def test_bundle_export_at_a_tree_size_never_checkpointed_lists_the_sizes_issued(
+    ledger_config: LedgerConfig,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("SES_LEDGER_HOME", str(ledger_config.home))
+    monkeypatch.setenv("SES_LEDGER_DB", ledger_config.db_url)
+    monkeypatch.delenv("SES_LEDGER_ORIGIN", raising=False)
+    app = LedgerApp(ledger_config)
+    sizes = []
+    for i in range(1, 10):
+        register(app, f"E{i}")
+        register(app, f"E{i}b")
+        sizes.append(issue(app))
+    assert sizes == list(range(2, 20, 2))
+    out = str(tmp_path / "b.json")
+    argv = ["bundle", "export", "--executive", "E1", "--out", out, "--tree-size"]
+    assert ses([*argv, "8"]) == 0
+    capsys.readouterr()
+
+    assert ses([*argv, "9"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ses-ledger bundle export: no checkpoint was issued at tree size 9: ")
+    assert "the nearest of the 9 checkpoints are at tree sizes 4, 6, 8, 10, 12, 14" in err
+    assert ses([*argv, "50"]) == 2
+    assert "tree sizes 14, 16, 18 (pin one of those" in capsys.readouterr().err
+    assert ses([*argv, "1"]) == 2
+    assert "tree sizes 2, 4, 6 (pin one of those" in capsys.readouterr().err
+
+
+def test_replay_and_audit_refuse_an_id_no_executive_can_have(
+    env: LedgerConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for argv in (
+        ["replay", "--executive", "bad id!", "--as-of-position", "10"],
+        ["replay", "--executive", "", "--as-of-position", "10"],
+        ["replay", "--executive", "E" * 129, "--as-of-position", "10"],
+        ["audit", "--executive", "bad id!"],
+        ["audit", "--actor=-dash-first"],
+        ["audit", "--appraisal", "A/1"],
+        ["bundle", "export", "--executive", "E 1", "--out", "b.json"],
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            ses(argv)
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert "must be an id: 1-128 characters" in err and "not registered" not in err
+    small(env, executives=1)
+    assert ses(["replay", "--executive", "E" * 128, "--as-of-position", "1"]) == 1
+    assert ses(["audit", "--executive", "user@example.org:x+y_z-1.2"]) == 1
+
+
+def test_the_ids_are_the_apis() -> None:
+    from api.auth import ID_PATTERN
+    from ses_ledger.cli_evidence import ID_PATTERN as CLI_ID_PATTERN
+
+    assert CLI_ID_PATTERN == ID_PATTERN
+
+
+def test_replay_names_the_point_it_replays_at_in_words(
+    env: LedgerConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    small(env, executives=1)
+    assert ses(["replay", "--executive", "E1", "--known-at", "2999-01-01T00:00:00Z"]) == 0
+    head = capsys.readouterr().out.splitlines()[0]
+    assert head.endswith("(the ledger as it stood at 2999-01-01T00:00:00Z)")
+    assert ses(["replay", "--executive", "E1", "--as-of-position", "2"]) == 0
+    assert (
+        capsys.readouterr().out.splitlines()[0].endswith("(the ledger as it stood at position 2)")
+    )
+    assert ses(["replay", "--executive", "E1", "--known-at", "2000-01-01T00:00:00Z"]) == 1
+    assert capsys.readouterr().err == (
+        "executive E1 was not registered then (at 2000-01-01T00:00:00Z)\n"
+    )
+
+
+def test_audit_of_an_unknown_id_exits_1_like_replay(
+    env: LedgerConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    small(env, executives=1)
+    assert ses(["replay", "--executive", "E404", "--as-of-position", "2"]) == 1
+    capsys.readouterr()
+    assert ses(["audit", "--executive", "E404"]) == 1
+    assert capsys.readouterr().err == "0 entries: no entry matches executive E404\n"
+    assert ses(["audit", "--executive", "E1", "--as-of-position", "0"]) == 1
+    assert "no entry matches executive E1 at position 0" in capsys.readouterr().err
+    assert ses(["audit", "--appraisal", "A-2024-E1", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["events"]) == 1
+    assert ses(["audit", "--actor", "nobody", "--json"]) == 1
+    out = capsys.readouterr()
+    assert json.loads(out.out) == {"events": []} and "no entry matches actor nobody" in out.err
+    with pytest.raises(SystemExit):
+        ses(["audit", "--help"])
+    assert "does not verify, or when there is none" in " ".join(capsys.readouterr().out.split())
+
+
+def test_bundle_verify_of_an_unreadable_trusted_checkpoint_is_not_checked(
+    env: LedgerConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    small(env, executives=1)
+    out = tmp_path / "b.json"
+    assert ses(["bundle", "export", "--executive", "E1", "--out", str(out)]) == 0
+    bad = tmp_path / "bad.note"
+    bad.write_text("garbage\n")
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"checkpoint": "garbage\n"}))
+    capsys.readouterr()
+    for trusted in (bad, state):
+        assert ses(["bundle", "verify", str(out), "--checkpoint", str(trusted)]) == 2
+        printed = capsys.readouterr()
+        assert "NOT VERIFIED" not in printed.out and "PROBLEM" not in printed.out
+        assert printed.err.startswith("cannot read input, so the bundle was NOT checked: ")
+        assert str(trusted) in printed.err
+
+
+def test_a_trusted_checkpoint_newer_than_the_bundle_names_the_remedy(
+    env: LedgerConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = small(env, executives=1)
+    old = tmp_path / "old.json"
+    assert ses(["bundle", "export", "--executive", "E1", "--out", str(old)]) == 0
+    register(app, "E2")
+    note = tmp_path / "now.note"
+    assert ses(["checkpoint", "--out", str(note)]) == 0
+    capsys.readouterr()
+    assert ses(["bundle", "verify", str(old), "--checkpoint", str(note)]) == 1
+    out = capsys.readouterr().out
+    assert "could not be established" in out and "NOT VERIFIED" in out
+    assert "ses-ledger bundle export --consistency-from 3" in out and "--url" in out
+    # The remedy it names works.
+    again = tmp_path / "again.json"
+    argv = ["bundle", "export", "--executive", "E1", "--out", str(again)]
+    assert ses([*argv, "--consistency-from", "3"]) == 0
+    assert ses(["bundle", "verify", str(again), "--checkpoint", str(note)]) == 0

@@ -396,3 +396,141 @@ def test_the_checkpoint_note_of_an_empty_ledger_is_the_empty_tree(
     assert ses(["checkpoint"]) == 0
     cp, _ = parse_note(capsys.readouterr().out)
     assert cp == Checkpoint(sqlite_config.origin, 0, EMPTY_ROOT)
+
+
+# --- the command line: could not check (2) is not inconsistent (1) -------------------------------
+
+
+@pytest.fixture
+def env(sqlite_config: LedgerConfig, monkeypatch: pytest.MonkeyPatch) -> LedgerConfig:
+    monkeypatch.setenv("SES_LEDGER_HOME", str(sqlite_config.home))
+    monkeypatch.setenv("SES_LEDGER_DB", sqlite_config.db_url)
+    monkeypatch.delenv("SES_LEDGER_ORIGIN", raising=False)
+    return sqlite_config
+
+
+def _closed_url() -> str:
+    sock = _free_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    return f"http://127.0.0.1:{port}"
+
+
+def _exported(config: LedgerConfig, tmp_path: Path) -> Path:
+    app = LedgerApp(config)
+    register(app, "E1")
+    out = tmp_path / "b.json"
+    write_bundle(build_bundle(app, "E1"), str(out))
+    return out
+
+
+@pytest.mark.parametrize(
+    "url", ["notaurl", "ftp://example.org", "http://127.0.0.1:port", "http://"]
+)
+def test_a_url_that_is_not_one_is_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], url: str
+) -> None:
+    for argv in (
+        ["witness", "--url", url, "--state", str(tmp_path / "s.json")],
+        ["bundle", "verify", str(tmp_path / "b.json"), "--url", url],
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            ses(argv)
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert "must be the ledger API's base URL" in err and "Traceback" not in err
+    assert not (tmp_path / "s.json").exists()
+
+
+def test_a_url_urllib_cannot_use_or_a_server_that_is_not_http_is_unavailable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import http.client
+    import urllib.request
+
+    with pytest.raises(OSError, match="unknown url type"):
+        http_fetch()("notaurl/v1/ledger/keys")
+
+    def not_http(*args: Any, **kwargs: Any) -> Any:
+        raise http.client.BadStatusLine("garbage")
+
+    monkeypatch.setattr(urllib.request, "urlopen", not_http)
+    with pytest.raises(OSError, match="BadStatusLine"):
+        http_fetch()("http://127.0.0.1:1/v1/ledger/keys")
+
+
+def test_bundle_verify_against_an_unreachable_ledger_is_not_checked_rather_than_failed(
+    env: LedgerConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = _exported(env, tmp_path)
+    assert ses(["bundle", "verify", str(bundle), "--url", _closed_url()]) == 2
+    printed = capsys.readouterr()
+    assert "NOT VERIFIED" not in printed.out and "PROBLEM" not in printed.out
+    assert printed.err.startswith("the bundle could NOT be checked (this is no verdict on it): ")
+    assert "cannot reach" in printed.err and printed.err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("answers", "said"),
+    [
+        ({"/v1/ledger/checkpoint": (404, "no")}, "cannot obtain a usable checkpoint"),
+        ({"/v1/ledger/checkpoint": (200, "not a note")}, "cannot obtain a usable checkpoint"),
+        ({"/v1/ledger/checkpoint": (503, "busy")}, "answered 503"),
+        ({"/v1/ledger/proofs/consistency": (503, "busy")}, "cannot obtain the consistency proof"),
+    ],
+    ids=["checkpoint-404", "checkpoint-garbage", "checkpoint-503", "proof-503"],
+)
+def test_bundle_verify_without_a_usable_answer_from_the_ledger_is_not_checked(
+    env: LedgerConfig,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    answers: dict[str, tuple[int, str]],
+    said: str,
+) -> None:
+    import ledger.witness
+
+    bundle = _exported(env, tmp_path)
+    grow(env, 2)
+    app = LedgerApp(env)
+    newer = app.merkle_log.issue_checkpoint(app.signer, env.origin)
+    assert newer is not None
+
+    def fetch(url: str) -> tuple[int, str]:
+        path = urllib.parse.urlsplit(url).path
+        return answers.get(path) or (200, newer.note)
+
+    monkeypatch.setattr(ledger.witness, "http_fetch", lambda timeout=10.0: fetch)
+    assert ses(["bundle", "verify", str(bundle), "--url", "http://ledger.invalid"]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == "" and said in printed.err
+    assert printed.err.startswith("the bundle could NOT be checked")
+
+
+def test_checkpoint_to_a_path_it_cannot_write_refuses_before_signing(
+    env: LedgerConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = LedgerApp(env)
+    register(app, "E1")
+    assert app.merkle_log.latest_checkpoint() is None
+    (tmp_path / "a-file").write_text("")
+    for out in (tmp_path / "a-file" / "cp.note", tmp_path):
+        assert ses(["checkpoint", "--out", str(out)]) == 2
+        printed = capsys.readouterr()
+        assert printed.out == "" and printed.err.count("\n") == 1
+        assert printed.err.startswith(f"ses-ledger checkpoint: cannot write {out}: ")
+    assert app.merkle_log.latest_checkpoint() is None, "nothing signed or stored"
+    # Missing directories are still made.
+    assert ses(["checkpoint", "--out", str(tmp_path / "new" / "dir" / "cp.note")]) == 0
+    assert capsys.readouterr().out == (tmp_path / "new" / "dir" / "cp.note").read_text()
+
+
+def test_witness_with_a_state_it_cannot_keep_says_so_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "a-file").write_text("")
+    state = tmp_path / "a-file" / "w.json"
+    assert ses(["witness", "--url", _closed_url(), "--state", str(state), "--timeout", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ses-ledger witness: cannot keep the state in {state}: ")
+    assert err.count("\n") == 1
