@@ -24,13 +24,16 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from api.auth import ID_PATTERN  # an id as the API accepts it
 from ledger.config import LedgerConfig
 
 
 def _app() -> Any:
+    """The configured ledger: every command here reads or checks one, so a store that holds
+    none (a mistyped home or schema) is refused rather than created empty."""
     from ses_ledger.bootstrap import build_app
 
-    return build_app(LedgerConfig.from_env())
+    return build_app(LedgerConfig.from_env(), existing=True)
 
 
 # --- replay ----------------------------------------------------------------------------------
@@ -45,11 +48,6 @@ def _position(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be a whole number, 0 or more, got {text!r}")
     return value
-
-
-#: An id as the API accepts it (api/auth.py ID_PATTERN, api/schemas/common.py `Id`): 1-128
-#: characters of [A-Za-z0-9._:@+-], the first a letter or digit.
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$"
 
 
 def _ident(text: str) -> str:

@@ -7,10 +7,11 @@ Settings reach the workers through the environment (each worker builds its own a
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from typing import TYPE_CHECKING, Any
+
+from ses_ledger.argtypes import non_negative_seconds, positive_int
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -20,27 +21,6 @@ FLAG_VARIABLES = {
     "checkpoint_interval": "SES_LEDGER_CHECKPOINT_INTERVAL_SECONDS",
     "checkpoint_every": "SES_LEDGER_CHECKPOINT_EVERY",
 }
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def seconds(text: str) -> float:
-    """A number of seconds: 0 or more, finite."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, not {text}")
-    return value
 
 
 def settings_error(exc: ValidationError) -> str:
@@ -139,7 +119,7 @@ def register(sub: Any) -> None:
     )
     serve.add_argument(
         "--checkpoint-interval",
-        type=seconds,
+        type=non_negative_seconds,
         metavar="T",
         help="seconds between timed checkpoints (default 60; 0: off)",
     )

@@ -566,13 +566,6 @@ def test_replay_and_audit_refuse_an_id_no_executive_can_have(
     assert ses(["audit", "--executive", "user@example.org:x+y_z-1.2"]) == 1
 
 
-def test_the_ids_are_the_apis() -> None:
-    from api.auth import ID_PATTERN
-    from ses_ledger.cli_evidence import ID_PATTERN as CLI_ID_PATTERN
-
-    assert CLI_ID_PATTERN == ID_PATTERN
-
-
 def test_replay_names_the_point_it_replays_at_in_words(
     env: LedgerConfig, capsys: pytest.CaptureFixture[str]
 ) -> None:

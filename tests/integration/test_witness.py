@@ -393,6 +393,10 @@ def test_the_checkpoint_note_of_an_empty_ledger_is_the_empty_tree(
 ) -> None:
     monkeypatch.setenv("SES_LEDGER_HOME", str(sqlite_config.home))
     monkeypatch.setenv("SES_LEDGER_DB", sqlite_config.db_url)
+    assert ses(["checkpoint"]) == 69  # no ledger there yet: none is created to sign for
+    assert "there is no ledger at" in capsys.readouterr().err
+    KeyRing(sqlite_config.home).init()
+    LedgerApp(sqlite_config)  # a ledger, empty
     assert ses(["checkpoint"]) == 0
     cp, _ = parse_note(capsys.readouterr().out)
     assert cp == Checkpoint(sqlite_config.origin, 0, EMPTY_ROOT)
