@@ -106,8 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "Exit status: 0 done; 1 a check failed or nothing matched (verify, bundle verify, "
-            "witness, replay), or serve could not bind its port; 2 a refused command or bad "
-            "input; 3 a server worker failed to start (serve); "
+            "witness, replay, audit, projections status --max-lag), or serve could not bind "
+            "its port; 2 a refused command, bad input, or a check that could not be made "
+            "(bundle verify, witness); 3 a server worker failed to start (serve); "
             f"{EXIT_STORE} the store cannot be used (the reason is printed); 130 interrupted; "
             f"{EXIT_PIPE} the output was closed early (a pipe)."
         ),
