@@ -13,7 +13,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any, NamedTuple
 
@@ -34,6 +36,23 @@ HASHED_FIELDS = (
 
 _PREFIX = b'{"entry":'
 _HASH_MARK = b',"hash":"'
+
+
+#: RFC 3339's date-time: a `T`, seconds, and an offset (`Z` or +hh:mm), so no moment is read
+#: in a zone the caller did not state; fractions to the microsecond (the ledger's precision).
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:[Zz]|[+-]\d{2}:\d{2})"
+)
+
+
+def parse_timestamp(text: str) -> datetime:
+    """An RFC 3339 date-time, in UTC (ValueError: not one, e.g. a bare date, or no offset)."""
+    if not _RFC3339.fullmatch(text):
+        raise ValueError(
+            f"must be an RFC 3339 timestamp with its offset, e.g. 2025-01-01T00:00:00Z, "
+            f"got {text[:40]!r}"
+        )
+    return datetime.fromisoformat(text.upper()).astimezone(UTC)
 
 
 def format_timestamp(value: Any) -> str:

@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from ledger.config import available_cpus
-from ledger.entry import format_timestamp
+from ledger.entry import format_timestamp, parse_timestamp
 from ledger.errors import LedgerError
 from ledger.policies.removal import RATING_DATE
 from ledger.write_gate import write_gate
@@ -37,7 +37,7 @@ PROJECTION_NAMES = tuple(p.name for p in PROJECTIONS)
 
 def normalise_known_at(value: str | datetime) -> str:
     """An RFC 3339 timestamp in the ledger's `recorded_at` form (UTC, microseconds, `Z`)."""
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    moment = parse_timestamp(value) if isinstance(value, str) else value
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return format_timestamp(moment.astimezone(UTC))

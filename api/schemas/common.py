@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 
 from api.auth import ID_PATTERN
+from ledger.entry import parse_timestamp
 
 MIN_DAY = date(1900, 1, 1)
 MAX_DAY = date(2199, 12, 31)
@@ -52,12 +53,9 @@ def _timestamp(value: Any) -> Any:
     if isinstance(value, datetime):
         parsed = value
     elif isinstance(value, str) and len(value) <= 40:
-        try:
-            parsed = datetime.fromisoformat(value.replace("z", "Z"))
-        except ValueError:
-            raise ValueError("must be an RFC 3339 timestamp") from None
+        parsed = parse_timestamp(value)
     else:
-        raise ValueError("must be an RFC 3339 timestamp")
+        raise ValueError("must be an RFC 3339 timestamp with its offset")
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     parsed = parsed.astimezone(UTC)

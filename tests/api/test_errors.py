@@ -261,6 +261,10 @@ def test_other_methods_are_405_problems(shared_api: Api) -> None:
         {"known_at": "yesterday"},
         {"known_at": "0001-01-01T00:00:00Z"},
         {"as_of_position": 1, "known_at": "2024-01-01T00:00:00Z"},
+        # not RFC 3339: a moment in a zone the caller did not state is not guessed at
+        {"known_at": "2030-01-01"},
+        {"known_at": "2030-01-01T00:00:00"},
+        {"known_at": "2030-01-01 00:00:00Z"},
     ],
     ids=repr,
 )
@@ -268,6 +272,13 @@ def test_bad_replay_parameters_are_422(shared_api: Api, query: dict[str, Any]) -
     executive_id = shared_api.new_executive()
     r = shared_api.get(f"/v1/executives/{executive_id}", **query)
     _problem(r, 422, "invalid-request")
+
+
+@pytest.mark.parametrize("known_at", ["2030-01-01T00:00:00Z", "2030-01-01t05:30:00.5+05:30"])
+def test_rfc_3339_timestamps_with_an_offset_are_taken(shared_api: Api, known_at: str) -> None:
+    executive_id = shared_api.new_executive()
+    r = shared_api.get(f"/v1/executives/{executive_id}", known_at=known_at)
+    assert r.status_code == 200 and r.json()["executive_id"] == executive_id
 
 
 @pytest.mark.parametrize(
