@@ -20,7 +20,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ledger.canonical import canonical_json
-from ledger.checkpoint import CheckpointError, verify_note
+from ledger.checkpoint import CheckpointError, parse_note, verify_note
 from ledger.entry import split_state
 from ledger.merkle import CompactRange, leaf_hash
 
@@ -269,6 +269,21 @@ def verify_ledger(
     return report
 
 
+def _hint(note: str, origin: str) -> str:
+    """A note made for another origin than the one checked against: most likely this
+    verifier's setting, not damage at that position (the note names its origin, and its
+    signatures the key by it, so both fail)."""
+    try:
+        named = parse_note(note)[0].origin
+    except CheckpointError:
+        return ""
+    if named == origin:
+        return ""
+    return (
+        f" (it names the origin {named!r}: if that is the ledger's, check SES_LEDGER_ORIGIN here)"
+    )
+
+
 def _check_checkpoint(
     report: VerifyReport,
     checkpoint: tuple[int, str],
@@ -281,7 +296,9 @@ def _check_checkpoint(
     try:
         cp = verify_note(note, origin, keys.values())
     except CheckpointError as exc:
-        report.fail(position, f"checkpoint at size {size} does not verify: {exc}")
+        report.fail(
+            position, f"checkpoint at size {size} does not verify: {exc}{_hint(note, origin)}"
+        )
         return
     if cp.size != size or cp.root_hash != root:
         report.fail(position, f"checkpoint at size {size} has a root the log does not produce")

@@ -37,7 +37,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 2
     ring = KeyRing(config.home)
     if not ring.exists():
-        print(f"creating the ledger signing key {ring.init()} under {ring.dir}")
+        # Valid from the simulated clock's start: the demo's events are recorded at past
+        # business dates, and a verifier may hold each to its key's validity window.
+        print(f"creating the ledger signing key {ring.init(now=clock.now)} under {ring.dir}")
     # Queue with a running server's writes (and the read models') instead of meeting them
     # in SQLite's busy handler: the same gate, held only while storing (`write_gate`).
     app.record_gate = write_gate(app)

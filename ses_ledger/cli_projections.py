@@ -159,7 +159,12 @@ def cmd_project(args: argparse.Namespace) -> int:
             )
             runner.follow(stop, interval=args.interval, **_sizes(args))
         else:
-            runner.catch_up(stop=stop, **_sizes(args))
+            from ses_ledger.progress import Progress
+
+            # On a terminal: a catch-up after a version change reads the whole log again.
+            with Progress(total=runner.source.head(), desc="catching up") as bar:
+                bar.update_to(min(runner.positions().values(), default=0))
+                runner.catch_up(stop=stop, progress=bar.update_to, **_sizes(args))
     positions = runner.positions()
     print("positions: " + ", ".join(f"{n} {p}" for n, p in positions.items()), flush=True)
     if args.digest:

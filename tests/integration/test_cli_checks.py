@@ -244,3 +244,19 @@ def test_output_closed_early_is_no_traceback(ledger_config: LedgerConfig) -> Non
     err = child.stderr.read().decode()
     assert child.wait(timeout=60) == cli.EXIT_PIPE, err
     assert err == ""
+
+
+def test_verify_with_another_origin_says_which_setting_to_check(
+    ledger_config: LedgerConfig, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A checkpoint signed for the ledger's origin, verified under another SES_LEDGER_ORIGIN:
+    reported at its position (it does not verify here), with the likelier cause named."""
+    register(_app(ledger_config), "E1")
+    assert _main(monkeypatch, capsys, ledger_config, "checkpoint")[0] == 0
+    assert _main(monkeypatch, capsys, ledger_config, "verify", "--quiet")[0] == 0
+    status, out, _err = _main(
+        monkeypatch, capsys, ledger_config, "verify", "--quiet", SES_LEDGER_ORIGIN="other/log"
+    )
+    assert status == 1 and "first bad position: 1" in out
+    assert "it names the origin 'ses-ledger.local/ledger': if that is the ledger's, check " in out
+    assert "SES_LEDGER_ORIGIN here" in out

@@ -264,3 +264,24 @@ def test_cli_demo_random_ids(
     ]
     assert len(registered) == 3
     assert all(uuid.UUID(str(e).removeprefix("E-")) for e in registered)
+
+
+def test_the_demo_key_is_valid_from_before_its_backdated_events(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The demo records events at past business dates; a key it makes itself must not be
+    valid only from today, or a verifier holding entries to key windows would reject them."""
+    from ses_ledger import cli
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("SES_LEDGER_HOME", str(home))
+    monkeypatch.delenv("SES_LEDGER_DB", raising=False)
+    assert cli.main(["demo", "--executives", "2", "--years", "1"]) == 0
+    capsys.readouterr()
+    (key,) = KeyRing(home).public_keys()
+    app = LedgerApp(LedgerConfig.from_env())
+    recorded = [
+        entry_from_state(n.state, n.id)["recorded_at"]
+        for n in app.recorder.select_notifications(start=1, limit=1000)
+    ]
+    assert recorded and all(key.valid_from <= r for r in recorded)
