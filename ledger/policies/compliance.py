@@ -213,7 +213,10 @@ def rat_9(
 ) -> list[Finding]:
     """RAT-9: under ses-2025, at most 30% of >= 5 rated career executives at Levels 4-5.
 
-    Counts executives, each by their last rating in the cycle (`career_executives`).
+    Counts executives, each by their last rating in the cycle (`career_executives`), and
+    only those rated under a capped policy: a cycle may still hold ses-basic-2012 periods
+    (POL-1), whose rules prohibit forced distribution, so the sentence names the policy
+    (the distribution's share covers every career executive).
     Noncareer executives are out of count and denominator; ses-basic-2012 ratings are never
     counted (forced distribution is prohibited there, so no cap applies). A presidential
     waiver for the agency and cycle suppresses the finding.
@@ -231,9 +234,9 @@ def rat_9(
         _finding(
             "RAT-9",
             f"{agency}/{cycle}",
-            f"{high} of {len(capped)} career executives ({100 * high / len(capped):.0f}%) are "
-            f"rated at Levels 4-5 in {cycle}; the cap is {cap}% and no presidential waiver "
-            "is recorded",
+            f"{high} of {len(capped)} career executives ({100 * high / len(capped):.0f}%) "
+            f"rated under {', '.join(sorted({r.policy for r in capped}))} are at Levels 4-5 "
+            f"in {cycle}; the cap is {cap}% and no presidential waiver is recorded",
         )
     ]
 

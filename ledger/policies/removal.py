@@ -5,7 +5,9 @@ years" / "5 consecutive years" without a measure, so the measure is a named sett
 
 - `rating-date` (default): compare the dates the final ratings were assigned, both ends
   inclusive. A second rating exactly 3 years after the first counts; Feb 29 + 3 years is
-  Feb 28. The three-year window holds ratings with D - 3 years <= rated_on <= D.
+  Feb 28. The three-year window holds ratings with D - 3 years <= rated_on <= D, which is
+  rated_on + 3 years >= D, so window and pairs agree when D is Feb 29 (the window of Feb 29
+  2020 begins Mar 1 2017: Feb 28 2017 and Feb 29 2020 are a day more than 3 years apart).
 - `appraisal-cycle`: compare the fiscal years in which the rated periods ended. "Three
   consecutive years" are cycles at most 2 apart (FY2023 and FY2025 count; FY2022 and FY2025
   do not); "five consecutive years" are cycles at most 4 apart. The window holds the ratings
@@ -145,7 +147,10 @@ def _in_window(rating: FinalRating, as_of: date, years: int, measure: str) -> bo
     if measure == APPRAISAL_CYCLE:
         latest_completed = fiscal_year(as_of + timedelta(days=1)) - 1
         return rating.cycle >= latest_completed - (years - 1)
-    return rating.rated_on >= add_years(as_of, -years)
+    # "D - years <= rated_on", read as `_within` reads "years apart", so that the window
+    # holds exactly the ratings a rating on D would pair with: for D = Feb 29 2020 it
+    # begins Mar 1 2017 (Feb 28 2017 + 3 years is Feb 28 2020, a day before D).
+    return add_years(rating.rated_on, years) >= as_of
 
 
 def _window(

@@ -190,7 +190,9 @@ def test_rat_9_thirty_percent_cap(ratings: list[CycleRating], waiver: bool, coun
     assert _rules(findings) == ["RAT-9"] * count
     if count:
         assert findings[0]["subject_id"] == "DOE/FY2026"
-        assert findings[0]["detail"].startswith("2 of 5 career executives (40%)")
+        assert findings[0]["detail"].startswith(
+            "2 of 5 career executives (40%) rated under ses-2025 are at Levels 4-5 in FY2026"
+        )
 
 
 def test_rat_9_counts_executives_not_ratings() -> None:

@@ -47,6 +47,24 @@ def test_rem_2_feb_29_plus_three_years_is_feb_28(second: date, required: bool) -
     assert history.three_year.removal_required is required
 
 
+@pytest.mark.parametrize(("years", "level"), [(3, 2), (5, 1)])
+@pytest.mark.parametrize(
+    ("first", "in_window"), [(date(2017, 2, 28), False), (date(2017, 3, 1), True)]
+)
+def test_window_and_pairs_agree_when_d_is_feb_29(
+    years: int, level: int, first: date, in_window: bool
+) -> None:
+    """REM-2/REM-3 as of D = Feb 29 2020, with the second rating on D: a first rating is in
+    the window exactly when the pair counts (Feb 28 + 3 years is Feb 28, a day before D)."""
+    d = date(2020, 2, 29)
+    first = first.replace(year=2020 - years)
+    history = removal_history([_rating(first, level), _rating(d, level)], [], as_of=d)
+    window = history.three_year if years == 3 else history.five_year
+    assert (first in {r.rated_on for r in window.ratings}) is in_window
+    assert window.removal_required is in_window
+    assert window.triggered_on == (d if in_window else None)
+
+
 @pytest.mark.parametrize(
     ("second", "required"),
     [
