@@ -91,3 +91,19 @@ def report_agency(principal: Principal, requested: str | None) -> str | None:
         return None if principal.agency == ALL_AGENCIES else principal.agency
     _scope(principal, requested)
     return requested
+
+
+#: Body fields naming the official who acts on an appraisal (their id is the event's actor).
+OFFICIAL_FIELDS = ("rating_official_id", "reviewer_id", "appointing_authority_id")
+
+
+def forbid_own_appraisal(body: object, executive_id: str | None) -> None:
+    """No one rates, reviews or decides on their own appraisal: not with a token of theirs
+    that also holds an official's role, nor by `hr_app` naming them (PRB-3 says as much of
+    board members; the board itself is checked there)."""
+    for field in OFFICIAL_FIELDS:
+        if executive_id is not None and getattr(body, field, None) == executive_id:
+            raise Forbidden(
+                f"{field} names {executive_id}, the appraisal's own executive: no one rates, "
+                "reviews or decides on their own appraisal"
+            )

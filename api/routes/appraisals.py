@@ -39,6 +39,7 @@ def set_plan(ctx: WriteDep, services: ServicesDep, body: w.PlanIn) -> Any:
     """Set and communicate the plan (`hr_app`; `rating_official` as itself).
     Actor: `rating_official_id`."""
     owner = services.directory.executive(body.executive_id, reference="executive_id")
+    access.forbid_own_appraisal(body, body.executive_id)
     access.require_write(
         ctx.principal,
         owner.agency,
@@ -204,6 +205,7 @@ def _register(step: Step) -> None:
         access.require_write(
             ctx.principal, facts.agency, roles=step.roles, acting=step.acting(body, facts)
         )
+        access.forbid_own_appraisal(body, facts.executive_id)
         actor = step.actor(body, facts, ctx.principal)
         fields = body.model_dump()
         return execute(

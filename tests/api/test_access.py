@@ -318,3 +318,32 @@ def test_ledger_events_of_one_agency(shared_api: Api, record: dict[str, str]) ->
         seen += page["events"]
         after = page["next_after"]
     assert seen and all(e["data"].get("agency") == "DOT" for e in seen)
+
+
+def test_no_one_acts_as_an_official_on_their_own_appraisal(shared_api: Api) -> None:
+    """Not `hr_app` naming the executive as their own rating official, nor the executive's
+    own token holding an official's role too: 403, nothing appended."""
+    api = shared_api
+    executive_id = api.new_executive()
+    size = api.ledger_size()
+    own_plan = s.plan(s.unique("A-"), executive_id, 2024, rating_official_id=executive_id)
+    r = api.post("/v1/appraisals", own_plan)
+    assert r.status_code == 403, r.text
+    assert "rating_official_id names" in r.json()["detail"]
+    assert api.ledger_size() == size
+
+    a = api.appraisal("planned", executive_id=executive_id)
+    both = api.as_("executive", "rating_official", subject=executive_id)
+    path = f"/v1/appraisals/{a.appraisal_id}"
+    size = api.ledger_size()
+    for step, body in (
+        ("initial-rating", s.initial(2024, rater=executive_id)),
+        ("progress-reviews", s.review(2024) | {"reviewer_id": executive_id}),
+    ):
+        for headers in (both, api.hr):
+            r = api.post(f"{path}/{step}", body, headers)
+            assert r.status_code == 403 and "own appraisal" in r.json()["detail"], r.text
+    assert api.ledger_size() == size
+    # the executive's own steps stay theirs, and the plan's official still rates
+    api.ok(f"{path}/initial-rating", s.initial(2024))
+    assert api.post(f"{path}/response-waiver", s.response_waiver(2024), both).status_code == 201
