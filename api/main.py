@@ -17,6 +17,7 @@ from typing import Any
 import anyio.to_thread
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors
@@ -68,12 +69,12 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise _TooLarge
+                    raise _TooLarge(self.limit)
             return message
 
         try:
             await self.app(scope, counted, send)
-        except _TooLarge:
+        except _TooLarge:  # read outside a route (no handler of the app's saw it)
             await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -81,13 +82,22 @@ class BodyLimit:
             413,
             "payload-too-large",
             "Request body too large",
-            f"request bodies are limited to {self.limit} bytes",
+            _too_large(self.limit),
         )
         await response(scope, receive, send)
 
 
-class _TooLarge(Exception):
-    pass
+def _too_large(limit: int) -> str:
+    return f"request bodies are limited to {limit} bytes"
+
+
+class _TooLarge(StarletteHTTPException):
+    """Raised while the body is read: an HTTP exception, because FastAPI turns any other
+    error from reading the body into a 400 ("There was an error parsing the body"), and
+    lets this one through to the 413 handler (a chunked body has no Content-Length)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, _too_large(limit))
 
 
 class ServerTiming:

@@ -133,6 +133,22 @@ def test_an_oversized_body_is_413(shared_api: Api) -> None:
     _problem(shared_api.post("/v1/executives", body), 413, "payload-too-large")
 
 
+def test_an_oversized_chunked_body_is_413_too(shared_api: Api) -> None:
+    """No Content-Length to refuse it by: counted as it arrives (it was a 400 "error parsing
+    the body")."""
+    size = shared_api.ledger_size()
+    chunks = (b"x" * 65_536 for _ in range(40))  # 2.6 MB, sent chunked
+    r = shared_api.client.post(
+        "/v1/executives",
+        content=chunks,
+        headers={**shared_api.hr, "Content-Type": "application/json"},
+    )
+    assert "content-length" not in {k.lower() for k in r.request.headers}
+    detail = _problem(r, 413, "payload-too-large")["detail"]
+    assert detail.startswith("request bodies are limited to ")
+    assert shared_api.ledger_size() == size
+
+
 def test_unknown_body_references_are_422_unknown_reference(shared_api: Api) -> None:
     r = shared_api.post("/v1/appraisals", s.plan("A-x", "E-missing", 2024))
     problem = _problem(r, 422, "unknown-reference")
