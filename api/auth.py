@@ -21,7 +21,7 @@ from typing import Any
 
 import jwt
 
-from ledger.config import TOKEN_KEY_FILE
+from ledger.config import TOKEN_KEY_FILE, make_private_dir
 
 ALGORITHM = "HS256"
 ALL_AGENCIES = "*"
@@ -68,7 +68,7 @@ def load_or_create_token_key(home: Path) -> bytes:
         return _read_key(path)
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     try:
         _write_new_key(path)
     except FileExistsError:
@@ -80,7 +80,7 @@ def rotate_token_key(home: Path) -> None:
     """Replace the HS256 secret under `home` (atomically, mode 0600): every token signed
     with the old one is refused from then on, by running servers too (`TokenVerifier`)."""
     path = Path(home) / TOKEN_KEY_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     fresh = path.with_name(f"{TOKEN_KEY_FILE}.{secrets.token_hex(4)}.tmp")
     _write_new_key(fresh)
     os.replace(fresh, path)

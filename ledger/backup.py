@@ -21,7 +21,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-from ledger.config import TOKEN_KEY_FILE, LedgerConfig
+from ledger.config import TOKEN_KEY_FILE, LedgerConfig, make_private_dir
 from ledger.errors import LedgerError, StoreUnavailable
 from ledger.keys import KeyRing
 from ledger.recorders import SQLITE_EVENTS_TABLE, LedgerTables
@@ -54,7 +54,7 @@ def backup(config: LedgerConfig, out: Path, *, with_secrets: bool = False) -> Ba
         raise StoreUnavailable(f"there is no ledger at {source}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BackupRefused(f"{out} is not an empty directory: a backup goes into a new one")
-    out.mkdir(parents=True, exist_ok=True)
+    make_private_dir(out)  # it may hold the secrets (--with-secrets)
     database = out / "ledger.db"
     partial = out / "ledger.db.partial"
     try:

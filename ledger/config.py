@@ -6,6 +6,7 @@ Plain dataclass rather than pydantic-settings: `ledger/` depends only on the sta
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from collections.abc import Mapping
@@ -48,7 +49,11 @@ class LedgerConfig:
     def eventsourcing_env(self) -> dict[str, str]:
         """The eventsourcing library's persistence settings for this store."""
         if self.is_postgres:
-            parts = urlsplit(self.db_url)
+            try:
+                parts = urlsplit(self.db_url)
+                port = parts.port  # ValueError: not a number
+            except ValueError as exc:
+                raise StoreUnavailable(f"SES_LEDGER_DB {self.redacted_db_url()!r}: {exc}") from None
             schema = self._postgres_schema(parts.query)
             return {
                 "POSTGRES_SCHEMA": schema,
@@ -56,7 +61,7 @@ class LedgerConfig:
                 "APPLICATION_RECORDER_TOPIC": "ledger.recorders_postgres:LedgerPostgresRecorder",
                 "POSTGRES_DBNAME": unquote(parts.path.lstrip("/")) or "postgres",
                 "POSTGRES_HOST": parts.hostname or "127.0.0.1",
-                "POSTGRES_PORT": str(parts.port or 5432),
+                "POSTGRES_PORT": str(port or 5432),
                 "POSTGRES_USER": unquote(parts.username or "postgres"),
                 "POSTGRES_PASSWORD": unquote(parts.password or ""),
                 "POSTGRES_POOL_SIZE": "4",
@@ -69,7 +74,7 @@ class LedgerConfig:
             }
         path = self.sqlite_path()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dir(path.parent)
         except OSError as exc:
             raise StoreUnavailable(
                 f"cannot create the directory of the SQLite store {path}: {exc.strerror}"
@@ -123,11 +128,35 @@ class LedgerConfig:
 
     def redacted_db_url(self) -> str:
         """The store URL without its password, safe for logs."""
-        parts = urlsplit(self.db_url)
+        try:
+            parts = urlsplit(self.db_url)
+        except ValueError:  # unparseable: no password can be told apart, so none is shown
+            return self.db_url.split("://", 1)[0] + "://***"
         if parts.password:
             netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
             return parts._replace(netloc=netloc).geturl()
         return self.db_url
+
+
+def make_private_dir(path: Path) -> None:
+    """Create `path` and any missing parents with mode 0700 (owner only), whatever the
+    umask: the ledger's home holds the token secret and the signing keys, and under a
+    permissive umask a world-writable home would let anyone swap `token.key` for their own
+    (a running server reloads it) or rewrite the public key ring. Directories that exist
+    are left as they are."""
+    missing = []
+    for directory in (path, *path.parents):
+        if directory.exists():
+            if not directory.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(directory))
+            break
+        missing.append(directory)
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:
+            continue  # made meanwhile by another process
+        os.chmod(directory, 0o700)  # mkdir's mode is masked by the umask
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

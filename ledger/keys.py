@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from ledger.config import make_private_dir
 from ledger.entry import format_timestamp
 from ledger.errors import SigningKeyError
 
@@ -93,6 +94,7 @@ class KeyRing:
     def _write_index(self, records: list[dict[str, Any]]) -> None:
         tmp = self.index.with_suffix(".tmp")
         tmp.write_text(json.dumps(records, indent=2) + "\n")
+        os.chmod(tmp, 0o644)  # public, but writable by the owner only, whatever the umask
         os.replace(tmp, self.index)
 
     def public_keys(self) -> list[PublicKeyInfo]:
@@ -144,8 +146,8 @@ class KeyRing:
         """Create the first signing key; idempotent (returns the current key id)."""
         if self.exists():
             return self.signer().key_id
-        self.dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.dir, 0o700)
+        make_private_dir(self.dir)
+        os.chmod(self.dir, 0o700)  # also when it was there already
         record = self._new_key(now or datetime.now(UTC))
         self._write_index([record])
         return str(record["key_id"])

@@ -260,3 +260,45 @@ def test_verify_with_another_origin_says_which_setting_to_check(
     assert status == 1 and "first bad position: 1" in out
     assert "it names the origin 'ses-ledger.local/ledger': if that is the ledger's, check " in out
     assert "SES_LEDGER_ORIGIN here" in out
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("postgresql://postgres:S3cret@127.0.0.1:notaport/test", "Port could not be cast"),
+        ("postgresql://postgres:S3cret@[::1/test", "Invalid IPv6 URL"),
+    ],
+)
+def test_an_unparseable_postgres_url_is_one_line_without_its_password(
+    url: str,
+    reason: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status, _out, err = _main(monkeypatch, capsys, LedgerConfig(tmp_path / "home", url), "verify")
+    assert status == cli.EXIT_STORE and reason in err and "S3cret" not in err
+    _one_line(err)
+
+
+def test_the_home_is_private_whatever_the_umask(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Under umask 000 a home made world-writable would let anyone swap `token.key` (a
+    running server reloads it) or rewrite the public key ring."""
+    home = tmp_path / "deep" / "home"
+    config = LedgerConfig(home, f"sqlite:///{home / 'ledger.db'}")
+    previous = os.umask(0)
+    try:
+        assert _main(monkeypatch, capsys, config, "keys", "init")[0] == 0
+        assert _main(monkeypatch, capsys, config, "token", "issue", "--subject", "a",
+                     "--role", "admin", "--agency", "*")[0] == 0  # fmt: skip
+        register(LedgerApp(config), "E1")
+        out = tmp_path / "backup"
+        assert _main(monkeypatch, capsys, config, "backup", "--out", str(out))[0] == 0
+    finally:
+        os.umask(previous)
+    for directory in (tmp_path / "deep", home, home / "keys", out):
+        assert directory.stat().st_mode & 0o777 == 0o700, directory
+    assert (home / "keys" / "keyring.json").stat().st_mode & 0o777 == 0o644
+    assert (home / "token.key").stat().st_mode & 0o777 == 0o600
