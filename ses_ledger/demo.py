@@ -462,6 +462,10 @@ class DemoGenerator:
         if action == "removal" and person.career and rng.random() < 0.3:
             hearing = effective - timedelta(days=rng.randint(15, 25))
             hearing = max(hearing, notice)
+            if facts.probationary:
+                # REM-7: a probationer's removal (3592(a)(1)) brings no informal hearing;
+                # drawn all the same, so that a seed keeps its history.
+                hearing = None
         try:
             ex.record_personnel_action(
                 action=action,

@@ -285,3 +285,15 @@ def test_the_demo_key_is_valid_from_before_its_backdated_events(
         for n in app.recorder.select_notifications(start=1, limit=1000)
     ]
     assert recorded and all(key.valid_from <= r for r in recorded)
+
+
+def test_the_demo_keeps_the_rules(sqlite_config: LedgerConfig) -> None:
+    """The demo's commands are refused by no rule: a refusal would bend its history away
+    from what its seed should give (a probationer's removal once asked for a hearing, which
+    REM-7 refuses, so the removal was never recorded). The store does not matter here."""
+    KeyRing(sqlite_config.home).init()
+    clock = SimulatedClock()
+    app = LedgerApp(sqlite_config, clock=clock)
+    summary = run_demo(app, clock, executives=300, years=5, seed=2025, batch_per_appraisal=True)
+    assert summary.rejected == {}
+    assert sum(summary.personnel_actions.values()) > 0
