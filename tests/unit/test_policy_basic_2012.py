@@ -177,6 +177,50 @@ def test_plan_2_results_driven_measures_targets_timelines(
         assert expected in text
 
 
+TARGET = "states no measurable target"
+TIMELINE = "states no timeline"
+
+
+@pytest.mark.parametrize(
+    ("text", "gap"),
+    [
+        # ranges and ratios are targets; only a date's parts are not
+        ("Reduce the backlog by 10-15% by September 30, 2025", None),
+        ("Reduce the backlog 10-20% in FY2026", None),
+        ("Cut 3-5 days from hiring by FY2026", None),
+        ("Achieve a 4/5 rating by FY2026", None),
+        ("Fill 9/10 vacancies by FY2026", None),
+        ("Serve 24/7 coverage by FY2026", None),
+        ("Complete 4 of 5 milestones by 9/30/2025", None),
+        ("Save $2M by FY2026", None),
+        ("Reduce cost per case 12% by 1 Oct 2025", None),
+        # timelines written run together, with two-digit years, or as one number
+        ("Reduce backlog 50% by Q3FY25", None),
+        ("Reduce backlog 50% by 1Q2025", None),
+        ("Reduce backlog 50% by FY2026Q2", None),
+        ("Reduce backlog 50% by 2026Q2", None),
+        ("Reduce backlog 50% by 9/30/25", None),
+        ("Reduce backlog 50% by 12/31", None),
+        ("Reduce backlog 50% in CY2026", None),
+        ("Reduce backlog 50% by 20260930", None),
+        # and none of those dates is a target
+        ("Improve morale by 30 September 2025", TARGET),
+        ("Improve morale by 30-Sep-2025", TARGET),
+        ("Improve morale by Q3FY25", TARGET),
+        ("Improve morale by 1Q2025", TARGET),
+        ("Improve morale in CY2026", TARGET),
+        ("Improve morale in H1 2025", TARGET),
+        ("Improve morale by 20260930", TARGET),
+        ("Improve morale by 9/30/25", TARGET),
+        ("Improve morale by 2024-9-30", TARGET),
+        ("Reduce errors by 10-15%", TIMELINE),
+    ],
+)
+def test_plan_2_tells_a_dates_digits_from_a_target(text: str, gap: str | None) -> None:
+    found = plan_2_gaps(elements(BASIC_WEIGHTS, {"results_driven": [text]}))
+    assert found == ([] if gap is None else [f"Results Driven requirement 1 {gap}"])
+
+
 def test_mon_1_basic_needs_one_review_in_the_whole_period() -> None:
     assert BASIC_2012.review_windows(*FY2024) == [FY2024]
     assert "MON-1" in BASIC_2012.flags and "PLAN-2" in BASIC_2012.flags
