@@ -213,20 +213,20 @@ def rat_9(
 ) -> list[Finding]:
     """RAT-9: under ses-2025, at most 30% of >= 5 rated career executives at Levels 4-5.
 
-    Counts executives, each by their last rating in the cycle (`career_executives`), and
-    only those rated under a capped policy: a cycle may still hold ses-basic-2012 periods
-    (POL-1), whose rules prohibit forced distribution, so the sentence names the policy
-    (the distribution's share covers every career executive).
+    Counts executives rated under a capped policy, each by their last such rating in the
+    cycle (`career_executives`; filtered first, so that a basic rating logged later does
+    not hide a capped one): a cycle may still hold ses-basic-2012 periods (POL-1), whose
+    rules prohibit forced distribution, so the sentence names the policy (the
+    distribution's share covers every career executive).
     Noncareer executives are out of count and denominator; ses-basic-2012 ratings are never
     counted (forced distribution is prohibited there, so no cap applies). A presidential
     waiver for the agency and cycle suppresses the finding.
     """
-    career = career_executives(ratings)
-    caps = {r.appraisal_id: get_policy(r.policy).rating_cap_percent for r in career}
-    capped = [r for r in career if caps.get(r.appraisal_id) is not None]
+    caps = {r.appraisal_id: get_policy(r.policy).rating_cap_percent for r in ratings}
+    capped = career_executives([r for r in ratings if caps[r.appraisal_id] is not None])
     if waiver_granted or len(capped) < RAT_9_MINIMUM_CAREER_RATED:
         return []
-    cap = min(c for c in caps.values() if c is not None)
+    cap = min(c for c in (caps[r.appraisal_id] for r in capped) if c is not None)
     high = sum(map(_high, capped))
     if high * 100 <= cap * len(capped):
         return []

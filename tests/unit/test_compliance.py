@@ -221,6 +221,19 @@ def test_rat_9_counts_executives_not_ratings() -> None:
     )
 
 
+def test_rat_9_a_basic_rating_logged_later_does_not_hide_a_capped_one() -> None:
+    """E9 rated at Level 5 under ses-2025, then under ses-basic-2012 (logged later) in the
+    same cycle: still 2 of 5 capped executives at Levels 4-5, whatever the log order."""
+    others = [CycleRating("A-E0", "E0", SES_2025, 5, True)] + [
+        CycleRating(f"A-E{i}", f"E{i}", SES_2025, 3, True) for i in range(1, 4)
+    ]
+    capped = CycleRating("A-E9-2025", "E9", SES_2025, 5, True)
+    basic = CycleRating("A-E9-basic", "E9", BASIC, 3, True)
+    for order in ([capped, basic], [basic, capped]):
+        findings = rat_9("DOE", "FY2026", ratings=[*others, *order], waiver_granted=False)
+        assert findings[0]["detail"].startswith("2 of 5 career executives (40%)"), order
+
+
 def test_rating_distribution_counts_all_and_shares_career_only() -> None:
     ratings = _ratings(1, 4) + _ratings(2, 2, career=False, prefix="N")
     assert rating_distribution(ratings) == {
