@@ -42,7 +42,9 @@ A tamper-evident, event-sourced audit ledger of US Senior Executive Service perf
 appraisals. Every write is hash-chained, signed and added to an RFC 9162 Merkle log.
 
 Authenticate with `Authorization: Bearer <token>` (`ses-ledger token issue ...`). Errors are
-RFC 9457 `application/problem+json`. Writes accept `Idempotency-Key` and `If-Match`.
+RFC 9457 `application/problem+json`. Writes accept `Idempotency-Key`; writes to an existing
+record (`/v1/executives/{id}/...`, `/v1/appraisals/{id}/...`) also `If-Match` (a create
+ignores it).
 """
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 
 from ledger.entry import format_timestamp
 
@@ -40,10 +40,14 @@ class Json(JSONResponse):
         ).encode()
 
 
-class RawJson(Response):
-    """`application/json` whose body is already rendered (bytes spliced from stored JSON)."""
+class RawJson(JSONResponse):
+    """`application/json` whose body is already rendered (bytes spliced from stored JSON).
+    A `JSONResponse` so that OpenAPI documents it as JSON (as a plain `Response` it was
+    declared `type: string` beside its model), but it renders nothing again."""
 
-    media_type = "application/json"
+    def render(self, content: Any) -> bytes:
+        assert isinstance(content, bytes)
+        return content
 
 
 def json_schema(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:

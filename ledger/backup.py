@@ -99,7 +99,7 @@ def _copy_keys(home: Path, out: Path, with_secrets: bool) -> tuple[str, ...]:
             if target.parent != out:
                 os.chmod(target.parent, 0o700)
         shutil.copyfile(path, target)
-        if path.suffix == ".pem" or path.name == TOKEN_KEY_FILE:
-            os.chmod(target, 0o600)
+        secret = path.suffix == ".pem" or path.name == TOKEN_KEY_FILE
+        os.chmod(target, 0o600 if secret else 0o644)  # whatever the umask
         copied.append(str(relative))
     return tuple(copied)

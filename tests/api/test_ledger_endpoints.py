@@ -167,6 +167,11 @@ def test_health_and_documentation(api: Api) -> None:
     assert "/v1/appraisals/{appraisal_id}/prb-recommendation" in schema["paths"]
     assert "bearer" in str(schema["components"]["securitySchemes"]).lower()
     assert api.client.get("/docs").status_code == 200
+    # a page of events is documented as its JSON model, not as a string beside it
+    page = schema["paths"]["/v1/ledger/events"]["get"]["responses"]["200"]
+    assert page["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/EventsPage"
+    }
 
 
 def test_ledger_reads_run_on_the_event_loop_unless_they_must_write_first(

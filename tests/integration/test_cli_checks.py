@@ -295,10 +295,14 @@ def test_the_home_is_private_whatever_the_umask(
                      "--role", "admin", "--agency", "*")[0] == 0  # fmt: skip
         register(LedgerApp(config), "E1")
         out = tmp_path / "backup"
-        assert _main(monkeypatch, capsys, config, "backup", "--out", str(out))[0] == 0
+        argv = ("backup", "--out", str(out), "--with-secrets")
+        assert _main(monkeypatch, capsys, config, *argv)[0] == 0
     finally:
         os.umask(previous)
-    for directory in (tmp_path / "deep", home, home / "keys", out):
+    for directory in (tmp_path / "deep", home, home / "keys", out, out / "keys"):
         assert directory.stat().st_mode & 0o777 == 0o700, directory
-    assert (home / "keys" / "keyring.json").stat().st_mode & 0o777 == 0o644
-    assert (home / "token.key").stat().st_mode & 0o777 == 0o600
+    for where in (home, out):
+        assert (where / "keys" / "keyring.json").stat().st_mode & 0o777 == 0o644, where
+        assert (where / "token.key").stat().st_mode & 0o777 == 0o600, where
+        (pem,) = (where / "keys").glob("*.pem")
+        assert pem.stat().st_mode & 0o777 == 0o600, where
