@@ -667,6 +667,8 @@ def register(sub: Any) -> None:
     bsub.add_parser(
         "reindex",
         help="rebuild the executive -> appraisals index bundles use, from the events",
+        description="Recreates the index bundles use to find an executive's appraisals, from "
+        "the events alone: after a restore, or when a bundle seems to miss an appraisal.",
     ).set_defaults(handler=cmd_bundle_reindex)
 
     wp = sub.add_parser(
