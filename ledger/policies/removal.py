@@ -12,7 +12,9 @@ years" / "5 consecutive years" without a measure, so the measure is a named sett
   consecutive years" are cycles at most 2 apart (FY2023 and FY2025 count; FY2022 and FY2025
   do not); "five consecutive years" are cycles at most 4 apart. The window holds the ratings
   of the 3 (or 5) latest cycles completed by D (FY2023-FY2025 for any D from Sep 30 2025 to
-  Sep 29 2026), plus any later cycle already rated by D (a period ended early).
+  Sep 29 2026); when a later cycle is already rated by D (a period ended early), the window
+  ends with that cycle instead (FY2024-FY2026), so it never holds two ratings too far apart
+  to pair.
 """
 
 from __future__ import annotations
@@ -143,10 +145,19 @@ def _within(earlier: FinalRating, later: FinalRating, years: int, measure: str) 
     return later.rated_on <= add_years(earlier.rated_on, years)
 
 
-def _in_window(rating: FinalRating, as_of: date, years: int, measure: str) -> bool:
+def _latest_cycle(counted: Sequence[FinalRating], as_of: date) -> int:
+    """The latest cycle completed by D, or a later one already rated by D (a period ended
+    early): the window's newest cycle under `appraisal-cycle`."""
+    latest_completed = fiscal_year(as_of + timedelta(days=1)) - 1
+    return max([latest_completed, *(r.cycle for r in counted)])
+
+
+def _in_window(rating: FinalRating, as_of: date, years: int, measure: str, top: int) -> bool:
     if measure == APPRAISAL_CYCLE:
-        latest_completed = fiscal_year(as_of + timedelta(days=1)) - 1
-        return rating.cycle >= latest_completed - (years - 1)
+        # `years` cycles back from the newest, as `_within` counts them apart, so that the
+        # window never holds two ratings that do not pair (it held four cycles when the
+        # newest was rated early)
+        return rating.cycle >= top - (years - 1)
     # "D - years <= rated_on", read as `_within` reads "years apart", so that the window
     # holds exactly the ratings a rating on D would pair with: for D = Feb 29 2020 it
     # begins Mar 1 2017 (Feb 28 2017 + 3 years is Feb 28 2020, a day before D).
@@ -162,8 +173,9 @@ def _window(
         for i, later in enumerate(counted)
         if any(_within(earlier, later, years, measure) for earlier in counted[:i])
     ]
+    top = _latest_cycle(counted, as_of) if measure == APPRAISAL_CYCLE else 0
     return RemovalWindow(
-        ratings=tuple(r for r in counted if _in_window(r, as_of, years, measure)),
+        ratings=tuple(r for r in counted if _in_window(r, as_of, years, measure, top)),
         removal_required=bool(triggers),
         triggered_on=max(triggers, default=None),
         rule=rule,

@@ -214,6 +214,18 @@ def test_appraisal_cycle_window_moves_when_a_fiscal_year_completes(
     assert [r.appraisal_id for r in history.three_year.ratings] == in_window
 
 
+def test_appraisal_cycle_window_ends_with_a_cycle_rated_early() -> None:
+    """FY2023 and FY2026 (its period ended early, rated by D = Dec 1 2025) are 3 cycles apart:
+    no pair, and the three-cycle window is FY2024-FY2026, not FY2023-FY2026 as it was."""
+    ratings = [
+        _cycle_rating(date(2023, 9, 30), date(2023, 11, 15)),
+        FinalRating("A-2026", 2, date(2025, 11, 30), date(2025, 11, 15)),
+    ]
+    history = removal_history(ratings, [], as_of=date(2025, 12, 1), window_measure=APPRAISAL_CYCLE)
+    assert history.three_year.removal_required is False
+    assert [r.appraisal_id for r in history.three_year.ratings] == ["A-2026"]
+
+
 def test_window_measure_validation() -> None:
     with pytest.raises(ValueError, match="window_measure"):
         removal_history([], [], as_of=D, window_measure="calendar")
