@@ -228,6 +228,22 @@ class MerkleLog:
             return None
         return StoredCheckpoint(int(row["n"]), bytes(row["r"]), str(row["t"]), str(row["a"]))
 
+    def checkpoint_sizes_near(self, tree_size: int, few: int = 3) -> tuple[list[int], int]:
+        """The tree sizes of up to `few` stored checkpoints either side of `tree_size`
+        (ascending), and how many are stored: to name the ones that exist."""
+        sizes: list[int] = []
+        with self._cursor() as c:
+            c.execute(f"SELECT count(*) AS n FROM {self.t.checkpoints}")
+            total = int(c.fetchone()["n"])
+            for where, order in (("<", "DESC"), (">=", "ASC")):
+                c.execute(
+                    f"SELECT tree_size AS n FROM {self.t.checkpoints} "
+                    f"WHERE tree_size {where} {self.p} ORDER BY tree_size {order} LIMIT {few}",
+                    (tree_size,),
+                )
+                sizes += [int(row["n"]) for row in c.fetchall()]
+        return sorted(sizes), total
+
     def issue_checkpoint(
         self, signer: Signer, origin: str, min_growth: int = 1
     ) -> StoredCheckpoint | None:

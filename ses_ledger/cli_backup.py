@@ -12,7 +12,7 @@ from ledger.config import LedgerConfig
 
 def cmd_backup(args: argparse.Namespace) -> int:
     from ledger.backup import backup
-    from ses_ledger.cli_evidence import unwritable
+    from ses_ledger.outputs import unwritable
 
     out = Path(args.out)
     # A new directory (its missing parents made too), or files in an existing one.

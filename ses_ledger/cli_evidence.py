@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 import re
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from typing import Any
 
 from api.auth import ID_PATTERN  # an id as the API accepts it
 from ledger.config import LedgerConfig
+from ses_ledger.outputs import unwritable
 
 
 def _app() -> Any:
@@ -80,31 +80,6 @@ def _url(text: str) -> str:
             f"must be the ledger API's base URL, e.g. http://127.0.0.1:8000, got {text!r}"
         )
     return text
-
-
-def unwritable(path: Path, *, make_parents: bool) -> str | None:
-    """Why a file cannot be written at `path`, or None: checked before anything is signed,
-    stored or fetched. With `make_parents`, missing parent directories are to be created (so
-    the nearest existing one must take new entries); otherwise the parent must exist."""
-    if path.is_dir():
-        return f"{path} is a directory"
-    if path.exists() and not os.access(path, os.W_OK):
-        return f"{path} is not writable"
-    where = path.parent
-    if make_parents:
-        while not where.exists() and where != where.parent:
-            where = where.parent
-    if not where.exists():
-        return f"there is no directory {where}"
-    if not where.is_dir():
-        return f"{where} is not a directory"
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".ses-ledger-probe.", dir=where)
-    except OSError as exc:
-        return f"cannot create files in {where}: {exc.strerror or exc}"
-    os.close(fd)
-    os.unlink(probe)
-    return None
 
 
 def _timestamp(text: str) -> str:
@@ -319,30 +294,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
 # --- bundles ---------------------------------------------------------------------------------
 
 
-def _issued_sizes_near(app: Any, size: int, few: int = 3) -> tuple[list[int], int]:
-    """The tree sizes of up to `few` checkpoints either side of `size`, and how many exist."""
-    from ledger.bundle import merkle_log
-
-    log = merkle_log(app)
-    table, p = log.t.checkpoints, log.p
-    with app.recorder.datastore.transaction(commit=False) as c:
-        c.execute(f"SELECT count(*) AS n FROM {table}")
-        total = int(c.fetchone()["n"])
-        sizes = []
-        for where, order in (("<", "DESC"), (">=", "ASC")):
-            c.execute(
-                f"SELECT tree_size AS n FROM {table} WHERE tree_size {where} {p} "
-                f"ORDER BY tree_size {order} LIMIT {few}",
-                (size,),
-            )
-            sizes += [int(row["n"]) for row in c.fetchall()]
-    return sorted(sizes), total
-
-
 def _no_checkpoint_at(app: Any, size: int) -> str | None:
     """Why `--tree-size size` cannot be used (no checkpoint of that size), naming the sizes
     that were issued, nearest first; None when there is one."""
-    near, total = _issued_sizes_near(app, size)
+    from ledger.bundle import merkle_log
+
+    near, total = merkle_log(app).checkpoint_sizes_near(size)
     if size in near:
         return None
     if not near:
