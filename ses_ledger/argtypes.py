@@ -25,22 +25,21 @@ def non_negative_int(text: str) -> int:
     return _whole(text, 0)
 
 
-def positive_seconds(text: str) -> float:
+def _seconds(text: str, *, zero: bool) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    if not ((value >= 0 if zero else value > 0) and math.isfinite(value)):
+        least = "0 or more" if zero else "more than 0"
+        raise argparse.ArgumentTypeError(f"must be {least} seconds, got {text}")
     return value
+
+
+def positive_seconds(text: str) -> float:
+    return _seconds(text, zero=False)
 
 
 def non_negative_seconds(text: str) -> float:
     """0 or more seconds, finite (0 where the option says it means off)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text}")
-    return value
+    return _seconds(text, zero=True)

@@ -61,6 +61,14 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
+def _log_start_failure(who: str, exc: BaseException) -> None:
+    """Why a server or worker failed before it served: one line, not a traceback each time
+    (`--log-level debug` shows it); uvicorn has logged its own reason before a `SystemExit`."""
+    if not isinstance(exc, SystemExit):
+        logger.error("%s failed to start: %s", who, one_line(exc))
+        logger.debug("%s failed to start", who, exc_info=exc)
+
+
 def handoff_available() -> bool:
     """Passing sockets between processes (`SCM_RIGHTS`) is POSIX's; elsewhere uvicorn's
     shared socket is kept."""
@@ -199,11 +207,7 @@ class WorkerProcess(Process):
         except (Exception, SystemExit) as exc:
             if server.started:
                 raise
-            # One line, not a traceback per worker (`--log-level debug` shows it); uvicorn
-            # has logged its own reason before a `SystemExit`.
-            if not isinstance(exc, SystemExit):
-                logger.error("worker [%s] failed to start: %s", os.getpid(), one_line(exc))
-                logger.debug("worker [%s] failed to start", os.getpid(), exc_info=exc)
+            _log_start_failure(f"worker [{os.getpid()}]", exc)
             sys.exit(STARTUP_FAILURE)
 
     def has_served(self) -> bool:
@@ -411,8 +415,6 @@ def run_one(config: Config, listener: socket.socket) -> int:
         except (Exception, SystemExit) as exc:
             if server.started:
                 raise
-            if not isinstance(exc, SystemExit):  # uvicorn logged its own reason
-                logger.error("the server failed to start: %s", one_line(exc))
-                logger.debug("the server failed to start", exc_info=exc)
+            _log_start_failure("the server", exc)
             return STARTUP_FAILURE
     return 0 if server.started else STARTUP_FAILURE
