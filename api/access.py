@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 
 from api.auth import ALL_AGENCIES, Principal, Role
-from api.errors import AUDITOR_NEVER_WRITES, Forbidden
+from api.errors import Forbidden
 
 OFFICIALS = frozenset(
     {Role.RATING_OFFICIAL, Role.HLR_OFFICIAL, Role.PRB_MEMBER, Role.APPOINTING_AUTHORITY}
@@ -34,6 +34,13 @@ def _roles(roles: Iterable[Role]) -> str:
     return ", ".join(sorted(r.value for r in roles)) or "none"
 
 
+def forbid_auditor_writes(principal: Principal) -> None:
+    """An auditor's token never writes, whatever other roles it holds (checked for a body
+    that is not JSON too, `api.errors`)."""
+    if principal.has(Role.AUDITOR):
+        raise Forbidden("auditor tokens never write")
+
+
 def require_write(
     principal: Principal,
     agency: str | None,
@@ -42,8 +49,7 @@ def require_write(
     acting: Mapping[Role, str | Collection[str]] | None = None,
 ) -> None:
     """A write: any of `roles`, or an `acting` role whose subject is the named official."""
-    if principal.has(Role.AUDITOR):
-        raise Forbidden(AUDITOR_NEVER_WRITES)
+    forbid_auditor_writes(principal)
     allowed = principal.has(*roles)
     for role, officials in (acting or {}).items():
         if allowed or role not in principal.roles:

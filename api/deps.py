@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from api.auth import Principal, TokenError
 from api.checkpoints import ON_LOOP, GateNeeded
 from api.commands import WriteContext
-from api.errors import NO_TOKEN, InvalidRequest, Unauthorized
+from api.errors import InvalidRequest, Unauthorized
 from api.idempotency import check_key
 from api.schemas.common import Position, Timestamp
 from api.services import Services
@@ -49,10 +49,16 @@ async def get_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     """The caller, from `Authorization: Bearer <JWT>`; 401 when absent or not valid."""
-    if credentials is None:
-        raise Unauthorized(NO_TOKEN)
+    return authenticate(services, None if credentials is None else credentials.credentials)
+
+
+def authenticate(services: Services, token: str | None) -> Principal:
+    """The caller a bearer token names; 401 when there is none or it is not valid (also for
+    a body that is not JSON, `api.errors`, which FastAPI reads before any dependency)."""
+    if not token:
+        raise Unauthorized("send Authorization: Bearer <token> (ses-ledger token issue ...)")
     try:
-        return services.verify_token(credentials.credentials)
+        return services.verify_token(token)
     except TokenError as exc:
         raise Unauthorized(str(exc)) from None
 

@@ -19,7 +19,6 @@ from fastapi.security.utils import get_authorization_scheme_param
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
-from api.auth import Role, TokenError
 from ledger.errors import (
     AlreadyExists,
     ConcurrencyConflict,
@@ -50,11 +49,6 @@ class ApiProblem(Exception):
         super().__init__(detail)
         self.detail = detail
         self.extra = extra
-
-
-#: The details of the two refusals every write may meet before its body is read.
-NO_TOKEN = "send Authorization: Bearer <token> (ses-ledger token issue ...)"
-AUDITOR_NEVER_WRITES = "auditor tokens never write"
 
 
 class Unauthorized(ApiProblem):
@@ -168,16 +162,19 @@ def _request_validation(request: Request, exc: Exception) -> Response:
 def _caller_refused(request: Request) -> ApiProblem | None:
     """401/403 for a body that is not even JSON, as for any other body: FastAPI parses the
     JSON before it runs the dependencies that authenticate, so without this a caller with no
-    token (or an auditor, who never writes) would learn of the syntax error first."""
+    token (or an auditor, who never writes) would learn of the syntax error first. The same
+    checks as theirs (imported here: those modules import this one)."""
+    from api.access import forbid_auditor_writes
+    from api.deps import authenticate
+
     scheme, token = get_authorization_scheme_param(request.headers.get("Authorization"))
-    if scheme.lower() != "bearer" or not token:
-        return Unauthorized(NO_TOKEN)
     try:
-        principal = request.app.state.services.verify_token(token)
-    except TokenError as exc:
-        return Unauthorized(str(exc))
-    if principal.has(Role.AUDITOR):
-        return Forbidden(AUDITOR_NEVER_WRITES)
+        principal = authenticate(
+            request.app.state.services, token if scheme.lower() == "bearer" else None
+        )
+        forbid_auditor_writes(principal)
+    except ApiProblem as exc:
+        return exc
     return None
 
 
