@@ -33,6 +33,44 @@ def ledger_env(home: Path, db_url: str | None = None, **extra: str) -> dict[str,
     return env
 
 
+def keyed_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a ledger home under `tmp_path` with its signing key made."""
+    from ledger.keys import KeyRing
+
+    home = tmp_path / "home"
+    KeyRing(home).init()
+    return ledger_env(home, **extra)
+
+
+@contextmanager
+def serve_started(env: dict[str, str], *args: str, timeout: float = 30) -> Iterator[list[str]]:
+    """`ses-ledger serve ARGS`, its log (stdout and stderr) read until its app has started
+    (or it ended, or `timeout`): yields those lines, and stops it afterwards."""
+    process = subprocess.Popen(
+        [*CLI, "serve", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "Application startup complete" in line:
+                break
+        assert process.poll() is None, f"the server ended: {lines}"
+        yield lines
+    finally:
+        process.terminate()
+        process.wait(timeout=timeout)
+
+
 def cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run `ses-ledger ARGS...` and return its completed process."""
     return subprocess.run(

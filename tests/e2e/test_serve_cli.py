@@ -10,28 +10,20 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from uvicorn.config import Config
 
-from ledger.keys import KeyRing
 from ses_ledger.workers import handoff_available
-from tests.api.server import CLI, free_port, ledger_env
+from tests.api.server import CLI, free_port, keyed_env, serve_started
 
 pytestmark = pytest.mark.slow
 
 #: Long enough for a server that fails at start to be gone (about 3 s with 2 workers), and
 #: short enough that one that loops or serves instead fails the test quickly.
 TIMEOUT = 15
-
-
-def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    home = tmp_path / "home"
-    KeyRing(home).init()
-    return ledger_env(home, **extra)
 
 
 def _serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -70,7 +62,7 @@ def _serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 def test_bad_settings_are_refused_in_one_line_before_serving(
     tmp_path: Path, args: list[str], extra: dict[str, str], named: str
 ) -> None:
-    result = _serve(_env(tmp_path, **extra), "--port", str(free_port()), *args)
+    result = _serve(keyed_env(tmp_path, **extra), "--port", str(free_port()), *args)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "serving" not in result.stderr and "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
@@ -81,24 +73,10 @@ def test_bad_settings_are_refused_in_one_line_before_serving(
 
 def test_a_checkpoint_interval_of_0_is_still_allowed(tmp_path: Path) -> None:
     """0 turns the timer off (`--help`): refused negatives, not zero."""
-    process = subprocess.Popen(
-        [*CLI, "serve", "--port", "0", "--checkpoint-interval", "0"],
-        env=_env(tmp_path),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stderr is not None
-        deadline = time.monotonic() + TIMEOUT
-        while time.monotonic() < deadline:
-            line = process.stderr.readline()
-            if not line or "Application startup complete" in line:
-                break
-        assert process.poll() is None, "the server ended"
-    finally:
-        process.terminate()
-        process.wait(timeout=TIMEOUT)
+    with serve_started(
+        keyed_env(tmp_path), "--port", "0", "--checkpoint-interval", "0", timeout=TIMEOUT
+    ):
+        pass  # it started, and is still running
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
@@ -107,7 +85,7 @@ def test_a_port_in_use_ends_with_status_1_before_serving_is_announced(
 ) -> None:
     if workers != "1" and not handoff_available():
         pytest.skip("the main process binds only where it hands connections out (POSIX)")
-    env = _env(tmp_path)
+    env = keyed_env(tmp_path)
     with socket.socket() as taken:
         taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         taken.bind(("127.0.0.1", 0))
@@ -121,24 +99,7 @@ def test_a_port_in_use_ends_with_status_1_before_serving_is_announced(
 
 
 def test_port_0_is_announced_with_the_port_bound_with_one_worker(tmp_path: Path) -> None:
-    process = subprocess.Popen(
-        [*CLI, "serve", "--port", "0"],
-        env=_env(tmp_path),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stderr is not None
-        lines: list[str] = []
-        deadline = time.monotonic() + TIMEOUT
-        while time.monotonic() < deadline:
-            line = process.stderr.readline()
-            if not line:
-                break
-            lines.append(line)
-            if "Application startup complete" in line:
-                break
+    with serve_started(keyed_env(tmp_path), "--port", "0", timeout=TIMEOUT) as lines:
         listening = [line for line in lines if "listening on 127.0.0.1:" in line]
         assert len(listening) == 1, lines
         port = int(listening[0].split("listening on 127.0.0.1:", 1)[1].split()[0])
@@ -146,9 +107,6 @@ def test_port_0_is_announced_with_the_port_bound_with_one_worker(tmp_path: Path)
         serving = [line for line in lines if line.startswith("serving ")]
         assert len(serving) == 1 and f"on http://127.0.0.1:{port} (1 worker)" in serving[0]
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
-    finally:
-        process.terminate()
-        process.wait(timeout=TIMEOUT)
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
@@ -159,7 +117,7 @@ def test_a_worker_that_fails_before_it_serves_stops_the_server_with_status_3(
     the main process's checks, and building the app fails in the worker. Before, a worker
     whose app factory raised ended with status 1 (uvicorn stops only on 3), and was
     replaced, and failed again, forever, a traceback each time."""
-    env = _env(tmp_path)
+    env = keyed_env(tmp_path)
     (tmp_path / "home" / "token.key").mkdir()
     result = _serve(env, "--port", str(free_port()), "--workers", workers)
     assert result.returncode == 3, result.stderr[-3000:]

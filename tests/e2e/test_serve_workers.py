@@ -19,7 +19,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ledger.keys import KeyRing
 from ses_ledger.workers import handoff_available
 from tests.api.server import (
     CLI,
@@ -27,8 +26,9 @@ from tests.api.server import (
     children,
     connections_per_worker,
     healthz_burst,
-    ledger_env,
+    keyed_env,
     listeners,
+    serve_started,
     worker_pids,
 )
 
@@ -36,12 +36,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not handoff_available(), reason="passing sockets (SCM_RIGHTS) is POSIX's"),
 ]
-
-
-def _env(tmp_path: Path) -> dict[str, str]:
-    home = tmp_path / "home"
-    KeyRing(home).init()
-    return ledger_env(home)
 
 
 def _workers(server: Server, count: int, timeout: float = 15.0) -> list[int]:
@@ -68,7 +62,7 @@ def _burst(server: Server, count: int) -> list[int]:
 
 
 def test_a_burst_of_connections_is_split_evenly_over_the_workers(tmp_path: Path) -> None:
-    with Server(_env(tmp_path), "--workers", "2") as server:
+    with Server(keyed_env(tmp_path), "--workers", "2") as server:
         assert server.process is not None
         assert listeners(server.port) == 1  # the main process's; the workers are handed
         counts = _burst(server, 32)
@@ -77,7 +71,7 @@ def test_a_burst_of_connections_is_split_evenly_over_the_workers(tmp_path: Path)
 
 
 def test_a_second_server_on_the_same_port_fails(tmp_path: Path) -> None:
-    env = _env(tmp_path)
+    env = keyed_env(tmp_path)
     with Server(env, "--workers", "2") as server:
         second = subprocess.run(
             [*CLI, "serve", "--workers", "2", "--port", str(server.port)],
@@ -94,7 +88,7 @@ def test_a_second_server_on_the_same_port_fails(tmp_path: Path) -> None:
 def test_a_dead_worker_is_replaced_and_a_stopped_server_leaves_no_listener(
     tmp_path: Path,
 ) -> None:
-    server = Server(_env(tmp_path), "--workers", "2", log=tmp_path / "server.log").start()
+    server = Server(keyed_env(tmp_path), "--workers", "2", log=tmp_path / "server.log").start()
     try:
         assert server.process is not None
         first = _workers(server, 2)
@@ -117,7 +111,7 @@ def test_a_dead_worker_is_replaced_and_a_stopped_server_leaves_no_listener(
 
 
 def test_sigttin_adds_a_worker_that_gets_its_share(tmp_path: Path) -> None:
-    with Server(_env(tmp_path), "--workers", "2") as server:
+    with Server(keyed_env(tmp_path), "--workers", "2") as server:
         assert server.process is not None
         server.process.send_signal(signal.SIGTTIN)
         deadline = time.monotonic() + 30
@@ -132,31 +126,17 @@ def test_sigttin_adds_a_worker_that_gets_its_share(tmp_path: Path) -> None:
 
 
 def test_port_0_picks_one_port(tmp_path: Path) -> None:
-    process = subprocess.Popen(
-        [*CLI, "serve", "--workers", "2", "--port", "0"],
-        env=_env(tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        port = 0
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not port:
-            line = process.stdout.readline()
-            if "connections handed to" in line:
-                port = int(line.split("listening on ", 1)[1].split(",")[0].rsplit(":", 1)[1])
+    with serve_started(keyed_env(tmp_path), "--workers", "2", "--port", "0") as lines:
+        handed = [line for line in lines if "connections handed to" in line]
+        assert handed, lines
+        port = int(handed[0].split("listening on ", 1)[1].split(",")[0].rsplit(":", 1)[1])
         assert port
         assert listeners(port) == 1
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_sighup_replaces_every_worker_and_keeps_serving(tmp_path: Path) -> None:
-    with Server(_env(tmp_path), "--workers", "2") as server:
+    with Server(keyed_env(tmp_path), "--workers", "2") as server:
         assert server.process is not None
         before = set(worker_pids(server.process.pid))
         server.process.send_signal(signal.SIGHUP)
@@ -176,7 +156,7 @@ def test_sighup_replaces_every_worker_and_keeps_serving(tmp_path: Path) -> None:
 def test_the_workers_exit_when_the_main_process_is_killed(tmp_path: Path) -> None:
     """No orphans: with the main process gone nobody hands out connections, so its workers
     finish what they hold and exit (the port is free for a restart at once)."""
-    server = Server(_env(tmp_path), "--workers", "2", log=tmp_path / "server.log").start()
+    server = Server(keyed_env(tmp_path), "--workers", "2", log=tmp_path / "server.log").start()
     assert server.process is not None
     workers = _workers(server, 2)
     server.kill()
