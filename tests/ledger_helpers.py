@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
+import pytest
+
 from ledger.application import CommandResult, LedgerApp
 from ledger.config import LedgerConfig
 
@@ -21,6 +23,15 @@ BASIC_ELEMENTS = [
         "requirements": ["Cut processing time 20% by Sep 30 (measure: days; target: 12)."],
     },
 ]
+
+
+def point_cli_at(monkeypatch: pytest.MonkeyPatch, config: LedgerConfig) -> LedgerConfig:
+    """The environment of the in-process command line: `config`'s home and store, and the
+    default origin."""
+    monkeypatch.setenv("SES_LEDGER_HOME", str(config.home))
+    monkeypatch.setenv("SES_LEDGER_DB", config.db_url)
+    monkeypatch.delenv("SES_LEDGER_ORIGIN", raising=False)
+    return config
 
 
 def register(

@@ -17,7 +17,7 @@ from ledger.keys import KeyRing
 from ledger.verify import verify_ledger
 from ses_ledger import cli
 from ses_ledger.demo import SimulatedClock, run_demo
-from tests.ledger_helpers import register
+from tests.ledger_helpers import point_cli_at, register
 
 
 def _home_of(out: Path) -> LedgerConfig:
@@ -119,8 +119,7 @@ def test_backup_on_the_command_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     _demo(sqlite_config, executives=1)
-    monkeypatch.setenv("SES_LEDGER_HOME", str(sqlite_config.home))
-    monkeypatch.setenv("SES_LEDGER_DB", sqlite_config.db_url)
+    point_cli_at(monkeypatch, sqlite_config)
     out = tmp_path / "copy"
     assert cli.main(["backup", "--out", str(out)]) == 0
     printed = capsys.readouterr()
@@ -137,8 +136,7 @@ def test_backup_into_a_place_it_cannot_write_says_so_in_one_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     register(LedgerApp(sqlite_config), "E1")
-    monkeypatch.setenv("SES_LEDGER_HOME", str(sqlite_config.home))
-    monkeypatch.setenv("SES_LEDGER_DB", sqlite_config.db_url)
+    point_cli_at(monkeypatch, sqlite_config)
     (tmp_path / "a-file").write_text("")
     for out in (tmp_path / "a-file" / "copy", tmp_path / "a-file" / "deeper" / "copy"):
         assert cli.main(["backup", "--out", str(out)]) == 2

@@ -32,7 +32,7 @@ from ledger.log import ProofUnavailable
 from ledger.offline_verify import verify_bundle
 from ses_ledger import cli
 from ses_ledger.demo import SimulatedClock, run_demo
-from tests.ledger_helpers import plan, raw, register
+from tests.ledger_helpers import plan, point_cli_at, raw, register
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -327,14 +327,6 @@ def ses(argv: list[str]) -> int:
     return cli.main(argv)
 
 
-@pytest.fixture
-def env(sqlite_config: LedgerConfig, monkeypatch: pytest.MonkeyPatch) -> LedgerConfig:
-    monkeypatch.setenv("SES_LEDGER_HOME", str(sqlite_config.home))
-    monkeypatch.setenv("SES_LEDGER_DB", sqlite_config.db_url)
-    monkeypatch.delenv("SES_LEDGER_ORIGIN", raising=False)
-    return sqlite_config
-
-
 def test_bundle_export_and_verify_on_the_command_line(
     env: LedgerConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -519,9 +511,7 @@ def test_bundle_export_at_a_tree_size_never_checkpointed_lists_the_sizes_issued(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("SES_LEDGER_HOME", str(ledger_config.home))
-    monkeypatch.setenv("SES_LEDGER_DB", ledger_config.db_url)
-    monkeypatch.delenv("SES_LEDGER_ORIGIN", raising=False)
+    point_cli_at(monkeypatch, ledger_config)
     app = LedgerApp(ledger_config)
     sizes = []
     for i in range(1, 10):

@@ -19,7 +19,7 @@ from ledger.keys import KeyRing
 from projections.queries import ReadModels
 from projections.runner import Runner
 from ses_ledger import cli
-from tests.ledger_helpers import register
+from tests.ledger_helpers import point_cli_at, register
 
 
 def _main(
@@ -29,8 +29,7 @@ def _main(
     *argv: str,
     **env: str,
 ) -> tuple[int, str, str]:
-    monkeypatch.setenv("SES_LEDGER_HOME", str(config.home))
-    monkeypatch.setenv("SES_LEDGER_DB", config.db_url)
+    point_cli_at(monkeypatch, config)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     try:

@@ -23,7 +23,7 @@ from ledger.policies.common import add_years
 from projections.events import Event
 from projections.queries import ReadModels
 from projections.store import BULK_CACHE_KIB
-from tests.ledger_helpers import events_table, raw, table
+from tests.ledger_helpers import events_table, point_cli_at, raw, table
 
 BASIC_ELEMENTS = [
     {"code": "leading_change", "weight": 15, "requirements": ["Lead the modernisation plan."]},
@@ -1123,8 +1123,7 @@ def test_cli_reports_status_and_digests(
         monkeypatch.setattr(cli, "_EXTENSIONS", [])  # main() registers them on each call
         return cli.main(argv)
 
-    monkeypatch.setenv("SES_LEDGER_HOME", str(ledger_config.home))
-    monkeypatch.setenv("SES_LEDGER_DB", ledger_config.db_url)
+    point_cli_at(monkeypatch, ledger_config)
     story.executive("E1")
     story.appraisal("E1", date(2022, 11, 15), 3)
     head = story.app.recorder.max_notification_id()

@@ -39,7 +39,7 @@ from tests.integration.test_tamper_suite import (
     truncate,
     verify,
 )
-from tests.ledger_helpers import register
+from tests.ledger_helpers import point_cli_at, register
 
 # --- servers ------------------------------------------------------------------------------------
 
@@ -391,8 +391,7 @@ def test_the_checkpoint_note_of_an_empty_ledger_is_the_empty_tree(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("SES_LEDGER_HOME", str(sqlite_config.home))
-    monkeypatch.setenv("SES_LEDGER_DB", sqlite_config.db_url)
+    point_cli_at(monkeypatch, sqlite_config)
     assert ses(["checkpoint"]) == 69  # no ledger there yet: none is created to sign for
     assert "there is no ledger at" in capsys.readouterr().err
     KeyRing(sqlite_config.home).init()
@@ -403,14 +402,6 @@ def test_the_checkpoint_note_of_an_empty_ledger_is_the_empty_tree(
 
 
 # --- the command line: could not check (2) is not inconsistent (1) -------------------------------
-
-
-@pytest.fixture
-def env(sqlite_config: LedgerConfig, monkeypatch: pytest.MonkeyPatch) -> LedgerConfig:
-    monkeypatch.setenv("SES_LEDGER_HOME", str(sqlite_config.home))
-    monkeypatch.setenv("SES_LEDGER_DB", sqlite_config.db_url)
-    monkeypatch.delenv("SES_LEDGER_ORIGIN", raising=False)
-    return sqlite_config
 
 
 def _closed_url() -> str:
