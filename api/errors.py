@@ -153,6 +153,10 @@ def _request_validation(request: Request, exc: Exception) -> Response:
         if refused is not None:
             return _api_problem(request, refused)
     errors = validation_errors(exc.errors())
+    for error, raw in zip(errors, exc.errors(), strict=False):
+        reason = (raw.get("ctx") or {}).get("error") if raw.get("type") == "json_invalid" else None
+        if isinstance(reason, str):  # say why: "Expecting ',' delimiter", a name used twice
+            error["msg"] = f"{error['msg']}: {reason}"
     first = errors[0] if errors else {"loc": [], "msg": "invalid"}
     where = ".".join(str(p) for p in first["loc"])
     detail = f"{where}: {first['msg']}" if where else str(first["msg"])

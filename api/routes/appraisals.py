@@ -23,9 +23,10 @@ from api.schemas import writes as w
 from api.schemas.common import Body
 from api.schemas.responses import RatingWriteResult, WriteResult
 from api.services import Services
+from api.strict_json import UniqueNamesRoute
 from ledger.errors import NotFound
 
-router = APIRouter(prefix="/v1/appraisals", tags=["appraisals"])
+router = APIRouter(prefix="/v1/appraisals", tags=["appraisals"], route_class=UniqueNamesRoute)
 
 AppraisalId = Annotated[str, Path(max_length=256, description="The appraisal's id.")]
 WRITE_ERRORS = problem_responses(401, 403, 404, 409, 412, 422)

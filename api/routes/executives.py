@@ -16,9 +16,10 @@ from api.responses import Json, json_schema
 from api.schemas.common import Day
 from api.schemas.responses import WriteResult
 from api.schemas.writes import ComplaintIn, ExecutiveIn, PersonnelActionIn
+from api.strict_json import UniqueNamesRoute
 from ledger.errors import NotFound
 
-router = APIRouter(prefix="/v1/executives", tags=["executives"])
+router = APIRouter(prefix="/v1/executives", tags=["executives"], route_class=UniqueNamesRoute)
 
 ExecutiveId = Annotated[str, Path(max_length=256, description="The executive's id.")]
 WRITE_ERRORS = problem_responses(401, 403, 404, 409, 412, 422)

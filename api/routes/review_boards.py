@@ -13,8 +13,9 @@ from api.deps import ServicesDep, WriteDep
 from api.errors import problem_responses
 from api.schemas.responses import WriteResult
 from api.schemas.writes import ReviewBoardIn
+from api.strict_json import UniqueNamesRoute
 
-router = APIRouter(prefix="/v1/review-boards", tags=["review boards"])
+router = APIRouter(prefix="/v1/review-boards", tags=["review boards"], route_class=UniqueNamesRoute)
 
 
 @router.post(

@@ -13,8 +13,11 @@ from api.deps import ServicesDep, WriteDep
 from api.errors import problem_responses
 from api.schemas.responses import WriteResult
 from api.schemas.writes import RatingCapWaiverIn
+from api.strict_json import UniqueNamesRoute
 
-router = APIRouter(prefix="/v1/rating-cap-waivers", tags=["rating cap waivers"])
+router = APIRouter(
+    prefix="/v1/rating-cap-waivers", tags=["rating cap waivers"], route_class=UniqueNamesRoute
+)
 
 
 @router.post(

@@ -128,6 +128,56 @@ def test_a_body_that_is_not_json_is_422(shared_api: Api) -> None:
     assert 400 <= r.status_code < 500
 
 
+def _twice(body: dict[str, Any], name: str, first: object) -> bytes:
+    """`body` as JSON text with `name` written twice: `first`, then the body's own value."""
+    text = json.dumps(body)
+    assert text.startswith("{")
+    return ("{" + json.dumps(name) + ": " + json.dumps(first) + ", " + text[1:]).encode()
+
+
+def test_a_member_named_twice_is_422_and_names_it(shared_api: Api) -> None:
+    """I-JSON (RFC 7493 2.3): a body whose meaning depends on the parser (first or last value
+    wins) is refused, not recorded as whichever value ours happened to keep."""
+    size = shared_api.ledger_size()
+    body = s.executive(s.unique("E"))
+    r = _raw(shared_api, "/v1/executives", _twice(body, "agency", "DOT"))
+    problem = _problem(r, 422, "invalid-request")
+    assert '"agency" appears more than once' in problem["detail"]
+    assert shared_api.ledger_size() == size
+    assert _raw(shared_api, "/v1/executives", json.dumps(body).encode()).status_code == 201
+
+
+def test_a_member_named_twice_in_a_nested_object_is_422(shared_api: Api) -> None:
+    executive_id = shared_api.new_executive()
+    body = s.plan(s.unique("A-"), executive_id, 2024)
+    element = json.dumps(body["elements"][0])
+    text = json.dumps(body).replace(element, '{"weight": 90, ' + element[1:], 1)
+    assert text != json.dumps(body)
+    size = shared_api.ledger_size()
+    problem = _problem(_raw(shared_api, "/v1/appraisals", text.encode()), 422, "invalid-request")
+    assert '"weight" appears more than once' in problem["detail"]
+    assert shared_api.ledger_size() == size
+
+
+def test_a_member_named_twice_meets_the_token_check_first(shared_api: Api) -> None:
+    body = _twice(s.executive(s.unique("E")), "agency", "DOT")
+    r = shared_api.client.post(
+        "/v1/executives", content=body, headers={"Content-Type": "application/json"}
+    )
+    _problem(r, 401, "unauthorized")
+    auditor = {**shared_api.auditor, "Content-Type": "application/json"}
+    _problem(
+        shared_api.client.post("/v1/executives", content=body, headers=auditor), 403, "forbidden"
+    )
+
+
+def test_a_syntax_error_says_what_is_wrong(shared_api: Api) -> None:
+    problem = _problem(
+        _raw(shared_api, "/v1/executives", b'{"a": 1 "b": 2}'), 422, "invalid-request"
+    )
+    assert problem["detail"] == "body.8: JSON decode error: Expecting ',' delimiter"
+
+
 def test_an_oversized_body_is_413(shared_api: Api) -> None:
     body = s.executive(s.unique("E")) | {"name": "x" * 2_000_000}
     _problem(shared_api.post("/v1/executives", body), 413, "payload-too-large")
