@@ -52,6 +52,7 @@ from ledger.keys import KeyRing  # noqa: E402
 from projections.events import EventLog  # noqa: E402
 from projections.queries import ReadModels  # noqa: E402
 from projections.runner import REBUILD_BATCH  # noqa: E402
+from ses_ledger.argtypes import non_negative_int  # noqa: E402
 from ses_ledger.demo import SimulatedClock, run_demo  # noqa: E402
 
 T = TypeVar("T")
@@ -207,7 +208,10 @@ def main() -> int:
     parser.add_argument("--home", type=Path, help="ledger home to create or reuse")
     parser.add_argument("--db", help="store URL (default: SQLite file under --home)")
     parser.add_argument(
-        "--repeat", type=int, default=1, help="rounds (each printed, then the median ratio)"
+        "--repeat",
+        type=non_negative_int,
+        default=1,
+        help="rounds (each printed, then the median ratio); 0: only write the history",
     )
     parser.add_argument(
         "--jobs", type=int, help="rebuild processes (default: as `projections rebuild`)"
@@ -257,7 +261,8 @@ def main() -> int:
             f"rebuild / lean read {built / lean:.2f})",
             flush=True,
         )
-    print(f"median ratio {statistics.median(ratios):.2f} (target <= 2)", flush=True)
+    if ratios:
+        print(f"median ratio {statistics.median(ratios):.2f} (target <= 2)", flush=True)
     if args.solo:
         for name in read_models.runner.projections:
             settle(config, not args.no_vacuum)
