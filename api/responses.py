@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+from pydantic import BaseModel
 from starlette.responses import JSONResponse
 
 from ledger.entry import format_timestamp
@@ -50,9 +51,7 @@ class RawJson(JSONResponse):
         return content
 
 
-def json_schema(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    """An OpenAPI `responses` entry for a body rendered by `Json`."""
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": schema or {"type": "object"}}},
-    }
+def documented(model: type[BaseModel], description: str) -> dict[str, Any]:
+    """An OpenAPI `responses` entry for a body rendered by `Json`: documented by `model`
+    (`api.schemas.reads`), never validated or filtered by it."""
+    return {"model": model, "description": description}

@@ -18,7 +18,8 @@ from api.commands import execute
 from api.deps import PrincipalDep, Reader, ReaderDep, ServicesDep, WriteDep
 from api.directory import StreamFacts
 from api.errors import problem_responses
-from api.responses import Json, json_schema
+from api.responses import Json, documented
+from api.schemas import reads as r
 from api.schemas import writes as w
 from api.schemas.common import Body
 from api.schemas.responses import RatingWriteResult, WriteResult
@@ -251,7 +252,10 @@ def _readable_view(
 @router.get(
     "/{appraisal_id}",
     response_class=Json,
-    responses={200: json_schema("the appraisal: stage, plan, ratings, version"), **READ_ERRORS},
+    responses={
+        200: documented(r.AppraisalOut, "the appraisal: stage, plan, ratings, version"),
+        **READ_ERRORS,
+    },
 )
 async def get_appraisal(
     appraisal_id: AppraisalId,
@@ -272,7 +276,10 @@ async def get_appraisal(
 @router.get(
     "/{appraisal_id}/events",
     response_class=Json,
-    responses={200: json_schema("the appraisal's ledger entries, in order"), **READ_ERRORS},
+    responses={
+        200: documented(r.AppraisalEventsOut, "the appraisal's ledger entries, in order"),
+        **READ_ERRORS,
+    },
 )
 async def get_appraisal_events(
     appraisal_id: AppraisalId,

@@ -12,7 +12,8 @@ from api.auth import Role
 from api.commands import execute
 from api.deps import PrincipalDep, Reader, ReaderDep, ServicesDep, WriteDep
 from api.errors import problem_responses
-from api.responses import Json, json_schema
+from api.responses import Json, documented
+from api.schemas import reads as r
 from api.schemas.common import Day
 from api.schemas.responses import WriteResult
 from api.schemas.writes import ComplaintIn, ExecutiveIn, PersonnelActionIn
@@ -129,7 +130,10 @@ def _found(body: Any, executive_id: str) -> Json:
 @router.get(
     "/{executive_id}",
     response_class=Json,
-    responses={200: json_schema("registration fields, current_rating and version"), **READ_ERRORS},
+    responses={
+        200: documented(r.ExecutiveOut, "registration fields, current_rating and version"),
+        **READ_ERRORS,
+    },
 )
 async def get_executive(
     executive_id: ExecutiveId,
@@ -148,7 +152,7 @@ async def get_executive(
 @router.get(
     "/{executive_id}/ratings",
     response_class=Json,
-    responses={200: json_schema("final ratings, oldest first"), **READ_ERRORS},
+    responses={200: documented(r.RatingsOut, "final ratings, oldest first"), **READ_ERRORS},
 )
 async def get_ratings(
     executive_id: ExecutiveId,
@@ -167,7 +171,9 @@ async def get_ratings(
     "/{executive_id}/removal-history",
     response_class=Json,
     responses={
-        200: json_schema("REM-2 / REM-3 windows and level-1 action as of a date"),
+        200: documented(
+            r.RemovalHistoryOut, "REM-2 / REM-3 windows and level-1 action as of a date"
+        ),
         **READ_ERRORS,
     },
 )
@@ -196,7 +202,9 @@ async def get_removal_history(
     "/{executive_id}/evidence-bundle",
     response_class=Json,
     responses={
-        200: json_schema("a self-verifying bundle: entries, keys, checkpoint, proofs"),
+        200: documented(
+            r.EvidenceBundleOut, "a self-verifying bundle: entries, keys, checkpoint, proofs"
+        ),
         **READ_ERRORS,
     },
 )

@@ -15,7 +15,8 @@ from api import access
 from api.auth import ALL_AGENCIES
 from api.deps import PrincipalDep, ReaderDep, ServicesDep
 from api.errors import InvalidRequest, problem_responses
-from api.responses import Json, json_schema
+from api.responses import Json, documented
+from api.schemas import reads as r
 from api.schemas.common import Agency, Day, Id, Position
 from api.schemas.writes import Cycle
 
@@ -31,7 +32,10 @@ AgencyQuery = Annotated[
     "/below-fully-successful",
     response_class=Json,
     responses={
-        200: json_schema("executives with final ratings below Level 3 in (D - 3 years, D]"),
+        200: documented(
+            r.BelowFullySuccessfulOut,
+            "executives with final ratings below Level 3 in (D - 3 years, D]",
+        ),
         **ERRORS,
     },
 )
@@ -49,7 +53,10 @@ def below_fully_successful(
 @router.get(
     "/rating-distribution",
     response_class=Json,
-    responses={200: json_schema("counts per level, share at Levels 4-5, RAT-9 findings"), **ERRORS},
+    responses={
+        200: documented(r.DistributionOut, "counts per level, share at Levels 4-5, RAT-9 findings"),
+        **ERRORS,
+    },
 )
 def rating_distribution(
     principal: PrincipalDep,
@@ -69,7 +76,7 @@ def rating_distribution(
 @router.get(
     "/compliance",
     response_class=Json,
-    responses={200: json_schema("findings of flagged rules"), **ERRORS},
+    responses={200: documented(r.ComplianceOut, "findings of flagged rules"), **ERRORS},
 )
 def compliance(
     principal: PrincipalDep,
@@ -88,11 +95,7 @@ AUDIT_PAGE = 1000
     "/audit-trail",
     response_class=Json,
     responses={
-        200: json_schema(
-            "`{events: [{position, stream_id, stream_version, type, occurred_on, recorded_at, "
-            "actor, submitted_by, policy, hash, key_id, verification: {ok, hash_ok, "
-            "signature_ok, chain_ok, problems}}], next_after}`"
-        ),
+        200: documented(r.AuditTrailOut, "entries with their verification, and next_after"),
         **problem_responses(401, 403, 404, 422),
     },
 )

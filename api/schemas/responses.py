@@ -1,7 +1,8 @@
 """Response bodies the API itself shapes: write results, ledger entries, proofs.
 
-Read-model bodies (executives, appraisals, reports) are shaped by `projections` and are
-documented with permissive schemas so that a new field there never breaks a response.
+Read-model bodies (executives, appraisals, reports) are shaped by `projections` and
+documented in `api.schemas.reads`. All models allow fields they do not list (`Open`), so a
+new field is never a breaking change for a client validating against the document.
 """
 
 from __future__ import annotations
