@@ -504,6 +504,9 @@ class Appraisal(LedgerAggregate):
                 f"{self.id} already has its initial rating of "
                 f"{self.initial_rating['rated_on']}; there is one initial rating.",
             )
+        self._check_not_before(
+            rated_on, self.communicated_on, "initial rating", "the plan was communicated"
+        )
         for day, step in self._steps_before_rating():
             self._check_not_before(rated_on, day, "initial rating", step)
         per_2_check_minimum_period(

@@ -274,6 +274,23 @@ def test_per_2_ninety_days_from_start_is_not_enough_after_a_late_plan() -> None:
     refused(appraisal, "PER-2", lambda: rated(appraisal, rated_on=date(2023, 12, 30)))
 
 
+def test_seq_1_initial_rating_dated_before_the_plan_was_communicated() -> None:
+    """SEQ-1: the rating follows the plan it rates, as a progress review or an extension must;
+    it is not a PER-2 shortfall of "-17 days after" performance began."""
+    appraisal = planned(communicated_on=date(2023, 11, 1))
+    error = refused(appraisal, "SEQ-1", lambda: rated(appraisal, rated_on=date(2023, 10, 15)))
+    assert "before the plan was communicated on 2023-11-01" in str(error)
+
+
+def test_per_2_rating_before_the_period_starts_says_so() -> None:
+    """PER-2: a rating dated before performance began is refused with a true sentence (no
+    negative day count)."""
+    appraisal = planned(communicated_on=date(2023, 9, 1))
+    error = refused(appraisal, "PER-2", lambda: rated(appraisal, rated_on=date(2023, 9, 15)))
+    assert "-16 days" not in str(error)
+    assert "before performance under the plan began on 2023-10-01" in str(error)
+
+
 # --- PER-3: 120 days after Inauguration Day, career executives only ----
 
 
