@@ -421,17 +421,11 @@ class Appraisal(LedgerAggregate):
         """The gaining organization's written appraisal of a detail (PER-5).
 
         Accepted until the final rating; one made after the initial rating is flagged (PER-5).
+        Dates out of order are SEQ-1: PER-5 is a flag rule, so it never refuses a write.
         """
         self._check_open("detail appraisal")
-        if ended_on < started_on:
-            raise RuleViolation(
-                "PER-5", f"the detail ends on {ended_on}, before it starts on {started_on}."
-            )
-        if appraised_on < started_on:
-            raise RuleViolation(
-                "PER-5",
-                f"the detail was appraised on {appraised_on}, before it began on {started_on}.",
-            )
+        self._check_not_before(ended_on, started_on, "detail's end", "its start")
+        self._check_not_before(appraised_on, started_on, "detail appraisal", "the detail began")
         rat_1_check_level(level, "the detail appraisal's level")
         self._trigger(
             DetailAppraised,

@@ -326,3 +326,14 @@ def test_seq_1_rating_dated_before_the_plan_was_communicated(shared_api: Api) ->
     assert problem["rule"] == "SEQ-1"
     assert "before the plan was communicated on 2023-11-01" in problem["detail"]
     assert shared_api.ledger_size() == size
+
+
+def test_detail_dates_out_of_order_are_seq_1_not_the_flag_per_5(shared_api: Api) -> None:
+    """rules.md: PER-5 is a *flag* (the write is accepted); a refusal never names it. A detail
+    appraised before it began is a step out of order: SEQ-1."""
+    a = shared_api.appraisal()
+    size = shared_api.ledger_size()
+    body = s.detail(2024) | {"appraised_on": "2023-11-01"}
+    r = shared_api.post(f"/v1/appraisals/{a.appraisal_id}/detail-appraisals", body)
+    assert _problem(r, 422, "rule-violation")["rule"] == "SEQ-1"
+    assert shared_api.ledger_size() == size

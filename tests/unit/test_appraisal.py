@@ -630,9 +630,12 @@ def test_detail_appraisal_is_recorded() -> None:
 
 
 def test_detail_appraisal_checks_dates_and_level() -> None:
+    """Dates out of order are SEQ-1, not PER-5: PER-5 is a flag (rules.md), never a refusal."""
     appraisal = planned()
-    refused(appraisal, "PER-5", lambda: _detail(appraisal, ended_on=date(2024, 1, 1)))
-    refused(appraisal, "PER-5", lambda: _detail(appraisal, appraised_on=date(2024, 1, 1)))
+    error = refused(appraisal, "SEQ-1", lambda: _detail(appraisal, ended_on=date(2024, 1, 1)))
+    assert "the detail's end is dated 2024-01-01, before its start" in str(error)
+    error = refused(appraisal, "SEQ-1", lambda: _detail(appraisal, appraised_on=date(2024, 1, 1)))
+    assert "dated 2024-01-01, before the detail began" in str(error)
     refused(appraisal, "RAT-1", lambda: _detail(appraisal, level=6))
 
 
