@@ -627,9 +627,13 @@ class Appraisal(LedgerAggregate):
                 f"{self.hlr_recommendation['reviewed_on']}.",
             )
         if reviewer_id in (self.rating_official_id, self._initial_rater()):
+            role = (
+                "prepared the initial rating"
+                if reviewer_id == self._initial_rater()
+                else "is the plan's rating official"
+            )
             raise RuleViolation(
-                "RAT-6",
-                f"{reviewer_id} prepared the initial rating; a higher-level official reviews it.",
+                "RAT-6", f"{reviewer_id} {role}; a higher-level official reviews the rating."
             )
         rat_1_check_level(recommended_level, "the recommended level")
         self._check_not_before(

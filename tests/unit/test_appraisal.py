@@ -484,6 +484,28 @@ def test_rat_6_review_needs_a_request_and_never_changes_the_rating() -> None:
     assert appraisal.initial_rating["summary_level"] == 3
 
 
+def test_rat_6_refusal_names_the_officials_true_part() -> None:
+    """RAT-6: when R2 rated and the plan's official R1 is named as reviewer, the refusal does
+    not claim that R1 prepared the rating (a true sentence); the one who did is told so."""
+    appraisal = planned()
+    appraisal.issue_initial_rating(
+        rated_on=date(2024, 10, 15),
+        rating_official_id="R2",
+        element_levels=dict.fromkeys(appraisal.weights, 3),
+        narrative="Met every target.",
+        shared_on=None,
+        executive=facts_for(appraisal),
+        actor="R2",
+        submission=SUBMISSION,
+    )
+    hlr_requested(appraisal)
+    error = refused(appraisal, "RAT-6", lambda: hlr_recommended(appraisal, reviewer_id="R1"))
+    assert "R1 prepared" not in str(error)
+    assert "R1 is the plan's rating official" in str(error)
+    error = refused(appraisal, "RAT-6", lambda: hlr_recommended(appraisal, reviewer_id="R2"))
+    assert "R2 prepared the initial rating" in str(error)
+
+
 def test_rat_6_request_after_the_prb_is_refused() -> None:
     appraisal = prb_recommended(waived(rated(planned())))
     refused(appraisal, "RAT-6", lambda: hlr_requested(appraisal))
