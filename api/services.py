@@ -57,7 +57,9 @@ class Services:
                 if self._read_models is None:
                     from projections.queries import ReadModels
 
-                    self._read_models = ReadModels(self.ledger)
+                    self._read_models = ReadModels(
+                        self.ledger, window_measure=self.settings.window_measure
+                    )
         return self._read_models
 
 

@@ -8,6 +8,7 @@ rest tune the server and have safe defaults. The ledger itself keeps its plain d
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +41,9 @@ class ApiSettings(BaseSettings):
     threads: int = Field(default=8, ge=1, le=64)
     #: Largest request body accepted, in bytes.
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    #: REM-2/REM-3: how "within 3/5 years" is measured (rules.md: a named policy setting the
+    #: agency chooses), for the compliance report and removal histories asked without one.
+    window_measure: Literal["rating-date", "appraisal-cycle"] = "rating-date"
 
     def ledger_config(self) -> LedgerConfig:
         return LedgerConfig(

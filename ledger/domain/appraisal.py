@@ -421,17 +421,11 @@ class Appraisal(LedgerAggregate):
         """The gaining organization's written appraisal of a detail (PER-5).
 
         Accepted until the final rating; one made after the initial rating is flagged (PER-5).
+        Dates out of order are SEQ-1: PER-5 is a flag rule, so it never refuses a write.
         """
         self._check_open("detail appraisal")
-        if ended_on < started_on:
-            raise RuleViolation(
-                "PER-5", f"the detail ends on {ended_on}, before it starts on {started_on}."
-            )
-        if appraised_on < started_on:
-            raise RuleViolation(
-                "PER-5",
-                f"the detail was appraised on {appraised_on}, before it began on {started_on}.",
-            )
+        self._check_not_before(ended_on, started_on, "detail's end", "its start")
+        self._check_not_before(appraised_on, started_on, "detail appraisal", "the detail began")
         rat_1_check_level(level, "the detail appraisal's level")
         self._trigger(
             DetailAppraised,
@@ -504,6 +498,9 @@ class Appraisal(LedgerAggregate):
                 f"{self.id} already has its initial rating of "
                 f"{self.initial_rating['rated_on']}; there is one initial rating.",
             )
+        self._check_not_before(
+            rated_on, self.communicated_on, "initial rating", "the plan was communicated"
+        )
         for day, step in self._steps_before_rating():
             self._check_not_before(rated_on, day, "initial rating", step)
         per_2_check_minimum_period(
@@ -630,9 +627,13 @@ class Appraisal(LedgerAggregate):
                 f"{self.hlr_recommendation['reviewed_on']}.",
             )
         if reviewer_id in (self.rating_official_id, self._initial_rater()):
+            role = (
+                "prepared the initial rating"
+                if reviewer_id == self._initial_rater()
+                else "is the plan's rating official"
+            )
             raise RuleViolation(
-                "RAT-6",
-                f"{reviewer_id} prepared the initial rating; a higher-level official reviews it.",
+                "RAT-6", f"{reviewer_id} {role}; a higher-level official reviews the rating."
             )
         rat_1_check_level(recommended_level, "the recommended level")
         self._check_not_before(

@@ -184,10 +184,12 @@ def per_2_check_minimum_period(
     start = per_2_performance_start(period_start, communicated_on)
     elapsed = (rated_on - start).days
     if elapsed < PER_2_MINIMUM_DAYS:
+        # a rating dated before the period starts has no days after it to count
+        when = f"{days_phrase(elapsed)} after" if elapsed >= 0 else "before"
         raise RuleViolation(
             "PER-2",
-            f"rated on {rated_on}, {days_phrase(elapsed)} after performance under the plan began "
-            f"on {start}; a rating needs at least {PER_2_MINIMUM_DAYS} days.",
+            f"rated on {rated_on}, {when} performance under the plan began on {start}; "
+            f"a rating needs at least {PER_2_MINIMUM_DAYS} days.",
         )
 
 

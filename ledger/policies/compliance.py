@@ -234,11 +234,22 @@ def rat_9(
         _finding(
             "RAT-9",
             f"{agency}/{cycle}",
-            f"{high} of {len(capped)} career executives ({100 * high / len(capped):.0f}%) "
+            f"{high} of {len(capped)} career executives ({_over(high, len(capped), cap)}%) "
             f"rated under {', '.join(sorted({r.policy for r in capped}))} are at Levels 4-5 "
             f"in {cycle}; the cap is {cap}% and no presidential waiver is recorded",
         )
     ]
+
+
+def _over(high: int, total: int, cap: int) -> str:
+    """RAT-9: the share in percent, with as many decimals as it takes to show it above the cap
+    (7 of 23 is 30.4%, not "30%" beside a 30% cap)."""
+    share = 100 * high / total
+    for decimals in range(6):
+        text = f"{share:.{decimals}f}"
+        if float(text) > cap:
+            return text
+    return text
 
 
 def rat_10(

@@ -364,3 +364,26 @@ def test_rfc_3339_timestamps_with_an_offset_are_taken(shared_api: Api, known_at:
 )
 def test_bad_query_parameters_are_422(shared_api: Api, path: str, query: dict[str, Any]) -> None:
     _problem(shared_api.get(path, **query), 422, "invalid-request")
+
+
+def test_seq_1_rating_dated_before_the_plan_was_communicated(shared_api: Api) -> None:
+    """SEQ-1 through HTTP: a rating dated before its plan names SEQ-1 and says so truly."""
+    a = shared_api.appraisal(communicated_on="2023-11-01")
+    size = shared_api.ledger_size()
+    body = s.initial(2024) | {"rated_on": "2023-10-15"}
+    r = shared_api.post(f"/v1/appraisals/{a.appraisal_id}/initial-rating", body)
+    problem = _problem(r, 422, "rule-violation")
+    assert problem["rule"] == "SEQ-1"
+    assert "before the plan was communicated on 2023-11-01" in problem["detail"]
+    assert shared_api.ledger_size() == size
+
+
+def test_detail_dates_out_of_order_are_seq_1_not_the_flag_per_5(shared_api: Api) -> None:
+    """rules.md: PER-5 is a *flag* (the write is accepted); a refusal never names it. A detail
+    appraised before it began is a step out of order: SEQ-1."""
+    a = shared_api.appraisal()
+    size = shared_api.ledger_size()
+    body = s.detail(2024) | {"appraised_on": "2023-11-01"}
+    r = shared_api.post(f"/v1/appraisals/{a.appraisal_id}/detail-appraisals", body)
+    assert _problem(r, 422, "rule-violation")["rule"] == "SEQ-1"
+    assert shared_api.ledger_size() == size

@@ -274,6 +274,23 @@ def test_per_2_ninety_days_from_start_is_not_enough_after_a_late_plan() -> None:
     refused(appraisal, "PER-2", lambda: rated(appraisal, rated_on=date(2023, 12, 30)))
 
 
+def test_seq_1_initial_rating_dated_before_the_plan_was_communicated() -> None:
+    """SEQ-1: the rating follows the plan it rates, as a progress review or an extension must;
+    it is not a PER-2 shortfall of "-17 days after" performance began."""
+    appraisal = planned(communicated_on=date(2023, 11, 1))
+    error = refused(appraisal, "SEQ-1", lambda: rated(appraisal, rated_on=date(2023, 10, 15)))
+    assert "before the plan was communicated on 2023-11-01" in str(error)
+
+
+def test_per_2_rating_before_the_period_starts_says_so() -> None:
+    """PER-2: a rating dated before performance began is refused with a true sentence (no
+    negative day count)."""
+    appraisal = planned(communicated_on=date(2023, 9, 1))
+    error = refused(appraisal, "PER-2", lambda: rated(appraisal, rated_on=date(2023, 9, 15)))
+    assert "-16 days" not in str(error)
+    assert "before performance under the plan began on 2023-10-01" in str(error)
+
+
 # --- PER-3: 120 days after Inauguration Day, career executives only ----
 
 
@@ -467,6 +484,28 @@ def test_rat_6_review_needs_a_request_and_never_changes_the_rating() -> None:
     assert appraisal.initial_rating["summary_level"] == 3
 
 
+def test_rat_6_refusal_names_the_officials_true_part() -> None:
+    """RAT-6: when R2 rated and the plan's official R1 is named as reviewer, the refusal does
+    not claim that R1 prepared the rating (a true sentence); the one who did is told so."""
+    appraisal = planned()
+    appraisal.issue_initial_rating(
+        rated_on=date(2024, 10, 15),
+        rating_official_id="R2",
+        element_levels=dict.fromkeys(appraisal.weights, 3),
+        narrative="Met every target.",
+        shared_on=None,
+        executive=facts_for(appraisal),
+        actor="R2",
+        submission=SUBMISSION,
+    )
+    hlr_requested(appraisal)
+    error = refused(appraisal, "RAT-6", lambda: hlr_recommended(appraisal, reviewer_id="R1"))
+    assert "R1 prepared" not in str(error)
+    assert "R1 is the plan's rating official" in str(error)
+    error = refused(appraisal, "RAT-6", lambda: hlr_recommended(appraisal, reviewer_id="R2"))
+    assert "R2 prepared the initial rating" in str(error)
+
+
 def test_rat_6_request_after_the_prb_is_refused() -> None:
     appraisal = prb_recommended(waived(rated(planned())))
     refused(appraisal, "RAT-6", lambda: hlr_requested(appraisal))
@@ -613,9 +652,12 @@ def test_detail_appraisal_is_recorded() -> None:
 
 
 def test_detail_appraisal_checks_dates_and_level() -> None:
+    """Dates out of order are SEQ-1, not PER-5: PER-5 is a flag (rules.md), never a refusal."""
     appraisal = planned()
-    refused(appraisal, "PER-5", lambda: _detail(appraisal, ended_on=date(2024, 1, 1)))
-    refused(appraisal, "PER-5", lambda: _detail(appraisal, appraised_on=date(2024, 1, 1)))
+    error = refused(appraisal, "SEQ-1", lambda: _detail(appraisal, ended_on=date(2024, 1, 1)))
+    assert "the detail's end is dated 2024-01-01, before its start" in str(error)
+    error = refused(appraisal, "SEQ-1", lambda: _detail(appraisal, appraised_on=date(2024, 1, 1)))
+    assert "dated 2024-01-01, before the detail began" in str(error)
     refused(appraisal, "RAT-1", lambda: _detail(appraisal, level=6))
 
 

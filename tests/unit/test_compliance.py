@@ -195,6 +195,16 @@ def test_rat_9_thirty_percent_cap(ratings: list[CycleRating], waiver: bool, coun
         )
 
 
+@pytest.mark.parametrize(
+    ("high", "total", "shown"), [(7, 23, "30.4%"), (61, 203, "30.05%"), (4, 13, "31%")]
+)
+def test_rat_9_share_is_never_shown_at_the_cap(high: int, total: int, shown: str) -> None:
+    """RAT-9: a share just above 30% is not rounded to "30%" beside "the cap is 30%" (a
+    finding's sentence must be true)."""
+    findings = rat_9("DOE", "FY2026", ratings=_ratings(high, total), waiver_granted=False)
+    assert findings[0]["detail"].startswith(f"{high} of {total} career executives ({shown})")
+
+
 def test_rat_9_counts_executives_not_ratings() -> None:
     """Four executives, one rated twice in the cycle (two ses-2025 periods): below the five
     executives RAT-9 needs, though five ratings; the counts still show every rating, the
