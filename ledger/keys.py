@@ -77,6 +77,15 @@ class KeyRing:
     def exists(self) -> bool:
         return self.index.is_file()
 
+    def stamp(self) -> tuple[int, int, int] | None:
+        """What changes when the ring is rewritten (`rotate` replaces the index file), so a
+        running process can tell its loaded signer is no longer current; None: unreadable."""
+        try:
+            st = self.index.stat()
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
     def _read_index(self) -> list[dict[str, Any]]:
         try:
             records = json.loads(self.index.read_text())

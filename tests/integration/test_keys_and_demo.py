@@ -53,6 +53,29 @@ def test_rotation_keeps_old_events_verifiable(ledger_config: LedgerConfig) -> No
     assert report.ok, report.problem
 
 
+def test_a_running_app_signs_with_the_new_key_after_rotation(sqlite_config: LedgerConfig) -> None:
+    """`ses-ledger keys rotate` while the server runs: its next events are signed with the
+    new key. It kept the key it had loaded at start, so until a restart it signed events
+    recorded after that key's `valid_until` (a verifier holding entries to key windows
+    rejects them, and a rotation after a leaked key did not stop its use)."""
+    app = LedgerApp(sqlite_config)
+    register(app)
+    old_key = app.signer.key_id
+    new_key = KeyRing(sqlite_config.home).rotate()
+    plan(app)
+    entries = [
+        entry_from_state(n.state, n.id)
+        for n in app.recorder.select_notifications(start=1, limit=100)
+    ]
+    assert [e["key_id"] for e in entries] == [old_key, new_key]
+    infos = {k.key_id: k for k in KeyRing(sqlite_config.home).public_keys()}
+    for entry in entries:
+        key = infos[entry["key_id"]]
+        assert key.valid_from <= entry["recorded_at"]
+        assert key.valid_until is None or entry["recorded_at"] <= key.valid_until
+    assert verify_ledger(app.recorder, app.keyring.verifiers(), app.config.origin).ok
+
+
 def _demo_entries(tmp: Path, seed: int, random_ids: bool = False) -> list[dict[str, Any]]:
     home = tmp / "home"
     KeyRing(home).init()
