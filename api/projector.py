@@ -92,9 +92,15 @@ class PostgresLeadership:
     def try_acquire(self) -> bool:
         if self._conn is None:
             self._conn = self._connect()
-        row = self._conn.execute(
-            "SELECT pg_try_advisory_lock(%s, hashtext(%s)) AS held", (self.KEY, self.schema)
-        ).fetchone()
+        try:
+            row = self._conn.execute(
+                "SELECT pg_try_advisory_lock(%s, hashtext(%s)) AS held", (self.KEY, self.schema)
+            ).fetchone()
+        except Exception:
+            # The session is gone (a server restart cuts every one): the next attempt opens
+            # a new connection rather than failing on this one for good.
+            self.release()
+            raise
         return bool(row["held"] if isinstance(row, dict) else row[0])
 
     def held(self) -> bool:

@@ -92,6 +92,8 @@ class LedgerApp(Application[str]):
         self.config = config
         self.keyring = KeyRing(config.home)
         self._signer = signer
+        self._fixed_signer = signer is not None
+        self._signer_stamp: tuple[int, int, int] | None = None
         self._signer_lock = threading.Lock()
         self._sign_pool: ThreadPoolExecutor | None = None
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -113,10 +115,18 @@ class LedgerApp(Application[str]):
 
     @property
     def signer(self) -> Signer:
-        if self._signer is None:
+        """The key ring's current key, loaded again when the ring changed: after `ses-ledger
+        keys rotate` a running server signs no more events with the key it closed (one
+        `stat` a call; a given `signer` is kept)."""
+        if self._fixed_signer:
+            assert self._signer is not None
+            return self._signer
+        stamp = self.keyring.stamp()
+        if self._signer is None or (stamp is not None and stamp != self._signer_stamp):
             with self._signer_lock:
-                if self._signer is None:
+                if self._signer is None or (stamp is not None and stamp != self._signer_stamp):
                     self._signer = self.keyring.signer()
+                    self._signer_stamp = stamp
         return self._signer
 
     def _seal(self, aggregate: LedgerAggregate) -> None:

@@ -77,6 +77,15 @@ class KeyRing:
     def exists(self) -> bool:
         return self.index.is_file()
 
+    def stamp(self) -> tuple[int, int, int] | None:
+        """What changes when the ring is rewritten (`rotate` replaces the index file), so a
+        running process can tell its loaded signer is no longer current; None: unreadable."""
+        try:
+            st = self.index.stat()
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
     def _read_index(self) -> list[dict[str, Any]]:
         try:
             records = json.loads(self.index.read_text())
@@ -154,12 +163,18 @@ class KeyRing:
 
     def rotate(self, now: datetime | None = None) -> str:
         """Close the current key and start a new one; old public keys are kept."""
+        given = now
         now = now or datetime.now(UTC)
         records = self._read_index()
+        record = self._new_key(now)
+        # Two writes: the new key is published (and taken up by running servers, which sign
+        # with the last open key) before the old one is closed, at a time after that, so no
+        # event a server sealed with the old key is recorded after its `valid_until`.
+        self._write_index([*records, record])
+        closed_at = format_timestamp(given or datetime.now(UTC))
         for r in records:
             if r.get("valid_until") is None:
-                r["valid_until"] = format_timestamp(now)
-        record = self._new_key(now)
+                r["valid_until"] = closed_at
         records.append(record)
         self._write_index(records)
         return str(record["key_id"])

@@ -153,6 +153,52 @@ def test_on_postgresql_a_lost_lock_connection_leaves_one_process_projecting(
         second.stop()
 
 
+@pytest.mark.postgres
+def test_on_postgresql_a_follower_whose_lock_connection_was_cut_follows_again(
+    pg_schema_url: str, tmp_path: Path
+) -> None:
+    """A waiting process whose advisory-lock connection ended (a PostgreSQL restart cuts
+    every one) opens a new one: it kept calling `pg_try_advisory_lock` on the dead
+    connection, so it never saw the leader's progress again (every read after its own
+    write waited out its 10 s timeout, a traceback was logged twice a second, and it could
+    never take over the projecting)."""
+    import psycopg
+
+    from api.services import projector_lock
+    from ledger.keys import KeyRing
+
+    home = tmp_path / "home"
+    KeyRing(home).init()
+    config = LedgerConfig(home=home, db_url=pg_schema_url)
+    apps = LedgerApp(config), LedgerApp(config)
+    models = [ReadModels(app) for app in apps]
+    locks = [projector_lock(app) for app in apps]
+    first, second = (
+        Projector(lambda m=m: m, 0.2, leader_lock=lock)  # type: ignore[misc]
+        for m, lock in zip(models, locks, strict=True)
+    )
+    first.start()
+    assert _until(lambda: first.leading)
+    second.start()
+    try:
+        assert _until(lambda: locks[1]._conn is not None)  # type: ignore[attr-defined]
+        assert not second.leading
+        pid = locks[1]._conn.info.backend_pid  # type: ignore[attr-defined]
+        with psycopg.connect(pg_schema_url.split("?")[0], autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        time.sleep(0.5)  # a few rounds on the cut connection
+        register(apps[1], "E1")
+        second.written(int(apps[1].recorder.max_notification_id() or 0), "E1")
+        started = time.monotonic()
+        assert second.ready(timeout=5, executive_id="E1").executive("E1") is not None
+        assert time.monotonic() - started < 4
+        first.stop()  # the leader goes: the follower takes over
+        assert _until(lambda: second.leading)
+    finally:
+        first.stop()
+        second.stop()
+
+
 def test_without_a_lock_file_every_projector_projects(sqlite_config: LedgerConfig) -> None:
     """One process, or PostgreSQL: no lock file, the projector always catches up itself."""
     app = LedgerApp(sqlite_config)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,56 @@ def test_rotation_keeps_old_events_verifiable(ledger_config: LedgerConfig) -> No
     assert infos[old_key].valid_until is not None and infos[new_key].valid_until is None
     report = verify_ledger(rotated.recorder, rotated.keyring.verifiers(), ledger_config.origin)
     assert report.ok, report.problem
+
+
+def test_a_running_app_signs_with_the_new_key_after_rotation(sqlite_config: LedgerConfig) -> None:
+    """`ses-ledger keys rotate` while the server runs: its next events are signed with the
+    new key. It kept the key it had loaded at start, so until a restart it signed events
+    recorded after that key's `valid_until` (a verifier holding entries to key windows
+    rejects them, and a rotation after a leaked key did not stop its use)."""
+    app = LedgerApp(sqlite_config)
+    register(app)
+    old_key = app.signer.key_id
+    new_key = KeyRing(sqlite_config.home).rotate()
+    plan(app)
+    entries = [
+        entry_from_state(n.state, n.id)
+        for n in app.recorder.select_notifications(start=1, limit=100)
+    ]
+    assert [e["key_id"] for e in entries] == [old_key, new_key]
+    infos = {k.key_id: k for k in KeyRing(sqlite_config.home).public_keys()}
+    for entry in entries:
+        key = infos[entry["key_id"]]
+        assert key.valid_from <= entry["recorded_at"]
+        assert key.valid_until is None or entry["recorded_at"] <= key.valid_until
+    assert verify_ledger(app.recorder, app.keyring.verifiers(), app.config.origin).ok
+
+
+def test_rotation_closes_the_old_key_only_after_the_new_one_is_published(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A running server signs with whatever the ring names current when it seals, and the
+    event's `recorded_at` was taken before that: the old key's `valid_until` must not come
+    before the moment the new key is in the ring, or events sealed in between fall outside
+    their key's window."""
+    from ledger.entry import format_timestamp
+
+    ring = KeyRing(tmp_path)
+    old_key = ring.init()
+    published: list[str] = []
+    write = KeyRing._write_index
+
+    def spy(self: KeyRing, records: list[dict[str, Any]]) -> None:
+        write(self, records)
+        if not published and any(r["key_id"] != old_key for r in records):
+            published.append(format_timestamp(datetime.now(UTC)))
+
+    monkeypatch.setattr(KeyRing, "_write_index", spy)
+    ring.rotate()
+    infos = {k.key_id: k for k in ring.public_keys()}
+    assert infos[old_key].valid_until is not None
+    assert infos[old_key].valid_until >= published[0]
+    assert ring.signer().key_id != old_key
 
 
 def _demo_entries(tmp: Path, seed: int, random_ids: bool = False) -> list[dict[str, Any]]:
