@@ -77,6 +77,15 @@ class KeyRing:
     def exists(self) -> bool:
         return self.index.is_file()
 
+    def stamp(self) -> tuple[int, int, int] | None:
+        """The index file's identity and modification time (None: unreadable): it changes
+        when `rotate` replaces the index, so a running process sees a rotation with a stat."""
+        try:
+            st = os.stat(self.index)
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
     def _read_index(self) -> list[dict[str, Any]]:
         try:
             records = json.loads(self.index.read_text())
