@@ -5,12 +5,14 @@ and read on its own. ``python offline_verify.py BUNDLE.json [--checkpoint TRUSTE
 
 It trusts nothing the ledger computed. Per entry it recomputes ``hash`` (SHA-256 of the
 RFC 8785 canonical JSON of the ten hashed fields), checks the Ed25519 signature over the 32
-raw hash bytes and the stream's ``prev_hash`` chain. It checks the checkpoint's signature
-(C2SP signed-note / tlog-checkpoint) and each entry's RFC 9162 inclusion proof against the
-checkpoint root and, given a trusted checkpoint, that both are the same tree or consistent
-ones (RFC 9162 2.1.4). It then prints the executive's history rebuilt from the events, with
-the removal history (REM-2: two final ratings below Level 3 at most 3 years apart; REM-3: two
-Level 1 final ratings at most 5 years apart; both ends inclusive; Feb 29 + n years = Feb 28).
+raw hash bytes and the stream's ``prev_hash`` chain, and that every stream is the
+executive's record (their registration, appraisals whose plan names them, boards those
+cite). It checks the checkpoint's signature (C2SP signed-note / tlog-checkpoint) and each
+entry's RFC 9162 inclusion proof against the checkpoint root and, given a trusted
+checkpoint, that both are the same tree or consistent ones (RFC 9162 2.1.4). It then prints
+the executive's history rebuilt from the events, with the removal history (REM-2: two final
+ratings below Level 3 at most 3 years apart; REM-3: two Level 1 final ratings at most 5 years
+apart; both ends inclusive; Feb 29 + n years = Feb 28).
 Exit status: 0 verified, 1 problems found, 2 usage error or unreadable input.
 """
 
@@ -260,6 +262,47 @@ def _check_entries(entries: list[dict[str, Any]], keys: Keys, bad: Problem) -> N
             bad(f"{at}: malformed entry ({type(exc).__name__}: {exc})")
 
 
+def _check_subject(entries: list[dict[str, Any]], executive_id: Any, bad: Problem) -> None:
+    """Every stream is the executive's record: their own stream, registered under the
+    bundle's ``executive_id``; an appraisal whose ``PlanSet`` names them; or a review board
+    one of those appraisals' ``PRBRecommended`` cites. Each of those events is genuine and in
+    the log, so without this a bundle relabelled for another executive, or with another
+    executive's appraisals added, verifies, and the history below is computed from them."""
+    first: dict[str, dict[str, Any]] = {}
+    for e in entries:
+        first.setdefault(str(e.get("stream_id")), e)
+
+    def data(e: dict[str, Any]) -> dict[str, Any]:
+        d = e.get("data")
+        return d if isinstance(d, dict) else {}
+
+    own = first.get(str(executive_id))
+    if (
+        not isinstance(executive_id, str)
+        or own is None
+        or own.get("type") != "ExecutiveRegistered"
+        or data(own).get("executive_id") != executive_id
+    ):
+        bad(f"executive_id: the bundle holds no registration of executive {executive_id!r}")
+    plans = {
+        sid
+        for sid, e in first.items()
+        if e.get("type") == "PlanSet" and data(e).get("executive_id") == executive_id
+    }
+    boards = {
+        str(data(e).get("board_id"))
+        for e in entries
+        if e.get("type") == "PRBRecommended" and str(e.get("stream_id")) in plans
+    }
+    for sid, e in first.items():
+        board = e.get("type") == "ReviewBoardRegistered" and sid in boards
+        if sid != executive_id and sid not in plans and not board:
+            bad(
+                f"position {e.get('position')}: stream {sid} is not part of executive "
+                f"{executive_id}'s record"
+            )
+
+
 def _check_proofs(entries: list[dict[str, Any]], proofs: Any, head: Head, bad: Problem) -> None:
     _, size, root = head
     prev_leaf = -1
@@ -449,6 +492,7 @@ def verify_bundle(bundle: Any, trusted_checkpoint: str | None = None) -> Report:
     if not entries or not isinstance(raw, list) or len(entries) != len(raw):
         bad("entries: missing, or not all objects")
     _check_entries(entries, keys, bad)
+    _check_subject(entries, bundle.get("executive_id"), bad)
     report.summary.append(
         f"executive {bundle.get('executive_id')}: {len(entries)} entries, "
         f"{len({str(e.get('stream_id')) for e in entries})} streams"

@@ -420,6 +420,42 @@ def test_prev_hash_that_skips_a_link_is_reported_even_if_rehashed(bundle: dict[s
     assert any("inclusion proof does not verify" in p for p in problems)  # and not in the log
 
 
+def _splice(b: dict[str, Any], stream: str) -> None:
+    """Add another record's stream, each event with its genuine proof against the checkpoint."""
+    other = LEDGER.bundle("E2")
+    extra = [e for e in other["entries"] if e["stream_id"] == stream]
+    b["entries"] = sorted(b["entries"] + extra, key=lambda e: e["position"])
+    b["proofs"].update({str(e["position"]): other["proofs"][str(e["position"])] for e in extra})
+
+
+def test_another_executives_appraisal_added_to_a_bundle_is_reported(
+    bundle: dict[str, Any],
+) -> None:
+    """api-contract.md evidence-bundle (one executive's `entries`; REM-2): E2's Level 4 and
+    Level 5 appraisals, genuine and provably in the log, are not E1's record, and a verifier
+    that takes them as E1's computes E1's history and removal verdict from them."""
+    _splice(bundle, "A-2021-E2")
+    problems = verify_bundle(bundle).problems
+    assert any("stream A-2021-E2 is not part of executive E1's record" in p for p in problems)
+
+
+def test_a_bundle_relabelled_for_another_executive_is_reported(bundle: dict[str, Any]) -> None:
+    """api-contract.md evidence-bundle `executive_id`: a one-byte change of it (E1 -> E2) must
+    not verify as E2's evidence made of E1's events."""
+    bundle["executive_id"] = "E2"
+    problems = verify_bundle(bundle).problems
+    assert any("the bundle holds no registration of executive 'E2'" in p for p in problems)
+    assert any("stream E1 is not part of executive E2's record" in p for p in problems)
+
+
+def test_a_bundle_without_the_executives_registration_is_reported(
+    bundle: dict[str, Any],
+) -> None:
+    bundle["entries"] = [e for e in bundle["entries"] if e["stream_id"] != "E1"]
+    problems = verify_bundle(bundle).problems
+    assert any("the bundle holds no registration of executive 'E1'" in p for p in problems)
+
+
 @pytest.mark.parametrize("junk", [None, [], "text", {"format": "other"}])
 def test_what_is_not_a_bundle_is_reported(junk: Any) -> None:
     assert verify_bundle(junk).problems == ["not a ses-ledger-bundle/v1 bundle"]
