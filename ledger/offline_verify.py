@@ -155,9 +155,15 @@ def verify_consistency(first: int, second: int, proof: list[bytes], r1: bytes, r
 
 
 def _b64(text: Any) -> bytes:
+    """Standard base64 in its one canonical form (RFC 4648 3.5): a decoder ignores the unused
+    low bits of the last character, so another character there would be a changed byte of
+    the bundle that still verifies."""
     if not isinstance(text, str):
         raise ValueError("expected a base64 string")
-    return base64.b64decode(text, validate=True)
+    data = base64.b64decode(text, validate=True)
+    if base64.b64encode(data).decode() != text:
+        raise ValueError("not canonical base64 (its unused bits are not zero)")
+    return data
 
 
 def _read_note(note: Any) -> tuple[Head, str, list[bytes]]:

@@ -304,6 +304,34 @@ def test_the_json_round_trip_and_key_order_do_not_matter(bundle: dict[str, Any])
 Tamper = Callable[[dict[str, Any]], None]
 
 
+def _spare_bits(text: str) -> str:
+    """`text` (standard base64 ending in padding) with the unused low bits of its last data
+    character set: one changed byte of the file, the same bytes for a lenient decoder."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    data = text.rstrip("=")
+    last = alphabet.index(data[-1]) | 1
+    return data[:-1] + alphabet[last] + text[len(data) :]
+
+
+def _signature_spare_bits(b: dict[str, Any]) -> None:
+    b["entries"][1]["signature"] = _spare_bits(b["entries"][1]["signature"])
+
+
+def _public_key_spare_bits(b: dict[str, Any]) -> None:
+    b["keys"][0]["public_key"] = _spare_bits(b["keys"][0]["public_key"])
+
+
+def _proof_hash_spare_bits(b: dict[str, Any]) -> None:
+    proof = next(iter(b["proofs"].values()))
+    proof["hashes"][0] = _spare_bits(proof["hashes"][0])
+
+
+def _checkpoint_signature_spare_bits(b: dict[str, Any]) -> None:
+    body, _, line = b["checkpoint"].rstrip("\n").rpartition("\n")
+    name, _, sig = line.rpartition(" ")
+    b["checkpoint"] = f"{body}\n{name} {_spare_bits(sig)}\n"
+
+
 def _payload_byte(b: dict[str, Any]) -> None:
     b["entries"][2]["data"]["rated_on"] = "2021-10-16"
 
@@ -397,6 +425,10 @@ def _prev_hash(b: dict[str, Any]) -> None:
         (_unknown_key, r"key_id 'k9' is not among the bundle's keys"),
         (_no_keys, r"the bundle lists no usable Ed25519 key"),
         (_prev_hash, r"hash does not recompute"),
+        (_signature_spare_bits, r"malformed entry \(ValueError: not canonical base64"),
+        (_public_key_spare_bits, r"keys: unusable key \(not canonical base64"),
+        (_proof_hash_spare_bits, r"no usable inclusion proof \(ValueError: not canonical"),
+        (_checkpoint_signature_spare_bits, r"checkpoint: not canonical base64"),
     ],
     ids=lambda v: getattr(v, "__name__", "")[1:] or None,
 )
