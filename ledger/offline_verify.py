@@ -485,14 +485,36 @@ def history_lines(entries: list[dict[str, Any]]) -> list[str]:
     return regs + later + (removal_lines(finals, actions, max(dates)) if dates else [])
 
 
-def verify_bundle(bundle: Any, trusted_checkpoint: str | None = None) -> Report:
-    """Verify a parsed evidence bundle, optionally against a trusted checkpoint note."""
+def _check_listed(keys: Keys, listed: Keys, bad: Problem) -> None:
+    """Each bundle key is one the ledger lists under its id (the bundle's own key list would
+    vouch for a key replaced under a familiar id, with everything re-signed by it)."""
+    for key_id, key in keys.items():
+        known = listed.get(key_id)
+        if known is None:
+            bad(f"keys: key {key_id} of the bundle is not among the keys the ledger lists")
+        elif known.public_bytes_raw() != key.public_bytes_raw():
+            bad(f"keys: key {key_id} of the bundle differs from the key the ledger lists")
+
+
+def verify_bundle(
+    bundle: Any, trusted_checkpoint: str | None = None, trusted_keys: Any = None
+) -> Report:
+    """Verify a parsed evidence bundle, optionally against a trusted checkpoint note.
+
+    ``trusted_keys`` (the ``keys`` list of the ledger's ``/v1/ledger/keys``) checks the
+    trusted checkpoint, signed with the key current when it was issued, which an older bundle
+    does not hold, and every bundle key must be listed there under its id.
+    """
     report = Report()
     bad = report.problems.append
     if not isinstance(bundle, dict) or bundle.get("format") != FORMAT:
         bad(f"not a {FORMAT} bundle")
         return report
     keys = _load_keys(bundle.get("keys"), bad)
+    trusted_by = keys
+    if trusted_keys is not None:
+        trusted_by = _load_keys(trusted_keys, lambda p: bad(f"trusted {p}"))
+        _check_listed(keys, trusted_by, bad)
     raw = bundle.get("entries")
     entries = [e for e in raw if isinstance(e, dict)] if isinstance(raw, list) else []
     if not entries or not isinstance(raw, list) or len(entries) != len(raw):
@@ -517,7 +539,7 @@ def verify_bundle(bundle: Any, trusted_checkpoint: str | None = None) -> Report:
             )
         else:
             try:
-                problem = _check_trusted(trusted_checkpoint, bundle, head, keys)
+                problem = _check_trusted(trusted_checkpoint, bundle, head, trusted_by)
             except _MALFORMED as exc:
                 problem = f"trusted checkpoint or consistency proof unusable: {exc}"
             if problem:
@@ -537,6 +559,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Verify an SES Ledger evidence bundle offline.")
     parser.add_argument("bundle", help="the evidence bundle JSON file")
     parser.add_argument("--checkpoint", metavar="FILE", help="a trusted checkpoint note")
+    parser.add_argument(
+        "--keys",
+        metavar="FILE",
+        help="the ledger's key list (GET /v1/ledger/keys), trusted: it checks the trusted "
+        "checkpoint, and every bundle key must be in it",
+    )
     try:
         args = parser.parse_args(argv)
         with open(args.bundle, encoding="utf-8") as f:
@@ -549,12 +577,19 @@ def main(argv: list[str] | None = None) -> int:
                 _read_note(trusted)
             except ValueError as exc:
                 raise ValueError(f"{args.checkpoint} is not a checkpoint note: {exc}") from None
+        trusted_keys = None
+        if args.keys is not None:
+            with open(args.keys, encoding="utf-8") as f:
+                listed = json.load(f)
+            if not isinstance(listed, dict) or not isinstance(listed.get("keys"), list):
+                raise ValueError(f'{args.keys} is not a key list ({{"keys": [...]}})')
+            trusted_keys = listed["keys"]
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return 0 if exc.code == 0 else 2
     except (OSError, ValueError) as exc:
         print(f"cannot read input, so the bundle was NOT checked: {exc}", file=sys.stderr)
         return 2
-    report = verify_bundle(bundle, trusted)
+    report = verify_bundle(bundle, trusted, trusted_keys)
     print("\n".join(report.summary))
     for p in report.problems:
         print(f"PROBLEM: {p}")
