@@ -246,6 +246,9 @@ def _check_entries(entries: list[dict[str, Any]], keys: Keys, bad: Problem) -> N
             if not isinstance(e["position"], int) or e["position"] <= prev_pos:
                 bad(f"{at}: entries are not in increasing position order")
             prev_pos = max(prev_pos, e["position"])
+            absent = [k for k in HASHED if k not in e]
+            if absent:  # hashed as null: "policy": null renamed away would still recompute
+                bad(f"{at}: the entry lacks the hashed field(s) {', '.join(absent)}")
             if entry_hash(e) != e["hash"]:
                 bad(f"{at}: hash does not recompute from the entry")
             if e["key_id"] not in keys:

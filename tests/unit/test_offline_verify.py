@@ -332,6 +332,11 @@ def _checkpoint_signature_spare_bits(b: dict[str, Any]) -> None:
     b["checkpoint"] = f"{body}\n{name} {_spare_bits(sig)}\n"
 
 
+def _null_field_renamed(b: dict[str, Any]) -> None:
+    entry = b["entries"][0]  # E1 v1: policy and prev_hash are null
+    entry["policx"] = entry.pop("policy")
+
+
 def _payload_byte(b: dict[str, Any]) -> None:
     b["entries"][2]["data"]["rated_on"] = "2021-10-16"
 
@@ -425,6 +430,7 @@ def _prev_hash(b: dict[str, Any]) -> None:
         (_unknown_key, r"key_id 'k9' is not among the bundle's keys"),
         (_no_keys, r"the bundle lists no usable Ed25519 key"),
         (_prev_hash, r"hash does not recompute"),
+        (_null_field_renamed, r"position \d+: the entry lacks the hashed field\(s\) policy"),
         (_signature_spare_bits, r"malformed entry \(ValueError: not canonical base64"),
         (_public_key_spare_bits, r"keys: unusable key \(not canonical base64"),
         (_proof_hash_spare_bits, r"no usable inclusion proof \(ValueError: not canonical"),
