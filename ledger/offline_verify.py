@@ -332,8 +332,15 @@ def _check_proofs(entries: list[dict[str, Any]], proofs: Any, head: Head, bad: P
             bad(f"{at}: no usable inclusion proof ({type(exc).__name__}: {exc})")
 
 
-def _check_trusted(trusted: str, bundle: dict[str, Any], head: Head, keys: Keys) -> str:
-    """Compare the bundle's checkpoint with a trusted one; return a problem or ''."""
+def _check_trusted(
+    trusted: str, bundle: dict[str, Any], head: Head, keys: Keys, listed: bool = False
+) -> str:
+    """Compare the bundle's checkpoint with a trusted one; return a problem or ''.
+
+    A consistency proof shows the bundle's tree extends the trusted one, not who made the
+    extension: unless ``keys`` is the ledger's own key list (``listed``), a larger bundle
+    tree must be signed by the key that signed the trusted checkpoint, or anyone could
+    extend a genuine tree with invented entries signed by a key of their own."""
     t_origin, t_size, t_root = verify_checkpoint(trusted, keys)
     (first, r1), (second, r2) = sorted([(t_size, t_root), (head[1], head[2])])
     cands = [*(bundle.get("consistency_proofs") or []), bundle.get("consistency")]
@@ -359,7 +366,26 @@ def _check_trusted(trusted: str, bundle: dict[str, Any], head: Head, keys: Keys)
         return f"trusted and bundle checkpoints differ at tree size {first}: the log forked"
     if not verify_consistency(first, second, hashes, r1, r2):
         return f"consistency proof {first} -> {second} does not verify"
+    if not listed and head[1] > t_size and not _signed_alike(trusted, bundle["checkpoint"], keys):
+        return (
+            f"the bundle's checkpoint extends the trusted one ({t_size} -> {head[1]}) but is "
+            "not signed by the key that signed it: the entries past tree size "
+            f"{t_size} are vouched for only by a key the bundle itself lists (verify it with "
+            "`ses-ledger bundle verify --url URL`, which checks the keys the ledger lists)"
+        )
     return ""
+
+
+def _signed_alike(trusted: str, note: str, keys: Keys) -> bool:
+    """Whether a key that signed the trusted note also signed `note`."""
+    for key_id, key in keys.items():
+        try:
+            verify_checkpoint(trusted, {key_id: key})
+            verify_checkpoint(note, {key_id: key})
+        except ValueError:
+            continue
+        return True
+    return False
 
 
 # --- the executive's history ---------------------------------------------------------------
@@ -542,7 +568,9 @@ def verify_bundle(
             )
         else:
             try:
-                problem = _check_trusted(trusted_checkpoint, bundle, head, trusted_by)
+                problem = _check_trusted(
+                    trusted_checkpoint, bundle, head, trusted_by, trusted_keys is not None
+                )
             except _MALFORMED as exc:
                 problem = f"trusted checkpoint or consistency proof unusable: {exc}"
             if problem:

@@ -553,6 +553,40 @@ def test_a_newer_trusted_checkpoint_is_checked_the_other_way() -> None:
     assert verify_bundle(older, _note(LEDGER.tree.size)).ok
 
 
+def test_a_genuine_tree_extended_under_a_key_of_the_bundles_own_is_reported() -> None:
+    """api-contract.md evidence-bundle / checkpoint: a consistency proof shows the bundle's
+    tree extends a trusted checkpoint, not who extended it. Anyone can append an invented
+    Level 1 final rating to a copy of the genuine tree, sign it and the larger checkpoint with
+    a key of their own listed in the bundle, and prove consistency with the genuine one."""
+    forger = build_ledger()  # the same entries, the same tree as LEDGER
+    trusted_size = forger.tree.size
+    forger.appraisal("A-2025-E1", "E1", 2025, dict.fromkeys(BASIC, 1), final=1)
+    for e in forger.entries[trusted_size:]:  # re-signed: the hashes, so the tree, stay
+        e["signature"], e["key_id"] = b64(OTHER_KEY.sign(bytes.fromhex(e["hash"]))), "k2"
+    forged = forger.bundle("E1")
+    forged["keys"].append(
+        forged["keys"][0]
+        | {"key_id": "k2", "public_key": b64(OTHER_KEY.public_key().public_bytes_raw())}
+    )
+    size = forger.tree.size
+    forged["checkpoint"] = sign_checkpoint(
+        Checkpoint(ORIGIN, size, forger.tree.root()), ORIGIN, OTHER_KEY
+    )
+    forged["consistency"] = {
+        "first": trusted_size,
+        "second": size,
+        "hashes": [b64(h) for h in forger.tree.consistency_proof(trusted_size, size)],
+    }
+    assert verify_bundle(forged).ok  # alone: only the printed keys could tell
+    problems = verify_bundle(forged, _note(trusted_size)).problems
+    assert any("is not signed by the key that signed it" in p for p in problems), problems
+    # The same extension signed by the key of the trusted checkpoint is the ledger's own.
+    forged["checkpoint"] = sign_checkpoint(
+        Checkpoint(ORIGIN, size, forger.tree.root()), ORIGIN, KEY
+    )
+    assert verify_bundle(forged, _note(trusted_size)).ok
+
+
 def test_a_forked_or_foreign_trusted_checkpoint_fails(bundle: dict[str, Any]) -> None:
     size = LEDGER.tree.size
     forked = sign_checkpoint(Checkpoint(ORIGIN, size, bytes(32)), ORIGIN, KEY)
