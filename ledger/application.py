@@ -31,6 +31,7 @@ from ledger.errors import (
     AlreadyExists,
     ConcurrencyConflict,
     NotFound,
+    SigningKeyError,
     StaleVersion,
     UnknownReference,
 )
@@ -92,7 +93,8 @@ class LedgerApp(Application[str]):
         self.config = config
         self.keyring = KeyRing(config.home)
         self._signer = signer
-        self._fixed_signer = signer is not None
+        #: A signer given here is kept; one read from the key ring follows its rotations.
+        self._signer_given = signer is not None
         self._signer_stamp: tuple[int, int, int] | None = None
         self._signer_lock = threading.Lock()
         self._sign_pool: ThreadPoolExecutor | None = None
@@ -115,18 +117,26 @@ class LedgerApp(Application[str]):
 
     @property
     def signer(self) -> Signer:
-        """The key ring's current key, loaded again when the ring changed: after `ses-ledger
-        keys rotate` a running server signs no more events with the key it closed (one
-        `stat` a call; a given `signer` is kept)."""
-        if self._fixed_signer:
-            assert self._signer is not None
+        """The current signing key of the key ring, looked at again (one stat) on each use.
+
+        `ses-ledger keys rotate` closes the current key's validity and starts a new one while a
+        server may be running: without looking again, that server would go on signing events
+        and checkpoints with the retired key, past the `valid_until` the key list publishes.
+        A ring that cannot be read leaves the key in use (as for the token key).
+        """
+        if self._signer_given and self._signer is not None:
             return self._signer
         stamp = self.keyring.stamp()
-        if self._signer is None or (stamp is not None and stamp != self._signer_stamp):
+        if self._signer is None or stamp != self._signer_stamp:
             with self._signer_lock:
-                if self._signer is None or (stamp is not None and stamp != self._signer_stamp):
-                    self._signer = self.keyring.signer()
-                    self._signer_stamp = stamp
+                if self._signer is None or stamp != self._signer_stamp:
+                    try:
+                        self._signer = self.keyring.signer()
+                    except SigningKeyError:
+                        if self._signer is None:
+                            raise
+                    else:
+                        self._signer_stamp = stamp
         return self._signer
 
     def _seal(self, aggregate: LedgerAggregate) -> None:

@@ -78,10 +78,10 @@ class KeyRing:
         return self.index.is_file()
 
     def stamp(self) -> tuple[int, int, int] | None:
-        """What changes when the ring is rewritten (`rotate` replaces the index file), so a
-        running process can tell its loaded signer is no longer current; None: unreadable."""
+        """The index file's identity and modification time (None: unreadable): it changes
+        when `rotate` replaces the index, so a running process sees a rotation with a stat."""
         try:
-            st = self.index.stat()
+            st = os.stat(self.index)
         except OSError:
             return None
         return st.st_ino, st.st_mtime_ns, st.st_size

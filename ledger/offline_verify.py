@@ -5,12 +5,14 @@ and read on its own. ``python offline_verify.py BUNDLE.json [--checkpoint TRUSTE
 
 It trusts nothing the ledger computed. Per entry it recomputes ``hash`` (SHA-256 of the
 RFC 8785 canonical JSON of the ten hashed fields), checks the Ed25519 signature over the 32
-raw hash bytes and the stream's ``prev_hash`` chain. It checks the checkpoint's signature
-(C2SP signed-note / tlog-checkpoint) and each entry's RFC 9162 inclusion proof against the
-checkpoint root and, given a trusted checkpoint, that both are the same tree or consistent
-ones (RFC 9162 2.1.4). It then prints the executive's history rebuilt from the events, with
-the removal history (REM-2: two final ratings below Level 3 at most 3 years apart; REM-3: two
-Level 1 final ratings at most 5 years apart; both ends inclusive; Feb 29 + n years = Feb 28).
+raw hash bytes and the stream's ``prev_hash`` chain, and that every stream is the
+executive's record (their registration, appraisals whose plan names them, boards those
+cite). It checks the checkpoint's signature (C2SP signed-note / tlog-checkpoint) and each
+entry's RFC 9162 inclusion proof against the checkpoint root and, given a trusted
+checkpoint, that both are the same tree or consistent ones (RFC 9162 2.1.4). It then prints
+the executive's history rebuilt from the events, with the removal history (REM-2: two final
+ratings below Level 3 at most 3 years apart; REM-3: two Level 1 final ratings at most 5 years
+apart; both ends inclusive; Feb 29 + n years = Feb 28).
 Exit status: 0 verified, 1 problems found, 2 usage error or unreadable input.
 """
 
@@ -153,9 +155,15 @@ def verify_consistency(first: int, second: int, proof: list[bytes], r1: bytes, r
 
 
 def _b64(text: Any) -> bytes:
+    """Standard base64 in its one canonical form (RFC 4648 3.5): a decoder ignores the unused
+    low bits of the last character, so another character there would be a changed byte of
+    the bundle that still verifies."""
     if not isinstance(text, str):
         raise ValueError("expected a base64 string")
-    return base64.b64decode(text, validate=True)
+    data = base64.b64decode(text, validate=True)
+    if base64.b64encode(data).decode() != text:
+        raise ValueError("not canonical base64 (its unused bits are not zero)")
+    return data
 
 
 def _read_note(note: Any) -> tuple[Head, str, list[bytes]]:
@@ -238,6 +246,9 @@ def _check_entries(entries: list[dict[str, Any]], keys: Keys, bad: Problem) -> N
             if not isinstance(e["position"], int) or e["position"] <= prev_pos:
                 bad(f"{at}: entries are not in increasing position order")
             prev_pos = max(prev_pos, e["position"])
+            absent = [k for k in HASHED if k not in e]
+            if absent:  # hashed as null: "policy": null renamed away would still recompute
+                bad(f"{at}: the entry lacks the hashed field(s) {', '.join(absent)}")
             if entry_hash(e) != e["hash"]:
                 bad(f"{at}: hash does not recompute from the entry")
             if e["key_id"] not in keys:
@@ -260,6 +271,47 @@ def _check_entries(entries: list[dict[str, Any]], keys: Keys, bad: Problem) -> N
             bad(f"{at}: malformed entry ({type(exc).__name__}: {exc})")
 
 
+def _check_subject(entries: list[dict[str, Any]], executive_id: Any, bad: Problem) -> None:
+    """Every stream is the executive's record: their own stream, registered under the
+    bundle's ``executive_id``; an appraisal whose ``PlanSet`` names them; or a review board
+    one of those appraisals' ``PRBRecommended`` cites. Each of those events is genuine and in
+    the log, so without this a bundle relabelled for another executive, or with another
+    executive's appraisals added, verifies, and the history below is computed from them."""
+    first: dict[str, dict[str, Any]] = {}
+    for e in entries:
+        first.setdefault(str(e.get("stream_id")), e)
+
+    def data(e: dict[str, Any]) -> dict[str, Any]:
+        d = e.get("data")
+        return d if isinstance(d, dict) else {}
+
+    own = first.get(str(executive_id))
+    if (
+        not isinstance(executive_id, str)
+        or own is None
+        or own.get("type") != "ExecutiveRegistered"
+        or data(own).get("executive_id") != executive_id
+    ):
+        bad(f"executive_id: the bundle holds no registration of executive {executive_id!r}")
+    plans = {
+        sid
+        for sid, e in first.items()
+        if e.get("type") == "PlanSet" and data(e).get("executive_id") == executive_id
+    }
+    boards = {
+        str(data(e).get("board_id"))
+        for e in entries
+        if e.get("type") == "PRBRecommended" and str(e.get("stream_id")) in plans
+    }
+    for sid, e in first.items():
+        board = e.get("type") == "ReviewBoardRegistered" and sid in boards
+        if sid != executive_id and sid not in plans and not board:
+            bad(
+                f"position {e.get('position')}: stream {sid} is not part of executive "
+                f"{executive_id}'s record"
+            )
+
+
 def _check_proofs(entries: list[dict[str, Any]], proofs: Any, head: Head, bad: Problem) -> None:
     _, size, root = head
     prev_leaf = -1
@@ -280,8 +332,15 @@ def _check_proofs(entries: list[dict[str, Any]], proofs: Any, head: Head, bad: P
             bad(f"{at}: no usable inclusion proof ({type(exc).__name__}: {exc})")
 
 
-def _check_trusted(trusted: str, bundle: dict[str, Any], head: Head, keys: Keys) -> str:
-    """Compare the bundle's checkpoint with a trusted one; return a problem or ''."""
+def _check_trusted(
+    trusted: str, bundle: dict[str, Any], head: Head, keys: Keys, listed: bool = False
+) -> str:
+    """Compare the bundle's checkpoint with a trusted one; return a problem or ''.
+
+    A consistency proof shows the bundle's tree extends the trusted one, not who made the
+    extension: unless ``keys`` is the ledger's own key list (``listed``), a larger bundle
+    tree must be signed by the key that signed the trusted checkpoint, or anyone could
+    extend a genuine tree with invented entries signed by a key of their own."""
     t_origin, t_size, t_root = verify_checkpoint(trusted, keys)
     (first, r1), (second, r2) = sorted([(t_size, t_root), (head[1], head[2])])
     cands = [*(bundle.get("consistency_proofs") or []), bundle.get("consistency")]
@@ -307,7 +366,26 @@ def _check_trusted(trusted: str, bundle: dict[str, Any], head: Head, keys: Keys)
         return f"trusted and bundle checkpoints differ at tree size {first}: the log forked"
     if not verify_consistency(first, second, hashes, r1, r2):
         return f"consistency proof {first} -> {second} does not verify"
+    if not listed and head[1] > t_size and not _signed_alike(trusted, bundle["checkpoint"], keys):
+        return (
+            f"the bundle's checkpoint extends the trusted one ({t_size} -> {head[1]}) but is "
+            "not signed by the key that signed it: the entries past tree size "
+            f"{t_size} are vouched for only by a key the bundle itself lists (verify it with "
+            "`ses-ledger bundle verify --url URL`, which checks the keys the ledger lists)"
+        )
     return ""
+
+
+def _signed_alike(trusted: str, note: str, keys: Keys) -> bool:
+    """Whether a key that signed the trusted note also signed `note`."""
+    for key_id, key in keys.items():
+        try:
+            verify_checkpoint(trusted, {key_id: key})
+            verify_checkpoint(note, {key_id: key})
+        except ValueError:
+            continue
+        return True
+    return False
 
 
 # --- the executive's history ---------------------------------------------------------------
@@ -436,19 +514,42 @@ def history_lines(entries: list[dict[str, Any]]) -> list[str]:
     return regs + later + (removal_lines(finals, actions, max(dates)) if dates else [])
 
 
-def verify_bundle(bundle: Any, trusted_checkpoint: str | None = None) -> Report:
-    """Verify a parsed evidence bundle, optionally against a trusted checkpoint note."""
+def _check_listed(keys: Keys, listed: Keys, bad: Problem) -> None:
+    """Each bundle key is one the ledger lists under its id (the bundle's own key list would
+    vouch for a key replaced under a familiar id, with everything re-signed by it)."""
+    for key_id, key in keys.items():
+        known = listed.get(key_id)
+        if known is None:
+            bad(f"keys: key {key_id} of the bundle is not among the keys the ledger lists")
+        elif known.public_bytes_raw() != key.public_bytes_raw():
+            bad(f"keys: key {key_id} of the bundle differs from the key the ledger lists")
+
+
+def verify_bundle(
+    bundle: Any, trusted_checkpoint: str | None = None, trusted_keys: Any = None
+) -> Report:
+    """Verify a parsed evidence bundle, optionally against a trusted checkpoint note.
+
+    ``trusted_keys`` (the ``keys`` list of the ledger's ``/v1/ledger/keys``) checks the
+    trusted checkpoint, signed with the key current when it was issued, which an older bundle
+    does not hold, and every bundle key must be listed there under its id.
+    """
     report = Report()
     bad = report.problems.append
     if not isinstance(bundle, dict) or bundle.get("format") != FORMAT:
         bad(f"not a {FORMAT} bundle")
         return report
     keys = _load_keys(bundle.get("keys"), bad)
+    trusted_by = keys
+    if trusted_keys is not None:
+        trusted_by = _load_keys(trusted_keys, lambda p: bad(f"trusted {p}"))
+        _check_listed(keys, trusted_by, bad)
     raw = bundle.get("entries")
     entries = [e for e in raw if isinstance(e, dict)] if isinstance(raw, list) else []
     if not entries or not isinstance(raw, list) or len(entries) != len(raw):
         bad("entries: missing, or not all objects")
     _check_entries(entries, keys, bad)
+    _check_subject(entries, bundle.get("executive_id"), bad)
     report.summary.append(
         f"executive {bundle.get('executive_id')}: {len(entries)} entries, "
         f"{len({str(e.get('stream_id')) for e in entries})} streams"
@@ -467,7 +568,9 @@ def verify_bundle(bundle: Any, trusted_checkpoint: str | None = None) -> Report:
             )
         else:
             try:
-                problem = _check_trusted(trusted_checkpoint, bundle, head, keys)
+                problem = _check_trusted(
+                    trusted_checkpoint, bundle, head, trusted_by, trusted_keys is not None
+                )
             except _MALFORMED as exc:
                 problem = f"trusted checkpoint or consistency proof unusable: {exc}"
             if problem:
@@ -487,6 +590,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Verify an SES Ledger evidence bundle offline.")
     parser.add_argument("bundle", help="the evidence bundle JSON file")
     parser.add_argument("--checkpoint", metavar="FILE", help="a trusted checkpoint note")
+    parser.add_argument(
+        "--keys",
+        metavar="FILE",
+        help="the ledger's key list (GET /v1/ledger/keys), trusted: it checks the trusted "
+        "checkpoint, and every bundle key must be in it",
+    )
     try:
         args = parser.parse_args(argv)
         with open(args.bundle, encoding="utf-8") as f:
@@ -499,12 +608,19 @@ def main(argv: list[str] | None = None) -> int:
                 _read_note(trusted)
             except ValueError as exc:
                 raise ValueError(f"{args.checkpoint} is not a checkpoint note: {exc}") from None
+        trusted_keys = None
+        if args.keys is not None:
+            with open(args.keys, encoding="utf-8") as f:
+                listed = json.load(f)
+            if not isinstance(listed, dict) or not isinstance(listed.get("keys"), list):
+                raise ValueError(f'{args.keys} is not a key list ({{"keys": [...]}})')
+            trusted_keys = listed["keys"]
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return 0 if exc.code == 0 else 2
     except (OSError, ValueError) as exc:
         print(f"cannot read input, so the bundle was NOT checked: {exc}", file=sys.stderr)
         return 2
-    report = verify_bundle(bundle, trusted)
+    report = verify_bundle(bundle, trusted, trusted_keys)
     print("\n".join(report.summary))
     for p in report.problems:
         print(f"PROBLEM: {p}")

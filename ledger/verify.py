@@ -1,4 +1,4 @@
-"""Re-check the whole ledger: hashes, stream chains, signatures, Merkle leaves and checkpoints.
+"""Re-check the whole ledger: hashes, chains, signatures, Merkle leaves and nodes, checkpoints.
 
 Reports the first bad global position. Works page by page, so memory stays bounded by the
 number of streams (one head hash each) and the page size.
@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from ledger.canonical import canonical_json
 from ledger.checkpoint import CheckpointError, parse_note, verify_note
 from ledger.entry import split_state
-from ledger.merkle import CompactRange, leaf_hash
+from ledger.merkle import CompactRange, leaf_hash, node_hash
 
 PAGE = 2000
 #: From this many events on, signatures are checked in a second process.
@@ -176,6 +176,71 @@ def _leaves(recorder: Any) -> Iterator[tuple[int, int, bytes]]:
         after = rows[-1][0]
 
 
+def _level_rows(recorder: Any, level: int, count: int) -> Iterator[tuple[int, bytes]]:
+    """The stored hashes of Merkle level `level` (0: the leaves) with idx < `count`, in order."""
+    t = recorder.tables
+    after = -1
+    while True:
+        with recorder.datastore.transaction(commit=False) as cursor:
+            if level == 0:
+                cursor.execute(
+                    f"SELECT leaf_index AS i, leaf_hash AS h FROM {t.leaves} WHERE leaf_index > "
+                    f"{t.p} AND leaf_index < {t.p} ORDER BY leaf_index LIMIT {PAGE}",
+                    (after, count),
+                )
+            else:
+                cursor.execute(
+                    f"SELECT idx AS i, hash AS h FROM {t.nodes} WHERE level = {t.p} AND idx > "
+                    f"{t.p} AND idx < {t.p} ORDER BY idx LIMIT {PAGE}",
+                    (level, after, count),
+                )
+            rows = [(int(r["i"]), bytes(r["h"])) for r in cursor.fetchall()]
+        yield from rows
+        if len(rows) < PAGE:
+            return
+        after = rows[-1][0]
+
+
+def _position_of_leaf(recorder: Any, index: int) -> int | None:
+    t = recorder.tables
+    with recorder.datastore.transaction(commit=False) as cursor:
+        cursor.execute(f"SELECT position AS p FROM {t.leaves} WHERE leaf_index = {t.p}", (index,))
+        row = cursor.fetchone()
+    return None if row is None else int(row["p"])
+
+
+def _check_nodes(report: VerifyReport, recorder: Any, integrated: int) -> None:
+    """Every stored interior node of the integrated tree is there and is the hash of its two
+    children, level by level up from the leaves (checked against the events already).
+
+    Proofs and roots are read from these nodes, not recomputed: a damaged one makes every
+    proof through it fail outside. Named at the position of the node's first leaf.
+    """
+    for level in range(1, integrated.bit_length()):
+        count = integrated >> level
+        children = _level_rows(recorder, level - 1, count * 2)
+        stored = _level_rows(recorder, level, count)
+        for idx in range(count):
+            node = next(stored, None)
+            left, right = next(children, None), next(children, None)
+            if node is None or node[0] != idx:
+                problem = "is missing"
+            elif (
+                left is None
+                or right is None
+                or (left[0], right[0]) != (2 * idx, 2 * idx + 1)
+                or node_hash(left[1], right[1]) != node[1]
+            ):
+                problem = "is not the hash of its children: proofs through it will not verify"
+            else:
+                continue
+            report.fail(
+                _position_of_leaf(recorder, idx << level),
+                f"Merkle node ({level}, {idx}) {problem}",
+            )
+            return
+
+
 def _integrated_size(recorder: Any) -> int:
     with recorder.datastore.transaction(commit=False) as cursor:
         cursor.execute(f"SELECT tree_size AS n FROM {recorder.tables.state} WHERE id=1")
@@ -254,6 +319,7 @@ def verify_ledger(
         for signatures in outstanding:
             for position in signatures.result():
                 report.fail(position, "the signature does not verify")
+    _check_nodes(report, recorder, min(integrated, tree.size))
     extra = next(leaves, None)
     if extra is None and tree.size < integrated:
         report.fail(None, f"the Merkle log holds {integrated} leaves but only {tree.size} events")

@@ -378,6 +378,7 @@ def cmd_bundle_verify(args: argparse.Namespace) -> int:
     if args.url is None and (args.checkpoint is None or not _is_state_file(args.checkpoint)):
         argv = [args.file] + (["--checkpoint", args.checkpoint] if args.checkpoint else [])
         return offline_verify.main(argv)
+    keys: list[dict[str, Any]] | None = None
     try:
         bundle = json.loads(Path(args.file).read_text(encoding="utf-8"))
         trusted = _read_note(args.checkpoint) if args.checkpoint else None
@@ -388,6 +389,7 @@ def cmd_bundle_verify(args: argparse.Namespace) -> int:
                 raise ValueError(f"{args.checkpoint} holds no checkpoint note: {exc}") from None
         if args.url is not None:
             trusted = _attach_consistency(bundle, args.url, trusted)
+            keys = _ledger_keys(args.url)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         print(f"cannot read input, so the bundle was NOT checked: {exc}", file=sys.stderr)
         return 2
@@ -405,7 +407,26 @@ def cmd_bundle_verify(args: argparse.Namespace) -> int:
             note_path = Path(tmp) / "trusted.note"
             note_path.write_text(trusted, encoding="utf-8")
             argv += ["--checkpoint", str(note_path)]
+        if keys is not None:
+            keys_path = Path(tmp) / "keys.json"
+            keys_path.write_text(json.dumps({"keys": keys}), encoding="utf-8")
+            argv += ["--keys", str(keys_path)]
         return offline_verify.main(argv)
+
+
+def _ledger_keys(url: str) -> list[dict[str, Any]]:
+    """The keys the ledger at `url` lists: its checkpoint is signed with the key current now,
+    which an older bundle does not hold, and each bundle key must be one of them."""
+    from ledger.witness import Inconsistent, LogClient, WitnessUnavailable
+
+    try:
+        listed = LogClient(url).keys()
+    except (Inconsistent, WitnessUnavailable) as exc:
+        raise _NotChecked(f"cannot obtain the ledger's keys from {url}: {exc}") from None
+    return [
+        {"key_id": key_id, "algorithm": "Ed25519", "public_key": public_key}
+        for key_id, public_key in listed.items()
+    ]
 
 
 def _is_state_file(path: str) -> bool:

@@ -104,6 +104,32 @@ def test_rotation_closes_the_old_key_only_after_the_new_one_is_published(
     assert ring.signer().key_id != old_key
 
 
+def test_a_running_app_signs_with_the_key_a_rotation_starts(ledger_config: LedgerConfig) -> None:
+    """api-contract.md "Ledger entry" (signature by the key `key_id` listed at /v1/ledger/keys,
+    with its validity): after `keys rotate`, a process already running (a server) must sign
+    new events and checkpoints with the new key, not go on with the key the rotation retired
+    past the `valid_until` the key list now publishes for it."""
+    from ledger.checkpoint import verify_note
+
+    app = LedgerApp(ledger_config)
+    register(app)
+    old_key = app.signer.key_id
+    new_key = KeyRing(ledger_config.home).rotate()
+    plan(app)
+    key_ids = [
+        entry_from_state(n.state, n.id)["key_id"]
+        for n in app.recorder.select_notifications(start=1, limit=100)
+    ]
+    assert key_ids == [old_key, new_key]
+    app.merkle_log.integrate()
+    stored = app.merkle_log.issue_checkpoint(app.signer, ledger_config.origin)
+    assert stored is not None
+    verifiers = app.keyring.verifiers()
+    verify_note(stored.note, ledger_config.origin, [verifiers[new_key]])
+    report = verify_ledger(app.recorder, verifiers, ledger_config.origin)
+    assert report.ok, report.problem
+
+
 def _demo_entries(tmp: Path, seed: int, random_ids: bool = False) -> list[dict[str, Any]]:
     home = tmp / "home"
     KeyRing(home).init()

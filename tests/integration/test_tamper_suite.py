@@ -302,6 +302,25 @@ def test_an_edited_signature_is_named(
     assert "signature" in (report.problem or "")
 
 
+@pytest.mark.parametrize("damage", ["edited", "deleted"])
+def test_a_damaged_merkle_node_is_named(ledger_config: LedgerConfig, damage: str) -> None:
+    """api-contract.md inclusion and consistency proofs (RFC 9162) are made of the stored
+    interior nodes: one that is not the hash of its children makes every proof through it
+    fail for outside verifiers (and bundles exported with it), so `verify`, which checks
+    "every Merkle leaf and checkpoint", must not answer "ledger verified"."""
+    history(ledger_config)
+    nodes = table(ledger_config, "ledger_merkle_nodes")
+    if damage == "edited":
+        raw(ledger_config, f"UPDATE {nodes} SET hash=? WHERE level=3 AND idx=2", (bytes(32),))
+    else:
+        raw(ledger_config, f"DELETE FROM {nodes} WHERE level=3 AND idx=2")
+    first_leaf = rows(ledger_config)[16]
+    report = verify(ledger_config)
+    assert not report.ok
+    assert "Merkle node (3, 2)" in (report.problem or ""), report.problem
+    assert report.first_bad_position == first_leaf.position
+
+
 def test_an_event_relabelled_in_its_row_is_named(ledger_config: LedgerConfig) -> None:
     """The row's type column says FinalRatingAssigned; the sealed entry, untouched, says a
     progress review. Projections dispatch on the column, so verify must not trust it."""

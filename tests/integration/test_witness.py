@@ -386,6 +386,58 @@ def test_the_cli_witness_and_an_old_bundle_catch_a_rewrite(
         assert "cannot prove" in capsys.readouterr().out
 
 
+def test_an_old_bundle_checks_against_the_server_after_a_key_rotation(
+    sqlite_config: LedgerConfig,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """api-contract.md `/v1/ledger/keys` (old public keys stay listed) and evidence-bundle:
+    the server's checkpoint is signed with the key current now, which an old bundle cannot
+    hold; `bundle verify --url` checks it with the keys the server lists, instead of calling
+    a genuine old bundle NOT VERIFIED."""
+    point_cli_at(monkeypatch, sqlite_config)
+    app = history(sqlite_config)
+    old = tmp_path / "old-bundle.json"
+    write_bundle(build_bundle(app, EXECUTIVE), str(old))
+    KeyRing(sqlite_config.home).rotate()
+    grow(sqlite_config, 2)
+    with serve(sqlite_config) as url:
+        assert ses(["bundle", "verify", str(old), "--url", url]) == 0, capsys.readouterr().out
+        assert "trusted checkpoint: consistent" in capsys.readouterr().out
+
+
+def test_a_bundle_key_swapped_under_its_key_id_is_caught_with_url(
+    sqlite_config: LedgerConfig,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """api-contract.md "Ledger entry" (signed by the key `key_id` listed at /v1/ledger/keys):
+    a bundle whose key is replaced under the same key id, every entry and its checkpoint
+    re-signed with the replacement, verifies on its own; checked against the server it must
+    not, as the server lists another public key under that id."""
+    point_cli_at(monkeypatch, sqlite_config)
+    app = history(sqlite_config)
+    bundle = build_bundle(app, EXECUTIVE)
+    forger = Ed25519PrivateKey.generate()
+    for key in bundle["keys"]:
+        key["public_key"] = base64.b64encode(forger.public_key().public_bytes_raw()).decode()
+    for entry in bundle["entries"]:
+        signature = forger.sign(bytes.fromhex(entry["hash"]))
+        entry["signature"] = base64.b64encode(signature).decode()
+    head = parse_note(bundle["checkpoint"])[0]
+    bundle["checkpoint"] = sign_checkpoint(head, sqlite_config.origin, forger)
+    forged = tmp_path / "forged.json"
+    write_bundle(bundle, str(forged))
+    assert ses(["bundle", "verify", str(forged)]) == 0  # alone, only the printed keys tell
+    capsys.readouterr()
+    with serve(sqlite_config) as url:
+        assert ses(["bundle", "verify", str(forged), "--url", url]) == 1
+        out = capsys.readouterr().out
+        assert "differs from the key the ledger lists" in out and "NOT VERIFIED" in out
+
+
 def test_the_checkpoint_note_of_an_empty_ledger_is_the_empty_tree(
     sqlite_config: LedgerConfig,
     monkeypatch: pytest.MonkeyPatch,

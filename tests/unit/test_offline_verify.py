@@ -304,6 +304,39 @@ def test_the_json_round_trip_and_key_order_do_not_matter(bundle: dict[str, Any])
 Tamper = Callable[[dict[str, Any]], None]
 
 
+def _spare_bits(text: str) -> str:
+    """`text` (standard base64 ending in padding) with the unused low bits of its last data
+    character set: one changed byte of the file, the same bytes for a lenient decoder."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    data = text.rstrip("=")
+    last = alphabet.index(data[-1]) | 1
+    return data[:-1] + alphabet[last] + text[len(data) :]
+
+
+def _signature_spare_bits(b: dict[str, Any]) -> None:
+    b["entries"][1]["signature"] = _spare_bits(b["entries"][1]["signature"])
+
+
+def _public_key_spare_bits(b: dict[str, Any]) -> None:
+    b["keys"][0]["public_key"] = _spare_bits(b["keys"][0]["public_key"])
+
+
+def _proof_hash_spare_bits(b: dict[str, Any]) -> None:
+    proof = next(iter(b["proofs"].values()))
+    proof["hashes"][0] = _spare_bits(proof["hashes"][0])
+
+
+def _checkpoint_signature_spare_bits(b: dict[str, Any]) -> None:
+    body, _, line = b["checkpoint"].rstrip("\n").rpartition("\n")
+    name, _, sig = line.rpartition(" ")
+    b["checkpoint"] = f"{body}\n{name} {_spare_bits(sig)}\n"
+
+
+def _null_field_renamed(b: dict[str, Any]) -> None:
+    entry = b["entries"][0]  # E1 v1: policy and prev_hash are null
+    entry["policx"] = entry.pop("policy")
+
+
 def _payload_byte(b: dict[str, Any]) -> None:
     b["entries"][2]["data"]["rated_on"] = "2021-10-16"
 
@@ -397,6 +430,11 @@ def _prev_hash(b: dict[str, Any]) -> None:
         (_unknown_key, r"key_id 'k9' is not among the bundle's keys"),
         (_no_keys, r"the bundle lists no usable Ed25519 key"),
         (_prev_hash, r"hash does not recompute"),
+        (_null_field_renamed, r"position \d+: the entry lacks the hashed field\(s\) policy"),
+        (_signature_spare_bits, r"malformed entry \(ValueError: not canonical base64"),
+        (_public_key_spare_bits, r"keys: unusable key \(not canonical base64"),
+        (_proof_hash_spare_bits, r"no usable inclusion proof \(ValueError: not canonical"),
+        (_checkpoint_signature_spare_bits, r"checkpoint: not canonical base64"),
     ],
     ids=lambda v: getattr(v, "__name__", "")[1:] or None,
 )
@@ -418,6 +456,42 @@ def test_prev_hash_that_skips_a_link_is_reported_even_if_rehashed(bundle: dict[s
         "prev_hash does not chain to the previous event of stream A-2021-E1" in p for p in problems
     )
     assert any("inclusion proof does not verify" in p for p in problems)  # and not in the log
+
+
+def _splice(b: dict[str, Any], stream: str) -> None:
+    """Add another record's stream, each event with its genuine proof against the checkpoint."""
+    other = LEDGER.bundle("E2")
+    extra = [e for e in other["entries"] if e["stream_id"] == stream]
+    b["entries"] = sorted(b["entries"] + extra, key=lambda e: e["position"])
+    b["proofs"].update({str(e["position"]): other["proofs"][str(e["position"])] for e in extra})
+
+
+def test_another_executives_appraisal_added_to_a_bundle_is_reported(
+    bundle: dict[str, Any],
+) -> None:
+    """api-contract.md evidence-bundle (one executive's `entries`; REM-2): E2's Level 4 and
+    Level 5 appraisals, genuine and provably in the log, are not E1's record, and a verifier
+    that takes them as E1's computes E1's history and removal verdict from them."""
+    _splice(bundle, "A-2021-E2")
+    problems = verify_bundle(bundle).problems
+    assert any("stream A-2021-E2 is not part of executive E1's record" in p for p in problems)
+
+
+def test_a_bundle_relabelled_for_another_executive_is_reported(bundle: dict[str, Any]) -> None:
+    """api-contract.md evidence-bundle `executive_id`: a one-byte change of it (E1 -> E2) must
+    not verify as E2's evidence made of E1's events."""
+    bundle["executive_id"] = "E2"
+    problems = verify_bundle(bundle).problems
+    assert any("the bundle holds no registration of executive 'E2'" in p for p in problems)
+    assert any("stream E1 is not part of executive E2's record" in p for p in problems)
+
+
+def test_a_bundle_without_the_executives_registration_is_reported(
+    bundle: dict[str, Any],
+) -> None:
+    bundle["entries"] = [e for e in bundle["entries"] if e["stream_id"] != "E1"]
+    problems = verify_bundle(bundle).problems
+    assert any("the bundle holds no registration of executive 'E1'" in p for p in problems)
 
 
 @pytest.mark.parametrize("junk", [None, [], "text", {"format": "other"}])
@@ -477,6 +551,40 @@ def test_a_newer_trusted_checkpoint_is_checked_the_other_way() -> None:
     assert verify_bundle(older).ok
     older["consistency_proofs"] = [_consistency(15, LEDGER.tree.size)]
     assert verify_bundle(older, _note(LEDGER.tree.size)).ok
+
+
+def test_a_genuine_tree_extended_under_a_key_of_the_bundles_own_is_reported() -> None:
+    """api-contract.md evidence-bundle / checkpoint: a consistency proof shows the bundle's
+    tree extends a trusted checkpoint, not who extended it. Anyone can append an invented
+    Level 1 final rating to a copy of the genuine tree, sign it and the larger checkpoint with
+    a key of their own listed in the bundle, and prove consistency with the genuine one."""
+    forger = build_ledger()  # the same entries, the same tree as LEDGER
+    trusted_size = forger.tree.size
+    forger.appraisal("A-2025-E1", "E1", 2025, dict.fromkeys(BASIC, 1), final=1)
+    for e in forger.entries[trusted_size:]:  # re-signed: the hashes, so the tree, stay
+        e["signature"], e["key_id"] = b64(OTHER_KEY.sign(bytes.fromhex(e["hash"]))), "k2"
+    forged = forger.bundle("E1")
+    forged["keys"].append(
+        forged["keys"][0]
+        | {"key_id": "k2", "public_key": b64(OTHER_KEY.public_key().public_bytes_raw())}
+    )
+    size = forger.tree.size
+    forged["checkpoint"] = sign_checkpoint(
+        Checkpoint(ORIGIN, size, forger.tree.root()), ORIGIN, OTHER_KEY
+    )
+    forged["consistency"] = {
+        "first": trusted_size,
+        "second": size,
+        "hashes": [b64(h) for h in forger.tree.consistency_proof(trusted_size, size)],
+    }
+    assert verify_bundle(forged).ok  # alone: only the printed keys could tell
+    problems = verify_bundle(forged, _note(trusted_size)).problems
+    assert any("is not signed by the key that signed it" in p for p in problems), problems
+    # The same extension signed by the key of the trusted checkpoint is the ledger's own.
+    forged["checkpoint"] = sign_checkpoint(
+        Checkpoint(ORIGIN, size, forger.tree.root()), ORIGIN, KEY
+    )
+    assert verify_bundle(forged, _note(trusted_size)).ok
 
 
 def test_a_forked_or_foreign_trusted_checkpoint_fails(bundle: dict[str, Any]) -> None:
