@@ -525,17 +525,51 @@ def _check_listed(keys: Keys, listed: Keys, bad: Problem) -> None:
             bad(f"keys: key {key_id} of the bundle differs from the key the ledger lists")
 
 
+def read_json(text: str) -> tuple[Any, list[str]]:
+    """Parse JSON text, noting each member name that an object holds twice.
+
+    RFC 8259 leaves such a name to the reader, and readers differ (first value or last):
+    evidence whose meaning depends on who reads it proves nothing (I-JSON, RFC 7493 2.3),
+    so ``verify_bundle`` reports it however well the rest verifies.
+    """
+    repeated: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for name, value in items:
+            if name in found:
+                repeated.append(name)
+            found[name] = value
+        return found
+
+    return json.loads(text, object_pairs_hook=pairs), repeated
+
+
+def repeated_names_problem(names: list[str]) -> str:
+    listed = ", ".join(sorted({json.dumps(n) for n in names}))
+    return (
+        f"bundle: an object names {listed} more than once (I-JSON, RFC 7493 2.3): readers "
+        "may take different values, so what the bundle says is ambiguous"
+    )
+
+
 def verify_bundle(
-    bundle: Any, trusted_checkpoint: str | None = None, trusted_keys: Any = None
+    bundle: Any,
+    trusted_checkpoint: str | None = None,
+    trusted_keys: Any = None,
+    repeated_names: list[str] | None = None,
 ) -> Report:
     """Verify a parsed evidence bundle, optionally against a trusted checkpoint note.
 
     ``trusted_keys`` (the ``keys`` list of the ledger's ``/v1/ledger/keys``) checks the
     trusted checkpoint, signed with the key current when it was issued, which an older bundle
     does not hold, and every bundle key must be listed there under its id.
+    ``repeated_names``: member names the bundle's text held twice in an object (``read_json``).
     """
     report = Report()
     bad = report.problems.append
+    if repeated_names:
+        bad(repeated_names_problem(repeated_names))
     if not isinstance(bundle, dict) or bundle.get("format") != FORMAT:
         bad(f"not a {FORMAT} bundle")
         return report
@@ -599,7 +633,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         with open(args.bundle, encoding="utf-8") as f:
-            bundle = json.load(f)
+            bundle, repeated = read_json(f.read())
         trusted = None
         if args.checkpoint is not None:
             with open(args.checkpoint, encoding="utf-8") as f:
@@ -620,7 +654,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"cannot read input, so the bundle was NOT checked: {exc}", file=sys.stderr)
         return 2
-    report = verify_bundle(bundle, trusted, trusted_keys)
+    report = verify_bundle(bundle, trusted, trusted_keys, repeated)
     print("\n".join(report.summary))
     for p in report.problems:
         print(f"PROBLEM: {p}")

@@ -380,7 +380,11 @@ def cmd_bundle_verify(args: argparse.Namespace) -> int:
         return offline_verify.main(argv)
     keys: list[dict[str, Any]] | None = None
     try:
-        bundle = json.loads(Path(args.file).read_text(encoding="utf-8"))
+        bundle, repeated = offline_verify.read_json(Path(args.file).read_text(encoding="utf-8"))
+        if repeated:  # the copy handed on below is re-encoded: said here, where it is seen
+            print(f"PROBLEM: {offline_verify.repeated_names_problem(repeated)}")
+            print("NOT VERIFIED: 1 problem(s)")
+            return 1
         trusted = _read_note(args.checkpoint) if args.checkpoint else None
         if trusted is not None:
             try:

@@ -351,6 +351,15 @@ def test_bundle_export_and_verify_on_the_command_line(
     assert "NOT VERIFIED" in capsys.readouterr().out
     assert ses(["bundle", "verify", str(tmp_path / "missing.json")]) == 2
     capsys.readouterr()
+
+    # A member named twice (I-JSON, RFC 7493 2.3) is reported on the --url path too, where
+    # the bundle is re-encoded before the verifier reads it (which would hide it), and
+    # before any ledger is asked (the URL here answers nothing).
+    doubled = out.read_text().replace('"actor": ', '"actor": "forged", "actor": ', 1)
+    assert doubled != out.read_text()
+    out.write_text(doubled)
+    assert ses(["bundle", "verify", str(out), "--url", "http://127.0.0.1:9"]) == 1
+    assert 'names "actor" more than once' in capsys.readouterr().out
     assert ses(["bundle", "reindex"]) == 0
     assert capsys.readouterr().out.startswith("indexed ")
 

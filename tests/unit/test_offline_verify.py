@@ -731,6 +731,32 @@ def test_main_exit_codes(
     assert main([str(good), "--checkpoint", str(tmp_path / "missing.txt")]) == 2
 
 
+def _actor_named_twice(bundle: dict[str, Any]) -> str:
+    """The bundle's text with its first entry naming `actor` twice: a forged actor first,
+    then the signed one, which a last-value reader (Python's) keeps."""
+    text = json.dumps(bundle)
+    first = json.dumps(bundle["entries"][0]["actor"])
+    doubled = text.replace(f'"actor": {first}', f'"actor": "forged", "actor": {first}', 1)
+    assert doubled != text
+    return doubled
+
+
+def test_a_member_named_twice_is_a_problem_though_the_last_values_verify(
+    tmp_path: Path, bundle: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """I-JSON (RFC 7493 2.3): a first-value reader would read the first entry's actor as
+    "forged"; the signature covers the last. Such a bundle is ambiguous evidence: exit 1."""
+    text = _actor_named_twice(bundle)
+    parsed, repeated = offline_verify.read_json(text)
+    assert repeated == ["actor"] and verify_bundle(parsed).ok
+    path = tmp_path / "doubled.json"
+    path.write_text(text)
+    assert main([str(path)]) == 1
+    out = capsys.readouterr().out
+    assert 'PROBLEM: bundle: an object names "actor" more than once' in out
+    assert "NOT VERIFIED: 1 problem(s)" in out
+
+
 def test_the_module_imports_only_the_standard_library_and_cryptography() -> None:
     tree = ast.parse(Path(offline_verify.__file__).read_text())
     roots = {
