@@ -47,3 +47,24 @@ def test_compliance_at_a_position_is_judged_on_the_day_the_ledger_stood_there(
     assert by_time["findings"] == []
     assert by_position == by_time
     assert s.date.fromisoformat(by_position["as_of"]) == RECORDED.date()
+
+
+def test_removal_windows_in_a_replay_default_to_the_day_it_stands_at(api_in_2024: Api) -> None:
+    """REM-2 / the below-Fully-Successful report as of D (api-contract.md "Removal history"),
+    read at `as_of_position` or `known_at` without `as_of`: D is the day the ledger stood at,
+    as the compliance report and `ses-ledger replay` take it. Taken as today, the Level 2
+    rated Nov 25 2022 (inside the three years back from Dec 2 2024) had left both windows."""
+    api = api_in_2024
+    first = api.appraisal("final", fy=2022, level=2)
+    second = api.appraisal("final", executive_id=first.executive_id, fy=2024, level=2)
+    events = api.get(f"/v1/appraisals/{second.appraisal_id}/events").json()["events"]
+    position, recorded_at = events[-1]["position"], events[-1]["recorded_at"]
+    both = [first.appraisal_id, second.appraisal_id]
+    for point in ({"as_of_position": position}, {"known_at": recorded_at}):
+        history = api.get(f"/v1/executives/{first.executive_id}/removal-history", **point).json()
+        assert history["as_of"] == RECORDED.date().isoformat()
+        assert [r["appraisal_id"] for r in history["three_year"]["ratings"]] == both
+        report = api.get("/v1/reports/below-fully-successful", **point).json()
+        assert report["as_of"] == RECORDED.date().isoformat()
+        listed = {e["executive_id"]: e["ratings"] for e in report["executives"]}
+        assert [r["appraisal_id"] for r in listed[first.executive_id]] == both
