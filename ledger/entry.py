@@ -39,20 +39,23 @@ _HASH_MARK = b',"hash":"'
 
 
 #: RFC 3339's date-time: a `T`, seconds, and an offset (`Z` or +hh:mm), so no moment is read
-#: in a zone the caller did not state; fractions to the microsecond (the ledger's precision).
-_RFC3339 = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:[Zz]|[+-]\d{2}:\d{2})"
-)
+#: in a zone the caller did not state; a fraction of any length (RFC 3339's `time-secfrac`).
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})")
+_PAST_MICROSECONDS = re.compile(r"(\.\d{6})\d+")
 
 
 def parse_timestamp(text: str) -> datetime:
-    """An RFC 3339 date-time, in UTC (ValueError: not one, e.g. a bare date, or no offset)."""
+    """An RFC 3339 date-time, in UTC (ValueError: not one, e.g. a bare date, or no offset).
+
+    Digits past the microsecond (the ledger's precision) are cut, not rounded: a `recorded_at`
+    is at or before a moment exactly when it is at or before the moment cut so.
+    """
     if not _RFC3339.fullmatch(text):
         raise ValueError(
             f"must be an RFC 3339 timestamp with its offset, e.g. 2025-01-01T00:00:00Z, "
             f"got {text[:40]!r}"
         )
-    return datetime.fromisoformat(text.upper()).astimezone(UTC)
+    return datetime.fromisoformat(_PAST_MICROSECONDS.sub(r"\1", text.upper())).astimezone(UTC)
 
 
 def format_timestamp(value: Any) -> str:

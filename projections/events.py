@@ -282,6 +282,14 @@ class EventLog:
         found = self._select(f"originator_id = {self.p} AND originator_version = 1", (stream_id,))
         return found[0] if found else None
 
+    def last(self, stop: int) -> Event | None:
+        """The event at the highest position <= `stop` (None: no event by then)."""
+        latest = (
+            f"(SELECT MAX({self.id_column}) FROM {self.table} WHERE {self.id_column} <= {self.p})"
+        )
+        found = self._select(f"{self.id_column} = {latest}", (stop,))
+        return found[0] if found else None
+
     def by_stream_versions(self, keys: Sequence[tuple[str, int]]) -> list[Event]:
         """The events at these (stream, version) keys that exist (primary-key lookups)."""
         found: list[Event] = []

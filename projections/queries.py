@@ -249,9 +249,15 @@ class ReadModels:
         )
 
     def default_as_of(self) -> date:
-        """Today (UTC), or the day of `known_at` for a replay bounded by it."""
+        """Today (UTC), or the day the replayed ledger stood at: the day of `known_at`, else
+        the day the last event up to the replay's position was recorded (as `known_at` of
+        that moment gives; judged as of today, a past state showed findings it then had not)."""
         if self.bound.known_at is not None:
             return date.fromisoformat(self.bound.known_at[:10])
+        if self.bound.stop is not None:
+            last = self.log.last(self.bound.stop)
+            if last is not None:
+                return date.fromisoformat(last.recorded_at[:10])
         return datetime.now(UTC).date()
 
     # -- audit -----------------------------------------------------------------------------

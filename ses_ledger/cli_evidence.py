@@ -19,7 +19,7 @@ import re
 import sys
 import tempfile
 import urllib.parse
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -103,21 +103,6 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"must be a date, YYYY-MM-DD, got {text!r}") from None
 
 
-def _default_as_of(app: Any, args: argparse.Namespace, events: list[dict[str, Any]]) -> date:
-    """`--as-of`, else the day the ledger stood at: the `known_at` day, or the day the event
-    at `--as-of-position` (else the executive's latest event then) was recorded."""
-    if args.as_of is not None:
-        as_of: date = args.as_of
-        return as_of
-    if args.known_at is not None:
-        from projections.queries import normalise_known_at
-
-        return date.fromisoformat(normalise_known_at(args.known_at)[:10])
-    at = app.entries_at([args.as_of_position])
-    stamps = [e["recorded_at"] for e in at] or [e["recorded_at"] for e in events]
-    return date.fromisoformat(max(stamps)[:10]) if stamps else datetime.now(UTC).date()
-
-
 def replay(app: Any, args: argparse.Namespace) -> dict[str, Any] | None:
     """The executive's record as the ledger stood then, JSON-ready; None if unknown then."""
     from projections.queries import ReadModels
@@ -129,7 +114,8 @@ def replay(app: Any, args: argparse.Namespace) -> dict[str, Any] | None:
     if executive is None:
         return None
     events = view.audit(executive_id=args.executive)
-    as_of = _default_as_of(app, args, events)
+    # `--as-of`, else the day the ledger stood at, as the API's replays take it
+    as_of = args.as_of or view.default_as_of()
     appraisals = []
     for appraisal_id in view.executive_appraisal_ids(args.executive):
         doc = view.appraisal(appraisal_id) or {}

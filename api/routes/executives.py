@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
@@ -182,7 +181,10 @@ async def get_removal_history(
     principal: PrincipalDep,
     services: ServicesDep,
     reader: ReaderDep,
-    as_of: Annotated[Day | None, Query(description="The date D (default: today, UTC).")] = None,
+    as_of: Annotated[
+        Day | None,
+        Query(description="The date D (default: today, UTC; in a replay, the day it stands at)."),
+    ] = None,
     window_measure: Annotated[
         Literal["rating-date", "appraisal-cycle"] | None,
         Query(description="How 'within 3/5 years' is measured (default rating-date)."),
@@ -190,8 +192,8 @@ async def get_removal_history(
 ) -> Json:
     def read() -> Json:
         _readable(services, principal, executive_id)
-        day = as_of or datetime.now(UTC).date()
         view = _view(reader, executive_id)
+        day = as_of or view.default_as_of()
         body = view.removal_history(executive_id, day, window_measure=window_measure)
         return _found(body, executive_id)
 

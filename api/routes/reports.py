@@ -6,7 +6,6 @@ trails by actor, executive and appraisal, which oversight staff otherwise had no
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -42,12 +41,15 @@ AgencyQuery = Annotated[
 def below_fully_successful(
     principal: PrincipalDep,
     reader: ReaderDep,
-    as_of: Annotated[Day | None, Query(description="The date D (default: today, UTC).")] = None,
+    as_of: Annotated[
+        Day | None,
+        Query(description="The date D (default: today, UTC; in a replay, the day it stands at)."),
+    ] = None,
     agency: AgencyQuery = None,
 ) -> Json:
     scope = access.report_agency(principal, agency)
-    day = as_of or datetime.now(UTC).date()
-    return Json(reader.view().below_fully_successful(day, agency=scope))
+    view = reader.view()
+    return Json(view.below_fully_successful(as_of or view.default_as_of(), agency=scope))
 
 
 @router.get(

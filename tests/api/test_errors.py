@@ -4,6 +4,7 @@ invalid bodies, the rule ID for rule violations, and never an append for a 4xx."
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -387,3 +388,21 @@ def test_detail_dates_out_of_order_are_seq_1_not_the_flag_per_5(shared_api: Api)
     r = shared_api.post(f"/v1/appraisals/{a.appraisal_id}/detail-appraisals", body)
     assert _problem(r, 422, "rule-violation")["rule"] == "SEQ-1"
     assert shared_api.ledger_size() == size
+
+
+def test_known_at_with_nanoseconds_is_read_to_the_microsecond(shared_api: Api) -> None:
+    """api-contract.md "Reads": `known_at=<timestamp>` is RFC 3339, whose fraction of a second
+    has any number of digits (Go's RFC3339Nano and Java's Instant write nine). The ledger keeps
+    microseconds, so the moment is cut to the microsecond: an event recorded at t is known at
+    t plus a few nanoseconds, and not a nanosecond before t."""
+    executive_id = shared_api.new_executive()
+    recorded_at = shared_api.get(f"/v1/executives/{executive_id}/evidence-bundle").json()[
+        "entries"
+    ][0]["recorded_at"]
+    assert len(recorded_at) == len("2026-01-01T00:00:00.000000Z")
+    same = recorded_at[:-1] + "999Z"
+    path = f"/v1/executives/{executive_id}"
+    assert shared_api.get(path, known_at=same).status_code == 200
+    moment = datetime.fromisoformat(recorded_at[:-1]) - timedelta(microseconds=1)
+    before = moment.isoformat(timespec="microseconds") + "999+00:00"
+    assert shared_api.get(path, known_at=before).status_code == 404

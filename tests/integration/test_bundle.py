@@ -412,6 +412,33 @@ def test_replay_shows_the_executive_as_the_ledger_stood(
     assert "not registered then" in capsys.readouterr().err
 
 
+def test_replay_past_the_last_position_judges_removal_as_of_the_ledgers_last_day(
+    env: LedgerConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`replay --as-of-position N` without `--as-of`: the removal history (REM-2/REM-3) is as
+    of the day the ledger stood at N, which for N past the head (or in a gap of positions)
+    is the day of the last event up to N, as the API's replays take it. It was the day of
+    the executive's own latest event, days or years before the ledger's last."""
+    app = demo(env, years=3)
+    entries = all_entries(app)
+    last = entries[-1]
+    executive = next(
+        e["data"]["executive_id"]
+        for e in entries
+        if e["type"] == "ExecutiveRegistered"
+        and max(
+            x["recorded_at"]
+            for x in entries
+            if x["stream_id"] == e["stream_id"] or x["data"].get("executive_id") == e["stream_id"]
+        )[:10]
+        != last["recorded_at"][:10]
+    )
+    argv = ["replay", "--executive", executive, "--json"]
+    assert ses([*argv, "--as-of-position", str(last["position"] + 1000)]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["removal_history"]["as_of"] == last["recorded_at"][:10]
+
+
 @pytest.mark.parametrize(
     ("argv", "said"),
     [

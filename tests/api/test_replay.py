@@ -1,0 +1,211 @@
+"""Replays of the reports: the ledger as it stood at a position is the ledger as it stood at
+that position's recorded_at (api-contract.md "Reads": `as_of_position=N` or `known_at`)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from api.settings import ApiSettings
+from ledger.application import LedgerApp
+from ledger.config import LedgerConfig
+from tests.api import story as s
+from tests.api.story import Api
+
+#: The ledger's clock: Dec 2 2024, two months into the FY2025 appraisal period.
+RECORDED = datetime(2024, 12, 2, 12, tzinfo=UTC)
+
+
+@pytest.fixture
+def api_in_2024(ledger_config: LedgerConfig) -> Iterator[Api]:
+    """A fresh ledger on each backend whose clock stands at `RECORDED`."""
+    ledger = LedgerApp(ledger_config, clock=lambda: RECORDED)
+    settings = ApiSettings(home=ledger_config.home, checkpoint_interval_seconds=0)
+    app = create_app(ledger, settings=settings)
+    with TestClient(app) as client:
+        yield Api(client, app.state.services.token_key)
+    ledger.close()
+
+
+def test_compliance_at_a_position_is_judged_on_the_day_the_ledger_stood_there(
+    api_in_2024: Api,
+) -> None:
+    """MON-1 judges only periods ended by the report's day. At position N the FY2025 plan
+    (no progress review yet) was two months into its period, as `known_at` of N's
+    recorded_at says; judging that state as of today flagged a review the ledger of that
+    day could not yet miss, so one ledger state gave two compliance reports."""
+    api = api_in_2024
+    appraisal = api.appraisal("planned", fy=2025)
+    events = api.get(f"/v1/appraisals/{appraisal.appraisal_id}/events").json()["events"]
+    position, recorded_at = events[-1]["position"], events[-1]["recorded_at"]
+    by_time = api.get("/v1/reports/compliance", known_at=recorded_at).json()
+    by_position = api.get("/v1/reports/compliance", as_of_position=position).json()
+    assert by_time["findings"] == []
+    assert by_position == by_time
+    assert s.date.fromisoformat(by_position["as_of"]) == RECORDED.date()
+
+
+def test_removal_windows_in_a_replay_default_to_the_day_it_stands_at(api_in_2024: Api) -> None:
+    """REM-2 / the below-Fully-Successful report as of D (api-contract.md "Removal history"),
+    read at `as_of_position` or `known_at` without `as_of`: D is the day the ledger stood at,
+    as the compliance report and `ses-ledger replay` take it. Taken as today, the Level 2
+    rated Nov 25 2022 (inside the three years back from Dec 2 2024) had left both windows."""
+    api = api_in_2024
+    first = api.appraisal("final", fy=2022, level=2)
+    second = api.appraisal("final", executive_id=first.executive_id, fy=2024, level=2)
+    events = api.get(f"/v1/appraisals/{second.appraisal_id}/events").json()["events"]
+    position, recorded_at = events[-1]["position"], events[-1]["recorded_at"]
+    both = [first.appraisal_id, second.appraisal_id]
+    for point in ({"as_of_position": position}, {"known_at": recorded_at}):
+        history = api.get(f"/v1/executives/{first.executive_id}/removal-history", **point).json()
+        assert history["as_of"] == RECORDED.date().isoformat()
+        assert [r["appraisal_id"] for r in history["three_year"]["ratings"]] == both
+        report = api.get("/v1/reports/below-fully-successful", **point).json()
+        assert report["as_of"] == RECORDED.date().isoformat()
+        listed = {e["executive_id"]: e["ratings"] for e in report["executives"]}
+        assert [r["appraisal_id"] for r in listed[first.executive_id]] == both
+
+
+@dataclass(frozen=True)
+class Rated:
+    executive_id: str
+    appraisal_id: str
+    level: int
+    rated_on: date
+
+
+AS_OF = ["2024-11-24", "2024-11-25", "2026-11-25", "2026-11-26"]
+
+
+class History:
+    """A random history through the API: two executives, FY2021-FY2025 appraisals in a
+    shuffled order (earlier years backfilled), random levels, some periods extended into
+    the next fiscal year, a reassignment after some Level 1 ratings. Every `every`-th write
+    keeps what every read model answered right after it (`seen`: position, recorded_at,
+    answers)."""
+
+    def __init__(self, api: Api, rnd: random.Random, every: int) -> None:
+        self.api, self.rnd, self.every = api, rnd, every
+        self.writes = 0
+        self.rated: list[Rated] = []
+        self.appraisals: list[str] = []
+        self.seen: list[tuple[int, str, list[str], dict[str, Any]]] = []
+        self.executives = [api.new_executive() for _ in range(2)]
+
+    def ok(self, path: str, body: dict[str, Any]) -> None:
+        event = self.api.ok(path, body)["event"]
+        self.writes += 1
+        if self.writes % self.every == 0:
+            known = list(self.appraisals)
+            self.seen.append((event["position"], event["recorded_at"], known, self.reads(known)))
+
+    def build(self) -> None:
+        board_id = self.api.new_board()
+        years = [(fy, e) for fy in range(2021, 2026) for e in self.executives]
+        years = [y for y in years if self.rnd.random() < 0.8]
+        self.rnd.shuffle(years)
+        for fy, executive_id in years:
+            self.appraisal(fy, executive_id, board_id)
+        self.seen.append((0, "", self.appraisals, self.reads(self.appraisals)))
+
+    def appraisal(self, fy: int, executive_id: str, board_id: str) -> None:
+        appraisal_id = s.unique("A-")
+        self.appraisals.append(appraisal_id)
+        path = f"/v1/appraisals/{appraisal_id}"
+        level = self.rnd.choice([1, 2, 2, 3, 4, 5])
+        rated = fy
+        plan = s.plan(appraisal_id, executive_id, fy)
+        if self.rnd.random() < 0.3:  # Dec-Jun, extended to Nov: rated in the FY after `fy`
+            start = s.d(fy - 1, 12, 1)
+            plan |= {"period_start": start, "communicated_on": start, "period_end": s.d(fy, 6, 30)}
+            self.ok("/v1/appraisals", plan)
+            self.ok(f"{path}/progress-reviews", s.review(fy))
+            extension = s.extension(fy) | {"new_period_end": s.d(fy, 11, 30)}
+            self.ok(f"{path}/period-extension", extension)
+            rated = fy + 1
+        else:
+            self.ok("/v1/appraisals", plan)
+            self.ok(f"{path}/progress-reviews", s.review(fy))
+        self.ok(f"{path}/initial-rating", s.initial(rated, level))
+        self.ok(f"{path}/response-waiver", s.response_waiver(rated))
+        self.ok(f"{path}/prb-recommendation", s.prb(rated, board_id, ["initial_rating"], level))
+        self.ok(f"{path}/final-rating", s.final(rated, level))
+        self.rated.append(Rated(executive_id, appraisal_id, level, date(rated, 11, 25)))
+        if level == 1 and self.rnd.random() < 0.5:
+            notice, effective = s.d(rated, 12, 1), s.d(rated + 1, 1, 6)
+            action = s.personnel_action("reassignment", [appraisal_id], notice, effective)
+            self.ok(f"/v1/executives/{executive_id}/personnel-actions", action)
+
+    def reads(self, appraisals: list[str], **point: Any) -> dict[str, Any]:
+        """Every read model's answer at a replay point (none: live)."""
+        api, out = self.api, {}
+        for e in self.executives:
+            out[e] = api.get(f"/v1/executives/{e}", **point).json()
+            out[f"{e}/ratings"] = api.get(f"/v1/executives/{e}/ratings", **point).json()
+            for day in AS_OF:
+                for measure in ("rating-date", "appraisal-cycle"):
+                    query = {"as_of": day, "window_measure": measure, **point}
+                    path = f"/v1/executives/{e}/removal-history"
+                    out[f"{e}/{day}/{measure}"] = api.get(path, **query).json()
+        for a in appraisals:
+            out[a] = api.get(f"/v1/appraisals/{a}", **point).json()
+        for day in AS_OF:
+            query = {"as_of": day, **point}
+            out[day] = api.get("/v1/reports/below-fully-successful", **query).json()
+        for fy in range(2021, 2028):
+            query = {"agency": "DOE", "cycle": f"FY{fy}", **point}
+            out[f"FY{fy}"] = api.get("/v1/reports/rating-distribution", **query).json()
+        return out
+
+
+def _years_back(day: date, years: int) -> date:
+    """D - years, as the contract's windows read it (Feb 29 has no earlier Feb 29: Mar 1)."""
+    if (day.month, day.day) == (2, 29):
+        return date(day.year - years, 3, 1)
+    return day.replace(year=day.year - years)
+
+
+def test_replays_equal_the_ledger_as_it_stood_for_random_histories(any_api: Api) -> None:
+    """api-contract.md "Reads": at `as_of_position=N` and at `known_at` = N's recorded_at,
+    every read model answers as the live one did right after the write at N (projected
+    event by event); and the removal windows (REM-2, REM-3) and the below-Fully-Successful
+    report hold what the contract's definitions give for the ratings recorded."""
+    history = History(any_api, random.Random(20251), every=15)
+    history.build()
+    *past, (_, _, _, now) = history.seen
+    for position, recorded_at, known, then in past:
+        assert history.reads(known, as_of_position=position) == then, position
+        assert history.reads(known, known_at=recorded_at) == then, recorded_at
+    for executive_id in history.executives:
+        mine = sorted(
+            (r for r in history.rated if r.executive_id == executive_id), key=lambda r: r.rated_on
+        )
+        for day in AS_OF:
+            d = date.fromisoformat(day)
+            body = now[f"{executive_id}/{day}/rating-date"]
+            for window, low, years in (("three_year", 3, 3), ("five_year", 2, 5)):
+                counted = [r for r in mine if r.level < low and r.rated_on <= d]
+                expected = [r.appraisal_id for r in counted if _years_back(d, years) <= r.rated_on]
+                assert [r["appraisal_id"] for r in body[window]["ratings"]] == expected
+                pairs = [
+                    b.rated_on
+                    for i, a in enumerate(counted)
+                    for b in counted[i + 1 :]
+                    if b.rated_on <= a.rated_on.replace(year=a.rated_on.year + years)
+                ]
+                assert body[window]["removal_required"] == bool(pairs)
+                assert body[window]["triggered_on"] == (max(pairs).isoformat() if pairs else None)
+            listed = {e["executive_id"]: e for e in now[day]["executives"]}
+            below = [
+                r.appraisal_id for r in mine if r.level < 3 and _years_back(d, 3) < r.rated_on <= d
+            ]
+            assert [
+                r["appraisal_id"] for r in listed.get(executive_id, {}).get("ratings", [])
+            ] == below
