@@ -24,8 +24,8 @@ class CurrentRating(Open):
     period_end: str
 
 
-class ExecutiveOut(Open):
-    """The registration fields, the latest final rating and the stream version."""
+class ExecutiveNamed(Open):
+    """Who an executive is and where they serve (registration fields)."""
 
     executive_id: str
     name: str
@@ -33,6 +33,11 @@ class ExecutiveOut(Open):
     pay_plan: str
     agency: str
     duty_station: str
+
+
+class ExecutiveOut(ExecutiveNamed):
+    """The registration fields, the latest final rating and the stream version."""
+
     appointment_type: str
     probationary: bool
     appointed_on: str
@@ -118,13 +123,7 @@ class AppraisalEventsOut(Open):
     events: list[LedgerEntry]
 
 
-class BelowFullySuccessfulRow(Open):
-    executive_id: str
-    name: str
-    title: str
-    pay_plan: str
-    agency: str
-    duty_station: str
+class BelowFullySuccessfulRow(ExecutiveNamed):
     ratings: list[RatingRef]
 
 

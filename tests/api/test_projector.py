@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,15 +104,11 @@ def test_on_postgresql_one_process_projects_too(pg_schema_url: str, tmp_path: Pa
     )
 
 
-@pytest.mark.postgres
-def test_on_postgresql_a_lost_lock_connection_leaves_one_process_projecting(
+def _two_processes_on_postgresql(
     pg_schema_url: str, tmp_path: Path
-) -> None:
-    """The advisory lock goes with its session: when the leader's lock connection is cut,
-    the lock is free for the other process, and the leader notices within `interval`, so
-    exactly one of them projects afterwards (before, both did)."""
-    import psycopg
-
+) -> tuple[tuple[LedgerApp, LedgerApp], list[Any], Projector, Projector]:
+    """Two processes' apps on one PostgreSQL schema, each with its projector (not started)
+    and the advisory lock that decides which of them projects."""
     from api.projector import PostgresLeadership
     from api.services import projector_lock
     from ledger.keys import KeyRing
@@ -127,19 +124,32 @@ def test_on_postgresql_a_lost_lock_connection_leaves_one_process_projecting(
         Projector(lambda m=m: m, 0.2, leader_lock=lock)  # type: ignore[misc]
         for m, lock in zip(models, locks, strict=True)
     )
+    return apps, locks, first, second
+
+
+@pytest.mark.postgres
+def test_on_postgresql_a_lost_lock_connection_leaves_one_process_projecting(
+    pg_schema_url: str, tmp_path: Path
+) -> None:
+    """The advisory lock goes with its session: when the leader's lock connection is cut,
+    the lock is free for the other process, and the leader notices within `interval`, so
+    exactly one of them projects afterwards (before, both did)."""
+    import psycopg
+
+    apps, locks, first, second = _two_processes_on_postgresql(pg_schema_url, tmp_path)
     first.start()
     assert _until(lambda: first.leading)
     second.start()
     try:
         time.sleep(0.3)
         assert first.leading and not second.leading
-        pid = locks[0]._conn.info.backend_pid  # type: ignore[attr-defined]
+        pid = locks[0]._conn.info.backend_pid
         dsn = pg_schema_url.split("?")[0]
         with psycopg.connect(dsn, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
         def moved_on() -> bool:  # the other took the lock, or the first took it anew
-            conn = locks[0]._conn  # type: ignore[attr-defined]
+            conn = locks[0]._conn
             return second.leading or conn is None or conn.info.backend_pid != pid
 
         assert _until(moved_on)
@@ -164,26 +174,14 @@ def test_on_postgresql_a_follower_whose_lock_connection_was_cut_follows_again(
     never take over the projecting)."""
     import psycopg
 
-    from api.services import projector_lock
-    from ledger.keys import KeyRing
-
-    home = tmp_path / "home"
-    KeyRing(home).init()
-    config = LedgerConfig(home=home, db_url=pg_schema_url)
-    apps = LedgerApp(config), LedgerApp(config)
-    models = [ReadModels(app) for app in apps]
-    locks = [projector_lock(app) for app in apps]
-    first, second = (
-        Projector(lambda m=m: m, 0.2, leader_lock=lock)  # type: ignore[misc]
-        for m, lock in zip(models, locks, strict=True)
-    )
+    apps, locks, first, second = _two_processes_on_postgresql(pg_schema_url, tmp_path)
     first.start()
     assert _until(lambda: first.leading)
     second.start()
     try:
-        assert _until(lambda: locks[1]._conn is not None)  # type: ignore[attr-defined]
+        assert _until(lambda: locks[1]._conn is not None)
         assert not second.leading
-        pid = locks[1]._conn.info.backend_pid  # type: ignore[attr-defined]
+        pid = locks[1]._conn.info.backend_pid
         with psycopg.connect(pg_schema_url.split("?")[0], autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
         time.sleep(0.5)  # a few rounds on the cut connection
