@@ -25,7 +25,8 @@ from ledger.config import TOKEN_KEY_FILE, make_private_dir
 
 ALGORITHM = "HS256"
 ALL_AGENCIES = "*"
-#: Subjects and agencies are ids: no spaces, slashes or control characters.
+#: Subjects and agencies are ids: no spaces, slashes or control characters. Matched whole
+#: (`fullmatch`): `re`'s `$` also matches before a final newline.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$"
 _ID = re.compile(ID_PATTERN)
 
@@ -121,9 +122,9 @@ def issue_token(
     role_list = sorted({Role(r).value for r in roles})
     if not role_list:
         raise ValueError("a token needs at least one role")
-    if not _ID.match(subject):
+    if not _ID.fullmatch(subject):
         raise ValueError(f"subject {subject!r} is not a valid id")
-    if agency != ALL_AGENCIES and not _ID.match(agency):
+    if agency != ALL_AGENCIES and not _ID.fullmatch(agency):
         raise ValueError(f"agency {agency!r} is not a valid agency code or '*'")
     if not 0 < ttl_seconds <= MAX_TTL_SECONDS:
         raise ValueError(
@@ -158,7 +159,7 @@ def _verify(token: str, key: bytes, leeway: float) -> tuple[Principal, int]:
     except jwt.PyJWTError as exc:
         raise TokenError(_reason(exc)) from None
     subject, roles, agency = claims.get("sub"), claims.get("roles"), claims.get("agency")
-    if not isinstance(subject, str) or not _ID.match(subject):
+    if not isinstance(subject, str) or not _ID.fullmatch(subject):
         raise TokenError("the token's subject is not a valid id")
     if not isinstance(roles, list) or not roles or not all(isinstance(r, str) for r in roles):
         raise TokenError("the token has no roles")
@@ -166,7 +167,7 @@ def _verify(token: str, key: bytes, leeway: float) -> tuple[Principal, int]:
         role_set = frozenset(Role(r) for r in roles)
     except ValueError:
         raise TokenError("the token names an unknown role") from None
-    if not isinstance(agency, str) or not (agency == ALL_AGENCIES or _ID.match(agency)):
+    if not isinstance(agency, str) or not (agency == ALL_AGENCIES or _ID.fullmatch(agency)):
         raise TokenError("the token's agency is not valid")
     # PyJWT checked `exp` as int(exp), against the clock with the leeway
     return Principal(subject=subject, roles=role_set, agency=agency), int(claims["exp"])

@@ -54,7 +54,7 @@ class Directory:
 
     def facts(self, stream_id: str) -> StreamFacts | None:
         """Facts of any stream, or None when it does not exist (or cannot be an id)."""
-        if not _ID.match(stream_id):
+        if not _ID.fullmatch(stream_id):
             return None
         cached = self._facts.get(stream_id)
         if cached is not None:

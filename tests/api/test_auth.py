@@ -303,3 +303,15 @@ def test_a_token_lives_at_most_a_year() -> None:
     assert claims["exp"] - claims["iat"] == MAX_TTL == 366 * 24 * 3600
     with pytest.raises(ValueError, match="a year"):
         issue_token(key, subject="s", roles=["admin"], agency="DOE", ttl_seconds=MAX_TTL + 1)
+
+
+@pytest.mark.parametrize("claim", ["sub", "agency"])
+def test_an_id_claim_with_a_trailing_newline_is_refused(api: Api, claim: str) -> None:
+    """Contract "Authentication": subjects and agencies are ids, without control characters.
+    `$` also matched before a final newline, so a subject `hr-1\\n` was accepted by the server
+    and `token issue`, and recorded as an event's `actor` and `submitted_by` for good."""
+    token = jwt.encode(_claims(**{claim: "DOE\n"}), api.key, algorithm="HS256")
+    assert _status(api, token) == 401
+    for bad in ({"subject": "hr-1\n", "agency": "DOE"}, {"subject": "hr-1", "agency": "DOE\n"}):
+        with pytest.raises(ValueError, match="not a valid"):
+            issue_token(api.key, roles=["hr_app"], ttl_seconds=60, **bad)
