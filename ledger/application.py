@@ -474,10 +474,17 @@ class LedgerApp(Application[str]):
         for basis in basis_appraisal_ids:
             appraisal = self._load(Appraisal, basis, reference="basis_appraisal_ids")
             if appraisal.executive_id != executive_id:
+                # another agency's executive is not named: the caller may not read them
+                owner = self.executive(appraisal.executive_id)
+                whose = (
+                    appraisal.executive_id
+                    if owner.agency == executive.agency
+                    else "an executive of another agency"
+                )
                 raise UnknownReference(
                     "basis_appraisal_ids",
                     basis,
-                    f"is an appraisal of {appraisal.executive_id}, not of {executive_id}",
+                    f"is an appraisal of {whose}, not of {executive_id}",
                 )
         executive.record_personnel_action(
             action=action,

@@ -347,3 +347,20 @@ def test_no_one_acts_as_an_official_on_their_own_appraisal(shared_api: Api) -> N
     # the executive's own steps stay theirs, and the plan's official still rates
     api.ok(f"{path}/initial-rating", s.initial(2024))
     assert api.post(f"{path}/response-waiver", s.response_waiver(2024), both).status_code == 201
+
+
+def test_a_refused_basis_does_not_name_another_agency_executive(shared_api: Api) -> None:
+    """Contract "Who may do what": a token reads its own agency's records only. Naming
+    another agency's appraisal as a basis said whose appraisal it was ("is an appraisal of
+    E7"), so an agency's `hr_app` could map any other agency's appraisal ids to executives."""
+    api = shared_api
+    dot = Api(api.client, api.key, agency="DOT")
+    theirs = dot.appraisal("planned")
+    executive_id = api.new_executive()
+    size = api.ledger_size()
+    body = s.personnel_action(basis=[theirs.appraisal_id])
+    r = api.post(f"/v1/executives/{executive_id}/personnel-actions", body)
+    assert r.status_code == 422, r.text
+    assert r.json()["type"] == "urn:ses-ledger:problem:unknown-reference"
+    assert theirs.executive_id not in r.text and "DOT" not in r.text
+    assert api.ledger_size() == size
