@@ -364,3 +364,76 @@ def test_a_refused_basis_does_not_name_another_agency_executive(shared_api: Api)
     assert r.json()["type"] == "urn:ses-ledger:problem:unknown-reference"
     assert theirs.executive_id not in r.text and "DOT" not in r.text
     assert api.ledger_size() == size
+
+
+# -- the whole read matrix: role x agency scope x whose record ---------------------------
+
+SCOPES = {"same": "DOE", "other": "DOT", "every": "*"}
+
+
+def _read_expected(path: str, role: str, scope: str, own: bool) -> int:
+    """The contract's answer: 200 when the role may read it (an executive: own records only,
+    no reports), 403 otherwise; record reads need the record's agency or `*`, while the
+    ledger-wide reads (events, verify, reports) are scoped inside a 200."""
+    allowed, executive_reads_own = READS[path]
+    permitted = role in allowed or (role == "executive" and own and executive_reads_own)
+    if not permitted:
+        return 403
+    record_read = "{" in path
+    if record_read and scope == "other":
+        return 403
+    if "rating-distribution" in path and scope == "every":
+        return 422  # a `*` token names the agency of the distribution
+    return 200
+
+
+#: (role, whether the token's subject is the record's executive): only an executive's
+#: token has records of its own.
+CALLERS = [(role, False) for role in ROLES] + [("executive", True)]
+
+
+@pytest.mark.parametrize("scope", list(SCOPES))
+@pytest.mark.parametrize(("role", "own"), CALLERS, ids=lambda v: str(v))
+@pytest.mark.parametrize("path", list(READS))
+def test_read_matrix_by_scope(
+    shared_api: Api, record: dict[str, str], path: str, role: str, own: bool, scope: str
+) -> None:
+    """api-contract.md "Who may do what", every read x role x agency (same, other, `*`) x
+    the executive's own record or another's."""
+    if role == "executive":
+        subject = record["e"] if own else "E-someone-else"
+    else:
+        subject = OFFICIAL.get(role, f"{role}-1")
+    headers = shared_api.as_(role, subject=subject, agency=SCOPES[scope])
+    expected = _read_expected(path, role, scope, own)
+    assert _get(shared_api, path, record, headers) == expected, (path, role, scope, own)
+
+
+@pytest.mark.parametrize("replay", ["as_of_position=1", "known_at=2000-01-01T00:00:00Z"])
+@pytest.mark.parametrize("path", [p for p in READS if p.startswith(("/v1/executives", "/v1/appr"))])
+def test_a_replay_reads_nothing_the_token_may_not(
+    shared_api: Api, record: dict[str, str], path: str, replay: str
+) -> None:
+    """as_of_position / known_at change what a read sees, never who may read it: another
+    executive, or another agency's token, is refused as without them."""
+    url = path + ("&" if "?" in path else "?") + replay
+    someone = shared_api.as_("executive", subject="E-someone-else")
+    elsewhere = shared_api.as_("auditor", subject="aud-dot", agency="DOT")
+    assert _get(shared_api, url, record, someone) == 403
+    assert _get(shared_api, url, record, elsewhere) == 403
+
+
+@pytest.mark.parametrize(
+    ("name", "role"),
+    [(name, role) for name, (allowed, _) in WRITES.items() for role in sorted(allowed)],
+)
+def test_every_allowed_role_writes_in_its_agency_only(
+    shared_api: Api, name: str, role: str
+) -> None:
+    """Each role a write allows, acting officials and the executive included: another
+    agency's token is refused (403, nothing appended), a `*` token is not."""
+    prepare = WRITES[name][1]
+    request = prepare(shared_api)
+    subject = _subject(role, request)
+    _assert_refused(shared_api, request, shared_api.as_(role, subject=subject, agency="DOT"), 403)
+    shared_api.ok(request.path, request.body, shared_api.as_(role, subject=subject, agency="*"))
