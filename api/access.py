@@ -24,10 +24,9 @@ BUNDLE_READERS = frozenset({Role.AUDITOR, Role.ADMIN, Role.HR_APP})
 
 
 def _scope(principal: Principal, agency: str | None) -> None:
+    """The record's agency is not named: a token may not learn which agency holds an id."""
     if not principal.covers(agency):
-        raise Forbidden(
-            f"this token acts for agency {principal.agency!r}, not for {agency or 'this record'!r}"
-        )
+        raise Forbidden(f"this token acts for agency {principal.agency!r} only")
 
 
 def _roles(roles: Iterable[Role]) -> str:

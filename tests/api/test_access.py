@@ -437,3 +437,15 @@ def test_every_allowed_role_writes_in_its_agency_only(
     subject = _subject(role, request)
     _assert_refused(shared_api, request, shared_api.as_(role, subject=subject, agency="DOT"), 403)
     shared_api.ok(request.path, request.body, shared_api.as_(role, subject=subject, agency="*"))
+
+
+@pytest.mark.parametrize("path", [p for p in READS if "{" in p])
+def test_a_refusal_does_not_say_which_agency_holds_the_record(
+    shared_api: Api, record: dict[str, str], path: str
+) -> None:
+    """Contract "Who may do what": another agency's records are out of a token's scope, and
+    so is which agency holds them. The 403 said "not for 'DOE'" of any id it was given."""
+    other = shared_api.as_("auditor", subject="aud-dot", agency="DOT")
+    r = shared_api.client.get(path.format(**record), headers=other)
+    assert r.status_code == 403
+    assert "DOE" not in r.text
