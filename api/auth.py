@@ -237,6 +237,8 @@ class TokenVerifier:
 def _reason(exc: jwt.PyJWTError) -> str:
     if isinstance(exc, jwt.ExpiredSignatureError):
         return "the token has expired"
+    if isinstance(exc, jwt.ImmatureSignatureError):  # `nbf` or `iat` ahead of the clock
+        return "the token is not valid yet"
     if isinstance(exc, jwt.InvalidSignatureError):
         return "the token's signature does not verify"
     if isinstance(exc, jwt.MissingRequiredClaimError):

@@ -315,3 +315,14 @@ def test_an_id_claim_with_a_trailing_newline_is_refused(api: Api, claim: str) ->
     for bad in ({"subject": "hr-1\n", "agency": "DOE"}, {"subject": "hr-1", "agency": "DOE\n"}):
         with pytest.raises(ValueError, match="not a valid"):
             issue_token(api.key, roles=["hr_app"], ttl_seconds=60, **bad)
+
+
+@pytest.mark.parametrize("claim", ["nbf", "iat"])
+def test_a_token_not_valid_yet_is_401_and_says_so(api: Api, claim: str) -> None:
+    """Contract "Authentication" (401 bad token): a token whose `nbf` or `iat` lies ahead
+    is refused as not valid yet, not called malformed or foreign (its holder's clock, or
+    the issuer's, is wrong: a different fix from a token of another server)."""
+    token = jwt.encode(_claims(**{claim: int(time.time()) + 3600}), api.key, algorithm="HS256")
+    assert _status(api, token) == 401
+    with pytest.raises(TokenError, match="not valid yet"):
+        decode_token(token, api.key)
