@@ -73,7 +73,7 @@ class Step:
     #: Roles that may always submit it (in their agency).
     roles: Collection[Role]
     #: Acting-official roles, each with the id(s) its subject must be.
-    acting: Callable[[Any, StreamFacts], Mapping[Role, str | Collection[str]]]
+    acting: Callable[[Any, StreamFacts, Services], Mapping[Role, str | Collection[str]]]
     #: The event's `actor`.
     actor: Who
     rating: bool = False
@@ -91,12 +91,23 @@ def _field(name: str) -> Who:
     return lambda body, facts, principal: getattr(body, name)
 
 
-def _own(body: Any, facts: StreamFacts) -> Mapping[Role, str]:
+def _own(body: Any, facts: StreamFacts, services: Services) -> Mapping[Role, str]:
     return {Role.EXECUTIVE: str(facts.executive_id)}
 
 
-def _none(body: Any, facts: StreamFacts) -> Mapping[Role, str]:
+def _none(body: Any, facts: StreamFacts, services: Services) -> Mapping[Role, str]:
     return {}
+
+
+def _present_on_board(body: Any, facts: StreamFacts, services: Services) -> Mapping[Role, Any]:
+    """The members present who sit on the named board: a `prb_member` acts only as one of
+    them. A board that does not exist is left to the command (422 unknown-reference)."""
+    present = set(body.members_present)
+    board = services.directory.facts(body.board_id)
+    if board is not None and board.type == "ReviewBoardRegistered":
+        members = services.ledger.review_board(body.board_id).members
+        present &= {m["member_id"] for m in members}
+    return {Role.PRB_MEMBER: present}
 
 
 HR = {Role.HR_APP}
@@ -107,7 +118,7 @@ STEPS = [
         "review_progress",
         "Progress review (`hr_app`; `rating_official` as `reviewer_id`)",
         HR,
-        lambda b, f: {Role.RATING_OFFICIAL: b.reviewer_id},
+        lambda b, f, _: {Role.RATING_OFFICIAL: b.reviewer_id},
         _field("reviewer_id"),
     ),
     Step(
@@ -125,7 +136,7 @@ STEPS = [
         "extend_period",
         "Extend the appraisal period (`hr_app`; the appraisal's `rating_official`)",
         HR,
-        lambda b, f: {Role.RATING_OFFICIAL: str(f.rating_official_id)},
+        lambda b, f, _: {Role.RATING_OFFICIAL: str(f.rating_official_id)},
         _subject,
     ),
     Step(
@@ -134,7 +145,7 @@ STEPS = [
         "issue_initial_rating",
         "Initial summary rating (`hr_app`; `rating_official` as `rating_official_id`)",
         HR,
-        lambda b, f: {Role.RATING_OFFICIAL: b.rating_official_id},
+        lambda b, f, _: {Role.RATING_OFFICIAL: b.rating_official_id},
         _field("rating_official_id"),
         rating=True,
     ),
@@ -171,7 +182,7 @@ STEPS = [
         "recommend_higher_level_review",
         "Higher-level review recommendation (`hr_app`; `hlr_official` as `reviewer_id`)",
         HR,
-        lambda b, f: {Role.HLR_OFFICIAL: b.reviewer_id},
+        lambda b, f, _: {Role.HLR_OFFICIAL: b.reviewer_id},
         _field("reviewer_id"),
     ),
     Step(
@@ -180,7 +191,7 @@ STEPS = [
         "recommend_by_prb",
         "PRB recommendation (`hr_app`; a `prb_member` present); actor: `board_id`",
         HR,
-        lambda b, f: {Role.PRB_MEMBER: b.members_present},
+        _present_on_board,
         _field("board_id"),
     ),
     Step(
@@ -189,7 +200,7 @@ STEPS = [
         "assign_final_rating",
         "Annual summary rating (`hr_app`; `appointing_authority` as itself)",
         HR,
-        lambda b, f: {Role.APPOINTING_AUTHORITY: b.appointing_authority_id},
+        lambda b, f, _: {Role.APPOINTING_AUTHORITY: b.appointing_authority_id},
         _field("appointing_authority_id"),
         rating=True,
     ),
@@ -205,7 +216,7 @@ def _register(step: Step) -> None:
     ) -> Any:
         facts = services.directory.appraisal(appraisal_id)
         access.require_write(
-            ctx.principal, facts.agency, roles=step.roles, acting=step.acting(body, facts)
+            ctx.principal, facts.agency, roles=step.roles, acting=step.acting(body, facts, services)
         )
         access.forbid_own_appraisal(body, facts.executive_id)
         actor = step.actor(body, facts, ctx.principal)

@@ -449,3 +449,16 @@ def test_a_refusal_does_not_say_which_agency_holds_the_record(
     r = shared_api.client.get(path.format(**record), headers=other)
     assert r.status_code == 403
     assert "DOE" not in r.text
+
+
+def test_a_prb_member_not_on_the_board_is_refused_as_a_role(shared_api: Api) -> None:
+    """Contract "Who may do what": a PRB recommendation is `hr_app`'s or a `prb_member`'s
+    present on the board. A member of no board who listed themselves present was not
+    refused for their role (403) but judged as a recommendation (422 PRB-1)."""
+    request = _prb(shared_api)
+    body = dict(request.body) | {"members_present": ["M1", "M2", "M9"]}
+    outsider = shared_api.as_("prb_member", subject="M9")
+    _assert_refused(shared_api, Request(request.path, body), outsider, 403)
+    # listed by hr_app, the outsider is still the rule's matter
+    r = shared_api.post(request.path, body)
+    assert r.status_code == 422 and r.json()["rule"] == "PRB-1", r.text
