@@ -10,6 +10,7 @@ within range (no booleans, floats or numeric strings), and unknown fields are re
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
@@ -64,18 +65,26 @@ def _timestamp(value: Any) -> Any:
     return parsed
 
 
+def _blank(value: str) -> bool:
+    """Nothing visible: only white space and invisible format characters (zero-width space
+    U+200B, word joiner U+2060, byte order mark U+FEFF, ...), which `str.strip` keeps."""
+    return all(c.isspace() or unicodedata.category(c) == "Cf" for c in value)
+
+
 def _single_line(value: str) -> str:
     if _LINE_CONTROL.search(value):
         raise ValueError("must not contain control characters or unpaired surrogates")
     if value.strip() != value or not value:
         raise ValueError("must not be empty or start or end with white space")
+    if _blank(value):
+        raise ValueError("must not be blank")
     return value
 
 
 def _multi_line(value: str) -> str:
     if _CONTROL.search(value):
         raise ValueError("must not contain control characters or unpaired surrogates")
-    if not value.strip():
+    if _blank(value):
         raise ValueError("must not be blank")
     return value
 

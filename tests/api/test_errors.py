@@ -406,3 +406,38 @@ def test_known_at_with_nanoseconds_is_read_to_the_microsecond(shared_api: Api) -
     moment = datetime.fromisoformat(recorded_at[:-1]) - timedelta(microseconds=1)
     before = moment.isoformat(timespec="microseconds") + "999+00:00"
     assert shared_api.get(path, known_at=before).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/executives", s.executive("E-BLANK-NAME", name="\u200b"), "name"),
+        ("/v1/executives", s.executive("E-BLANK-TITLE", title="\ufeff\u2060"), "title"),
+        (
+            "/v1/executives/{executive_id}/complaints",
+            s.complaint() | {"summary": "\u200b"},
+            "summary",
+        ),
+        (
+            "/v1/appraisals/{appraisal_id}/initial-rating",
+            s.initial(2024) | {"narrative": " \u200d\n"},
+            "narrative",
+        ),
+    ],
+    ids=["name", "title", "summary", "narrative"],
+)
+def test_text_of_invisible_characters_only_is_blank(
+    shared_api: Api, path: str, body: dict[str, Any], field: str
+) -> None:
+    """Whitespace-only text is refused (RAT-4: the rating is *in writing*), and so is text of
+    zero-width spaces, joiners or byte order marks alone, which `str.strip` does not remove:
+    such a narrative or complaint was recorded as written while nothing could be read."""
+    appraisal = shared_api.appraisal("planned")
+    shared_api.ok(f"/v1/appraisals/{appraisal.appraisal_id}/progress-reviews", s.review(2024))
+    ids = {"executive_id": appraisal.executive_id, "appraisal_id": appraisal.appraisal_id}
+    size = shared_api.ledger_size()
+    problem = _problem(shared_api.post(path.format(**ids), body), 422, "invalid-request")
+    assert ["body", field] in [e["loc"] for e in problem["errors"]]
+    assert shared_api.ledger_size() == size
+    visible = body | {field: f"Written \u200b{body[field].strip()}text"}
+    shared_api.ok(path.format(**ids), visible)
