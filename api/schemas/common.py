@@ -23,8 +23,10 @@ MIN_DAY = date(1900, 1, 1)
 MAX_DAY = date(2199, 12, 31)
 MAX_POSITION = 2**53 - 1
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
-_LINE_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+#: C0 and C1 controls (U+0080-U+009F: NEL, CSI, ...) but tab and line breaks; surrogates.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+#: ...and in a single line, no line break of any kind (also U+2028, U+2029).
+_LINE_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 class Body(BaseModel):

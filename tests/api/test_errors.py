@@ -48,6 +48,9 @@ EXECUTIVE_FIELDS: list[tuple[str, object, list[object]]] = [
     ("name", "", ["body", "name"]),
     ("name", "nul\x00inside", ["body", "name"]),
     ("name", "line\nbreak", ["body", "name"]),
+    ("name", "next\x85line", ["body", "name"]),  # C1 control NEL
+    ("name", "line\u2028separator", ["body", "name"]),
+    ("title", "csi\x9b31m", ["body", "title"]),  # C1 control CSI
     ("name", "x" * 301, ["body", "name"]),
     ("agency", "*", ["body", "agency"]),
     ("extra_field", 1, ["body", "extra_field"]),
@@ -441,3 +444,18 @@ def test_text_of_invisible_characters_only_is_blank(
     assert shared_api.ledger_size() == size
     visible = body | {field: f"Written \u200b{body[field].strip()}text"}
     shared_api.ok(path.format(**ids), visible)
+
+
+@pytest.mark.parametrize("text", ["escape \x9b2J sequence", "next\x85line", "nul\x00inside"])
+def test_control_characters_in_multi_line_text_are_refused(shared_api: Api, text: str) -> None:
+    """Text holds no control characters but tab and line breaks: C1 controls (U+0080-U+009F)
+    were let through, so a complaint summary could carry a terminal's CSI into the record."""
+    executive_id = shared_api.new_executive()
+    size = shared_api.ledger_size()
+    body = s.complaint() | {"summary": text}
+    r = shared_api.post(f"/v1/executives/{executive_id}/complaints", body)
+    assert ["body", "summary"] in [e["loc"] for e in _problem(r, 422, "invalid-request")["errors"]]
+    assert shared_api.ledger_size() == size
+    shared_api.ok(
+        f"/v1/executives/{executive_id}/complaints", s.complaint() | {"summary": "a\tb\r\nc"}
+    )
