@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +40,8 @@ from ledger.keys import KeyRing, Signer
 from ledger.log import MerkleLog
 from ledger.mapper import LedgerMapper
 from ledger.recorders import LedgerSQLiteRecorder
+
+log = logging.getLogger("ses_ledger.ledger")
 
 A = TypeVar("A", bound=LedgerAggregate)
 #: Commands of at least this many events sign on two threads (`LedgerApp._sign_all`).
@@ -272,9 +275,18 @@ class LedgerApp(Application[str]):
             due = self._since_checkpoint >= every
             if due:
                 self._since_checkpoint = 0
-        if due:
+        if not due:
+            return
+        try:
             with self.record_gate:
                 self.merkle_log.issue_checkpoint(self.signer, self.config.origin, min_growth=every)
+        except Exception:
+            # The events are already committed: failing here would answer the write with an
+            # error ("nothing was recorded") that a client retries into a second append. The
+            # checkpoint is only late; the next write (or the timer, or a read) issues it.
+            log.warning("checkpoint after a write failed; it will be retried", exc_info=True)
+            with self._signer_lock:
+                self._since_checkpoint += every
 
     def _load(self, cls: type[A], stream_id: str, *, reference: str | None = None) -> A:
         try:

@@ -10,6 +10,7 @@ within range (no booleans, floats or numeric strings), and unknown fields are re
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
@@ -22,8 +23,10 @@ MIN_DAY = date(1900, 1, 1)
 MAX_DAY = date(2199, 12, 31)
 MAX_POSITION = 2**53 - 1
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
-_LINE_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+#: C0 and C1 controls (U+0080-U+009F: NEL, CSI, ...) but tab and line breaks; surrogates.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+#: ...and in a single line, no line break of any kind (also U+2028, U+2029).
+_LINE_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 class Body(BaseModel):
@@ -64,18 +67,26 @@ def _timestamp(value: Any) -> Any:
     return parsed
 
 
+def _blank(value: str) -> bool:
+    """Nothing visible: only white space and invisible format characters (zero-width space
+    U+200B, word joiner U+2060, byte order mark U+FEFF, ...), which `str.strip` keeps."""
+    return all(c.isspace() or unicodedata.category(c) == "Cf" for c in value)
+
+
 def _single_line(value: str) -> str:
     if _LINE_CONTROL.search(value):
         raise ValueError("must not contain control characters or unpaired surrogates")
     if value.strip() != value or not value:
         raise ValueError("must not be empty or start or end with white space")
+    if _blank(value):
+        raise ValueError("must not be blank")
     return value
 
 
 def _multi_line(value: str) -> str:
     if _CONTROL.search(value):
         raise ValueError("must not contain control characters or unpaired surrogates")
-    if not value.strip():
+    if _blank(value):
         raise ValueError("must not be blank")
     return value
 

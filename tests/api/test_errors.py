@@ -48,6 +48,9 @@ EXECUTIVE_FIELDS: list[tuple[str, object, list[object]]] = [
     ("name", "", ["body", "name"]),
     ("name", "nul\x00inside", ["body", "name"]),
     ("name", "line\nbreak", ["body", "name"]),
+    ("name", "next\x85line", ["body", "name"]),  # C1 control NEL
+    ("name", "line\u2028separator", ["body", "name"]),
+    ("title", "csi\x9b31m", ["body", "title"]),  # C1 control CSI
     ("name", "x" * 301, ["body", "name"]),
     ("agency", "*", ["body", "agency"]),
     ("extra_field", 1, ["body", "extra_field"]),
@@ -406,3 +409,53 @@ def test_known_at_with_nanoseconds_is_read_to_the_microsecond(shared_api: Api) -
     moment = datetime.fromisoformat(recorded_at[:-1]) - timedelta(microseconds=1)
     before = moment.isoformat(timespec="microseconds") + "999+00:00"
     assert shared_api.get(path, known_at=before).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/executives", s.executive("E-BLANK-NAME", name="\u200b"), "name"),
+        ("/v1/executives", s.executive("E-BLANK-TITLE", title="\ufeff\u2060"), "title"),
+        (
+            "/v1/executives/{executive_id}/complaints",
+            s.complaint() | {"summary": "\u200b"},
+            "summary",
+        ),
+        (
+            "/v1/appraisals/{appraisal_id}/initial-rating",
+            s.initial(2024) | {"narrative": " \u200d\n"},
+            "narrative",
+        ),
+    ],
+    ids=["name", "title", "summary", "narrative"],
+)
+def test_text_of_invisible_characters_only_is_blank(
+    shared_api: Api, path: str, body: dict[str, Any], field: str
+) -> None:
+    """Whitespace-only text is refused (RAT-4: the rating is *in writing*), and so is text of
+    zero-width spaces, joiners or byte order marks alone, which `str.strip` does not remove:
+    such a narrative or complaint was recorded as written while nothing could be read."""
+    appraisal = shared_api.appraisal("planned")
+    shared_api.ok(f"/v1/appraisals/{appraisal.appraisal_id}/progress-reviews", s.review(2024))
+    ids = {"executive_id": appraisal.executive_id, "appraisal_id": appraisal.appraisal_id}
+    size = shared_api.ledger_size()
+    problem = _problem(shared_api.post(path.format(**ids), body), 422, "invalid-request")
+    assert ["body", field] in [e["loc"] for e in problem["errors"]]
+    assert shared_api.ledger_size() == size
+    visible = body | {field: f"Written \u200b{body[field].strip()}text"}
+    shared_api.ok(path.format(**ids), visible)
+
+
+@pytest.mark.parametrize("text", ["escape \x9b2J sequence", "next\x85line", "nul\x00inside"])
+def test_control_characters_in_multi_line_text_are_refused(shared_api: Api, text: str) -> None:
+    """Text holds no control characters but tab and line breaks: C1 controls (U+0080-U+009F)
+    were let through, so a complaint summary could carry a terminal's CSI into the record."""
+    executive_id = shared_api.new_executive()
+    size = shared_api.ledger_size()
+    body = s.complaint() | {"summary": text}
+    r = shared_api.post(f"/v1/executives/{executive_id}/complaints", body)
+    assert ["body", "summary"] in [e["loc"] for e in _problem(r, 422, "invalid-request")["errors"]]
+    assert shared_api.ledger_size() == size
+    shared_api.ok(
+        f"/v1/executives/{executive_id}/complaints", s.complaint() | {"summary": "a\tb\r\nc"}
+    )

@@ -4,6 +4,7 @@ that tells the client nothing of the server's insides."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -120,3 +121,27 @@ def test_an_unloadable_signing_key_is_503_and_nothing_is_recorded(
     assert problem["type"] == "urn:ses-ledger:problem:unavailable"
     assert "cannot load the private key" in problem["detail"]
     assert (ledger.recorder.max_notification_id() or 0) == 0
+
+
+def test_a_busy_store_at_the_checkpoint_after_a_commit_still_answers_201_once(
+    sqlite_config: LedgerConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Contract, Writes and Errors: an error answer means nothing was recorded. The every-N
+    checkpoint runs after the events are committed; a busy store there answered 503 "nothing
+    was recorded" for a stored event, and a client retrying without a key appended it twice."""
+    config = dataclasses.replace(sqlite_config, checkpoint_every=1)
+    for api in make_api(config, raise_server_exceptions=False):
+        ledger: LedgerApp = api.client.app.state.services.ledger  # type: ignore[attr-defined]
+        _fail_once(
+            monkeypatch,
+            ledger.merkle_log,
+            "issue_checkpoint",
+            OperationalError("database is locked"),
+        )
+        r = api.post("/v1/executives", s.executive("E-LATE-CP"))
+        assert r.status_code == 201, r.text
+        assert ledger.recorder.max_notification_id() == 1
+        assert ledger.merkle_log.latest_checkpoint() is None
+        api.ok("/v1/executives", s.executive("E-NEXT"))  # the next write issues it
+        latest = ledger.merkle_log.latest_checkpoint()
+        assert latest is not None and latest.tree_size == 2
