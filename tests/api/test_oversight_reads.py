@@ -42,3 +42,16 @@ def test_current_rating_is_the_latest_period_not_the_latest_rating_date(api: Api
     current = api.get(f"/v1/executives/{executive_id}").json()["current_rating"]
     assert current["appraisal_id"] == fy2024.appraisal_id
     assert (current["level"], current["rated_on"]) == (4, "2024-11-25")
+
+
+def test_ratings_are_listed_oldest_period_first(api: Api) -> None:
+    """Contract "Reads", GET /v1/executives/{id}/ratings: oldest first, by the period rated,
+    so that the last one listed is `current_rating`, whatever order the ratings came in."""
+    executive_id = api.new_executive()
+    fy2024 = api.appraisal("final", executive_id=executive_id, fy=2024, level=4)
+    late_final(api, "A-FY2023-late", executive_id, 2023, 2)
+
+    ratings = api.get(f"/v1/executives/{executive_id}/ratings").json()["ratings"]
+    assert [r["appraisal_id"] for r in ratings] == ["A-FY2023-late", fy2024.appraisal_id]
+    current = api.get(f"/v1/executives/{executive_id}").json()["current_rating"]
+    assert current["appraisal_id"] == ratings[-1]["appraisal_id"]
