@@ -2,7 +2,8 @@
 
 Tables (one row per stream, the JSON `doc` is the contract body; the other columns index it):
 - `proj_cr_executives(executive_id, agency, career, doc)`: registration fields,
-  `current_rating` (latest final rating by `rated_on`, then position) and `version`.
+  `current_rating` (the final rating of the latest period: by `period_end`, then
+  `rated_on`, then position; a backfilled earlier period never replaces it) and `version`.
 - `proj_cr_appraisals(appraisal_id, executive_id, policy, period_end, final_level,
   final_rated_on, final_position, doc)`: the appraisal body, `stage` as the domain defines
   it (`ledger.domain.appraisal.STAGES`: the furthest step reached). The plan's `elements`
@@ -96,7 +97,7 @@ NON_APPRAISAL_EVENTS = frozenset(
 class CurrentRatings(Projection):
     name = "current_ratings"
     cost = 7.0
-    version = 1
+    version = 2  # 2: current_rating by period, not by rating date
     tables = (EXECUTIVES, APPRAISALS, WAIVERS)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -202,10 +203,11 @@ class CurrentRatings(Projection):
         if executive is None:
             return
         current = executive["doc"]["current_rating"]
-        if current is not None and (current["rated_on"], current["position"]) > (
-            data.rated_on,
-            e.position,
-        ):
+        if current is not None and (
+            current["period_end"],
+            current["rated_on"],
+            current["position"],
+        ) > (doc["period_end"], data.rated_on, e.position):
             return
         executive["doc"]["current_rating"] = {
             "appraisal_id": e.stream_id,

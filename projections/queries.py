@@ -175,12 +175,13 @@ class ReadModels:
         return None if doc is None else str(doc["agency"])
 
     def ratings(self, executive_id: str) -> dict[str, Any]:
-        """The executive's final ratings, oldest first."""
+        """The executive's final ratings, oldest period first (then rating date): the last
+        is `current_rating`, whatever order earlier periods were backfilled in."""
         with self.store.transaction(commit=False) as cursor:
             cursor.execute(
                 f"SELECT doc AS doc FROM {self.store.name(APPRAISALS.name)} "
                 f"WHERE executive_id = {self.store.p} AND final_level IS NOT NULL "
-                "ORDER BY final_rated_on, final_position",
+                "ORDER BY period_end, final_rated_on, final_position",
                 (executive_id,),
             )
             rows = cursor.fetchall()

@@ -1,0 +1,57 @@
+"""Reads as oversight staff publish them (api-contract.md "Reads"), on histories built
+through the API."""
+
+from __future__ import annotations
+
+from tests.api.story import CODES, Api, plan, review
+
+
+def late_final(api: Api, appraisal_id: str, executive_id: str, fy: int, level: int) -> None:
+    """A FY`fy` appraisal whose ratings are made in June 2025, after a later period's."""
+    path = f"/v1/appraisals/{appraisal_id}"
+    api.ok("/v1/appraisals", plan(appraisal_id, executive_id, fy))
+    api.ok(f"{path}/progress-reviews", review(fy))
+    initial = {
+        "rated_on": "2025-06-01",
+        "rating_official_id": "R1",
+        "element_levels": dict.fromkeys(CODES, level),
+        "narrative": "Rated late.",
+    }
+    api.ok(f"{path}/initial-rating", initial)
+    api.ok(f"{path}/response-waiver", {"waived_on": "2025-06-02"})
+    prb = {
+        "board_id": api.new_board(),
+        "members_present": ["M1", "M2", "M3"],
+        "recommended_on": "2025-06-10",
+        "recommended_level": level,
+        "rationale": "The board concurs.",
+        "considered": ["initial_rating"],
+    }
+    api.ok(f"{path}/prb-recommendation", prb)
+    final = {"appointing_authority_id": "AA1", "rated_on": "2025-06-20", "level": level}
+    api.ok(f"{path}/final-rating", final)
+
+
+def test_current_rating_is_the_latest_period_not_the_latest_rating_date(api: Api) -> None:
+    """Contract "Reads", GET /v1/executives/{id}: `current_rating` is the rating of the
+    latest period; a backfilled earlier period, rated after it, does not replace it."""
+    executive_id = api.new_executive()
+    fy2024 = api.appraisal("final", executive_id=executive_id, fy=2024, level=4)
+    late_final(api, "A-FY2023-late", executive_id, 2023, 2)
+
+    current = api.get(f"/v1/executives/{executive_id}").json()["current_rating"]
+    assert current["appraisal_id"] == fy2024.appraisal_id
+    assert (current["level"], current["rated_on"]) == (4, "2024-11-25")
+
+
+def test_ratings_are_listed_oldest_period_first(api: Api) -> None:
+    """Contract "Reads", GET /v1/executives/{id}/ratings: oldest first, by the period rated,
+    so that the last one listed is `current_rating`, whatever order the ratings came in."""
+    executive_id = api.new_executive()
+    fy2024 = api.appraisal("final", executive_id=executive_id, fy=2024, level=4)
+    late_final(api, "A-FY2023-late", executive_id, 2023, 2)
+
+    ratings = api.get(f"/v1/executives/{executive_id}/ratings").json()["ratings"]
+    assert [r["appraisal_id"] for r in ratings] == ["A-FY2023-late", fy2024.appraisal_id]
+    current = api.get(f"/v1/executives/{executive_id}").json()["current_rating"]
+    assert current["appraisal_id"] == ratings[-1]["appraisal_id"]
