@@ -241,7 +241,11 @@ class ReadModels:
         return reports.below_fully_successful_report(self.store, as_of, agency)
 
     def rating_distribution(self, agency: str, cycle: str) -> dict[str, Any]:
-        return reports.rating_distribution_report(self.store, agency, cycle)
+        """Counts, share and RAT-9, with waivers granted by the day the compliance report
+        judges (`default_as_of`), so that both reports give one RAT-9 answer."""
+        return reports.rating_distribution_report(
+            self.store, agency, cycle, waived_by=self.default_as_of()
+        )
 
     def compliance(self, agency: str | None = None, as_of: date | None = None) -> dict[str, Any]:
         """Every flag-rule finding; `as_of` defaults to today (or the `known_at` day)."""

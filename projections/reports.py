@@ -147,12 +147,15 @@ def waivers(store: Store, cursor: Any, granted_by: date | None = None) -> set[tu
     }
 
 
-def rating_distribution_report(store: Store, agency: str, cycle: str) -> dict[str, Any]:
-    """Counts of every final rating, the career share at Levels 4-5 and RAT-9 findings."""
+def rating_distribution_report(
+    store: Store, agency: str, cycle: str, waived_by: date | None = None
+) -> dict[str, Any]:
+    """Counts of every final rating, the career share at Levels 4-5 and RAT-9 findings
+    (a waiver counts once granted: `granted_on` on or before `waived_by`)."""
     with store.transaction(commit=False) as cursor:
         store.snapshot(cursor)
         ratings = cycle_ratings(store, cursor, agency=agency, cycle=cycle).get((agency, cycle), [])
-        waived = (agency, cycle) in waivers(store, cursor)
+        waived = (agency, cycle) in waivers(store, cursor, granted_by=waived_by)
     distribution = rating_distribution(ratings)
     findings = rat_9(agency, cycle, ratings=ratings, waiver_granted=waived)
     return {

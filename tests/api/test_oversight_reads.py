@@ -3,7 +3,19 @@ through the API."""
 
 from __future__ import annotations
 
-from tests.api.story import CODES, Api, plan, review
+from tests.api.story import (
+    CODES,
+    Api,
+    final,
+    initial,
+    plan,
+    prb,
+    response_waiver,
+    review,
+    unique,
+    waiver,
+)
+from tests.integration.test_projections import ELEMENTS_2025
 
 
 def late_final(api: Api, appraisal_id: str, executive_id: str, fy: int, level: int) -> None:
@@ -55,3 +67,32 @@ def test_ratings_are_listed_oldest_period_first(api: Api) -> None:
     assert [r["appraisal_id"] for r in ratings] == ["A-FY2023-late", fy2024.appraisal_id]
     current = api.get(f"/v1/executives/{executive_id}").json()["current_rating"]
     assert current["appraisal_id"] == ratings[-1]["appraisal_id"]
+
+
+def test_rat_9_distribution_and_compliance_agree_on_a_waiver_not_yet_granted(api: Api) -> None:
+    """RAT-9 (contract "Reads": rating-distribution and compliance findings): a waiver
+    recorded with a `granted_on` still to come suppresses the finding in neither report
+    until that day; before, the distribution hid a finding the compliance report showed."""
+    hr = api.as_("hr_app", subject="hr-app-1", agency="AG5")
+    for level in (4, 4, 4, 4, 3):
+        executive_id = api.new_executive(agency="AG5")
+        appraisal_id = unique("A-")
+        path = f"/v1/appraisals/{appraisal_id}"
+        body = plan(appraisal_id, executive_id, 2026, policy="ses-2025", elements=ELEMENTS_2025)
+        api.ok("/v1/appraisals", body, hr)
+        api.ok(f"{path}/progress-reviews", review(2026), hr)
+        rating = initial(2026, level)
+        rating["element_levels"] = {e["code"]: level for e in ELEMENTS_2025}
+        api.ok(f"{path}/initial-rating", rating, hr)
+        api.ok(f"{path}/response-waiver", response_waiver(2026), hr)
+        board_id = api.new_board(agency="AG5")
+        api.ok(f"{path}/prb-recommendation", prb(2026, board_id, ["initial_rating"], level), hr)
+        api.ok(f"{path}/final-rating", final(2026, level), hr)
+    later = waiver("AG5", "FY2026") | {"granted_on": "2199-03-01"}
+    api.ok("/v1/rating-cap-waivers", later, api.as_("admin", agency="AG5"))
+
+    distribution = api.get("/v1/reports/rating-distribution", agency="AG5", cycle="FY2026")
+    compliance = api.get("/v1/reports/compliance", agency="AG5")
+    rat_9 = [f for f in compliance.json()["findings"] if f["rule"] == "RAT-9"]
+    assert len(rat_9) == 1
+    assert distribution.json()["findings"] == rat_9

@@ -546,10 +546,10 @@ def test_rating_distribution_counts_all_and_caps_career_executives_under_ses_202
     assert report["findings"][0]["subject_id"] == "DOE/FY2026"
     assert any(f["rule"] == "RAT-9" for f in models.compliance(agency="DOE")["findings"])
 
-    story.app.grant_rating_cap_waiver(
+    story.app.grant_rating_cap_waiver(  # granted before today (a later one counts from then)
         agency="DOE",
         cycle="FY2026",
-        granted_on=date(2026, 12, 1),
+        granted_on=date(2026, 11, 20),
         reference="EO 99999",
         actor="admin-1",
         submitted_by="hr-app-1",
