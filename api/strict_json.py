@@ -19,28 +19,20 @@ from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 
-
-class DuplicateName(ValueError):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"the member name {json.dumps(name)} appears more than once in an object")
-
-
-def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in found:
-            raise DuplicateName(name)
-        found[name] = value
-    return found
+from ledger.offline_verify import read_json
 
 
 def loads_unique(text: str | bytes) -> Any:
-    """`json.loads`, refusing an object with a member name twice (`json.JSONDecodeError`)."""
-    try:
-        return json.loads(text, object_pairs_hook=_unique)
-    except DuplicateName as exc:
+    """`json.loads`, refusing an object with a member name twice (`json.JSONDecodeError`).
+
+    The names are noted by the evidence verifier's parser (`ledger.offline_verify.read_json`,
+    which reports them in a bundle), so both read JSON alike."""
+    value, repeated = read_json(text)
+    if repeated:
         doc = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
-        raise json.JSONDecodeError(str(exc), doc, 0) from None
+        message = f"the member name {json.dumps(repeated[0])} appears more than once in an object"
+        raise json.JSONDecodeError(message, doc, 0)
+    return value
 
 
 class _UniqueNamesRequest(Request):

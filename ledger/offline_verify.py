@@ -525,7 +525,7 @@ def _check_listed(keys: Keys, listed: Keys, bad: Problem) -> None:
             bad(f"keys: key {key_id} of the bundle differs from the key the ledger lists")
 
 
-def read_json(text: str) -> tuple[Any, list[str]]:
+def read_json(text: str | bytes) -> tuple[Any, list[str]]:
     """Parse JSON text, noting each member name that an object holds twice.
 
     RFC 8259 leaves such a name to the reader, and readers differ (first value or last):
