@@ -334,6 +334,8 @@ def test_rem_2_removal_before_the_trigger_does_not_count() -> None:
         (True, "5 CFR 359 subpart E", 1),
         (True, "5 CFR 359 subpart E; placement under 5 CFR 359 subpart G", 0),
         (False, "5 U.S.C. 3592(b)", 0),
+        (True, "5 CFR 359.502; placement under 5 CFR 359.701", 0),  # 359.7xx: subpart G
+        (True, "5 CFR 359.502; 5 CFR 752.701", 1),  # not part 359's subpart G
     ],
 )
 def test_rem_6_guaranteed_placement_recorded(is_career: bool, authority: str, count: int) -> None:
