@@ -414,7 +414,9 @@ def removal_lines(
     out = [f"removal history as of {as_of} (measure: rating-date)"]
     for label, rule, years, worst in (("three-year", "REM-2", 3, 2), ("five-year", "REM-3", 5, 1)):
         hits = [f for f in rated if f[1] <= worst]
-        window = [f"{a} L{lv} {d}" for d, lv, a in hits if add_years(as_of, -years) <= d]
+        # "D - years <= rated_on" read as the pairs read "years apart" (rated_on + years >=
+        # D), as the server reads it: for D = Feb 29 2020 the window begins Mar 1 2017
+        window = [f"{a} L{lv} {d}" for d, lv, a in hits if add_years(d, years) >= as_of]
         trig = [
             b[0] for a, b in zip(hits, hits[1:], strict=False) if b[0] <= add_years(a[0], years)
         ]

@@ -398,35 +398,43 @@ def prb_5_check_considered(
 REM_4_SUBPART_D = "5 CFR 359 subpart D"
 REM_4_SUBPART_E = "5 CFR 359 subpart E"
 REM_4_PERFORMANCE_STATUTE = "5 U.S.C. 3592(a)(2)"
+REM_4_PROBATION_STATUTE = "5 U.S.C. 3592(a)(1)"
 _PART_359 = re.compile(r"\b359\b")
 _SUBPART = re.compile(r"\bsubpart\s+([a-z])\b", re.IGNORECASE)
+#: A section of part 359 ("359.502"): CFR sections are numbered by subpart, so the hundreds
+#: digit names it (359.4xx is subpart D, 359.5xx E, 359.7xx G).
+_SECTION_359 = re.compile(r"\b359\.([1-9])\d\d\b")
 _PERFORMANCE_STATUTE = re.compile(r"\b3592\s*\(a\)\s*\(2\)", re.IGNORECASE)
+_PROBATION_STATUTE = re.compile(r"\b3592\s*\(a\)\s*\(1\)", re.IGNORECASE)
 
 
 def cited_subparts(authority: str) -> frozenset[str]:
-    """The 5 CFR 359 subparts an authority text cites ("5 CFR part 359, subpart E" -> {"E"}).
+    """The 5 CFR 359 subparts an authority text cites ("5 CFR part 359, subpart E" -> {"E"},
+    "5 CFR 359.502" -> {"E"}).
 
-    Every "subpart X" in a text that names part 359 counts.
+    Every "subpart X" in a text that names part 359 counts, and every section of part 359.
     """
     if not _PART_359.search(authority):
         return frozenset()
-    return frozenset(m.upper() for m in _SUBPART.findall(authority))
+    sections = {"ABCDEFGHI"[int(m) - 1] for m in _SECTION_359.findall(authority)}
+    return frozenset({m.upper() for m in _SUBPART.findall(authority)} | sections)
 
 
 def rem_4_check_authority(authority: str, *, probationary: bool) -> None:
     """REM-4: a career appointee's removal cites subpart D if probationary, else subpart E.
 
-    Subpart E implements 5 U.S.C. 3592(a)(2), so citing the statute is accepted for a
-    non-probationary appointee. Citing the other procedure as well is refused.
+    Subpart E implements 5 U.S.C. 3592(a)(2) and subpart D 3592(a)(1) (removal during
+    probation), so citing the statute is accepted as citing its subpart; a section of the
+    subpart (359.502) counts as well. Citing the other procedure as well is refused.
     """
     subparts = cited_subparts(authority)
     cites_e = "E" in subparts or bool(_PERFORMANCE_STATUTE.search(authority))
-    cites_d = "D" in subparts
+    cites_d = "D" in subparts or bool(_PROBATION_STATUTE.search(authority))
     if probationary and (not cites_d or cites_e):
         raise RuleViolation(
             "REM-4",
-            f"a probationary career appointee is removed under {REM_4_SUBPART_D}; "
-            f"the recorded authority is {authority!r}.",
+            f"a probationary career appointee is removed under {REM_4_SUBPART_D} "
+            f"({REM_4_PROBATION_STATUTE}); the recorded authority is {authority!r}.",
         )
     if not probationary and (not cites_e or cites_d):
         raise RuleViolation(

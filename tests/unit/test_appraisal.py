@@ -20,6 +20,7 @@ from ledger.domain import (
 )
 from ledger.domain.base import BASE_FIELDS
 from ledger.errors import RuleViolation
+from ledger.policies.common import per_3_check_transition
 from tests.unit.domain_builders import (
     BASIC,
     SES_2025,
@@ -356,6 +357,20 @@ def test_per_3_earlier_inauguration_days() -> None:
     appraisal = planned(period_start=date(2020, 10, 1), period_end=date(2021, 5, 31))
     refused(appraisal, "PER-3", lambda: rated(appraisal, rated_on=date(2021, 5, 19)))
     rated(appraisal, rated_on=date(2021, 5, 20))
+
+
+@pytest.mark.parametrize("year", [2017, 2021, 2025, 2029])
+def test_per_3_day_119_and_120_after_every_listed_inauguration(year: int) -> None:
+    """Each Inauguration Day of rules.md: day 119 refused, day 120 (May 20) allowed, for
+    initial and final ratings alike; the day before Inauguration Day is not covered."""
+    inauguration = date(year, 1, 20)
+    for what in ("initial rating", "final rating"):
+        with pytest.raises(RuleViolation, match=f"^PER-3: the {what} .* 119 days after"):
+            per_3_check_transition(inauguration + timedelta(119), is_career=True, what=what)
+        with pytest.raises(RuleViolation, match="^PER-3: .* 0 days after"):
+            per_3_check_transition(inauguration, is_career=True, what=what)
+        per_3_check_transition(date(year, 5, 20), is_career=True, what=what)
+        per_3_check_transition(date(year, 1, 19), is_career=True, what=what)
 
 
 # --- PER-4: extensions ----

@@ -136,6 +136,22 @@ def test_mon_1_2025_one_review_per_quarter() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("reviews", "missing"),
+    [
+        ([date(2025, 12, 31), date(2026, 3, 31), date(2026, 6, 30), date(2026, 9, 30)], []),
+        ([date(2025, 10, 1), date(2026, 1, 1), date(2026, 4, 1), date(2026, 7, 1)], []),
+        # the last day of a quarter counts for it, not for the next
+        ([date(2025, 12, 31), date(2026, 4, 1), date(2026, 6, 30), date(2026, 9, 30)], ["01-01"]),
+        # a review after the period's last day counts for no quarter of it
+        ([date(2025, 12, 31), date(2026, 3, 31), date(2026, 6, 30), date(2026, 10, 1)], ["07-01"]),
+    ],
+)
+def test_mon_1_2025_quarter_edges(reviews: list[date], missing: list[str]) -> None:
+    findings = mon_1("A1", policy=SES_2025, review_dates=reviews, as_of=date(2026, 10, 2), **FY2026)
+    assert [f["detail"].split()[4] for f in findings] == [f"2026-{m}" for m in missing]
+
+
 def test_mon_1_2025_judges_only_quarters_ended_by_as_of() -> None:
     findings = mon_1("A1", policy=SES_2025, review_dates=[], as_of=date(2026, 3, 31), **FY2026)
     assert [f["detail"] for f in findings] == [
@@ -262,6 +278,10 @@ def test_rating_distribution_counts_all_and_shares_career_only() -> None:
         ("Considered A-2023-E1 from the former agency.", [date(2024, 2, 1)], 0),
         ("Strong year.", [date(2024, 2, 1)], 1),
         ("Strong year.", [date(2023, 2, 1)], 0),  # transferred before this period
+        ("Strong year.", [date(2023, 9, 30)], 0),  # the day before the period starts
+        ("Strong year.", [date(2023, 10, 1)], 1),  # on the period's first day
+        ("Strong year.", [date(2024, 10, 15)], 1),  # on the day of the initial rating
+        ("Strong year.", [date(2024, 10, 16)], 0),  # after it: the rating could not know
         ("Strong year.", [], 0),
     ],
 )
@@ -334,6 +354,8 @@ def test_rem_2_removal_before_the_trigger_does_not_count() -> None:
         (True, "5 CFR 359 subpart E", 1),
         (True, "5 CFR 359 subpart E; placement under 5 CFR 359 subpart G", 0),
         (False, "5 U.S.C. 3592(b)", 0),
+        (True, "5 CFR 359.502; placement under 5 CFR 359.701", 0),  # 359.7xx: subpart G
+        (True, "5 CFR 359.502; 5 CFR 752.701", 1),  # not part 359's subpart G
     ],
 )
 def test_rem_6_guaranteed_placement_recorded(is_career: bool, authority: str, count: int) -> None:

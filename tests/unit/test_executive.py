@@ -130,6 +130,36 @@ def test_rem_4_removal_authority_matches_probation(
         refused(executive, "REM-4", authority=authority)
 
 
+@pytest.mark.parametrize(
+    ("probationary", "authority", "accepted"),
+    [
+        # a section of 5 CFR part 359 cites its subpart (359.5xx is subpart E)
+        (False, "5 CFR 359.502", True),
+        (False, "5 CFR \u00a7 359.502(a)", True),
+        (False, "5 CFR 359.402", False),
+        (True, "5 CFR 359.402", True),
+        (True, "5 CFR 359.502", False),
+        # 5 U.S.C. 3592(a)(1), removal during probation, is what subpart D implements
+        (True, "5 U.S.C. 3592(a)(1)", True),
+        (False, "5 U.S.C. 3592(a)(1)", False),
+        (True, "5 U.S.C. 3592(a)(1); 5 U.S.C. 3592(a)(2)", False),
+        # another part's section is not part 359's
+        (False, "5 CFR 752.502", False),
+    ],
+)
+def test_rem_4_section_and_statute_citations(
+    probationary: bool, authority: str, accepted: bool
+) -> None:
+    """REM-4: a citation by section ("5 CFR 359.502" is in subpart E) or by the statute each
+    subpart implements (3592(a)(1) for probation, subpart D) names the procedure as well as
+    "subpart E" does; both were refused."""
+    executive = register_executive(probationary=probationary)
+    if accepted:
+        _act(executive, authority=authority)
+    else:
+        refused(executive, "REM-4", authority=authority)
+
+
 def test_rem_4_covers_career_removals_only() -> None:
     _act(register_executive(appointment_type="noncareer"), authority="5 U.S.C. 3592(b)")
     _act(register_executive(), action="reassignment", authority="5 U.S.C. 3395")

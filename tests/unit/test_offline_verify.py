@@ -34,6 +34,7 @@ from ledger.offline_verify import (
     removal_lines,
     verify_bundle,
 )
+from ledger.policies.removal import FinalRating, removal_history
 
 ORIGIN = "ses-ledger.local/ledger"
 KEY = Ed25519PrivateKey.generate()
@@ -704,6 +705,29 @@ def test_rem_3_two_level_1_ratings_within_five_years_and_rem_1_actions() -> None
     ]
     assert removal_lines(finals, too_early, d("2025-12-31"))[3].endswith("due: yes")
     assert "no removal required" in removal_lines(finals, [], d("2025-02-27"))[2]
+
+
+@pytest.mark.parametrize(("years", "level", "line"), [(3, 2, 1), (5, 1, 2)])
+@pytest.mark.parametrize(("first", "paired"), [("02-28", False), ("03-01", True)])
+def test_removal_window_agrees_with_the_server_when_d_is_feb_29(
+    years: int, level: int, line: int, first: str, paired: bool
+) -> None:
+    """As of D = Feb 29 2020 with a second rating on D, a first rating on Feb 28 is a day
+    more than 3 (5) years before D (Feb 28 + 3 years is Feb 28): the server's removal history
+    leaves it out of the window, and it pairs with nothing. The bundle verifier listed it in
+    the window beside "no removal required", unlike the server."""
+    as_of = d("2020-02-29")
+    earlier = d(f"{2020 - years}-{first}")
+    lines = removal_lines([(earlier, level, "A1"), (as_of, level, "A2")], [], as_of)
+    server = removal_history(
+        [FinalRating("A1", level, earlier), FinalRating("A2", level, as_of)], [], as_of=as_of
+    )
+    window = server.three_year if years == 3 else server.five_year
+    listed = [r.appraisal_id for r in window.ratings]
+    assert listed == (["A1", "A2"] if paired else ["A2"])
+    shown = ", ".join(f"{r.appraisal_id} L{level} {r.rated_on}" for r in window.ratings)
+    assert f"in window: {shown}; " in lines[line]
+    assert ("removal required, triggered on 2020-02-29" in lines[line]) is paired
 
 
 # --- the command line and standalone use ------------------------------------------------------

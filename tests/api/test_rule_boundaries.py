@@ -1,0 +1,497 @@
+"""Every enforced rule of rules.md at its boundary, through the HTTP API: the last value
+accepted (201) and the first refused (422 `rule-violation` with the rule's ID and a sentence
+naming the values, nothing appended); and flag rules at theirs, in the compliance report.
+
+The unit tests hold the same boundaries on the policy functions; these hold the whole path
+(body parsing, dates, the facts the ledger looks up, the problem document).
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+
+from tests.api import story as s
+from tests.api.story import Api
+
+BASIC_CODES = [str(e["code"]) for e in s.BASIC_ELEMENTS]
+CODES_2025 = [
+    "faithful_administration",
+    "government_efficiency",
+    "merit_and_competence",
+    "accountability_and_fairness",
+    "organizational_goals",
+]
+GOALS = ["Strategic Goal 1: a", "Strategic Goal 2: b", "Strategic Goal 3: c"]
+
+
+def _elements(codes: list[str], weights: tuple[int, ...]) -> list[dict[str, Any]]:
+    return [
+        {"code": code, "weight": weight, "requirements": GOALS}
+        for code, weight in zip(codes, weights, strict=True)
+    ]
+
+
+def _refused(api: Api, path: str, body: dict[str, Any], rule: str, *words: str) -> str:
+    """POST refused with `rule`; nothing appended; returns the problem's detail."""
+    size = api.ledger_size()
+    r = api.post(path, body)
+    assert r.status_code == 422, r.text
+    problem: dict[str, Any] = r.json()
+    assert problem["type"] == "urn:ses-ledger:problem:rule-violation"
+    assert problem["rule"] == rule, problem
+    detail: str = problem["detail"]
+    for word in words:
+        assert word in detail, (word, detail)
+    assert api.ledger_size() == size
+    return detail
+
+
+def _plan(api: Api, **overrides: Any) -> dict[str, Any]:
+    return s.plan(s.unique("A-"), api.new_executive(), 2024) | overrides
+
+
+def _boundary(
+    api: Api, path: str, ok: dict[str, Any], bad: dict[str, Any], rule: str, *words: str
+) -> None:
+    """`bad` is refused with `rule` (first, so that it cannot be a duplicate of `ok`)."""
+    _refused(api, path, bad, rule, *words)
+    api.ok(path, ok)
+
+
+# --- WT-1 .. WT-6 -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("policy", "ok", "bad", "rule", "words"),
+    [
+        # basic: leading_change, leading_people, business_acumen, building_coalitions, RD
+        ("ses-basic-2012", (15, 15, 15, 15, 40), (15, 15, 15, 16, 40), "WT-1", ["sum to 101"]),
+        ("ses-basic-2012", (20, 20, 20, 20, 20), (20, 20, 20, 21, 19), "WT-2", ["weighs 19"]),
+        ("ses-basic-2012", (5, 20, 20, 20, 35), (4, 20, 20, 20, 36), "WT-3", ["weighs 4"]),
+        ("ses-basic-2012", (21, 20, 20, 18, 21), (22, 20, 20, 17, 21), "WT-4", ["22", "(21)"]),
+        # 2025: faithful administration, efficiency, merit, accountability, goals
+        ("ses-2025", (25, 15, 15, 15, 30), (24, 15, 15, 15, 31), "WT-5", ["weighs 24"]),
+        ("ses-2025", (40, 15, 15, 15, 15), (41, 14, 15, 15, 15), "WT-6", ["weighs 14"]),
+    ],
+)
+def test_weights_at_their_limits(
+    shared_api: Api,
+    policy: str,
+    ok: tuple[int, ...],
+    bad: tuple[int, ...],
+    rule: str,
+    words: list[str],
+) -> None:
+    codes = BASIC_CODES if policy == "ses-basic-2012" else CODES_2025
+    fy = 2024 if policy == "ses-basic-2012" else 2026
+    executive_id = shared_api.new_executive()
+
+    def body(weights: tuple[int, ...]) -> dict[str, Any]:
+        plan = s.plan(s.unique("A-"), executive_id, fy, policy=policy)
+        return plan | {"elements": _elements(codes, weights)}
+
+    _boundary(shared_api, "/v1/appraisals", body(ok), body(bad), rule, *words)
+
+
+# --- POL-1, PER-1 -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("policy", "start", "end", "rule"),
+    [
+        # POL-1: ses-2025 from periods starting Oct 1 2025; earlier, either policy
+        ("ses-basic-2012", date(2025, 9, 30), date(2026, 9, 29), None),
+        ("ses-basic-2012", date(2025, 10, 1), date(2026, 9, 30), "POL-1"),
+        ("ses-2025", date(2024, 10, 1), date(2025, 9, 30), None),
+        ("ses-2025", date(2025, 9, 30), date(2025, 9, 30), "PER-1"),  # ends on its start
+        ("ses-2025", date(2025, 9, 1), date(2025, 9, 30), None),  # FY2025, the old cycle
+        ("ses-2025", date(2025, 9, 1), date(2025, 10, 1), "PER-1"),  # crosses into FY2026
+        # PER-1: at most one year (both ends counted)
+        ("ses-basic-2012", date(2024, 3, 1), date(2025, 2, 28), None),
+        ("ses-basic-2012", date(2024, 3, 1), date(2025, 3, 1), "PER-1"),
+        ("ses-basic-2012", date(2023, 10, 1), date(2024, 9, 30), None),  # a leap year inside
+        ("ses-basic-2012", date(2023, 10, 1), date(2024, 10, 1), "PER-1"),
+        ("ses-2025", date(2025, 10, 1), date(2026, 9, 30), None),
+        ("ses-2025", date(2026, 1, 1), date(2026, 10, 1), "PER-1"),
+    ],
+)
+def test_policy_and_period_at_their_limits(
+    shared_api: Api, policy: str, start: date, end: date, rule: str | None
+) -> None:
+    elements = s.BASIC_ELEMENTS
+    if policy == "ses-2025":
+        elements = _elements(CODES_2025, (30, 15, 15, 15, 25))
+    body = _plan(
+        shared_api,
+        policy=policy,
+        period_start=start.isoformat(),
+        period_end=end.isoformat(),
+        communicated_on=start.isoformat(),
+        elements=elements,
+    )
+    if rule is None:
+        created = shared_api.ok("/v1/appraisals", body)
+        assert created["event"]["policy"] == policy
+    else:
+        _refused(shared_api, "/v1/appraisals", body, rule, start.isoformat())
+
+
+def test_an_appraisal_keeps_the_policy_of_its_plan(shared_api: Api) -> None:
+    """A basic period started Sep 30 2025 (POL-1 allows it) is rated in Oct 2026 under the
+    basic policy and its five elements, though ses-2025 is then mandatory for new periods."""
+    body = _plan(
+        shared_api,
+        period_start="2025-09-30",
+        period_end="2026-09-29",
+        communicated_on="2025-09-30",
+    )
+    shared_api.ok("/v1/appraisals", body)
+    path = f"/v1/appraisals/{body['appraisal_id']}"
+    shared_api.ok(f"{path}/progress-reviews", s.review(2026))
+    rating = s.initial(2026) | {"rated_on": "2026-10-15"}
+    created = shared_api.ok(f"{path}/initial-rating", rating)
+    assert created["event"]["policy"] == "ses-basic-2012"
+    assert created["score"] == 400
+    read = shared_api.get(path).json()
+    assert read["policy"] == "ses-basic-2012"
+    assert [e["code"] for e in read["elements"]] == BASIC_CODES
+
+
+# --- PER-2, PER-3, PER-4 ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("communicated_on", "start"),
+    [("2023-10-01", date(2023, 10, 1)), ("2023-11-01", date(2023, 11, 1))],
+)
+def test_per_2_day_89_and_day_90(shared_api: Api, communicated_on: str, start: date) -> None:
+    """Counted from the later of the period start and the plan's communication."""
+    body = _plan(shared_api, communicated_on=communicated_on)
+    shared_api.ok("/v1/appraisals", body)
+    path = f"/v1/appraisals/{body['appraisal_id']}/initial-rating"
+    day_89 = s.initial(2024) | {"rated_on": (start + timedelta(days=89)).isoformat()}
+    day_90 = s.initial(2024) | {"rated_on": (start + timedelta(days=90)).isoformat()}
+    _boundary(shared_api, path, day_90, day_89, "PER-2", "89 days after", start.isoformat())
+
+
+@pytest.mark.parametrize(
+    ("appointment_type", "day_119_refused"), [("career", True), ("noncareer", False)]
+)
+def test_per_3_day_119_and_day_120_after_inauguration(
+    shared_api: Api, appointment_type: str, day_119_refused: bool
+) -> None:
+    """Initial and final ratings of a career executive, after Jan 20 2025."""
+    executive_id = shared_api.new_executive(appointment_type=appointment_type)
+    day_119, day_120 = "2025-05-19", "2025-05-20"
+    body = s.plan(s.unique("A-"), executive_id, 2025)
+    shared_api.ok("/v1/appraisals", body)
+    path = f"/v1/appraisals/{body['appraisal_id']}"
+    early = s.initial(2025) | {"rated_on": day_119}
+    if day_119_refused:
+        _boundary(
+            shared_api,
+            f"{path}/initial-rating",
+            s.initial(2025) | {"rated_on": day_120},
+            early,
+            "PER-3",
+            "earliest allowed date is 2025-05-20",
+        )
+    else:
+        shared_api.ok(f"{path}/initial-rating", early)
+    # a FY2024 final rating falling in the same transition period
+    a = shared_api.appraisal("prb_recommended", executive_id=executive_id, fy=2024)
+    final = f"/v1/appraisals/{a.appraisal_id}/final-rating"
+    if day_119_refused:
+        bad = s.final(2024) | {"rated_on": day_119}
+        _boundary(shared_api, final, s.final(2024) | {"rated_on": day_120}, bad, "PER-3")
+    else:
+        shared_api.ok(final, s.final(2024) | {"rated_on": day_119})
+
+
+@pytest.mark.parametrize(("end", "performed"), [("2024-10-11", 89), ("2024-10-12", 90)])
+def test_per_4_ninety_days_performed_by_the_period_end(
+    shared_api: Api, end: str, performed: int
+) -> None:
+    """Plan communicated Jul 15: Jul 15 .. Oct 12 holds 90 days (both ends), Oct 11 89;
+    rated after the end, the shorter period is refused until it is extended."""
+    body = _plan(
+        shared_api, period_start="2024-07-01", period_end=end, communicated_on="2024-07-15"
+    )
+    shared_api.ok("/v1/appraisals", body)
+    path = f"/v1/appraisals/{body['appraisal_id']}"
+    rating = s.initial(2024) | {"rated_on": "2024-11-01"}
+    if performed == 90:
+        shared_api.ok(f"{path}/initial-rating", rating)
+        return
+    _refused(shared_api, f"{path}/initial-rating", rating, "PER-4", "holds 89 days", "extend")
+    extension = {"extended_on": "2024-10-20", "new_period_end": "2024-10-31", "reason": "PER-4"}
+    shared_api.ok(f"{path}/period-extension", extension)
+    shared_api.ok(f"{path}/initial-rating", rating)
+
+
+# --- RAT-4, RAT-7, RAT-8 ----------------------------------------------------------------
+
+
+def test_rat_4_shared_on_the_day_it_is_written_not_before(shared_api: Api) -> None:
+    a = shared_api.appraisal("planned")
+    path = f"/v1/appraisals/{a.appraisal_id}/initial-rating"
+    before = s.initial(2024) | {"shared_on": "2024-10-14"}
+    same_day = s.initial(2024) | {"shared_on": "2024-10-15"}
+    _boundary(shared_api, path, same_day, before, "RAT-4", "2024-10-14", "2024-10-15")
+
+
+@pytest.mark.parametrize("shared_on", ["2024-10-15", "2024-10-18"])
+def test_rat_7_day_9_and_day_10_of_the_response_window(shared_api: Api, shared_on: str) -> None:
+    """No response and no waiver: the PRB may act from `shared_on` + 10 days."""
+    a = shared_api.appraisal("planned")
+    path = f"/v1/appraisals/{a.appraisal_id}"
+    shared_api.ok(f"{path}/progress-reviews", s.review(2024))
+    shared_api.ok(f"{path}/initial-rating", s.initial(2024) | {"shared_on": shared_on})
+    shared = date.fromisoformat(shared_on)
+    board_id = shared_api.new_board()
+
+    def prb(day: int) -> dict[str, Any]:
+        on = (shared + timedelta(days=day)).isoformat()
+        return s.prb(2024, board_id, ["initial_rating"]) | {"recommended_on": on}
+
+    opens = (shared + timedelta(days=10)).isoformat()
+    _boundary(shared_api, f"{path}/prb-recommendation", prb(10), prb(9), "RAT-7", opens)
+
+
+def test_rat_8_final_rating_on_the_day_of_the_prb_not_before(shared_api: Api) -> None:
+    a = shared_api.appraisal("prb_recommended")  # the PRB recommended on 2024-11-15
+    path = f"/v1/appraisals/{a.appraisal_id}/final-rating"
+    before = s.final(2024) | {"rated_on": "2024-11-14"}
+    same_day = s.final(2024) | {"rated_on": "2024-11-15"}
+    _boundary(shared_api, path, same_day, before, "RAT-8", "2024-11-14", "2024-11-15")
+
+
+# --- PRB-1, PRB-2, PRB-4 ----------------------------------------------------------------
+
+
+def _board(api: Api, published_on: str, members: dict[str, bool]) -> str:
+    board_id = s.unique("PRB-")
+    body = s.board(board_id) | {
+        "federal_register_published_on": published_on,
+        "members": [{"member_id": m, "name": m, "career": c} for m, c in members.items()],
+    }
+    api.ok("/v1/review-boards", body, api.as_("admin"))
+    return board_id
+
+
+def _prb_path(api: Api) -> str:
+    a = api.appraisal("response_closed")
+    return f"/v1/appraisals/{a.appraisal_id}/prb-recommendation"
+
+
+def test_prb_1_two_present_and_three_present(shared_api: Api) -> None:
+    board_id = shared_api.new_board()
+    body = s.prb(2024, board_id, ["initial_rating"])
+    two, three = (
+        body | {"members_present": ["M1", "M2"]},
+        body | {"members_present": ["M1", "M2", "M3"]},
+    )
+    _boundary(shared_api, _prb_path(shared_api), three, two, "PRB-1", "2 members were present")
+
+
+def test_prb_1_a_board_of_two_is_refused_and_three_accepted(shared_api: Api) -> None:
+    admin = shared_api.as_("admin")
+    two = s.board(s.unique("PRB-")) | {"members": s.board("x")["members"][:2]}
+    size = shared_api.ledger_size()
+    r = shared_api.post("/v1/review-boards", two, admin)
+    assert (r.status_code, r.json()["rule"]) == (422, "PRB-1"), r.text
+    assert "2 members" in r.json()["detail"] and shared_api.ledger_size() == size
+    three = two | {"members": s.board("x")["members"][:3]}
+    shared_api.ok("/v1/review-boards", three, admin)
+
+
+@pytest.mark.parametrize(
+    ("career", "present", "refused"),
+    [
+        ("career", ["C1", "C2", "N1", "N2"], True),  # exactly half career: not more than half
+        ("career", ["C1", "C2", "N1"], False),
+        ("noncareer", ["C1", "N1", "N2"], False),  # PRB-2 covers career appointees only
+    ],
+)
+def test_prb_2_exactly_half_career_is_not_more_than_half(
+    shared_api: Api, career: str, present: list[str], refused: bool
+) -> None:
+    members = {"C1": True, "C2": True, "C3": True, "N1": False, "N2": False}
+    board_id = _board(shared_api, "2020-06-01", members)
+    a = shared_api.appraisal(
+        "response_closed", executive_id=shared_api.new_executive(appointment_type=career)
+    )
+    path = f"/v1/appraisals/{a.appraisal_id}/prb-recommendation"
+    body = s.prb(2024, board_id, ["initial_rating"]) | {"members_present": present}
+    if refused:
+        _refused(shared_api, path, body, "PRB-2", "2 of the 4 members present")
+    else:
+        shared_api.ok(path, body)
+
+
+def test_prb_4_published_the_day_before_the_same_day_and_the_day_after(shared_api: Api) -> None:
+    """The PRB recommends on 2024-11-15: a board published that day may serve (rules.md:
+    the same day is allowed); one published the day after may not."""
+    members = {"M1": True, "M2": True, "M3": True}
+    later = _board(shared_api, "2024-11-16", members)
+    body = s.prb(2024, later, ["initial_rating"])
+    path = _prb_path(shared_api)
+    _refused(shared_api, path, body, "PRB-4", "2024-11-15", "2024-11-16")
+    for published in ("2024-11-15", "2024-11-14"):
+        same = _board(shared_api, published, members)
+        shared_api.ok(_prb_path(shared_api), s.prb(2024, same, ["initial_rating"]))
+
+
+# --- REM-4, REM-5, REM-7 ----------------------------------------------------------------
+
+
+def _action_path(api: Api, **executive: Any) -> str:
+    return f"/v1/executives/{api.new_executive(**executive)}/personnel-actions"
+
+
+@pytest.mark.parametrize(("days", "accepted"), [(29, False), (30, True)])
+def test_rem_5_removal_notice_29_and_30_days(shared_api: Api, days: int, accepted: bool) -> None:
+    effective = (date(2025, 3, 3) + timedelta(days=days)).isoformat()
+    body = s.personnel_action("removal", notice="2025-03-03", effective=effective)
+    path = _action_path(shared_api)
+    if accepted:
+        shared_api.ok(path, body)
+    else:
+        _refused(shared_api, path, body, "REM-5", "29 days", "at least 30")
+
+
+@pytest.mark.parametrize(("lead", "accepted"), [(14, False), (15, True)])
+def test_rem_7_hearing_request_14_and_15_days_before(
+    shared_api: Api, lead: int, accepted: bool
+) -> None:
+    requested = (date(2025, 4, 10) - timedelta(days=lead)).isoformat()
+    body = s.personnel_action("removal", notice="2025-03-03", effective="2025-04-10")
+    body["hearing_requested_on"] = requested
+    path = _action_path(shared_api)
+    if accepted:
+        shared_api.ok(path, body)
+    else:
+        _refused(shared_api, path, body, "REM-7", "14 days", "at least 15")
+
+
+@pytest.mark.parametrize(
+    ("probationary", "authority", "accepted"),
+    [
+        (False, "5 CFR 359.502", True),
+        (False, "5 CFR 359.402", False),
+        (True, "5 CFR 359.402", True),
+        (True, "5 U.S.C. 3592(a)(1)", True),
+        (True, "5 U.S.C. 3592(a)(2)", False),
+    ],
+)
+def test_rem_4_removal_authority_by_section_and_statute(
+    shared_api: Api, probationary: bool, authority: str, accepted: bool
+) -> None:
+    body = s.personnel_action(
+        "removal", notice="2025-03-03", effective="2025-04-10", authority=authority
+    )
+    path = _action_path(shared_api, probationary=probationary)
+    if accepted:
+        shared_api.ok(path, body)
+    else:
+        _refused(shared_api, path, body, "REM-4", authority)
+
+
+# --- flag rules at their boundaries, in the compliance report ---------------------------
+
+
+def _findings(api: Api, agency: str, subject: str) -> list[str]:
+    report = api.get("/v1/reports/compliance", agency=agency).json()
+    return sorted(f["rule"] for f in report["findings"] if f["subject_id"] == subject)
+
+
+def test_plan_1_mon_1_per_5_flags_at_their_limits(shared_api: Api) -> None:
+    """PLAN-1: communicated on the period start is on time, a day later is flagged.
+    MON-1 (ses-2025): a review on the last day of a quarter counts for it, one on the
+    first day of the next does not. PER-5: a detail of 119 days needs no written appraisal
+    before the rating, one of 120 days does. Each write is accepted (flags never refuse)."""
+    agency = "FLAGS"
+    hr = shared_api.as_("hr_app", subject="hr-app-1", agency=agency)
+
+    def appraisal(communicated_on: str, reviews: list[str], detail_days: int) -> str:
+        executive_id = shared_api.new_executive(agency=agency)
+        appraisal_id = s.unique("A-")
+        body = s.plan(appraisal_id, executive_id, 2025, policy="ses-2025")
+        body |= {
+            "elements": _elements(CODES_2025, (30, 15, 15, 15, 25)),
+            "communicated_on": communicated_on,
+        }
+        shared_api.ok("/v1/appraisals", body, hr)
+        path = f"/v1/appraisals/{appraisal_id}"
+        for day in reviews:
+            shared_api.ok(f"{path}/progress-reviews", s.review(2025) | {"reviewed_on": day}, hr)
+        rating = s.initial(2025) | {"element_levels": dict.fromkeys(CODES_2025, 3)}
+        shared_api.ok(f"{path}/initial-rating", rating, hr)
+        started = date(2024, 12, 1)
+        detail = s.detail(2025) | {
+            "started_on": started.isoformat(),
+            "ended_on": (started + timedelta(days=detail_days - 1)).isoformat(),
+            "appraised_on": "2025-10-16",  # after the initial rating of 2025-10-15
+        }
+        shared_api.ok(f"{path}/detail-appraisals", detail, hr)
+        return appraisal_id
+
+    quarter_ends = ["2024-12-31", "2025-03-31", "2025-06-30", "2025-09-30"]
+    on_time = appraisal("2024-10-01", quarter_ends, 119)
+    assert _findings(shared_api, agency, on_time) == []
+    next_day = ["2024-12-31", "2025-04-01", "2025-06-30", "2025-09-30"]  # none Jan-Mar
+    late = appraisal("2024-10-02", next_day, 120)
+    assert _findings(shared_api, agency, late) == ["MON-1", "PER-5", "PLAN-1"]
+    report = shared_api.get("/v1/reports/compliance", agency=agency).json()
+    details = {f["rule"]: f["detail"] for f in report["findings"] if f["subject_id"] == late}
+    assert details["MON-1"] == "no progress review between 2025-01-01 and 2025-03-31"
+    assert "the 120-day detail" in details["PER-5"]
+    assert "communicated on 2024-10-02, 1 day after" in details["PLAN-1"]
+
+
+def _final_2025(api: Api, agency: str, level: int, appointment_type: str = "career") -> None:
+    hr = api.as_("hr_app", subject="hr-app-1", agency=agency)
+    executive_id = api.new_executive(agency=agency, appointment_type=appointment_type)
+    appraisal_id = s.unique("A-")
+    path = f"/v1/appraisals/{appraisal_id}"
+    body = s.plan(appraisal_id, executive_id, 2026, policy="ses-2025")
+    api.ok("/v1/appraisals", body | {"elements": _elements(CODES_2025, (30, 15, 15, 15, 25))}, hr)
+    api.ok(f"{path}/progress-reviews", s.review(2026), hr)
+    rating = s.initial(2026, level) | {"element_levels": dict.fromkeys(CODES_2025, level)}
+    api.ok(f"{path}/initial-rating", rating, hr)
+    api.ok(f"{path}/response-waiver", s.response_waiver(2026), hr)
+    board_id = api.new_board(agency=agency)
+    api.ok(f"{path}/prb-recommendation", s.prb(2026, board_id, ["initial_rating"], level), hr)
+    api.ok(f"{path}/final-rating", s.final(2026, level), hr)
+
+
+def _rat_9(api: Api, agency: str) -> list[str]:
+    report = api.get("/v1/reports/rating-distribution", agency=agency, cycle="FY2026").json()
+    return [f["detail"] for f in report["findings"] if f["rule"] == "RAT-9"]
+
+
+def test_rat_9_four_and_five_career_executives_and_the_30_percent_cap(shared_api: Api) -> None:
+    """Four career executives all at Level 4: under the five the cap needs (a noncareer
+    one at Level 5 does not count). A fifth career one at Level 3 makes 4 of 5 (80%)."""
+    agency = "CAP5"
+    for _ in range(4):
+        _final_2025(shared_api, agency, 4)
+    _final_2025(shared_api, agency, 5, appointment_type="noncareer")
+    assert _rat_9(shared_api, agency) == []
+    _final_2025(shared_api, agency, 3)
+    (finding,) = _rat_9(shared_api, agency)
+    assert finding.startswith("4 of 5 career executives (80%) rated under ses-2025")
+
+
+def test_rat_9_exactly_30_percent_and_just_above(shared_api: Api) -> None:
+    """3 of 10 career executives at Levels 4-5 is 30%: no finding; 3 of 9 (33.3%) is one."""
+    agency = "CAP30"
+    for level in (4, 4, 4, 3, 3, 3, 3, 3, 3):
+        _final_2025(shared_api, agency, level)
+    (finding,) = _rat_9(shared_api, agency)
+    assert finding.startswith("3 of 9 career executives (33%)")
+    _final_2025(shared_api, agency, 3)
+    assert _rat_9(shared_api, agency) == []
