@@ -1,0 +1,78 @@
+"""The small files of a ledger home (signing keys, the key ring, the token secret), written
+whole or not at all.
+
+A write that fails part-way (a full disk, a home made read-only, a file-size limit) must not
+leave a file behind: an empty `token.key` made every later start fail ("the token key is
+empty") after the space came back, and an empty `<key_id>.pem` lay beside the keys. So the
+bytes go to a hidden temporary file in the same directory, are flushed to the disk, and only
+then take the file's name (a hard link where the name must be new, a rename where it
+replaces); the directory is flushed after, so a key, or the key ring that publishes it, does
+not vanish in a power cut after events signed with it were committed (their commits wait
+for the disk).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+from pathlib import Path
+
+#: `link` errors of file systems without hard links: the name is then taken by a rename.
+_NO_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EMLINK}
+
+
+def write_file(path: Path, data: bytes, mode: int, *, replace: bool) -> None:
+    """Write `data` to `path` (permissions `mode`, whatever the umask) whole or not at all.
+
+    With `replace`, an existing file is replaced in one step; without, `FileExistsError` is
+    raised when `path` exists (and it is left as it was). An `OSError` names `path`, not the
+    temporary file, and leaves nothing new behind.
+    """
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        try:
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            _link_new(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)  # gone already after a rename
+    sync_directory(path.parent)
+
+
+def _link_new(tmp: Path, path: Path) -> None:
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in _NO_LINKS:
+            raise
+        if path.exists():
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path)) from None
+        os.replace(tmp, path)
+
+
+def sync_directory(directory: Path) -> None:
+    """Flush a directory's entries to the disk (where the file system allows it)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

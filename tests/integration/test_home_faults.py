@@ -1,0 +1,128 @@
+"""The ledger's home when storage fails: a full disk, a damaged database file.
+
+Each command that fails says so in one line (exit 69) and leaves the home as it was: before,
+a full disk while `token.key` was first written left it empty, and every later start of the
+server or `token issue` failed ("the token key is empty") after the space came back; `keys
+rotate` left an empty `<key_id>.pem`; both printed a traceback. A damaged database made
+`verify` print a traceback too.
+
+A full disk is simulated with a file-size limit of 0 (RLIMIT_FSIZE) on the command's process:
+every write to a file fails (EFBIG, where a full disk gives ENOSPC), while the directory
+entries can still be made, as on a full disk.
+"""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from api.auth import decode_token, load_or_create_token_key
+from ledger.application import LedgerApp
+from ledger.config import LedgerConfig
+from ledger.keys import KeyRing
+from ses_ledger import cli
+from tests.api.server import CLI, ledger_env
+from tests.ledger_helpers import point_cli_at, register
+
+
+def _no_room() -> None:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+
+
+def _run(env: dict[str, str], *args: str, full: bool) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=_no_room if full else None,
+    )
+
+
+def _files(home: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(home)): p.read_bytes() for p in home.rglob("*") if p.is_file()}
+
+
+def _one_line_about(done: subprocess.CompletedProcess[str], path: Path) -> None:
+    assert done.returncode == 69, done.stderr
+    assert done.stdout == "" and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(f"ses-ledger: {path}: "), done.stderr
+
+
+def test_a_token_key_not_written_for_lack_of_room_leaves_nothing_behind(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    KeyRing(home).init()
+    env = ledger_env(home)
+    before = _files(home)
+    issue = ("token", "issue", "--subject", "auditor-1", "--role", "auditor", "--agency", "DOE")
+
+    done = _run(env, *issue, full=True)
+    assert _files(home) == before, done.stderr  # no empty token.key, no temporary file
+    _one_line_about(done, home / "token.key")
+
+    # Room again: the key is made, and the token it signs verifies.
+    done = _run(env, *issue, full=False)
+    assert done.returncode == 0, done.stderr
+    principal = decode_token(done.stdout.strip(), load_or_create_token_key(home))
+    assert principal.subject == "auditor-1"
+
+
+def test_a_token_key_rotation_without_room_keeps_the_old_key(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    key = load_or_create_token_key(home)
+    before = _files(home)
+    done = _run(ledger_env(home), "token", "rotate-key", full=True)
+    assert _files(home) == before and load_or_create_token_key(home) == key
+    _one_line_about(done, home / "token.key")
+
+
+def test_a_key_rotation_without_room_leaves_the_key_ring_as_it_was(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    ring = KeyRing(home)
+    first = ring.init()
+    env = ledger_env(home)
+    before = _files(home)
+
+    done = _run(env, "keys", "rotate", full=True)
+    assert _files(home) == before, done.stderr  # no empty .pem beside the keys
+    assert ring.signer().key_id == first
+    assert done.returncode == 69 and done.stdout == "", done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith(f"ses-ledger: {ring.dir}/")
+
+    done = _run(env, "keys", "rotate", full=False)
+    assert done.returncode == 0, done.stderr
+    assert ring.signer().key_id != first and len(list(ring.dir.glob("*.pem"))) == 2
+    assert [p.name for p in ring.dir.iterdir() if p.name.startswith(".")] == []
+
+
+def _damage(database: Path) -> None:
+    """Overwrite the second half of an SQLite file (its write-ahead log folded in first)."""
+    size = database.stat().st_size
+    assert not Path(f"{database}-wal").exists() or Path(f"{database}-wal").stat().st_size == 0
+    with database.open("r+b") as fh:
+        fh.seek(size // 2)
+        fh.write(b"\xa5" * (size - size // 2))
+
+
+def _ledger_with_events(config: LedgerConfig, count: int) -> None:
+    app = LedgerApp(config)
+    for n in range(count):
+        register(app, f"E{n}")
+    app.close()  # the last connection folds the write-ahead log into the file
+
+
+def test_verify_of_a_damaged_database_says_so_in_one_line(
+    sqlite_config: LedgerConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _ledger_with_events(sqlite_config, 60)
+    _damage(sqlite_config.sqlite_path())
+    point_cli_at(monkeypatch, sqlite_config)
+    assert cli.main(["verify", "--quiet"]) == 69
+    printed = capsys.readouterr()
+    assert printed.err == "ses-ledger: the store failed: database disk image is malformed\n"
