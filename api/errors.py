@@ -202,10 +202,24 @@ def _http_exception(_: Request, exc: Exception) -> Response:
     return problem(exc.status_code, slug, title, detail, headers)
 
 
+#: SQLite's words for storage that cannot take a write at all, and what the client is told:
+#: unlike a lock or a lost connection these do not pass by themselves ("busy" misled).
+_CANNOT_WRITE = (
+    ("database or disk is full", "is full: nothing was recorded; retry once there is room"),
+    ("readonly database", "is read-only: nothing was recorded; retry once it is writable"),
+    ("disk I/O error", "failed to read or write (an I/O error): nothing was recorded"),
+)
+
+
 def _store_busy(_: Request, exc: Exception) -> Response:
-    """The store is overloaded or briefly unreachable: nothing was stored; retry shortly."""
+    """The store is overloaded or briefly unreachable, or its storage cannot take a write
+    (full, read-only): nothing was stored; retry."""
     log.warning("store unavailable: %s", exc)
-    detail = "the ledger's store is busy or unreachable; nothing was recorded, retry shortly"
+    reason = str(exc)
+    detail = next(
+        (f"the ledger's storage {what}" for words, what in _CANNOT_WRITE if words in reason),
+        "the ledger's store is busy or unreachable; nothing was recorded, retry shortly",
+    )
     return problem(503, "unavailable", "Service unavailable", detail, {"Retry-After": "1"})
 
 

@@ -145,3 +145,26 @@ def test_a_busy_store_at_the_checkpoint_after_a_commit_still_answers_201_once(
         api.ok("/v1/executives", s.executive("E-NEXT"))  # the next write issues it
         latest = ledger.merkle_log.latest_checkpoint()
         assert latest is not None and latest.tree_size == 2
+
+
+def test_a_full_disk_is_503_that_says_so_and_the_retry_records_once(
+    served: tuple[Api, LedgerApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's SQLITE_FULL (a full disk) was answered as a store 'busy or unreachable':
+    the client and the operator reading it were told to wait, not that room is needed."""
+    api, ledger = served
+    head = ledger.recorder.max_notification_id() or 0
+    full = OperationalError("database or disk is full")
+    _fail_once(monkeypatch, ledger.recorder, "insert_events", full)
+    headers = {**api.hr, "Idempotency-Key": "when-there-is-room"}
+    body = s.executive("E-FULL")
+    r = api.post("/v1/executives", body, headers)
+    assert r.status_code == 503 and r.headers["content-type"] == PROBLEM, r.text
+    problem = r.json()
+    assert problem["type"] == "urn:ses-ledger:problem:unavailable"
+    assert problem["detail"].startswith("the ledger's storage is full: nothing was recorded")
+    assert "busy" not in problem["detail"]
+    assert (ledger.recorder.max_notification_id() or 0) == head
+    again = api.post("/v1/executives", body, headers)
+    assert again.status_code == 201, again.text
+    assert (ledger.recorder.max_notification_id() or 0) == head + 1
