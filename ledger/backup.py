@@ -91,7 +91,7 @@ def _copy_database(source: Path, out: Path) -> tuple[int, int | None]:
             facts = _facts(copy)
     except sqlite3.Error as exc:
         partial.unlink(missing_ok=True)
-        raise StoreUnavailable(f"cannot back up {source}: {exc}") from exc
+        raise StoreUnavailable(f"cannot back up {source} into {out}: {exc}") from exc
     os.replace(partial, database)
     return facts
 

@@ -176,7 +176,8 @@ def test_a_damaged_ledger_is_not_announced_as_backed_up(
     assert cli.main(["backup", "--out", str(out)]) == 69
     printed = capsys.readouterr()
     assert printed.out == "" and printed.err.count("\n") == 1, printed
-    assert printed.err.startswith(f"ses-ledger: cannot back up {sqlite_config.sqlite_path()}: ")
+    source = sqlite_config.sqlite_path()
+    assert printed.err.startswith(f"ses-ledger: cannot back up {source} into {out}: ")
     assert not out.exists()  # nothing a restore could later take for a backup
 
 
