@@ -50,8 +50,8 @@ def write_file(path: Path, data: bytes, mode: int, *, replace: bool) -> None:
     except OSError as exc:
         raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)  # gone already after a rename
+        with contextlib.suppress(OSError):  # gone after a rename; never made (read-only)
+            os.unlink(tmp)
     sync_directory(path.parent)
 
 

@@ -13,13 +13,17 @@ entries can still be made, as on a full disk.
 
 from __future__ import annotations
 
+import errno
+import os
 import resource
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from api.auth import decode_token, load_or_create_token_key
+from api.auth import decode_token, load_or_create_token_key, rotate_token_key
+from ledger import files
 from ledger.application import LedgerApp
 from ledger.config import LedgerConfig
 from ledger.keys import KeyRing
@@ -131,3 +135,27 @@ def test_a_command_on_a_damaged_database_says_so_in_one_line(
     assert cli.main(["verify", "--quiet"]) == 1
     printed = capsys.readouterr()
     assert printed.out.startswith("first bad position: ") and "damaged" in printed.out
+
+
+def test_a_home_that_cannot_take_files_is_named_not_a_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a read-only file system the temporary file cannot be made, nor removed: the error
+    names the file the command meant to write (the clean-up's own error hid it)."""
+    home = tmp_path / "home"
+    ring = KeyRing(home)
+    ring.init()
+
+    def read_only(path: Any, *_args: Any, **_kwargs: Any) -> Any:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+    monkeypatch.setattr(files.os, "open", read_only)
+    monkeypatch.setattr(files.os, "unlink", read_only)
+    with pytest.raises(OSError) as raised:
+        rotate_token_key(home)
+    assert raised.value.errno == errno.EROFS and raised.value.filename == str(home / "token.key")
+    with pytest.raises(OSError) as raised:
+        ring.rotate()
+    assert raised.value.filename is not None
+    assert Path(raised.value.filename).parent == ring.dir
+    assert Path(raised.value.filename).suffix == ".pem"
