@@ -57,9 +57,13 @@ def backup(config: LedgerConfig, out: Path, *, with_secrets: bool = False) -> Ba
         raise BackupRefused(f"{out} is not an empty directory: a backup goes into a new one")
     made = not out.exists()
     make_private_dir(out)  # it may hold the secrets (--with-secrets)
+    partial = out / "ledger.db.partial"
     try:
-        head, checkpoint = _copy_database(source, out)
+        head, checkpoint = _copy_database(source, partial, out)
         files = _copy_keys(config.home, out, with_secrets)
+        # The database takes its name last: a backup cut short (killed, a power cut) never
+        # holds a ledger.db without the key ring that checks it.
+        os.replace(partial, out / "ledger.db")
     except BaseException:
         # Nothing half-made is left to be taken for a backup later: the directory is as
         # it was (gone, or empty), so the same command can simply be run again.
@@ -76,12 +80,10 @@ def backup(config: LedgerConfig, out: Path, *, with_secrets: bool = False) -> Ba
     return BackupReport(out / "ledger.db", head, checkpoint, files)
 
 
-def _copy_database(source: Path, out: Path) -> tuple[int, int | None]:
-    """The live database's snapshot as `out/ledger.db`, checked before it takes its name:
-    SQLite's backup copies pages as they are, so a damaged ledger gave a copy that did not
-    open, announced as a backup of every position."""
-    database = out / "ledger.db"
-    partial = out / "ledger.db.partial"
+def _copy_database(source: Path, partial: Path, out: Path) -> tuple[int, int | None]:
+    """The live database's snapshot in `partial`, checked: SQLite's backup copies pages as
+    they are, so a damaged ledger gave a copy that did not open, announced as a backup of
+    every position."""
     try:
         with closing(sqlite3.connect(source)) as live, closing(sqlite3.connect(partial)) as copy:
             live.backup(copy)  # one step: a consistent snapshot of the live database
@@ -92,7 +94,6 @@ def _copy_database(source: Path, out: Path) -> tuple[int, int | None]:
     except sqlite3.Error as exc:
         partial.unlink(missing_ok=True)
         raise StoreUnavailable(f"cannot back up {source} into {out}: {exc}") from exc
-    os.replace(partial, database)
     return facts
 
 

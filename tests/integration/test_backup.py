@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from api.auth import load_or_create_token_key
+from ledger import backup as backup_module
 from ledger.application import LedgerApp
 from ledger.backup import BackupRefused, backup
 from ledger.config import LedgerConfig
@@ -198,3 +199,24 @@ def test_a_backup_that_fails_part_way_leaves_its_directory_as_it_was(
         assert (list(out.iterdir()) == []) if out.name == "empty" else not out.exists()
     (keys / "0000000000000000.pem").unlink()
     assert backup(sqlite_config, tmp_path / "empty", with_secrets=True).head > 0
+
+
+def test_the_database_of_a_backup_takes_its_name_last(
+    sqlite_config: LedgerConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backup killed after the database was copied (nothing can clean up after SIGKILL or
+    a power cut) left a ledger.db without the key ring that checks it: a directory that
+    looks like a backup. The key files are written while the copy is still `.partial`."""
+    _demo(sqlite_config, executives=1)
+    out = tmp_path / "copy"
+    seen: list[bool] = []
+    real = backup_module.write_file
+
+    def watching(path: Path, data: bytes, mode: int, *, replace: bool) -> None:
+        seen.append((out / "ledger.db").exists())
+        real(path, data, mode, replace=replace)
+
+    monkeypatch.setattr(backup_module, "write_file", watching)
+    assert backup(sqlite_config, out, with_secrets=True).head > 0
+    assert seen and not any(seen)
+    assert sorted(p.name for p in out.iterdir()) == ["keys", "ledger.db"]
