@@ -1,5 +1,5 @@
-"""The small files of a ledger home (signing keys, the key ring, the token secret), written
-whole or not at all.
+"""The small files of a ledger home (signing keys, the key ring, the token secret), and the
+evidence bundles it exports, written whole or not at all.
 
 A write that fails part-way (a full disk, a home made read-only, a file-size limit) must not
 leave a file behind: an empty `token.key` made every later start fail ("the token key is
@@ -23,8 +23,9 @@ from pathlib import Path
 _NO_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EMLINK}
 
 
-def write_file(path: Path, data: bytes, mode: int, *, replace: bool) -> None:
-    """Write `data` to `path` (permissions `mode`, whatever the umask) whole or not at all.
+def write_file(path: Path, data: bytes, mode: int | None, *, replace: bool) -> None:
+    """Write `data` to `path` (permissions `mode`, whatever the umask; None: as `open` makes
+    a file, under the umask) whole or not at all.
 
     With `replace`, an existing file is replaced in one step; without, `FileExistsError` is
     raised when `path` exists (and it is left as it was). An `OSError` names `path`, not the
@@ -32,9 +33,10 @@ def write_file(path: Path, data: bytes, mode: int, *, replace: bool) -> None:
     """
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else mode)
         try:
-            os.fchmod(fd, mode)
+            if mode is not None:
+                os.fchmod(fd, mode)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]

@@ -14,9 +14,11 @@ entries can still be made, as on a full disk.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import resource
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from ledger.application import LedgerApp
 from ledger.config import LedgerConfig
 from ledger.keys import KeyRing
 from ses_ledger import cli
+from ses_ledger.demo import SimulatedClock, run_demo
 from tests.api.server import CLI, ledger_env
 from tests.ledger_helpers import point_cli_at, register
 
@@ -159,3 +162,68 @@ def test_a_home_that_cannot_take_files_is_named_not_a_temporary_file(
     assert raised.value.filename is not None
     assert Path(raised.value.filename).parent == ring.dir
     assert Path(raised.value.filename).suffix == ".pem"
+
+
+def _demo_home(tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    KeyRing(home).init()
+    clock = SimulatedClock()
+    app = LedgerApp(LedgerConfig(home=home, db_url=f"sqlite:///{home / 'ledger.db'}"), clock=clock)
+    run_demo(app, clock, executives=3, years=6, seed=5)  # a checkpoint covers every event
+    app.close()
+    return home
+
+
+def test_a_bundle_not_written_for_lack_of_room_leaves_the_earlier_one_whole(
+    tmp_path: Path,
+) -> None:
+    """A full disk while `bundle export` wrote left a truncated file, and in place of an
+    earlier bundle of the same name: that one was lost. (A file-size limit above SQLite's
+    32 KB shared-memory file, below the bundle's size.)"""
+    home = _demo_home(tmp_path)
+    env = ledger_env(home)
+    out = tmp_path / "bundle.json"
+    export = ("bundle", "export", "--out", str(out), "--executive")
+    assert _run(env, *export, "E00001", full=False).returncode == 0
+    earlier = out.read_bytes()
+    assert len(earlier) > 40_000
+
+    def little_room() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (33_000, 33_000))
+
+    done = subprocess.run(
+        [*CLI, *export, "E00002"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=little_room,
+    )
+    assert out.read_bytes() == earlier, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle.json", "home"]
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(f"ses-ledger bundle export: cannot write {out}: ")
+
+
+def test_a_bundle_goes_through_a_link_and_into_a_pipe_as_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = _demo_home(tmp_path)
+    monkeypatch.setenv("SES_LEDGER_HOME", str(home))
+    monkeypatch.delenv("SES_LEDGER_DB", raising=False)
+    (tmp_path / "real.json").write_text("")
+    (tmp_path / "link.json").symlink_to(tmp_path / "real.json")
+    export = ["bundle", "export", "--executive", "E00001", "--out"]
+    assert cli.main([*export, str(tmp_path / "link.json")]) == 0
+    assert (tmp_path / "link.json").is_symlink()
+    assert json.loads((tmp_path / "real.json").read_text())["entries"]
+
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_bytes()))
+    reader.start()
+    assert cli.main([*export, str(pipe)]) == 0
+    reader.join(timeout=30)
+    assert json.loads(received[0])["entries"] and pipe.is_fifo()
+    capsys.readouterr()
