@@ -30,7 +30,7 @@ from typing import Any
 
 from ledger.entry import entry_from_state, split_state
 from ledger.errors import NotFound, VerificationError
-from ledger.files import write_file
+from ledger.files import write_output
 from ledger.log import MerkleLog, ProofUnavailable, StoredCheckpoint
 from ledger.merkle import inclusion_proof, node_key
 
@@ -408,10 +408,4 @@ def write_bundle(bundle: dict[str, Any], path: str) -> None:
     whole or not at all: a full disk left a truncated file, in place of an earlier bundle of
     the same name."""
     text = json.dumps(bundle, ensure_ascii=False, indent=1) + "\n"
-    target = Path(path)
-    if target.exists() and not target.is_file():  # a pipe or a device (/dev/stdout)
-        with open(target, "w", encoding="utf-8") as f:
-            f.write(text)
-        return
-    # Through a symbolic link to the file it names, as `open` writes.
-    write_file(target.resolve(), text.encode("utf-8"), None, replace=True)
+    write_output(Path(path), text.encode("utf-8"))

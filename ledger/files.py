@@ -57,6 +57,18 @@ def write_file(path: Path, data: bytes, mode: int | None, *, replace: bool) -> N
     sync_directory(path.parent)
 
 
+def write_output(path: Path, data: bytes, mode: int | None = None) -> None:
+    """A file the user named for a command's output (a bundle, a checkpoint note, a
+    witness state), whole or not at all (`write_file`), through a symbolic link to the file
+    it names as `open` would; a pipe or a device (`/dev/stdout`) is written as it is (a
+    rename would have put a plain file in its place, and the reader got nothing)."""
+    if path.exists() and not path.is_file():
+        with open(path, "wb") as f:
+            f.write(data)
+        return
+    write_file(path.resolve(), data, mode, replace=True)
+
+
 def _link_new(tmp: Path, path: Path) -> None:
     try:
         os.link(tmp, path)

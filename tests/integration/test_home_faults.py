@@ -221,9 +221,35 @@ def test_a_bundle_goes_through_a_link_and_into_a_pipe_as_before(
     pipe = tmp_path / "pipe"
     os.mkfifo(pipe)
     received: list[bytes] = []
-    reader = threading.Thread(target=lambda: received.append(pipe.read_bytes()))
+    reader = threading.Thread(target=lambda: received.append(pipe.read_bytes()), daemon=True)
     reader.start()
     assert cli.main([*export, str(pipe)]) == 0
     reader.join(timeout=30)
     assert json.loads(received[0])["entries"] and pipe.is_fifo()
+    capsys.readouterr()
+
+
+def test_a_checkpoint_note_goes_through_a_link_and_into_a_pipe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`checkpoint --out` renamed its temporary file over whatever the name was: a pipe's
+    reader got nothing and found a plain file in the pipe's place (run as root, `--out
+    /dev/stdout` would have replaced the system's /dev/stdout), and a symbolic link was
+    replaced instead of the file it names being written."""
+    home = _demo_home(tmp_path)
+    monkeypatch.setenv("SES_LEDGER_HOME", str(home))
+    monkeypatch.delenv("SES_LEDGER_DB", raising=False)
+    (tmp_path / "link.note").symlink_to(tmp_path / "real.note")
+    assert cli.main(["checkpoint", "--out", str(tmp_path / "link.note")]) == 0
+    assert (tmp_path / "link.note").is_symlink()
+    assert (tmp_path / "real.note").read_text().startswith("ses-ledger.local/ledger\n")
+
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_bytes()), daemon=True)
+    reader.start()
+    assert cli.main(["checkpoint", "--out", str(pipe)]) == 0
+    reader.join(timeout=30)
+    assert pipe.is_fifo() and received and received[0].startswith(b"ses-ledger.local/ledger\n")
     capsys.readouterr()
