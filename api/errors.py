@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from eventsourcing.persistence import ConnectionUnavailableError, OperationalError
+from eventsourcing.persistence import ConnectionUnavailableError, InternalError, OperationalError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security.utils import get_authorization_scheme_param
@@ -204,9 +204,13 @@ def _http_exception(_: Request, exc: Exception) -> Response:
 
 #: SQLite's words for storage that cannot take a write at all, and what the client is told:
 #: unlike a lock or a lost connection these do not pass by themselves ("busy" misled).
+_FULL = "is full: nothing was recorded; retry once there is room"
+_READ_ONLY = "is read-only: nothing was recorded; retry once it is writable"
 _CANNOT_WRITE = (
-    ("database or disk is full", "is full: nothing was recorded; retry once there is room"),
-    ("readonly database", "is read-only: nothing was recorded; retry once it is writable"),
+    ("database or disk is full", _FULL),
+    ("No space left on device", _FULL),  # PostgreSQL's "could not extend file ..."
+    ("readonly database", _READ_ONLY),
+    ("read-only transaction", _READ_ONLY),  # a PostgreSQL standby (after a failover)
     ("disk I/O error", "failed to read or write (an I/O error): nothing was recorded"),
 )
 
@@ -223,6 +227,14 @@ def _store_busy(_: Request, exc: Exception) -> Response:
     return problem(503, "unavailable", "Service unavailable", detail, {"Retry-After": "1"})
 
 
+def _store_internal(request: Request, exc: Exception) -> Response:
+    """PostgreSQL refuses a write in a read-only transaction (a standby, after a failover)
+    with an internal error: a 503 like a read-only SQLite file, not the bare 500 it was."""
+    if any(words in str(exc) for words, what in _CANNOT_WRITE if what == _READ_ONLY):
+        return _store_busy(request, exc)
+    return _unexpected(request, exc)
+
+
 def _unexpected(_: Request, exc: Exception) -> Response:
     log.exception("unexpected error", exc_info=exc)
     return problem(500, "internal-error", "Internal error", "the server failed unexpectedly")
@@ -235,6 +247,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(ConnectionUnavailableError, _store_busy)
     app.add_exception_handler(OperationalError, _store_busy)
+    app.add_exception_handler(InternalError, _store_internal)
     app.add_exception_handler(Exception, _unexpected)
 
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from eventsourcing.persistence import OperationalError
+from eventsourcing.persistence import InternalError, OperationalError
 
 from ledger.application import LedgerApp
 from ledger.config import LedgerConfig
@@ -168,3 +168,30 @@ def test_a_full_disk_is_503_that_says_so_and_the_retry_records_once(
     again = api.post("/v1/executives", body, headers)
     assert again.status_code == 201, again.text
     assert (ledger.recorder.max_notification_id() or 0) == head + 1
+
+
+def test_a_read_only_postgresql_is_503_not_a_bare_500(
+    served: tuple[Api, LedgerApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PostgreSQL standby (the ledger's address moved to it in a failover) refuses every
+    INSERT with an internal error, as the recorder raises it (seen with a role whose
+    default_transaction_read_only is on): that was a bare 500 'the server failed
+    unexpectedly' for every write; it is a 503 saying the storage is read-only, as for a
+    read-only SQLite file. Other internal errors stay 500."""
+    api, ledger = served
+    head = ledger.recorder.max_notification_id() or 0
+    standby = InternalError("cannot execute INSERT in a read-only transaction")
+    _fail_once(monkeypatch, ledger.recorder, "insert_events", standby)
+    headers = {**api.hr, "Idempotency-Key": "after-failover"}
+    body = s.executive("E-STANDBY")
+    r = api.post("/v1/executives", body, headers)
+    assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
+    assert r.json()["type"] == "urn:ses-ledger:problem:unavailable"
+    assert r.json()["detail"].startswith("the ledger's storage is read-only: nothing was recorded")
+    assert (ledger.recorder.max_notification_id() or 0) == head
+    assert api.post("/v1/executives", body, headers).status_code == 201
+
+    other = InternalError("current transaction is aborted")
+    _fail_once(monkeypatch, ledger, "register_executive", other)
+    r = api.post("/v1/executives", s.executive("E-OTHER"))
+    assert r.status_code == 500 and r.json()["type"] == "urn:ses-ledger:problem:internal-error"
