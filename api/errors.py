@@ -12,7 +12,12 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from eventsourcing.persistence import ConnectionUnavailableError, InternalError, OperationalError
+from eventsourcing.persistence import (
+    ConnectionUnavailableError,
+    DatabaseError,
+    InternalError,
+    OperationalError,
+)
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security.utils import get_authorization_scheme_param
@@ -235,6 +240,20 @@ def _store_internal(request: Request, exc: Exception) -> Response:
     return _unexpected(request, exc)
 
 
+def _store_damaged(request: Request, exc: Exception) -> Response:
+    """The store's file cannot be read where the request needs it ("database disk image is
+    malformed": a failing disk, a file changed by hand): stored events do not verify, as
+    `ses-ledger verify` then names at their position; not an unforeseen error."""
+    if type(exc) is not DatabaseError:  # an integrity or programming error: unforeseen
+        return _unexpected(request, exc)
+    log.error("the store is damaged: %s", exc)
+    detail = (
+        f"the ledger's stored data cannot be read ({exc}); nothing was recorded, "
+        "`ses-ledger verify` names the first damaged position"
+    )
+    return problem(500, "ledger-integrity", "Stored data does not verify", detail)
+
+
 def _unexpected(_: Request, exc: Exception) -> Response:
     log.exception("unexpected error", exc_info=exc)
     return problem(500, "internal-error", "Internal error", "the server failed unexpectedly")
@@ -248,6 +267,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ConnectionUnavailableError, _store_busy)
     app.add_exception_handler(OperationalError, _store_busy)
     app.add_exception_handler(InternalError, _store_internal)
+    app.add_exception_handler(DatabaseError, _store_damaged)
     app.add_exception_handler(Exception, _unexpected)
 
 

@@ -5,6 +5,7 @@ that tells the client nothing of the server's insides."""
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
@@ -195,3 +196,37 @@ def test_a_read_only_postgresql_is_503_not_a_bare_500(
     _fail_once(monkeypatch, ledger, "register_executive", other)
     r = api.post("/v1/executives", s.executive("E-OTHER"))
     assert r.status_code == 500 and r.json()["type"] == "urn:ses-ledger:problem:internal-error"
+
+
+def test_a_damaged_store_file_is_a_500_ledger_integrity_problem(
+    sqlite_config: LedgerConfig,
+) -> None:
+    """The page holding an appraisal's plan overwritten on the disk (a failing drive): the
+    next write to it was a bare 500 'the server failed unexpectedly'; it is the documented
+    `ledger-integrity` problem, which says to run `ses-ledger verify`, and appends nothing."""
+    for api in make_api(sqlite_config):
+        appraisal = api.appraisal("planned")
+        plan = api.get(f"/v1/appraisals/{appraisal.appraisal_id}/events", api.hr)
+        signature = plan.json()["events"][0]["signature"].encode()
+        for _ in range(40):  # later events: the plan's page is not the log's last one
+            api.new_executive()
+    database = sqlite_config.sqlite_path()  # closed: the write-ahead log is folded in
+    with sqlite3.connect(database) as db:
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+    content = database.read_bytes()
+    assert content.count(signature) == 1
+    with database.open("r+b") as fh:
+        fh.seek(content.index(signature) // page_size * page_size)
+        fh.write(b"\xa5" * page_size)
+
+    for api in make_api(sqlite_config, raise_server_exceptions=False):
+        ledger = api.client.app.state.services.ledger  # type: ignore[attr-defined]
+        head = ledger.recorder.max_notification_id()
+        path = f"/v1/appraisals/{appraisal.appraisal_id}/progress-reviews"
+        r = api.post(path, s.review(2024))
+        assert r.status_code == 500 and r.headers["content-type"] == PROBLEM, r.text
+        problem = r.json()
+        assert problem["type"] == "urn:ses-ledger:problem:ledger-integrity"
+        assert "database disk image is malformed" in problem["detail"]
+        assert "ses-ledger verify" in problem["detail"]
+        assert ledger.recorder.max_notification_id() == head
