@@ -65,10 +65,9 @@ class VerifyReport:
 
 def damaged(exc: BaseException) -> bool:
     """Whether `exc` says the store's file is damaged ("database disk image is malformed",
-    "file is not a database"), not that the store is busy, gone or out of room."""
-    errors = (sqlite3.DatabaseError, persistence.DatabaseError)
-    transient = (sqlite3.OperationalError, persistence.OperationalError)
-    return isinstance(exc, errors) and not isinstance(exc, transient)
+    "file is not a database": SQLite's plain DatabaseError, as eventsourcing re-raises it),
+    not that the store is busy, gone or out of room, nor an error of the program."""
+    return type(exc) in (sqlite3.DatabaseError, persistence.DatabaseError)
 
 
 def _pages(recorder: Any, cut: list[tuple[int, str]]) -> Iterator[list[Any]]:
