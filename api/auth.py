@@ -9,7 +9,6 @@ It is not the ledger's signing key: leaking it lets someone submit, never forge 
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import time
@@ -22,6 +21,7 @@ from typing import Any
 import jwt
 
 from ledger.config import TOKEN_KEY_FILE, make_private_dir
+from ledger.files import write_file
 
 ALGORITHM = "HS256"
 ALL_AGENCIES = "*"
@@ -82,17 +82,13 @@ def rotate_token_key(home: Path) -> None:
     with the old one is refused from then on, by running servers too (`TokenVerifier`)."""
     path = Path(home) / TOKEN_KEY_FILE
     make_private_dir(path.parent)
-    fresh = path.with_name(f"{TOKEN_KEY_FILE}.{secrets.token_hex(4)}.tmp")
-    _write_new_key(fresh)
-    os.replace(fresh, path)
+    _write_new_key(path, replace=True)
 
 
-def _write_new_key(path: Path) -> None:
-    """A new random secret in a file that must not exist yet (FileExistsError), mode 0600."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(secrets.token_hex(32) + "\n")
-    os.chmod(path, 0o600)
+def _write_new_key(path: Path, *, replace: bool = False) -> None:
+    """A new random secret, mode 0600, whole or not at all (`ledger.files.write_file`):
+    without `replace`, in a file that must not exist yet (FileExistsError)."""
+    write_file(path, (secrets.token_hex(32) + "\n").encode(), 0o600, replace=replace)
 
 
 def _read_key(path: Path) -> bytes:

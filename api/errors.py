@@ -12,7 +12,12 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from eventsourcing.persistence import ConnectionUnavailableError, OperationalError
+from eventsourcing.persistence import (
+    ConnectionUnavailableError,
+    DatabaseError,
+    InternalError,
+    OperationalError,
+)
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.security.utils import get_authorization_scheme_param
@@ -202,11 +207,51 @@ def _http_exception(_: Request, exc: Exception) -> Response:
     return problem(exc.status_code, slug, title, detail, headers)
 
 
+#: SQLite's words for storage that cannot take a write at all, and what the client is told:
+#: unlike a lock or a lost connection these do not pass by themselves ("busy" misled).
+_FULL = "is full: nothing was recorded; retry once there is room"
+_READ_ONLY = "is read-only: nothing was recorded; retry once it is writable"
+_CANNOT_WRITE = (
+    ("database or disk is full", _FULL),
+    ("No space left on device", _FULL),  # PostgreSQL's "could not extend file ..."
+    ("readonly database", _READ_ONLY),
+    ("read-only transaction", _READ_ONLY),  # a PostgreSQL standby (after a failover)
+    ("disk I/O error", "failed to read or write (an I/O error): nothing was recorded"),
+)
+
+
 def _store_busy(_: Request, exc: Exception) -> Response:
-    """The store is overloaded or briefly unreachable: nothing was stored; retry shortly."""
+    """The store is overloaded or briefly unreachable, or its storage cannot take a write
+    (full, read-only): nothing was stored; retry."""
     log.warning("store unavailable: %s", exc)
-    detail = "the ledger's store is busy or unreachable; nothing was recorded, retry shortly"
+    reason = str(exc)
+    detail = next(
+        (f"the ledger's storage {what}" for words, what in _CANNOT_WRITE if words in reason),
+        "the ledger's store is busy or unreachable; nothing was recorded, retry shortly",
+    )
     return problem(503, "unavailable", "Service unavailable", detail, {"Retry-After": "1"})
+
+
+def _store_internal(request: Request, exc: Exception) -> Response:
+    """PostgreSQL refuses a write in a read-only transaction (a standby, after a failover)
+    with an internal error: a 503 like a read-only SQLite file, not the bare 500 it was."""
+    if any(words in str(exc) for words, what in _CANNOT_WRITE if what == _READ_ONLY):
+        return _store_busy(request, exc)
+    return _unexpected(request, exc)
+
+
+def _store_damaged(request: Request, exc: Exception) -> Response:
+    """The store's file cannot be read where the request needs it ("database disk image is
+    malformed": a failing disk, a file changed by hand): stored events do not verify, as
+    `ses-ledger verify` then names at their position; not an unforeseen error."""
+    if type(exc) is not DatabaseError:  # an integrity or programming error: unforeseen
+        return _unexpected(request, exc)
+    log.error("the store is damaged: %s", exc)
+    detail = (
+        f"the ledger's stored data cannot be read ({exc}); nothing was recorded, "
+        "`ses-ledger verify` names the first damaged position"
+    )
+    return problem(500, "ledger-integrity", "Stored data does not verify", detail)
 
 
 def _unexpected(_: Request, exc: Exception) -> Response:
@@ -221,6 +266,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(ConnectionUnavailableError, _store_busy)
     app.add_exception_handler(OperationalError, _store_busy)
+    app.add_exception_handler(InternalError, _store_internal)
+    app.add_exception_handler(DatabaseError, _store_damaged)
     app.add_exception_handler(Exception, _unexpected)
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ledger.config import TOKEN_KEY_FILE, LedgerConfig, make_private_dir
 from ledger.errors import LedgerError, StoreUnavailable
+from ledger.files import sync_directory, write_file
 from ledger.keys import KeyRing
 from ledger.recorders import SQLITE_EVENTS_TABLE, LedgerTables
 
@@ -54,19 +55,46 @@ def backup(config: LedgerConfig, out: Path, *, with_secrets: bool = False) -> Ba
         raise StoreUnavailable(f"there is no ledger at {source}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BackupRefused(f"{out} is not an empty directory: a backup goes into a new one")
+    made = not out.exists()
     make_private_dir(out)  # it may hold the secrets (--with-secrets)
-    database = out / "ledger.db"
     partial = out / "ledger.db.partial"
+    try:
+        head, checkpoint = _copy_database(source, partial, out)
+        files = _copy_keys(config.home, out, with_secrets)
+        # The database takes its name last: a backup cut short (killed, a power cut) never
+        # holds a ledger.db without the key ring that checks it.
+        os.replace(partial, out / "ledger.db")
+    except BaseException:
+        # Nothing half-made is left to be taken for a backup later: the directory is as
+        # it was (gone, or empty), so the same command can simply be run again.
+        if made:
+            shutil.rmtree(out, ignore_errors=True)
+        else:
+            for child in out.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+        raise
+    sync_directory(out)
+    return BackupReport(out / "ledger.db", head, checkpoint, files)
+
+
+def _copy_database(source: Path, partial: Path, out: Path) -> tuple[int, int | None]:
+    """The live database's snapshot in `partial`, checked: SQLite's backup copies pages as
+    they are, so a damaged ledger gave a copy that did not open, announced as a backup of
+    every position."""
     try:
         with closing(sqlite3.connect(source)) as live, closing(sqlite3.connect(partial)) as copy:
             live.backup(copy)  # one step: a consistent snapshot of the live database
-            head, checkpoint = _facts(copy)
+            problems = [row[0] for row in copy.execute("PRAGMA quick_check")]
+            if problems != ["ok"]:
+                raise sqlite3.DatabaseError("; ".join(str(p) for p in problems[:3]))
+            facts = _facts(copy)
     except sqlite3.Error as exc:
         partial.unlink(missing_ok=True)
-        raise StoreUnavailable(f"cannot back up {source}: {exc}") from exc
-    os.replace(partial, database)
-    files = _copy_keys(config.home, out, with_secrets)
-    return BackupReport(database, head, checkpoint, files)
+        raise StoreUnavailable(f"cannot back up {source} into {out}: {exc}") from exc
+    return facts
 
 
 def _facts(copy: sqlite3.Connection) -> tuple[int, int | None]:
@@ -98,8 +126,8 @@ def _copy_keys(home: Path, out: Path, with_secrets: bool) -> tuple[str, ...]:
             target.parent.mkdir(parents=True)
             if target.parent != out:
                 os.chmod(target.parent, 0o700)
-        shutil.copyfile(path, target)
         secret = path.suffix == ".pem" or path.name == TOKEN_KEY_FILE
-        os.chmod(target, 0o600 if secret else 0o644)  # whatever the umask
+        # whole, on the disk, and private or public whatever the umask
+        write_file(target, path.read_bytes(), 0o600 if secret else 0o644, replace=False)
         copied.append(str(relative))
     return tuple(copied)

@@ -25,10 +25,12 @@ import json
 import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ledger.entry import entry_from_state, split_state
 from ledger.errors import NotFound, VerificationError
+from ledger.files import write_output
 from ledger.log import MerkleLog, ProofUnavailable, StoredCheckpoint
 from ledger.merkle import inclusion_proof, node_key
 
@@ -402,7 +404,8 @@ def build_bundle(
 
 
 def write_bundle(bundle: dict[str, Any], path: str) -> None:
-    """Write a bundle as UTF-8 JSON (key order and whitespace do not matter to verifiers)."""
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(bundle, f, ensure_ascii=False, indent=1)
-        f.write("\n")
+    """Write a bundle as UTF-8 JSON (key order and whitespace do not matter to verifiers),
+    whole or not at all: a full disk left a truncated file, in place of an earlier bundle of
+    the same name."""
+    text = json.dumps(bundle, ensure_ascii=False, indent=1) + "\n"
+    write_output(Path(path), text.encode("utf-8"))

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from ledger.config import make_private_dir
 from ledger.entry import format_timestamp
 from ledger.errors import SigningKeyError
+from ledger.files import write_file
 
 
 def key_id_for(public_key: Ed25519PublicKey) -> str:
@@ -101,10 +102,9 @@ class KeyRing:
         return records
 
     def _write_index(self, records: list[dict[str, Any]]) -> None:
-        tmp = self.index.with_suffix(".tmp")
-        tmp.write_text(json.dumps(records, indent=2) + "\n")
-        os.chmod(tmp, 0o644)  # public, but writable by the owner only, whatever the umask
-        os.replace(tmp, self.index)
+        # public, but writable by the owner only, whatever the umask
+        data = (json.dumps(records, indent=2) + "\n").encode()
+        write_file(self.index, data, 0o644, replace=True)
 
     def public_keys(self) -> list[PublicKeyInfo]:
         return [
@@ -144,11 +144,7 @@ class KeyRing:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        path = self.dir / f"{kid}.pem"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(pem)
-        os.chmod(path, 0o600)
+        write_file(self.dir / f"{kid}.pem", pem, 0o600, replace=False)
         return PublicKeyInfo(kid, private.public_key(), format_timestamp(now), None).as_json()
 
     def init(self, now: datetime | None = None) -> str:

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import json
 import multiprocessing
+import sqlite3
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -18,6 +19,7 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from eventsourcing import persistence
 
 from ledger.canonical import canonical_json
 from ledger.checkpoint import CheckpointError, parse_note, verify_note
@@ -61,10 +63,36 @@ class VerifyReport:
         }
 
 
-def _pages(recorder: Any) -> Iterator[list[Any]]:
+def damaged(exc: BaseException) -> bool:
+    """Whether `exc` says the store's file is damaged ("database disk image is malformed",
+    "file is not a database": SQLite's plain DatabaseError, as eventsourcing re-raises it),
+    not that the store is busy, gone or out of room, nor an error of the program."""
+    return type(exc) in (sqlite3.DatabaseError, persistence.DatabaseError)
+
+
+def _pages(recorder: Any, cut: list[tuple[int, str]]) -> Iterator[list[Any]]:
+    """The events in pages; where the store's file is damaged, the events before the damage
+    and then (in `cut`) the first position that cannot be read, with the reason."""
     start = 1
     while True:
-        page = recorder.select_notifications(start=start, limit=PAGE)
+        try:
+            page = recorder.select_notifications(start=start, limit=PAGE)
+        except Exception as exc:
+            if not damaged(exc):
+                raise
+            # The events before the damage, one by one, and then where it begins.
+            readable = []
+            try:
+                while found := recorder.select_notifications(start=start, limit=1):
+                    readable.append(found[0])
+                    start = found[0].id + 1
+            except Exception as again:
+                if not damaged(again):
+                    raise
+            if readable:
+                yield readable
+            cut.append((start, str(exc)))
+            return
         if page:
             yield page
         if len(page) < PAGE:
@@ -261,8 +289,28 @@ def verify_ledger(
     origin: str,
     progress: Callable[[int], None] | None = None,
 ) -> VerifyReport:
-    """Check every event and the Merkle log; stop collecting detail after the first problem."""
+    """Check every event and the Merkle log; stop collecting detail after the first problem.
+
+    A damaged store file is a finding like any other: the first position that cannot be
+    read is the first bad one (the problem names the damage), not an error of the check.
+    """
     report = VerifyReport()
+    try:
+        _verify(report, recorder, keys, origin, progress)
+    except Exception as exc:
+        if not damaged(exc):
+            raise
+        report.fail(None, f"the store's file is damaged ({exc}): the ledger cannot be checked")
+    return report
+
+
+def _verify(
+    report: VerifyReport,
+    recorder: Any,
+    keys: dict[str, Ed25519PublicKey],
+    origin: str,
+    progress: Callable[[int], None] | None,
+) -> None:
     heads: dict[str, tuple[int, str]] = {}
     tree = CompactRange()
     leaves = _leaves(recorder)
@@ -274,7 +322,12 @@ def verify_ledger(
     # page's signatures while this one parses, chains and hashes the same page into the tree
     # (threads do not help: between Ed25519 calls the checking thread waits for the GIL).
     # Small ledgers check inline: starting a process would cost more than it saves.
-    total = recorder.max_notification_id() or 0
+    try:
+        total = recorder.max_notification_id() or 0
+    except Exception as exc:
+        if not damaged(exc):
+            raise
+        total = 0  # the last events cannot be read: the pages below find where it begins
     raw_keys = {kid: key.public_bytes_raw() for kid, key in keys.items()}
     pool: Executor = (
         ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
@@ -283,7 +336,8 @@ def verify_ledger(
     )
     outstanding: deque[Future[list[int]]] = deque()
     with pool:
-        for page in _pages(recorder):
+        cut: list[tuple[int, str]] = []
+        for page in _pages(recorder, cut):
             ready: list[tuple[Any, bytes, dict[str, Any], bytes]] = []
             jobs: list[tuple[int, str, str, bytes]] = []
             for n in page:
@@ -319,6 +373,15 @@ def verify_ledger(
         for signatures in outstanding:
             for position in signatures.result():
                 report.fail(position, "the signature does not verify")
+    report.tree_size = tree.size
+    report.root = base64.b64encode(tree.root()).decode()
+    for position, reason in cut:
+        # What follows depends on the events that cannot be read: not checked.
+        report.fail(
+            position,
+            f"the store's file is damaged ({reason}): the events from here on cannot be read",
+        )
+        return
     _check_nodes(report, recorder, min(integrated, tree.size))
     extra = next(leaves, None)
     if extra is None and tree.size < integrated:
@@ -330,9 +393,6 @@ def verify_ledger(
             None,
             f"a checkpoint covers {size} events but the log holds {tree.size}: history was cut",
         )
-    report.tree_size = tree.size
-    report.root = base64.b64encode(tree.root()).decode()
-    return report
 
 
 def _hint(note: str, origin: str) -> str:

@@ -25,8 +25,6 @@ import base64
 import binascii
 import http.client
 import json
-import os
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -42,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from ledger.checkpoint import Checkpoint, CheckpointError, parse_note, verify_note
 from ledger.entry import format_timestamp
 from ledger.errors import LedgerError
+from ledger.files import write_output
 from ledger.merkle import EMPTY_ROOT, ProofError, verify_consistency
 
 STATE_FORMAT = "ses-ledger-witness/v1"
@@ -187,28 +186,11 @@ class WitnessState:
 
 
 def write_atomically(path: Path, text: str) -> None:
+    """Replace `path` whole (temp file, fsync, rename, fsync directory), mode 0600; a pipe or
+    a device is written as it is, a symbolic link followed (`ledger.files.write_output`)."""
     directory = path.parent if str(path.parent) else Path(".")
     directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    write_output(path, text.encode("utf-8"), 0o600)
 
 
 @contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 
@@ -69,13 +70,18 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from ledger.verify import verify_ledger
+    from ledger.verify import damaged, verify_ledger
     from ses_ledger.bootstrap import build_app
     from ses_ledger.progress import Progress
 
     config = _config()
     app = build_app(config, existing=True)
-    total = app.recorder.max_notification_id() or 0
+    try:
+        total = app.recorder.max_notification_id() or 0
+    except Exception as exc:
+        if not damaged(exc):
+            raise
+        total = 0  # the last events cannot be read: verify names where the damage begins
     with Progress(total=total, desc="verifying", disable=args.quiet) as bar:
         report = verify_ledger(
             app.recorder,
@@ -109,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
             "witness, replay, audit, projections status --max-lag), or serve could not bind "
             "its port; 2 a refused command, bad input, or a check that could not be made "
             "(bundle verify, witness); 3 a server worker failed to start (serve); "
-            f"{EXIT_STORE} the store cannot be used (the reason is printed); 130 interrupted; "
+            f"{EXIT_STORE} the store or the ledger's home cannot be used (a server down, a full "
+            "disk, a damaged file: the reason is printed); 130 interrupted; "
             f"{EXIT_PIPE} the output was closed early (a pipe)."
         ),
     )
@@ -172,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _load_extensions()
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
-    from eventsourcing.persistence import InterfaceError, OperationalError
+    from eventsourcing.persistence import DatabaseError, InterfaceError
 
     try:
         status = handler(args)
@@ -181,8 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StoreUnavailable as exc:
         print(f"ses-ledger: {exc}", file=sys.stderr)
         return EXIT_STORE
-    except (OperationalError, InterfaceError) as exc:
-        # The store went away (or timed out) during the command; what was committed stays.
+    except (DatabaseError, InterfaceError, sqlite3.DatabaseError) as exc:
+        # The store went away (or timed out) during the command, or its file is damaged
+        # ("database disk image is malformed"); what was committed stays.
         print(f"ses-ledger: the store failed: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_STORE
     except LedgerError as exc:
@@ -197,6 +205,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # again flushing it.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_PIPE
+    except OSError as exc:
+        # The ledger's home cannot be written or read (a full disk, a read-only file system):
+        # what was written stays whole (`ledger.files`), and the reason is one line.
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"ses-ledger: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_STORE
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     try:
         report = backup(LedgerConfig.from_env(), out, with_secrets=args.with_secrets)
     except OSError as exc:
-        print(f"ses-ledger backup: cannot write into {out}: {exc}", file=sys.stderr)
+        print(f"ses-ledger backup: nothing was backed up into {out}: {exc}", file=sys.stderr)
         return 2
     checkpoint = (
         f"newest checkpoint at tree size {report.checkpoint}"

@@ -5,11 +5,12 @@ that tells the client nothing of the server's insides."""
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from eventsourcing.persistence import OperationalError
+from eventsourcing.persistence import InternalError, OperationalError
 
 from ledger.application import LedgerApp
 from ledger.config import LedgerConfig
@@ -145,3 +146,87 @@ def test_a_busy_store_at_the_checkpoint_after_a_commit_still_answers_201_once(
         api.ok("/v1/executives", s.executive("E-NEXT"))  # the next write issues it
         latest = ledger.merkle_log.latest_checkpoint()
         assert latest is not None and latest.tree_size == 2
+
+
+def test_a_full_disk_is_503_that_says_so_and_the_retry_records_once(
+    served: tuple[Api, LedgerApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's SQLITE_FULL (a full disk) was answered as a store 'busy or unreachable':
+    the client and the operator reading it were told to wait, not that room is needed."""
+    api, ledger = served
+    head = ledger.recorder.max_notification_id() or 0
+    full = OperationalError("database or disk is full")
+    _fail_once(monkeypatch, ledger.recorder, "insert_events", full)
+    headers = {**api.hr, "Idempotency-Key": "when-there-is-room"}
+    body = s.executive("E-FULL")
+    r = api.post("/v1/executives", body, headers)
+    assert r.status_code == 503 and r.headers["content-type"] == PROBLEM, r.text
+    problem = r.json()
+    assert problem["type"] == "urn:ses-ledger:problem:unavailable"
+    assert problem["detail"].startswith("the ledger's storage is full: nothing was recorded")
+    assert "busy" not in problem["detail"]
+    assert (ledger.recorder.max_notification_id() or 0) == head
+    again = api.post("/v1/executives", body, headers)
+    assert again.status_code == 201, again.text
+    assert (ledger.recorder.max_notification_id() or 0) == head + 1
+
+
+def test_a_read_only_postgresql_is_503_not_a_bare_500(
+    served: tuple[Api, LedgerApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PostgreSQL standby (the ledger's address moved to it in a failover) refuses every
+    INSERT with an internal error, as the recorder raises it (seen with a role whose
+    default_transaction_read_only is on): that was a bare 500 'the server failed
+    unexpectedly' for every write; it is a 503 saying the storage is read-only, as for a
+    read-only SQLite file. Other internal errors stay 500."""
+    api, ledger = served
+    head = ledger.recorder.max_notification_id() or 0
+    standby = InternalError("cannot execute INSERT in a read-only transaction")
+    _fail_once(monkeypatch, ledger.recorder, "insert_events", standby)
+    headers = {**api.hr, "Idempotency-Key": "after-failover"}
+    body = s.executive("E-STANDBY")
+    r = api.post("/v1/executives", body, headers)
+    assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
+    assert r.json()["type"] == "urn:ses-ledger:problem:unavailable"
+    assert r.json()["detail"].startswith("the ledger's storage is read-only: nothing was recorded")
+    assert (ledger.recorder.max_notification_id() or 0) == head
+    assert api.post("/v1/executives", body, headers).status_code == 201
+
+    other = InternalError("current transaction is aborted")
+    _fail_once(monkeypatch, ledger, "register_executive", other)
+    r = api.post("/v1/executives", s.executive("E-OTHER"))
+    assert r.status_code == 500 and r.json()["type"] == "urn:ses-ledger:problem:internal-error"
+
+
+def test_a_damaged_store_file_is_a_500_ledger_integrity_problem(
+    sqlite_config: LedgerConfig,
+) -> None:
+    """The page holding an appraisal's plan overwritten on the disk (a failing drive): the
+    next write to it was a bare 500 'the server failed unexpectedly'; it is the documented
+    `ledger-integrity` problem, which says to run `ses-ledger verify`, and appends nothing."""
+    for api in make_api(sqlite_config):
+        appraisal = api.appraisal("planned")
+        plan = api.get(f"/v1/appraisals/{appraisal.appraisal_id}/events", api.hr)
+        signature = plan.json()["events"][0]["signature"].encode()
+        for _ in range(40):  # later events: the plan's page is not the log's last one
+            api.new_executive()
+    database = sqlite_config.sqlite_path()  # closed: the write-ahead log is folded in
+    with sqlite3.connect(database) as db:
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+    content = database.read_bytes()
+    assert content.count(signature) == 1
+    with database.open("r+b") as fh:
+        fh.seek(content.index(signature) // page_size * page_size)
+        fh.write(b"\xa5" * page_size)
+
+    for api in make_api(sqlite_config, raise_server_exceptions=False):
+        ledger = api.client.app.state.services.ledger  # type: ignore[attr-defined]
+        head = ledger.recorder.max_notification_id()
+        path = f"/v1/appraisals/{appraisal.appraisal_id}/progress-reviews"
+        r = api.post(path, s.review(2024))
+        assert r.status_code == 500 and r.headers["content-type"] == PROBLEM, r.text
+        problem = r.json()
+        assert problem["type"] == "urn:ses-ledger:problem:ledger-integrity"
+        assert "database disk image is malformed" in problem["detail"]
+        assert "ses-ledger verify" in problem["detail"]
+        assert ledger.recorder.max_notification_id() == head

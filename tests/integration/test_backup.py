@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
 import stat
 import threading
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from api.auth import load_or_create_token_key
+from ledger import backup as backup_module
 from ledger.application import LedgerApp
 from ledger.backup import BackupRefused, backup
 from ledger.config import LedgerConfig
@@ -146,3 +149,74 @@ def test_backup_into_a_place_it_cannot_write_says_so_in_one_line(
     # Missing parents are still made.
     assert cli.main(["backup", "--out", str(tmp_path / "new" / "copy")]) == 0
     assert (tmp_path / "new" / "copy" / "ledger.db").is_file()
+
+
+def _damage(database: Path, table: str) -> None:
+    """Overwrite the root page of `table` (the write-ahead log folded in before)."""
+    with closing(sqlite3.connect(database)) as db:
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        sql = "SELECT rootpage FROM sqlite_master WHERE name = ?"
+        (root,) = db.execute(sql, (table,)).fetchone()
+    with database.open("r+b") as fh:
+        fh.seek((root - 1) * page_size)
+        fh.write(b"\xa5" * page_size)
+
+
+def test_a_damaged_ledger_is_not_announced_as_backed_up(
+    sqlite_config: LedgerConfig,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """SQLite's backup copies pages as they are: a damaged ledger gave a copy that did not
+    open, printed as 'backed up positions 1..N', exit 0."""
+    _demo(sqlite_config, executives=3).close()  # closed: the write-ahead log is folded in
+    _damage(sqlite_config.sqlite_path(), "ledger_merkle_leaves")
+    point_cli_at(monkeypatch, sqlite_config)
+    out = tmp_path / "copy"
+    assert cli.main(["backup", "--out", str(out)]) == 69
+    printed = capsys.readouterr()
+    assert printed.out == "" and printed.err.count("\n") == 1, printed
+    source = sqlite_config.sqlite_path()
+    assert printed.err.startswith(f"ses-ledger: cannot back up {source} into {out}: ")
+    assert not out.exists()  # nothing a restore could later take for a backup
+
+
+def test_a_backup_that_fails_part_way_leaves_its_directory_as_it_was(
+    sqlite_config: LedgerConfig, tmp_path: Path
+) -> None:
+    """A secret that cannot be read (here a key file on a volume no longer mounted) after the
+    database was copied left a ledger.db without its key ring, and the directory was then
+    refused as not empty by the retry."""
+    _demo(sqlite_config, executives=1)
+    keys = KeyRing(sqlite_config.home).dir
+    (keys / "0000000000000000.pem").symlink_to(tmp_path / "unmounted" / "key.pem")
+    for out in (tmp_path / "new", tmp_path / "empty"):
+        if out.name == "empty":
+            out.mkdir()
+        with pytest.raises(FileNotFoundError):
+            backup(sqlite_config, out, with_secrets=True)
+        assert (list(out.iterdir()) == []) if out.name == "empty" else not out.exists()
+    (keys / "0000000000000000.pem").unlink()
+    assert backup(sqlite_config, tmp_path / "empty", with_secrets=True).head > 0
+
+
+def test_the_database_of_a_backup_takes_its_name_last(
+    sqlite_config: LedgerConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backup killed after the database was copied (nothing can clean up after SIGKILL or
+    a power cut) left a ledger.db without the key ring that checks it: a directory that
+    looks like a backup. The key files are written while the copy is still `.partial`."""
+    _demo(sqlite_config, executives=1)
+    out = tmp_path / "copy"
+    seen: list[bool] = []
+    real = backup_module.write_file
+
+    def watching(path: Path, data: bytes, mode: int, *, replace: bool) -> None:
+        seen.append((out / "ledger.db").exists())
+        real(path, data, mode, replace=replace)
+
+    monkeypatch.setattr(backup_module, "write_file", watching)
+    assert backup(sqlite_config, out, with_secrets=True).head > 0
+    assert seen and not any(seen)
+    assert sorted(p.name for p in out.iterdir()) == ["keys", "ledger.db"]

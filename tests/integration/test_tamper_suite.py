@@ -550,3 +550,31 @@ def test_the_honest_ledger_proves_consistency_with_an_old_bundle(
     report = verify_bundle(old, later.note)
     assert report.ok, report.problems
     assert base64.b64decode(old["consistency"]["hashes"][0])  # a real proof was needed
+
+
+def test_a_damaged_database_page_is_named_as_the_first_bad_position(
+    sqlite_config: LedgerConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A page of the events table overwritten on the disk (a failing drive, not an intruder):
+    verify (and so `GET /v1/ledger/verify`, a 500 before) raised "database disk image is
+    malformed"; now the events before the damage are checked and the first position that
+    cannot be read is the first bad one, the problem naming the damage."""
+    app = history(sqlite_config)
+    target = app.entries_at([40])[0]["signature"].encode()
+    app.close()  # the write-ahead log is folded into the file
+    database = sqlite_config.sqlite_path()
+    with sqlite3.connect(database) as db:
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+    content = database.read_bytes()
+    assert content.count(target) == 1  # the signature is stored once, in its row
+    page = content.index(target) // page_size
+    with database.open("r+b") as fh:
+        fh.seek(page * page_size)
+        fh.write(b"\xa5" * page_size)
+
+    report = verify(sqlite_config)
+    assert not report.ok and report.first_bad_position is not None, report
+    assert 1 < report.first_bad_position <= 40, report
+    assert report.checked == report.first_bad_position - 1
+    assert report.problem is not None and "damaged" in report.problem
+    assert "malformed" in report.problem
