@@ -19,6 +19,7 @@ from fastapi.security.utils import get_authorization_scheme_param
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
+from api.strict_json import NotUtf8
 from ledger.errors import (
     AlreadyExists,
     ConcurrencyConflict,
@@ -194,8 +195,12 @@ _HTTP_SLUGS = {
 }
 
 
-def _http_exception(_: Request, exc: Exception) -> Response:
+def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc, NotUtf8):  # a body, met after the token check as any other body
+        refused = _caller_refused(request)
+        if refused is not None:
+            return _api_problem(request, refused)
     slug, title = _HTTP_SLUGS.get(exc.status_code, ("http-error", "HTTP error"))
     detail = exc.detail if isinstance(exc.detail, str) else title
     headers = dict(exc.headers) if exc.headers else None
