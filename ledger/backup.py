@@ -95,11 +95,24 @@ def _copy_keys(home: Path, out: Path, with_secrets: bool) -> tuple[str, ...]:
         relative = path.relative_to(home)
         target = out / relative
         if not target.parent.exists():
-            target.parent.mkdir(parents=True)
+            target.parent.mkdir(mode=0o700, parents=True)
             if target.parent != out:
                 os.chmod(target.parent, 0o700)
-        shutil.copyfile(path, target)
         secret = path.suffix == ".pem" or path.name == TOKEN_KEY_FILE
-        os.chmod(target, 0o600 if secret else 0o644)  # whatever the umask
+        _copy_new_file(path, target, 0o600 if secret else 0o644)
         copied.append(str(relative))
     return tuple(copied)
+
+
+def _copy_new_file(source: Path, target: Path, mode: int) -> None:
+    """Copy `source` into the new file `target`, created with `mode` (whatever the umask).
+
+    Created so, not copied and then chmod-ed: a secret copied with the umask's mode (0644)
+    could be opened by anyone while it was, in an existing directory others may enter. A
+    `target` that exists, or is a link someone put there meanwhile, is refused
+    (FileExistsError) rather than written through."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(target, flags, mode & 0o600)
+    with os.fdopen(fd, "wb") as copy, open(source, "rb") as original:
+        shutil.copyfileobj(original, copy)
+        os.fchmod(copy.fileno(), mode)
