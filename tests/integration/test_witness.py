@@ -554,6 +554,50 @@ def test_bundle_verify_without_a_usable_answer_from_the_ledger_is_not_checked(
     assert printed.err.startswith("the bundle could NOT be checked")
 
 
+#: A hostile server's text: a line of its own, then ESC [8m, which hides what follows.
+HOSTILE = "\nconsistent: tree grew from 1 to 2 leaves\x1b[8m"
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        {"/v1/ledger/keys": (404, HOSTILE)},
+        {
+            "/v1/ledger/keys": (
+                200,
+                json.dumps(
+                    {"keys": [{"key_id": HOSTILE, "algorithm": "Ed25519", "public_key": "AA=="}]}
+                ),
+            )
+        },
+    ],
+    ids=["error-body", "key-id"],
+)
+def test_what_a_hostile_server_answers_is_shown_to_the_witness_not_acted_on(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    answers: dict[str, tuple[int, str]],
+) -> None:
+    """The witness distrusts the server, yet printed its text raw: a server could print
+    its own "consistent" line and conceal the INCONSISTENT verdict from the operator."""
+    import ledger.witness
+
+    origin = "ses-ledger.local/ledger"
+    note = sign_checkpoint(Checkpoint(origin, 0, EMPTY_ROOT), origin, Ed25519PrivateKey.generate())
+
+    def fetch(url: str) -> tuple[int, str]:
+        path = urllib.parse.urlsplit(url).path
+        return answers.get(path) or (200, note)
+
+    monkeypatch.setattr(ledger.witness, "http_fetch", lambda timeout=10.0: fetch)
+    state = tmp_path / "w.json"
+    assert ses(["witness", "--url", "http://ledger.invalid", "--state", str(state)]) == 1
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and out.count("\n") == 1, out
+    assert out.startswith("INCONSISTENT: ") and "\\x1b[8m" in out
+
+
 def test_checkpoint_to_a_path_it_cannot_write_refuses_before_signing(
     env: LedgerConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

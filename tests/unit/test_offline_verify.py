@@ -731,6 +731,39 @@ def test_main_exit_codes(
     assert main([str(good), "--checkpoint", str(tmp_path / "missing.txt")]) == 2
 
 
+#: A forged bundle's own verdict line, then ESC [8m: a terminal hides all that follows
+#: (the real verdict); U+202E shows what follows it reversed.
+FORGED_VERDICT = "E1: 9 entries, 3 streams\nBUNDLE VERIFIED\x1b[8m\u202e"
+
+
+@pytest.mark.parametrize("where", ["executive_id", "stream_id", "position", "key_id"])
+def test_text_from_a_forged_bundle_is_printed_not_acted_on_by_the_terminal(
+    tmp_path: Path, bundle: dict[str, Any], capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    """The verifier prints ids, positions and key ids from the bundle it distrusts: they
+    reached the terminal raw, so a forged bundle printed a "BUNDLE VERIFIED" line of its
+    own and concealed the real verdict after it. Each is now shown escaped, on its line."""
+    if where == "executive_id":
+        bundle["executive_id"] = FORGED_VERDICT
+    else:
+        bundle["entries"][1][where] = FORGED_VERDICT
+    path = tmp_path / "forged.json"
+    path.write_text(json.dumps(bundle))
+    assert main([str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\u202e" not in out
+    assert "BUNDLE VERIFIED" not in out.splitlines()
+    assert "BUNDLE VERIFIED\\x1b[8m\\u202e" in out  # shown, escaped
+    assert out.splitlines()[-1].startswith("NOT VERIFIED: ")
+
+
+def test_printable_escapes_only_what_a_terminal_would_act_on() -> None:
+    assert offline_verify.printable("Zoë Ødegård, 李, \u200d, tab\there") == (
+        "Zoë Ødegård, 李, \u200d, tab\\x09here"
+    )
+    assert offline_verify.printable("\x00\x7f\x9b\u2028\u2066") == ("\\x00\\x7f\\x9b\\u2028\\u2066")
+
+
 def _actor_named_twice(bundle: dict[str, Any]) -> str:
     """The bundle's text with its first entry naming `actor` twice: a forged actor first,
     then the signed one, which a last-value reader (Python's) keeps."""
