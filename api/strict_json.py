@@ -9,8 +9,8 @@ request whose `json` refuses them; FastAPI turns the decode error into its `json
 validation error, which `api.errors` answers (422, or the 401/403 a body would get).
 
 Every other way a body can fail to parse ends the same way, so that no caller learns of it
-before the token check: nesting too deep for the parser (`RecursionError`) and a number too
-long to convert (`ValueError`) are JSON decode errors too, and text that is not UTF-8 is
+before the token check: nesting too deep for the parser (`read_json` says so) and a number
+too long to convert (`ValueError`) are JSON decode errors too, and text that is not UTF-8 is
 `NotUtf8`, a 400 `api.errors` also answers after the token check. FastAPI would answer
 each with its own 400 ("There was an error parsing the body") before any dependency ran.
 """
@@ -58,9 +58,6 @@ def loads_body(body: bytes) -> Any:
         raise
     except UnicodeDecodeError:
         raise NotUtf8() from None
-    except RecursionError:
-        doc = body.decode("utf-8", "replace")
-        raise json.JSONDecodeError("arrays or objects nested too deeply", doc, 0) from None
     except ValueError as exc:  # an integer of more than 4300 digits (sys.int_info)
         doc = body.decode("utf-8", "replace")
         why = "a number has too many digits" if "digits" in str(exc) else "a value cannot be read"

@@ -542,7 +542,11 @@ def read_json(text: str | bytes) -> tuple[Any, list[str]]:
             found[name] = value
         return found
 
-    return json.loads(text, object_pairs_hook=pairs), repeated
+    try:
+        return json.loads(text, object_pairs_hook=pairs), repeated
+    except RecursionError:  # not a ValueError: it escaped every caller's handling of bad input
+        doc = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+        raise json.JSONDecodeError("arrays or objects nested too deeply", doc, 0) from None
 
 
 def repeated_names_problem(names: list[str]) -> str:
@@ -667,7 +671,7 @@ def main(argv: list[str] | None = None) -> int:
         trusted_keys = None
         if args.keys is not None:
             with open(args.keys, encoding="utf-8") as f:
-                listed = json.load(f)
+                listed = read_json(f.read())[0]
             if not isinstance(listed, dict) or not isinstance(listed.get("keys"), list):
                 raise ValueError(f'{args.keys} is not a key list ({{"keys": [...]}})')
             trusted_keys = listed["keys"]

@@ -105,7 +105,7 @@ class LogClient:
             raise Inconsistent(f"{path} answered {status}: {body[:200]}")
         try:
             value = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply to read
             raise Inconsistent(f"{path} did not answer JSON") from None
         if not isinstance(value, dict):
             raise Inconsistent(f"{path} did not answer a JSON object")

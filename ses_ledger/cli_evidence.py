@@ -342,9 +342,11 @@ def cmd_bundle_reindex(args: argparse.Namespace) -> int:
 
 def _read_note(path: str) -> str:
     """A checkpoint note, from a note file or from a witness state file (its `checkpoint`)."""
+    from ledger.offline_verify import read_json
+
     text = Path(path).read_text(encoding="utf-8")
     if text.lstrip().startswith("{"):
-        return str(json.loads(text)["checkpoint"])
+        return str(read_json(text)[0]["checkpoint"])
     return text
 
 

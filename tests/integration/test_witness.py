@@ -598,6 +598,32 @@ def test_what_a_hostile_server_answers_is_shown_to_the_witness_not_acted_on(
     assert out.startswith("INCONSISTENT: ") and "\\x1b[8m" in out
 
 
+def test_an_answer_nested_too_deeply_is_no_crash(
+    env: LedgerConfig,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A server answering JSON nested deeper than the parser goes crashed the witness and
+    `bundle verify --url` with a RecursionError traceback; and so did a --checkpoint state
+    file like it. The witness now finds the answer is not JSON; bundle verify says it could
+    not check."""
+    import ledger.witness
+
+    deep = '{"a": ' * 100_000 + "1" + "}" * 100_000
+    monkeypatch.setattr(ledger.witness, "http_fetch", lambda timeout=10.0: lambda url: (200, deep))
+    state = tmp_path / "w.json"
+    assert ses(["witness", "--url", "http://ledger.invalid", "--state", str(state)]) == 1
+    assert capsys.readouterr().out == "INCONSISTENT: /v1/ledger/keys did not answer JSON\n"
+    bundle = _exported(env, tmp_path)
+    assert ses(["bundle", "verify", str(bundle), "--url", "http://ledger.invalid"]) == 2
+    assert capsys.readouterr().err.startswith("the bundle could NOT be checked")
+    (tmp_path / "deep-state.json").write_text(deep)
+    checkpoint = str(tmp_path / "deep-state.json")
+    assert ses(["bundle", "verify", str(bundle), "--checkpoint", checkpoint]) == 2
+    assert "nested too deeply" in capsys.readouterr().err
+
+
 def test_checkpoint_to_a_path_it_cannot_write_refuses_before_signing(
     env: LedgerConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -764,6 +764,24 @@ def test_printable_escapes_only_what_a_terminal_would_act_on() -> None:
     assert offline_verify.printable("\x00\x7f\x9b\u2028\u2066") == ("\\x00\\x7f\\x9b\\u2028\\u2066")
 
 
+def test_input_nested_too_deeply_is_unreadable_not_a_crash(
+    tmp_path: Path, bundle: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bundle or key list nested deeper than the parser goes raised RecursionError (not a
+    ValueError) through main: a traceback and exit 1 ("problems found") for input that was
+    never checked. Now exit 2, in one line, like any unreadable input."""
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"a": ' * 100_000 + "1" + "}" * 100_000)
+    good = tmp_path / "bundle.json"
+    good.write_text(json.dumps(bundle))
+    assert main([str(deep)]) == 2
+    assert main([str(good), "--keys", str(deep)]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    assert printed.err.count("cannot read input, so the bundle was NOT checked") == 2
+    assert "nested too deeply" in printed.err
+
+
 def _actor_named_twice(bundle: dict[str, Any]) -> str:
     """The bundle's text with its first entry naming `actor` twice: a forged actor first,
     then the signed one, which a last-value reader (Python's) keeps."""
