@@ -12,6 +12,7 @@ import base64
 import json
 import socket
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -504,6 +505,74 @@ def test_a_url_urllib_cannot_use_or_a_server_that_is_not_http_is_unavailable(
     monkeypatch.setattr(urllib.request, "urlopen", not_http)
     with pytest.raises(OSError, match="BadStatusLine"):
         http_fetch()("http://127.0.0.1:1/v1/ledger/keys")
+
+
+@contextmanager
+def _hostile_server(status: str, body: Callable[[socket.socket], None]) -> Iterator[str]:
+    """A server that answers every request with `status` and a body `body` sends (for as
+    long as it likes: it stops once the client has gone)."""
+    listener = _free_socket()
+    listener.listen(8)
+    listener.settimeout(0.1)
+    stop = threading.Event()
+
+    def answer(conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.recv(65_536)
+                head = f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+                conn.sendall((head + "Content-Length: 100000000\r\n\r\n").encode())
+                body(conn)
+            except OSError:
+                pass  # the client hung up
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+
+
+def _trickle(conn: socket.socket) -> None:
+    for _ in range(200):  # a byte every 50 ms, each well within the timeout
+        conn.sendall(b" ")
+        time.sleep(0.05)
+
+
+def _flood(conn: socket.socket) -> None:
+    for _ in range(200):  # 12.8 MB as fast as the client takes it
+        conn.sendall(b" " * 65_536)
+
+
+@pytest.mark.parametrize("status", ["200 OK", "404 Not Found"])
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [(_trickle, "took longer than 1 s"), (_flood, "larger than")],
+    ids=["trickle", "flood"],
+)
+def test_an_endless_answer_is_cut_off_not_waited_for(
+    status: str, body: Callable[[socket.socket], None], said: str
+) -> None:
+    """A server trickling its body a byte at a time (each within the per-read timeout) held
+    a witness run for ever, with the state's lock, so every later run queued behind it; one
+    sending a body without end filled the memory. The timeout now bounds each answer and
+    its size is limited: the check could not be made (exit 2), soon."""
+    with _hostile_server(status, body) as url:
+        started = time.monotonic()
+        with pytest.raises(OSError, match=said):
+            http_fetch(timeout=1.0)(f"{url}/v1/ledger/keys")
+        assert time.monotonic() - started < 5
 
 
 def test_bundle_verify_against_an_unreachable_ledger_is_not_checked_rather_than_failed(
