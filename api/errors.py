@@ -118,6 +118,14 @@ _LEDGER: list[tuple[type[LedgerError], int, str, str]] = [
 ]
 
 
+#: A key that cannot be loaded is told to the client in these words only: the reason
+#: (`SigningKeyError`'s message) names the server's files and how to restore them, which is
+#: for the operator, in the server's log; `GET /v1/ledger/keys` answers it to anyone.
+SIGNING_KEY_UNAVAILABLE = (
+    "the ledger's signing keys cannot be loaded; nothing was recorded (the server's log says why)"
+)
+
+
 def _ledger_error(_: Request, exc: Exception) -> Response:
     for cls, status, slug, title in _LEDGER:
         if isinstance(exc, cls):
@@ -133,6 +141,8 @@ def _ledger_error(_: Request, exc: Exception) -> Response:
                 extra["current_version"] = exc.actual
             if status >= 500:
                 log.error("ledger error: %s", exc)
+            if isinstance(exc, SigningKeyError):  # its message names files: for the log only
+                detail = SIGNING_KEY_UNAVAILABLE
             return problem(status, slug, title, detail, **extra)
     log.error("unmapped ledger error: %r", exc)
     return problem(500, "internal-error", "Internal error", "the ledger failed unexpectedly")
