@@ -145,7 +145,10 @@ class LogClient:
     def keys(self) -> dict[str, str]:
         """{key_id: base64 raw Ed25519 public key}."""
         found: dict[str, str] = {}
-        for key in self._json("/v1/ledger/keys").get("keys") or []:
+        listed = self._json("/v1/ledger/keys").get("keys")
+        if not isinstance(listed, list):
+            raise Inconsistent("/v1/ledger/keys did not answer a list of keys")
+        for key in listed:
             if isinstance(key, dict) and key.get("algorithm") == "Ed25519":
                 found[str(key.get("key_id"))] = str(key.get("public_key"))
         return found

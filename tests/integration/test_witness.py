@@ -667,6 +667,25 @@ def test_what_a_hostile_server_answers_is_shown_to_the_witness_not_acted_on(
     assert out.startswith("INCONSISTENT: ") and "\\x1b[8m" in out
 
 
+@pytest.mark.parametrize("keys", ["5", '"k"', '{"k": 1}', "null"])
+def test_a_key_list_that_is_not_a_list_is_inconsistent_not_a_crash(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    keys: str,
+) -> None:
+    """`{"keys": 5}` from the server crashed the witness with a TypeError traceback."""
+    import ledger.witness
+
+    answer = (200, '{"keys": ' + keys + "}")
+    monkeypatch.setattr(ledger.witness, "http_fetch", lambda timeout=10.0: lambda url: answer)
+    state = tmp_path / "w.json"
+    assert ses(["witness", "--url", "http://ledger.invalid", "--state", str(state)]) == 1
+    out = capsys.readouterr().out
+    assert out == "INCONSISTENT: /v1/ledger/keys did not answer a list of keys\n"
+    assert not state.exists()
+
+
 def test_an_answer_nested_too_deeply_is_no_crash(
     env: LedgerConfig,
     tmp_path: Path,
