@@ -220,7 +220,8 @@ class Report:
         return not self.problems
 
 
-_MALFORMED = (KeyError, TypeError, ValueError, AttributeError)  # binascii.Error is a ValueError
+#: binascii.Error is a ValueError; RecursionError: a value nested deeper than can be hashed
+_MALFORMED = (KeyError, TypeError, ValueError, AttributeError, RecursionError)
 
 
 def _load_keys(raw: Any, bad: Problem) -> Keys:

@@ -782,6 +782,23 @@ def test_input_nested_too_deeply_is_unreadable_not_a_crash(
     assert "nested too deeply" in printed.err
 
 
+def test_an_entry_nested_too_deeply_to_hash_is_a_problem_not_a_crash(
+    tmp_path: Path, bundle: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Data nested 700 deep parses, but hashing it (RFC 8785, recursively) went past the
+    interpreter's depth: a RecursionError traceback (exit 1 without a verdict) instead of
+    the entry reported as malformed."""
+    text = json.dumps(bundle).replace(
+        '"data": {', '"data": {"deep": ' + "[" * 700 + "]" * 700 + ", ", 1
+    )
+    path = tmp_path / "deep-entry.json"
+    path.write_text(text)
+    assert main([str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "malformed entry (RecursionError" in out
+    assert out.splitlines()[-1].startswith("NOT VERIFIED: ")
+
+
 def _actor_named_twice(bundle: dict[str, Any]) -> str:
     """The bundle's text with its first entry naming `actor` twice: a forged actor first,
     then the signed one, which a last-value reader (Python's) keeps."""
