@@ -24,6 +24,7 @@ from fastapi.security.utils import get_authorization_scheme_param
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
+from api.strict_json import NotUtf8
 from ledger.errors import (
     AlreadyExists,
     ConcurrencyConflict,
@@ -122,6 +123,14 @@ _LEDGER: list[tuple[type[LedgerError], int, str, str]] = [
 ]
 
 
+#: A key that cannot be loaded is told to the client in these words only: the reason
+#: (`SigningKeyError`'s message) names the server's files and how to restore them, which is
+#: for the operator, in the server's log; `GET /v1/ledger/keys` answers it to anyone.
+SIGNING_KEY_UNAVAILABLE = (
+    "the ledger's signing keys cannot be loaded; nothing was recorded (the server's log says why)"
+)
+
+
 def _ledger_error(_: Request, exc: Exception) -> Response:
     for cls, status, slug, title in _LEDGER:
         if isinstance(exc, cls):
@@ -137,6 +146,8 @@ def _ledger_error(_: Request, exc: Exception) -> Response:
                 extra["current_version"] = exc.actual
             if status >= 500:
                 log.error("ledger error: %s", exc)
+            if isinstance(exc, SigningKeyError):  # its message names files: for the log only
+                detail = SIGNING_KEY_UNAVAILABLE
             return problem(status, slug, title, detail, **extra)
     log.error("unmapped ledger error: %r", exc)
     return problem(500, "internal-error", "Internal error", "the ledger failed unexpectedly")
@@ -199,8 +210,12 @@ _HTTP_SLUGS = {
 }
 
 
-def _http_exception(_: Request, exc: Exception) -> Response:
+def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc, NotUtf8):  # a body, met after the token check as any other body
+        refused = _caller_refused(request)
+        if refused is not None:
+            return _api_problem(request, refused)
     slug, title = _HTTP_SLUGS.get(exc.status_code, ("http-error", "HTTP error"))
     detail = exc.detail if isinstance(exc.detail, str) else title
     headers = dict(exc.headers) if exc.headers else None

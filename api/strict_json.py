@@ -7,6 +7,12 @@ meaning depends on who reads it (I-JSON, RFC 7493 section 2.3: names MUST be uni
 (the standard library's parser, last value wins), so the routes that take bodies use a
 request whose `json` refuses them; FastAPI turns the decode error into its `json_invalid`
 validation error, which `api.errors` answers (422, or the 401/403 a body would get).
+
+Every other way a body can fail to parse ends the same way, so that no caller learns of it
+before the token check: nesting too deep for the parser (`read_json` says so) and a number
+too long to convert (`ValueError`) are JSON decode errors too, and text that is not UTF-8 is
+`NotUtf8`, a 400 `api.errors` also answers after the token check. FastAPI would answer
+each with its own 400 ("There was an error parsing the body") before any dependency ran.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -35,10 +42,32 @@ def loads_unique(text: str | bytes) -> Any:
     return value
 
 
+class NotUtf8(HTTPException):
+    """A body that is not UTF-8 text (400, `api.errors`, after the token check)."""
+
+    def __init__(self) -> None:
+        super().__init__(400, "the request body is not UTF-8 text")
+
+
+def loads_body(body: bytes) -> Any:
+    """`loads_unique`, with every failure to parse a `json.JSONDecodeError`, except text
+    that is not UTF-8 (`NotUtf8`)."""
+    try:
+        return loads_unique(body)
+    except json.JSONDecodeError:
+        raise
+    except UnicodeDecodeError:
+        raise NotUtf8() from None
+    except ValueError as exc:  # an integer of more than 4300 digits (sys.int_info)
+        doc = body.decode("utf-8", "replace")
+        why = "a number has too many digits" if "digits" in str(exc) else "a value cannot be read"
+        raise json.JSONDecodeError(why, doc, 0) from None
+
+
 class _UniqueNamesRequest(Request):
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
-            self._json = loads_unique(await self.body())
+            self._json = loads_body(await self.body())
         return self._json
 
 

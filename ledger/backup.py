@@ -123,7 +123,7 @@ def _copy_keys(home: Path, out: Path, with_secrets: bool) -> tuple[str, ...]:
         relative = path.relative_to(home)
         target = out / relative
         if not target.parent.exists():
-            target.parent.mkdir(parents=True)
+            target.parent.mkdir(mode=0o700, parents=True)
             if target.parent != out:
                 os.chmod(target.parent, 0o700)
         secret = path.suffix == ".pem" or path.name == TOKEN_KEY_FILE

@@ -220,7 +220,8 @@ class Report:
         return not self.problems
 
 
-_MALFORMED = (KeyError, TypeError, ValueError, AttributeError)  # binascii.Error is a ValueError
+#: binascii.Error is a ValueError; RecursionError: a value nested deeper than can be hashed
+_MALFORMED = (KeyError, TypeError, ValueError, AttributeError, RecursionError)
 
 
 def _load_keys(raw: Any, bad: Problem) -> Keys:
@@ -544,7 +545,11 @@ def read_json(text: str | bytes) -> tuple[Any, list[str]]:
             found[name] = value
         return found
 
-    return json.loads(text, object_pairs_hook=pairs), repeated
+    try:
+        return json.loads(text, object_pairs_hook=pairs), repeated
+    except RecursionError:  # not a ValueError: it escaped every caller's handling of bad input
+        doc = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+        raise json.JSONDecodeError("arrays or objects nested too deeply", doc, 0) from None
 
 
 def repeated_names_problem(names: list[str]) -> str:
@@ -621,6 +626,28 @@ def verify_bundle(
     return report
 
 
+#: Characters a terminal acts on rather than shows: C0 and C1 controls (ESC starts the
+#: sequences that recolour, hide or move text; a line feed starts a line), the line and
+#: paragraph separators, and the bidirectional embeddings, overrides and isolates (which
+#: reorder what follows them on screen).
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """`text` as one line a terminal shows as it is: every character it would act on
+    instead (`_UNPRINTABLE`) escaped as ``\\xNN`` or ``\\uNNNN``.
+
+    What a verifier prints holds text from the very input it distrusts (ids, dates, key ids,
+    a server's answer): unescaped, a forged bundle could print its own "BUNDLE VERIFIED"
+    line and hide the real verdict (ESC [8m conceals the rest of the output)."""
+
+    def escape(match: re.Match[str]) -> str:
+        code = ord(match.group())
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+    return _UNPRINTABLE.sub(escape, text)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line; exit 0 when the bundle verifies, 1 on problems, 2 on usage/input errors."""
     parser = argparse.ArgumentParser(description="Verify an SES Ledger evidence bundle offline.")
@@ -647,19 +674,23 @@ def main(argv: list[str] | None = None) -> int:
         trusted_keys = None
         if args.keys is not None:
             with open(args.keys, encoding="utf-8") as f:
-                listed = json.load(f)
+                listed = read_json(f.read())[0]
             if not isinstance(listed, dict) or not isinstance(listed.get("keys"), list):
                 raise ValueError(f'{args.keys} is not a key list ({{"keys": [...]}})')
             trusted_keys = listed["keys"]
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return 0 if exc.code == 0 else 2
     except (OSError, ValueError) as exc:
-        print(f"cannot read input, so the bundle was NOT checked: {exc}", file=sys.stderr)
+        print(
+            f"cannot read input, so the bundle was NOT checked: {printable(str(exc))}",
+            file=sys.stderr,
+        )
         return 2
     report = verify_bundle(bundle, trusted, trusted_keys, repeated)
-    print("\n".join(report.summary))
+    for line in report.summary:
+        print(printable(line))
     for p in report.problems:
-        print(f"PROBLEM: {p}")
+        print(f"PROBLEM: {printable(p)}")
     print("BUNDLE VERIFIED" if report.ok else f"NOT VERIFIED: {len(report.problems)} problem(s)")
     return 0 if report.ok else 1
 

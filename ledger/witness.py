@@ -25,6 +25,7 @@ import base64
 import binascii
 import http.client
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -60,21 +61,45 @@ class Inconsistent(LedgerError):
     """The log contradicts the witness's saved checkpoint or keys (exit status 1)."""
 
 
+#: The most of an answer read: keys, a checkpoint note and a consistency proof are a few
+#: kilobytes; a server that sends more is not answering as a ledger does.
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
+
+
 def http_fetch(timeout: float = 10.0) -> Fetch:
     """A `Fetch` over urllib (HTTP errors become statuses; network errors raise OSError, and
-    so do a URL urllib cannot use and an answer that is not HTTP: no check was made)."""
+    so do a URL urllib cannot use and an answer that is not HTTP: no check was made).
+
+    `timeout` bounds each answer's body as a whole, not only each wait for a byte, and an
+    answer is read up to `MAX_ANSWER_BYTES`: the server is what the witness distrusts, and
+    one that trickled an endless body held the run (and the state's lock, so every later
+    run queued behind it) for ever, or filled the memory."""
 
     def fetch(url: str) -> tuple[int, str]:
+        deadline = time.monotonic() + timeout
         try:
             request = urllib.request.Request(
                 url, headers={"Accept": "application/json, text/plain"}
             )
             with urllib.request.urlopen(request, timeout=timeout) as response:
-                return int(response.status), response.read().decode("utf-8")
+                return int(response.status), _read_answer(response, deadline).decode("utf-8")
         except urllib.error.HTTPError as exc:
-            return int(exc.code), exc.read().decode("utf-8", "replace")
+            return int(exc.code), _read_answer(exc, deadline).decode("utf-8", "replace")
         except (ValueError, http.client.HTTPException) as exc:  # "unknown url type", ...
             raise OSError(f"{type(exc).__name__}: {exc}") from None
+
+    def _read_answer(response: Any, deadline: float) -> bytes:
+        """The body, read as it arrives; OSError past the deadline or the size limit."""
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := response.read1(65_536):
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                raise OSError(f"the answer is larger than {MAX_ANSWER_BYTES} bytes")
+            if time.monotonic() > deadline:
+                raise OSError(f"the answer took longer than {timeout:g} s")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     return fetch
 
@@ -104,7 +129,7 @@ class LogClient:
             raise Inconsistent(f"{path} answered {status}: {body[:200]}")
         try:
             value = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply to read
             raise Inconsistent(f"{path} did not answer JSON") from None
         if not isinstance(value, dict):
             raise Inconsistent(f"{path} did not answer a JSON object")
@@ -119,7 +144,10 @@ class LogClient:
     def keys(self) -> dict[str, str]:
         """{key_id: base64 raw Ed25519 public key}."""
         found: dict[str, str] = {}
-        for key in self._json("/v1/ledger/keys").get("keys") or []:
+        listed = self._json("/v1/ledger/keys").get("keys")
+        if not isinstance(listed, list):
+            raise Inconsistent("/v1/ledger/keys did not answer a list of keys")
+        for key in listed:
             if isinstance(key, dict) and key.get("algorithm") == "Ed25519":
                 found[str(key.get("key_id"))] = str(key.get("public_key"))
         return found

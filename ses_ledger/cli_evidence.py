@@ -342,9 +342,11 @@ def cmd_bundle_reindex(args: argparse.Namespace) -> int:
 
 def _read_note(path: str) -> str:
     """A checkpoint note, from a note file or from a witness state file (its `checkpoint`)."""
+    from ledger.offline_verify import read_json
+
     text = Path(path).read_text(encoding="utf-8")
     if text.lstrip().startswith("{"):
-        return str(json.loads(text)["checkpoint"])
+        return str(read_json(text)[0]["checkpoint"])
     return text
 
 
@@ -381,13 +383,15 @@ def cmd_bundle_verify(args: argparse.Namespace) -> int:
             trusted = _attach_consistency(bundle, args.url, trusted)
             keys = _ledger_keys(args.url)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        print(f"cannot read input, so the bundle was NOT checked: {exc}", file=sys.stderr)
+        why = offline_verify.printable(str(exc))
+        print(f"cannot read input, so the bundle was NOT checked: {why}", file=sys.stderr)
         return 2
     except _NotChecked as exc:
-        print(f"the bundle could NOT be checked (this is no verdict on it): {exc}", file=sys.stderr)
+        why = offline_verify.printable(str(exc))  # it may quote the server's answer
+        print(f"the bundle could NOT be checked (this is no verdict on it): {why}", file=sys.stderr)
         return 2
     if trusted is not None and trusted.startswith("PROBLEM: "):
-        print(f"{trusted}\nNOT VERIFIED: 1 problem(s)")
+        print(f"{offline_verify.printable(trusted)}\nNOT VERIFIED: 1 problem(s)")
         return 1
     with tempfile.TemporaryDirectory() as tmp:
         bundle_path = Path(tmp) / "bundle.json"
@@ -479,6 +483,7 @@ def _attach_consistency(bundle: Any, url: str, trusted: str | None) -> str | Non
 
 
 def cmd_witness(args: argparse.Namespace) -> int:
+    from ledger.offline_verify import printable
     from ledger.witness import WitnessUnavailable, http_fetch, witness
 
     state = Path(args.state)
@@ -489,12 +494,13 @@ def cmd_witness(args: argparse.Namespace) -> int:
     try:
         seen = witness(args.url, state, origin=args.origin, fetch=http_fetch(args.timeout))
     except WitnessUnavailable as exc:
-        print(f"ses-ledger witness: {exc}", file=sys.stderr)
+        print(f"ses-ledger witness: {printable(str(exc))}", file=sys.stderr)
         return 2
     except OSError as exc:  # the state's lock or the state itself, written after the check
         print(f"ses-ledger witness: cannot keep the state in {state}: {exc}", file=sys.stderr)
         return 2
-    print("\n".join(seen.lines))
+    for line in seen.lines:  # they quote what the server answered: shown, never acted on
+        print(printable(line))
     return 0 if seen.ok else 1
 
 

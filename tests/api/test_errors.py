@@ -175,6 +175,48 @@ def test_a_member_named_twice_meets_the_token_check_first(shared_api: Api) -> No
     )
 
 
+#: Bodies that are not usable JSON for reasons other than syntax: FastAPI answered each with
+#: a 400 "There was an error parsing the body" before the token was looked at.
+UNREADABLE_BODIES = {
+    "nested-too-deep": (b"[" * 5_000 + b"]" * 5_000, "nested too deeply"),
+    "deep-inside-a-field": (
+        b'{"executive_id": "E1", "name": ' + b"[" * 5_000 + b"]" * 5_000 + b"}",
+        "nested too deeply",
+    ),
+    "number-of-5000-digits": (b'{"probationary": 1' + b"0" * 5_000 + b"}", "too many digits"),
+}
+
+
+@pytest.mark.parametrize("name", list(UNREADABLE_BODIES))
+def test_an_unreadable_body_is_422_and_says_why(shared_api: Api, name: str) -> None:
+    """docs/api.md: a body that is not JSON is 422 `invalid-request`; only text that is not
+    UTF-8 is 400."""
+    content, why = UNREADABLE_BODIES[name]
+    size = shared_api.ledger_size()
+    problem = _problem(_raw(shared_api, "/v1/executives", content), 422, "invalid-request")
+    assert why in problem["detail"]
+    assert "set_int_max_str_digits" not in problem["detail"]  # no hint at the server's insides
+    assert shared_api.ledger_size() == size
+
+
+@pytest.mark.parametrize("name", [*UNREADABLE_BODIES, "not-utf-8"])
+def test_an_unreadable_body_meets_the_token_check_first(shared_api: Api, name: str) -> None:
+    """No token: 401; an auditor's: 403, whatever the body (a caller learns nothing of how
+    the server parses before it has shown a token that may write)."""
+    content = UNREADABLE_BODIES[name][0] if name != "not-utf-8" else b'{"name": "\xff\xfe"}'
+    plain = {"Content-Type": "application/json"}
+    for path in ("/v1/executives", "/v1/appraisals/A-1/progress-reviews"):
+        r = shared_api.client.post(path, content=content, headers=plain)
+        _problem(r, 401, "unauthorized")
+        r = shared_api.client.post(path, content=content, headers={**shared_api.auditor, **plain})
+        _problem(r, 403, "forbidden")
+
+
+def test_a_body_that_is_not_utf_8_is_400(shared_api: Api) -> None:
+    problem = _problem(_raw(shared_api, "/v1/executives", b'{"name": "\xff"}'), 400, "bad-request")
+    assert problem["detail"] == "the request body is not UTF-8 text"
+
+
 def test_a_syntax_error_says_what_is_wrong(shared_api: Api) -> None:
     problem = _problem(
         _raw(shared_api, "/v1/executives", b'{"a": 1 "b": 2}'), 422, "invalid-request"

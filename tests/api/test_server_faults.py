@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from eventsourcing.persistence import InternalError, OperationalError
 
+from api.errors import SIGNING_KEY_UNAVAILABLE
 from ledger.application import LedgerApp
 from ledger.config import LedgerConfig
 from tests.api import story as s
@@ -120,8 +121,30 @@ def test_an_unloadable_signing_key_is_503_and_nothing_is_recorded(
     assert r.status_code == 503, r.text
     problem = r.json()
     assert problem["type"] == "urn:ses-ledger:problem:unavailable"
-    assert "cannot load the private key" in problem["detail"]
+    assert problem["detail"] == SIGNING_KEY_UNAVAILABLE
     assert (ledger.recorder.max_notification_id() or 0) == 0
+
+
+@pytest.mark.parametrize("damage", ["missing", "garbled"])
+def test_a_key_ring_that_cannot_be_read_tells_anyone_nothing_of_the_servers_files(
+    served: tuple[Api, LedgerApp], caplog: pytest.LogCaptureFixture, damage: str
+) -> None:
+    """`GET /v1/ledger/keys` needs no token: its 503 answered the key ring's absolute path and
+    how to restore it ("no key ring at /srv/.../keys/keyring.json: ... restored from its
+    backup") to whoever asked. The reason is now in the server's log only."""
+    api, ledger = served
+    ring = ledger.config.home / "keys" / "keyring.json"
+    if damage == "missing":
+        ring.unlink()
+    else:
+        ring.write_text("[")
+    for r in (api.client.get("/v1/ledger/keys"), api.post("/v1/executives", s.executive("E-K"))):
+        assert r.status_code == 503, r.text
+        problem = r.json()
+        assert problem["type"] == "urn:ses-ledger:problem:unavailable"
+        assert problem["detail"] == SIGNING_KEY_UNAVAILABLE
+        assert str(ledger.config.home) not in r.text and "keyring.json" not in r.text
+    assert str(ring) in caplog.text  # the operator still learns which file
 
 
 def test_a_busy_store_at_the_checkpoint_after_a_commit_still_answers_201_once(

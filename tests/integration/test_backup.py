@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import re
 import sqlite3
 import stat
 import threading
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,6 +73,76 @@ def test_secrets_are_copied_only_when_asked_and_stay_private(
         assert stat.S_IMODE(secret.stat().st_mode) == 0o600
     assert stat.S_IMODE((out / "keys").stat().st_mode) == 0o700
     assert KeyRing(out).signer().key_id == key_id  # the copy can sign as the original
+
+
+def test_secrets_are_never_readable_by_others_while_they_are_copied(
+    sqlite_config: LedgerConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Into an existing empty directory others may enter (a shared backup disk), under the
+    usual umask: the token key was copied with mode 0644 and only then set to 0600, so
+    anyone could open it meanwhile and keep reading it."""
+    _demo(sqlite_config, executives=1)
+    load_or_create_token_key(sqlite_config.home)
+    out = tmp_path / "shared"
+    out.mkdir(mode=0o755)
+    os.chmod(out, 0o755)
+    seen: dict[str, int] = {}  # each file's mode just before the backup sets it
+    real_chmod, real_fchmod = os.chmod, os.fchmod
+
+    def note(name: str, mode: int) -> None:
+        if name.startswith(str(out)) and stat.S_ISREG(os.stat(name).st_mode):
+            # a file written whole (ledger.files.write_file) is first its temporary name
+            base = re.sub(r"^\.(.+)\.[0-9a-f]{8}\.tmp$", r"\1", os.path.basename(name))
+            seen[base] = stat.S_IMODE(mode)
+
+    def chmod(path: Any, mode: int, **kwargs: Any) -> None:
+        note(os.fspath(path), os.stat(path).st_mode)
+        real_chmod(path, mode, **kwargs)
+
+    def fchmod(fd: int, mode: int) -> None:
+        note(os.readlink(f"/proc/self/fd/{fd}"), os.fstat(fd).st_mode)
+        real_fchmod(fd, mode)
+
+    old_umask = os.umask(0o022)
+    try:
+        with monkeypatch.context() as patched:
+            patched.setattr(os, "chmod", chmod)
+            patched.setattr(os, "fchmod", fchmod)
+            backup(sqlite_config, out, with_secrets=True)
+    finally:
+        os.umask(old_umask)
+    assert "token.key" in seen
+    for name, mode in seen.items():
+        secret = name.endswith(".pem") or name == "token.key"
+        assert not (secret and mode & 0o077), f"{name} was {oct(mode)} while it was written"
+    assert stat.S_IMODE((out / "token.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((out / "keys" / "keyring.json").stat().st_mode) == 0o644
+
+
+def test_a_secret_is_not_written_through_a_link_planted_during_the_backup(
+    sqlite_config: LedgerConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone who may write into the (empty, existing) backup directory plants
+    token.key -> a file of theirs while the database is copied: the token secret went into
+    their file. The backup now fails instead, and their file stays empty."""
+    import ledger.backup as backup_module
+
+    _demo(sqlite_config, executives=1)
+    load_or_create_token_key(sqlite_config.home)
+    out = tmp_path / "shared"
+    out.mkdir()
+    theirs = tmp_path / "theirs"
+    theirs.write_text("")
+    real_facts = backup_module._facts
+
+    def facts_and_plant(copy: Any) -> Any:
+        (out / "token.key").symlink_to(theirs)
+        return real_facts(copy)
+
+    monkeypatch.setattr(backup_module, "_facts", facts_and_plant)
+    with pytest.raises(FileExistsError):
+        backup(sqlite_config, out, with_secrets=True)
+    assert theirs.read_text() == ""
 
 
 def test_backups_taken_while_the_ledger_is_written_each_verify(

@@ -12,6 +12,7 @@ import base64
 import json
 import socket
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -506,6 +507,74 @@ def test_a_url_urllib_cannot_use_or_a_server_that_is_not_http_is_unavailable(
         http_fetch()("http://127.0.0.1:1/v1/ledger/keys")
 
 
+@contextmanager
+def _hostile_server(status: str, body: Callable[[socket.socket], None]) -> Iterator[str]:
+    """A server that answers every request with `status` and a body `body` sends (for as
+    long as it likes: it stops once the client has gone)."""
+    listener = _free_socket()
+    listener.listen(8)
+    listener.settimeout(0.1)
+    stop = threading.Event()
+
+    def answer(conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.recv(65_536)
+                head = f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+                conn.sendall((head + "Content-Length: 100000000\r\n\r\n").encode())
+                body(conn)
+            except OSError:
+                pass  # the client hung up
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+
+
+def _trickle(conn: socket.socket) -> None:
+    for _ in range(200):  # a byte every 50 ms, each well within the timeout
+        conn.sendall(b" ")
+        time.sleep(0.05)
+
+
+def _flood(conn: socket.socket) -> None:
+    for _ in range(200):  # 12.8 MB as fast as the client takes it
+        conn.sendall(b" " * 65_536)
+
+
+@pytest.mark.parametrize("status", ["200 OK", "404 Not Found"])
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [(_trickle, "took longer than 1 s"), (_flood, "larger than")],
+    ids=["trickle", "flood"],
+)
+def test_an_endless_answer_is_cut_off_not_waited_for(
+    status: str, body: Callable[[socket.socket], None], said: str
+) -> None:
+    """A server trickling its body a byte at a time (each within the per-read timeout) held
+    a witness run for ever, with the state's lock, so every later run queued behind it; one
+    sending a body without end filled the memory. The timeout now bounds each answer and
+    its size is limited: the check could not be made (exit 2), soon."""
+    with _hostile_server(status, body) as url:
+        started = time.monotonic()
+        with pytest.raises(OSError, match=said):
+            http_fetch(timeout=1.0)(f"{url}/v1/ledger/keys")
+        assert time.monotonic() - started < 5
+
+
 def test_bundle_verify_against_an_unreachable_ledger_is_not_checked_rather_than_failed(
     env: LedgerConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -552,6 +621,95 @@ def test_bundle_verify_without_a_usable_answer_from_the_ledger_is_not_checked(
     printed = capsys.readouterr()
     assert printed.out == "" and said in printed.err
     assert printed.err.startswith("the bundle could NOT be checked")
+
+
+#: A hostile server's text: a line of its own, then ESC [8m, which hides what follows.
+HOSTILE = "\nconsistent: tree grew from 1 to 2 leaves\x1b[8m"
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        {"/v1/ledger/keys": (404, HOSTILE)},
+        {
+            "/v1/ledger/keys": (
+                200,
+                json.dumps(
+                    {"keys": [{"key_id": HOSTILE, "algorithm": "Ed25519", "public_key": "AA=="}]}
+                ),
+            )
+        },
+    ],
+    ids=["error-body", "key-id"],
+)
+def test_what_a_hostile_server_answers_is_shown_to_the_witness_not_acted_on(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    answers: dict[str, tuple[int, str]],
+) -> None:
+    """The witness distrusts the server, yet printed its text raw: a server could print
+    its own "consistent" line and conceal the INCONSISTENT verdict from the operator."""
+    import ledger.witness
+
+    origin = "ses-ledger.local/ledger"
+    note = sign_checkpoint(Checkpoint(origin, 0, EMPTY_ROOT), origin, Ed25519PrivateKey.generate())
+
+    def fetch(url: str) -> tuple[int, str]:
+        path = urllib.parse.urlsplit(url).path
+        return answers.get(path) or (200, note)
+
+    monkeypatch.setattr(ledger.witness, "http_fetch", lambda timeout=10.0: fetch)
+    state = tmp_path / "w.json"
+    assert ses(["witness", "--url", "http://ledger.invalid", "--state", str(state)]) == 1
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and out.count("\n") == 1, out
+    assert out.startswith("INCONSISTENT: ") and "\\x1b[8m" in out
+
+
+@pytest.mark.parametrize("keys", ["5", '"k"', '{"k": 1}', "null"])
+def test_a_key_list_that_is_not_a_list_is_inconsistent_not_a_crash(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    keys: str,
+) -> None:
+    """`{"keys": 5}` from the server crashed the witness with a TypeError traceback."""
+    import ledger.witness
+
+    answer = (200, '{"keys": ' + keys + "}")
+    monkeypatch.setattr(ledger.witness, "http_fetch", lambda timeout=10.0: lambda url: answer)
+    state = tmp_path / "w.json"
+    assert ses(["witness", "--url", "http://ledger.invalid", "--state", str(state)]) == 1
+    out = capsys.readouterr().out
+    assert out == "INCONSISTENT: /v1/ledger/keys did not answer a list of keys\n"
+    assert not state.exists()
+
+
+def test_an_answer_nested_too_deeply_is_no_crash(
+    env: LedgerConfig,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A server answering JSON nested deeper than the parser goes crashed the witness and
+    `bundle verify --url` with a RecursionError traceback; and so did a --checkpoint state
+    file like it. The witness now finds the answer is not JSON; bundle verify says it could
+    not check."""
+    import ledger.witness
+
+    deep = '{"a": ' * 100_000 + "1" + "}" * 100_000
+    monkeypatch.setattr(ledger.witness, "http_fetch", lambda timeout=10.0: lambda url: (200, deep))
+    state = tmp_path / "w.json"
+    assert ses(["witness", "--url", "http://ledger.invalid", "--state", str(state)]) == 1
+    assert capsys.readouterr().out == "INCONSISTENT: /v1/ledger/keys did not answer JSON\n"
+    bundle = _exported(env, tmp_path)
+    assert ses(["bundle", "verify", str(bundle), "--url", "http://ledger.invalid"]) == 2
+    assert capsys.readouterr().err.startswith("the bundle could NOT be checked")
+    (tmp_path / "deep-state.json").write_text(deep)
+    checkpoint = str(tmp_path / "deep-state.json")
+    assert ses(["bundle", "verify", str(bundle), "--checkpoint", checkpoint]) == 2
+    assert "nested too deeply" in capsys.readouterr().err
 
 
 def test_checkpoint_to_a_path_it_cannot_write_refuses_before_signing(

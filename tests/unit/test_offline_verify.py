@@ -755,6 +755,74 @@ def test_main_exit_codes(
     assert main([str(good), "--checkpoint", str(tmp_path / "missing.txt")]) == 2
 
 
+#: A forged bundle's own verdict line, then ESC [8m: a terminal hides all that follows
+#: (the real verdict); U+202E shows what follows it reversed.
+FORGED_VERDICT = "E1: 9 entries, 3 streams\nBUNDLE VERIFIED\x1b[8m\u202e"
+
+
+@pytest.mark.parametrize("where", ["executive_id", "stream_id", "position", "key_id"])
+def test_text_from_a_forged_bundle_is_printed_not_acted_on_by_the_terminal(
+    tmp_path: Path, bundle: dict[str, Any], capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    """The verifier prints ids, positions and key ids from the bundle it distrusts: they
+    reached the terminal raw, so a forged bundle printed a "BUNDLE VERIFIED" line of its
+    own and concealed the real verdict after it. Each is now shown escaped, on its line."""
+    if where == "executive_id":
+        bundle["executive_id"] = FORGED_VERDICT
+    else:
+        bundle["entries"][1][where] = FORGED_VERDICT
+    path = tmp_path / "forged.json"
+    path.write_text(json.dumps(bundle))
+    assert main([str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\u202e" not in out
+    assert "BUNDLE VERIFIED" not in out.splitlines()
+    assert "BUNDLE VERIFIED\\x1b[8m\\u202e" in out  # shown, escaped
+    assert out.splitlines()[-1].startswith("NOT VERIFIED: ")
+
+
+def test_printable_escapes_only_what_a_terminal_would_act_on() -> None:
+    assert offline_verify.printable("Zoë Ødegård, 李, \u200d, tab\there") == (
+        "Zoë Ødegård, 李, \u200d, tab\\x09here"
+    )
+    assert offline_verify.printable("\x00\x7f\x9b\u2028\u2066") == ("\\x00\\x7f\\x9b\\u2028\\u2066")
+
+
+def test_input_nested_too_deeply_is_unreadable_not_a_crash(
+    tmp_path: Path, bundle: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bundle or key list nested deeper than the parser goes raised RecursionError (not a
+    ValueError) through main: a traceback and exit 1 ("problems found") for input that was
+    never checked. Now exit 2, in one line, like any unreadable input."""
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"a": ' * 100_000 + "1" + "}" * 100_000)
+    good = tmp_path / "bundle.json"
+    good.write_text(json.dumps(bundle))
+    assert main([str(deep)]) == 2
+    assert main([str(good), "--keys", str(deep)]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == ""
+    assert printed.err.count("cannot read input, so the bundle was NOT checked") == 2
+    assert "nested too deeply" in printed.err
+
+
+def test_an_entry_nested_too_deeply_to_hash_is_a_problem_not_a_crash(
+    tmp_path: Path, bundle: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Data nested 700 deep parses, but hashing it (RFC 8785, recursively) went past the
+    interpreter's depth: a RecursionError traceback (exit 1 without a verdict) instead of
+    the entry reported as malformed."""
+    text = json.dumps(bundle).replace(
+        '"data": {', '"data": {"deep": ' + "[" * 700 + "]" * 700 + ", ", 1
+    )
+    path = tmp_path / "deep-entry.json"
+    path.write_text(text)
+    assert main([str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "malformed entry (RecursionError" in out
+    assert out.splitlines()[-1].startswith("NOT VERIFIED: ")
+
+
 def _actor_named_twice(bundle: dict[str, Any]) -> str:
     """The bundle's text with its first entry naming `actor` twice: a forged actor first,
     then the signed one, which a last-value reader (Python's) keeps."""
