@@ -92,6 +92,29 @@ def test_the_checkpoint_is_a_signed_note_over_the_events(any_api: Api) -> None:
     assert latest["second"] == grown.size
 
 
+def test_an_empty_origin_variable_means_the_default_origin(
+    sqlite_config: LedgerConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`SES_LEDGER_ORIGIN=` (set, empty) is the contract's default origin for the server as
+    for the CLI (`LedgerConfig.from_env`). The server took it as the origin "": it started
+    and took writes, and then every checkpoint and receipt was a 500."""
+    monkeypatch.setenv("SES_LEDGER_HOME", str(sqlite_config.home))
+    monkeypatch.setenv("SES_LEDGER_DB", sqlite_config.db_url)
+    monkeypatch.setenv("SES_LEDGER_ORIGIN", "")
+    assert ApiSettings().origin == LedgerConfig.from_env().origin == ORIGIN
+    app = create_app()  # as a worker builds it (`api.main.app_factory`): from the environment
+    try:
+        with TestClient(app) as client:
+            api = Api(client, app.state.services.token_key)
+            written = api.ok("/v1/executives", s.executive("E1"))
+            r = client.get(f"/v1/ledger/receipts/{written['event']['position']}", headers=api.hr)
+            assert r.status_code == 200, r.text
+            assert verify_note(r.json()["checkpoint"], ORIGIN, _keys(api)).size == 1
+            assert client.get("/v1/ledger/checkpoint").text.startswith(f"{ORIGIN}\n1\n")
+    finally:
+        app.state.services.ledger.close()
+
+
 def test_an_empty_ledger_has_a_checkpoint_of_size_zero(api: Api) -> None:
     note = api.client.get("/v1/ledger/checkpoint").text
     assert verify_note(note, "ses-ledger.local/ledger", _keys(api)).size == 0
