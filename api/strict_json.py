@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from fastapi import HTTPException
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,12 +27,20 @@ def loads_unique(text: str | bytes) -> Any:
     """`json.loads`, refusing an object with a member name twice (`json.JSONDecodeError`).
 
     The names are noted by the evidence verifier's parser (`ledger.offline_verify.read_json`,
-    which reports them in a bundle), so both read JSON alike."""
+    which reports them in a bundle), so both read JSON alike.
+
+    Bytes are UTF-8 (RFC 8259 8.1; a leading byte order mark is ignored, as 8.1 allows):
+    `json.loads` would also read UTF-16 and UTF-32, which docs/api.md refuses as a body that
+    is not UTF-8 text (400, `bad-request`)."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise HTTPException(400, f"the body is not UTF-8 text (RFC 8259 8.1): {exc}") from None
     value, repeated = read_json(text)
     if repeated:
-        doc = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
         message = f"the member name {json.dumps(repeated[0])} appears more than once in an object"
-        raise json.JSONDecodeError(message, doc, 0)
+        raise json.JSONDecodeError(message, text, 0)
     return value
 
 

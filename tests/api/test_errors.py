@@ -120,6 +120,26 @@ def test_unparseable_bodies_are_4xx(shared_api: Api, content: bytes) -> None:
     assert shared_api.ledger_size() == size
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32", "utf-16-le", "utf-32-be"])
+def test_a_body_in_another_unicode_encoding_is_refused(shared_api: Api, encoding: str) -> None:
+    """JSON between systems is UTF-8 (RFC 8259 8.1) and docs/api.md refuses a body that is
+    not UTF-8 text (400). `json.loads` reads UTF-16 and UTF-32 too, so such a body was
+    recorded (201) as if it had been sent in UTF-8."""
+    size = shared_api.ledger_size()
+    body = json.dumps(s.executive(s.unique("E"), name="Zoë Ünal"), ensure_ascii=False)
+    r = _raw(shared_api, "/v1/executives", body.encode(encoding))
+    problem = _problem(r, 400, "bad-request")  # "ë" and "Ü" in them are no UTF-8 sequences
+    assert "not UTF-8" in problem["detail"]
+    assert shared_api.ledger_size() == size
+
+
+def test_a_utf8_body_may_start_with_a_byte_order_mark(shared_api: Api) -> None:
+    """RFC 8259 8.1 lets a parser ignore a leading byte order mark; the body is UTF-8."""
+    body = json.dumps(s.executive(s.unique("E"), name="Zoë Ünal"), ensure_ascii=False)
+    r = _raw(shared_api, "/v1/executives", body.encode("utf-8-sig"))
+    assert r.status_code == 201 and r.json()["event"]["data"]["name"] == "Zoë Ünal", r.text
+
+
 def test_lone_surrogates_in_text_are_refused(shared_api: Api) -> None:
     body = json.dumps(s.executive(s.unique("E"))).replace("Pat Example", "Pat \\udc80")
     r = _raw(shared_api, "/v1/executives", body.encode())
