@@ -164,9 +164,10 @@ def _request_validation(request: Request, exc: Exception) -> Response:
 
 
 def _caller_refused(request: Request) -> ApiProblem | None:
-    """401/403 for a body that is not even JSON, as for any other body: FastAPI parses the
-    JSON before it runs the dependencies that authenticate, so without this a caller with no
-    token (or an auditor, who never writes) would learn of the syntax error first. The same
+    """401/403 for a body that is not even JSON (or not UTF-8), as for any other body:
+    FastAPI parses the JSON before it runs the dependencies that authenticate, so without
+    this a caller with no token (or an auditor, who never writes) would learn of the syntax
+    error first. The same
     checks as theirs (imported here: those modules import this one)."""
     from api.access import forbid_auditor_writes
     from api.deps import authenticate
@@ -194,8 +195,12 @@ _HTTP_SLUGS = {
 }
 
 
-def _http_exception(_: Request, exc: Exception) -> Response:
+def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:  # a body that cannot be read (not UTF-8): as for one not JSON
+        refused = _caller_refused(request)
+        if refused is not None:
+            return _api_problem(request, refused)
     slug, title = _HTTP_SLUGS.get(exc.status_code, ("http-error", "HTTP error"))
     detail = exc.detail if isinstance(exc.detail, str) else title
     headers = dict(exc.headers) if exc.headers else None
