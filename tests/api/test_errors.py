@@ -301,6 +301,33 @@ def test_existing_ids_are_409(shared_api: Api) -> None:
     assert shared_api.ledger_size() == size + 4  # a board, a waiver, an executive, a plan
 
 
+def test_no_executive_board_or_appraisal_takes_the_id_of_a_waiver(shared_api: Api) -> None:
+    """A waiver is stored under `WAIVER-<agency>-<cycle>`, in the one namespace of stream ids
+    that clients name executives, boards and appraisals in. An executive registered (by any
+    agency's hr_app) as `WAIVER-DOJ-FY2031` stood in the place of DOJ's FY2031 waiver: its
+    grant was then refused for good, "rating_cap_waiver 'WAIVER-DOJ-FY2031' already exists",
+    though none did. Such ids are now refused (422), and the waiver can be granted."""
+    admin, taken = shared_api.as_("admin", agency="*"), "WAIVER-DOJ-FY2031"
+    size = shared_api.ledger_size()
+    executive = s.executive(taken)
+    problem = _problem(shared_api.post("/v1/executives", executive), 422, "invalid-request")
+    assert problem["errors"][0]["loc"] == ["body", "executive_id"]
+    problem = _problem(
+        shared_api.post("/v1/review-boards", s.board("WAIVER-DOE-X-FY2031"), admin),
+        422,
+        "invalid-request",
+    )
+    assert problem["errors"][0]["loc"] == ["body", "board_id"]
+    plan = s.plan("WAIVER-DOE-FY2032", shared_api.new_executive(), 2024)
+    problem = _problem(shared_api.post("/v1/appraisals", plan), 422, "invalid-request")
+    assert problem["errors"][0]["loc"] == ["body", "appraisal_id"]
+    assert shared_api.ledger_size() == size + 1  # the plan's executive
+    waiver = shared_api.ok("/v1/rating-cap-waivers", s.waiver("DOJ", "FY2031"), admin)
+    assert waiver["id"] == taken
+    for near in ("WAIVER-DOJ-FY203", "WAIVER-FY2031", "WAIVERS-DOJ-FY2031", "E-WAIVER-DOJ-FY2031"):
+        shared_api.ok("/v1/executives", s.executive(near))  # only the waiver form is refused
+
+
 @pytest.mark.parametrize(
     ("stage", "path", "body", "rule"),
     [
