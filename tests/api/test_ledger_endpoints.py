@@ -142,6 +142,30 @@ def test_impossible_consistency_proofs_are_404(api: Api) -> None:
     assert api.get("/v1/ledger/proofs/consistency", {}, first=1, second=5).status_code == 404
 
 
+def test_a_consistency_proof_from_a_size_no_checkpoint_covers_yet(any_api: Api) -> None:
+    """`proofs/consistency?first=` defaults `second` to the newest checkpoint, issued to
+    cover `first` if need be, as `proofs/inclusion` does for a fresh event. A size the tree
+    has (`/v1/ledger/verify` says so) but no checkpoint reached yet was 404 "no
+    consistency proof from size 3 to size 1", as if the tree were smaller."""
+    api = any_api
+    api.new_executive()
+    old = verify_note(api.client.get("/v1/ledger/checkpoint").text, ORIGIN, _keys(api))
+    api.new_executive()
+    api.new_executive()
+    size = api.get("/v1/ledger/verify").json()["tree_size"]
+    assert (old.size, size) == (1, 3)
+    r = api.get("/v1/ledger/proofs/consistency", {}, first=size)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"first": 3, "second": 3, "hashes": []}
+    new = verify_note(api.client.get("/v1/ledger/checkpoint").text, ORIGIN, _keys(api))
+    assert new.size == 3  # the checkpoint the default named is there to be fetched
+    proof = api.get("/v1/ledger/proofs/consistency", {}, first=old.size).json()
+    hashes = [base64.b64decode(h) for h in proof["hashes"]]
+    verify_consistency(old.size, proof["second"], hashes, old.root_hash, new.root_hash)
+    beyond = api.get("/v1/ledger/proofs/consistency", {}, first=size + 1)
+    assert beyond.status_code == 404  # still: a size beyond the tree
+
+
 def test_a_receipt_proves_a_fresh_write(any_api: Api) -> None:
     written = any_api.ok("/v1/executives", s.executive("E1"))
     receipt = written["receipt"]
