@@ -180,10 +180,10 @@ def _request_validation(request: Request, exc: Exception) -> Response:
 
 
 def _caller_refused(request: Request) -> ApiProblem | None:
-    """401/403 for a body that is not even JSON, as for any other body: FastAPI parses the
-    JSON before it runs the dependencies that authenticate, so without this a caller with no
-    token (or an auditor, who never writes) would learn of the syntax error first. The same
-    checks as theirs (imported here: those modules import this one)."""
+    """401/403 for a body that is not even JSON (or not UTF-8), as for any other body:
+    FastAPI parses the JSON before it runs the dependencies that authenticate, so without
+    this a caller with no token (or an auditor, who never writes) would learn of the syntax
+    error first. The same checks as theirs (imported here: those modules import this one)."""
     from api.access import forbid_auditor_writes
     from api.deps import authenticate
 

@@ -10,14 +10,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ledger.config import DEFAULT_HOME, DEFAULT_ORIGIN, LedgerConfig
+from ledger.config import DEFAULT_HOME, DEFAULT_ORIGIN, LedgerConfig, origin_problem
 
 
 class ApiSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SES_LEDGER_", extra="ignore")
+    #: A variable set to the empty string counts as unset (its default), as
+    #: `LedgerConfig.from_env` and so the CLI read it: an empty `SES_LEDGER_ORIGIN` was
+    #: taken as the origin "", and every checkpoint (and receipt) was then a 500.
+    model_config = SettingsConfigDict(
+        env_prefix="SES_LEDGER_", extra="ignore", env_ignore_empty=True
+    )
 
     home: Path = Path(DEFAULT_HOME)
     #: `sqlite:///...` or `postgresql://...`; empty means `<home>/ledger.db`.
@@ -44,6 +49,13 @@ class ApiSettings(BaseSettings):
     #: REM-2/REM-3: how "within 3/5 years" is measured (rules.md: a named policy setting the
     #: agency chooses), for the compliance report and removal histories asked without one.
     window_measure: Literal["rating-date", "appraisal-cycle"] = "rating-date"
+
+    @field_validator("origin")
+    @classmethod
+    def _c2sp_key_name(cls, origin: str) -> str:
+        if (problem := origin_problem(origin)) is not None:
+            raise ValueError(problem)
+        return origin
 
     def ledger_config(self) -> LedgerConfig:
         return LedgerConfig(

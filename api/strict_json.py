@@ -29,24 +29,32 @@ from starlette.responses import Response
 from ledger.offline_verify import read_json
 
 
+class NotUtf8(HTTPException):
+    """A body that is not UTF-8 text (400, `api.errors`, after the token check)."""
+
+    def __init__(self, detail: str = "the request body is not UTF-8 text") -> None:
+        super().__init__(400, detail)
+
+
 def loads_unique(text: str | bytes) -> Any:
     """`json.loads`, refusing an object with a member name twice (`json.JSONDecodeError`).
 
     The names are noted by the evidence verifier's parser (`ledger.offline_verify.read_json`,
-    which reports them in a bundle), so both read JSON alike."""
+    which reports them in a bundle), so both read JSON alike.
+
+    Bytes are UTF-8 (RFC 8259 8.1; a leading byte order mark is ignored, as 8.1 allows):
+    `json.loads` would also read UTF-16 and UTF-32, which docs/api.md refuses as a body that
+    is not UTF-8 text (400, `bad-request`)."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise NotUtf8() from None
     value, repeated = read_json(text)
     if repeated:
-        doc = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
         message = f"the member name {json.dumps(repeated[0])} appears more than once in an object"
-        raise json.JSONDecodeError(message, doc, 0)
+        raise json.JSONDecodeError(message, text, 0)
     return value
-
-
-class NotUtf8(HTTPException):
-    """A body that is not UTF-8 text (400, `api.errors`, after the token check)."""
-
-    def __init__(self) -> None:
-        super().__init__(400, "the request body is not UTF-8 text")
 
 
 def loads_body(body: bytes) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -70,6 +71,13 @@ class CommandResult:
 
 def waiver_id(agency: str, cycle: str) -> str:
     return f"WAIVER-{agency}-{cycle}"
+
+
+#: Every stream id `waiver_id` can give (a cycle is `FYnnnn`). Executives, review boards and
+#: appraisals are named by their clients in the same namespace of stream ids, so an id of
+#: this form is not theirs to take: it would stand in the place of that agency's waiver for
+#: that cycle, which could then never be granted (`api.schemas.common.NewId`).
+WAIVER_ID = re.compile(r"WAIVER-.+-FY[0-9]{4}")
 
 
 def _replay(aggregate: Any, domain_events: Iterable[Any]) -> Any:

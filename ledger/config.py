@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,8 @@ class LedgerConfig:
         home = Path(env.get("SES_LEDGER_HOME") or DEFAULT_HOME)
         db_url = env.get("SES_LEDGER_DB") or f"sqlite:///{home / 'ledger.db'}"
         origin = env.get("SES_LEDGER_ORIGIN") or DEFAULT_ORIGIN
+        if (problem := origin_problem(origin)) is not None:
+            raise ConfigurationError(f"SES_LEDGER_ORIGIN {origin!r}: {problem}")
         every = _positive_int(env, "SES_LEDGER_CHECKPOINT_EVERY", 1000)
         return cls(home=home, db_url=db_url, origin=origin, checkpoint_every=every)
 
@@ -157,6 +160,28 @@ def make_private_dir(path: Path) -> None:
         except FileExistsError:
             continue  # made meanwhile by another process
         os.chmod(directory, 0o700)  # mkdir's mode is masked by the umask
+
+
+def origin_problem(origin: str) -> str | None:
+    """Why `origin` cannot name the ledger's checkpoints, or None if it can.
+
+    The origin is both the checkpoint's first line and the key name on its signature lines
+    (api-contract.md, Configuration), and a C2SP signed note's key name is non-empty UTF-8
+    with no Unicode space and no `+` (c2sp.org/signed-note): other verifiers (Go's
+    `golang.org/x/mod/sumdb/note`) split a signature line at its first space and refuse such
+    a name, so every checkpoint signed under it would be unreadable to them.
+    """
+    if not origin:
+        return "the checkpoint origin must not be empty"
+    for char in origin:
+        if char.isspace() or char == "+":
+            return (
+                f"a checkpoint origin (the key name of its C2SP signed note) holds no spaces "
+                f"and no '+', found {char!r}"
+            )
+        if unicodedata.category(char) in ("Cc", "Cs"):
+            return f"a checkpoint origin holds no control characters, found {char!r}"
+    return None
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -172,6 +172,13 @@ async def consistency_proof(
 
     def read() -> Json:
         size = second if second is not None else _latest_size(services)
+        if second is None and first > size:
+            # The tree may hold `first` leaves that no checkpoint covers yet (a size read
+            # from `/v1/ledger/verify`, or a proof's `tree_size`): as an inclusion proof of
+            # a fresh event does, default to a checkpoint issued to cover them.
+            services.checkpointer.integrated(first)
+            if first <= services.merkle.size():
+                size = _latest_size(services, first - 1)
         services.checkpointer.integrated(size)
         return Json(services.merkle.consistency(first, size))
 

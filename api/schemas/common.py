@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 
 from api.auth import ID_PATTERN
+from ledger.application import WAIVER_ID
 from ledger.entry import parse_timestamp
 
 MIN_DAY = date(1900, 1, 1)
@@ -95,6 +96,19 @@ Day = Annotated[date, BeforeValidator(_day_string), AfterValidator(_day_range)]
 Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
 Id = Annotated[str, Field(pattern=ID_PATTERN, min_length=1, max_length=128)]
 Agency = Annotated[str, Field(pattern=ID_PATTERN, min_length=1, max_length=128)]
+
+
+def _not_a_waiver_id(value: str) -> str:
+    if WAIVER_ID.fullmatch(value):
+        raise ValueError(
+            "WAIVER-<agency>-FY<nnnn> is the id of that agency's rating cap waiver for that "
+            "cycle; choose another"
+        )
+    return value
+
+
+#: The id of a new executive, review board or appraisal: not one a waiver is stored under.
+NewId = Annotated[Id, AfterValidator(_not_a_waiver_id)]
 Code = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 Name = Annotated[str, Field(min_length=1, max_length=300), AfterValidator(_single_line)]
 Text = Annotated[str, Field(min_length=1, max_length=20_000), AfterValidator(_multi_line)]

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictBool, StrictInt, field_validator
 
-from api.schemas.common import Agency, Body, Code, Day, Id, Level, Name, Text
+from api.schemas.common import Agency, Body, Code, Day, Id, Level, Name, NewId, Text
 
 AppointmentType = Literal["career", "noncareer", "limited_term", "limited_emergency"]
 Policy = Literal["ses-basic-2012", "ses-2025"]
@@ -28,7 +28,7 @@ def _unique(values: list[Any]) -> list[Any]:
 
 
 class ExecutiveIn(Body):
-    executive_id: Id
+    executive_id: NewId
     name: Name
     title: Name
     pay_plan: PayPlan
@@ -46,7 +46,7 @@ class BoardMember(Body):
 
 
 class ReviewBoardIn(Body):
-    board_id: Id
+    board_id: NewId
     agency: Agency
     federal_register_published_on: Day
     members: list[BoardMember] = Field(max_length=100)
@@ -72,7 +72,7 @@ class Element(Body):
 
 
 class PlanIn(Body):
-    appraisal_id: Id
+    appraisal_id: NewId
     executive_id: Id
     policy: Policy
     period_start: Day

@@ -296,6 +296,38 @@ def test_a_body_that_is_not_json_meets_the_token_check_first(
         assert r.json()["errors"][0]["loc"][0] == "body"
 
 
+@pytest.mark.parametrize(
+    ("who", "status", "slug"),
+    [
+        (None, 401, "unauthorized"),
+        ("Bearer not-a-jwt", 401, "unauthorized"),
+        ("auditor", 403, "forbidden"),
+        ("hr_app", 400, "bad-request"),
+    ],
+)
+@pytest.mark.parametrize(
+    "body",
+    [b'{"name": "\xff"}', '{"name": "Zo\u00eb"}'.encode("utf-16")],
+    ids=["bad-utf8", "utf16"],
+)
+def test_a_body_that_is_not_utf8_meets_the_token_check_first(
+    api: Api, who: str | None, status: int, slug: str, body: bytes
+) -> None:
+    """As for a body that is not JSON (docs/api.md: 401 and 403 "come before any complaint
+    about the body"): a caller with no token, or an auditor, was told 400 "error parsing the
+    body" instead, and so learnt nothing of what it lacked."""
+    headers = {"Content-Type": "application/json"}
+    if who in ("auditor", "hr_app"):
+        headers |= api.auditor if who == "auditor" else api.hr
+    elif who is not None:
+        headers["Authorization"] = who
+    r = api.client.post("/v1/executives", content=body, headers=headers)
+    assert (r.status_code, r.json()["type"]) == (status, f"urn:ses-ledger:problem:{slug}")
+    assert r.headers["content-type"] == "application/problem+json"
+    if status == 401:
+        assert r.headers["www-authenticate"] == "Bearer"
+
+
 def test_a_token_lives_at_most_a_year() -> None:
     key = b"k" * 32
     token = issue_token(key, subject="s", roles=["admin"], agency="DOE", ttl_seconds=MAX_TTL)

@@ -120,6 +120,26 @@ def test_unparseable_bodies_are_4xx(shared_api: Api, content: bytes) -> None:
     assert shared_api.ledger_size() == size
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32", "utf-16-le", "utf-32-be"])
+def test_a_body_in_another_unicode_encoding_is_refused(shared_api: Api, encoding: str) -> None:
+    """JSON between systems is UTF-8 (RFC 8259 8.1) and docs/api.md refuses a body that is
+    not UTF-8 text (400). `json.loads` reads UTF-16 and UTF-32 too, so such a body was
+    recorded (201) as if it had been sent in UTF-8."""
+    size = shared_api.ledger_size()
+    body = json.dumps(s.executive(s.unique("E"), name="Zoë Ünal"), ensure_ascii=False)
+    r = _raw(shared_api, "/v1/executives", body.encode(encoding))
+    problem = _problem(r, 400, "bad-request")  # "ë" and "Ü" in them are no UTF-8 sequences
+    assert "not UTF-8" in problem["detail"]
+    assert shared_api.ledger_size() == size
+
+
+def test_a_utf8_body_may_start_with_a_byte_order_mark(shared_api: Api) -> None:
+    """RFC 8259 8.1 lets a parser ignore a leading byte order mark; the body is UTF-8."""
+    body = json.dumps(s.executive(s.unique("E"), name="Zoë Ünal"), ensure_ascii=False)
+    r = _raw(shared_api, "/v1/executives", body.encode("utf-8-sig"))
+    assert r.status_code == 201 and r.json()["event"]["data"]["name"] == "Zoë Ünal", r.text
+
+
 def test_lone_surrogates_in_text_are_refused(shared_api: Api) -> None:
     body = json.dumps(s.executive(s.unique("E"))).replace("Pat Example", "Pat \\udc80")
     r = _raw(shared_api, "/v1/executives", body.encode())
@@ -321,6 +341,33 @@ def test_existing_ids_are_409(shared_api: Api) -> None:
     again = s.plan(a.appraisal_id, a.executive_id, 2024)
     _problem(shared_api.post("/v1/appraisals", again), 409, "already-exists")
     assert shared_api.ledger_size() == size + 4  # a board, a waiver, an executive, a plan
+
+
+def test_no_executive_board_or_appraisal_takes_the_id_of_a_waiver(shared_api: Api) -> None:
+    """A waiver is stored under `WAIVER-<agency>-<cycle>`, in the one namespace of stream ids
+    that clients name executives, boards and appraisals in. An executive registered (by any
+    agency's hr_app) as `WAIVER-DOJ-FY2031` stood in the place of DOJ's FY2031 waiver: its
+    grant was then refused for good, "rating_cap_waiver 'WAIVER-DOJ-FY2031' already exists",
+    though none did. Such ids are now refused (422), and the waiver can be granted."""
+    admin, taken = shared_api.as_("admin", agency="*"), "WAIVER-DOJ-FY2031"
+    size = shared_api.ledger_size()
+    executive = s.executive(taken)
+    problem = _problem(shared_api.post("/v1/executives", executive), 422, "invalid-request")
+    assert problem["errors"][0]["loc"] == ["body", "executive_id"]
+    problem = _problem(
+        shared_api.post("/v1/review-boards", s.board("WAIVER-DOE-X-FY2031"), admin),
+        422,
+        "invalid-request",
+    )
+    assert problem["errors"][0]["loc"] == ["body", "board_id"]
+    plan = s.plan("WAIVER-DOE-FY2032", shared_api.new_executive(), 2024)
+    problem = _problem(shared_api.post("/v1/appraisals", plan), 422, "invalid-request")
+    assert problem["errors"][0]["loc"] == ["body", "appraisal_id"]
+    assert shared_api.ledger_size() == size + 1  # the plan's executive
+    waiver = shared_api.ok("/v1/rating-cap-waivers", s.waiver("DOJ", "FY2031"), admin)
+    assert waiver["id"] == taken
+    for near in ("WAIVER-DOJ-FY203", "WAIVER-FY2031", "WAIVERS-DOJ-FY2031", "E-WAIVER-DOJ-FY2031"):
+        shared_api.ok("/v1/executives", s.executive(near))  # only the waiver form is refused
 
 
 @pytest.mark.parametrize(

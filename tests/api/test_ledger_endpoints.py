@@ -92,6 +92,29 @@ def test_the_checkpoint_is_a_signed_note_over_the_events(any_api: Api) -> None:
     assert latest["second"] == grown.size
 
 
+def test_an_empty_origin_variable_means_the_default_origin(
+    sqlite_config: LedgerConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`SES_LEDGER_ORIGIN=` (set, empty) is the contract's default origin for the server as
+    for the CLI (`LedgerConfig.from_env`). The server took it as the origin "": it started
+    and took writes, and then every checkpoint and receipt was a 500."""
+    monkeypatch.setenv("SES_LEDGER_HOME", str(sqlite_config.home))
+    monkeypatch.setenv("SES_LEDGER_DB", sqlite_config.db_url)
+    monkeypatch.setenv("SES_LEDGER_ORIGIN", "")
+    assert ApiSettings().origin == LedgerConfig.from_env().origin == ORIGIN
+    app = create_app()  # as a worker builds it (`api.main.app_factory`): from the environment
+    try:
+        with TestClient(app) as client:
+            api = Api(client, app.state.services.token_key)
+            written = api.ok("/v1/executives", s.executive("E1"))
+            r = client.get(f"/v1/ledger/receipts/{written['event']['position']}", headers=api.hr)
+            assert r.status_code == 200, r.text
+            assert verify_note(r.json()["checkpoint"], ORIGIN, _keys(api)).size == 1
+            assert client.get("/v1/ledger/checkpoint").text.startswith(f"{ORIGIN}\n1\n")
+    finally:
+        app.state.services.ledger.close()
+
+
 def test_an_empty_ledger_has_a_checkpoint_of_size_zero(api: Api) -> None:
     note = api.client.get("/v1/ledger/checkpoint").text
     assert verify_note(note, "ses-ledger.local/ledger", _keys(api)).size == 0
@@ -117,6 +140,30 @@ def test_impossible_consistency_proofs_are_404(api: Api) -> None:
     api.new_executive()
     assert api.get("/v1/ledger/proofs/consistency", {}, first=2, second=1).status_code == 404
     assert api.get("/v1/ledger/proofs/consistency", {}, first=1, second=5).status_code == 404
+
+
+def test_a_consistency_proof_from_a_size_no_checkpoint_covers_yet(any_api: Api) -> None:
+    """`proofs/consistency?first=` defaults `second` to the newest checkpoint, issued to
+    cover `first` if need be, as `proofs/inclusion` does for a fresh event. A size the tree
+    has (`/v1/ledger/verify` says so) but no checkpoint reached yet was 404 "no
+    consistency proof from size 3 to size 1", as if the tree were smaller."""
+    api = any_api
+    api.new_executive()
+    old = verify_note(api.client.get("/v1/ledger/checkpoint").text, ORIGIN, _keys(api))
+    api.new_executive()
+    api.new_executive()
+    size = api.get("/v1/ledger/verify").json()["tree_size"]
+    assert (old.size, size) == (1, 3)
+    r = api.get("/v1/ledger/proofs/consistency", {}, first=size)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"first": 3, "second": 3, "hashes": []}
+    new = verify_note(api.client.get("/v1/ledger/checkpoint").text, ORIGIN, _keys(api))
+    assert new.size == 3  # the checkpoint the default named is there to be fetched
+    proof = api.get("/v1/ledger/proofs/consistency", {}, first=old.size).json()
+    hashes = [base64.b64decode(h) for h in proof["hashes"]]
+    verify_consistency(old.size, proof["second"], hashes, old.root_hash, new.root_hash)
+    beyond = api.get("/v1/ledger/proofs/consistency", {}, first=size + 1)
+    assert beyond.status_code == 404  # still: a size beyond the tree
 
 
 def test_a_receipt_proves_a_fresh_write(any_api: Api) -> None:

@@ -47,6 +47,7 @@ def _serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         ([], {"SES_LEDGER_THREADS": "abc"}, "SES_LEDGER_THREADS"),
         (["--workers", "2"], {"SES_LEDGER_THREADS": "abc"}, "SES_LEDGER_THREADS"),
         ([], {"SES_LEDGER_CHECKPOINT_EVERY": "0"}, "SES_LEDGER_CHECKPOINT_EVERY"),
+        ([], {"SES_LEDGER_ORIGIN": "SES Ledger"}, "SES_LEDGER_ORIGIN"),
     ],
     ids=[
         "every-0",
@@ -57,6 +58,7 @@ def _serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         "threads-env",
         "threads-env-2-workers",
         "every-env",
+        "origin-with-a-space",
     ],
 )
 def test_bad_settings_are_refused_in_one_line_before_serving(

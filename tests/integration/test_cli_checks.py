@@ -126,6 +126,25 @@ def test_a_checkpoint_interval_that_is_not_a_positive_count_is_refused(
     _one_line(err)
 
 
+@pytest.mark.parametrize("origin", ["SES Ledger", "ses-ledger.local/ledger+2", "ledger\u00a0x"])
+def test_an_origin_no_c2sp_verifier_can_read_is_refused(
+    origin: str,
+    ledger_config: LedgerConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """SES_LEDGER_ORIGIN is also the key name on the checkpoints' signature lines (contract,
+    Configuration), and a C2SP signed note's key name has no space and no `+`: a checkpoint
+    signed under such a name is refused by other C2SP verifiers. It was accepted."""
+    with pytest.raises(ConfigurationError, match="SES_LEDGER_ORIGIN"):
+        LedgerConfig.from_env({"SES_LEDGER_ORIGIN": origin})
+    status, _out, err = _main(
+        monkeypatch, capsys, ledger_config, "verify", SES_LEDGER_ORIGIN=origin
+    )
+    assert status == 2 and "SES_LEDGER_ORIGIN" in err and "C2SP" in err
+    _one_line(err)
+
+
 def test_keys_init_refuses_a_ledger_signed_elsewhere(
     ledger_config: LedgerConfig,
     tmp_path: Path,
