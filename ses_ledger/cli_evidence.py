@@ -25,6 +25,7 @@ from typing import Any
 
 from api.auth import ID_PATTERN  # an id as the API accepts it
 from ledger.config import LedgerConfig
+from ses_ledger.argtypes import positive_seconds
 from ses_ledger.outputs import unwritable
 
 
@@ -647,7 +648,13 @@ def register(sub: Any) -> None:
     wp.add_argument("--url", required=True, type=_url, metavar="URL", help="ledger API base URL")
     wp.add_argument("--state", required=True, metavar="FILE", help="the witness's state file")
     wp.add_argument("--origin", help="expected checkpoint origin (default: as first seen)")
-    wp.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    wp.add_argument(
+        "--timeout",
+        type=positive_seconds,
+        default=10.0,
+        metavar="S",
+        help="seconds per request (default 10)",
+    )
     wp.set_defaults(handler=cmd_witness)
 
     cp = sub.add_parser("checkpoint", help="sign a checkpoint of the current tree and print it")
