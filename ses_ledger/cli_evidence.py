@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import re
 import sys
 import tempfile
@@ -104,11 +105,25 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"must be a date, YYYY-MM-DD, got {text!r}") from None
 
 
+def window_measure() -> str:
+    """REM-2/REM-3's measure, `SES_LEDGER_WINDOW_MEASURE` as the server takes it (docs/api.md):
+    the agency's policy setting, so a replay here judges removal as the API does."""
+    from ledger.errors import ConfigurationError
+    from ledger.policies.removal import RATING_DATE, WINDOW_MEASURES
+
+    value = os.environ.get("SES_LEDGER_WINDOW_MEASURE") or RATING_DATE
+    if value not in WINDOW_MEASURES:
+        raise ConfigurationError(
+            f"SES_LEDGER_WINDOW_MEASURE must be {' or '.join(WINDOW_MEASURES)}, got {value!r}"
+        )
+    return value
+
+
 def replay(app: Any, args: argparse.Namespace) -> dict[str, Any] | None:
     """The executive's record as the ledger stood then, JSON-ready; None if unknown then."""
     from projections.queries import ReadModels
 
-    view = ReadModels(app).as_of(
+    view = ReadModels(app, window_measure=window_measure()).as_of(
         position=args.as_of_position, known_at=args.known_at, executive_id=args.executive
     )
     executive = view.executive(args.executive)
@@ -219,6 +234,7 @@ def event_line(e: dict[str, Any]) -> str:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    window_measure()  # a setting that does not hold is refused before the store is opened
     app = _app()
     record = replay(app, args)
     if record is None:
@@ -559,7 +575,8 @@ def register(sub: Any) -> None:
             "Rebuilds the executive's appraisals, final ratings and removal history from the "
             "events the ledger held then (positions <= N, or recorded at or before TIME) and "
             "lists those events with their verification. Exit status 1 when the executive "
-            "was not registered then."
+            "was not registered then. REM-2/REM-3 are judged by SES_LEDGER_WINDOW_MEASURE "
+            "(rating-date, the default, or appraisal-cycle), as the server judges them."
         ),
     )
     rp.add_argument("--executive", required=True, type=_ident, metavar="ID")
