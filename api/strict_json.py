@@ -26,12 +26,17 @@ def loads_unique(text: str | bytes) -> Any:
     """`json.loads`, refusing an object with a member name twice (`json.JSONDecodeError`).
 
     The names are noted by the evidence verifier's parser (`ledger.offline_verify.read_json`,
-    which reports them in a bundle), so both read JSON alike."""
+    which reports them in a bundle), so both read JSON alike.
+
+    Bytes must be UTF-8 (RFC 8259 8.1, I-JSON): `json.loads` would also take UTF-16 and
+    UTF-32 by their first bytes. Anything else raises `UnicodeDecodeError`, which FastAPI
+    answers 400 (docs/api.md: `bad-request`, a body that is not UTF-8 text)."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8-sig")  # strict: no lone surrogates either
     value, repeated = read_json(text)
     if repeated:
-        doc = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
         message = f"the member name {json.dumps(repeated[0])} appears more than once in an object"
-        raise json.JSONDecodeError(message, doc, 0)
+        raise json.JSONDecodeError(message, text, 0)
     return value
 
 
