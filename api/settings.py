@@ -10,10 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ledger.config import DEFAULT_HOME, DEFAULT_ORIGIN, LedgerConfig
+from ledger.config import DEFAULT_HOME, DEFAULT_ORIGIN, LedgerConfig, check_origin
+from ledger.errors import ConfigurationError
 
 
 class ApiSettings(BaseSettings):
@@ -44,6 +45,14 @@ class ApiSettings(BaseSettings):
     #: REM-2/REM-3: how "within 3/5 years" is measured (rules.md: a named policy setting the
     #: agency chooses), for the compliance report and removal histories asked without one.
     window_measure: Literal["rating-date", "appraisal-cycle"] = "rating-date"
+
+    @field_validator("origin")
+    @classmethod
+    def _origin(cls, origin: str) -> str:
+        try:
+            return check_origin(origin)
+        except ConfigurationError as exc:
+            raise ValueError(str(exc).removeprefix("SES_LEDGER_ORIGIN ")) from None
 
     def ledger_config(self) -> LedgerConfig:
         return LedgerConfig(

@@ -33,6 +33,9 @@ class LedgerConfig:
     #: Issue a checkpoint automatically once this many events are not yet covered.
     checkpoint_every: int = 1000
 
+    def __post_init__(self) -> None:
+        check_origin(self.origin)
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> LedgerConfig:
         env = os.environ if environ is None else environ
@@ -136,6 +139,18 @@ class LedgerConfig:
             netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
             return parts._replace(netloc=netloc).geturl()
         return self.db_url
+
+
+def check_origin(origin: str) -> str:
+    """SES_LEDGER_ORIGIN, usable as a checkpoint's origin line and its signature's key name
+    (C2SP signed-note: not empty, no spaces, no '+'); ConfigurationError otherwise, at once,
+    rather than in a traceback at the first checkpoint, after events were written."""
+    if not origin or any(c.isspace() or c == "+" for c in origin):
+        raise ConfigurationError(
+            f"SES_LEDGER_ORIGIN must be a checkpoint origin such as {DEFAULT_ORIGIN}: not "
+            f"empty, without spaces or '+' (it names the checkpoints' signing key), got {origin!r}"
+        )
+    return origin
 
 
 def make_private_dir(path: Path) -> None:

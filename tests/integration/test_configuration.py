@@ -14,10 +14,12 @@ import re
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from api.settings import ApiSettings
 from ledger.application import LedgerApp
 from ledger.config import LedgerConfig
+from ses_ledger import cli
 from tests.ledger_helpers import register
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,3 +88,26 @@ def test_the_documented_variables_are_the_ones_the_code_reads() -> None:
     LedgerConfig.from_env(environ)  # the command line's reading of the environment
     assert environ.asked <= read
     assert _documented_variables() == read
+
+
+@pytest.mark.parametrize("origin", ["my ledger", "ses-ledger.local/a+b", "tab\there"])
+def test_an_origin_no_checkpoint_can_carry_is_refused_before_anything_is_written(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    origin: str,
+) -> None:
+    """SES_LEDGER_ORIGIN is the checkpoints' origin line and key name, which may hold no
+    space or '+' (C2SP signed notes). `ses-ledger demo` wrote its whole history and then
+    died in a traceback at its checkpoint; `serve` started and failed at every checkpoint."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("SES_LEDGER_HOME", str(home))
+    monkeypatch.delenv("SES_LEDGER_DB", raising=False)
+    monkeypatch.setenv("SES_LEDGER_ORIGIN", origin)
+    for argv in (["demo", "--executives", "1", "--years", "1"], ["serve", "--port", "0"]):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "SES_LEDGER_ORIGIN" in err, err
+    assert not home.exists()  # no key, no store
+    with pytest.raises(ValidationError, match="origin"):
+        ApiSettings(home=home, origin=origin)
