@@ -84,7 +84,11 @@ def rotate_token_key(home: Path) -> None:
     make_private_dir(path.parent)
     fresh = path.with_name(f"{TOKEN_KEY_FILE}.{secrets.token_hex(4)}.tmp")
     _write_new_key(fresh)
-    os.replace(fresh, path)
+    try:
+        os.replace(fresh, path)
+    except OSError:
+        fresh.unlink(missing_ok=True)  # no secret left behind beside the key it failed to replace
+        raise
 
 
 def _write_new_key(path: Path) -> None:

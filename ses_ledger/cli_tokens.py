@@ -9,17 +9,32 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
-from ledger.config import LedgerConfig
+from ledger.config import TOKEN_KEY_FILE, LedgerConfig
 
 DEFAULT_TTL = 3600
 
 
-def cmd_token_issue(args: argparse.Namespace) -> int:
-    from api.auth import Role, issue_token, load_or_create_token_key
+def _unusable_key(home: Path, exc: Exception) -> int:
+    """The token key cannot be read or written: one line, status 2 (not a traceback)."""
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    print(
+        f"ses-ledger token: cannot use the token key {home / TOKEN_KEY_FILE}: {reason}",
+        file=sys.stderr,
+    )
+    return 2
 
-    key = load_or_create_token_key(LedgerConfig.from_env().home)
+
+def cmd_token_issue(args: argparse.Namespace) -> int:
+    from api.auth import Role, TokenError, issue_token, load_or_create_token_key
+
+    home = LedgerConfig.from_env().home
+    try:
+        key = load_or_create_token_key(home)
+    except (OSError, ValueError, TokenError) as exc:  # a file in the way, not hex, empty
+        return _unusable_key(home, exc)
     try:
         token = issue_token(
             key,
@@ -41,7 +56,10 @@ def cmd_token_rotate_key(args: argparse.Namespace) -> int:
     from api.auth import rotate_token_key
 
     home = LedgerConfig.from_env().home
-    rotate_token_key(home)
+    try:
+        rotate_token_key(home)
+    except OSError as exc:
+        return _unusable_key(home, exc)
     print(
         f"new token key under {home}: every token issued before is refused from now on "
         "(a running server notices within a second); issue new ones with `ses-ledger token "
