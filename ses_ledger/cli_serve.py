@@ -123,13 +123,15 @@ def register(sub: Any) -> None:
         "--checkpoint-interval",
         type=non_negative_seconds,
         metavar="T",
-        help="seconds between timed checkpoints (default 60; 0: off)",
+        help="seconds between timed checkpoints (default: SES_LEDGER_CHECKPOINT_INTERVAL_SECONDS, "
+        "else 60; 0: off)",
     )
     serve.add_argument(
         "--checkpoint-every",
         type=positive_int,
         metavar="N",
-        help="checkpoint after this many new events (default 1000)",
+        help="checkpoint after this many new events (default: SES_LEDGER_CHECKPOINT_EVERY, "
+        "else 1000)",
     )
     serve.add_argument(
         "--access-log",

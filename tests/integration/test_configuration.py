@@ -20,6 +20,7 @@ from api.settings import ApiSettings
 from ledger.application import LedgerApp
 from ledger.config import LedgerConfig
 from ses_ledger import cli
+from ses_ledger.cli_serve import FLAG_VARIABLES
 from tests.ledger_helpers import register
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,3 +112,17 @@ def test_an_origin_no_checkpoint_can_carry_is_refused_before_anything_is_written
     assert not home.exists()  # no key, no store
     with pytest.raises(ValidationError, match="origin"):
         ApiSettings(home=home, origin=origin)
+
+
+def test_serve_help_states_the_defaults_its_flags_really_have(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`serve --checkpoint-every/--checkpoint-interval` default to their variables (the flag
+    only overrides them); the help said "default 1000" / "default 60" whatever they held."""
+    with pytest.raises(SystemExit):
+        cli.main(["serve", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    for flag, variable in FLAG_VARIABLES.items():
+        option = "--" + flag.replace("_", "-")
+        described = shown.split(option, 2)[2].split(" --", 1)[0]  # past the usage line
+        assert f"default: {variable}, else" in described, (option, described)
