@@ -18,7 +18,12 @@ from ledger.errors import ConfigurationError
 
 
 class ApiSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SES_LEDGER_", extra="ignore")
+    #: An empty variable is an unset one, as `LedgerConfig.from_env` (the command line)
+    #: reads it: `SES_LEDGER_HOME=` served from the working directory, and an empty number
+    #: stopped the server, while every other command took the default.
+    model_config = SettingsConfigDict(
+        env_prefix="SES_LEDGER_", extra="ignore", env_ignore_empty=True
+    )
 
     home: Path = Path(DEFAULT_HOME)
     #: `sqlite:///...` or `postgresql://...`; empty means `<home>/ledger.db`.

@@ -126,3 +126,17 @@ def test_serve_help_states_the_defaults_its_flags_really_have(
         option = "--" + flag.replace("_", "-")
         described = shown.split(option, 2)[2].split(" --", 1)[0]  # past the usage line
         assert f"default: {variable}, else" in described, (option, described)
+
+
+def test_the_server_reads_an_empty_variable_as_the_command_line_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Empty is unset, for every variable: the command line took `SES_LEDGER_HOME=` as
+    ./.ses-ledger and the server as the working directory (another home, another ledger);
+    an empty number or origin stopped the server and not the other commands."""
+    prefix = str(ApiSettings.model_config.get("env_prefix", ""))
+    for name in ApiSettings.model_fields:
+        monkeypatch.setenv(f"{prefix}{name}".upper(), "")
+    settings = ApiSettings()
+    assert settings == ApiSettings.model_construct()  # every default
+    assert settings.ledger_config() == LedgerConfig.from_env()
