@@ -140,3 +140,18 @@ def test_the_server_reads_an_empty_variable_as_the_command_line_does(
     settings = ApiSettings()
     assert settings == ApiSettings.model_construct()  # every default
     assert settings.ledger_config() == LedgerConfig.from_env()
+
+
+def test_every_variable_the_code_names_is_in_the_docs() -> None:
+    """Each SES_LEDGER_* variable the code or the tests look up (as a string) is named in
+    README.md or docs/api.md: the tests' SES_LEDGER_VERIFIER was in neither."""
+    docs = " ".join(
+        (ROOT / doc).read_text(encoding="utf-8") for doc in ("README.md", "docs/api.md")
+    )
+    named: set[str] = set()
+    for folder in ("ses_ledger", "api", "ledger", "projections", "tests"):
+        for source in (ROOT / folder).rglob("*.py"):
+            text = source.read_text(encoding="utf-8")
+            named.update(re.findall(r"[\"'](SES_LEDGER_[A-Z_]*[A-Z])[\"']", text))
+    assert named >= {"SES_LEDGER_HOME", "SES_LEDGER_TEST_PG_URL"}  # the search finds them
+    assert sorted(name for name in named if f"`{name}" not in docs) == []
