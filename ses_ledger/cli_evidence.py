@@ -248,7 +248,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(json.dumps(record, indent=2, default=str))
     else:
         print("\n".join(replay_lines(record)))
-    return 0
+    # The record above is rebuilt from these events: one that does not verify is a failed
+    # check (status 1), as in `audit`, which lists the same entries.
+    failed = sum(1 for e in record["events"] if e["verification"]["ok"] is False)
+    if failed:
+        print(
+            f"{failed} of {len(record['events'])} events do not verify: the record above is "
+            "rebuilt from them",
+            file=sys.stderr,
+        )
+    return 1 if failed else 0
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -575,8 +584,9 @@ def register(sub: Any) -> None:
             "Rebuilds the executive's appraisals, final ratings and removal history from the "
             "events the ledger held then (positions <= N, or recorded at or before TIME) and "
             "lists those events with their verification. Exit status 1 when the executive "
-            "was not registered then. REM-2/REM-3 are judged by SES_LEDGER_WINDOW_MEASURE "
-            "(rating-date, the default, or appraisal-cycle), as the server judges them."
+            "was not registered then, or when one of those events does not verify. "
+            "REM-2/REM-3 are judged by SES_LEDGER_WINDOW_MEASURE (rating-date, the default, "
+            "or appraisal-cycle), as the server judges them."
         ),
     )
     rp.add_argument("--executive", required=True, type=_ident, metavar="ID")
