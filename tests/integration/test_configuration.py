@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from api.settings import ApiSettings
 from ledger.application import LedgerApp
 from ledger.config import LedgerConfig
+from projections.runner import CATCH_UP_BATCH, FLUSH_EVERY
 from ses_ledger import cli
 from ses_ledger.cli_serve import FLAG_VARIABLES
 from tests.ledger_helpers import register
@@ -155,3 +156,15 @@ def test_every_variable_the_code_names_is_in_the_docs() -> None:
             named.update(re.findall(r"[\"'](SES_LEDGER_[A-Z_]*[A-Z])[\"']", text))
     assert named >= {"SES_LEDGER_HOME", "SES_LEDGER_TEST_PG_URL"}  # the search finds them
     assert sorted(name for name in named if f"`{name}" not in docs) == []
+
+
+@pytest.mark.parametrize("argv", [["project"], ["projections", "rebuild"]])
+def test_batch_size_help_states_the_sizes_the_runner_uses(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """`--batch-size` named a 1,000,000-event window of rebuilds, which is 2,000,000."""
+    with pytest.raises(SystemExit):
+        cli.main([*argv, "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert f"default: {CATCH_UP_BATCH} while rows are read" in shown
+    assert f"up to {FLUSH_EVERY} applied in memory" in shown
