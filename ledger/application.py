@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.persistence import IntegrityError, Mapper, Recording
+from eventsourcing.utils import Environment, EnvType
 
 from ledger.config import LedgerConfig, available_cpus
 from ledger.domain.appraisal import Appraisal
@@ -120,6 +121,14 @@ class LedgerApp(Application[str]):
         #: On SQLite the recorder takes the gate itself, once per group commit.
         self._gate_in_recorder = isinstance(self.recorder, LedgerSQLiteRecorder)
         self.merkle_log = MerkleLog(self.recorder)
+
+    def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
+        """The store's settings as `LedgerConfig` derives them from the SES_LEDGER_*
+        variables, and nothing else. The library would lay the whole process environment
+        under them, by its own names and by the application's (`SESLEDGER_SQLITE_DBNAME`,
+        `SESLEDGER_POSTGRES_DBNAME`, `AGGREGATE_CACHE_MAXSIZE`, ...): a stray variable
+        could then move the ledger to a store the probe never looked at, unannounced."""
+        return Environment(name, dict(env or {}))
 
     def construct_mapper(self) -> Mapper[str]:
         return LedgerMapper()

@@ -34,14 +34,15 @@ class LedgerConfig:
     #: Issue a checkpoint automatically once this many events are not yet covered.
     checkpoint_every: int = 1000
 
+    def __post_init__(self) -> None:
+        check_origin(self.origin)
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> LedgerConfig:
         env = os.environ if environ is None else environ
         home = Path(env.get("SES_LEDGER_HOME") or DEFAULT_HOME)
         db_url = env.get("SES_LEDGER_DB") or f"sqlite:///{home / 'ledger.db'}"
-        origin = env.get("SES_LEDGER_ORIGIN") or DEFAULT_ORIGIN
-        if (problem := origin_problem(origin)) is not None:
-            raise ConfigurationError(f"SES_LEDGER_ORIGIN {origin!r}: {problem}")
+        origin = check_origin(env.get("SES_LEDGER_ORIGIN") or DEFAULT_ORIGIN)
         every = _positive_int(env, "SES_LEDGER_CHECKPOINT_EVERY", 1000)
         return cls(home=home, db_url=db_url, origin=origin, checkpoint_every=every)
 
@@ -139,6 +140,15 @@ class LedgerConfig:
             netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
             return parts._replace(netloc=netloc).geturl()
         return self.db_url
+
+
+def check_origin(origin: str) -> str:
+    """SES_LEDGER_ORIGIN, usable as a checkpoint's origin line and its signature's key name
+    (`origin_problem`); ConfigurationError otherwise, at once, rather than in a traceback at
+    the first checkpoint, after events were written."""
+    if (problem := origin_problem(origin)) is not None:
+        raise ConfigurationError(f"SES_LEDGER_ORIGIN {origin!r}: {problem}")
+    return origin
 
 
 def make_private_dir(path: Path) -> None:

@@ -25,6 +25,14 @@ def non_negative_int(text: str) -> int:
     return _whole(text, 0)
 
 
+def port(text: str) -> int:
+    """A TCP port to listen on: 0 (any free one) to 65535."""
+    value = _whole(text, 0)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port, 0 to 65535, got {value}")
+    return value
+
+
 def _seconds(text: str, *, zero: bool) -> float:
     try:
         value = float(text)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,7 +41,13 @@ def cmd_backup(args: argparse.Namespace) -> int:
             "this starts a new signing key with `ses-ledger keys rotate`",
             file=sys.stderr,
         )
-    print(f"check it: SES_LEDGER_HOME={args.out} ses-ledger verify", file=sys.stderr)
+    # SES_LEDGER_DB, when set, would still name the live ledger: `verify` would check that,
+    # with the copy's keys, and say "verified" of a copy it never opened.
+    unset_db = " SES_LEDGER_DB=" if os.environ.get("SES_LEDGER_DB") else ""
+    print(
+        f"check it: SES_LEDGER_HOME={shlex.quote(args.out)}{unset_db} ses-ledger verify",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -51,8 +59,9 @@ def register(sub: Any) -> None:
             "Writes a consistent snapshot of the ledger database (SQLite's backup API, safe "
             "while the server writes) and the public key ring into DIR, which must be new or "
             "empty and is then itself a ledger home: `SES_LEDGER_HOME=DIR ses-ledger verify` "
-            "checks it; restore by serving from it or copying it back. Signing and token keys "
-            "are secrets and are copied only with --with-secrets. On PostgreSQL use pg_dump."
+            "checks it (with SES_LEDGER_DB unset or empty); restore by serving from it or "
+            "copying it back. Signing and token keys are secrets and are copied only with "
+            "--with-secrets. On PostgreSQL use pg_dump."
         ),
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="a new or empty directory")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import re
 import sys
 import tempfile
@@ -25,6 +26,7 @@ from typing import Any
 
 from api.auth import ID_PATTERN  # an id as the API accepts it
 from ledger.config import LedgerConfig
+from ses_ledger.argtypes import positive_seconds
 from ses_ledger.outputs import unwritable
 
 
@@ -103,11 +105,25 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"must be a date, YYYY-MM-DD, got {text!r}") from None
 
 
+def window_measure() -> str:
+    """REM-2/REM-3's measure, `SES_LEDGER_WINDOW_MEASURE` as the server takes it (docs/api.md):
+    the agency's policy setting, so a replay here judges removal as the API does."""
+    from ledger.errors import ConfigurationError
+    from ledger.policies.removal import RATING_DATE, WINDOW_MEASURES
+
+    value = os.environ.get("SES_LEDGER_WINDOW_MEASURE") or RATING_DATE
+    if value not in WINDOW_MEASURES:
+        raise ConfigurationError(
+            f"SES_LEDGER_WINDOW_MEASURE must be {' or '.join(WINDOW_MEASURES)}, got {value!r}"
+        )
+    return value
+
+
 def replay(app: Any, args: argparse.Namespace) -> dict[str, Any] | None:
     """The executive's record as the ledger stood then, JSON-ready; None if unknown then."""
     from projections.queries import ReadModels
 
-    view = ReadModels(app).as_of(
+    view = ReadModels(app, window_measure=window_measure()).as_of(
         position=args.as_of_position, known_at=args.known_at, executive_id=args.executive
     )
     executive = view.executive(args.executive)
@@ -218,6 +234,7 @@ def event_line(e: dict[str, Any]) -> str:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    window_measure()  # a setting that does not hold is refused before the store is opened
     app = _app()
     record = replay(app, args)
     if record is None:
@@ -231,7 +248,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(json.dumps(record, indent=2, default=str))
     else:
         print("\n".join(replay_lines(record)))
-    return 0
+    # The record above is rebuilt from these events: one that does not verify is a failed
+    # check (status 1), as in `audit`, which lists the same entries.
+    failed = sum(1 for e in record["events"] if e["verification"]["ok"] is False)
+    if failed:
+        print(
+            f"{failed} of {len(record['events'])} events do not verify: the record above is "
+            "rebuilt from them",
+            file=sys.stderr,
+        )
+    return 1 if failed else 0
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -564,7 +590,9 @@ def register(sub: Any) -> None:
             "Rebuilds the executive's appraisals, final ratings and removal history from the "
             "events the ledger held then (positions <= N, or recorded at or before TIME) and "
             "lists those events with their verification. Exit status 1 when the executive "
-            "was not registered then."
+            "was not registered then, or when one of those events does not verify. "
+            "REM-2/REM-3 are judged by SES_LEDGER_WINDOW_MEASURE (rating-date, the default, "
+            "or appraisal-cycle), as the server judges them."
         ),
     )
     rp.add_argument("--executive", required=True, type=_ident, metavar="ID")
@@ -653,7 +681,13 @@ def register(sub: Any) -> None:
     wp.add_argument("--url", required=True, type=_url, metavar="URL", help="ledger API base URL")
     wp.add_argument("--state", required=True, metavar="FILE", help="the witness's state file")
     wp.add_argument("--origin", help="expected checkpoint origin (default: as first seen)")
-    wp.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    wp.add_argument(
+        "--timeout",
+        type=positive_seconds,
+        default=10.0,
+        metavar="S",
+        help="seconds per request (default 10)",
+    )
     wp.set_defaults(handler=cmd_witness)
 
     cp = sub.add_parser("checkpoint", help="sign a checkpoint of the current tree and print it")

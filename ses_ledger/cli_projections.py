@@ -23,9 +23,11 @@ from typing import Any
 
 from ses_ledger.argtypes import non_negative_int, positive_int, positive_seconds
 
+#: The defaults named are `projections.runner`'s CATCH_UP_BATCH and FLUSH_EVERY (not
+#: imported here: every `ses-ledger` command builds this parser).
 BATCH_HELP = (
     "at most N events per transaction (default: 2000 while rows are read from the tables, "
-    "up to 1000000 applied in memory between writes during a rebuild)"
+    "up to 2000000 applied in memory between writes during a rebuild)"
 )
 
 

@@ -11,7 +11,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from ses_ledger.argtypes import non_negative_seconds, positive_int
+from ses_ledger.argtypes import non_negative_seconds, port, positive_int
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -109,7 +109,9 @@ def register(sub: Any) -> None:
         ),
     )
     serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument(
+        "--port", type=port, default=8000, help="port (default 8000; 0: any free one)"
+    )
     serve.add_argument(
         "--workers",
         type=positive_int,
@@ -121,13 +123,15 @@ def register(sub: Any) -> None:
         "--checkpoint-interval",
         type=non_negative_seconds,
         metavar="T",
-        help="seconds between timed checkpoints (default 60; 0: off)",
+        help="seconds between timed checkpoints (default: SES_LEDGER_CHECKPOINT_INTERVAL_SECONDS, "
+        "else 60; 0: off)",
     )
     serve.add_argument(
         "--checkpoint-every",
         type=positive_int,
         metavar="N",
-        help="checkpoint after this many new events (default 1000)",
+        help="checkpoint after this many new events (default: SES_LEDGER_CHECKPOINT_EVERY, "
+        "else 1000)",
     )
     serve.add_argument(
         "--access-log",

@@ -9,17 +9,40 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
-from ledger.config import LedgerConfig
+from ledger.config import TOKEN_KEY_FILE, LedgerConfig
 
 DEFAULT_TTL = 3600
+#: `ses_ledger.cli.EXIT_STORE`: the store or the ledger's home cannot be used.
+EXIT_HOME = 69
+
+
+def _unusable_key(home: Path, exc: Exception) -> int:
+    """The token key cannot be used: one line, not a traceback. A file-system failure (a
+    file in the way, a full disk) names the file with status 69, as the command line does
+    for the rest of the home (`ses_ledger.cli`); a key that is not one is 2."""
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"ses-ledger: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_HOME
+    reason = str(exc)
+    print(
+        f"ses-ledger token: cannot use the token key {home / TOKEN_KEY_FILE}: {reason}",
+        file=sys.stderr,
+    )
+    return 2
 
 
 def cmd_token_issue(args: argparse.Namespace) -> int:
-    from api.auth import Role, issue_token, load_or_create_token_key
+    from api.auth import Role, TokenError, issue_token, load_or_create_token_key
 
-    key = load_or_create_token_key(LedgerConfig.from_env().home)
+    home = LedgerConfig.from_env().home
+    try:
+        key = load_or_create_token_key(home)
+    except (OSError, ValueError, TokenError) as exc:  # a file in the way, not hex, empty
+        return _unusable_key(home, exc)
     try:
         token = issue_token(
             key,
@@ -41,7 +64,10 @@ def cmd_token_rotate_key(args: argparse.Namespace) -> int:
     from api.auth import rotate_token_key
 
     home = LedgerConfig.from_env().home
-    rotate_token_key(home)
+    try:
+        rotate_token_key(home)
+    except OSError as exc:
+        return _unusable_key(home, exc)
     print(
         f"new token key under {home}: every token issued before is refused from now on "
         "(a running server notices within a second); issue new ones with `ses-ledger token "

@@ -225,6 +225,45 @@ def test_cli_names_a_bad_claim_alone(
     assert capsys.readouterr().err == f"ses-ledger token: {problem}\n"
 
 
+@pytest.mark.parametrize("problem", ["home-is-a-file", "key-is-a-directory", "key-not-hex"])
+def test_a_token_key_that_cannot_be_used_is_named_in_one_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    problem: str,
+) -> None:
+    """`ses-ledger token issue` and `rotate-key` ended in a traceback (status 1) when the
+    key could not be read or written: a home that is a file, a directory in the key's place,
+    a key file that is not hex. Status 2 now, one line naming the key file; nothing left
+    behind."""
+    home = tmp_path / "home"
+    if problem == "home-is-a-file":
+        home.write_text("")
+    else:
+        home.mkdir(mode=0o700)
+        if problem == "key-is-a-directory":
+            (home / "token.key").mkdir()
+        else:
+            (home / "token.key").write_text("not hex\n")
+    monkeypatch.setenv("SES_LEDGER_HOME", str(home))
+    argv = ["token", "issue", "--subject", "x", "--role", "auditor", "--agency", "DOE"]
+    commands = [argv] + ([["token", "rotate-key"]] if problem != "key-not-hex" else [])
+    for command in commands:
+        # a file in the way is the home's file system (69, as in tests/integration/
+        # test_home_faults.py); a key that is not hex is a refused key (2)
+        assert cli(command) == (2 if problem == "key-not-hex" else 69)
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err.count("\n") == 1, captured.err
+        if problem == "key-not-hex":
+            assert captured.err.startswith(
+                f"ses-ledger token: cannot use the token key {home / 'token.key'}: "
+            )
+        else:
+            assert captured.err.startswith(f"ses-ledger: {home}"), captured.err
+    if home.is_dir():
+        assert sorted(p.name for p in home.iterdir()) == ["token.key"]
+
+
 def test_the_help_lists_every_role(capsys: pytest.CaptureFixture[str]) -> None:
     """The roles are written out in `token issue --help` (the command line does not import
     the API to build its parser); they must stay those the server knows."""

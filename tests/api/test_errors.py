@@ -140,6 +140,27 @@ def test_a_utf8_body_may_start_with_a_byte_order_mark(shared_api: Api) -> None:
     assert r.status_code == 201 and r.json()["event"]["data"]["name"] == "Zoë Ünal", r.text
 
 
+@pytest.mark.parametrize(
+    ("encoding", "status", "slug"),
+    [
+        ("utf-16", 400, "bad-request"),
+        ("utf-32", 400, "bad-request"),
+        # no byte order mark: valid UTF-8 bytes (ASCII and NULs), but not JSON
+        ("utf-16-be", 422, "invalid-request"),
+    ],
+)
+def test_a_body_that_is_not_utf_8_is_refused_and_appends_nothing(
+    shared_api: Api, encoding: str, status: int, slug: str
+) -> None:
+    """docs/api.md: 400 `bad-request` for a body that is not UTF-8 text (RFC 8259 8.1).
+    A registration sent as UTF-16 or UTF-32 was read (json.loads guesses the encoding from
+    the first bytes) and recorded: 201."""
+    size = shared_api.ledger_size()
+    body = json.dumps(s.executive(s.unique("E"))).encode(encoding)
+    _problem(_raw(shared_api, "/v1/executives", body), status, slug)
+    assert shared_api.ledger_size() == size
+
+
 def test_lone_surrogates_in_text_are_refused(shared_api: Api) -> None:
     body = json.dumps(s.executive(s.unique("E"))).replace("Pat Example", "Pat \\udc80")
     r = _raw(shared_api, "/v1/executives", body.encode())

@@ -4,6 +4,7 @@ asked without one."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,9 @@ from api.main import create_app
 from api.settings import ApiSettings
 from ledger.application import LedgerApp
 from ledger.config import LedgerConfig
+from ses_ledger import cli
 from tests.api.story import Api
+from tests.ledger_helpers import point_cli_at
 
 
 def _api(config: LedgerConfig, measure: str | None) -> Iterator[Api]:
@@ -54,3 +57,49 @@ def test_rem_2_window_measure_setting_reaches_the_compliance_report(
 def test_an_unknown_window_measure_is_refused_at_start(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="window_measure"):
         ApiSettings(home=tmp_path, window_measure="fiscal-quarters")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("measure", "required"),
+    [(None, True), ("rating-date", True), ("appraisal-cycle", False)],
+)
+def test_the_command_line_replay_judges_removal_by_the_same_setting(
+    sqlite_config: LedgerConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    measure: str | None,
+    required: bool,
+) -> None:
+    """`ses-ledger replay` always judged REM-2/REM-3 by rating date: an agency that chose
+    appraisal-cycle counting got "removal required" from the command line and not from the
+    API, for the same record, the same day."""
+    for api in _api(sqlite_config, measure):
+        executive_id = api.new_executive()
+        for fy in (2021, 2024):
+            api.appraisal("final", executive_id=executive_id, fy=fy, level=2)
+        served = api.get(
+            f"/v1/executives/{executive_id}/removal-history", as_of="2024-12-31"
+        ).json()
+    point_cli_at(monkeypatch, sqlite_config)
+    if measure is None:
+        monkeypatch.delenv("SES_LEDGER_WINDOW_MEASURE", raising=False)
+    else:
+        monkeypatch.setenv("SES_LEDGER_WINDOW_MEASURE", measure)
+    argv = ["replay", "--executive", executive_id, "--as-of-position", "1000000"]
+    assert cli.main([*argv, "--as-of", "2024-12-31", "--json"]) == 0
+    replayed = json.loads(capsys.readouterr().out)["removal_history"]
+    assert replayed["window_measure"] == (measure or "rating-date")
+    assert replayed["three_year"]["removal_required"] is required
+    assert replayed == served
+
+
+def test_an_unknown_window_measure_is_refused_by_replay_in_one_line(
+    sqlite_config: LedgerConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    point_cli_at(monkeypatch, sqlite_config)
+    monkeypatch.setenv("SES_LEDGER_WINDOW_MEASURE", "fiscal-quarters")
+    assert cli.main(["replay", "--executive", "E1", "--as-of-position", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "SES_LEDGER_WINDOW_MEASURE" in err, err

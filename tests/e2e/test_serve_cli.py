@@ -44,6 +44,9 @@ def _serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         (["--checkpoint-interval", "nan"], {}, "--checkpoint-interval"),
         (["--workers", "0"], {}, "--workers"),
         (["--workers", "-3"], {}, "--workers"),
+        # a traceback (OverflowError from bind) and status 1, as if the port were in use
+        (["--port", "70000"], {}, "--port"),
+        (["--port", "-1"], {}, "--port"),
         ([], {"SES_LEDGER_THREADS": "abc"}, "SES_LEDGER_THREADS"),
         (["--workers", "2"], {"SES_LEDGER_THREADS": "abc"}, "SES_LEDGER_THREADS"),
         ([], {"SES_LEDGER_CHECKPOINT_EVERY": "0"}, "SES_LEDGER_CHECKPOINT_EVERY"),
@@ -55,6 +58,8 @@ def _serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         "interval-nan",
         "workers-0",
         "workers-negative",
+        "port-too-big",
+        "port-negative",
         "threads-env",
         "threads-env-2-workers",
         "every-env",

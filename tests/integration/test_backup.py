@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import sqlite3
 import stat
 import threading
@@ -200,9 +201,23 @@ def test_backup_on_the_command_line(
     assert cli.main(["backup", "--out", str(out)]) == 0
     printed = capsys.readouterr()
     assert printed.out.startswith("backed up positions 1..") and "keys/keyring.json" in printed.out
-    assert f"SES_LEDGER_HOME={out} ses-ledger verify" in printed.err
     assert cli.main(["backup", "--out", str(out)]) == 2  # not empty now
     assert "not an empty directory" in capsys.readouterr().err
+    # The check it prints checks the copy, not the live ledger SES_LEDGER_DB still names
+    # (point_cli_at sets it): it said "ledger verified" of the live one, grown since.
+    live = LedgerApp(sqlite_config)
+    register(live, "E-AFTER-THE-BACKUP")
+    live.close()
+    check = next(line for line in printed.err.splitlines() if line.startswith("check it: "))
+    *assignments, program, command = shlex.split(check.removeprefix("check it: "))
+    assert (program, command) == ("ses-ledger", "verify")
+    for assignment in assignments:
+        monkeypatch.setenv(*assignment.split("=", 1))
+    assert cli.main(["verify", "--quiet"]) == 0
+    copy = LedgerApp(_home_of(out))
+    head = copy.recorder.max_notification_id()
+    copy.close()
+    assert f"ledger verified: {head} events" in capsys.readouterr().out
 
 
 def test_backup_into_a_place_it_cannot_write_says_so_in_one_line(

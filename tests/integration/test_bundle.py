@@ -508,6 +508,16 @@ def test_audit_exits_1_when_an_entry_does_not_verify(
     out = capsys.readouterr()
     assert f"{final['position']:>8}" in out.out and "NOT VERIFIED (hash)" in out.out
     assert out.err.endswith("; 1 do not verify\n")
+    # `replay` rebuilds the record from the same entries: it listed the one that does not
+    # verify and still exited 0 (--help: 1 when a check failed); a clean point still is 0.
+    for as_json in ([], ["--json"]):
+        argv = ["replay", "--executive", executive, *as_json]
+        assert ses([*argv, "--as-of-position", str(final["position"])]) == 1
+        out = capsys.readouterr()
+        assert "NOT VERIFIED (hash)" in out.out or '"ok": false' in out.out
+        assert out.err.startswith("1 of ") and "do not verify" in out.err
+        assert ses([*argv, "--as-of-position", str(final["position"] - 1)]) == 0
+        assert capsys.readouterr().err == ""
 
 
 # --- the command line: one-line refusals, exit statuses -----------------------------------------

@@ -490,6 +490,21 @@ def test_a_url_that_is_not_one_is_refused_in_one_line(
     assert not (tmp_path / "s.json").exists()
 
 
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan", "soon"])
+def test_a_witness_timeout_that_is_not_one_is_refused_as_such(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], timeout: str
+) -> None:
+    """It was taken, and every request then failed: `cannot reach ...: Timeout value out of
+    range`, status 2 as for a ledger that is down, which it need not be."""
+    state = tmp_path / "s.json"
+    with pytest.raises(SystemExit) as exit_:
+        ses(["witness", "--url", _closed_url(), "--state", str(state), "--timeout", timeout])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --timeout" in err and "cannot reach" not in err
+    assert not state.exists()
+
+
 def test_a_url_urllib_cannot_use_or_a_server_that_is_not_http_is_unavailable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
