@@ -148,14 +148,17 @@ def waivers(store: Store, cursor: Any, granted_by: date | None = None) -> set[tu
 
 
 def rating_distribution_report(
-    store: Store, agency: str, cycle: str, waived_by: date | None = None
+    store: Store, agency: str, cycle: str, as_of: date | None = None
 ) -> dict[str, Any]:
-    """Counts of every final rating, the career share at Levels 4-5 and RAT-9 findings
-    (a waiver counts once granted: `granted_on` on or before `waived_by`)."""
+    """Counts of every final rating, the career share at Levels 4-5 and RAT-9 findings, as
+    of `as_of` (None: everything recorded): a final rating counts once assigned (`rated_on`
+    on or before it) and a waiver once granted (`granted_on` on or before it), as the
+    compliance report judges RAT-9."""
     with store.transaction(commit=False) as cursor:
         store.snapshot(cursor)
-        ratings = cycle_ratings(store, cursor, agency=agency, cycle=cycle).get((agency, cycle), [])
-        waived = (agency, cycle) in waivers(store, cursor, granted_by=waived_by)
+        grouped = cycle_ratings(store, cursor, agency=agency, cycle=cycle, rated_by=as_of)
+        ratings = grouped.get((agency, cycle), [])
+        waived = (agency, cycle) in waivers(store, cursor, granted_by=as_of)
     distribution = rating_distribution(ratings)
     findings = rat_9(agency, cycle, ratings=ratings, waiver_granted=waived)
     return {

@@ -96,3 +96,34 @@ def test_rat_9_distribution_and_compliance_agree_on_a_waiver_not_yet_granted(api
     rat_9 = [f for f in compliance.json()["findings"] if f["rule"] == "RAT-9"]
     assert len(rat_9) == 1
     assert distribution.json()["findings"] == rat_9
+
+
+def test_rat_9_distribution_and_compliance_agree_on_a_final_rating_dated_ahead(api: Api) -> None:
+    """RAT-9 (contract "Reads": rating-distribution and compliance): a final rating recorded
+    with a `rated_on` still to come counts in neither report until that day, as a removal
+    history or the below-Fully-Successful report count ratings rated by D. Before, the
+    distribution counted it (and found RAT-9: 2 of 5 at Levels 4-5) while the compliance
+    report, judging today, did not."""
+    hr = api.as_("hr_app", subject="hr-app-1", agency="AG6")
+    board_id = api.new_board(agency="AG6")
+    for level, rated_on in ((5, "2199-01-15"), (4, None), (3, None), (3, None), (3, None)):
+        executive_id = api.new_executive(agency="AG6")
+        appraisal_id = unique("A-")
+        path = f"/v1/appraisals/{appraisal_id}"
+        body = plan(appraisal_id, executive_id, 2026, policy="ses-2025", elements=ELEMENTS_2025)
+        api.ok("/v1/appraisals", body, hr)
+        api.ok(f"{path}/progress-reviews", review(2026), hr)
+        rating = initial(2026, level)
+        rating["element_levels"] = {e["code"]: level for e in ELEMENTS_2025}
+        api.ok(f"{path}/initial-rating", rating, hr)
+        api.ok(f"{path}/response-waiver", response_waiver(2026), hr)
+        api.ok(f"{path}/prb-recommendation", prb(2026, board_id, ["initial_rating"], level), hr)
+        assigned = final(2026, level) | ({"rated_on": rated_on} if rated_on else {})
+        api.ok(f"{path}/final-rating", assigned, hr)
+
+    distribution = api.get("/v1/reports/rating-distribution", agency="AG6", cycle="FY2026")
+    compliance = api.get("/v1/reports/compliance", agency="AG6").json()
+    assert [f for f in compliance["findings"] if f["rule"] == "RAT-9"] == []
+    assert distribution.json()["findings"] == []
+    assert distribution.json()["counts"] == {"1": 0, "2": 0, "3": 3, "4": 1, "5": 0}
+    assert distribution.json()["share_levels_4_5"] == 0.25
