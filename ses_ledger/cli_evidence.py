@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import re
 import sys
 import tempfile
@@ -103,11 +104,36 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"must be a date, YYYY-MM-DD, got {text!r}") from None
 
 
+#: The deployment's REM-2/REM-3 window measure, as the API server reads it (`api.settings`).
+WINDOW_MEASURE_VARIABLE = "SES_LEDGER_WINDOW_MEASURE"
+
+
+def window_measure(args: argparse.Namespace) -> str:
+    """`--window-measure`, else the deployment's `SES_LEDGER_WINDOW_MEASURE` (the measure the
+    API's removal histories and compliance report use when asked without one), else
+    `rating-date`: so that `replay` judges REM-2/REM-3 as the server of that deployment does."""
+    from ledger.errors import ConfigurationError
+    from ledger.policies.removal import RATING_DATE, WINDOW_MEASURES
+
+    if args.window_measure is not None:
+        return str(args.window_measure)
+    # matched by name without regard to case, as the server's settings match it
+    values = [v for k, v in os.environ.items() if k.upper() == WINDOW_MEASURE_VARIABLE]
+    if not values:
+        return RATING_DATE
+    if values[-1] not in WINDOW_MEASURES:
+        raise ConfigurationError(
+            f"bad setting: {WINDOW_MEASURE_VARIABLE} must be one of "
+            f"{', '.join(WINDOW_MEASURES)}, got {values[-1]!r}"
+        )
+    return values[-1]
+
+
 def replay(app: Any, args: argparse.Namespace) -> dict[str, Any] | None:
     """The executive's record as the ledger stood then, JSON-ready; None if unknown then."""
     from projections.queries import ReadModels
 
-    view = ReadModels(app).as_of(
+    view = ReadModels(app, window_measure=window_measure(args)).as_of(
         position=args.as_of_position, known_at=args.known_at, executive_id=args.executive
     )
     executive = view.executive(args.executive)
@@ -568,6 +594,12 @@ def register(sub: Any) -> None:
         type=_day,
         metavar="DATE",
         help="removal-history date (default: the day the ledger stood at)",
+    )
+    rp.add_argument(
+        "--window-measure",
+        choices=("rating-date", "appraisal-cycle"),
+        help="how REM-2/REM-3 'within 3/5 years' is measured (default: "
+        f"{WINDOW_MEASURE_VARIABLE}, as the API server uses it, else rating-date)",
     )
     rp.add_argument("--json", action="store_true", help="print JSON instead of text")
     rp.set_defaults(handler=cmd_replay)
