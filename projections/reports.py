@@ -96,7 +96,8 @@ def cycle_ratings(
     cycle: str | None = None,
     rated_by: date | None = None,
 ) -> dict[tuple[str, str], list[CycleRating]]:
-    """Final ratings by (agency, cycle), as RAT-9 and the distribution take them."""
+    """Final ratings by (agency, cycle), as RAT-9 and the distribution take them: oldest
+    period first."""
     a, e, p = store.name(APPRAISALS.name), store.name(EXECUTIVES.name), store.p
     sql = (
         f"SELECT a.appraisal_id AS appraisal_id, a.executive_id AS executive_id, "
@@ -116,7 +117,10 @@ def cycle_ratings(
     if rated_by is not None:
         sql += f" AND a.final_rated_on <= {p}"
         params.append(rated_by.isoformat())
-    sql += " ORDER BY a.final_position"
+    # By period, then rating date, then log order (as `current_rating` is chosen): each
+    # executive's last rating here is their latest period's, whatever order HR recorded
+    # the periods in (`career_executives` counts an executive by their last rating).
+    sql += " ORDER BY a.period_end, a.final_rated_on, a.final_position"
     cursor.execute(sql, tuple(params))
     grouped: dict[tuple[str, str], list[CycleRating]] = defaultdict(list)
     for row in cursor.fetchall():
