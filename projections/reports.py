@@ -13,13 +13,14 @@ from collections import defaultdict
 from datetime import date
 from typing import Any
 
-from ledger.policies.common import add_years, cycle_of
+from ledger.policies.common import cycle_of
 from ledger.policies.compliance import CycleRating, rat_9, rating_distribution
 from ledger.policies.removal import (
     FULLY_SUCCESSFUL,
     REM_2_YEARS,
     FinalRating,
     below_fully_successful,
+    years_before,
 )
 from projections.current_ratings import APPRAISALS, EXECUTIVES, WAIVERS
 from projections.store import Store, loads
@@ -41,7 +42,7 @@ def below_fully_successful_report(
     )
     params: list[Any] = [
         FULLY_SUCCESSFUL,
-        add_years(as_of, -REM_2_YEARS).isoformat(),
+        years_before(as_of, REM_2_YEARS).isoformat(),
         as_of.isoformat(),
     ]
     if agency is not None:
