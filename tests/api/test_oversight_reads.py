@@ -98,12 +98,15 @@ def test_rat_9_distribution_and_compliance_agree_on_a_waiver_not_yet_granted(api
     assert distribution.json()["findings"] == rat_9
 
 
-def test_rat_9_distribution_and_compliance_agree_on_a_final_rating_dated_ahead(api: Api) -> None:
+def test_rat_9_distribution_and_compliance_agree_on_a_final_rating_dated_ahead(
+    any_api: Api,
+) -> None:
     """RAT-9 (contract "Reads": rating-distribution and compliance): a final rating recorded
     with a `rated_on` still to come counts in neither report until that day, as a removal
     history or the below-Fully-Successful report count ratings rated by D. Before, the
     distribution counted it (and found RAT-9: 2 of 5 at Levels 4-5) while the compliance
     report, judging today, did not."""
+    api = any_api
     hr = api.as_("hr_app", subject="hr-app-1", agency="AG6")
     board_id = api.new_board(agency="AG6")
     for level, rated_on in ((5, "2199-01-15"), (4, None), (3, None), (3, None), (3, None)):
@@ -155,13 +158,14 @@ def _ses_2025_final(
     api.ok(f"{path}/final-rating", assigned, hr)
 
 
-def test_rat_9_counts_an_executive_by_the_latest_period_of_the_cycle(api: Api) -> None:
+def test_rat_9_counts_an_executive_by_the_latest_period_of_the_cycle(any_api: Api) -> None:
     """RAT-9 and the distribution's share count each career executive once, by their rating
     of the cycle's latest period (as `current_rating` is the latest period's), whatever
     order the periods were recorded in. E rated Level 3 for Apr-Sep 2026, then Level 5 for
     Oct 2025-Mar 2026 backfilled after it: before, the rating logged last (Level 5) was
     counted, so the same facts gave 2 of 5 at Levels 4-5 and a RAT-9 finding, or not,
     depending on the order HR entered them."""
+    api = any_api
     hr = api.as_("hr_app", subject="hr-app-1", agency="AG7")
     board_id = api.new_board(agency="AG7")
     for level in (4, 3, 3, 3):
