@@ -684,6 +684,7 @@ def test_replay_judges_removal_by_the_deployments_window_measure(
     story.executive("E1")
     for final_on in (date(2021, 11, 25), date(2024, 11, 25)):
         story.appraisal("E1", final_on, 2)
+    app.close()
     argv = ["replay", "--executive", "E1", "--as-of-position", "1000", "--json"]
     argv += ["--as-of", "2024-12-31"]
 
