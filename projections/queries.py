@@ -241,10 +241,11 @@ class ReadModels:
         return reports.below_fully_successful_report(self.store, as_of, agency)
 
     def rating_distribution(self, agency: str, cycle: str) -> dict[str, Any]:
-        """Counts, share and RAT-9, with waivers granted by the day the compliance report
-        judges (`default_as_of`), so that both reports give one RAT-9 answer."""
+        """Counts, share and RAT-9 as of the day the compliance report judges
+        (`default_as_of`): final ratings assigned and waivers granted by then, so that both
+        reports give one RAT-9 answer."""
         return reports.rating_distribution_report(
-            self.store, agency, cycle, waived_by=self.default_as_of()
+            self.store, agency, cycle, as_of=self.default_as_of()
         )
 
     def compliance(self, agency: str | None = None, as_of: date | None = None) -> dict[str, Any]:

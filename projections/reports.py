@@ -13,13 +13,14 @@ from collections import defaultdict
 from datetime import date
 from typing import Any
 
-from ledger.policies.common import add_years, cycle_of
+from ledger.policies.common import cycle_of
 from ledger.policies.compliance import CycleRating, rat_9, rating_distribution
 from ledger.policies.removal import (
     FULLY_SUCCESSFUL,
     REM_2_YEARS,
     FinalRating,
     below_fully_successful,
+    years_before,
 )
 from projections.current_ratings import APPRAISALS, EXECUTIVES, WAIVERS
 from projections.store import Store, loads
@@ -41,7 +42,7 @@ def below_fully_successful_report(
     )
     params: list[Any] = [
         FULLY_SUCCESSFUL,
-        add_years(as_of, -REM_2_YEARS).isoformat(),
+        years_before(as_of, REM_2_YEARS).isoformat(),
         as_of.isoformat(),
     ]
     if agency is not None:
@@ -96,7 +97,8 @@ def cycle_ratings(
     cycle: str | None = None,
     rated_by: date | None = None,
 ) -> dict[tuple[str, str], list[CycleRating]]:
-    """Final ratings by (agency, cycle), as RAT-9 and the distribution take them."""
+    """Final ratings by (agency, cycle), as RAT-9 and the distribution take them: oldest
+    period first."""
     a, e, p = store.name(APPRAISALS.name), store.name(EXECUTIVES.name), store.p
     sql = (
         f"SELECT a.appraisal_id AS appraisal_id, a.executive_id AS executive_id, "
@@ -116,7 +118,10 @@ def cycle_ratings(
     if rated_by is not None:
         sql += f" AND a.final_rated_on <= {p}"
         params.append(rated_by.isoformat())
-    sql += " ORDER BY a.final_position"
+    # By period, then rating date, then log order (as `current_rating` is chosen): each
+    # executive's last rating here is their latest period's, whatever order HR recorded
+    # the periods in (`career_executives` counts an executive by their last rating).
+    sql += " ORDER BY a.period_end, a.final_rated_on, a.final_position"
     cursor.execute(sql, tuple(params))
     grouped: dict[tuple[str, str], list[CycleRating]] = defaultdict(list)
     for row in cursor.fetchall():
@@ -148,14 +153,17 @@ def waivers(store: Store, cursor: Any, granted_by: date | None = None) -> set[tu
 
 
 def rating_distribution_report(
-    store: Store, agency: str, cycle: str, waived_by: date | None = None
+    store: Store, agency: str, cycle: str, as_of: date | None = None
 ) -> dict[str, Any]:
-    """Counts of every final rating, the career share at Levels 4-5 and RAT-9 findings
-    (a waiver counts once granted: `granted_on` on or before `waived_by`)."""
+    """Counts of every final rating, the career share at Levels 4-5 and RAT-9 findings, as
+    of `as_of` (None: everything recorded): a final rating counts once assigned (`rated_on`
+    on or before it) and a waiver once granted (`granted_on` on or before it), as the
+    compliance report judges RAT-9."""
     with store.transaction(commit=False) as cursor:
         store.snapshot(cursor)
-        ratings = cycle_ratings(store, cursor, agency=agency, cycle=cycle).get((agency, cycle), [])
-        waived = (agency, cycle) in waivers(store, cursor, granted_by=waived_by)
+        grouped = cycle_ratings(store, cursor, agency=agency, cycle=cycle, rated_by=as_of)
+        ratings = grouped.get((agency, cycle), [])
+        waived = (agency, cycle) in waivers(store, cursor, granted_by=as_of)
     distribution = rating_distribution(ratings)
     findings = rat_9(agency, cycle, ratings=ratings, waiver_granted=waived)
     return {

@@ -105,25 +105,37 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"must be a date, YYYY-MM-DD, got {text!r}") from None
 
 
-def window_measure() -> str:
-    """REM-2/REM-3's measure, `SES_LEDGER_WINDOW_MEASURE` as the server takes it (docs/api.md):
-    the agency's policy setting, so a replay here judges removal as the API does."""
+#: The deployment's REM-2/REM-3 window measure, as the API server reads it (`api.settings`).
+WINDOW_MEASURE_VARIABLE = "SES_LEDGER_WINDOW_MEASURE"
+
+
+def window_measure(args: argparse.Namespace) -> str:
+    """`--window-measure`, else the deployment's `SES_LEDGER_WINDOW_MEASURE` (the measure the
+    API's removal histories and compliance report use when asked without one), else
+    `rating-date`: so that `replay` judges REM-2/REM-3 as the server of that deployment does."""
     from ledger.errors import ConfigurationError
     from ledger.policies.removal import RATING_DATE, WINDOW_MEASURES
 
-    value = os.environ.get("SES_LEDGER_WINDOW_MEASURE") or RATING_DATE
-    if value not in WINDOW_MEASURES:
+    if args.window_measure is not None:
+        return str(args.window_measure)
+    # matched by name without regard to case, as the server's settings match it
+    # (an empty value is an unset one, as for every SES_LEDGER_* variable)
+    values = [v for k, v in os.environ.items() if k.upper() == WINDOW_MEASURE_VARIABLE and v]
+    if not values:
+        return RATING_DATE
+    if values[-1] not in WINDOW_MEASURES:
         raise ConfigurationError(
-            f"SES_LEDGER_WINDOW_MEASURE must be {' or '.join(WINDOW_MEASURES)}, got {value!r}"
+            f"bad setting: {WINDOW_MEASURE_VARIABLE} must be one of "
+            f"{', '.join(WINDOW_MEASURES)}, got {values[-1]!r}"
         )
-    return value
+    return values[-1]
 
 
 def replay(app: Any, args: argparse.Namespace) -> dict[str, Any] | None:
     """The executive's record as the ledger stood then, JSON-ready; None if unknown then."""
     from projections.queries import ReadModels
 
-    view = ReadModels(app, window_measure=window_measure()).as_of(
+    view = ReadModels(app, window_measure=window_measure(args)).as_of(
         position=args.as_of_position, known_at=args.known_at, executive_id=args.executive
     )
     executive = view.executive(args.executive)
@@ -234,7 +246,7 @@ def event_line(e: dict[str, Any]) -> str:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    window_measure()  # a setting that does not hold is refused before the store is opened
+    window_measure(args)  # a setting that does not hold is refused before the store is opened
     app = _app()
     record = replay(app, args)
     if record is None:
@@ -602,6 +614,12 @@ def register(sub: Any) -> None:
         type=_day,
         metavar="DATE",
         help="removal-history date (default: the day the ledger stood at)",
+    )
+    rp.add_argument(
+        "--window-measure",
+        choices=("rating-date", "appraisal-cycle"),
+        help="how REM-2/REM-3 'within 3/5 years' is measured (default: "
+        f"{WINDOW_MEASURE_VARIABLE}, as the API server uses it, else rating-date)",
     )
     rp.add_argument("--json", action="store_true", help="print JSON instead of text")
     rp.set_defaults(handler=cmd_replay)

@@ -190,9 +190,10 @@ def _high(rating: CycleRating) -> bool:
 
 
 def career_executives(ratings: Sequence[CycleRating]) -> list[CycleRating]:
-    """One rating per career executive: the last in `ratings` (log order), so that an
-    executive with two periods in one cycle counts once in the share and in RAT-9, which
-    count appointees, not ratings."""
+    """One rating per career executive: the last in `ratings` (given oldest period first,
+    then by rating date and log order, so the latest period's), so that an executive with
+    two periods in one cycle counts once in the share and in RAT-9, which count
+    appointees, not ratings."""
     return list({r.executive_id: r for r in ratings if r.career}.values())
 
 
@@ -214,7 +215,7 @@ def rat_9(
     """RAT-9: under ses-2025, at most 30% of >= 5 rated career executives at Levels 4-5.
 
     Counts executives rated under a capped policy, each by their last such rating in the
-    cycle (`career_executives`; filtered first, so that a basic rating logged later does
+    cycle (`career_executives`; filtered first, so that a basic rating later in the cycle does
     not hide a capped one): a cycle may still hold ses-basic-2012 periods (POL-1), whose
     rules prohibit forced distribution, so the sentence names the policy (the
     distribution's share covers every career executive).

@@ -225,9 +225,21 @@ def rem_1_action_due(
     )
 
 
+def years_before(day: date, years: int) -> date:
+    """D - `years`, as the windows read it: the earliest date that `years` later
+    (`add_years`) is D or after. Feb 29 2024 - 3 years is Mar 1 2021 (Feb 28 2021 + 3 years
+    is Feb 28 2024, a day short), where the three-year window begins; Feb 28 2027 - 3 years
+    is Feb 28 2024."""
+    earlier = add_years(day, -years)
+    return earlier if add_years(earlier, years) >= day else earlier + timedelta(days=1)
+
+
 def below_fully_successful(ratings: Iterable[FinalRating], as_of: date) -> list[FinalRating]:
-    """Final ratings below Level 3 rated in (D - 3 years, D], oldest first (the report)."""
-    since = add_years(as_of, -REM_2_YEARS)
+    """Final ratings below Level 3 rated in (D - 3 years, D], oldest first (the report).
+
+    D - 3 years is the day the three-year window (REM-2) begins, `years_before`: the report
+    leaves out exactly that day, also when D is Feb 29."""
+    since = years_before(as_of, REM_2_YEARS)
     return [
         r for r in _rated_by(ratings, as_of) if r.level < FULLY_SUCCESSFUL and r.rated_on > since
     ]

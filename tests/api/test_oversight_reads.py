@@ -96,3 +96,100 @@ def test_rat_9_distribution_and_compliance_agree_on_a_waiver_not_yet_granted(api
     rat_9 = [f for f in compliance.json()["findings"] if f["rule"] == "RAT-9"]
     assert len(rat_9) == 1
     assert distribution.json()["findings"] == rat_9
+
+
+def test_rat_9_distribution_and_compliance_agree_on_a_final_rating_dated_ahead(
+    any_api: Api,
+) -> None:
+    """RAT-9 (contract "Reads": rating-distribution and compliance): a final rating recorded
+    with a `rated_on` still to come counts in neither report until that day, as a removal
+    history or the below-Fully-Successful report count ratings rated by D. Before, the
+    distribution counted it (and found RAT-9: 2 of 5 at Levels 4-5) while the compliance
+    report, judging today, did not."""
+    api = any_api
+    hr = api.as_("hr_app", subject="hr-app-1", agency="AG6")
+    board_id = api.new_board(agency="AG6")
+    for level, rated_on in ((5, "2199-01-15"), (4, None), (3, None), (3, None), (3, None)):
+        executive_id = api.new_executive(agency="AG6")
+        appraisal_id = unique("A-")
+        path = f"/v1/appraisals/{appraisal_id}"
+        body = plan(appraisal_id, executive_id, 2026, policy="ses-2025", elements=ELEMENTS_2025)
+        api.ok("/v1/appraisals", body, hr)
+        api.ok(f"{path}/progress-reviews", review(2026), hr)
+        rating = initial(2026, level)
+        rating["element_levels"] = {e["code"]: level for e in ELEMENTS_2025}
+        api.ok(f"{path}/initial-rating", rating, hr)
+        api.ok(f"{path}/response-waiver", response_waiver(2026), hr)
+        api.ok(f"{path}/prb-recommendation", prb(2026, board_id, ["initial_rating"], level), hr)
+        assigned = final(2026, level) | ({"rated_on": rated_on} if rated_on else {})
+        api.ok(f"{path}/final-rating", assigned, hr)
+
+    distribution = api.get("/v1/reports/rating-distribution", agency="AG6", cycle="FY2026")
+    compliance = api.get("/v1/reports/compliance", agency="AG6").json()
+    assert [f for f in compliance["findings"] if f["rule"] == "RAT-9"] == []
+    assert distribution.json()["findings"] == []
+    assert distribution.json()["counts"] == {"1": 0, "2": 0, "3": 3, "4": 1, "5": 0}
+    assert distribution.json()["share_levels_4_5"] == 0.25
+
+
+def _ses_2025_final(
+    api: Api, hr: dict[str, str], board_id: str, executive_id: str, level: int, **dates: str
+) -> None:
+    """A ses-2025 appraisal through to its final rating; `dates` override the plan's period
+    (`period_start`, `period_end`) and its days (`reviewed_on`, `rated_on`: the initial
+    rating, `final_on`)."""
+    appraisal_id = unique("A-")
+    path = f"/v1/appraisals/{appraisal_id}"
+    start = dates.get("period_start", "2025-10-01")
+    body = plan(appraisal_id, executive_id, 2026, policy="ses-2025", elements=ELEMENTS_2025)
+    body |= {"period_start": start, "communicated_on": start}
+    body["period_end"] = dates.get("period_end", body["period_end"])
+    api.ok("/v1/appraisals", body, hr)
+    reviewed = review(2026) | {"reviewed_on": dates.get("reviewed_on", "2026-03-15")}
+    api.ok(f"{path}/progress-reviews", reviewed, hr)
+    rating = initial(2026, level) | {"rated_on": dates.get("rated_on", "2026-10-15")}
+    rating["element_levels"] = {e["code"]: level for e in ELEMENTS_2025}
+    api.ok(f"{path}/initial-rating", rating, hr)
+    api.ok(f"{path}/response-waiver", {"waived_on": rating["rated_on"]}, hr)
+    recommendation = prb(2026, board_id, ["initial_rating"], level)
+    recommendation["recommended_on"] = dates.get("final_on", "2026-11-25")
+    api.ok(f"{path}/prb-recommendation", recommendation, hr)
+    assigned = final(2026, level) | {"rated_on": dates.get("final_on", "2026-11-25")}
+    api.ok(f"{path}/final-rating", assigned, hr)
+
+
+def test_rat_9_counts_an_executive_by_the_latest_period_of_the_cycle(any_api: Api) -> None:
+    """RAT-9 and the distribution's share count each career executive once, by their rating
+    of the cycle's latest period (as `current_rating` is the latest period's), whatever
+    order the periods were recorded in. E rated Level 3 for Apr-Sep 2026, then Level 5 for
+    Oct 2025-Mar 2026 backfilled after it: before, the rating logged last (Level 5) was
+    counted, so the same facts gave 2 of 5 at Levels 4-5 and a RAT-9 finding, or not,
+    depending on the order HR entered them."""
+    api = any_api
+    hr = api.as_("hr_app", subject="hr-app-1", agency="AG7")
+    board_id = api.new_board(agency="AG7")
+    for level in (4, 3, 3, 3):
+        _ses_2025_final(api, hr, board_id, api.new_executive(agency="AG7"), level)
+    split = api.new_executive(agency="AG7")
+    _ses_2025_final(
+        api, hr, board_id, split, 3, period_start="2026-04-01", reviewed_on="2026-06-15"
+    )
+    _ses_2025_final(
+        api,
+        hr,
+        board_id,
+        split,
+        5,
+        period_end="2026-03-31",
+        rated_on="2026-07-01",
+        final_on="2026-11-26",
+    )
+
+    current = api.get(f"/v1/executives/{split}").json()["current_rating"]
+    assert (current["period_end"], current["level"]) == ("2026-09-30", 3)
+    distribution = api.get("/v1/reports/rating-distribution", agency="AG7", cycle="FY2026")
+    assert distribution.json()["counts"] == {"1": 0, "2": 0, "3": 4, "4": 1, "5": 1}
+    assert distribution.json()["share_levels_4_5"] == 0.2
+    assert distribution.json()["findings"] == []
+    compliance = api.get("/v1/reports/compliance", agency="AG7").json()["findings"]
+    assert [f for f in compliance if f["rule"] == "RAT-9"] == []

@@ -32,6 +32,7 @@ from ledger.log import ProofUnavailable
 from ledger.offline_verify import verify_bundle
 from ses_ledger import cli
 from ses_ledger.demo import SimulatedClock, run_demo
+from tests.integration.test_projections import Clock, Story
 from tests.ledger_helpers import plan, point_cli_at, raw, register
 
 REPO = Path(__file__).resolve().parents[2]
@@ -677,3 +678,37 @@ def test_a_trusted_checkpoint_newer_than_the_bundle_names_the_remedy(
     argv = ["bundle", "export", "--executive", "E1", "--out", str(again)]
     assert ses([*argv, "--consistency-from", "3"]) == 0
     assert ses(["bundle", "verify", str(again), "--checkpoint", str(note)]) == 0
+
+
+def test_replay_judges_removal_by_the_deployments_window_measure(
+    env: LedgerConfig, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """REM-2 (rules.md: the window measure is a named setting the agency chooses): `replay`
+    takes `SES_LEDGER_WINDOW_MEASURE` as the API server of the deployment does, and
+    `--window-measure` overrides it. Two final Level 2 ratings exactly three years apart
+    (Nov 25 2021 and 2024) need removal by rating date, not by appraisal cycle (FY2021 and
+    FY2024); `replay` always judged by rating date, so on an appraisal-cycle deployment it
+    said removal was required where the API said it was not."""
+    app = LedgerApp(env, clock=Clock())
+    story = Story(app)
+    story.executive("E1")
+    for final_on in (date(2021, 11, 25), date(2024, 11, 25)):
+        story.appraisal("E1", final_on, 2)
+    app.close()
+    argv = ["replay", "--executive", "E1", "--as-of-position", "1000", "--json"]
+    argv += ["--as-of", "2024-12-31"]
+
+    def three_year(*extra: str) -> tuple[str, bool]:
+        assert ses([*argv, *extra]) == 0
+        history = json.loads(capsys.readouterr().out)["removal_history"]
+        return history["window_measure"], history["three_year"]["removal_required"]
+
+    assert three_year() == ("rating-date", True)
+    monkeypatch.setenv("SES_LEDGER_WINDOW_MEASURE", "appraisal-cycle")
+    assert three_year() == ("appraisal-cycle", False)
+    assert three_year("--window-measure", "rating-date") == ("rating-date", True)
+
+    monkeypatch.setenv("SES_LEDGER_WINDOW_MEASURE", "fiscal-quarters")
+    assert ses(argv) == 2
+    err = capsys.readouterr().err
+    assert "SES_LEDGER_WINDOW_MEASURE must be one of" in err and "Traceback" not in err

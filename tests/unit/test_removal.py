@@ -305,3 +305,21 @@ def test_below_fully_successful_window_excludes_d_minus_three_years() -> None:
         date(2022, 6, 2),
         date(2025, 6, 1),
     ]
+
+
+def test_below_fully_successful_leaves_out_d_minus_three_years_when_d_is_feb_29() -> None:
+    """(D - 3 years, D] with D = Feb 29 2024: D - 3 years is Mar 1 2021, the first day of the
+    three-year window (REM-2, `three_year.ratings`), so the report leaves it out as it
+    leaves out D - 3 years on every other day. It listed Mar 1 2021 (reading D - 3 years
+    as Feb 28 2021 here only), so on Feb 29 the report and the window held the same
+    ratings, though the report's left end is open."""
+    d = date(2024, 2, 29)
+    ratings = [_rating(date(2021, 2, 28)), _rating(date(2021, 3, 1)), _rating(date(2021, 3, 2))]
+    window = removal_history(ratings, [], as_of=d).three_year.ratings
+    assert [r.rated_on for r in window] == [date(2021, 3, 1), date(2021, 3, 2)]
+    assert [r.rated_on for r in below_fully_successful(ratings, d)] == [date(2021, 3, 2)]
+    # the day after a Feb 29 rating, three years on, still lists it (Feb 28 2027 - 3 years
+    # is Feb 28 2024)
+    leap = [_rating(date(2024, 2, 29))]
+    assert below_fully_successful(leap, date(2027, 2, 28)) == leap
+    assert below_fully_successful(leap, date(2027, 3, 1)) == []
