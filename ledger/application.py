@@ -191,7 +191,11 @@ class LedgerApp(Application[str]):
 
     def close(self) -> None:
         if self._sign_pool is not None:
-            self._sign_pool.shutdown(wait=True)
+            # Not joined: every `_sign_all` has its signatures before it returns, so the
+            # idle thread just ends. `close` also runs from `__del__`, in whatever thread the
+            # collector runs, possibly one holding the thread-registry lock that the
+            # signing thread needs to exit: a join there never returned.
+            self._sign_pool.shutdown(wait=False)
             self._sign_pool = None
         super().close()
 

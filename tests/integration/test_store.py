@@ -283,6 +283,38 @@ def test_a_long_chain_signed_on_two_threads_gives_the_serial_signatures(
     assert app._sign_pool is None
 
 
+def test_closing_never_waits_for_the_signing_thread(
+    sqlite_config: LedgerConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`close` runs from `__del__` too, when the collector frees an unclosed app in
+    whatever thread it happens to run, such as one starting a thread while it holds the
+    interpreter's thread-registry lock: joining the signing thread there (its exit needs
+    that lock) hung a test run for 30 minutes. Every `_sign_all` has its signatures before
+    it returns, so there is nothing to wait for: close must return while the thread is
+    still busy."""
+    import hashlib
+    import threading
+
+    from ledger import application
+
+    monkeypatch.setattr(application, "_CPUS", 2)
+    app = LedgerApp(sqlite_config)
+    digests = [hashlib.sha256(str(i).encode()).digest() for i in range(11)]
+    app._sign_all(app.signer, digests)
+    pool = app._sign_pool
+    assert pool is not None
+    release = threading.Event()
+    pool.submit(release.wait, 30)  # the thread busy, as one that cannot exit yet
+    closer = threading.Thread(target=app.close)
+    closer.start()
+    closer.join(5)
+    finished = not closer.is_alive()
+    release.set()
+    closer.join()
+    assert finished, "close waited for the signing thread"
+    assert app._sign_pool is None
+
+
 def _hold_write_lock(db_path: str, seconds: float) -> subprocess.Popen[str]:
     """Another process holding SQLite's write lock (an uncommitted write) for `seconds`."""
     script = (
