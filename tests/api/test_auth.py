@@ -7,6 +7,7 @@ import os
 import stat
 import time
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
@@ -304,6 +305,22 @@ def test_a_verifier_keeps_its_key_while_the_file_cannot_be_read(tmp_path: Path) 
     assert verify(token).subject == "s"
 
 
+def _post_body_as(api: Api, who: str | None, body: bytes, status: int, slug: str) -> Any:
+    """POST a raw registration body as `who` (None: no token; "auditor", "hr_app", or an
+    Authorization value) and check the problem's status, type and headers."""
+    headers = {"Content-Type": "application/json"}
+    if who in ("auditor", "hr_app"):
+        headers |= api.auditor if who == "auditor" else api.hr
+    elif who is not None:
+        headers["Authorization"] = who
+    r = api.client.post("/v1/executives", content=body, headers=headers)
+    assert (r.status_code, r.json()["type"]) == (status, f"urn:ses-ledger:problem:{slug}")
+    assert r.headers["content-type"] == "application/problem+json"
+    if status == 401:
+        assert r.headers["www-authenticate"] == "Bearer"
+    return r
+
+
 @pytest.mark.parametrize(
     ("who", "status", "slug"),
     [
@@ -321,16 +338,7 @@ def test_a_body_that_is_not_json_meets_the_token_check_first(
     """FastAPI parses JSON before the dependencies that authenticate: a caller with no token,
     or an auditor, still hears 401 / 403 first (api-contract.md: "401 no/bad token, 403 role
     or scope"; "`auditor` never writes"), as it does for a body that parses."""
-    headers = {"Content-Type": "application/json"}
-    if who in ("auditor", "hr_app"):
-        headers |= api.auditor if who == "auditor" else api.hr
-    elif who is not None:
-        headers["Authorization"] = who
-    r = api.client.post("/v1/executives", content=body, headers=headers)
-    assert (r.status_code, r.json()["type"]) == (status, f"urn:ses-ledger:problem:{slug}")
-    assert r.headers["content-type"] == "application/problem+json"
-    if status == 401:
-        assert r.headers["www-authenticate"] == "Bearer"
+    r = _post_body_as(api, who, body, status, slug)
     if status == 422:
         assert r.json()["errors"][0]["loc"][0] == "body"
 
@@ -355,16 +363,7 @@ def test_a_body_that_is_not_utf8_meets_the_token_check_first(
     """As for a body that is not JSON (docs/api.md: 401 and 403 "come before any complaint
     about the body"): a caller with no token, or an auditor, was told 400 "error parsing the
     body" instead, and so learnt nothing of what it lacked."""
-    headers = {"Content-Type": "application/json"}
-    if who in ("auditor", "hr_app"):
-        headers |= api.auditor if who == "auditor" else api.hr
-    elif who is not None:
-        headers["Authorization"] = who
-    r = api.client.post("/v1/executives", content=body, headers=headers)
-    assert (r.status_code, r.json()["type"]) == (status, f"urn:ses-ledger:problem:{slug}")
-    assert r.headers["content-type"] == "application/problem+json"
-    if status == 401:
-        assert r.headers["www-authenticate"] == "Bearer"
+    _post_body_as(api, who, body, status, slug)
 
 
 def test_a_token_lives_at_most_a_year() -> None:
