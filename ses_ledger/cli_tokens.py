@@ -15,21 +15,15 @@ from typing import Any
 from ledger.config import TOKEN_KEY_FILE, LedgerConfig
 
 DEFAULT_TTL = 3600
-#: `ses_ledger.cli.EXIT_STORE`: the store or the ledger's home cannot be used.
-EXIT_HOME = 69
 
 
 def _unusable_key(home: Path, exc: Exception) -> int:
-    """The token key cannot be used: one line, not a traceback. A file-system failure (a
-    file in the way, a full disk) names the file with status 69, as the command line does
-    for the rest of the home (`ses_ledger.cli`); a key that is not one is 2."""
-    if isinstance(exc, OSError):
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"ses-ledger: {where}{exc.strerror or exc}", file=sys.stderr)
-        return EXIT_HOME
-    reason = str(exc)
+    """A token key that is not one (not hex, empty): one line, status 2, not a traceback.
+    A file-system failure (a file in the way, a full disk) is left to the command line's
+    handler (`ses_ledger.cli.main`), which names the file with status 69, as for the rest of
+    the home."""
     print(
-        f"ses-ledger token: cannot use the token key {home / TOKEN_KEY_FILE}: {reason}",
+        f"ses-ledger token: cannot use the token key {home / TOKEN_KEY_FILE}: {exc}",
         file=sys.stderr,
     )
     return 2
@@ -41,7 +35,7 @@ def cmd_token_issue(args: argparse.Namespace) -> int:
     home = LedgerConfig.from_env().home
     try:
         key = load_or_create_token_key(home)
-    except (OSError, ValueError, TokenError) as exc:  # a file in the way, not hex, empty
+    except (ValueError, TokenError) as exc:  # not hex, empty
         return _unusable_key(home, exc)
     try:
         token = issue_token(
@@ -64,10 +58,7 @@ def cmd_token_rotate_key(args: argparse.Namespace) -> int:
     from api.auth import rotate_token_key
 
     home = LedgerConfig.from_env().home
-    try:
-        rotate_token_key(home)
-    except OSError as exc:
-        return _unusable_key(home, exc)
+    rotate_token_key(home)
     print(
         f"new token key under {home}: every token issued before is refused from now on "
         "(a running server notices within a second); issue new ones with `ses-ledger token "
