@@ -32,8 +32,8 @@ from ledger.offline_verify import read_json
 class NotUtf8(HTTPException):
     """A body that is not UTF-8 text (400, `api.errors`, after the token check)."""
 
-    def __init__(self, detail: str = "the request body is not UTF-8 text") -> None:
-        super().__init__(400, detail)
+    def __init__(self) -> None:
+        super().__init__(400, "the request body is not UTF-8 text")
 
 
 def loads_unique(text: str | bytes) -> Any:
@@ -59,13 +59,11 @@ def loads_unique(text: str | bytes) -> Any:
 
 def loads_body(body: bytes) -> Any:
     """`loads_unique`, with every failure to parse a `json.JSONDecodeError`, except text
-    that is not UTF-8 (`NotUtf8`)."""
+    that is not UTF-8 (`NotUtf8`, raised by `loads_unique`)."""
     try:
         return loads_unique(body)
     except json.JSONDecodeError:
         raise
-    except UnicodeDecodeError:
-        raise NotUtf8() from None
     except ValueError as exc:  # an integer of more than 4300 digits (sys.int_info)
         doc = body.decode("utf-8", "replace")
         why = "a number has too many digits" if "digits" in str(exc) else "a value cannot be read"

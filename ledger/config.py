@@ -42,7 +42,7 @@ class LedgerConfig:
         env = os.environ if environ is None else environ
         home = Path(env.get("SES_LEDGER_HOME") or DEFAULT_HOME)
         db_url = env.get("SES_LEDGER_DB") or f"sqlite:///{home / 'ledger.db'}"
-        origin = check_origin(env.get("SES_LEDGER_ORIGIN") or DEFAULT_ORIGIN)
+        origin = env.get("SES_LEDGER_ORIGIN") or DEFAULT_ORIGIN  # checked in __post_init__
         every = _positive_int(env, "SES_LEDGER_CHECKPOINT_EVERY", 1000)
         return cls(home=home, db_url=db_url, origin=origin, checkpoint_every=every)
 
