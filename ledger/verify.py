@@ -70,6 +70,17 @@ def damaged(exc: BaseException) -> bool:
     return type(exc) in (sqlite3.DatabaseError, persistence.DatabaseError)
 
 
+def readable_head(recorder: Any) -> int:
+    """The log's highest position, or 0 where the store's file is damaged there (the last
+    events cannot be read: `verify_ledger`'s pages find where the damage begins)."""
+    try:
+        return int(recorder.max_notification_id() or 0)
+    except Exception as exc:
+        if not damaged(exc):
+            raise
+        return 0
+
+
 def _pages(recorder: Any, cut: list[tuple[int, str]]) -> Iterator[list[Any]]:
     """The events in pages; where the store's file is damaged, the events before the damage
     and then (in `cut`) the first position that cannot be read, with the reason."""
@@ -322,12 +333,7 @@ def _verify(
     # page's signatures while this one parses, chains and hashes the same page into the tree
     # (threads do not help: between Ed25519 calls the checking thread waits for the GIL).
     # Small ledgers check inline: starting a process would cost more than it saves.
-    try:
-        total = recorder.max_notification_id() or 0
-    except Exception as exc:
-        if not damaged(exc):
-            raise
-        total = 0  # the last events cannot be read: the pages below find where it begins
+    total = readable_head(recorder)
     raw_keys = {kid: key.public_bytes_raw() for kid, key in keys.items()}
     pool: Executor = (
         ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))

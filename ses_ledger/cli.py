@@ -70,18 +70,13 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from ledger.verify import damaged, verify_ledger
+    from ledger.verify import readable_head, verify_ledger
     from ses_ledger.bootstrap import build_app
     from ses_ledger.progress import Progress
 
     config = _config()
     app = build_app(config, existing=True)
-    try:
-        total = app.recorder.max_notification_id() or 0
-    except Exception as exc:
-        if not damaged(exc):
-            raise
-        total = 0  # the last events cannot be read: verify names where the damage begins
+    total = readable_head(app.recorder)  # the bar's length; verify names any damage
     with Progress(total=total, desc="verifying", disable=args.quiet) as bar:
         report = verify_ledger(
             app.recorder,
