@@ -69,6 +69,24 @@ def test_ratings_are_listed_oldest_period_first(api: Api) -> None:
     assert current["appraisal_id"] == ratings[-1]["appraisal_id"]
 
 
+def _fy2026_final(
+    api: Api, hr: dict[str, str], executive_id: str, board_id: str, level: int, **final_day: str
+) -> None:
+    """A ses-2025 FY2026 appraisal through to its final rating at `level`, on the story's
+    days (`final_day`: the final rating's `rated_on`, when given)."""
+    appraisal_id = unique("A-")
+    path = f"/v1/appraisals/{appraisal_id}"
+    body = plan(appraisal_id, executive_id, 2026, policy="ses-2025", elements=ELEMENTS_2025)
+    api.ok("/v1/appraisals", body, hr)
+    api.ok(f"{path}/progress-reviews", review(2026), hr)
+    rating = initial(2026, level)
+    rating["element_levels"] = {e["code"]: level for e in ELEMENTS_2025}
+    api.ok(f"{path}/initial-rating", rating, hr)
+    api.ok(f"{path}/response-waiver", response_waiver(2026), hr)
+    api.ok(f"{path}/prb-recommendation", prb(2026, board_id, ["initial_rating"], level), hr)
+    api.ok(f"{path}/final-rating", final(2026, level) | final_day, hr)
+
+
 def test_rat_9_distribution_and_compliance_agree_on_a_waiver_not_yet_granted(api: Api) -> None:
     """RAT-9 (contract "Reads": rating-distribution and compliance findings): a waiver
     recorded with a `granted_on` still to come suppresses the finding in neither report
@@ -76,18 +94,7 @@ def test_rat_9_distribution_and_compliance_agree_on_a_waiver_not_yet_granted(api
     hr = api.as_("hr_app", subject="hr-app-1", agency="AG5")
     for level in (4, 4, 4, 4, 3):
         executive_id = api.new_executive(agency="AG5")
-        appraisal_id = unique("A-")
-        path = f"/v1/appraisals/{appraisal_id}"
-        body = plan(appraisal_id, executive_id, 2026, policy="ses-2025", elements=ELEMENTS_2025)
-        api.ok("/v1/appraisals", body, hr)
-        api.ok(f"{path}/progress-reviews", review(2026), hr)
-        rating = initial(2026, level)
-        rating["element_levels"] = {e["code"]: level for e in ELEMENTS_2025}
-        api.ok(f"{path}/initial-rating", rating, hr)
-        api.ok(f"{path}/response-waiver", response_waiver(2026), hr)
-        board_id = api.new_board(agency="AG5")
-        api.ok(f"{path}/prb-recommendation", prb(2026, board_id, ["initial_rating"], level), hr)
-        api.ok(f"{path}/final-rating", final(2026, level), hr)
+        _fy2026_final(api, hr, executive_id, api.new_board(agency="AG5"), level)
     later = waiver("AG5", "FY2026") | {"granted_on": "2199-03-01"}
     api.ok("/v1/rating-cap-waivers", later, api.as_("admin", agency="AG5"))
 
@@ -111,18 +118,8 @@ def test_rat_9_distribution_and_compliance_agree_on_a_final_rating_dated_ahead(
     board_id = api.new_board(agency="AG6")
     for level, rated_on in ((5, "2199-01-15"), (4, None), (3, None), (3, None), (3, None)):
         executive_id = api.new_executive(agency="AG6")
-        appraisal_id = unique("A-")
-        path = f"/v1/appraisals/{appraisal_id}"
-        body = plan(appraisal_id, executive_id, 2026, policy="ses-2025", elements=ELEMENTS_2025)
-        api.ok("/v1/appraisals", body, hr)
-        api.ok(f"{path}/progress-reviews", review(2026), hr)
-        rating = initial(2026, level)
-        rating["element_levels"] = {e["code"]: level for e in ELEMENTS_2025}
-        api.ok(f"{path}/initial-rating", rating, hr)
-        api.ok(f"{path}/response-waiver", response_waiver(2026), hr)
-        api.ok(f"{path}/prb-recommendation", prb(2026, board_id, ["initial_rating"], level), hr)
-        assigned = final(2026, level) | ({"rated_on": rated_on} if rated_on else {})
-        api.ok(f"{path}/final-rating", assigned, hr)
+        dated = {"rated_on": rated_on} if rated_on else {}
+        _fy2026_final(api, hr, executive_id, board_id, level, **dated)
 
     distribution = api.get("/v1/reports/rating-distribution", agency="AG6", cycle="FY2026")
     compliance = api.get("/v1/reports/compliance", agency="AG6").json()
