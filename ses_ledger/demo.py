@@ -21,6 +21,7 @@ from ledger.domain.base import LedgerAggregate, Submission
 from ledger.domain.executive import Executive
 from ledger.domain.review_board import ReviewBoard
 from ledger.errors import RuleViolation
+from ledger.policies import basic_2012, ses_2025
 
 AGENCIES = ["DOE", "DOT", "HHS", "DOJ", "EPA", "NASA", "VA", "USDA", "DHS", "DOI"]
 STATIONS = ["Washington, DC", "Denver, CO", "Atlanta, GA", "Seattle, WA", "Chicago, IL"]
@@ -35,20 +36,8 @@ TITLES = [
 FIRST = ["Alex", "Jordan", "Maria", "Wei", "Priya", "Samuel", "Grace", "Omar", "Ruth", "Diego"]
 LAST = ["Nguyen", "Okafor", "Smith", "Garcia", "Kowalski", "Haddad", "Chen", "Brooks", "Ivanova"]
 
-BASIC_CODES = [
-    "leading_change",
-    "leading_people",
-    "business_acumen",
-    "building_coalitions",
-    "results_driven",
-]
-CODES_2025 = [
-    "faithful_administration",
-    "government_efficiency",
-    "merit_and_competence",
-    "accountability_and_fairness",
-    "organizational_goals",
-]
+BASIC_CODES = list(basic_2012.ELEMENT_CODES)
+CODES_2025 = list(ses_2025.ELEMENT_CODES)
 #: Weight templates that satisfy WT-1..WT-4 (basic) and WT-1, WT-5, WT-6 (2025).
 BASIC_WEIGHTS = [
     [15, 15, 15, 15, 40],

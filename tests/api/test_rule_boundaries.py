@@ -13,17 +13,12 @@ from typing import Any
 
 import pytest
 
+from ledger.policies.ses_2025 import ELEMENT_CODES as SES_2025_CODES
 from tests.api import story as s
 from tests.api.story import Api
 
 BASIC_CODES = [str(e["code"]) for e in s.BASIC_ELEMENTS]
-CODES_2025 = [
-    "faithful_administration",
-    "government_efficiency",
-    "merit_and_competence",
-    "accountability_and_fairness",
-    "organizational_goals",
-]
+CODES_2025 = list(SES_2025_CODES)
 GOALS = ["Strategic Goal 1: a", "Strategic Goal 2: b", "Strategic Goal 3: c"]
 
 
