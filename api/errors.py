@@ -136,7 +136,7 @@ SIGNING_KEY_UNAVAILABLE = (
 #: these words only (the reason, with the store's error, is for the server's log): not
 #: "nothing was recorded", which a client would retry into a second append.
 WRITE_OUTCOME_UNKNOWN = (
-    "the connection to the ledger's store was lost while this write was being committed: "
+    "the ledger's store failed while this write was being committed: "
     "it may or may not have been recorded. Do not send it again as a new request: if it had "
     "an Idempotency-Key, retry with the same key (a write that was recorded answers its "
     "stored result and appends nothing); otherwise read the record (its events) to see "

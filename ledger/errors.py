@@ -87,7 +87,7 @@ class StoreUnavailable(LedgerError):
 
 
 class WriteOutcomeUnknown(LedgerError):
-    """The connection to the store was lost while a write was being committed, and the store
-    could not be asked afterwards whether the commit happened: the write may or may not have
-    been recorded. Not "nothing was recorded": a client that believed that and retried
+    """A write's COMMIT failed (a lost PostgreSQL connection, an SQLite I/O error) and the
+    store could not be asked afterwards whether the commit happened: the write may or may
+    not have been recorded. Not "nothing was recorded": a client that believed that and retried
     without its Idempotency-Key would append the event twice."""
