@@ -13,12 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from eventsourcing.persistence import (
-    IntegrityError,
-    InterfaceError,
-    OperationalError,
-    StoredEvent,
-)
+from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 
 from ledger.errors import WriteOutcomeUnknown
@@ -103,7 +98,6 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         succeeded: their positions), or provably not (try again), or the store cannot say
         (`WriteOutcomeUnknown`). A failure before the transaction began sent nothing.
         """
-        lost: Exception | None = None
         error: Exception | None = None
         for attempt in range(WRITE_ATTEMPTS):
             if attempt:
@@ -112,24 +106,15 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             try:
                 return _insert_once(self, stored_events, **kwargs)
             except (InterfaceError, OperationalError) as exc:
-                if self._began.pid is None and lost is None:
-                    error = exc  # no transaction began: nothing was sent
-                    continue
-                lost = error = exc
-            except IntegrityError:
-                if lost is None:
-                    raise
-                # A try whose connection was lost committed after all (its server was
-                # slower than the look-up): these events are ours, not another writer's.
-                ids = self._stored_ids(stored_events, lost)
-                if ids is not None:
-                    return ids
-                raise
-            ids = self._stored_ids(stored_events, lost)
+                error = exc
+                if self._began.pid is None:
+                    continue  # no transaction began: nothing was sent
+            # Settled before the next try: a try is never left open behind another one.
+            ids = self._stored_ids(stored_events, error)
             if ids is not None:
                 return ids
         assert error is not None
-        raise error
+        raise error  # every try failed, and none of them was stored
 
     def _insert_events(
         self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
