@@ -23,6 +23,7 @@ from api.idempotency import check_key
 from api.schemas.common import Position, Timestamp
 from api.services import Services
 from ledger.application import LedgerApp
+from ledger.errors import NotFound
 
 T = TypeVar("T")
 
@@ -171,11 +172,41 @@ class Reader:
         PostgreSQL's round trips would stall the loop), the read models already hold this
         process's acknowledged writes to the record of the executive `stream_id` belongs
         to (None, a report: all of them; see `api.projector`), and no replay is asked for.
-        Otherwise on a worker thread, as a plain `def` route runs.
+        Otherwise on a worker thread, as a plain `def` route runs. A read that found
+        nothing (404) for an id the ledger holds runs again once the read models have
+        caught up with the ledger (`_catch_up_with_ledger`).
 
         A record read is a few indexed queries; handing it to a thread and back cost more
         CPU than the read itself, and the threads' contention for the GIL more still.
         """
+        try:
+            return await self._run(read, stream_id)
+        except NotFound:
+            if stream_id is None or self.replay.active:
+                raise
+            if not await run_in_threadpool(self._catch_up_with_ledger, stream_id):
+                raise
+        return await run_in_threadpool(read)
+
+    def _catch_up_with_ledger(self, stream_id: str) -> bool:
+        """After a read found nothing for `stream_id`: whether the ledger holds that stream,
+        and if so, the read models caught up to the ledger's head (read now, after the
+        request arrived) for the read to be run again.
+
+        A process waits before a read only for its own writes (`api.projector`): with
+        `serve --workers N`, a record created through one worker and read at once through
+        another could be read before the projecting process had reached it, and answered
+        404 for an id the ledger held (contract, Errors: 404 is an unknown id). Only a
+        read that would answer 404 pays for this: one look at the stream's first event
+        (cached once found) and at the ledger's head.
+        """
+        if self.services.directory.facts(stream_id) is None:
+            return False  # not in the ledger: the 404 is true
+        head = int(self.services.ledger.recorder.max_notification_id() or 0)
+        self._current = self.services.projector.ready(at_least=head)
+        return True
+
+    async def _run(self, read: Callable[[], T], stream_id: str | None) -> T:
         if self.services.inline_reads and not self.replay.active:
             executive_id = None
             if stream_id is not None:  # cached after the first read: at most one query

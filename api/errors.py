@@ -35,6 +35,7 @@ from ledger.errors import (
     StaleVersion,
     UnknownReference,
     VerificationError,
+    WriteOutcomeUnknown,
 )
 from ledger.log import ProofUnavailable
 
@@ -119,6 +120,7 @@ _LEDGER: list[tuple[type[LedgerError], int, str, str]] = [
     (ConcurrencyConflict, 409, "conflict", "Concurrent write"),
     (ProofUnavailable, 404, "not-found", "No such proof"),
     (SigningKeyError, 503, "unavailable", "Signing key unavailable"),
+    (WriteOutcomeUnknown, 503, "write-outcome-unknown", "Write outcome unknown"),
     (VerificationError, 500, "ledger-integrity", "Stored data does not verify"),
 ]
 
@@ -128,6 +130,17 @@ _LEDGER: list[tuple[type[LedgerError], int, str, str]] = [
 #: for the operator, in the server's log; `GET /v1/ledger/keys` answers it to anyone.
 SIGNING_KEY_UNAVAILABLE = (
     "the ledger's signing keys cannot be loaded; nothing was recorded (the server's log says why)"
+)
+
+#: A write whose commit was cut off and could not be looked up afterwards is told so in
+#: these words only (the reason, with the store's error, is for the server's log): not
+#: "nothing was recorded", which a client would retry into a second append.
+WRITE_OUTCOME_UNKNOWN = (
+    "the ledger's store failed while this write was being committed: "
+    "it may or may not have been recorded. Do not send it again as a new request: if it had "
+    "an Idempotency-Key, retry with the same key (a write that was recorded answers its "
+    "stored result and appends nothing); otherwise read the record (its events) to see "
+    "whether it is there"
 )
 
 
@@ -148,7 +161,10 @@ def _ledger_error(_: Request, exc: Exception) -> Response:
                 log.error("ledger error: %s", exc)
             if isinstance(exc, SigningKeyError):  # its message names files: for the log only
                 detail = SIGNING_KEY_UNAVAILABLE
-            return problem(status, slug, title, detail, **extra)
+            headers = None
+            if isinstance(exc, WriteOutcomeUnknown):
+                detail, headers = WRITE_OUTCOME_UNKNOWN, {"Retry-After": "1"}
+            return problem(status, slug, title, detail, headers, **extra)
     log.error("unmapped ledger error: %r", exc)
     return problem(500, "internal-error", "Internal error", "the ledger failed unexpectedly")
 

@@ -222,9 +222,13 @@ class Projector:
             return self._wanted
         return self._wanted_by.get(executive_id, 0)
 
-    def ready(self, timeout: float = 10.0, executive_id: str | None = None) -> Any:
+    def ready(
+        self, timeout: float = 10.0, executive_id: str | None = None, at_least: int = 0
+    ) -> Any:
         """The read models, once they include this process's writes to `executive_id`'s
-        record (None: every write of this process)."""
+        record (None: every write of this process), and every event up to position
+        `at_least` whichever process wrote it (a read that found nothing for an id the
+        ledger holds: `api.deps.Reader.run`)."""
         read_models = self._read_models()
         if not self.running:
             read_models.catch_up()  # its writes take the gate (`Runner.gate`)
@@ -232,7 +236,10 @@ class Projector:
         with self._cond:
             # The writes acknowledged before this read began, not those that arrive while it
             # waits: under a steady stream of writes the moving target is never reached.
-            target = self._target(executive_id)
+            target = max(self._target(executive_id), at_least)
+            if target > self._wanted:  # wake the thread: project it, or watch who does
+                self._wanted = target
+                self._cond.notify_all()
             if not self._cond.wait_for(lambda: self._reached >= target, timeout):
                 log.warning("read models are %s events behind", target - self._reached)
         return read_models

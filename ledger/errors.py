@@ -84,3 +84,10 @@ class ConfigurationError(LedgerError):
 class StoreUnavailable(LedgerError):
     """The configured store cannot be used: a malformed SES_LEDGER_DB, a server that refuses
     or does not answer, a file that cannot be opened. Nothing was read or written."""
+
+
+class WriteOutcomeUnknown(LedgerError):
+    """A write's COMMIT failed (a lost PostgreSQL connection, an SQLite I/O error) and the
+    store could not be asked afterwards whether the commit happened: the write may or may
+    not have been recorded. Not "nothing was recorded": a client that believed that and retried
+    without its Idempotency-Key would append the event twice."""

@@ -33,6 +33,7 @@ from eventsourcing.persistence import OperationalError, StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
 from ledger.entry import format_timestamp
+from ledger.errors import WriteOutcomeUnknown
 from ledger.group_commit import GroupCommit, Write
 
 
@@ -195,6 +196,45 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
         return result
 
     def _commit_batch(self, batch: list[Write]) -> None:
+        """Store a batch of writes in one transaction (`_store_batch`); if that failed at
+        COMMIT, find out whether it committed before failing the batch.
+
+        SQLite rolls a transaction back when its COMMIT fails (an I/O error: a disk that
+        failed the write or the sync), so the store error, "nothing was recorded", is
+        usually true; but a commit that succeeded and then reported an error would be told
+        to the clients as not recorded, and retried into a second append. So once every
+        write's rows were inserted (the error came from COMMIT), the first stored event is
+        looked up: there, with its sealed state: the batch is stored; not there: the error
+        stands; the store cannot be read: `WriteOutcomeUnknown`.
+        """
+        try:
+            self._store_batch(batch)
+        except Exception as exc:
+            inserted = all(w.ids is not None or w.error is not None for w in batch)
+            if refuses_one_write(exc) or not inserted or not self._committed(batch, exc):
+                raise
+
+    def _committed(self, batch: list[Write], lost: Exception) -> bool:
+        stored = next((w for w in batch if w.ids is not None), None)
+        if stored is None or not stored.stored_events:
+            return False  # every write was refused: nothing to commit
+        event = stored.stored_events[0]
+        try:
+            with self.datastore.transaction(commit=False) as c:
+                c.execute(
+                    f"SELECT state FROM {SQLITE_EVENTS_TABLE} "
+                    "WHERE originator_id = ? AND originator_version = ?",
+                    (str(event.originator_id), event.originator_version),
+                )
+                row = c.fetchone()
+        except Exception as exc:
+            raise WriteOutcomeUnknown(
+                f"the commit failed ({lost}), and the store could not be read to see whether "
+                f"it was made ({exc})"
+            ) from exc
+        return row is not None and bytes(row[0]) == event.state
+
+    def _store_batch(self, batch: list[Write]) -> None:
         """Store a batch of writes in one transaction (the gate is held).
 
         A write that is refused (a lost race, a repeated idempotency key, a value the

@@ -8,20 +8,37 @@ process a parallel rebuild spawns. `LedgerConfig` names it by topic.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 
+from ledger.errors import WriteOutcomeUnknown
 from ledger.recorders import LedgerTables, record_idempotency
 
 #: The advisory lock key under which PostgreSQL stores are created (`create_table`).
 _CREATE_LOCK = 7461836926
 
+#: Tries of one write whose connection fails, and the pause between them (eventsourcing's
+#: own retry of `insert_events`, which this recorder replaces: see `insert_events`).
+WRITE_ATTEMPTS = 10
+RETRY_WAIT = 0.2
+#: Seconds the look-up after a lost commit waits for the lost transaction to end.
+SETTLE_LOCK_TIMEOUT = 5
+
+#: eventsourcing's one try of an insert, without its retry decorator.
+_insert_once: Callable[..., Sequence[int] | None] = (
+    PostgresApplicationRecorder.insert_events.__wrapped__
+)
+
 
 class LedgerPostgresRecorder(PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        #: Per thread: the server process of the current write's transaction, once begun.
+        self._began = threading.local()
         super().__init__(*args, **kwargs)
         schema = self.datastore.schema
         self.tables = LedgerTables(
@@ -65,6 +82,91 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             except psycopg.errors.UniqueViolation:
                 pass  # created by another process at the same moment
         super().create_table()
+
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Insert the events in one transaction; after a lost connection, find out whether
+        that transaction committed before trying again.
+
+        eventsourcing retries a write whose connection failed as if nothing had been
+        stored. A connection lost at COMMIT leaves that unknown: the commit may have run.
+        Its retry then met its own events ("already exists", or a lost race that the API
+        retried into a second append), or, with the server still gone, every try failed and
+        the client was told that nothing was recorded. Now a try that failed after its
+        transaction began is settled first (`_stored_ids`): the events are there (the write
+        succeeded: their positions), or provably not (try again), or the store cannot say
+        (`WriteOutcomeUnknown`). A failure before the transaction began sent nothing.
+        """
+        error: Exception | None = None
+        for attempt in range(WRITE_ATTEMPTS):
+            if attempt:
+                time.sleep(RETRY_WAIT)
+            self._began.pid = None
+            try:
+                return _insert_once(self, stored_events, **kwargs)
+            except (InterfaceError, OperationalError) as exc:
+                error = exc
+                if self._began.pid is None:
+                    continue  # no transaction began: nothing was sent
+            # Settled before the next try: a try is never left open behind another one.
+            ids = self._stored_ids(stored_events, error)
+            if ids is not None:
+                return ids
+        assert error is not None
+        raise error  # every try failed, and none of them was stored
+
+    def _insert_events(
+        self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        """Note the server process of the write's transaction: from here on, a lost
+        connection leaves the outcome to be looked up (`insert_events`)."""
+        self._began.pid = curs.connection.info.backend_pid
+        super()._insert_events(curs, stored_events, **kwargs)
+
+    def _stored_ids(
+        self, stored_events: Sequence[StoredEvent], lost: Exception
+    ) -> Sequence[int] | None:
+        """The positions of exactly these events if they are stored, None if provably not.
+
+        A SHARE lock on the events table waits for every transaction that inserted into it
+        (they hold EXCLUSIVE: eventsourcing's `_lock_table`) to end, the lost one included,
+        so what is read after it is that transaction's final outcome. The events' state
+        holds their hash and signature (over `recorded_at`), so another writer's events at
+        the same versions never match. WriteOutcomeUnknown when the store cannot be asked.
+        """
+        from psycopg.sql import SQL, Identifier
+
+        wanted = {(e.originator_id, e.originator_version): e.state for e in stored_events}
+        found: dict[tuple[Any, int], int] = {}
+        try:
+            with self.datastore.transaction(commit=False) as curs:
+                curs.execute(SQL("SET LOCAL lock_timeout = '{}s'").format(SETTLE_LOCK_TIMEOUT))
+                table = SQL("{}.{}").format(
+                    Identifier(self.datastore.schema), Identifier(self.events_table_name)
+                )
+                curs.execute(SQL("LOCK TABLE {} IN SHARE MODE").format(table))
+                curs.execute(
+                    SQL(
+                        "SELECT originator_id, originator_version, notification_id, state "
+                        "FROM {} WHERE originator_id = ANY(%s)"
+                    ).format(table),
+                    (sorted({str(e.originator_id) for e in stored_events}),),
+                )
+                for row in curs.fetchall():
+                    key = (row["originator_id"], row["originator_version"])
+                    if key in wanted and bytes(row["state"]) == wanted[key]:
+                        found[key] = row["notification_id"]
+        except Exception as exc:
+            raise WriteOutcomeUnknown(
+                f"the connection was lost while the write was committed ({lost}), and the "
+                f"store could not be asked whether it was ({exc})"
+            ) from exc
+        if not found:
+            return None
+        if len(found) < len(wanted):  # a transaction is all or nothing: never partial
+            raise WriteOutcomeUnknown(f"only part of a lost write's events are stored ({lost})")
+        return [found[(e.originator_id, e.originator_version)] for e in stored_events]
 
     def _fetch_ids_after_insert_events(
         self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from eventsourcing.persistence import InternalError, OperationalError
 
-from api.errors import SIGNING_KEY_UNAVAILABLE
+from api.errors import SIGNING_KEY_UNAVAILABLE, WRITE_OUTCOME_UNKNOWN
 from ledger.application import LedgerApp
 from ledger.config import LedgerConfig
 from tests.api import story as s
@@ -253,3 +254,96 @@ def test_a_damaged_store_file_is_a_500_ledger_integrity_problem(
         assert "database disk image is malformed" in problem["detail"]
         assert "ses-ledger verify" in problem["detail"]
         assert ledger.recorder.max_notification_id() == head
+
+
+class _CommitFault:
+    """The next append's COMMIT on SQLite reports a disk I/O error: after it committed
+    (`landed`) or, rolled back, without committing (what SQLite does on an I/O error at
+    COMMIT). Other commits (the read models') are left alone."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, ledger: LedgerApp, landed: bool) -> None:
+        from eventsourcing.sqlite import SQLiteConnection
+
+        self.fired = False
+        appending: set[int] = set()
+        real_commit = SQLiteConnection.commit
+        recorder: Any = ledger.recorder
+        real_store = recorder._store_batch
+
+        def store_batch(batch: Any) -> None:
+            appending.add(threading.get_ident())
+            try:
+                real_store(batch)
+            finally:
+                appending.discard(threading.get_ident())
+
+        monkeypatch.setattr(recorder, "_store_batch", store_batch)
+
+        def commit(conn: SQLiteConnection) -> None:
+            if self.fired or threading.get_ident() not in appending:
+                return real_commit(conn)
+            self.fired = True
+            if landed:
+                real_commit(conn)
+            else:
+                conn.rollback()
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(SQLiteConnection, "commit", commit)
+
+
+def test_a_write_whose_commit_reported_an_io_error_after_committing_is_201_once(
+    served: tuple[Api, LedgerApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Contract, Writes: a 2xx when it was recorded. Before: 503 'nothing was recorded' for
+    an event the ledger held, which a retry without a key would have appended again."""
+    api, ledger = served
+    head = ledger.recorder.max_notification_id() or 0
+    fault = _CommitFault(monkeypatch, ledger, landed=True)
+    r = api.post("/v1/executives", s.executive("E-IO-LATE"))
+    assert fault.fired
+    assert r.status_code == 201, r.text
+    assert (ledger.recorder.max_notification_id() or 0) == head + 1
+    assert r.json()["event"]["position"] == head + 1
+
+
+def test_a_commit_that_failed_with_an_io_error_still_says_nothing_was_recorded(
+    served: tuple[Api, LedgerApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api, ledger = served
+    head = ledger.recorder.max_notification_id() or 0
+    fault = _CommitFault(monkeypatch, ledger, landed=False)
+    r = api.post("/v1/executives", s.executive("E-IO-EARLY"))
+    assert fault.fired
+    assert r.status_code == 503, r.text
+    assert r.json()["type"] == "urn:ses-ledger:problem:unavailable"
+    assert "nothing was recorded" in r.json()["detail"]
+    assert (ledger.recorder.max_notification_id() or 0) == head
+    assert api.post("/v1/executives", s.executive("E-IO-EARLY")).status_code == 201
+
+
+def test_a_commit_error_whose_outcome_cannot_be_read_is_503_write_outcome_unknown(
+    served: tuple[Api, LedgerApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store cannot be read after COMMIT reported an error: the answer says the write
+    may or may not have been recorded, and how to find out (not 'nothing was recorded')."""
+    api, ledger = served
+    fault = _CommitFault(monkeypatch, ledger, landed=True)
+    datastore = ledger.recorder.datastore  # type: ignore[attr-defined]
+    real_transaction = datastore.transaction
+
+    def transaction(*, commit: bool) -> Any:
+        if fault.fired and not commit:
+            raise OperationalError("disk I/O error")
+        return real_transaction(commit=commit)
+
+    monkeypatch.setattr(datastore, "transaction", transaction)
+    r = api.post("/v1/executives", s.executive("E-IO-UNKNOWN"))
+    monkeypatch.setattr(datastore, "transaction", real_transaction)
+    assert fault.fired
+    assert r.status_code == 503, r.text
+    assert r.headers["retry-after"] == "1"
+    problem = r.json()
+    assert problem["type"] == "urn:ses-ledger:problem:write-outcome-unknown"
+    assert problem["detail"] == WRITE_OUTCOME_UNKNOWN
+    assert "nothing was recorded" not in problem["detail"]
