@@ -34,6 +34,28 @@ from projections.store import LedgerStore, MemoryStore, Store, loads
 PROJECTIONS: tuple[type[Projection], ...] = (CurrentRatings, RemovalHistories, Compliance, Audit)
 PROJECTION_NAMES = tuple(p.name for p in PROJECTIONS)
 
+#: The projections each query reads (`ReadModels` methods), so that a replay builds only
+#: those (`as_of(projections=needs(...))`): a full replay built the audit index and the
+#: compliance tables for a read of one table. A replayed copy holds only the tables it
+#: built, so a query whose entry here is short fails ("no such table"), never answers from
+#: empty tables.
+QUERY_NEEDS: dict[str, tuple[str, ...]] = {
+    "executive": (CurrentRatings.name,),
+    "ratings": (CurrentRatings.name,),
+    "appraisal": (CurrentRatings.name,),
+    "appraisal_events": (),  # the log itself, bounded
+    "removal_history": (RemovalHistories.name,),
+    "below_fully_successful": (CurrentRatings.name,),
+    "rating_distribution": (CurrentRatings.name,),
+    "compliance": (CurrentRatings.name, RemovalHistories.name, Compliance.name),
+}
+
+
+def needs(*queries: str) -> tuple[str, ...]:
+    """The projections the named queries read, in `PROJECTIONS` order."""
+    wanted = {name for query in queries for name in QUERY_NEEDS[query]}
+    return tuple(name for name in PROJECTION_NAMES if name in wanted)
+
 
 def normalise_known_at(value: str | datetime) -> str:
     """An RFC 3339 timestamp in the ledger's `recorded_at` form (UTC, microseconds, `Z`)."""
@@ -54,13 +76,21 @@ class ReadModels:
         source: EventSource | None = None,
         bound: Bound | None = None,
         window_measure: str = RATING_DATE,
+        projections: Sequence[str] | None = None,
     ) -> None:
+        """`projections`: only these (names; None: all), for a replayed copy."""
         self.app = app
         self.bound = bound or Bound()
         self.store: Store = store if store is not None else LedgerStore(app.recorder)
         self.log = EventLog(app.recorder)
         self.window_measure = window_measure
-        self.projections = [cls(self.store) for cls in PROJECTIONS]
+        chosen = PROJECTIONS
+        if projections is not None:
+            unknown = set(projections) - set(PROJECTION_NAMES)
+            if unknown:
+                raise KeyError(f"unknown projection {', '.join(sorted(unknown))}")
+            chosen = tuple(p for p in PROJECTIONS if p.name in projections)
+        self.projections = [cls(self.store) for cls in chosen]
         self.runner = Runner(
             self.store, source or LogSource(app.recorder, self.bound), self.projections
         )
@@ -120,12 +150,14 @@ class ReadModels:
         position: int | None = None,
         known_at: str | datetime | None = None,
         executive_id: str | None = None,
+        projections: Sequence[str] | None = None,
     ) -> ReadModels:
         """Read models of the ledger as it stood (positions <= `position`, events recorded at
         or before `known_at`), built into a throw-away in-memory copy.
 
         With `executive_id`, only that executive's stream and appraisal streams are replayed
-        (fast; reports and compliance then cover that executive only).
+        (fast; reports and compliance then cover that executive only). `projections`: build
+        only these (see `needs`; None: all, () none: reads of the log alone).
         """
         bound = self._narrowed(position, known_at)
         source: EventSource
@@ -141,8 +173,10 @@ class ReadModels:
             source=source,
             bound=bound,
             window_measure=self.window_measure,
+            projections=projections,
         )
-        copy.runner.catch_up(batch_size=10000)
+        if copy.projections:
+            copy.runner.catch_up(batch_size=10000)
         return copy
 
     def close(self) -> None:
