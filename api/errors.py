@@ -30,6 +30,7 @@ from ledger.errors import (
     ConcurrencyConflict,
     LedgerError,
     NotFound,
+    ReplayBusy,
     RuleViolation,
     SigningKeyError,
     StaleVersion,
@@ -119,6 +120,7 @@ _LEDGER: list[tuple[type[LedgerError], int, str, str]] = [
     (ConcurrencyConflict, 409, "conflict", "Concurrent write"),
     (ProofUnavailable, 404, "not-found", "No such proof"),
     (SigningKeyError, 503, "unavailable", "Signing key unavailable"),
+    (ReplayBusy, 503, "unavailable", "Service unavailable"),
     (VerificationError, 500, "ledger-integrity", "Stored data does not verify"),
 ]
 
@@ -148,7 +150,8 @@ def _ledger_error(_: Request, exc: Exception) -> Response:
                 log.error("ledger error: %s", exc)
             if isinstance(exc, SigningKeyError):  # its message names files: for the log only
                 detail = SIGNING_KEY_UNAVAILABLE
-            return problem(status, slug, title, detail, **extra)
+            headers = {"Retry-After": "1"} if isinstance(exc, ReplayBusy) else None
+            return problem(status, slug, title, detail, headers, **extra)
     log.error("unmapped ledger error: %r", exc)
     return problem(500, "internal-error", "Internal error", "the ledger failed unexpectedly")
 

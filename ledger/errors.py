@@ -84,3 +84,8 @@ class ConfigurationError(LedgerError):
 class StoreUnavailable(LedgerError):
     """The configured store cannot be used: a malformed SES_LEDGER_DB, a server that refuses
     or does not answer, a file that cannot be opened. Nothing was read or written."""
+
+
+class ReplayBusy(LedgerError):
+    """Every slot for building a historical replay is taken in this process (the read
+    models as of a position or time, `projections.replays`): retry shortly."""

@@ -28,6 +28,7 @@ from projections.compliance import Compliance
 from projections.current_ratings import APPRAISALS, EXECUTIVES, CurrentRatings, public_executive
 from projections.events import Bound, EventLog, EventSource, ListSource, LogSource
 from projections.removal_history import RemovalHistories
+from projections.replays import Replays
 from projections.runner import Runner, Status, StopFlag
 from projections.store import LedgerStore, MemoryStore, Store, loads
 
@@ -91,6 +92,11 @@ class ReadModels:
                 raise KeyError(f"unknown projection {', '.join(sorted(unknown))}")
             chosen = tuple(p for p in PROJECTIONS if p.name in projections)
         self.projections = [cls(self.store) for cls in chosen]
+        #: Whole-ledger replays kept and rationed (`projections.replays`; the API sets it);
+        #: None: every `as_of` builds its own.
+        self.replays: Replays | None = None
+        #: Whether `store` is a kept replay's, shared with other views (never closed here).
+        self.shared = False
         self.runner = Runner(
             self.store, source or LogSource(app.recorder, self.bound), self.projections
         )
@@ -160,6 +166,8 @@ class ReadModels:
         only these (see `needs`; None: all, () none: reads of the log alone).
         """
         bound = self._narrowed(position, known_at)
+        if executive_id is None and self.replays is not None and projections != ():
+            return self._kept_replay(bound, projections)
         source: EventSource
         if executive_id is not None:
             self.catch_up()
@@ -179,9 +187,49 @@ class ReadModels:
             copy.runner.catch_up(batch_size=10000)
         return copy
 
+    def _kept_replay(self, bound: Bound, projections: Sequence[str] | None) -> ReadModels:
+        """`as_of` of the whole ledger through `self.replays`: the bound resolved to a
+        position (the head at most), the store built once per set of events and shared by
+        every request it serves; a view of its own per request (`default_as_of` is the
+        request's)."""
+        assert self.replays is not None
+        head = int(self.app.recorder.max_notification_id() or 0)
+        stop = head if bound.stop is None else min(bound.stop, head)
+        resolved = Bound(stop=stop, known_at=bound.known_at)
+        chosen = [p for p in PROJECTIONS if projections is None or p.name in projections]
+        names = [p.name for p in chosen]
+
+        def build(source: EventSource) -> MemoryStore:
+            store = MemoryStore()
+            copy = ReadModels(
+                self.app,
+                store=store,
+                source=source,
+                bound=resolved,
+                window_measure=self.window_measure,
+                projections=names,
+            )
+            copy.runner.catch_up(batch_size=10000)
+            for projection in copy.projections:
+                projection.forget()  # the rows are in the store: free the caches now
+            return store
+
+        store = self.replays.store(self.app.recorder, chosen, resolved, build)
+        view = ReadModels(
+            self.app,
+            store=store,
+            source=ListSource([]),  # built already: nothing to catch up
+            bound=resolved,
+            window_measure=self.window_measure,
+            projections=names,
+        )
+        view.shared = True
+        return view
+
     def close(self) -> None:
-        """Release a replayed copy's in-memory database (the live store is the app's)."""
-        if isinstance(self.store, MemoryStore):
+        """Release a replayed copy's in-memory database (the live store is the app's, a
+        kept replay's is `replays`')."""
+        if isinstance(self.store, MemoryStore) and not self.shared:
             self.store.close()
 
     # -- executives and appraisals ---------------------------------------------------------

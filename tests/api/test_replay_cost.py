@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from projections.queries import ReadModels
+from projections.runner import Runner
+from projections.store import MemoryStore
 from tests.api.story import Api
 
 
@@ -53,3 +55,66 @@ def test_each_historical_endpoint_builds_only_what_it_reads(
         assert live.status_code == then.status_code == 200, (path, then.text)
         assert then.json() == live.json(), path
         assert built[-1] == names, path
+
+
+@pytest.fixture
+def builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The positions replays were built to from the log (a catch-up into an in-memory copy)."""
+    seen: list[int] = []
+    catch_up = Runner.catch_up
+
+    def spy(self: Runner, *args: Any, **kwargs: Any) -> int:
+        reached = catch_up(self, *args, **kwargs)
+        if isinstance(self.store, MemoryStore) and self.projections:
+            seen.append(reached)
+        return reached
+
+    monkeypatch.setattr(Runner, "catch_up", spy)
+    return seen
+
+
+def test_a_repeated_historical_report_is_not_rebuilt(api: Api, builds: list[int]) -> None:
+    """The same report at the same bound, asked again (by anyone), is served from the
+    replay built the first time; a report reading fewer projections reuses it too."""
+    api.appraisal("final", fy=2024, level=2)
+    head = api.ledger_size()
+    first = api.get("/v1/reports/compliance", as_of_position=head - 2)
+    assert first.status_code == 200
+    assert len(builds) == 1
+    for _ in range(3):
+        again = api.get("/v1/reports/compliance", as_of_position=head - 2)
+        assert again.json() == first.json()
+    below = api.get("/v1/reports/below-fully-successful", as_of_position=head - 2)
+    assert below.status_code == 200
+    assert len(builds) == 1
+    assert api.get("/v1/reports/compliance", as_of_position=head - 3).status_code == 200
+    assert len(builds) == 2
+
+
+def test_replay_builds_beyond_the_limit_are_503_with_retry_after(api: Api) -> None:
+    """`SES_LEDGER_REPLAY_BUILDS` builds at once per process (docs/api.md): a historical
+    report that finds every slot taken for `SES_LEDGER_REPLAY_WAIT_SECONDS` is a 503
+    `unavailable` with Retry-After (docs/api.md "Errors"), never a queue of CPU-heavy
+    builds; one executive's replay, and a kept one, are still served."""
+    a = api.appraisal("final", fy=2024, level=2)
+    head = api.ledger_size()
+    kept = api.get("/v1/reports/below-fully-successful", as_of_position=head)
+    assert kept.status_code == 200
+    services = api.client.app.state.services  # type: ignore[attr-defined]
+    replays = services.read_models.replays
+    replays.wait_seconds = 0.05
+    assert replays._slots.acquire(timeout=1)  # a build in progress elsewhere
+    try:
+        busy = api.get("/v1/reports/compliance", as_of_position=head - 1)
+        assert busy.status_code == 503
+        assert busy.headers["Retry-After"] == "1"
+        assert busy.headers["content-type"].startswith("application/problem+json")
+        assert busy.json()["type"] == "urn:ses-ledger:problem:unavailable"
+        assert "as_of_position" in busy.json()["detail"]
+        again = api.get("/v1/reports/below-fully-successful", as_of_position=head)
+        assert again.status_code == 200 and again.json() == kept.json()
+        one = api.get(f"/v1/executives/{a.executive_id}/ratings", as_of_position=head - 1)
+        assert one.status_code == 200
+    finally:
+        replays._slots.release()
+    assert api.get("/v1/reports/compliance", as_of_position=head - 1).status_code == 200

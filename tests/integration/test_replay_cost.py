@@ -8,8 +8,9 @@ Every answer here is compared with the full rebuild's at the same bound.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,19 @@ import pytest
 
 from ledger.application import LedgerApp
 from ledger.config import LedgerConfig
+from ledger.errors import ReplayBusy
 from ledger.keys import KeyRing
-from projections.events import EventLog
+from projections.current_ratings import CurrentRatings
+from projections.events import Bound, EventLog, EventSource
 from projections.queries import PROJECTION_NAMES, QUERY_NEEDS, ReadModels, needs
+from projections.replays import Replays
+from projections.store import MemoryStore
 from ses_ledger.demo import SimulatedClock, run_demo
+from tests.integration.test_projections import Clock, Story
 
 AS_OF = date(2025, 12, 31)
+#: The day the small stories below are judged at (their ratings are of Nov 2022).
+EARLY = date(2023, 6, 30)
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +146,169 @@ def test_a_query_outside_what_was_built_fails_rather_than_answering_empty(
     narrow = ReadModels(demo).as_of(position=200, projections=needs("ratings"))
     with pytest.raises(Exception, match="no such table"):
         narrow.compliance()
+
+
+# -- kept replays (projections.replays) ----------------------------------------------------
+
+
+def test_kept_replays_give_the_full_rebuilds_answers_and_repeats_do_not_rebuild(
+    demo: LedgerApp,
+) -> None:
+    """Each bound once per set of events: a repeat, and a report that reads fewer
+    projections than one already built there, are served without a build."""
+    plain = ReadModels(demo)
+    kept = ReadModels(demo)
+    kept.replays = replays = Replays(entries=64)
+    for point in bounds(demo):
+        for query in ("compliance", "below_fully_successful", "rating_distribution"):
+            expected = REPORTS[query](plain.as_of(**point))
+            built = replays.built
+            for _ in range(2):
+                view = kept.as_of(**point, projections=needs(query))
+                assert REPORTS[query](view) == expected, (query, point)
+                assert view.default_as_of() == plain.as_of(**point).default_as_of()
+            # at most one build per bound (none where an earlier bound had the same
+            # events); compliance builds current_ratings too: the other two reuse it
+            assert replays.built <= built + (query == "compliance"), (query, point)
+    assert replays.built == len(bounds(demo)) - 2  # head, head + 50, 2199: one set
+    assert replays.hits == 2 * 3 * len(bounds(demo)) - replays.built
+
+
+def test_a_bound_is_resolved_to_a_position_before_it_is_kept(demo: LedgerApp) -> None:
+    """`known_at` after every event, a position past the head and the head itself are one
+    set of events: one build (each answer still dated as its request asks)."""
+    head = int(demo.recorder.max_notification_id() or 0)
+    kept = ReadModels(demo)
+    kept.replays = replays = Replays()
+    plain = ReadModels(demo)
+    for point in (
+        {"position": head},
+        {"position": head + 1000},
+        {"known_at": "2199-01-01T00:00:00Z"},
+    ):
+        view = kept.as_of(**point, projections=needs("compliance"))
+        full = plain.as_of(**point)
+        assert view.compliance() == full.compliance(), point
+        assert view.default_as_of() == full.default_as_of()
+    assert replays.built == 1
+    # ... but a position before the last event is another set
+    kept.as_of(position=head - 1, projections=needs("compliance"))
+    assert replays.built == 2
+
+
+def test_a_kept_replay_at_a_past_known_at_serves_it_while_writes_go_on(
+    ledger_config: LedgerConfig,
+) -> None:
+    """New events recorded after `known_at` change nothing it sees: the replay kept for it
+    still serves it (after reading only the new events), with the full rebuild's answers;
+    a position at the new head is another replay."""
+    app = LedgerApp(ledger_config, clock=Clock())
+    story = Story(app)
+    story.executive("E1")
+    story.appraisal("E1", date(2022, 11, 15), 2)
+    known_at = app.clock.now.isoformat()  # type: ignore[attr-defined]
+    kept = ReadModels(app)
+    kept.replays = replays = Replays()
+    plain = ReadModels(app)
+    first = kept.as_of(known_at=known_at, projections=needs("compliance"))
+    assert replays.built == 1
+    story.executive("E2")
+    story.appraisal("E2", date(2022, 11, 15), 1)
+    again = kept.as_of(known_at=known_at, projections=needs("compliance"))
+    assert replays.built == 1
+    full = plain.as_of(known_at=known_at)
+    for view in (first, again):
+        assert view.compliance() == full.compliance()
+        assert view.below_fully_successful(EARLY) == full.below_fully_successful(EARLY)
+    assert again.below_fully_successful(EARLY)["executives"][0]["executive_id"] == "E1"
+    now = kept.as_of(
+        position=int(app.recorder.max_notification_id() or 0), projections=needs("compliance")
+    )
+    assert replays.built == 2
+    assert len(now.below_fully_successful(EARLY)["executives"]) == 2
+    app.close()
+
+
+def test_recorded_at_out_of_position_order_is_never_served_from_the_wrong_replay(
+    sqlite_config: LedgerConfig,
+) -> None:
+    """`recorded_at` is taken before commit, so a later position can carry an earlier time
+    (two writers; a clock set back). A replay kept for one `known_at` serves another only
+    if both admit exactly the same events."""
+    clock = Clock()
+    app = LedgerApp(sqlite_config, clock=clock)
+    story = Story(app)
+    story.executive("E1")
+    story.appraisal("E1", date(2022, 11, 15), 2)
+    late = clock.now
+    clock.now = datetime(2029, 6, 1, tzinfo=UTC)  # set back: E2's events sort before E1's
+    story.executive("E2")
+    story.appraisal("E2", date(2022, 11, 15), 1)
+    kept = ReadModels(app)
+    kept.replays = Replays()
+    plain = ReadModels(app)
+    moments = [
+        datetime(2029, 12, 31, tzinfo=UTC),  # E2's part only
+        late - timedelta(seconds=5),  # E2's and some of E1's
+        late,  # everything
+        datetime(2031, 1, 1, tzinfo=UTC),
+    ]
+    answers = []
+    for _ in range(2):
+        for moment in moments:
+            view = kept.as_of(known_at=moment.isoformat(), projections=needs("compliance"))
+            full = plain.as_of(known_at=moment.isoformat())
+            assert view.compliance(as_of=EARLY) == full.compliance(as_of=EARLY), moment
+            got = view.below_fully_successful(EARLY)
+            assert got == full.below_fully_successful(EARLY), moment
+            assert view.executive("E1") == full.executive("E1"), moment
+            answers.append(repr((got, view.executive("E1"))))
+    assert len(set(answers)) >= 3
+    assert kept.replays.hits >= len(moments)  # the second round: all kept
+    app.close()
+
+
+def test_kept_replays_are_bounded_in_number_and_memory(demo: LedgerApp) -> None:
+    kept = ReadModels(demo)
+    kept.replays = replays = Replays(entries=2)
+    for position in (100, 150, 200):
+        kept.as_of(position=position, projections=needs("ratings"))
+    assert len(replays) == 2
+    kept.as_of(position=100, projections=needs("ratings"))  # the oldest was dropped
+    assert replays.built == 4
+    kept.replays = replays = Replays(max_bytes=0)  # none fits: each request builds
+    for _ in range(2):
+        kept.as_of(position=100, projections=needs("ratings"))
+    assert (len(replays), replays.built) == (0, 2)
+
+
+def test_builds_beyond_the_limit_wait_briefly_then_are_refused(demo: LedgerApp) -> None:
+    """At most `builds` replays are built at once; a request finding no slot waits
+    `wait_seconds`, then gets ReplayBusy (the API's 503). Kept replays need no slot."""
+    kept = ReadModels(demo)
+    kept.replays = replays = Replays(builds=1, wait_seconds=0.05)
+    kept.as_of(position=120, projections=needs("ratings"))
+    started, release = threading.Event(), threading.Event()
+
+    def blocking(source: EventSource) -> MemoryStore:
+        started.set()
+        release.wait(10)
+        return MemoryStore()
+
+    thread = threading.Thread(
+        target=replays.store,
+        args=(demo.recorder, [CurrentRatings], Bound(stop=130), blocking),
+    )
+    thread.start()
+    try:
+        assert started.wait(10)
+        with pytest.raises(ReplayBusy):
+            kept.as_of(position=140, projections=needs("ratings"))
+        # a kept replay, and one executive's replay, need no slot
+        assert kept.as_of(position=120, projections=needs("ratings")).ratings("E00001")
+        assert kept.as_of(position=120, executive_id="E00001").ratings("E00001")
+    finally:
+        release.set()
+        thread.join(10)
+    kept.as_of(position=140, projections=needs("ratings"))  # a slot again
+    assert replays.built == 3
