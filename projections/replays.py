@@ -155,19 +155,22 @@ class Replays:
             store = build(source)
             with self._lock:
                 self.built += 1
+            # Kept before the slot is released: a request that waited for the slot for the
+            # same events then finds it instead of building it again.
+            self._keep(
+                Entry(
+                    names=names,
+                    types=read_types(projections),
+                    store=store,
+                    low=source.low,
+                    high=bound.stop,
+                    k_min=source.k_min,
+                    k_max=source.k_max,
+                    size=_size(store),
+                )
+            )
         finally:
             self._slots.release()
-        entry = Entry(
-            names=names,
-            types=read_types(projections),
-            store=store,
-            low=source.low,
-            high=bound.stop,
-            k_min=source.k_min,
-            k_max=source.k_max,
-            size=_size(store),
-        )
-        self._keep(entry)
         return store
 
     def _find(

@@ -9,6 +9,7 @@ Every answer here is compared with the full rebuild's at the same bound.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -20,6 +21,7 @@ from ledger.application import LedgerApp
 from ledger.config import LedgerConfig
 from ledger.errors import ReplayBusy
 from ledger.keys import KeyRing
+from projections import replays as replays_module
 from projections.current_ratings import CurrentRatings
 from projections.events import Bound, EventLog, EventSource
 from projections.queries import PROJECTION_NAMES, QUERY_NEEDS, ReadModels, needs
@@ -312,3 +314,40 @@ def test_builds_beyond_the_limit_wait_briefly_then_are_refused(demo: LedgerApp) 
         thread.join(10)
     kept.as_of(position=140, projections=needs("ratings"))  # a slot again
     assert replays.built == 3
+
+
+def test_requests_waiting_for_the_same_replay_share_one_build(
+    demo: LedgerApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two requests for the same events at once: the second waits for the slot and is
+    then served what the first built, not a second build of it (the replay is kept before
+    the slot is released; measuring its size, slowed here, came between)."""
+    size = replays_module._size
+
+    def slow_size(store: MemoryStore) -> int:
+        time.sleep(0.3)
+        return size(store)
+
+    monkeypatch.setattr(replays_module, "_size", slow_size)
+    replays = Replays(builds=1, wait_seconds=10)
+    calls: list[int] = []
+    started = threading.Event()
+
+    def build(source: EventSource) -> MemoryStore:
+        calls.append(1)
+        started.set()
+        time.sleep(0.3)
+        return MemoryStore()
+
+    got: list[MemoryStore] = []
+
+    def ask() -> None:
+        got.append(replays.store(demo.recorder, [CurrentRatings], Bound(stop=150), build))
+
+    first = threading.Thread(target=ask)
+    first.start()
+    assert started.wait(10)
+    ask()
+    first.join(10)
+    assert len(calls) == 1 and replays.built == 1
+    assert got[0] is got[1]
