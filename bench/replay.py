@@ -61,7 +61,9 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child(home: Path, name: str, bound: str, repeat: int, concurrent: int) -> dict[str, Any]:
+def child(
+    home: Path, name: str, bound: str, position_arg: str | None, repeat: int, concurrent: int
+) -> dict[str, Any]:
     """One scenario in this (fresh) process; returns its figures."""
     config = LedgerConfig(home=home, db_url=f"sqlite:///{home / 'ledger.db'}")
     ledger = LedgerApp(config)
@@ -76,9 +78,9 @@ def child(home: Path, name: str, bound: str, repeat: int, concurrent: int) -> di
         live = client.get(path, params=extra, headers=headers)  # live read models caught up
         assert live.status_code == 200, live.text
         head = int(ledger.recorder.max_notification_id() or 0)
-        position = int(bound) if bound.isdigit() else head // 2
+        position = int(position_arg) if position_arg else head // 2
         point: dict[str, str] = {"as_of_position": str(position)}
-        if not bound.isdigit() and bound != "position":
+        if bound == "known_at":
             last = EventLog(ledger.recorder).last(position)
             assert last is not None
             point = {"known_at": last.recorded_at}
@@ -132,7 +134,7 @@ def main() -> int:
     args = parser.parse_args()
     home = args.home or Path(tempfile.mkdtemp(prefix="ses-bench-replay-"))
     if args.child:
-        result = child(home, args.child, args.bound, args.repeat, args.concurrent)
+        result = child(home, args.child, args.bound, args.position, args.repeat, args.concurrent)
         print(json.dumps(result))
         return 0
     KeyRing(home).init()
@@ -144,7 +146,8 @@ def main() -> int:
         bounds = ["position"] if name == "concurrent" else ["position", "known_at"]
         for bound in bounds:
             command = [sys.executable, __file__, "--home", str(home), "--child", name]
-            command += ["--bound", args.position or bound, "--repeat", str(args.repeat)]
+            command += ["--bound", bound, "--repeat", str(args.repeat)]
+            command += ["--position", args.position] if args.position else []
             command += ["--concurrent", str(args.concurrent)]
             out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             r = json.loads(out.strip().splitlines()[-1])
