@@ -7,7 +7,7 @@ dependency per request, cost more CPU than the dependencies themselves.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
@@ -217,19 +217,26 @@ class Reader:
                 return read()
         return await run_in_threadpool(read)
 
-    def view(self, executive_id: str | None = None) -> Any:
+    def view(self, executive_id: str | None = None, reads: Sequence[str] | None = None) -> Any:
         """The read models, with this process's writes to `executive_id`'s record (None:
-        all its writes; read-your-writes), now or as of the requested point."""
+        all its writes; read-your-writes), now or as of the requested point.
+
+        `reads`: the queries (`ReadModels` method names) the caller makes, so that a replay
+        builds only the projections they read (`projections.queries.QUERY_NEEDS`); None:
+        every projection."""
         if self._current is not None:
             return self._current
         read_models = self.services.projector.ready(executive_id=executive_id)
         if not self.replay.active:
             return read_models
+        from projections.queries import needs  # lazily, as `Services.read_models`
+
         read_models.catch_up()  # so that as_of's own catch-up has nothing to write
         return read_models.as_of(
             position=self.replay.position,
             known_at=self.replay.known_at,
             executive_id=executive_id,
+            projections=None if reads is None else needs(*reads),
         )
 
     def live(self, executive_id: str | None = None) -> Any:

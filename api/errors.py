@@ -30,6 +30,7 @@ from ledger.errors import (
     ConcurrencyConflict,
     LedgerError,
     NotFound,
+    ReplayBusy,
     RuleViolation,
     SigningKeyError,
     StaleVersion,
@@ -121,6 +122,7 @@ _LEDGER: list[tuple[type[LedgerError], int, str, str]] = [
     (ProofUnavailable, 404, "not-found", "No such proof"),
     (SigningKeyError, 503, "unavailable", "Signing key unavailable"),
     (WriteOutcomeUnknown, 503, "write-outcome-unknown", "Write outcome unknown"),
+    (ReplayBusy, 503, "unavailable", "Service unavailable"),
     (VerificationError, 500, "ledger-integrity", "Stored data does not verify"),
 ]
 
@@ -164,6 +166,8 @@ def _ledger_error(_: Request, exc: Exception) -> Response:
             headers = None
             if isinstance(exc, WriteOutcomeUnknown):
                 detail, headers = WRITE_OUTCOME_UNKNOWN, {"Retry-After": "1"}
+            elif isinstance(exc, ReplayBusy):
+                headers = {"Retry-After": "1"}
             return problem(status, slug, title, detail, headers, **extra)
     log.error("unmapped ledger error: %r", exc)
     return problem(500, "internal-error", "Internal error", "the ledger failed unexpectedly")

@@ -56,10 +56,18 @@ class Services:
             with self._read_lock:
                 if self._read_models is None:
                     from projections.queries import ReadModels
+                    from projections.replays import Replays
 
-                    self._read_models = ReadModels(
+                    read_models = ReadModels(
                         self.ledger, window_measure=self.settings.window_measure
                     )
+                    read_models.replays = Replays(
+                        entries=self.settings.replay_cache_entries,
+                        max_bytes=self.settings.replay_cache_mb * 1024 * 1024,
+                        builds=self.settings.replay_builds,
+                        wait_seconds=self.settings.replay_wait_seconds,
+                    )
+                    self._read_models = read_models
         return self._read_models
 
 

@@ -49,6 +49,13 @@ class ApiSettings(BaseSettings):
     #: REM-2/REM-3: how "within 3/5 years" is measured (rules.md: a named policy setting the
     #: agency chooses), for the compliance report and removal histories asked without one.
     window_measure: Literal["rating-date", "appraisal-cycle"] = "rating-date"
+    #: Historical reports (`as_of_position` / `known_at`) replayed from the log at once per
+    #: process (`projections.replays`); more wait `replay_wait_seconds`, then get 503.
+    replay_builds: int = Field(default=1, ge=1, le=64)
+    replay_wait_seconds: float = Field(default=1.0, ge=0, le=60)
+    #: Built replays kept for the same bound's next requests: how many, and their memory.
+    replay_cache_entries: int = Field(default=4, ge=0, le=1000)
+    replay_cache_mb: int = Field(default=256, ge=0)
 
     @field_validator("origin")
     @classmethod

@@ -91,3 +91,8 @@ class WriteOutcomeUnknown(LedgerError):
     store could not be asked afterwards whether the commit happened: the write may or may
     not have been recorded. Not "nothing was recorded": a client that believed that and retried
     without its Idempotency-Key would append the event twice."""
+
+
+class ReplayBusy(LedgerError):
+    """Every slot for building a historical replay is taken in this process (the read
+    models as of a position or time, `projections.replays`): retry shortly."""

@@ -28,11 +28,34 @@ from projections.compliance import Compliance
 from projections.current_ratings import APPRAISALS, EXECUTIVES, CurrentRatings, public_executive
 from projections.events import Bound, EventLog, EventSource, ListSource, LogSource
 from projections.removal_history import RemovalHistories
+from projections.replays import Replays
 from projections.runner import Runner, Status, StopFlag
 from projections.store import LedgerStore, MemoryStore, Store, loads
 
 PROJECTIONS: tuple[type[Projection], ...] = (CurrentRatings, RemovalHistories, Compliance, Audit)
 PROJECTION_NAMES = tuple(p.name for p in PROJECTIONS)
+
+#: The projections each query reads (`ReadModels` methods), so that a replay builds only
+#: those (`as_of(projections=needs(...))`): a full replay built the audit index and the
+#: compliance tables for a read of one table. A replayed copy holds only the tables it
+#: built, so a query whose entry here is short fails ("no such table"), never answers from
+#: empty tables.
+QUERY_NEEDS: dict[str, tuple[str, ...]] = {
+    "executive": (CurrentRatings.name,),
+    "ratings": (CurrentRatings.name,),
+    "appraisal": (CurrentRatings.name,),
+    "appraisal_events": (),  # the log itself, bounded
+    "removal_history": (RemovalHistories.name,),
+    "below_fully_successful": (CurrentRatings.name,),
+    "rating_distribution": (CurrentRatings.name,),
+    "compliance": (CurrentRatings.name, RemovalHistories.name, Compliance.name),
+}
+
+
+def needs(*queries: str) -> tuple[str, ...]:
+    """The projections the named queries read, in `PROJECTIONS` order."""
+    wanted = {name for query in queries for name in QUERY_NEEDS[query]}
+    return tuple(name for name in PROJECTION_NAMES if name in wanted)
 
 
 def normalise_known_at(value: str | datetime) -> str:
@@ -54,13 +77,26 @@ class ReadModels:
         source: EventSource | None = None,
         bound: Bound | None = None,
         window_measure: str = RATING_DATE,
+        projections: Sequence[str] | None = None,
     ) -> None:
+        """`projections`: only these (names; None: all), for a replayed copy."""
         self.app = app
         self.bound = bound or Bound()
         self.store: Store = store if store is not None else LedgerStore(app.recorder)
         self.log = EventLog(app.recorder)
         self.window_measure = window_measure
-        self.projections = [cls(self.store) for cls in PROJECTIONS]
+        chosen = PROJECTIONS
+        if projections is not None:
+            unknown = set(projections) - set(PROJECTION_NAMES)
+            if unknown:
+                raise KeyError(f"unknown projection {', '.join(sorted(unknown))}")
+            chosen = tuple(p for p in PROJECTIONS if p.name in projections)
+        self.projections = [cls(self.store) for cls in chosen]
+        #: Whole-ledger replays kept and rationed (`projections.replays`; the API sets it);
+        #: None: every `as_of` builds its own.
+        self.replays: Replays | None = None
+        #: Whether `store` is a kept replay's, shared with other views (never closed here).
+        self.shared = False
         self.runner = Runner(
             self.store, source or LogSource(app.recorder, self.bound), self.projections
         )
@@ -120,14 +156,18 @@ class ReadModels:
         position: int | None = None,
         known_at: str | datetime | None = None,
         executive_id: str | None = None,
+        projections: Sequence[str] | None = None,
     ) -> ReadModels:
         """Read models of the ledger as it stood (positions <= `position`, events recorded at
         or before `known_at`), built into a throw-away in-memory copy.
 
         With `executive_id`, only that executive's stream and appraisal streams are replayed
-        (fast; reports and compliance then cover that executive only).
+        (fast; reports and compliance then cover that executive only). `projections`: build
+        only these (see `needs`; None: all, () none: reads of the log alone).
         """
         bound = self._narrowed(position, known_at)
+        if executive_id is None and self.replays is not None and projections != ():
+            return self._kept_replay(bound, projections)
         source: EventSource
         if executive_id is not None:
             self.catch_up()
@@ -141,13 +181,55 @@ class ReadModels:
             source=source,
             bound=bound,
             window_measure=self.window_measure,
+            projections=projections,
         )
-        copy.runner.catch_up(batch_size=10000)
+        if copy.projections:
+            copy.runner.catch_up(batch_size=10000)
         return copy
 
+    def _kept_replay(self, bound: Bound, projections: Sequence[str] | None) -> ReadModels:
+        """`as_of` of the whole ledger through `self.replays`: the bound resolved to a
+        position (the head at most), the store built once per set of events and shared by
+        every request it serves; a view of its own per request (`default_as_of` is the
+        request's)."""
+        assert self.replays is not None
+        head = int(self.app.recorder.max_notification_id() or 0)
+        stop = head if bound.stop is None else min(bound.stop, head)
+        resolved = Bound(stop=stop, known_at=bound.known_at)
+        chosen = [p for p in PROJECTIONS if projections is None or p.name in projections]
+        names = [p.name for p in chosen]
+
+        def build(source: EventSource) -> MemoryStore:
+            store = MemoryStore()
+            copy = ReadModels(
+                self.app,
+                store=store,
+                source=source,
+                bound=resolved,
+                window_measure=self.window_measure,
+                projections=names,
+            )
+            copy.runner.catch_up(batch_size=10000)
+            for projection in copy.projections:
+                projection.forget()  # the rows are in the store: free the caches now
+            return store
+
+        store = self.replays.store(self.app.recorder, chosen, resolved, build)
+        view = ReadModels(
+            self.app,
+            store=store,
+            source=ListSource([]),  # built already: nothing to catch up
+            bound=resolved,
+            window_measure=self.window_measure,
+            projections=names,
+        )
+        view.shared = True
+        return view
+
     def close(self) -> None:
-        """Release a replayed copy's in-memory database (the live store is the app's)."""
-        if isinstance(self.store, MemoryStore):
+        """Release a replayed copy's in-memory database (the live store is the app's, a
+        kept replay's is `replays`')."""
+        if isinstance(self.store, MemoryStore) and not self.shared:
             self.store.close()
 
     # -- executives and appraisals ---------------------------------------------------------

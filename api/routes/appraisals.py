@@ -253,11 +253,11 @@ for _step in STEPS:
 
 
 def _readable_view(
-    appraisal_id: str, principal: Principal, services: Services, reader: Reader
+    appraisal_id: str, principal: Principal, services: Services, reader: Reader, query: str
 ) -> Any:
     facts = services.directory.appraisal(appraisal_id)
     access.require_read(principal, facts.agency, owner=facts.executive_id)
-    return reader.view(facts.executive_id)
+    return reader.view(facts.executive_id, reads=(query,))
 
 
 @router.get(
@@ -275,7 +275,7 @@ async def get_appraisal(
     reader: ReaderDep,
 ) -> Json:
     def read() -> Json:
-        view = _readable_view(appraisal_id, principal, services, reader)
+        view = _readable_view(appraisal_id, principal, services, reader, "appraisal")
         body = view.appraisal(appraisal_id)
         if body is None:
             raise NotFound("appraisal", appraisal_id)
@@ -299,7 +299,7 @@ async def get_appraisal_events(
     reader: ReaderDep,
 ) -> Json:
     def read() -> Json:
-        view = _readable_view(appraisal_id, principal, services, reader)
+        view = _readable_view(appraisal_id, principal, services, reader, "appraisal_events")
         events = view.appraisal_events(appraisal_id)
         if not events:  # none yet at the replayed point (a plan always starts the stream)
             raise NotFound("appraisal", appraisal_id)

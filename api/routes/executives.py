@@ -112,9 +112,10 @@ def _readable(services: ServicesDep, principal: PrincipalDep, executive_id: str)
     access.require_read(principal, facts.agency, owner=executive_id)
 
 
-def _view(reader: Reader, executive_id: str) -> Any:
-    """The read models for this executive; 404 when replaying to before they existed."""
-    view = reader.view(executive_id)
+def _view(reader: Reader, executive_id: str, query: str) -> Any:
+    """The read models for this executive, for `query`; 404 when replaying to before they
+    existed."""
+    view = reader.view(executive_id, reads=("executive", query))
     if reader.replay.active and view.executive(executive_id) is None:
         raise NotFound("executive", executive_id)
     return view
@@ -142,7 +143,7 @@ async def get_executive(
 ) -> Json:
     def read() -> Json:
         _readable(services, principal, executive_id)
-        view = reader.view(executive_id)
+        view = reader.view(executive_id, reads=("executive",))
         return _found(view.executive(executive_id), executive_id)
 
     return await reader.run(read, executive_id)
@@ -161,7 +162,7 @@ async def get_ratings(
 ) -> Json:
     def read() -> Json:
         _readable(services, principal, executive_id)
-        return _found(_view(reader, executive_id).ratings(executive_id), executive_id)
+        return _found(_view(reader, executive_id, "ratings").ratings(executive_id), executive_id)
 
     return await reader.run(read, executive_id)
 
@@ -192,7 +193,7 @@ async def get_removal_history(
 ) -> Json:
     def read() -> Json:
         _readable(services, principal, executive_id)
-        view = _view(reader, executive_id)
+        view = _view(reader, executive_id, "removal_history")
         day = as_of or view.default_as_of()
         body = view.removal_history(executive_id, day, window_measure=window_measure)
         return _found(body, executive_id)

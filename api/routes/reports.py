@@ -48,7 +48,7 @@ def below_fully_successful(
     agency: AgencyQuery = None,
 ) -> Json:
     scope = access.report_agency(principal, agency)
-    view = reader.view()
+    view = reader.view(reads=("below_fully_successful",))
     return Json(view.below_fully_successful(as_of or view.default_as_of(), agency=scope))
 
 
@@ -72,7 +72,7 @@ def rating_distribution(
             "name the agency: this token covers every agency",
             [{"loc": ["query", "agency"], "msg": "required for a token whose agency is *"}],
         )
-    return Json(reader.view().rating_distribution(scope, cycle))
+    return Json(reader.view(reads=("rating_distribution",)).rating_distribution(scope, cycle))
 
 
 @router.get(
@@ -86,7 +86,7 @@ def compliance(
     agency: AgencyQuery = None,
 ) -> Json:
     scope = access.report_agency(principal, agency)
-    return Json(reader.view().compliance(agency=scope))
+    return Json(reader.view(reads=("compliance",)).compliance(agency=scope))
 
 
 #: The most entries an audit-trail page holds (each one's signature is checked).
