@@ -50,8 +50,9 @@ class LedgerConfig:
     def is_postgres(self) -> bool:
         return self.db_url.startswith(("postgresql://", "postgres://"))
 
-    def eventsourcing_env(self) -> dict[str, str]:
-        """The eventsourcing library's persistence settings for this store."""
+    def eventsourcing_env(self, *, create: bool = True) -> dict[str, str]:
+        """The eventsourcing library's persistence settings for this store (`create`: make
+        a missing SQLite file, owner-only, as the library would make it under the umask)."""
         if self.is_postgres:
             try:
                 parts = urlsplit(self.db_url)
@@ -83,6 +84,8 @@ class LedgerConfig:
             raise StoreUnavailable(
                 f"cannot create the directory of the SQLite store {path}: {exc.strerror}"
             ) from exc
+        if create:
+            make_private_file(path)
         return {
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "APPLICATION_RECORDER_TOPIC": "ledger.recorders:LedgerSQLiteRecorder",
@@ -170,6 +173,28 @@ def make_private_dir(path: Path) -> None:
         except FileExistsError:
             continue  # made meanwhile by another process
         os.chmod(directory, 0o700)  # mkdir's mode is masked by the umask
+
+
+def make_private_file(path: Path) -> None:
+    """Create the SQLite file `path`, empty (which SQLite takes for a new database), with
+    mode 0600 whatever the umask, if nothing is there yet.
+
+    Ledger data is personnel data. SQLite would create the file under the umask (0644 in an
+    existing home of 0755, readable by every local user), and it gives its `-wal` and `-shm`
+    files the database file's mode, so the mode chosen here is theirs too. An existing file
+    is left as it is: its mode is its owner's choice (`ses-ledger serve` warns of one that
+    others may read).
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # not creatable here (read-only, a directory in the way): SQLite says why
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 def origin_problem(origin: str) -> str | None:

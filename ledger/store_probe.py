@@ -30,7 +30,8 @@ def probe_store(
     mistyped SES_LEDGER_HOME or schema) is refused instead of created empty and reported on
     as if it were the ledger.
     """
-    env = config.eventsourcing_env()  # StoreUnavailable for a malformed URL
+    # StoreUnavailable for a malformed URL; a store that must exist is not created first
+    env = config.eventsourcing_env(create=not existing)
     if config.is_postgres:
         _probe_postgres(config, env, timeout, existing)
     else:
