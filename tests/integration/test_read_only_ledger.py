@@ -207,3 +207,16 @@ def test_a_bundle_no_checkpoint_of_the_archive_covers_is_refused_in_one_line(
         os.chmod(home, 0o755)
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "cannot be written to store a new one" in done.stderr
+
+
+def test_a_backup_on_read_only_media_is_restored(
+    original: Path, archive: Path, tmp_path: Path
+) -> None:
+    """`restore` checks and copies the backup without writing beside it."""
+    before = _listing(archive)
+    home = tmp_path / "restored"
+    done = _run(home, "restore", str(archive), "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("restored ") and _listing(archive) == before
+    done = _run(home, "verify", "--quiet")
+    assert done.returncode == 0 and done.stdout.startswith("ledger verified: "), done.stderr
