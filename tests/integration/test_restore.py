@@ -276,3 +276,31 @@ def test_any_process_with_the_ledger_open_holds_the_home(
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_backup_without_secrets_says_to_start_a_new_signing_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _ledger(tmp_path / "old", 3)
+    backup(config, tmp_path / "backup")
+    new = tmp_path / "new"
+    _point_at(monkeypatch, new)
+    assert cli.main(["restore", str(tmp_path / "backup"), "--quiet"]) == 0
+    assert "run `ses-ledger keys rotate` before serving" in capsys.readouterr().err
+    assert cli.main(["keys", "rotate"]) == 0
+    app = LedgerApp(_config(new))
+    register(app, "E-NEW-KEY")  # signed with the new key; the restored events keep theirs
+    report = verify_ledger(app.recorder, app.keyring.verifiers(), config.origin)
+    app.close()
+    assert report.ok and report.checked == 4, report.problem
+
+
+def test_postgresql_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _ledger(tmp_path / "home", 1)
+    backup(config, tmp_path / "backup")
+    monkeypatch.setenv("SES_LEDGER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SES_LEDGER_DB", "postgresql://postgres@127.0.0.1:5432/test")
+    assert cli.main(["restore", str(tmp_path / "backup"), "--quiet"]) == 2
+    assert "pg_restore" in capsys.readouterr().err
