@@ -119,8 +119,8 @@ def register(sub: Any) -> None:
         help="replace the SQLite ledger of SES_LEDGER_HOME by a verified backup "
         "(the replaced one is kept)",
         description=(
-            "Restores into SES_LEDGER_HOME (the SQLite file SES_LEDGER_DB names, if set; the "
-            "home is the command line's, like every command's). "
+            "Restores into the ledger that SES_LEDGER_HOME (and SES_LEDGER_DB, if set) names, "
+            "as for every command. "
             "Checks the backup in BACKUP_DIR first (SQLite's quick_check, then every hash, "
             "chain link, signature, Merkle leaf and checkpoint, as `verify` does) and changes "
             "nothing unless it holds; refuses while a server, projector or other command has "
