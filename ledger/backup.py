@@ -21,7 +21,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
-from ledger.config import TOKEN_KEY_FILE, LedgerConfig, make_private_dir
+from ledger.config import TOKEN_KEY_FILE, LedgerConfig, make_private_dir, make_private_file
 from ledger.errors import LedgerError, StoreUnavailable
 from ledger.files import sync_directory, write_file
 from ledger.keys import KeyRing
@@ -84,6 +84,7 @@ def _copy_database(source: Path, partial: Path, out: Path) -> tuple[int, int | N
     """The live database's snapshot in `partial`, checked: SQLite's backup copies pages as
     they are, so a damaged ledger gave a copy that did not open, announced as a backup of
     every position."""
+    make_private_file(partial)  # personnel data, in a directory that may be shared
     try:
         with closing(sqlite3.connect(source)) as live, closing(sqlite3.connect(partial)) as copy:
             live.backup(copy)  # one step: a consistent snapshot of the live database

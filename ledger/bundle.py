@@ -99,8 +99,11 @@ class SubjectIndex:
     forward, so two catch-ups racing each other write the same rows.
     """
 
-    def __init__(self, recorder: Any) -> None:
+    def __init__(self, recorder: Any, *, read_only: bool = False) -> None:
         self.recorder = recorder
+        #: The store cannot be written (an archived ledger opened read-only): the index is
+        #: neither made nor kept, and `streams` reads the `PlanSet` events instead.
+        self.read_only = read_only
         tables = recorder.tables
         self.p = p = tables.p
         self.sqlite = tables.dialect == "sqlite"
@@ -175,6 +178,8 @@ class SubjectIndex:
 
     def streams(self, executive_id: str) -> list[str]:
         """The appraisal stream ids whose `PlanSet` names `executive_id`, oldest first."""
+        if self.read_only:
+            return self._scan(executive_id)
         self.catch_up()
         with self.recorder.datastore.transaction(commit=False) as cursor:
             cursor.execute(
@@ -183,6 +188,22 @@ class SubjectIndex:
                 (executive_id,),
             )
             return [str(r["s"]) for r in cursor.fetchall()]
+
+    def _scan(self, executive_id: str) -> list[str]:
+        """`streams` without the index: every `PlanSet` read, as `catch_up` reads them (a
+        stream listed once, at its first plan, as the index's primary key keeps it)."""
+        head = int(self.recorder.max_notification_id() or 0)
+        found: dict[str, None] = {}
+        mark = 0
+        while mark < head:
+            page = self.recorder.select_notifications(
+                start=mark + 1, limit=_PAGE, stop=head, topics=["PlanSet"]
+            )
+            for n in page:
+                if _plan_subject(n.state) == executive_id:
+                    found.setdefault(str(n.originator_id))
+            mark = int(page[-1].id) if len(page) == _PAGE else head
+        return list(found)
 
     def rebuild(self) -> int:
         """Forget the index and read every `PlanSet` again; returns how many were indexed."""
@@ -207,7 +228,8 @@ def subject_index(app: Any) -> SubjectIndex:
     """The index of `app`, made once per application object (it remembers its table is made)."""
     index = _INDEXES.get(app)
     if index is None:
-        index = _INDEXES[app] = SubjectIndex(app.recorder)
+        read_only = bool(app.config.opens_read_only)
+        index = _INDEXES[app] = SubjectIndex(app.recorder, read_only=read_only)
     return index
 
 
@@ -343,6 +365,12 @@ def _checkpoint(app: Any, log: MerkleLog, needed: int, tree_size: int | None) ->
             )
         return found
     latest = log.latest_checkpoint()
+    if (latest is None or latest.tree_size < needed) and app.config.opens_read_only:
+        issued = f"the latest is at tree size {latest.tree_size}" if latest else "none was"
+        raise ProofUnavailable(
+            f"no checkpoint covers {needed} leaves ({issued}), and this ledger cannot be "
+            "written to store a new one: `--tree-size` pins an issued checkpoint"
+        )
     if latest is None or latest.tree_size < needed:
         latest = log.issue_checkpoint(app.signer, app.config.origin)
     if latest is None or latest.tree_size < needed:
@@ -376,6 +404,11 @@ def build_bundle(
     entries = executive_entries(app, executive_id, max_position=max_position)
     positions = [e["position"] for e in entries]
     leaves = _leaf_indices(app.recorder, positions)
+    if len(leaves) < len(positions) and app.config.opens_read_only:
+        raise ProofUnavailable(
+            "some of the entries are not yet in the Merkle log, and this ledger cannot be "
+            "written to add them: `--tree-size` pins an issued checkpoint"
+        )
     if len(leaves) < len(positions):  # committed but not yet integrated into the tree
         log.integrate()
         leaves = _leaf_indices(app.recorder, positions)

@@ -13,7 +13,7 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from ledger.errors import ConfigurationError, StoreUnavailable
 
@@ -33,6 +33,10 @@ class LedgerConfig:
     origin: str = DEFAULT_ORIGIN
     #: Issue a checkpoint automatically once this many events are not yet covered.
     checkpoint_every: int = 1000
+    #: The command only reads (`verify`, `replay`, `audit`, `bundle export`): an SQLite
+    #: file that cannot be written (an archive on read-only media) is opened read-only
+    #: (`sqlite_database`), where SQLite would fail making its -wal and -shm files.
+    read_only: bool = False
 
     def __post_init__(self) -> None:
         check_origin(self.origin)
@@ -50,8 +54,9 @@ class LedgerConfig:
     def is_postgres(self) -> bool:
         return self.db_url.startswith(("postgresql://", "postgres://"))
 
-    def eventsourcing_env(self) -> dict[str, str]:
-        """The eventsourcing library's persistence settings for this store."""
+    def eventsourcing_env(self, *, create: bool = True) -> dict[str, str]:
+        """The eventsourcing library's persistence settings for this store (`create`: make
+        a missing SQLite file, owner-only, as the library would make it under the umask)."""
         if self.is_postgres:
             try:
                 parts = urlsplit(self.db_url)
@@ -83,10 +88,12 @@ class LedgerConfig:
             raise StoreUnavailable(
                 f"cannot create the directory of the SQLite store {path}: {exc.strerror}"
             ) from exc
+        if create:
+            make_private_file(path)
         return {
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "APPLICATION_RECORDER_TOPIC": "ledger.recorders:LedgerSQLiteRecorder",
-            "SQLITE_DBNAME": str(path),
+            "SQLITE_DBNAME": self.sqlite_database(),  # the library opens it with uri=True
             "SQLITE_LOCK_TIMEOUT": "30",
             "ORIGINATOR_ID_TYPE": "text",
             "CREATE_TABLE": "y",
@@ -130,6 +137,22 @@ class LedgerConfig:
             )
         return Path(self.db_url[len("sqlite:///") :])
 
+    def sqlite_database(self) -> str:
+        """The name to open the SQLite file by (`sqlite3.connect(..., uri=True)`): its path,
+        or, for a command that only reads (`read_only`) and a file or directory that cannot
+        be written, a read-only URI (`read_only_uri`)."""
+        path = self.sqlite_path()
+        if not self.read_only or not path.is_file() or _writable(path):
+            return str(path)
+        return read_only_uri(path)
+
+    @property
+    def opens_read_only(self) -> bool:
+        """The SQLite file is opened read-only (`sqlite_database`): nothing can be written."""
+        if not self.read_only or self.is_postgres:
+            return False
+        return self.sqlite_database() != str(self.sqlite_path())
+
     def redacted_db_url(self) -> str:
         """The store URL without its password, safe for logs."""
         try:
@@ -170,6 +193,64 @@ def make_private_dir(path: Path) -> None:
         except FileExistsError:
             continue  # made meanwhile by another process
         os.chmod(directory, 0o700)  # mkdir's mode is masked by the umask
+
+
+def _writable(path: Path) -> bool:
+    """SQLite can write the database: the file, and the directory its -wal and -shm go in."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+
+
+def read_only_uri(path: Path) -> str:
+    """An SQLite URI that reads the ledger file `path` without writing anything.
+
+    `mode=ro` opens it read-only. A WAL-mode database is still read through its -wal and
+    -shm files, which SQLite makes when they are missing: that works while the directory can
+    be written, or when both files exist (SQLite then reads the -shm without writing it).
+
+    In a directory that cannot be written with no -wal (or an empty one) beside the file,
+    `immutable=1` is added: SQLite then reads the file alone, with no -shm, no locks and no
+    check for changes (sqlite.org/uri.html: for a file on read-only media; one that does
+    change gives wrong answers or SQLITE_CORRUPT). That is safe here because every committed
+    transaction is then in the file itself (a -wal would hold those not yet copied back, and
+    immutable ignores it), and no one is writing it: a WAL-mode writer keeps its -wal while
+    it has the database open, and none can be made in this directory. A -wal that holds
+    something without its -shm cannot be read at all there: refused, with what to do, rather
+    than read without the transactions it holds.
+    """
+    absolute = path.resolve()
+    uri = f"file:{quote(str(absolute))}?mode=ro"
+    wal, shm = Path(f"{absolute}-wal"), Path(f"{absolute}-shm")
+    if os.access(absolute.parent, os.W_OK) or (wal.exists() and shm.exists()):
+        return uri
+    if not wal.exists() or wal.stat().st_size == 0:
+        return f"{uri}&immutable=1"
+    raise StoreUnavailable(
+        f"cannot read the SQLite store {path}: its write-ahead log {wal} holds transactions "
+        f"that SQLite reads only through {shm}, which cannot be made in a directory that "
+        "cannot be written; copy the ledger's files to a writable directory and read it there"
+    )
+
+
+def make_private_file(path: Path) -> None:
+    """Create the SQLite file `path`, empty (which SQLite takes for a new database), with
+    mode 0600 whatever the umask, if nothing is there yet.
+
+    Ledger data is personnel data. SQLite would create the file under the umask (0644 in an
+    existing home of 0755, readable by every local user), and it gives its `-wal` and `-shm`
+    files the database file's mode, so the mode chosen here is theirs too. An existing file
+    is left as it is: its mode is its owner's choice (`ses-ledger serve` warns of one that
+    others may read).
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # not creatable here (read-only, a directory in the way): SQLite says why
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 def origin_problem(origin: str) -> str | None:

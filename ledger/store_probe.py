@@ -10,6 +10,7 @@ starts its workers.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 
 from ledger.config import LedgerConfig
@@ -17,6 +18,11 @@ from ledger.errors import StoreUnavailable
 
 #: A table every ledger has from its first start (`ledger.recorders.LedgerTables`).
 LEDGER_TABLE = "ledger_merkle_state"
+#: Said of a command that writes, on a ledger that cannot be written (an archive).
+READ_ONLY_HINT = (
+    " (the ledger's file or its directory cannot be written, and this command writes; "
+    "`verify`, `replay`, `audit` and `bundle export` read a read-only ledger)"
+)
 #: Seconds to wait for a PostgreSQL server that neither answers nor refuses.
 CONNECT_TIMEOUT = 10
 
@@ -30,7 +36,8 @@ def probe_store(
     mistyped SES_LEDGER_HOME or schema) is refused instead of created empty and reported on
     as if it were the ledger.
     """
-    env = config.eventsourcing_env()  # StoreUnavailable for a malformed URL
+    # StoreUnavailable for a malformed URL; a store that must exist is not created first
+    env = config.eventsourcing_env(create=not existing)
     if config.is_postgres:
         _probe_postgres(config, env, timeout, existing)
     else:
@@ -76,13 +83,16 @@ def _probe_sqlite(config: LedgerConfig, existing: bool) -> None:
     if existing and not path.is_file():
         raise _no_ledger(str(path))
     try:
-        connection = sqlite3.connect(path)
+        connection = sqlite3.connect(config.sqlite_database(), uri=True)
         try:
             connection.execute("PRAGMA schema_version").fetchone()  # reads the header
         finally:
             connection.close()
     except sqlite3.Error as exc:
-        raise StoreUnavailable(f"cannot use the SQLite store {path}: {exc}") from exc
+        hint = ""
+        if path.is_file() and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+            hint = READ_ONLY_HINT
+        raise StoreUnavailable(f"cannot use the SQLite store {path}: {exc}{hint}") from exc
 
 
 def _one_line(message: str) -> str:

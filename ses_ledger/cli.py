@@ -7,6 +7,7 @@ import os
 import sqlite3
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from ledger.config import LedgerConfig
 from ledger.errors import LedgerError, StoreUnavailable
@@ -74,7 +75,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from ses_ledger.bootstrap import build_app
     from ses_ledger.progress import Progress
 
-    config = _config()
+    config = replace(_config(), read_only=True)  # an archive on read-only media too
     app = build_app(config, existing=True)
     total = readable_head(app.recorder)  # the bar's length; verify names any damage
     with Progress(total=total, desc="verifying", disable=args.quiet) as bar:
@@ -106,8 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
             "SES_LEDGER_DB=postgresql://... selects PostgreSQL instead of SQLite."
         ),
         epilog=(
-            "Exit status: 0 done; 1 a check failed or nothing matched (verify, bundle verify, "
-            "witness, replay, audit, projections status --max-lag), or serve could not bind "
+            "Exit status: 0 done; 1 a check failed or nothing matched (verify, restore, "
+            "bundle verify, witness, replay, audit, projections status --max-lag), or serve "
+            "could not bind "
             "its port; 2 a refused command, bad input, or a check that could not be made "
             "(bundle verify, witness); 3 a server worker failed to start (serve); "
             f"{EXIT_STORE} the store or the ledger's home cannot be used (a server down, a full "
@@ -186,7 +188,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DatabaseError, InterfaceError, sqlite3.DatabaseError) as exc:
         # The store went away (or timed out) during the command, or its file is damaged
         # ("database disk image is malformed"); what was committed stays.
-        print(f"ses-ledger: the store failed: {' '.join(str(exc).split())}", file=sys.stderr)
+        from ledger.store_probe import READ_ONLY_HINT
+
+        text = " ".join(str(exc).split())
+        hint = READ_ONLY_HINT if "readonly database" in text else ""
+        print(f"ses-ledger: the store failed: {text}{hint}", file=sys.stderr)
         return EXIT_STORE
     except LedgerError as exc:
         print(f"ses-ledger: {exc}", file=sys.stderr)

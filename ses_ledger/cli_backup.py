@@ -51,6 +51,48 @@ def cmd_backup(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_restore(args: argparse.Namespace) -> int:
+    from ledger.restore import BackupDoesNotVerify, restore
+    from ses_ledger.progress import Progress
+
+    config = LedgerConfig.from_env()
+    bar: Progress | None = None
+
+    def checked(total: int) -> None:
+        nonlocal bar
+        bar = Progress(total=total, desc="verifying the backup", disable=args.quiet)
+        bar.__enter__()
+
+    def progress(position: int) -> None:
+        if bar is not None:
+            bar.update_to(position)
+
+    try:
+        report = restore(config, Path(args.backup_dir), progress=progress, checked=checked)
+    except BackupDoesNotVerify as exc:
+        print(f"ses-ledger restore: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    print(
+        f"restored {report.checked} events (tree size {report.tree_size}, root {report.root}) "
+        f"from {args.backup_dir}, verified before anything was changed"
+    )
+    for action in report.actions:
+        print(f"  {action}")
+    if report.needs_signing_key:
+        print(
+            "  the backup has no private key for its current signing key: run "
+            "`ses-ledger keys rotate` before serving (earlier events keep verifying)",
+            file=sys.stderr,
+        )
+    db = f" SES_LEDGER_DB={shlex.quote(config.db_url)}" if os.environ.get("SES_LEDGER_DB") else ""
+    home = shlex.quote(str(config.home))
+    print(f"check it: SES_LEDGER_HOME={home}{db} ses-ledger verify", file=sys.stderr)
+    return 0
+
+
 def register(sub: Any) -> None:
     parser = sub.add_parser(
         "backup",
@@ -59,8 +101,8 @@ def register(sub: Any) -> None:
             "Writes a consistent snapshot of the ledger database (SQLite's backup API, safe "
             "while the server writes) and the public key ring into DIR, which must be new or "
             "empty and is then itself a ledger home: `SES_LEDGER_HOME=DIR ses-ledger verify` "
-            "checks it (with SES_LEDGER_DB unset or empty); restore by serving from it or "
-            "copying it back. Signing and token keys are secrets and are copied only with "
+            "checks it (with SES_LEDGER_DB unset or empty); `ses-ledger restore DIR` puts it "
+            "back. Signing and token keys are secrets and are copied only with "
             "--with-secrets. On PostgreSQL use pg_dump."
         ),
     )
@@ -71,3 +113,28 @@ def register(sub: Any) -> None:
         help="also copy the private signing keys and the token key (mode 0600)",
     )
     parser.set_defaults(handler=cmd_backup)
+
+    restore = sub.add_parser(
+        "restore",
+        help="replace the SQLite ledger of SES_LEDGER_HOME by a verified backup "
+        "(the replaced one is kept)",
+        description=(
+            "Restores into the ledger that SES_LEDGER_HOME (and SES_LEDGER_DB, if set) names, "
+            "as for every command. "
+            "Checks the backup in BACKUP_DIR first (SQLite's quick_check, then every hash, "
+            "chain link, signature, Merkle leaf and checkpoint, as `verify` does) and changes "
+            "nothing unless it holds; refuses while a server, projector or other command has "
+            "the ledger open. Then renames the ledger it replaces to "
+            "ledger.db.replaced-<UTC time> (its write-ahead log folded in; never deleted), "
+            "removes its stale -wal/-shm, and places a private (0600) copy of the backup's "
+            "ledger in one rename. Keys: the home's key ring is kept when it holds every key "
+            "of the backup, else the backup's replaces it (the old one kept aside); private "
+            "keys and the token key from a --with-secrets backup are added where the home "
+            "has none (0600, keys/ 0700). Exit status 0 restored; 1 the backup does not "
+            "verify; 2 refused (not a backup, in use, PostgreSQL); 69 the backup's file is "
+            "damaged or a file cannot be written."
+        ),
+    )
+    restore.add_argument("backup_dir", metavar="BACKUP_DIR", help="a `ses-ledger backup` directory")
+    restore.add_argument("--quiet", action="store_true", help="no progress bar")
+    restore.set_defaults(handler=cmd_restore)

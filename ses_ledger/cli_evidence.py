@@ -20,6 +20,7 @@ import re
 import sys
 import tempfile
 import urllib.parse
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -30,12 +31,14 @@ from ses_ledger.argtypes import positive_seconds
 from ses_ledger.outputs import unwritable
 
 
-def _app() -> Any:
+def _app(*, read_only: bool = False) -> Any:
     """The configured ledger: every command here reads or checks one, so a store that holds
-    none (a mistyped home or schema) is refused rather than created empty."""
+    none (a mistyped home or schema) is refused rather than created empty. `read_only`: the
+    command writes nothing, so an SQLite file that cannot be written (an archive handed on
+    read-only media) is opened read-only (`LedgerConfig.sqlite_database`)."""
     from ses_ledger.bootstrap import build_app
 
-    return build_app(LedgerConfig.from_env(), existing=True)
+    return build_app(replace(LedgerConfig.from_env(), read_only=read_only), existing=True)
 
 
 # --- replay ----------------------------------------------------------------------------------
@@ -134,8 +137,12 @@ def window_measure(args: argparse.Namespace) -> str:
 def replay(app: Any, args: argparse.Namespace) -> dict[str, Any] | None:
     """The executive's record as the ledger stood then, JSON-ready; None if unknown then."""
     from projections.queries import ReadModels
+    from projections.store import MemoryStore
 
-    view = ReadModels(app, window_measure=window_measure(args)).as_of(
+    # The view is built in memory (`as_of`); on a ledger that cannot be written, so is the
+    # facade it comes from, which would otherwise create the read models' tables first.
+    store = MemoryStore() if app.config.opens_read_only else None
+    view = ReadModels(app, store=store, window_measure=window_measure(args)).as_of(
         position=args.as_of_position, known_at=args.known_at, executive_id=args.executive
     )
     executive = view.executive(args.executive)
@@ -247,7 +254,7 @@ def event_line(e: dict[str, Any]) -> str:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     window_measure(args)  # a setting that does not hold is refused before the store is opened
-    app = _app()
+    app = _app(read_only=True)  # the record is rebuilt in memory
     record = replay(app, args)
     if record is None:
         print(
@@ -274,11 +281,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from projections.queries import ReadModels
+    from projections.store import MemoryStore
 
     if args.actor is None and args.executive is None and args.appraisal is None:
         args.parser.error("name an --actor, an --executive or an --appraisal")
-    read_models = ReadModels(_app())
-    read_models.catch_up()  # the trail's index, current with the log
+    app = _app(read_only=True)
+    # The trail's index, current with the log: the ledger's own tables brought up to date,
+    # or, on a ledger that cannot be written, built in memory from the whole log.
+    read_models = ReadModels(app, store=MemoryStore() if app.config.opens_read_only else None)
+    read_models.catch_up()
     items = read_models.audit(
         executive_id=args.executive,
         appraisal_id=args.appraisal,
@@ -349,7 +360,8 @@ def cmd_bundle_export(args: argparse.Namespace) -> int:
     if problem is not None:  # before a checkpoint is issued for the bundle
         print(f"ses-ledger bundle export: cannot write {out}: {problem}", file=sys.stderr)
         return 2
-    app = _app()
+    # Read-only on an archive: it writes only to issue a checkpoint none yet covers.
+    app = _app(read_only=True)
     if args.tree_size is not None:
         problem = _no_checkpoint_at(app, args.tree_size)
         if problem is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,8 @@ from ses_ledger.argtypes import non_negative_seconds, port, positive_int
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
+
+    from ledger.config import LedgerConfig
 
 #: The settings the flags override, by the environment variable the workers read.
 FLAG_VARIABLES = {
@@ -33,6 +36,29 @@ def settings_error(exc: ValidationError) -> str:
         name = f"{prefix}{'_'.join(str(part) for part in error['loc'])}".upper()
         problems.append(f"{name}={error['input']!r}: {error['msg']}")
     return "; ".join(problems)
+
+
+def readable_by_others(config: LedgerConfig) -> str | None:
+    """A warning when the SQLite file may be read by others than its owner, else None.
+
+    The tool creates `ledger.db` 0600 (`ledger.config.make_private_file`), but a file made
+    by an earlier version, or copied in, keeps its mode: it is not changed silently (a
+    backup agent's group may be meant to read it), it is said once, where the server starts.
+    """
+    if config.is_postgres:
+        return None
+    path = config.sqlite_path()
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return None
+    if not mode & 0o077:
+        return None
+    return (
+        f"{path} has mode {mode:04o}: others than its owner may read the ledger's personnel "
+        f"data (and its -wal and -shm files, which take its mode); `chmod 600 {path}` "
+        "unless that is meant"
+    )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -64,6 +90,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"ses-ledger serve: {exc}", file=sys.stderr)
         return 2
     probe_store(config)  # a store that cannot be used fails here, not in every worker
+    if (loose := readable_by_others(config)) is not None:
+        print(f"ses-ledger serve: warning: {loose}", file=sys.stderr)
     server = Config(
         "api.main:app_factory",
         factory=True,
