@@ -613,7 +613,10 @@ class Restamp:
         self.sealed = sealed
 
     def __call__(self, head: datetime | None) -> Sequence[StoredEvent] | None:
-        """New stored events if the write is stamped before `head`, else None."""
+        """New stored events if the write is stamped before `head`, else None.
+
+        They are signed by the key current now: the key that sealed them may have been
+        retired meanwhile (`keys rotate`) at a time before the new stamp."""
         if head is None or all(
             _utc(event.timestamp) >= head for _, _, events in self.sealed for event in events
         ):

@@ -9,16 +9,25 @@ a restart, on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import json
+from datetime import UTC, date, datetime, timedelta
 
-from ledger.application import LedgerApp
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ledger.application import LedgerApp, Restamp
 from ledger.config import LedgerConfig
+from ledger.domain.executive import Executive
 from ledger.entry import entry_from_state, entry_hash
-from ledger.verify import verify_ledger
+from ledger.keys import KeyRing, Signer
+from ledger.verify import VerifyReport, key_windows, verify_ledger
 from projections.events import Bound
-from tests.ledger_helpers import plan, register, review
+from ses_ledger import cli
+from tests.ledger_helpers import plan, point_cli_at, register, review
 
-NOON = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+#: After the test key's `valid_from` (now): entries inside their key's validity.
+NOON = datetime(2030, 11, 30, 12, 0, tzinfo=UTC)
 
 
 class SteppingClock:
@@ -70,7 +79,7 @@ def test_a_clock_stepped_back_in_process_does_not_take_recorded_at_back(
     clock.now = NOON - timedelta(minutes=30)
     result = review(app)
     entries = stored(app)
-    assert [e["recorded_at"] for e in entries] == ["2026-11-30T12:00:00.000000Z"] * 3
+    assert [e["recorded_at"] for e in entries] == ["2030-11-30T12:00:00.000000Z"] * 3
     # What the command answered is what was stored, re-sealed: hash, signature, chain.
     assert result.entries[-1] == entries[-1]
     assert entries[2]["prev_hash"] == entries[1]["hash"]
@@ -79,7 +88,7 @@ def test_a_clock_stepped_back_in_process_does_not_take_recorded_at_back(
     # Once the clock passes the head again, it is used as it is.
     clock.now = NOON + timedelta(minutes=1)
     review(app, expected_version=2)
-    assert stored(app)[-1]["recorded_at"] == "2026-11-30T12:01:00.000000Z"
+    assert stored(app)[-1]["recorded_at"] == "2030-11-30T12:01:00.000000Z"
 
 
 def test_a_restart_after_the_clock_stepped_back_reads_the_head_from_the_store(
@@ -94,7 +103,7 @@ def test_a_restart_after_the_clock_stepped_back_reads_the_head_from_the_store(
     restarted = LedgerApp(ledger_config, clock=SteppingClock(NOON - timedelta(days=1)))
     review(restarted)
     register(restarted, "E2")
-    assert [e["recorded_at"] for e in stored(restarted)][2:] == ["2026-11-30T12:00:00.000000Z"] * 2
+    assert [e["recorded_at"] for e in stored(restarted)][2:] == ["2030-11-30T12:00:00.000000Z"] * 2
     assert_known_at_replays_are_prefixes(restarted)
 
 
@@ -110,3 +119,116 @@ def test_a_writer_that_stamped_first_but_stores_last_is_stamped_again(
     entries = stored(ahead)
     assert [e["recorded_at"][11:19] for e in entries] == ["11:59:55", "12:00:00", "12:00:00"]
     assert_known_at_replays_are_prefixes(ahead)
+
+
+# -- what `ses-ledger verify` says of recorded_at ---------------------------------------
+
+
+def _signer_of(ring: KeyRing, key_id: str) -> Signer:
+    private = serialization.load_pem_private_key(
+        (ring.dir / f"{key_id}.pem").read_bytes(), password=None
+    )
+    assert isinstance(private, Ed25519PrivateKey)
+    return Signer(key_id, private)
+
+
+def _verify(app: LedgerApp) -> VerifyReport:
+    return verify_ledger(
+        app.recorder,
+        app.keyring.verifiers(),
+        app.config.origin,
+        windows=key_windows(app.keyring.validity()),
+    )
+
+
+def test_verify_warns_of_recorded_at_going_back_and_still_passes(
+    ledger_config: LedgerConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A ledger written before appends were stamped in log order: every entry is authentic,
+    so it verifies, but the places where a known_at read is not a prefix are named."""
+    clock = SteppingClock(NOON)
+    app = LedgerApp(ledger_config, clock=clock)
+    register(app)
+    monkeypatch.setattr(Restamp, "__call__", lambda self, head: None)  # the old writer
+    clock.now = NOON - timedelta(hours=1)
+    plan(app)
+    register(app, "E2")
+    report = _verify(app)
+    assert report.ok, report.problem
+    assert report.warnings == [
+        "recorded_at goes back in log order at 1 position (2): a known_at read there is not "
+        "a prefix of the log (written before appends were stamped in log order, or with a "
+        "clock stepped back)"
+    ]
+    point_cli_at(monkeypatch, ledger_config)
+    assert cli.main(["verify", "--quiet"]) == 0  # api-contract.md: 0 when everything holds
+    out = capsys.readouterr().out
+    assert "warning: recorded_at goes back in log order at 1 position (2)" in out
+    assert "ledger verified: 3 events" in out
+
+
+def test_an_event_signed_by_a_retired_key_after_its_retirement_fails_verify(
+    ledger_config: LedgerConfig,
+) -> None:
+    """GET /v1/ledger/keys publishes each key's validity: an entry dated after its key's
+    `valid_until` is what a leaked retired key signing entries claimed later looks like."""
+    ring = KeyRing(ledger_config.home)
+    old_key = LedgerApp(ledger_config).signer.key_id
+    ring.rotate(NOON)
+    current = LedgerApp(ledger_config, clock=SteppingClock(NOON + timedelta(minutes=1)))
+    register(current)
+    leaked = LedgerApp(
+        ledger_config,
+        clock=SteppingClock(NOON + timedelta(days=1)),
+        signer=_signer_of(ring, old_key),
+    )
+    # The forger's own events: signed with the retired key, stored without a restamp.
+    executive = Executive.register(
+        "E-FORGED",
+        name="Pat Example",
+        title="Deputy Assistant Secretary",
+        pay_plan="ES",
+        agency="DOE",
+        duty_station="Washington, DC",
+        appointment_type="career",
+        probationary=False,
+        appointed_on=date(2019, 5, 1),
+        actor="hr-1",
+        submission=leaked.submission("hr-app-1"),
+    )
+    leaked._seal(executive)
+    leaked.save(executive)
+    assert verify_ledger(leaked.recorder, ring.verifiers(), ledger_config.origin).ok
+    report = _verify(leaked)
+    assert not report.ok and report.first_bad_position == 2
+    assert report.problem is not None
+    assert f"outside the validity of its signing key {old_key}" in report.problem
+    assert "2030-11-30T12:00:00Z" in report.problem
+
+
+def test_events_of_a_pre_fix_server_outside_their_key_window_are_a_warning(
+    ledger_config: LedgerConfig,
+) -> None:
+    """Servers before the fix of 2026-11-30 went on signing with a rotated-out key until
+    they restarted: those entries are the ledger's own, so they are reported, not failed."""
+    ring = KeyRing(ledger_config.home)
+    old_key = LedgerApp(ledger_config).signer.key_id
+    records = json.loads(ring.index.read_text())
+    records[0]["valid_from"] = "2026-11-01T00:00:00.000000Z"
+    ring.index.write_text(json.dumps(records))
+    ring.rotate(datetime(2026, 11, 15, tzinfo=UTC))
+    stale = LedgerApp(
+        ledger_config,
+        clock=SteppingClock(datetime(2026, 11, 20, tzinfo=UTC)),
+        signer=_signer_of(ring, old_key),
+    )
+    register(stale)
+    report = _verify(stale)
+    assert report.ok, report.problem
+    assert report.warnings == [
+        "signed outside the signing key's validity window at 1 position (1), all recorded "
+        "before 2026-12-01: servers before the fix of 2026-11-30 signed so around a key "
+        "rotation (until restarted); from 2026-12-01 on this fails verification"
+    ]
