@@ -200,6 +200,10 @@ def _moment(text: Any) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+#: Each key's validity, `valid_from` .. `valid_until` (None: open), by key id.
+Windows = dict[str, tuple[datetime | None, datetime | None]]
+
+
 @dataclass
 class _Times:
     """The `recorded_at` checks: log order, and each signing key's validity window.
@@ -211,7 +215,7 @@ class _Times:
     prefix of the log, which the warning says.
     """
 
-    windows: dict[str, tuple[datetime | None, datetime | None]]
+    windows: Windows
     last: datetime | None = None
     backwards: list[int] = field(default_factory=list)
     tolerated: list[int] = field(default_factory=list)
@@ -224,21 +228,17 @@ class _Times:
         if self.last is not None and moment < self.last:
             self.backwards.append(position)
         self.last = moment
-        window = self.windows.get(key_id)
-        if window is None:
-            return
-        start, end = window
-        if (start is None or start <= moment) and (end is None or moment <= end):
-            return
-        if moment < OUT_OF_WINDOW_TOLERATED_BEFORE:
+        finding = key_window(self.windows, key_id, moment)
+        if finding == "tolerated":
             self.tolerated.append(position)
-            return
-        report.fail(
-            position,
-            f"recorded at {text}, outside the validity of its signing key {key_id} "
-            f"({_shown(start)} .. {_shown(end)}, GET /v1/ledger/keys): a retired key signing "
-            "entries dated after its retirement",
-        )
+        elif finding == "outside":
+            start, end = self.windows[key_id]
+            report.fail(
+                position,
+                f"recorded at {text}, outside the validity of its signing key {key_id} "
+                f"({_shown(start)} .. {_shown(end)}, GET /v1/ledger/keys): a retired key "
+                "signing entries dated after its retirement",
+            )
 
     def warn(self, report: VerifyReport) -> None:
         if self.backwards:
@@ -257,6 +257,20 @@ class _Times:
             )
 
 
+def key_window(windows: Windows, key_id: str, recorded: datetime | str | None) -> str | None:
+    """Whether an entry recorded then lies in its signing key's validity: "inside",
+    "outside", "tolerated" (outside, but recorded before `OUT_OF_WINDOW_TOLERATED_BEFORE`),
+    or None (the key or the moment unknown)."""
+    moment = recorded if isinstance(recorded, datetime) else _moment(recorded)
+    window = windows.get(key_id)
+    if window is None or moment is None:
+        return None
+    start, end = window
+    if (start is None or start <= moment) and (end is None or moment <= end):
+        return "inside"
+    return "tolerated" if moment < OUT_OF_WINDOW_TOLERATED_BEFORE else "outside"
+
+
 def _shown(moment: datetime | None) -> str:
     return "open" if moment is None else moment.isoformat().replace("+00:00", "Z")
 
@@ -267,9 +281,7 @@ def _positions(positions: list[int]) -> str:
     return f"{len(positions)} position{'s' if len(positions) != 1 else ''} ({named}{more})"
 
 
-def key_windows(
-    keys: Iterable[tuple[str, str | None, str | None]],
-) -> dict[str, tuple[datetime | None, datetime | None]]:
+def key_windows(keys: Iterable[tuple[str, str | None, str | None]]) -> Windows:
     """Each key's validity (key_id, valid_from, valid_until) as moments; an unreadable bound
     is left open (the key list is the ledger's own, checked where it is published)."""
     return {kid: (_moment(start), _moment(end)) for kid, start, end in keys}
@@ -403,7 +415,7 @@ def verify_ledger(
     keys: dict[str, Ed25519PublicKey],
     origin: str,
     progress: Callable[[int], None] | None = None,
-    windows: dict[str, tuple[datetime | None, datetime | None]] | None = None,
+    windows: Windows | None = None,
 ) -> VerifyReport:
     """Check every event and the Merkle log; stop collecting detail after the first problem.
 

@@ -23,6 +23,7 @@ from ledger.entry import entry_from_state, entry_hash
 from ledger.keys import KeyRing, Signer
 from ledger.verify import VerifyReport, key_windows, verify_ledger
 from projections.events import Bound
+from projections.queries import ReadModels
 from ses_ledger import cli
 from tests.ledger_helpers import plan, point_cli_at, register, review
 
@@ -206,6 +207,13 @@ def test_an_event_signed_by_a_retired_key_after_its_retirement_fails_verify(
     assert report.problem is not None
     assert f"outside the validity of its signing key {old_key}" in report.problem
     assert "2030-11-30T12:00:00Z" in report.problem
+    # The audit trail's per-event verification says the same of that entry.
+    models = ReadModels(leaked)
+    models.catch_up()
+    trail = models.audit(actor="hr-1")
+    assert [t["verification"]["key_window_ok"] for t in trail] == [True, False]
+    assert trail[1]["verification"]["problems"] == ["key_window"]
+    assert trail[1]["verification"]["ok"] is False
 
 
 def test_events_of_a_pre_fix_server_outside_their_key_window_are_a_warning(
@@ -227,6 +235,11 @@ def test_events_of_a_pre_fix_server_outside_their_key_window_are_a_warning(
     register(stale)
     report = _verify(stale)
     assert report.ok, report.problem
+    models = ReadModels(stale)
+    models.catch_up()
+    (item,) = models.audit(actor="hr-1")
+    assert item["verification"]["key_window_ok"] is False  # outside, but not a problem
+    assert item["verification"]["ok"] is True and item["verification"]["problems"] == []
     assert report.warnings == [
         "signed outside the signing key's validity window at 1 position (1), all recorded "
         "before 2026-12-01: servers before the fix of 2026-11-30 signed so around a key "
