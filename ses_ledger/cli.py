@@ -76,8 +76,9 @@ def _last_recorded_at(config: LedgerConfig) -> datetime | None:
 
     try:
         app = build_app(config, existing=True)
-    except StoreUnavailable as exc:
-        print(f"ses-ledger: the key is closed at this clock's time: {exc}", file=sys.stderr)
+    except StoreUnavailable:
+        # No ledger yet (a key ring made first), or none reachable: the clock's time, as
+        # before; the key ring itself does not depend on the store.
         return None
     try:
         head = int(app.recorder.max_notification_id() or 0)
@@ -155,7 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
         "and refuses a ledger that already holds events signed elsewhere",
     ).set_defaults(handler=cmd_keys_init)
     keys_sub.add_parser(
-        "rotate", help="start a new signing key; old public keys stay valid for old events"
+        "rotate",
+        help="start a new signing key; old public keys stay valid for old events (the current "
+        "key is closed no earlier than the ledger's last recorded_at)",
     ).set_defaults(handler=cmd_keys_rotate)
     keys_sub.add_parser("list", help="list public keys and their validity").set_defaults(
         handler=cmd_keys_list

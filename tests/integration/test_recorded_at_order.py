@@ -245,3 +245,25 @@ def test_events_of_a_pre_fix_server_outside_their_key_window_are_a_warning(
         "before 2026-12-01: servers before the fix of 2026-11-30 signed so around a key "
         "rotation (until restarted); from 2026-12-01 on this fails verification"
     ]
+
+
+def test_keys_rotate_after_a_clock_that_ran_ahead_closes_the_key_at_the_last_event(
+    ledger_config: LedgerConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The clock ran ahead (to NOON, in 2030) while events were signed, then was set right:
+    a key closed at the clock's time would end before events it signed, and verify would
+    fail them; `keys rotate` closes it no earlier than the last recorded_at."""
+    app = LedgerApp(ledger_config, clock=SteppingClock(NOON))
+    register(app)
+    old_key = app.signer.key_id
+    point_cli_at(monkeypatch, ledger_config)
+    assert cli.main(["keys", "rotate"]) == 0
+    infos = {k.key_id: k for k in KeyRing(ledger_config.home).public_keys()}
+    assert infos[old_key].valid_until == "2030-11-30T12:00:00.000000Z"
+    register(LedgerApp(ledger_config), "E2")  # today's clock: stamped at the head
+    capsys.readouterr()
+    assert cli.main(["verify", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "ledger verified: 2 events" in out and "warning" not in out
