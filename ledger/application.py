@@ -108,6 +108,8 @@ class LedgerApp(Application[str]):
         #: A signer given here is kept; one read from the key ring follows its rotations.
         self._signer_given = signer is not None
         self._signer_stamp: tuple[int, int, int] | None = None
+        #: When this process took up a key that a rotation started (None: no rotation seen).
+        self._signer_since: datetime | None = None
         self._signer_lock = threading.Lock()
         self._sign_pool: ThreadPoolExecutor | None = None
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -151,12 +153,14 @@ class LedgerApp(Application[str]):
             with self._signer_lock:
                 if self._signer is None or stamp != self._signer_stamp:
                     try:
-                        self._signer = self.keyring.signer()
+                        signer = self.keyring.signer()
                     except SigningKeyError:
                         if self._signer is None:
                             raise
                     else:
-                        self._signer_stamp = stamp
+                        if self._signer is not None and signer.key_id != self._signer.key_id:
+                            self._signer_since = _utc(self.clock())
+                        self._signer, self._signer_stamp = signer, stamp
         return self._signer
 
     def _seal(self, aggregate: LedgerAggregate) -> None:
@@ -172,6 +176,14 @@ class LedgerApp(Application[str]):
         """
         signer = self.signer
         key_id = signer.key_id
+        since = self._signer_since
+        if since is not None:
+            # A command stamped before a rotation and sealed after it would be signed by
+            # the new key at a moment before that key's `valid_from`, and fail `verify`:
+            # such events are stamped when this process took the new key up, after it.
+            for event in events:
+                if _utc(event.timestamp) < since:
+                    event.__dict__["timestamp"] = since
         chain = []
         for event in events:
             hashed = _hashed_fields(event, prev)

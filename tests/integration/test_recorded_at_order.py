@@ -267,3 +267,31 @@ def test_keys_rotate_after_a_clock_that_ran_ahead_closes_the_key_at_the_last_eve
     assert cli.main(["verify", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "ledger verified: 2 events" in out and "warning" not in out
+
+
+def test_a_command_stamped_before_a_rotation_is_not_signed_by_the_new_key_before_its_time(
+    ledger_config: LedgerConfig,
+) -> None:
+    """A running server stamps a command, `keys rotate` starts a new key, then the server
+    seals: the entry must not carry a recorded_at before the new key's `valid_from`, or a
+    verifier holding entries to key windows fails the ledger's own entry."""
+    clock = SteppingClock(NOON)
+    app = LedgerApp(ledger_config, clock=clock)
+    register(app)
+    executive = app.executive("E1")
+    clock.now = NOON + timedelta(seconds=1)
+    executive.record_complaint(
+        forum="EEOC",
+        filed_on=date(2024, 5, 1),
+        summary="a complaint",
+        actor="hr-1",
+        submission=app.submission("hr-app-1"),
+    )
+    new_key = KeyRing(ledger_config.home).rotate(NOON + timedelta(seconds=2))
+    clock.now = NOON + timedelta(seconds=3)
+    app.store(executive)
+    entry = stored(app)[-1]
+    assert entry["key_id"] == new_key
+    assert entry["recorded_at"] == "2030-11-30T12:00:03.000000Z"
+    report = _verify(app)
+    assert report.ok and not report.warnings, (report.problem, report.warnings)
