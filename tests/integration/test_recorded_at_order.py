@@ -10,6 +10,7 @@ a restart, on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -22,6 +23,7 @@ from ledger.domain.executive import Executive
 from ledger.entry import entry_from_state, entry_hash
 from ledger.keys import KeyRing, Signer
 from ledger.verify import VerifyReport, key_windows, verify_ledger
+from ledger.write_gate import write_gate
 from projections.events import Bound
 from projections.queries import ReadModels
 from ses_ledger import cli
@@ -50,8 +52,12 @@ def stored(app: LedgerApp) -> list[dict]:  # type: ignore[type-arg]
 
 def assert_known_at_replays_are_prefixes(app: LedgerApp) -> None:
     entries = stored(app)
-    stamps = [e["recorded_at"] for e in entries]
-    assert stamps == sorted(stamps), f"recorded_at goes back in log order: {stamps}"
+    back = [
+        (a["position"], a["recorded_at"], b["position"], b["recorded_at"])
+        for a, b in zip(entries, entries[1:], strict=False)
+        if b["recorded_at"] < a["recorded_at"]
+    ]
+    assert not back, f"recorded_at goes back in log order ({len(back)} times), first: {back[0]}"
     for entry in entries:
         bound = Bound(known_at=entry["recorded_at"])
         admitted = [e["position"] for e in entries if bound.admits(_Event(e))]
@@ -295,3 +301,23 @@ def test_a_command_stamped_before_a_rotation_is_not_signed_by_the_new_key_before
     assert entry["recorded_at"] == "2030-11-30T12:00:03.000000Z"
     report = _verify(app)
     assert report.ok and not report.warnings, (report.problem, report.warnings)
+
+
+def test_concurrent_writers_leave_recorded_at_in_log_order(ledger_config: LedgerConfig) -> None:
+    """Threads stamp when their command starts but are stored in commit order (on SQLite in
+    shared group commits, under the server's write gate): without stamping again under the
+    lock, a writer that stamped first and committed last went back in time."""
+    app = LedgerApp(ledger_config)
+    app.record_gate = write_gate(app)
+
+    def work(thread: int) -> None:
+        for n in range(60):
+            register(app, f"E{thread}-{n}")
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(stored(app)) == 360
+    assert_known_at_replays_are_prefixes(app)
