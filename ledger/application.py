@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
-from eventsourcing.persistence import IntegrityError, Mapper, Recording
+from eventsourcing.persistence import IntegrityError, Mapper, Recording, StoredEvent
 from eventsourcing.utils import Environment, EnvType
 
 from ledger.config import LedgerConfig, available_cpus
@@ -108,6 +108,8 @@ class LedgerApp(Application[str]):
         #: A signer given here is kept; one read from the key ring follows its rotations.
         self._signer_given = signer is not None
         self._signer_stamp: tuple[int, int, int] | None = None
+        #: When this process took up a key that a rotation started (None: no rotation seen).
+        self._signer_since: datetime | None = None
         self._signer_lock = threading.Lock()
         self._sign_pool: ThreadPoolExecutor | None = None
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -151,16 +153,22 @@ class LedgerApp(Application[str]):
             with self._signer_lock:
                 if self._signer is None or stamp != self._signer_stamp:
                     try:
-                        self._signer = self.keyring.signer()
+                        signer = self.keyring.signer()
                     except SigningKeyError:
                         if self._signer is None:
                             raise
                     else:
-                        self._signer_stamp = stamp
+                        if self._signer is not None and signer.key_id != self._signer.key_id:
+                            self._signer_since = _utc(self.clock())
+                        self._signer, self._signer_stamp = signer, stamp
         return self._signer
 
     def _seal(self, aggregate: LedgerAggregate) -> None:
-        """Hash-chain and sign the aggregate's pending events (api-contract.md entries).
+        """Hash-chain and sign the aggregate's pending events (api-contract.md entries)."""
+        aggregate.head_hash = self._seal_events(aggregate.pending_events, aggregate.head_hash)
+
+    def _seal_events(self, events: Sequence[LedgerEvent], prev: str | None) -> str | None:
+        """Hash-chain `events` from `prev`, sign them, and return the last hash.
 
         The whole chain is hashed first, then signed in one run: back-to-back Ed25519 calls
         keep its tables warm in the CPU caches (in alternating A/B runs of ten-event commands,
@@ -168,9 +176,16 @@ class LedgerApp(Application[str]):
         """
         signer = self.signer
         key_id = signer.key_id
-        prev = aggregate.head_hash
+        since = self._signer_since
+        if since is not None:
+            # A command stamped before a rotation and sealed after it would be signed by
+            # the new key at a moment before that key's `valid_from`, and fail `verify`:
+            # such events are stamped when this process took the new key up, after it.
+            for event in events:
+                if _utc(event.timestamp) < since:
+                    event.__dict__["timestamp"] = since
         chain = []
-        for event in aggregate.pending_events:
+        for event in events:
             hashed = _hashed_fields(event, prev)
             body, digest = hash_entry(hashed)
             prev = digest.hex()
@@ -187,7 +202,7 @@ class LedgerApp(Application[str]):
             attributes["ledger_state"] = sealed.state
             attributes["entry_hash"] = sealed.hash
             attributes["ledger_entry"] = hashed
-        aggregate.head_hash = prev
+        return prev
 
     def close(self) -> None:
         if self._sign_pool is not None:
@@ -263,9 +278,11 @@ class LedgerApp(Application[str]):
         creating: bool = False,
     ) -> list[dict[str, Any]]:
         """Seal and store the aggregates' pending events atomically; returns their entries."""
+        sealed = []
         for aggregate in aggregates:
+            sealed.append((aggregate, aggregate.head_hash, list(aggregate.pending_events)))
             self._seal(aggregate)
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"restamp": Restamp(self, sealed)}
         if idempotency is not None:
             kwargs["idempotency"] = idempotency
         try:
@@ -580,6 +597,54 @@ class LedgerApp(Application[str]):
         return out
 
 
+class Restamp:
+    """Brings one write's `recorded_at` up to the log's head, under the append's lock.
+
+    A command stamps `recorded_at` (`LedgerApp.submission`) and seals its events before it
+    queues for the store, but positions are given in commit order, under the write lock
+    (SQLite: the write gate and the group commit; PostgreSQL: eventsourcing's EXCLUSIVE
+    lock on the events table). A clock stepped back (an NTP correction, a restored VM, a
+    restart after either), or simply a slower writer that stamped first, would otherwise
+    give a later position an earlier `recorded_at`; a replay by `known_at` (api-contract.md,
+    "Reads": recorded_at <= the timestamp) would then admit the later event and leave out
+    the earlier one, a state of the ledger that never existed. So the recorder, holding that
+    lock, reads the head event's `recorded_at` from the store (not from memory: another
+    process, or this one before a restart, may have written it) and hands it here; a write
+    stamped earlier is stamped again at max(clock now, head) and re-sealed (hash chain and
+    signature) before it is inserted. In the usual case, stamped at or after the head,
+    nothing is redone.
+    """
+
+    def __init__(
+        self,
+        ledger: LedgerApp,
+        sealed: list[tuple[LedgerAggregate, str | None, list[LedgerEvent]]],
+    ) -> None:
+        self.ledger = ledger
+        #: Each aggregate, the hash its new events chain from, and those events.
+        self.sealed = sealed
+
+    def __call__(self, head: datetime | None) -> Sequence[StoredEvent] | None:
+        """New stored events if the write is stamped before `head`, else None.
+
+        They are signed by the key current now: the key that sealed them may have been
+        retired meanwhile (`keys rotate`) at a time before the new stamp."""
+        if head is None or all(
+            _utc(event.timestamp) >= head for _, _, events in self.sealed for event in events
+        ):
+            return None
+        at = max(_utc(self.ledger.clock()), head)
+        stored: list[StoredEvent] = []
+        mapper = self.ledger.mapper
+        for aggregate, prev, events in self.sealed:
+            for event in events:
+                if _utc(event.timestamp) < at:
+                    event.__dict__["timestamp"] = at
+            aggregate.head_hash = self.ledger._seal_events(events, prev)
+            stored.extend(mapper.to_stored_event(event) for event in events)
+        return stored
+
+
 class DuplicateRequest(Exception):
     """Another request with the same idempotency key was stored concurrently."""
 
@@ -601,6 +666,11 @@ APPRAISAL_COMMANDS: dict[str, frozenset[str]] = {
     "recommend_by_prb": frozenset({"executive", "board"}),
     "assign_final_rating": frozenset({"executive"}),
 }
+
+
+def _utc(moment: datetime) -> datetime:
+    """A moment in UTC; a naive one is taken as UTC, as `format_timestamp` takes it."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _hashed_fields(event: LedgerEvent, prev_hash: str | None) -> dict[str, Any]:

@@ -120,6 +120,10 @@ class KeyRing:
     def verifiers(self) -> dict[str, Ed25519PublicKey]:
         return {k.key_id: k.public_key for k in self.public_keys()}
 
+    def validity(self) -> list[tuple[str, str | None, str | None]]:
+        """Each key's (key_id, valid_from, valid_until), as the key list publishes them."""
+        return [(k.key_id, k.valid_from, k.valid_until) for k in self.public_keys()]
+
     def signer(self) -> Signer:
         current = [r for r in self._read_index() if r.get("valid_until") is None]
         if not current:

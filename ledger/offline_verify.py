@@ -9,7 +9,9 @@ raw hash bytes and the stream's ``prev_hash`` chain, and that every stream is th
 executive's record (their registration, appraisals whose plan names them, boards those
 cite). It checks the checkpoint's signature (C2SP signed-note / tlog-checkpoint) and each
 entry's RFC 9162 inclusion proof against the checkpoint root and, given a trusted
-checkpoint, that both are the same tree or consistent ones (RFC 9162 2.1.4). It then prints
+checkpoint, that both are the same tree or consistent ones (RFC 9162 2.1.4), and that each
+entry's ``recorded_at`` lies in its signing key's ``valid_from`` .. ``valid_until``
+(``_check_times``: a warning for entries recorded before 2026-12-01). It then prints
 the executive's history rebuilt from the events, with the removal history (REM-2: two final
 ratings below Level 3 at most 3 years apart; REM-3: two Level 1 final ratings at most 5 years
 apart; both ends inclusive; Feb 29 + n years = Feb 28).
@@ -214,6 +216,8 @@ class Report:
 
     problems: list[str] = field(default_factory=list)
     summary: list[str] = field(default_factory=list)
+    #: What holds but should be read (the bundle still verifies).
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -270,6 +274,83 @@ def _check_entries(entries: list[dict[str, Any]], keys: Keys, bad: Problem) -> N
             bad(f"{at}: signature does not verify")
         except _MALFORMED as exc:
             bad(f"{at}: malformed entry ({type(exc).__name__}: {exc})")
+
+
+#: Servers before the fix of 2026-11-30 went on signing with a key ``keys rotate`` had
+#: retired until they restarted, so entries recorded before this moment may lie after their
+#: key's ``valid_until``: a warning. From it on, an entry outside its key's window is a
+#: problem: what a retired key that leaked, signing entries claimed later, looks like.
+OUT_OF_WINDOW_TOLERATED_BEFORE = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+Window = tuple[dt.datetime | None, dt.datetime | None]
+
+
+def _moment(text: Any) -> dt.datetime | None:
+    """An RFC 3339 timestamp as an aware datetime (None: absent or not one)."""
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+
+
+def key_windows(raw: Any) -> dict[str, Window]:
+    """Each listed key's ``valid_from`` .. ``valid_until`` (an unreadable bound: open)."""
+    return {
+        k["key_id"]: (_moment(k.get("valid_from")), _moment(k.get("valid_until")))
+        for k in (raw if isinstance(raw, list) else [])
+        if isinstance(k, dict) and isinstance(k.get("key_id"), str)
+    }
+
+
+def _check_times(entries: list[dict[str, Any]], windows: dict[str, Window], report: Report) -> None:
+    """Each entry's ``recorded_at`` inside its signing key's validity (api-contract.md,
+    ``GET /v1/ledger/keys``), and never going back in position order (a ``known_at`` read
+    is then a prefix of the log; a ledger written before that was held may not be: a
+    warning, as its entries are still the ledger's own)."""
+    tolerated: list[str] = []
+    backwards: list[str] = []
+    last: dt.datetime | None = None
+    for e in entries:
+        moment = _moment(e.get("recorded_at"))
+        if moment is None:
+            report.problems.append(
+                f"position {e.get('position')}: recorded_at is not an RFC 3339 timestamp"
+            )
+            continue
+        if last is not None and moment < last:
+            backwards.append(str(e.get("position")))
+        last = moment
+        window = windows.get(str(e.get("key_id")))
+        if window is None:
+            continue
+        start, end = window
+        if (start is None or start <= moment) and (end is None or moment <= end):
+            continue
+        if moment < OUT_OF_WINDOW_TOLERATED_BEFORE:
+            tolerated.append(str(e.get("position")))
+            continue
+        report.problems.append(
+            f"position {e.get('position')}: recorded at {e.get('recorded_at')}, outside the "
+            f"validity of its signing key {e.get('key_id')} ({_shown(start)} .. "
+            f"{_shown(end)}): a retired key signing entries dated after its retirement"
+        )
+    if backwards:
+        report.warnings.append(
+            f"recorded_at goes back in position order at {', '.join(backwards)}: a known_at "
+            "read there is not a prefix of the log"
+        )
+    if tolerated:
+        report.warnings.append(
+            f"signed outside the signing key's validity at {', '.join(tolerated)}, recorded "
+            f"before {OUT_OF_WINDOW_TOLERATED_BEFORE.date()}: servers before the fix of "
+            "2026-11-30 signed so around a key rotation (until restarted)"
+        )
+
+
+def _shown(moment: dt.datetime | None) -> str:
+    return "open" if moment is None else moment.isoformat().replace("+00:00", "Z")
 
 
 def _check_subject(entries: list[dict[str, Any]], executive_id: Any, bad: Problem) -> None:
@@ -590,6 +671,11 @@ def verify_bundle(
     if not entries or not isinstance(raw, list) or len(entries) != len(raw):
         bad("entries: missing, or not all objects")
     _check_entries(entries, keys, bad)
+    # The windows of the ledger's own key list when given (a bundle's are its own claim).
+    windows = key_windows(bundle.get("keys"))
+    if trusted_keys is not None:
+        windows.update(key_windows(trusted_keys))
+    _check_times(entries, windows, report)
     _check_subject(entries, bundle.get("executive_id"), bad)
     report.summary.append(
         f"executive {bundle.get('executive_id')}: {len(entries)} entries, "
@@ -689,6 +775,8 @@ def main(argv: list[str] | None = None) -> int:
     report = verify_bundle(bundle, trusted, trusted_keys, repeated)
     for line in report.summary:
         print(printable(line))
+    for w in report.warnings:
+        print(f"WARNING: {printable(w)}")
     for p in report.problems:
         print(f"PROBLEM: {printable(p)}")
     print("BUNDLE VERIFIED" if report.ok else f"NOT VERIFIED: {len(report.problems)} problem(s)")

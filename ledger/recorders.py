@@ -32,7 +32,7 @@ from eventsourcing import persistence
 from eventsourcing.persistence import OperationalError, StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
-from ledger.entry import format_timestamp
+from ledger.entry import format_timestamp, hashed_body
 from ledger.errors import WriteOutcomeUnknown
 from ledger.group_commit import GroupCommit, Write
 
@@ -79,6 +79,14 @@ class LedgerTables:
             f"SELECT {position} AS id, state AS s FROM {events_table} "
             f"WHERE {position} > {p} ORDER BY {position} LIMIT {p}"
         )
+        #: The head of the log: the stored state of the event at the highest position.
+        self.select_head = f"SELECT state AS s FROM {events_table} ORDER BY {position} DESC LIMIT 1"
+        #: The last event before a position, and a stored state replaced (`restamped`).
+        self.select_before = (
+            f"SELECT state AS s FROM {events_table} WHERE {position} < {p} "
+            f"ORDER BY {position} DESC LIMIT 1"
+        )
+        self.put_state = f"UPDATE {events_table} SET state={p} WHERE {position}={p}"
         self.put_idempotency = (
             f"INSERT INTO {self.idempotency} (scope, key, request_hash, positions, created_at) "
             f"VALUES ({p},{p},{p},{p},{p})"
@@ -95,6 +103,33 @@ def record_idempotency(
             tables.put_idempotency,
             (scope, key, request_hash, json.dumps(list(ids)), format_timestamp(datetime.now(UTC))),
         )
+
+
+def restamped(
+    restamp: Callable[[datetime | None], Sequence[StoredEvent] | None] | None,
+    head: bytes | None,
+    stored_events: Sequence[StoredEvent],
+) -> Sequence[StoredEvent] | None:
+    """The write's events stamped again if their `recorded_at` is before the log's `head`
+    (the stored state of the event before them), else None.
+
+    Called while the append holds the store's write lock, so `head` is the last event before
+    this write's, whichever process or earlier run stored it: that is what keeps
+    `recorded_at` non-decreasing in log order (`ledger.application.Restamp`). The events
+    are replaced in the caller's list too, which eventsourcing goes on to use.
+    """
+    if restamp is None:
+        return None
+    again = restamp(None if head is None else head_recorded_at(head))
+    if again is not None and isinstance(stored_events, list):
+        stored_events[:] = again
+    return again
+
+
+def head_recorded_at(state: bytes) -> datetime:
+    """The `recorded_at` of a stored event, in UTC."""
+    hashed = json.loads(hashed_body(state))
+    return datetime.fromisoformat(hashed["recorded_at"]).astimezone(UTC)
 
 
 T = TypeVar("T")
@@ -289,5 +324,18 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
     ) -> Sequence[int] | None:
         ids = super()._insert_events(c, stored_events, **kwargs)
         assert ids is not None
+        restamp = kwargs.get("restamp")
+        if restamp is not None and ids:
+            # Inserted first, head read after: the insert has taken the write lock, so no
+            # other connection can commit between the read and this write (a read first
+            # would leave SQLite a read snapshot to upgrade, refused as "database is
+            # locked" when another connection commits in between).
+            c.execute(self.tables.select_before, (min(ids),))
+            row = c.fetchone()
+            again = restamped(restamp, None if row is None else bytes(row["s"]), stored_events)
+            if again is not None:
+                c.executemany(
+                    self.tables.put_state, [(e.state, i) for e, i in zip(again, ids, strict=True)]
+                )
         record_idempotency(self.tables, c, ids, kwargs)
         return ids

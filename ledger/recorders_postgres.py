@@ -17,7 +17,7 @@ from eventsourcing.persistence import InterfaceError, OperationalError, StoredEv
 from eventsourcing.postgres import PostgresApplicationRecorder
 
 from ledger.errors import WriteOutcomeUnknown
-from ledger.recorders import LedgerTables, record_idempotency
+from ledger.recorders import LedgerTables, record_idempotency, restamped
 
 #: The advisory lock key under which PostgreSQL stores are created (`create_table`).
 _CREATE_LOCK = 7461836926
@@ -167,6 +167,23 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         if len(found) < len(wanted):  # a transaction is all or nothing: never partial
             raise WriteOutcomeUnknown(f"only part of a lost write's events are stored ({lost})")
         return [found[(e.originator_id, e.originator_version)] for e in stored_events]
+
+    def _insert_stored_events(
+        self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        """eventsourcing's insert, with the write stamped no earlier than the log's head.
+
+        The table lock is taken first (eventsourcing takes it again in the same transaction,
+        which holds it already), so the head is read after every earlier append committed
+        and before any later one can (`ledger.recorders.restamped`).
+        """
+        restamp = kwargs.get("restamp")
+        if restamp is not None:
+            self._lock_table(curs)
+            curs.execute(self.tables.select_head)
+            row = curs.fetchone()
+            restamped(restamp, None if row is None else bytes(row["s"]), stored_events)
+        super()._insert_stored_events(curs, stored_events, **kwargs)
 
     def _fetch_ids_after_insert_events(
         self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any

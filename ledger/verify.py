@@ -12,9 +12,10 @@ import json
 import multiprocessing
 import sqlite3
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -27,6 +28,19 @@ from ledger.entry import split_state
 from ledger.merkle import CompactRange, leaf_hash, node_hash
 
 PAGE = 2000
+#: Servers before the fix of 2026-11-30 went on signing with a key `keys rotate` had retired
+#: until they restarted, so their events can lie after their key's `valid_until`. Such events
+#: recorded before this moment are reported as a warning (they are the ledger's own, and
+#: failing them would fail every ledger rotated under the old servers); from it on, an event
+#: signed outside its key's window fails verification: current servers seal with the key
+#: the key ring names at that moment (`LedgerApp.signer`), seal again with it an append
+#: stamped later under the write lock (`ledger.application.Restamp`), and `keys rotate`
+#: closes a key no earlier than the last `recorded_at`; so such an event is what a retired
+#: key that leaked, signing entries claimed later, looks like.
+OUT_OF_WINDOW_TOLERATED_BEFORE = datetime(2026, 12, 1, tzinfo=UTC)
+#: How many positions a warning names before it only counts.
+NAMED = 5
+
 #: From this many events on, signatures are checked in a second process.
 PARALLEL_FROM = 50_000
 
@@ -40,6 +54,8 @@ class VerifyReport:
     tree_size: int = 0
     root: str | None = None
     problems: list[tuple[int | None, str]] = field(default_factory=list)
+    #: Findings that leave the evidence authentic but should be read (`ok` stays True).
+    warnings: list[str] = field(default_factory=list)
 
     def fail(self, position: int | None, problem: str) -> None:
         """Record a problem; the first bad position is the lowest position named."""
@@ -140,17 +156,18 @@ def _check_event(
     n: Any,
     body: bytes,
     seal: dict[str, Any],
-) -> None:
-    """Canonical form, the row's stream/version/type, and the stream's hash chain."""
+) -> dict[str, Any] | None:
+    """Canonical form, the row's stream/version/type, and the stream's hash chain; the
+    entry's hashed fields, when they could be read."""
     position = n.id
     try:
         hashed = json.loads(body)
     except ValueError:
         report.fail(position, "the entry is not JSON")
-        return
-    if canonical_json(hashed) != body:
+        return None
+    if not isinstance(hashed, dict) or canonical_json(hashed) != body:
         report.fail(position, "the entry is not in RFC 8785 canonical form")
-        return
+        return None
     stream = str(n.originator_id)
     if (
         hashed.get("stream_id") != stream
@@ -158,7 +175,7 @@ def _check_event(
         or hashed.get("type") != n.topic
     ):
         report.fail(position, "the entry's stream, version or type differs from its row")
-        return
+        return None
     last_version, last_hash = heads.get(stream, (0, None))
     if n.originator_version != last_version + 1:
         report.fail(
@@ -169,6 +186,105 @@ def _check_event(
     elif hashed.get("prev_hash") != last_hash:
         report.fail(position, f"prev_hash does not chain to version {last_version} of {stream}")
     heads[stream] = (n.originator_version, seal["hash"])
+    return hashed
+
+
+def _moment(text: Any) -> datetime | None:
+    """An RFC 3339 timestamp as an aware datetime; None when it is not one."""
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+#: Each key's validity, `valid_from` .. `valid_until` (None: open), by key id.
+Windows = dict[str, tuple[datetime | None, datetime | None]]
+
+
+@dataclass
+class _Times:
+    """The `recorded_at` checks: log order, and each signing key's validity window.
+
+    `recorded_at` going back in log order is a warning, not a failure: every such entry is
+    still hashed, chained and signed as written, and ledgers written before appends were
+    stamped under the write lock (a clock stepped back, or a writer that stamped first and
+    committed last) have such places; what they lose is that a `known_at` read there is a
+    prefix of the log, which the warning says.
+    """
+
+    windows: Windows
+    last: datetime | None = None
+    backwards: list[int] = field(default_factory=list)
+    tolerated: list[int] = field(default_factory=list)
+
+    def check(self, report: VerifyReport, position: int, key_id: str, text: Any) -> None:
+        moment = _moment(text)
+        if moment is None:
+            report.fail(position, f"recorded_at {str(text)[:40]!r} is not an RFC 3339 timestamp")
+            return
+        if self.last is not None and moment < self.last:
+            self.backwards.append(position)
+        self.last = moment
+        finding = key_window(self.windows, key_id, moment)
+        if finding == "tolerated":
+            self.tolerated.append(position)
+        elif finding == "outside":
+            start, end = self.windows[key_id]
+            report.fail(
+                position,
+                f"recorded at {text}, outside the validity of its signing key {key_id} "
+                f"({_shown(start)} .. {_shown(end)}, GET /v1/ledger/keys): a retired key "
+                "signing entries dated after its retirement",
+            )
+
+    def warn(self, report: VerifyReport) -> None:
+        if self.backwards:
+            report.warnings.append(
+                f"recorded_at goes back in log order at {_positions(self.backwards)}: a "
+                "known_at read there is not a prefix of the log (written before appends were "
+                "stamped in log order, or with a clock stepped back)"
+            )
+        if self.tolerated:
+            report.warnings.append(
+                f"signed outside the signing key's validity window at "
+                f"{_positions(self.tolerated)}, all recorded before "
+                f"{OUT_OF_WINDOW_TOLERATED_BEFORE.date()}: servers before the fix of "
+                "2026-11-30 signed so around a key rotation (until restarted); from "
+                f"{OUT_OF_WINDOW_TOLERATED_BEFORE.date()} on this fails verification"
+            )
+
+
+def key_window(windows: Windows, key_id: str, recorded: datetime | str | None) -> str | None:
+    """Whether an entry recorded then lies in its signing key's validity: "inside",
+    "outside", "tolerated" (outside, but recorded before `OUT_OF_WINDOW_TOLERATED_BEFORE`),
+    or None (the key or the moment unknown)."""
+    moment = recorded if isinstance(recorded, datetime) else _moment(recorded)
+    window = windows.get(key_id)
+    if window is None or moment is None:
+        return None
+    start, end = window
+    if (start is None or start <= moment) and (end is None or moment <= end):
+        return "inside"
+    return "tolerated" if moment < OUT_OF_WINDOW_TOLERATED_BEFORE else "outside"
+
+
+def _shown(moment: datetime | None) -> str:
+    return "open" if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+def _positions(positions: list[int]) -> str:
+    named = ", ".join(str(p) for p in positions[:NAMED])
+    more = f" and {len(positions) - NAMED} more" if len(positions) > NAMED else ""
+    return f"{len(positions)} position{'s' if len(positions) != 1 else ''} ({named}{more})"
+
+
+def key_windows(keys: Iterable[tuple[str, str | None, str | None]]) -> Windows:
+    """Each key's validity (key_id, valid_from, valid_until) as moments; an unreadable bound
+    is left open (the key list is the ledger's own, checked where it is published)."""
+    return {kid: (_moment(start), _moment(end)) for kid, start, end in keys}
 
 
 def _check_leaf(
@@ -299,15 +415,20 @@ def verify_ledger(
     keys: dict[str, Ed25519PublicKey],
     origin: str,
     progress: Callable[[int], None] | None = None,
+    windows: Windows | None = None,
 ) -> VerifyReport:
     """Check every event and the Merkle log; stop collecting detail after the first problem.
+
+    With `windows` (`key_windows` of the key list), each event's `recorded_at` is also held
+    to its signing key's validity (`OUT_OF_WINDOW_TOLERATED_BEFORE` says how); and whether
+    `recorded_at` goes back in log order is reported in `warnings` (`_Times`).
 
     A damaged store file is a finding like any other: the first position that cannot be
     read is the first bad one (the problem names the damage), not an error of the check.
     """
     report = VerifyReport()
     try:
-        _verify(report, recorder, keys, origin, progress)
+        _verify(report, recorder, keys, origin, progress, _Times(windows or {}))
     except Exception as exc:
         if not damaged(exc):
             raise
@@ -321,6 +442,7 @@ def _verify(
     keys: dict[str, Ed25519PublicKey],
     origin: str,
     progress: Callable[[int], None] | None,
+    times: _Times,
 ) -> None:
     heads: dict[str, tuple[int, str]] = {}
     tree = CompactRange()
@@ -364,7 +486,9 @@ def _verify(
                 ready.append((n, body, seal, digest))
             signatures = pool.submit(_bad_signatures, raw_keys, jobs)
             for n, body, seal, digest in ready:
-                _check_event(report, heads, n, body, seal)
+                hashed = _check_event(report, heads, n, body, seal)
+                if hashed is not None:
+                    times.check(report, n.id, str(seal["key_id"]), hashed.get("recorded_at"))
                 _check_leaf(report, leaves, integrated, tree, n.id, leaf_hash(digest))
                 tree.append(leaf_hash(digest))
                 while pending_cps and pending_cps[0][0] == tree.size:
@@ -381,6 +505,7 @@ def _verify(
                 report.fail(position, "the signature does not verify")
     report.tree_size = tree.size
     report.root = base64.b64encode(tree.root()).decode()
+    times.warn(report)
     for position, reason in cut:
         # What follows depends on the events that cannot be read: not checked.
         report.fail(

@@ -26,6 +26,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ledger.entry import entry_hash
+from ledger.verify import Windows, key_window
 from projections.base import Projection
 from projections.events import ACTOR_PREFIX, Bound, Event, EventLog
 from projections.store import INT, JSON, TEXT, Store, Table, loads
@@ -145,6 +146,7 @@ def trail(
     log: EventLog,
     verifiers: Mapping[str, Ed25519PublicKey] | None,
     bound: Bound,
+    windows: Windows | None = None,
     *,
     executive_id: str | None = None,
     appraisal_id: str | None = None,
@@ -171,7 +173,7 @@ def trail(
     else:
         assert actor is not None
         events = _actor_events(store, log, bound, actor, after, limit)
-    return verify_events(events, verifiers, _predecessors(log, events, fetched))
+    return verify_events(events, verifiers, _predecessors(log, events, fetched), windows)
 
 
 def _predecessors(log: EventLog, events: Sequence[Event], fetched: Sequence[Event]) -> list[Event]:
@@ -207,10 +209,15 @@ def verify_events(
     events: Sequence[Event],
     verifiers: Mapping[str, Ed25519PublicKey] | None,
     earlier: Sequence[Event] = (),
+    windows: Windows | None = None,
 ) -> list[dict[str, Any]]:
     """Trail items with `hash_ok`, `signature_ok` (None: no key ring here) and `chain_ok`:
     whether `prev_hash` is the stored hash of the stream's entry before it, found among
-    `events` or `earlier` (False when that entry is missing from the ledger)."""
+    `events` or `earlier` (False when that entry is missing from the ledger); and
+    `key_window_ok`: whether `recorded_at` lies in the signing key's validity (None: no key
+    ring, or a key it does not list). Outside it is a problem (`key_window`) except for an
+    entry recorded before 2026-12-01, signed so by servers before the fix of 2026-11-30
+    (`ledger.verify.OUT_OF_WINDOW_TOLERATED_BEFORE`): False, but not a problem."""
     entries = [event.entry() for event in events]
     hashes = {(e.stream_id, e.version): e.entry().get("hash") for e in earlier}
     for event, entry in zip(events, entries, strict=True):
@@ -225,9 +232,20 @@ def verify_events(
         else:
             before = (event.stream_id, event.version - 1)
             chain_ok = before in hashes and entry.get("prev_hash") == hashes[before]
+        finding = (
+            None
+            if windows is None
+            else key_window(windows, str(entry.get("key_id")), entry.get("recorded_at"))
+        )
+        window_ok = None if finding is None else finding == "inside"
         problems = [
             name
-            for name, ok in (("hash", hash_ok), ("signature", signature_ok), ("chain", chain_ok))
+            for name, ok in (
+                ("hash", hash_ok),
+                ("signature", signature_ok),
+                ("chain", chain_ok),
+                ("key_window", finding != "outside"),
+            )
             if ok is False
         ]
         items.append(
@@ -248,6 +266,7 @@ def verify_events(
                     "hash_ok": hash_ok,
                     "signature_ok": signature_ok,
                     "chain_ok": chain_ok,
+                    "key_window_ok": window_ok,
                     "problems": problems,
                 },
             }

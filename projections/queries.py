@@ -20,6 +20,7 @@ from ledger.config import available_cpus
 from ledger.entry import format_timestamp, parse_timestamp
 from ledger.errors import LedgerError
 from ledger.policies.removal import RATING_DATE
+from ledger.verify import Windows, key_windows
 from ledger.write_gate import write_gate
 from projections import audit, compliance, parallel, removal_history, reports
 from projections.audit import Audit
@@ -381,6 +382,7 @@ class ReadModels:
             self.log,
             self.verifiers(),
             self._narrowed(position, known_at),
+            self.key_windows(),
             executive_id=executive_id,
             appraisal_id=appraisal_id,
             actor=actor,
@@ -393,6 +395,13 @@ class ReadModels:
         there is no readable key ring (signatures are then reported as not checked)."""
         try:
             return self.app.keyring.verifiers()
+        except LedgerError:
+            return None
+
+    def key_windows(self) -> Windows | None:
+        """The key ring's validity windows, read per trail like `verifiers` (None: none)."""
+        try:
+            return key_windows(self.app.keyring.validity())
         except LedgerError:
             return None
 

@@ -8,6 +8,7 @@ import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 
 from ledger.config import LedgerConfig
 from ledger.errors import LedgerError, StoreUnavailable
@@ -56,9 +57,36 @@ def cmd_keys_init(args: argparse.Namespace) -> int:
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
     from ledger.keys import KeyRing
 
-    ring = KeyRing(_config().home)
-    print(f"new signing key {ring.rotate()}; earlier public keys are kept for verification")
+    config = _config()
+    ring = KeyRing(config.home)
+    now = max(datetime.now(UTC), _last_recorded_at(config) or datetime.min.replace(tzinfo=UTC))
+    print(f"new signing key {ring.rotate(now)}; earlier public keys are kept for verification")
     return 0
+
+
+def _last_recorded_at(config: LedgerConfig) -> datetime | None:
+    """The `recorded_at` of the ledger's last event (None: no ledger, or none readable).
+
+    `keys rotate` closes the current key no earlier than this: appends are stamped no
+    earlier than the last one (`ledger.application.Restamp`), so after a clock that ran
+    ahead was set back, a key closed at the clock's time would end before events it signed,
+    and `verify` would hold those events to be outside its validity.
+    """
+    from ledger.recorders import head_recorded_at
+    from ses_ledger.bootstrap import build_app
+
+    try:
+        app = build_app(config, existing=True)
+    except StoreUnavailable:
+        # No ledger yet (a key ring made first), or none reachable: the clock's time, as
+        # before; the key ring itself does not depend on the store.
+        return None
+    try:
+        head = int(app.recorder.max_notification_id() or 0)
+        found = app.recorder.select_notifications(start=head, limit=1) if head else []
+        return head_recorded_at(found[0].state) if found else None
+    finally:
+        app.close()
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
@@ -71,7 +99,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from ledger.verify import readable_head, verify_ledger
+    from ledger.verify import key_windows, readable_head, verify_ledger
     from ses_ledger.bootstrap import build_app
     from ses_ledger.progress import Progress
 
@@ -84,7 +112,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
             app.keyring.verifiers(),
             config.origin,
             progress=bar.update_to,
+            windows=key_windows(app.keyring.validity()),
         )
+    for warning in report.warnings:
+        print(f"warning: {warning}")
     if report.ok:
         print(
             f"ledger verified: {report.checked} events, tree size {report.tree_size}, "
@@ -127,7 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
         "and refuses a ledger that already holds events signed elsewhere",
     ).set_defaults(handler=cmd_keys_init)
     keys_sub.add_parser(
-        "rotate", help="start a new signing key; old public keys stay valid for old events"
+        "rotate",
+        help="start a new signing key; old public keys stay valid for old events (the current "
+        "key is closed no earlier than the ledger's last recorded_at)",
     ).set_defaults(handler=cmd_keys_rotate)
     keys_sub.add_parser("list", help="list public keys and their validity").set_defaults(
         handler=cmd_keys_list
@@ -135,8 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = sub.add_parser(
         "verify",
-        help="re-check every hash, chain link, signature, Merkle leaf and checkpoint",
-        description="Exit status 0 when everything holds; 1 with the first bad position.",
+        help="re-check every hash, chain link, signature, Merkle leaf and checkpoint, and "
+        "each event's recorded_at against its signing key's validity",
+        description="Exit status 0 when everything holds; 1 with the first bad position. "
+        "Lines starting 'warning:' name what holds but should be read: recorded_at going "
+        "back in log order, and events recorded before 2026-12-01 outside their key's "
+        "validity (servers before that date's fix signed so around a rotation); from "
+        "2026-12-01 on, an event outside its key's validity fails.",
     )
     verify.add_argument("--quiet", action="store_true", help="no progress bar")
     verify.set_defaults(handler=cmd_verify)

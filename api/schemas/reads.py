@@ -174,6 +174,8 @@ class Verification(Open):
     hash_ok: bool | None
     signature_ok: bool | None
     chain_ok: bool | None
+    #: `recorded_at` inside the signing key's validity (see docs/api.md, audit trail).
+    key_window_ok: bool | None
     problems: list[str]
 
 

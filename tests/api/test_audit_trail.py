@@ -47,6 +47,7 @@ def test_an_actor_trail_is_in_order_verified_with_its_policy_and_pages_alike(
             "hash_ok": True,
             "signature_ok": True,
             "chain_ok": True,  # checked against the entry before it, outside this trail
+            "key_window_ok": True,  # recorded inside its key's validity (keys list)
             "problems": [],
         }
     assert _all_pages(api, 1, actor="AA1") == events

@@ -932,3 +932,70 @@ def test_a_checkpoint_note_signed_by_a_bundle_key_gives_its_head() -> None:
 def test_a_bad_checkpoint_note_is_refused_with_its_reason(note: Any, problem: str) -> None:
     with pytest.raises(ValueError, match=re.escape(problem)):
         offline_verify.verify_checkpoint(note, {"k": KEY.public_key()})
+
+
+# --- recorded_at against the signing key's validity (GET /v1/ledger/keys) ---------------------
+
+
+def _key_list(bundle: dict[str, Any], valid_until: str | None) -> list[dict[str, Any]]:
+    return [{**k, "valid_until": valid_until} for k in bundle["keys"]]
+
+
+def test_entries_after_their_key_was_retired_are_a_problem() -> None:
+    """A retired key that leaked could sign entries claimed later: an entry recorded after
+    its key's `valid_until` (from 2026-12-01 on, after the signer's fix) does not verify,
+    whichever list gives the window; the ledger's own (`--keys`) counts over the bundle's."""
+    lb = build_ledger()
+    lb.appraisal("A-2028-E1", "E1", 2028, dict.fromkeys(BASIC, 3), final=3)
+    bundle = lb.bundle("E1")
+    assert verify_bundle(bundle).ok
+    late = [e["position"] for e in bundle["entries"] if e["recorded_at"] > "2026-12-15"]
+    assert len(late) == 3
+    listed = _key_list(bundle, "2026-12-15T00:00:00Z")
+    for report in (
+        verify_bundle({**bundle, "keys": listed}),
+        verify_bundle(bundle, trusted_keys=listed),
+    ):
+        assert [p.split(":")[0] for p in report.problems] == [f"position {p}" for p in late]
+        assert (
+            "outside the validity of its signing key k1 (2017-01-01T00:00:00Z .. "
+            in (report.problems[0])
+        )
+
+
+def test_entries_of_a_pre_fix_signer_outside_the_window_are_a_warning(
+    bundle: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Servers before the fix of 2026-11-30 signed with a rotated-out key until restarted:
+    such entries recorded before 2026-12-01 still verify, with a warning naming them."""
+    bundle["keys"] = _key_list(bundle, "2022-01-01T00:00:00Z")
+    report = verify_bundle(bundle)
+    assert report.ok, report.problems
+    after = [str(e["position"]) for e in bundle["entries"] if e["recorded_at"] > "2022"]
+    assert report.warnings == [
+        f"signed outside the signing key's validity at {', '.join(after)}, recorded before "
+        "2026-12-01: servers before the fix of 2026-11-30 signed so around a key rotation "
+        "(until restarted)"
+    ]
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(bundle))
+    assert main([str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "WARNING: signed outside the signing key's validity" in out
+    assert "BUNDLE VERIFIED" in out
+
+
+def test_recorded_at_going_back_in_a_bundle_is_a_warning(bundle: dict[str, Any]) -> None:
+    later = max(e["recorded_at"] for e in bundle["entries"])
+    assert [e["recorded_at"] for e in bundle["entries"]] == sorted(
+        e["recorded_at"] for e in bundle["entries"]
+    )
+    assert verify_bundle(bundle).warnings == []
+    lb = LedgerBuilder()
+    lb.add("E1", "ExecutiveRegistered", later[:10], LEDGER.entries[0]["data"])
+    lb.add("E1", "ComplaintRecorded", "2018-01-01", LEDGER.entries[-4]["data"])
+    report = verify_bundle(lb.bundle("E1"))
+    assert report.warnings == [
+        f"recorded_at goes back in position order at {lb.entries[1]['position']}: a known_at "
+        "read there is not a prefix of the log"
+    ]
