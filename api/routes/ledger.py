@@ -43,7 +43,9 @@ MAX_PAGE = 1000
 #: A scoped token's page skips other agencies' events; stop scanning after this many rows.
 MAX_SCAN = 20 * MAX_PAGE
 
-Size = Annotated[int, Query(ge=1, le=MAX_POSITION)]
+#: A tree size: 0 too (the empty ledger's checkpoint has it), for which no proof exists
+#: (404, as for a size the tree has not reached), not a malformed query (422).
+Size = Annotated[int, Query(ge=0, le=MAX_POSITION)]
 
 
 def _page(services: Services, principal: Principal, after: int, limit: int) -> bytes:
@@ -144,7 +146,7 @@ async def inclusion_proof(
     services: ServicesDep,
     position: Annotated[int, Query(ge=0, le=MAX_POSITION, description="A ledger position.")],
     tree_size: Annotated[
-        int | None, Query(ge=1, le=MAX_POSITION, description="Default: the latest checkpoint.")
+        int | None, Query(ge=0, le=MAX_POSITION, description="Default: the latest checkpoint.")
     ] = None,
 ) -> Any:
     """RFC 9162 inclusion proof of the event at `position` in the tree of `tree_size`."""
@@ -165,7 +167,7 @@ async def consistency_proof(
     services: ServicesDep,
     first: Size,
     second: Annotated[
-        int | None, Query(ge=1, le=MAX_POSITION, description="Default: the latest checkpoint.")
+        int | None, Query(ge=0, le=MAX_POSITION, description="Default: the latest checkpoint.")
     ] = None,
 ) -> Any:
     """RFC 9162 consistency proof between two tree sizes."""

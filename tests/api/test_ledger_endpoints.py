@@ -142,6 +142,37 @@ def test_impossible_consistency_proofs_are_404(api: Api) -> None:
     assert api.get("/v1/ledger/proofs/consistency", {}, first=1, second=5).status_code == 404
 
 
+@pytest.mark.parametrize(
+    ("path", "query"),
+    [
+        ("/v1/ledger/proofs/inclusion", {"position": 1, "tree_size": 0}),
+        ("/v1/ledger/proofs/consistency", {"first": 0}),
+        ("/v1/ledger/proofs/consistency", {"first": 0, "second": 1}),
+        ("/v1/ledger/proofs/consistency", {"first": 1, "second": 0}),
+    ],
+    ids=repr,
+)
+def test_proofs_in_the_empty_tree_are_404_not_an_invalid_query(
+    api: Api, path: str, query: dict[str, int]
+) -> None:
+    """Size 0 is a tree size the log has had (the empty ledger's checkpoint); RFC 9162
+    defines no inclusion proof in it and no consistency proof from it (2.1.3, 2.1.4).
+    A proof that does not exist is 404 (docs/api.md, Errors: "an unknown route or proof"),
+    as for a size the tree has not reached; it was a 422 "Input should be greater than or
+    equal to 1", as if the query were malformed."""
+    api.new_executive()
+    r = api.get(path, {}, **query)
+    assert r.status_code == 404, r.text
+    assert r.json()["type"] == "urn:ses-ledger:problem:not-found"
+
+
+def test_a_consistency_proof_from_the_empty_ledgers_checkpoint_is_404(api: Api) -> None:
+    note = api.client.get("/v1/ledger/checkpoint").text
+    assert verify_note(note, "ses-ledger.local/ledger", _keys(api)).size == 0
+    r = api.get("/v1/ledger/proofs/consistency", {}, first=0)
+    assert r.status_code == 404 and r.json()["type"] == "urn:ses-ledger:problem:not-found"
+
+
 def test_a_consistency_proof_from_a_size_no_checkpoint_covers_yet(any_api: Api) -> None:
     """`proofs/consistency?first=` defaults `second` to the newest checkpoint, issued to
     cover `first` if need be, as `proofs/inclusion` does for a fresh event. A size the tree
