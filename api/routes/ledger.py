@@ -51,6 +51,12 @@ Size = Annotated[int, Query(ge=0, le=MAX_POSITION)]
 def _page(services: Services, principal: Principal, after: int, limit: int) -> bytes:
     """Up to `limit` visible entries after `after`; `next_after` is None only at the end.
 
+    A full page's `next_after` is given only once a visible entry after it is seen: for a
+    token of one agency, the other agencies' entries that end the log were skipped past
+    without one, and a last page then promised more, to be followed by an empty page.
+    After `MAX_SCAN` rows a page ends where the scan stopped (it may then hold nothing:
+    `next_after` says where to go on).
+
     Rendered as bytes spliced from the stored states (`ledger.entry.entry_json`): decoding
     and re-encoding each entry was most of a page's cost, and verifiers read the whole log
     this way. A token of one agency is matched by each notification's stream.
@@ -63,11 +69,12 @@ def _page(services: Services, principal: Principal, after: int, limit: int) -> b
     while True:
         window = select(start=cursor, limit=limit + 1, inclusive_of_start=False)
         for n in window:
-            if len(events) == limit:
+            visible = everything or directory.agency_of(str(n.originator_id)) == principal.agency
+            if visible and len(events) == limit:
                 return _page_json(events, cursor)  # n proves there is more
             cursor = n.id
             scanned += 1
-            if everything or directory.agency_of(str(n.originator_id)) == principal.agency:
+            if visible:
                 events.append(entry_json(n.state, n.id))
         if len(window) <= limit:
             return _page_json(events, None)

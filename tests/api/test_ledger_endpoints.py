@@ -55,6 +55,30 @@ def test_events_page_through_the_whole_ledger(any_api: Api) -> None:
     assert exact["next_after"] is None
 
 
+@pytest.mark.parametrize("limit", [1, 2, 3])
+def test_an_agencys_pages_end_on_its_last_entries_not_on_an_empty_page(
+    api: Api, limit: int
+) -> None:
+    """api-contract.md, Reads: `next_after` is null on the last page. For a token of one
+    agency, a full page followed only by other agencies' entries promised more (a
+    `next_after`) and the next page was empty; now no page of a scoped token is empty
+    unless the agency has no entries after `after` at all, and a non-null `next_after`
+    means entries follow."""
+    for _ in range(2):
+        api.new_executive(agency="DOE")
+    for _ in range(3):
+        api.new_executive(agency="DOJ")  # the log ends with another agency's entries
+    doe = api.as_("auditor", subject="auditor-doe", agency="DOE")
+    pages, after = [], 0
+    while after is not None:
+        page = api.get("/v1/ledger/events", doe, after=after, limit=limit).json()
+        pages.append(page)
+        after = page["next_after"]
+    assert all(page["events"] for page in pages), pages
+    assert sum(len(page["events"]) for page in pages) == 2
+    assert all(e["data"]["agency"] == "DOE" for page in pages for e in page["events"])
+
+
 ORIGIN = "ses-ledger.local/ledger"
 
 
