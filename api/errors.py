@@ -219,7 +219,18 @@ def _http_exception(request: Request, exc: Exception) -> Response:
     slug, title = _HTTP_SLUGS.get(exc.status_code, ("http-error", "HTTP error"))
     detail = exc.detail if isinstance(exc.detail, str) else title
     headers = dict(exc.headers) if exc.headers else None
+    if exc.status_code == 405 and headers is not None and "Allow" in headers:
+        headers["Allow"] = _with_head(headers["Allow"])
     return problem(exc.status_code, slug, title, detail, headers)
+
+
+def _with_head(allow: str) -> str:
+    """`Allow` naming HEAD wherever it names GET: `api.main.HeadAsGet` serves HEAD there
+    (RFC 9110 10.2.1: the methods the resource supports)."""
+    methods = [m.strip() for m in allow.split(",") if m.strip()]
+    if "GET" in methods and "HEAD" not in methods:
+        methods.append("HEAD")
+    return ", ".join(methods)
 
 
 #: SQLite's words for storage that cannot take a write at all, and what the client is told:

@@ -102,6 +102,31 @@ class _TooLarge(StarletteHTTPException):
         super().__init__(413, _too_large(limit))
 
 
+class HeadAsGet:
+    """HEAD wherever GET is (RFC 9110 9.3.2): the status and header fields the GET would
+    get, `Content-Length` included, and no content. FastAPI's routes answer GET alone (a
+    monitor's or a proxy's `HEAD /healthz` got 405); a HEAD request is served as its GET
+    and the body is dropped here, not left to the HTTP server, so that none is ever sent.
+    A path with no GET still answers HEAD with 405 (its `Allow` says what it takes)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
+
+
 class ServerTiming:
     """`Server-Timing: app;dur=<ms>` on every response: time spent inside the server, so a
     client can tell the server's latency from its own and the network's."""
@@ -166,6 +191,7 @@ def create_app(
     errors.install(api)
     for module in (executives, review_boards, waivers, appraisals, reports, ledger, health):
         api.include_router(module.router)
+    api.add_middleware(HeadAsGet)
     api.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     api.add_middleware(ServerTiming)
     return api
