@@ -212,8 +212,8 @@ _HTTP_SLUGS = {
 
 def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    if isinstance(exc, NotUtf8):  # a body, met after the token check as any other body
-        refused = _caller_refused(request)
+    if isinstance(exc, NotUtf8) or exc.status_code == 413:  # a body (api.main.BodyLimit),
+        refused = _caller_refused(request)  # met after the token check as any other body
         if refused is not None:
             return _api_problem(request, refused)
     slug, title = _HTTP_SLUGS.get(exc.status_code, ("http-error", "HTTP error"))

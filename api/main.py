@@ -49,7 +49,15 @@ ignores it).
 
 
 class BodyLimit:
-    """Refuse request bodies over `limit` bytes (413) before anything parses them."""
+    """Refuse request bodies over `limit` bytes (413) without reading them, after the
+    token check as any other complaint about a body (docs/api.md: 401 and 403 come first).
+
+    A body declared larger than the limit is not read at all: reading it raises `_TooLarge`
+    where a route reads its body, which `api.errors` answers as it does a body that is not
+    UTF-8 (the caller's 401/403 first, else 413). A body with no length (chunked) is read
+    up to the limit. A route that reads no body answers as without one. Either way the
+    connection is closed after the answer (`Connection: close`), so that the HTTP server
+    does not read and discard the rest of the body to reuse it."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -60,24 +68,30 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await self._refuse(scope, receive, send)
-            return
+        over = declared is not None and (not declared.isdigit() or int(declared) > self.limit)
         seen = 0
 
         async def counted() -> Message:
-            nonlocal seen
+            nonlocal seen, over
+            if over:
+                raise _TooLarge(self.limit)
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
+                    over = True
                     raise _TooLarge(self.limit)
             return message
 
+        async def closing(message: Message) -> None:
+            if over and message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), _CLOSE]}
+            await send(message)
+
         try:
-            await self.app(scope, counted, send)
+            await self.app(scope, counted, closing)
         except _TooLarge:  # read outside a route (no handler of the app's saw it)
-            await self._refuse(scope, receive, send)
+            await self._refuse(scope, receive, closing)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem(
@@ -89,14 +103,17 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
+_CLOSE = (b"connection", b"close")
+
+
 def _too_large(limit: int) -> str:
     return f"request bodies are limited to {limit} bytes"
 
 
 class _TooLarge(StarletteHTTPException):
-    """Raised while the body is read: an HTTP exception, because FastAPI turns any other
+    """Raised where the body is read: an HTTP exception, because FastAPI turns any other
     error from reading the body into a 400 ("There was an error parsing the body"), and
-    lets this one through to the 413 handler (a chunked body has no Content-Length)."""
+    lets this one through to `api.errors`, which answers 413 after the token check."""
 
     def __init__(self, limit: int) -> None:
         super().__init__(413, _too_large(limit))
