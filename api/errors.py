@@ -318,6 +318,16 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 }
 
 
+#: Statuses a route that takes a body gives for the body itself, after the token check:
+#: not UTF-8 text (400, `api.strict_json.NotUtf8`), over the size limit (413,
+#: `api.main.BodyLimit`). Routes without a body ignore one: neither status.
+BODY_STATUSES = (400, 413)
+#: Statuses every route may give, since every one reads the store or the keys: a store
+#: that fails in a way foreseen or not, or stored data that does not verify (500), a store
+#: or signing key that is unavailable (503). Added to each router by `api.main`.
+SERVER_STATUSES = (500, 503)
+
+
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {
         s: {

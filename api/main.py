@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors
-from api.errors import problem
+from api.errors import problem, problem_responses
 from api.routes import (
     appraisals,
     executives,
@@ -207,7 +207,7 @@ def create_app(
     api.state.services = services
     errors.install(api)
     for module in (executives, review_boards, waivers, appraisals, reports, ledger, health):
-        api.include_router(module.router)
+        api.include_router(module.router, responses=problem_responses(*errors.SERVER_STATUSES))
     api.add_middleware(HeadAsGet)
     api.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     api.add_middleware(ServerTiming)
