@@ -232,14 +232,25 @@ _HTTP_SLUGS = {
 
 def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    if isinstance(exc, NotUtf8):  # a body, met after the token check as any other body
-        refused = _caller_refused(request)
+    if isinstance(exc, NotUtf8) or exc.status_code == 413:  # a body (api.main.BodyLimit),
+        refused = _caller_refused(request)  # met after the token check as any other body
         if refused is not None:
             return _api_problem(request, refused)
     slug, title = _HTTP_SLUGS.get(exc.status_code, ("http-error", "HTTP error"))
     detail = exc.detail if isinstance(exc.detail, str) else title
     headers = dict(exc.headers) if exc.headers else None
+    if exc.status_code == 405 and headers is not None and "Allow" in headers:
+        headers["Allow"] = _with_head(headers["Allow"])
     return problem(exc.status_code, slug, title, detail, headers)
+
+
+def _with_head(allow: str) -> str:
+    """`Allow` naming HEAD wherever it names GET: `api.main.HeadAsGet` serves HEAD there
+    (RFC 9110 10.2.1: the methods the resource supports)."""
+    methods = [m.strip() for m in allow.split(",") if m.strip()]
+    if "GET" in methods and "HEAD" not in methods:
+        methods.append("HEAD")
+    return ", ".join(methods)
 
 
 #: SQLite's words for storage that cannot take a write at all, and what the client is told:
@@ -325,6 +336,16 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         },
     },
 }
+
+
+#: Statuses a route that takes a body gives for the body itself, after the token check:
+#: not UTF-8 text (400, `api.strict_json.NotUtf8`), over the size limit (413,
+#: `api.main.BodyLimit`). Routes without a body ignore one: neither status.
+BODY_STATUSES = (400, 413)
+#: Statuses every route may give, since every one reads the store or the keys: a store
+#: that fails in a way foreseen or not, or stored data that does not verify (500), a store
+#: or signing key that is unavailable (503). Added to each router by `api.main`.
+SERVER_STATUSES = (500, 503)
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors
-from api.errors import problem
+from api.errors import problem, problem_responses
 from api.routes import (
     appraisals,
     executives,
@@ -49,7 +49,15 @@ ignores it).
 
 
 class BodyLimit:
-    """Refuse request bodies over `limit` bytes (413) before anything parses them."""
+    """Refuse request bodies over `limit` bytes (413) without reading them, after the
+    token check as any other complaint about a body (docs/api.md: 401 and 403 come first).
+
+    A body declared larger than the limit is not read at all: reading it raises `_TooLarge`
+    where a route reads its body, which `api.errors` answers as it does a body that is not
+    UTF-8 (the caller's 401/403 first, else 413). A body with no length (chunked) is read
+    up to the limit. A route that reads no body answers as without one. Either way the
+    connection is closed after the answer (`Connection: close`), so that the HTTP server
+    does not read and discard the rest of the body to reuse it."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
@@ -60,24 +68,30 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await self._refuse(scope, receive, send)
-            return
+        over = declared is not None and (not declared.isdigit() or int(declared) > self.limit)
         seen = 0
 
         async def counted() -> Message:
-            nonlocal seen
+            nonlocal seen, over
+            if over:
+                raise _TooLarge(self.limit)
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
+                    over = True
                     raise _TooLarge(self.limit)
             return message
 
+        async def closing(message: Message) -> None:
+            if over and message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), _CLOSE]}
+            await send(message)
+
         try:
-            await self.app(scope, counted, send)
+            await self.app(scope, counted, closing)
         except _TooLarge:  # read outside a route (no handler of the app's saw it)
-            await self._refuse(scope, receive, send)
+            await self._refuse(scope, receive, closing)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem(
@@ -89,17 +103,45 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
+_CLOSE = (b"connection", b"close")
+
+
 def _too_large(limit: int) -> str:
     return f"request bodies are limited to {limit} bytes"
 
 
 class _TooLarge(StarletteHTTPException):
-    """Raised while the body is read: an HTTP exception, because FastAPI turns any other
+    """Raised where the body is read: an HTTP exception, because FastAPI turns any other
     error from reading the body into a 400 ("There was an error parsing the body"), and
-    lets this one through to the 413 handler (a chunked body has no Content-Length)."""
+    lets this one through to `api.errors`, which answers 413 after the token check."""
 
     def __init__(self, limit: int) -> None:
         super().__init__(413, _too_large(limit))
+
+
+class HeadAsGet:
+    """HEAD wherever GET is (RFC 9110 9.3.2): the status and header fields the GET would
+    get, `Content-Length` included, and no content. FastAPI's routes answer GET alone (a
+    monitor's or a proxy's `HEAD /healthz` got 405); a HEAD request is served as its GET
+    and the body is dropped here, not left to the HTTP server, so that none is ever sent.
+    A path with no GET still answers HEAD with 405 (its `Allow` says what it takes)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
 
 
 class ServerTiming:
@@ -165,7 +207,8 @@ def create_app(
     api.state.services = services
     errors.install(api)
     for module in (executives, review_boards, waivers, appraisals, reports, ledger, health):
-        api.include_router(module.router)
+        api.include_router(module.router, responses=problem_responses(*errors.SERVER_STATUSES))
+    api.add_middleware(HeadAsGet)
     api.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     api.add_middleware(ServerTiming)
     return api

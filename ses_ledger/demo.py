@@ -228,12 +228,17 @@ class DemoGenerator:
         return f"E-{uuid.UUID(int=self.ids.getrandbits(128), version=4)}"
 
     def _maybe_waiver(self, agencies: list[str], cycle: int) -> None:
+        """A cap waiver for the cycle, granted on the day it is recorded (the simulated
+        clock's, never before the cycle starts): it was dated Sep 1 of the cycle while the
+        clock stood months earlier, an event dated after the day it was recorded."""
         agency = agencies[-1]
+        granted_on = max(date(cycle - 1, 10, 1), self.clock.now.date())
+        self.clock.at(granted_on)
         try:
             self.app.grant_rating_cap_waiver(
                 agency=agency,
                 cycle=f"FY{cycle}",
-                granted_on=date(cycle, 9, 1),
+                granted_on=granted_on,
                 reference="Presidential memorandum (synthetic demo data)",
                 actor="admin",
                 submitted_by="admin",

@@ -17,7 +17,7 @@ from api.auth import Principal, Role
 from api.commands import execute
 from api.deps import PrincipalDep, Reader, ReaderDep, ServicesDep, WriteDep
 from api.directory import StreamFacts
-from api.errors import problem_responses
+from api.errors import BODY_STATUSES, problem_responses
 from api.responses import Json, documented
 from api.schemas import reads as r
 from api.schemas import writes as w
@@ -30,12 +30,15 @@ from ledger.errors import NotFound
 router = APIRouter(prefix="/v1/appraisals", tags=["appraisals"], route_class=UniqueNamesRoute)
 
 AppraisalId = Annotated[str, Path(max_length=256, description="The appraisal's id.")]
-WRITE_ERRORS = problem_responses(401, 403, 404, 409, 412, 422)
+WRITE_ERRORS = problem_responses(*BODY_STATUSES, 401, 403, 404, 409, 412, 422)
 READ_ERRORS = problem_responses(401, 403, 404, 422)
 
 
 @router.post(
-    "", status_code=201, response_model=WriteResult, responses=problem_responses(401, 403, 409, 422)
+    "",
+    status_code=201,
+    response_model=WriteResult,
+    responses=problem_responses(*BODY_STATUSES, 401, 403, 409, 422),
 )
 def set_plan(ctx: WriteDep, services: ServicesDep, body: w.PlanIn) -> Any:
     """Set and communicate the plan (`hr_app`; `rating_official` as itself).

@@ -10,7 +10,7 @@ from api import access
 from api.auth import Role
 from api.commands import execute
 from api.deps import PrincipalDep, Reader, ReaderDep, ServicesDep, WriteDep
-from api.errors import problem_responses
+from api.errors import BODY_STATUSES, problem_responses
 from api.responses import Json, documented
 from api.schemas import reads as r
 from api.schemas.common import Day
@@ -22,12 +22,15 @@ from ledger.errors import NotFound
 router = APIRouter(prefix="/v1/executives", tags=["executives"], route_class=UniqueNamesRoute)
 
 ExecutiveId = Annotated[str, Path(max_length=256, description="The executive's id.")]
-WRITE_ERRORS = problem_responses(401, 403, 404, 409, 412, 422)
+WRITE_ERRORS = problem_responses(*BODY_STATUSES, 401, 403, 404, 409, 412, 422)
 READ_ERRORS = problem_responses(401, 403, 404, 422)
 
 
 @router.post(
-    "", status_code=201, response_model=WriteResult, responses=problem_responses(401, 403, 409, 422)
+    "",
+    status_code=201,
+    response_model=WriteResult,
+    responses=problem_responses(*BODY_STATUSES, 401, 403, 409, 422),
 )
 def register_executive(ctx: WriteDep, services: ServicesDep, body: ExecutiveIn) -> Any:
     """Register a senior executive (`admin`, `hr_app`); actor: the token subject."""

@@ -43,11 +43,19 @@ MAX_PAGE = 1000
 #: A scoped token's page skips other agencies' events; stop scanning after this many rows.
 MAX_SCAN = 20 * MAX_PAGE
 
-Size = Annotated[int, Query(ge=1, le=MAX_POSITION)]
+#: A tree size: 0 too (the empty ledger's checkpoint has it), for which no proof exists
+#: (404, as for a size the tree has not reached), not a malformed query (422).
+Size = Annotated[int, Query(ge=0, le=MAX_POSITION)]
 
 
 def _page(services: Services, principal: Principal, after: int, limit: int) -> bytes:
     """Up to `limit` visible entries after `after`; `next_after` is None only at the end.
+
+    A full page's `next_after` is given only once a visible entry after it is seen: for a
+    token of one agency, the other agencies' entries that end the log were skipped past
+    without one, and a last page then promised more, to be followed by an empty page.
+    After `MAX_SCAN` rows a page ends where the scan stopped (it may then hold nothing:
+    `next_after` says where to go on).
 
     Rendered as bytes spliced from the stored states (`ledger.entry.entry_json`): decoding
     and re-encoding each entry was most of a page's cost, and verifiers read the whole log
@@ -61,11 +69,12 @@ def _page(services: Services, principal: Principal, after: int, limit: int) -> b
     while True:
         window = select(start=cursor, limit=limit + 1, inclusive_of_start=False)
         for n in window:
-            if len(events) == limit:
+            visible = everything or directory.agency_of(str(n.originator_id)) == principal.agency
+            if visible and len(events) == limit:
                 return _page_json(events, cursor)  # n proves there is more
             cursor = n.id
             scanned += 1
-            if everything or directory.agency_of(str(n.originator_id)) == principal.agency:
+            if visible:
                 events.append(entry_json(n.state, n.id))
         if len(window) <= limit:
             return _page_json(events, None)
@@ -149,7 +158,7 @@ async def inclusion_proof(
     services: ServicesDep,
     position: Annotated[int, Query(ge=0, le=MAX_POSITION, description="A ledger position.")],
     tree_size: Annotated[
-        int | None, Query(ge=1, le=MAX_POSITION, description="Default: the latest checkpoint.")
+        int | None, Query(ge=0, le=MAX_POSITION, description="Default: the latest checkpoint.")
     ] = None,
 ) -> Any:
     """RFC 9162 inclusion proof of the event at `position` in the tree of `tree_size`."""
@@ -170,7 +179,7 @@ async def consistency_proof(
     services: ServicesDep,
     first: Size,
     second: Annotated[
-        int | None, Query(ge=1, le=MAX_POSITION, description="Default: the latest checkpoint.")
+        int | None, Query(ge=0, le=MAX_POSITION, description="Default: the latest checkpoint.")
     ] = None,
 ) -> Any:
     """RFC 9162 consistency proof between two tree sizes."""

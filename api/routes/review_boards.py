@@ -10,7 +10,7 @@ from api import access
 from api.auth import Role
 from api.commands import execute
 from api.deps import ServicesDep, WriteDep
-from api.errors import problem_responses
+from api.errors import BODY_STATUSES, problem_responses
 from api.schemas.responses import WriteResult
 from api.schemas.writes import ReviewBoardIn
 from api.strict_json import UniqueNamesRoute
@@ -19,7 +19,10 @@ router = APIRouter(prefix="/v1/review-boards", tags=["review boards"], route_cla
 
 
 @router.post(
-    "", status_code=201, response_model=WriteResult, responses=problem_responses(401, 403, 409, 422)
+    "",
+    status_code=201,
+    response_model=WriteResult,
+    responses=problem_responses(*BODY_STATUSES, 401, 403, 409, 422),
 )
 def register_review_board(ctx: WriteDep, services: ServicesDep, body: ReviewBoardIn) -> Any:
     """Register a PRB and its members (PRB-1); actor: the token subject."""

@@ -10,7 +10,7 @@ from api import access
 from api.auth import Role
 from api.commands import execute
 from api.deps import ServicesDep, WriteDep
-from api.errors import problem_responses
+from api.errors import BODY_STATUSES, problem_responses
 from api.schemas.responses import WriteResult
 from api.schemas.writes import RatingCapWaiverIn
 from api.strict_json import UniqueNamesRoute
@@ -21,7 +21,10 @@ router = APIRouter(
 
 
 @router.post(
-    "", status_code=201, response_model=WriteResult, responses=problem_responses(401, 403, 409, 422)
+    "",
+    status_code=201,
+    response_model=WriteResult,
+    responses=problem_responses(*BODY_STATUSES, 401, 403, 409, 422),
 )
 def grant_rating_cap_waiver(ctx: WriteDep, services: ServicesDep, body: RatingCapWaiverIn) -> Any:
     """Record the waiver for one agency and cycle (`admin`); actor: the token subject."""

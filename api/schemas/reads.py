@@ -142,7 +142,9 @@ class FindingOut(Open):
 
 class DistributionOut(Open):
     """`counts` per level ("1".."5") cover every final rating of the agency in the cycle;
-    `share_levels_4_5` and RAT-9 count career appointees only."""
+    `share_levels_4_5` and RAT-9 count career appointees only: the share (0..1) of career
+    executives rated at Levels 4-5, null when no career executive was rated in the cycle
+    (a share of nobody: 0 would claim that none was rated at 4-5)."""
 
     agency: str
     cycle: str

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import jwt
 import pytest
 
@@ -307,7 +308,7 @@ def test_a_verifier_keeps_its_key_while_the_file_cannot_be_read(tmp_path: Path) 
     assert verify(token).subject == "s"
 
 
-def _post_body_as(api: Api, who: str | None, body: bytes, status: int, slug: str) -> Any:
+def _post_body_as(api: Api, who: str | None, body: Any, status: int, slug: str) -> Any:
     """POST a raw registration body as `who` (None: no token; "auditor", "hr_app", or an
     Authorization value) and check the problem's status, type and headers."""
     headers = {"Content-Type": "application/json"}
@@ -366,6 +367,68 @@ def test_a_body_that_is_not_utf8_meets_the_token_check_first(
     about the body"): a caller with no token, or an auditor, was told 400 "error parsing the
     body" instead, and so learnt nothing of what it lacked."""
     _post_body_as(api, who, body, status, slug)
+
+
+BIG = 2_000_000  # over the default SES_LEDGER_MAX_BODY_BYTES (1,000,000)
+
+
+@pytest.mark.parametrize(
+    ("who", "status", "slug"),
+    [
+        (None, 401, "unauthorized"),
+        ("Bearer not-a-jwt", 401, "unauthorized"),
+        ("auditor", 403, "forbidden"),
+        ("hr_app", 413, "payload-too-large"),
+    ],
+)
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_body_too_large_meets_the_token_check_first(
+    api: Api, who: str | None, status: int, slug: str, chunked: bool
+) -> None:
+    """As for a body that is not JSON or not UTF-8 (docs/api.md: 401 and 403 "come before
+    any complaint about the body"): a caller with no token was told 413 first, the server's
+    limit, and an auditor too. The connection is closed after the answer, so that the
+    server does not go on reading the rest of the body."""
+    size = api.ledger_size()
+    body = b'{"name": "' + b"x" * BIG + b'"}'
+    content: Any = (body[i : i + 65_536] for i in range(0, len(body), 65_536)) if chunked else body
+    r = _post_body_as(api, who, content, status, slug)
+    assert r.headers["connection"] == "close"
+    assert ("content-length" in r.request.headers) is not chunked
+    assert api.ledger_size() == size
+
+
+def test_a_body_declared_too_large_is_not_read_at_all(api: Api) -> None:
+    """`Content-Length` over the limit: the answer (401 here) comes without one byte of
+    the body read (the app's `receive` is never called)."""
+    app: Any = api.client.app  # type: ignore[attr-defined]
+    reads: list[dict[str, Any]] = []
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        reads.append({})
+        return {"type": "http.request", "body": b"x" * 65_536, "more_body": True}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/executives",
+        "raw_path": b"/v1/executives",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"10" * 9)],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    anyio.run(app, scope, receive, send)
+    assert sent[0]["status"] == 401 and reads == []
+    assert (b"connection", b"close") in sent[0]["headers"]
 
 
 def test_a_token_lives_at_most_a_year() -> None:

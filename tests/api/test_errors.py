@@ -468,7 +468,8 @@ def test_rfc_3339_timestamps_with_an_offset_are_taken(shared_api: Api, known_at:
         ("/v1/ledger/events", {"limit": 100_000}),
         ("/v1/ledger/events", {"after": -3}),
         ("/v1/ledger/proofs/inclusion", {"position": "a"}),
-        ("/v1/ledger/proofs/consistency", {"first": 0}),
+        ("/v1/ledger/proofs/consistency", {"first": -1}),
+        ("/v1/ledger/proofs/inclusion", {"position": 1, "tree_size": -1}),
         ("/v1/reports/rating-distribution", {"cycle": "2024"}),
         ("/v1/reports/rating-distribution", {"cycle": "FY2024"}),  # `*` token: name the agency
         ("/v1/reports/below-fully-successful", {"as_of": "24-01-01"}),

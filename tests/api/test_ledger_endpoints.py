@@ -55,6 +55,30 @@ def test_events_page_through_the_whole_ledger(any_api: Api) -> None:
     assert exact["next_after"] is None
 
 
+@pytest.mark.parametrize("limit", [1, 2, 3])
+def test_an_agencys_pages_end_on_its_last_entries_not_on_an_empty_page(
+    api: Api, limit: int
+) -> None:
+    """api-contract.md, Reads: `next_after` is null on the last page. For a token of one
+    agency, a full page followed only by other agencies' entries promised more (a
+    `next_after`) and the next page was empty; now no page of a scoped token is empty
+    unless the agency has no entries after `after` at all, and a non-null `next_after`
+    means entries follow."""
+    for _ in range(2):
+        api.new_executive(agency="DOE")
+    for _ in range(3):
+        api.new_executive(agency="DOJ")  # the log ends with another agency's entries
+    doe = api.as_("auditor", subject="auditor-doe", agency="DOE")
+    pages, after = [], 0
+    while after is not None:
+        page = api.get("/v1/ledger/events", doe, after=after, limit=limit).json()
+        pages.append(page)
+        after = page["next_after"]
+    assert all(page["events"] for page in pages), pages
+    assert sum(len(page["events"]) for page in pages) == 2
+    assert all(e["data"]["agency"] == "DOE" for page in pages for e in page["events"])
+
+
 ORIGIN = "ses-ledger.local/ledger"
 
 
@@ -140,6 +164,37 @@ def test_impossible_consistency_proofs_are_404(api: Api) -> None:
     api.new_executive()
     assert api.get("/v1/ledger/proofs/consistency", {}, first=2, second=1).status_code == 404
     assert api.get("/v1/ledger/proofs/consistency", {}, first=1, second=5).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("path", "query"),
+    [
+        ("/v1/ledger/proofs/inclusion", {"position": 1, "tree_size": 0}),
+        ("/v1/ledger/proofs/consistency", {"first": 0}),
+        ("/v1/ledger/proofs/consistency", {"first": 0, "second": 1}),
+        ("/v1/ledger/proofs/consistency", {"first": 1, "second": 0}),
+    ],
+    ids=repr,
+)
+def test_proofs_in_the_empty_tree_are_404_not_an_invalid_query(
+    api: Api, path: str, query: dict[str, int]
+) -> None:
+    """Size 0 is a tree size the log has had (the empty ledger's checkpoint); RFC 9162
+    defines no inclusion proof in it and no consistency proof from it (2.1.3, 2.1.4).
+    A proof that does not exist is 404 (docs/api.md, Errors: "an unknown route or proof"),
+    as for a size the tree has not reached; it was a 422 "Input should be greater than or
+    equal to 1", as if the query were malformed."""
+    api.new_executive()
+    r = api.get(path, {}, **query)
+    assert r.status_code == 404, r.text
+    assert r.json()["type"] == "urn:ses-ledger:problem:not-found"
+
+
+def test_a_consistency_proof_from_the_empty_ledgers_checkpoint_is_404(api: Api) -> None:
+    note = api.client.get("/v1/ledger/checkpoint").text
+    assert verify_note(note, "ses-ledger.local/ledger", _keys(api)).size == 0
+    r = api.get("/v1/ledger/proofs/consistency", {}, first=0)
+    assert r.status_code == 404 and r.json()["type"] == "urn:ses-ledger:problem:not-found"
 
 
 def test_a_consistency_proof_from_a_size_no_checkpoint_covers_yet(any_api: Api) -> None:

@@ -170,6 +170,20 @@ def test_demo_random_ids_change_only_the_ids(tmp_path: Path) -> None:
     ]
 
 
+def test_no_demo_event_is_dated_after_the_day_it_was_recorded(tmp_path: Path) -> None:
+    """A demo is a history as it was recorded: each entry's `occurred_on` (its body's own
+    date, api-contract.md "Ledger entry") on or before the day of its `recorded_at`. The
+    FY2026 rating cap waiver was granted on 2026-09-01 but recorded months earlier."""
+    entries = _demo_entries(tmp_path, seed=7)
+    assert any(e["type"] == "RatingCapWaiverGranted" for e in entries)
+    ahead = [
+        (e["position"], e["type"], e["occurred_on"], e["recorded_at"])
+        for e in entries
+        if e["occurred_on"] > e["recorded_at"][:10]
+    ]
+    assert ahead == [], ahead
+
+
 def test_cli_keys_demo_verify(tmp_path: Path) -> None:
     env = {**os.environ, "SES_LEDGER_HOME": str(tmp_path / "home")}
     env.pop("SES_LEDGER_DB", None)
