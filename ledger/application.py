@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
-from eventsourcing.persistence import IntegrityError, Mapper, Recording, StoredEvent
+from eventsourcing.persistence import IntegrityError, Mapper, Recording
 from eventsourcing.utils import Environment, EnvType
 
 from ledger.config import LedgerConfig, available_cpus
@@ -278,11 +278,9 @@ class LedgerApp(Application[str]):
         creating: bool = False,
     ) -> list[dict[str, Any]]:
         """Seal and store the aggregates' pending events atomically; returns their entries."""
-        sealed = []
         for aggregate in aggregates:
-            sealed.append((aggregate, aggregate.head_hash, list(aggregate.pending_events)))
             self._seal(aggregate)
-        kwargs: dict[str, Any] = {"restamp": Restamp(self, sealed)}
+        kwargs: dict[str, Any] = {}
         if idempotency is not None:
             kwargs["idempotency"] = idempotency
         try:
@@ -595,58 +593,6 @@ class LedgerApp(Application[str]):
             if found:
                 out.append(entry_from_state(found[0].state, found[0].id))
         return out
-
-
-class Restamp:
-    """Brings one write's `recorded_at` up to the log's head, under the append's lock.
-
-    A command stamps `recorded_at` (`LedgerApp.submission`) and seals its events before it
-    queues for the store, but positions are given in commit order, under the write lock
-    (SQLite: the write gate and the group commit; PostgreSQL: eventsourcing's EXCLUSIVE
-    lock on the events table). A clock stepped back (an NTP correction, a restored VM, a
-    restart after either), or simply a slower writer that stamped first, would otherwise
-    give a later position an earlier `recorded_at`; a replay by `known_at` (api-contract.md,
-    "Reads": recorded_at <= the timestamp) would then admit the later event and leave out
-    the earlier one, a state of the ledger that never existed. So the recorder, holding that
-    lock, reads the head event's `recorded_at` from the store (not from memory: another
-    process, or this one before a restart, may have written it) and hands it here; a write
-    stamped earlier is stamped again at the head's time and re-sealed (hash chain and
-    signature) before it is inserted. In the usual case, stamped at or after the head,
-    nothing is redone.
-    """
-
-    def __init__(
-        self,
-        ledger: LedgerApp,
-        sealed: list[tuple[LedgerAggregate, str | None, list[LedgerEvent]]],
-    ) -> None:
-        self.ledger = ledger
-        #: Each aggregate, the hash its new events chain from, and those events.
-        self.sealed = sealed
-
-    def __call__(self, head: datetime | None) -> Sequence[StoredEvent] | None:
-        """New stored events if the write is stamped before `head`, else None.
-
-        They are signed by the key current now: the key that sealed them may have been
-        retired meanwhile (`keys rotate`) at a time before the new stamp."""
-        if head is None or all(
-            _utc(event.timestamp) >= head for _, _, events in self.sealed for event in events
-        ):
-            return None
-        # The head's time, not the clock's: a write stamped at the clock's (later) time ran
-        # ahead of every writer still queued behind it, and each was then stamped and signed
-        # again in turn under the write lock (3,197 of 3,200 writes with 32 threads appending;
-        # 696 stamped at the head). The head's time is the latest known to precede this commit.
-        at = head
-        stored: list[StoredEvent] = []
-        mapper = self.ledger.mapper
-        for aggregate, prev, events in self.sealed:
-            for event in events:
-                if _utc(event.timestamp) < at:
-                    event.__dict__["timestamp"] = at
-            aggregate.head_hash = self.ledger._seal_events(events, prev)
-            stored.extend(mapper.to_stored_event(event) for event in events)
-        return stored
 
 
 class DuplicateRequest(Exception):

@@ -161,9 +161,13 @@ class KeyRing:
         self._write_index([record])
         return str(record["key_id"])
 
-    def rotate(self, now: datetime | None = None) -> str:
-        """Close the current key and start a new one; old public keys are kept."""
-        given = now
+    def rotate(self, now: datetime | None = None, *, close_at: datetime | None = None) -> str:
+        """Close the current key and start a new one; old public keys are kept.
+
+        `close_at`: when the old key's validity ends, if not when the new one's begins (the
+        ledger's last `recorded_at`, when a clock that ran ahead was set back: the old key
+        must cover the events it signed, and the new one the events stamped from now on)."""
+        given = close_at or now
         now = now or datetime.now(UTC)
         records = self._read_index()
         record = self._new_key(now)

@@ -80,14 +80,6 @@ class LedgerTables:
             f"SELECT {position} AS id, state AS s FROM {events_table} "
             f"WHERE {position} > {p} ORDER BY {position} LIMIT {p}"
         )
-        #: The head of the log: the stored state of the event at the highest position.
-        self.select_head = f"SELECT state AS s FROM {events_table} ORDER BY {position} DESC LIMIT 1"
-        #: The last event before a position, and a stored state replaced (`restamped`).
-        self.select_before = (
-            f"SELECT state AS s FROM {events_table} WHERE {position} < {p} "
-            f"ORDER BY {position} DESC LIMIT 1"
-        )
-        self.put_state = f"UPDATE {events_table} SET state={p} WHERE {position}={p}"
         self.put_idempotency = (
             f"INSERT INTO {self.idempotency} (scope, key, request_hash, positions, created_at) "
             f"VALUES ({p},{p},{p},{p},{p})"
@@ -104,27 +96,6 @@ def record_idempotency(
             tables.put_idempotency,
             (scope, key, request_hash, json.dumps(list(ids)), format_timestamp(datetime.now(UTC))),
         )
-
-
-def restamped(
-    restamp: Callable[[datetime | None], Sequence[StoredEvent] | None] | None,
-    head: datetime | None,
-    stored_events: Sequence[StoredEvent],
-) -> Sequence[StoredEvent] | None:
-    """The write's events stamped again if their `recorded_at` is before the log's `head`
-    (the `recorded_at` of the event before them, `head_recorded_at`), else None.
-
-    Called while the append holds the store's write lock, so `head` is the last event before
-    this write's, whichever process or earlier run stored it: that is what keeps
-    `recorded_at` non-decreasing in log order (`ledger.application.Restamp`). The events
-    are replaced in the caller's list too, which eventsourcing goes on to use.
-    """
-    if restamp is None:
-        return None
-    again = restamp(head)
-    if again is not None and isinstance(stored_events, list):
-        stored_events[:] = again
-    return again
 
 
 class _RecordedAt(msgspec.Struct):
@@ -232,10 +203,6 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
         #: `gate` (`LedgerApp.record_gate`: the server's write gate between threads and
         #: worker processes).
         self.group = GroupCommit(self._commit_batch)
-        #: (position, recorded_at) of the last event this process stored: in the batch
-        #: being written, and in the last committed one (`_known_time_at`).
-        self._pending_head: tuple[int, datetime] | None = None
-        self._head_stored: tuple[int, datetime] | None = None
         super().__init__(*args, **kwargs)
 
     @property
@@ -264,32 +231,12 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
         looked up: there, with its sealed state: the batch is stored; not there: the error
         stands; the store cannot be read: `WriteOutcomeUnknown`.
         """
-        self._pending_head = None
         try:
             self._store_batch(batch)
-            self._head_stored, self._pending_head = self._pending_head, None
         except Exception as exc:
-            self._head_stored = self._pending_head = None
             inserted = all(w.ids is not None or w.error is not None for w in batch)
             if refuses_one_write(exc) or not inserted or not self._committed(batch, exc):
                 raise
-
-    def _known_time_at(self, position: int) -> datetime | None:
-        """The `recorded_at` of the event at `position` if this process stored it last
-        (earlier in this transaction, or in its last committed one), else None: read it.
-
-        Reading the head's state for every append (`Restamp`) cost 5-10 % of single-event
-        appends (bench/README.md, append); a process that writes alone mostly writes after
-        its own last event. Positions are SQLite rowids, given as the highest + 1 under the
-        write lock, and a committed event's state never changes, so an event at `position`
-        that this process stored is the one remembered: another process's write in between
-        takes that position or a later one (a different position: read), and a rolled-back
-        write forgets what it remembered (`_commit_batch`).
-        """
-        for known in (self._pending_head, self._head_stored):
-            if known is not None and known[0] == position:
-                return known[1]
-        return None
 
     def _committed(self, batch: list[Write], lost: Exception) -> bool:
         stored = next((w for w in batch if w.ids is not None), None)
@@ -366,24 +313,5 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
     ) -> Sequence[int] | None:
         ids = super()._insert_events(c, stored_events, **kwargs)
         assert ids is not None
-        restamp = kwargs.get("restamp")
-        if restamp is not None and ids:
-            self._pending_head = None
-            # Inserted first, head read after: the insert has taken the write lock, so no
-            # other connection can commit between the read and this write (a read first
-            # would leave SQLite a read snapshot to upgrade, refused as "database is
-            # locked" when another connection commits in between).
-            head = self._known_time_at(min(ids) - 1)
-            if head is None:
-                c.execute(self.tables.select_before, (min(ids),))
-                row = c.fetchone()
-                head = None if row is None else head_recorded_at(bytes(row["s"]))
-            again = restamped(restamp, head, stored_events)
-            if again is not None:
-                c.executemany(
-                    self.tables.put_state, [(e.state, i) for e, i in zip(again, ids, strict=True)]
-                )
-            last = stored_events[-1] if again is None else again[-1]
-            self._pending_head = (max(ids), head_recorded_at(last.state))
         record_idempotency(self.tables, c, ids, kwargs)
         return ids

@@ -17,7 +17,7 @@ from eventsourcing.persistence import InterfaceError, OperationalError, StoredEv
 from eventsourcing.postgres import PostgresApplicationRecorder
 
 from ledger.errors import WriteOutcomeUnknown
-from ledger.recorders import LedgerTables, head_recorded_at, record_idempotency, restamped
+from ledger.recorders import LedgerTables, record_idempotency
 
 #: The advisory lock key under which PostgreSQL stores are created (`create_table`).
 _CREATE_LOCK = 7461836926
@@ -39,8 +39,6 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         #: Per thread: the server process of the current write's transaction, once begun.
         self._began = threading.local()
-        #: Per thread: the cursor the current write reads the log's head with.
-        self._head = threading.local()
         super().__init__(*args, **kwargs)
         schema = self.datastore.schema
         self.tables = LedgerTables(
@@ -170,64 +168,10 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             raise WriteOutcomeUnknown(f"only part of a lost write's events are stored ({lost})")
         return [found[(e.originator_id, e.originator_version)] for e in stored_events]
 
-    def _insert_stored_events(
-        self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> None:
-        """eventsourcing's insert, with the write stamped no earlier than the log's head.
-
-        With a `restamp`, the events table's EXCLUSIVE lock is taken first and the head's
-        state is asked for on a cursor of its own, both queued in eventsourcing's pipeline
-        ahead of the insert: the head is read after every earlier append committed and
-        before any later one can, and its answer arrives with the insert's, in the same
-        round trip (`_fetch_ids_after_insert_events` reads it and stamps the rows again if
-        they are behind it: `ledger.recorders.restamped`). Waiting for the head before
-        inserting cost a round trip per append, 5-10 % of single-event appends
-        (bench/README.md, append).
-        """
-        self._head.cursor = None
-        if kwargs.get("restamp") is not None:
-            self._lock_table(curs)
-            head = curs.connection.cursor()
-            head.execute(self.tables.select_head, prepare=True)
-            self._head.cursor = head
-        try:
-            super()._insert_stored_events(curs, stored_events, **kwargs)
-        except BaseException:
-            self._close_head()
-            raise
-
-    def _lock_table(self, curs: Any) -> None:
-        """eventsourcing's EXCLUSIVE lock, unless this write's transaction holds it already
-        (taken above, before the head is read)."""
-        if getattr(self._head, "cursor", None) is None:
-            super()._lock_table(curs)
-
-    def _close_head(self) -> Any:
-        """The head's answer (None: none was asked for, or the log is empty)."""
-        head = getattr(self._head, "cursor", None)
-        self._head.cursor = None
-        if head is None:
-            return None
-        try:
-            return head.fetchone()
-        finally:
-            head.close()
-
     def _fetch_ids_after_insert_events(
         self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        try:
-            ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-        finally:
-            row = self._close_head()
+        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
         assert ids is not None
-        restamp = kwargs.get("restamp")
-        if restamp is not None and ids:
-            head = None if row is None else head_recorded_at(bytes(row["s"]))
-            again = restamped(restamp, head, stored_events)
-            if again is not None:
-                curs.executemany(
-                    self.tables.put_state, [(e.state, i) for e, i in zip(again, ids, strict=True)]
-                )
         record_idempotency(self.tables, curs, ids, kwargs)
         return ids

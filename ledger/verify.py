@@ -33,10 +33,10 @@ PAGE = 2000
 #: recorded before this moment are reported as a warning (they are the ledger's own, and
 #: failing them would fail every ledger rotated under the old servers); from it on, an event
 #: signed outside its key's window fails verification: current servers seal with the key
-#: the key ring names at that moment (`LedgerApp.signer`), seal again with it an append
-#: stamped later under the write lock (`ledger.application.Restamp`), and `keys rotate`
-#: closes a key no earlier than the last `recorded_at`; so such an event is what a retired
-#: key that leaked, signing entries claimed later, looks like.
+#: the key ring names at that moment (`LedgerApp.signer`), stamp an event sealed after they
+#: took up a rotated-in key no earlier than that moment, and `keys rotate` closes a key no
+#: earlier than the last `recorded_at`; so such an event is what a retired key that leaked,
+#: signing entries claimed later, looks like.
 OUT_OF_WINDOW_TOLERATED_BEFORE = datetime(2026, 12, 1, tzinfo=UTC)
 #: How many positions a warning names before it only counts.
 NAMED = 5
@@ -244,8 +244,8 @@ class _Times:
         if self.backwards:
             report.warnings.append(
                 f"recorded_at goes back in log order at {_positions(self.backwards)}: a "
-                "known_at read there is not a prefix of the log (written before appends were "
-                "stamped in log order, or with a clock stepped back)"
+                "known_at read there is not a prefix of the log (a clock stepped back, or an "
+                "append stamped when its command began and committed after a later-stamped one)"
             )
         if self.tolerated:
             report.warnings.append(

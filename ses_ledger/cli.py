@@ -59,18 +59,20 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
 
     config = _config()
     ring = KeyRing(config.home)
-    now = max(datetime.now(UTC), _last_recorded_at(config) or datetime.min.replace(tzinfo=UTC))
-    print(f"new signing key {ring.rotate(now)}; earlier public keys are kept for verification")
+    now = datetime.now(UTC)
+    close_at = max(now, _last_recorded_at(config) or now)
+    key_id = ring.rotate(now, close_at=close_at)
+    print(f"new signing key {key_id}; earlier public keys are kept for verification")
     return 0
 
 
 def _last_recorded_at(config: LedgerConfig) -> datetime | None:
     """The `recorded_at` of the ledger's last event (None: no ledger, or none readable).
 
-    `keys rotate` closes the current key no earlier than this: appends are stamped no
-    earlier than the last one (`ledger.application.Restamp`), so after a clock that ran
-    ahead was set back, a key closed at the clock's time would end before events it signed,
-    and `verify` would hold those events to be outside its validity.
+    `keys rotate` closes the current key no earlier than this (and opens the new one at the
+    clock's time, for the events stamped from now on): after a clock that ran ahead was set
+    back, a key closed at the clock's time would end before events it signed, and `verify`
+    would hold those events to be outside its validity.
     """
     from ledger.recorders import head_recorded_at
     from ses_ledger.bootstrap import build_app
