@@ -28,12 +28,11 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import msgspec
 from eventsourcing import persistence
 from eventsourcing.persistence import OperationalError, StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 
-from ledger.entry import format_timestamp, hashed_body
+from ledger.entry import format_timestamp
 from ledger.errors import WriteOutcomeUnknown
 from ledger.group_commit import GroupCommit, Write
 
@@ -96,29 +95,6 @@ def record_idempotency(
             tables.put_idempotency,
             (scope, key, request_hash, json.dumps(list(ids)), format_timestamp(datetime.now(UTC))),
         )
-
-
-class _RecordedAt(msgspec.Struct):
-    recorded_at: str
-
-
-class _StoredRecordedAt(msgspec.Struct):
-    entry: _RecordedAt
-
-
-#: Reads only the entry's `recorded_at` out of a stored state: msgspec skips every other
-#: member without building it (0.5 us against 5.5 us for `json.loads` of the entry, once
-#: per append under the write lock; bench/README.md, append).
-_decode_recorded_at = msgspec.json.Decoder(_StoredRecordedAt).decode
-
-
-def head_recorded_at(state: bytes) -> datetime:
-    """The `recorded_at` of a stored event, in UTC."""
-    try:
-        moment = _decode_recorded_at(state).entry.recorded_at
-    except msgspec.DecodeError:  # not the stored layout: the entry's own parser says why
-        moment = json.loads(hashed_body(state))["recorded_at"]
-    return datetime.fromisoformat(moment).astimezone(UTC)
 
 
 T = TypeVar("T")

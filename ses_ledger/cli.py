@@ -74,7 +74,7 @@ def _last_recorded_at(config: LedgerConfig) -> datetime | None:
     back, a key closed at the clock's time would end before events it signed, and `verify`
     would hold those events to be outside its validity.
     """
-    from ledger.recorders import head_recorded_at
+    from ledger.entry import entry_from_state, parse_timestamp
     from ses_ledger.bootstrap import build_app
 
     try:
@@ -86,7 +86,7 @@ def _last_recorded_at(config: LedgerConfig) -> datetime | None:
     try:
         head = int(app.recorder.max_notification_id() or 0)
         found = app.recorder.select_notifications(start=head, limit=1) if head else []
-        return head_recorded_at(found[0].state) if found else None
+        return parse_timestamp(entry_from_state(found[0].state)["recorded_at"]) if found else None
     finally:
         app.close()
 
