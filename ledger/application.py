@@ -164,11 +164,7 @@ class LedgerApp(Application[str]):
         return self._signer
 
     def _seal(self, aggregate: LedgerAggregate) -> None:
-        """Hash-chain and sign the aggregate's pending events (api-contract.md entries)."""
-        aggregate.head_hash = self._seal_events(aggregate.pending_events, aggregate.head_hash)
-
-    def _seal_events(self, events: Sequence[LedgerEvent], prev: str | None) -> str | None:
-        """Hash-chain `events` from `prev`, sign them, and return the last hash.
+        """Hash-chain and sign the aggregate's pending events (api-contract.md entries).
 
         The whole chain is hashed first, then signed in one run: back-to-back Ed25519 calls
         keep its tables warm in the CPU caches (in alternating A/B runs of ten-event commands,
@@ -176,6 +172,8 @@ class LedgerApp(Application[str]):
         """
         signer = self.signer
         key_id = signer.key_id
+        events = aggregate.pending_events
+        prev = aggregate.head_hash
         since = self._signer_since
         if since is not None:
             # A command stamped before a rotation and sealed after it would be signed by
@@ -202,7 +200,7 @@ class LedgerApp(Application[str]):
             attributes["ledger_state"] = sealed.state
             attributes["entry_hash"] = sealed.hash
             attributes["ledger_entry"] = hashed
-        return prev
+        aggregate.head_hash = prev
 
     def close(self) -> None:
         if self._sign_pool is not None:
