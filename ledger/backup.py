@@ -88,14 +88,21 @@ def _copy_database(source: Path, partial: Path, out: Path) -> tuple[int, int | N
     try:
         with closing(sqlite3.connect(source)) as live, closing(sqlite3.connect(partial)) as copy:
             live.backup(copy)  # one step: a consistent snapshot of the live database
-            problems = [row[0] for row in copy.execute("PRAGMA quick_check")]
-            if problems != ["ok"]:
-                raise sqlite3.DatabaseError("; ".join(str(p) for p in problems[:3]))
+            problems = damage(copy)
+            if problems is not None:
+                raise sqlite3.DatabaseError(problems)
             facts = _facts(copy)
     except sqlite3.Error as exc:
         partial.unlink(missing_ok=True)
         raise StoreUnavailable(f"cannot back up {source} into {out}: {exc}") from exc
     return facts
+
+
+def damage(db: sqlite3.Connection) -> str | None:
+    """What SQLite's `quick_check` finds wrong with a database (its first three findings),
+    None when nothing: a damaged file still copies page by page, and opens."""
+    problems = [str(row[0]) for row in db.execute("PRAGMA quick_check")]
+    return None if problems == ["ok"] else "; ".join(problems[:3])
 
 
 def _facts(copy: sqlite3.Connection) -> tuple[int, int | None]:

@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ledger.backup import damage
 from ledger.config import TOKEN_KEY_FILE, LedgerConfig, make_private_dir, make_private_file
 from ledger.errors import LedgerError, StoreUnavailable
 from ledger.files import sync_directory, write_file
@@ -199,15 +200,14 @@ def _quick_check(database: str, path: Path) -> None:
     names = LedgerTables("sqlite", events_table=SQLITE_EVENTS_TABLE)
     try:
         with closing(sqlite3.connect(database, uri=True)) as db:
-            problems = [row[0] for row in db.execute("PRAGMA quick_check")]
+            problems = damage(db)
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
     except sqlite3.Error as exc:
         raise StoreUnavailable(
             f"cannot read the backup {path}: {exc}; nothing was restored"
         ) from exc
-    if problems != ["ok"]:
-        shown = "; ".join(str(p) for p in problems[:3])
-        raise StoreUnavailable(f"the backup {path} is damaged: {shown}; nothing was restored")
+    if problems is not None:
+        raise StoreUnavailable(f"the backup {path} is damaged: {problems}; nothing was restored")
     if not {names.events, "ledger_merkle_state"} <= tables:
         raise RestoreRefused(f"{path} is not a ledger's database (no ledger tables in it)")
 
@@ -282,14 +282,14 @@ def _copy_checked(source: Path, partial: Path, head: int) -> None:
         ):
             src.backup(copy)
             copy.execute("PRAGMA journal_mode=DELETE")  # no -wal beside it before it is placed
-            problems = [row[0] for row in copy.execute("PRAGMA quick_check")]
+            problems = damage(copy)
             events = LedgerTables("sqlite", events_table=SQLITE_EVENTS_TABLE).events
             copied = int(copy.execute(f"SELECT max(rowid) FROM {events}").fetchone()[0] or 0)
     except sqlite3.Error as exc:
         raise StoreUnavailable(
             f"cannot copy the backup {source}: {exc}; nothing was restored"
         ) from exc
-    if problems != ["ok"] or copied != head:
+    if problems is not None or copied != head:
         raise StoreUnavailable(
             f"the copy of {source} does not match what was verified (it changed meanwhile?); "
             "nothing was restored"
