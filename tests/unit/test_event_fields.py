@@ -86,3 +86,15 @@ def test_the_spliced_entry_is_the_parsed_entry(
 def test_a_state_in_another_layout_is_refused(state: bytes) -> None:
     with pytest.raises(ValueError):
         entry_json(state, 1)
+
+
+def test_events_compare_by_identity_and_keep_what_they_decoded() -> None:
+    """Two reads of one stored event are two events (an event is a msgspec Struct, which
+    would otherwise compare fields), and a decoded part is decoded once per event."""
+    state = stored("RO-1", None, {"x": 1})
+    first, second = Event(3, "A-1", 2, "PlanSet", state), Event(3, "A-1", 2, "PlanSet", state)
+    assert first != second and first == first
+    assert len({first, second}) == 2
+    assert first.fields is first.fields
+    assert first.data is first.data
+    assert repr(first) == "Event(3, 'A-1' v2, PlanSet)"
