@@ -35,6 +35,7 @@ from ledger.errors import (
     SigningKeyError,
     StaleVersion,
     UnknownReference,
+    UnreadableEntry,
     VerificationError,
     WriteOutcomeUnknown,
 )
@@ -163,6 +164,11 @@ def _ledger_error(_: Request, exc: Exception) -> Response:
                 log.error("ledger error: %s", exc)
             if isinstance(exc, SigningKeyError):  # its message names files: for the log only
                 detail = SIGNING_KEY_UNAVAILABLE
+            if isinstance(exc, UnreadableEntry):
+                detail = (
+                    f"a stored event cannot be read ({exc}); nothing was recorded, "
+                    "`ses-ledger verify` names the first damaged position"
+                )
             headers = None
             if isinstance(exc, WriteOutcomeUnknown):
                 detail, headers = WRITE_OUTCOME_UNKNOWN, {"Retry-After": "1"}

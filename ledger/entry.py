@@ -20,6 +20,7 @@ from operator import itemgetter
 from typing import Any, NamedTuple
 
 from ledger.canonical import MAX_SAFE_INTEGER, canonical_json, encode_string, fast_text
+from ledger.errors import UnreadableEntry
 
 HASHED_FIELDS = (
     "stream_id",
@@ -185,22 +186,26 @@ def sealed_state(body: bytes, digest: bytes, key_id: str, signature: bytes) -> S
 def split_state(state: bytes) -> tuple[bytes, dict[str, Any]]:
     """The hashed canonical bytes and the seal fields of a stored state.
 
-    Raises ValueError when the state is not in the stored layout.
+    Raises UnreadableEntry (a ValueError) when the state is not in the stored layout.
     """
     cut = _seal_start(state)
-    seal_fields = json.loads(b"{" + state[cut + 1 :])
+    try:
+        seal_fields = json.loads(b"{" + state[cut + 1 :])
+    except ValueError as exc:
+        raise UnreadableEntry(f"stored seal is not JSON: {exc}") from exc
     if not isinstance(seal_fields, dict):
-        raise ValueError("stored seal is not an object")
+        raise UnreadableEntry("stored seal is not an object")
     return state[len(_PREFIX) : cut], seal_fields
 
 
 def _seal_start(state: bytes) -> int:
-    """Where the seal fields begin; ValueError when the state is not in the stored layout."""
+    """Where the seal fields begin; UnreadableEntry (a ValueError) when the state is not in
+    the stored layout."""
     if not state.startswith(_PREFIX):
-        raise ValueError("stored state does not start with the entry object")
+        raise UnreadableEntry("stored state does not start with the entry object")
     cut = state.rfind(_HASH_MARK)
     if cut < 0:
-        raise ValueError("stored state has no hash field")
+        raise UnreadableEntry("stored state has no hash field")
     return cut
 
 
@@ -218,7 +223,12 @@ def event_hash_bytes(state: bytes) -> bytes:
 def entry_from_state(state: bytes, position: int | None = None) -> dict[str, Any]:
     """The contract's ledger entry (position first) from a stored state."""
     body, seal_fields = split_state(state)
-    hashed = json.loads(body)
+    try:
+        hashed = json.loads(body)
+    except ValueError as exc:
+        raise UnreadableEntry(f"stored entry is not JSON: {exc}") from exc
+    if not isinstance(hashed, dict):
+        raise UnreadableEntry("stored entry is not an object")
     entry: dict[str, Any] = {"position": position}
     entry.update(hashed)
     entry["hash"] = seal_fields.get("hash")
@@ -233,11 +243,11 @@ def entry_json(state: bytes, position: int) -> bytes:
     The stored state already holds the entry's members as JSON (the hashed object, then the
     seal fields), so a page of the log is served without decoding and re-encoding each
     event: `{"position": N,` + the hashed object's members + the seal's. Same members and
-    values as `entry_from_state` (tested); raises ValueError likewise on another layout.
+    values as `entry_from_state` (tested); raises UnreadableEntry likewise on another layout.
     """
     cut = _seal_start(state)
     if state[cut - 1 : cut] != b"}" or not state.endswith(b"}"):
-        raise ValueError("stored state is not an entry object followed by its seal")
+        raise UnreadableEntry("stored state is not an entry object followed by its seal")
     return b"".join(
         (
             b'{"position":',

@@ -73,6 +73,13 @@ class VerificationError(LedgerError):
         self.message = message
 
 
+class UnreadableEntry(VerificationError, ValueError):
+    """A stored state that is not a stored entry (cut short, rewritten by hand): stored data
+    that cannot be read, so it does not verify (the API's 500 `ledger-integrity`, not an
+    unforeseen error). Also a ValueError, as the readers that report such a state (`verify`)
+    catch."""
+
+
 class SigningKeyError(LedgerError):
     """Signing keys are missing or unreadable."""
 

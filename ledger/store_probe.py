@@ -21,7 +21,8 @@ LEDGER_TABLE = "ledger_merkle_state"
 #: Said of a command that writes, on a ledger that cannot be written (an archive).
 READ_ONLY_HINT = (
     " (the ledger's file or its directory cannot be written, and this command writes; "
-    "`verify`, `replay`, `audit` and `bundle export` read a read-only ledger)"
+    "`verify`, `replay`, `audit`, `bundle export` and `projections status|digest` read a "
+    "read-only ledger)"
 )
 #: Seconds to wait for a PostgreSQL server that neither answers nor refuses.
 CONNECT_TIMEOUT = 10

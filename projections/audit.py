@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -156,6 +156,58 @@ def trail(
 ) -> list[dict[str, Any]]:
     """Events of an executive (with their appraisals), an appraisal, and/or an actor: the
     first `limit` after position `after` (all of them without a limit)."""
+    events, fetched, _ = _select(
+        store, log, bound, executive_id, appraisal_id, actor, after, limit, None, None
+    )
+    return verify_events(events, verifiers, _predecessors(log, events, fetched), windows)
+
+
+def trail_page(
+    store: Store,
+    log: EventLog,
+    verifiers: Mapping[str, Ed25519PublicKey] | None,
+    bound: Bound,
+    windows: Windows | None = None,
+    *,
+    executive_id: str | None = None,
+    appraisal_id: str | None = None,
+    actor: str | None = None,
+    after: int = 0,
+    limit: int,
+    visible: Callable[[str], bool] | None = None,
+    max_scan: int | None = None,
+) -> tuple[list[dict[str, Any]], int | None]:
+    """A page of a trail, as `/v1/ledger/events` pages: up to `limit` entries whose stream
+    `visible` admits (None: all), and `next_after`, the position the next page follows, None
+    on the last page. `next_after` is given only once an admitted entry after the page is
+    seen, so a token of one agency is never promised more after its agency's last entry.
+    An actor's trail that scanned `max_scan` of their entries without filling the page ends
+    where the scan stopped (the page may then hold nothing; `next_after` goes on from it)."""
+    events, fetched, stopped = _select(
+        store, log, bound, executive_id, appraisal_id, actor, after, limit + 1, visible, max_scan
+    )
+    next_after = stopped
+    if len(events) > limit:
+        events = events[:limit]
+        next_after = events[-1].position
+    items = verify_events(events, verifiers, _predecessors(log, events, fetched), windows)
+    return items, next_after
+
+
+def _select(
+    store: Store,
+    log: EventLog,
+    bound: Bound,
+    executive_id: str | None,
+    appraisal_id: str | None,
+    actor: str | None,
+    after: int,
+    limit: int | None,
+    visible: Callable[[str], bool] | None,
+    max_scan: int | None,
+) -> tuple[list[Event], list[Event], int | None]:
+    """The trail's events (the first `limit` after `after` that `visible` admits), the
+    whole streams read for them, and where an actor's scan stopped short (see `trail_page`)."""
     if executive_id is None and appraisal_id is None and actor is None:
         raise ValueError("an audit trail needs an executive_id, an appraisal_id or an actor")
     streams: set[str] | None = None
@@ -163,17 +215,17 @@ def trail(
         streams = set(executive_streams(store, executive_id))
     if appraisal_id is not None:
         streams = {appraisal_id} if streams is None else streams & {appraisal_id}
-    fetched: list[Event] = []
-    if streams is not None:
-        fetched = log.by_streams(sorted(streams))  # whole streams: predecessors included
-        events = [e for e in fetched if e.position > after]
-        if actor is not None:
-            events = [e for e in events if e.actor == actor]
-        events = bound.filter(events)[:limit]
-    else:
+    if streams is None:
         assert actor is not None
-        events = _actor_events(store, log, bound, actor, after, limit)
-    return verify_events(events, verifiers, _predecessors(log, events, fetched), windows)
+        events, stopped = _actor_events(store, log, bound, actor, after, limit, visible, max_scan)
+        return events, [], stopped
+    fetched = log.by_streams(sorted(streams))  # whole streams: predecessors included
+    events = [e for e in fetched if e.position > after]
+    if actor is not None:
+        events = [e for e in events if e.actor == actor]
+    if visible is not None:
+        events = [e for e in events if visible(e.stream_id)]
+    return bound.filter(events)[:limit], fetched, None
 
 
 def _predecessors(log: EventLog, events: Sequence[Event], fetched: Sequence[Event]) -> list[Event]:
@@ -188,10 +240,19 @@ def _predecessors(log: EventLog, events: Sequence[Event], fetched: Sequence[Even
 
 
 def _actor_events(
-    store: Store, log: EventLog, bound: Bound, actor: str, after: int, limit: int | None
-) -> list[Event]:
-    """The actor's events after `after`, read a page at a time until `limit` are admitted
-    (an actor such as an appointing authority acts at thousands of positions)."""
+    store: Store,
+    log: EventLog,
+    bound: Bound,
+    actor: str,
+    after: int,
+    limit: int | None,
+    visible: Callable[[str], bool] | None = None,
+    max_scan: int | None = None,
+) -> tuple[list[Event], int | None]:
+    """The actor's events after `after` that `visible` admits, read a page at a time until
+    `limit` are admitted (an actor such as an appointing authority acts at thousands of
+    positions), and the last position scanned when `max_scan` of them were read first (None:
+    the scan reached `limit` or the end)."""
     stop = bound.stop
     positions = [
         p for p in actor_positions(store, actor) if p > after and (stop is None or p <= stop)
@@ -199,10 +260,15 @@ def _actor_events(
     found: list[Event] = []
     size = max(limit or 0, 100)
     for start in range(0, len(positions), size):
-        found += bound.filter(log.by_positions(positions[start : start + size]))
+        chunk = positions[start : start + size]
+        batch = bound.filter(log.by_positions(chunk))
+        found += batch if visible is None else [e for e in batch if visible(e.stream_id)]
         if limit is not None and len(found) >= limit:
             break
-    return found[:limit]
+        scanned = start + len(chunk)
+        if max_scan is not None and scanned >= max_scan and scanned < len(positions):
+            return found, chunk[-1]
+    return found[:limit], None
 
 
 def verify_events(

@@ -390,6 +390,36 @@ class ReadModels:
             limit=limit,
         )
 
+    def audit_page(
+        self,
+        executive_id: str | None = None,
+        appraisal_id: str | None = None,
+        actor: str | None = None,
+        *,
+        after: int = 0,
+        limit: int,
+        visible: Callable[[str], bool] | None = None,
+        max_scan: int | None = None,
+        position: int | None = None,
+        known_at: str | datetime | None = None,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """A page of `audit` and where the next one follows (None: the last), holding only
+        entries whose stream `visible` admits (`projections.audit.trail_page`)."""
+        return audit.trail_page(
+            self.store,
+            self.log,
+            self.verifiers(),
+            self._narrowed(position, known_at),
+            self.key_windows(),
+            executive_id=executive_id,
+            appraisal_id=appraisal_id,
+            actor=actor,
+            after=after,
+            limit=limit,
+            visible=visible,
+            max_scan=max_scan,
+        )
+
     def verifiers(self) -> Any:
         """The key ring's public keys, read per trail (rotations show at once); None when
         there is no readable key ring (signatures are then reported as not checked)."""

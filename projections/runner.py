@@ -194,6 +194,11 @@ class Runner:
         elif not self._already_set_up():
             retry_while_locked(self._setup, SETUP_TIMEOUT)
 
+    def is_set_up(self) -> bool:
+        """Whether every table exists at its projection's version, so that `setup` writes
+        nothing (read on SQLite; PostgreSQL: False, `setup` takes its locks and decides)."""
+        return self.store.dialect == "sqlite" and self._already_set_up()
+
     def _already_set_up(self) -> bool:
         """Whether every table exists and every projection is at its version (on SQLite,
         opening then needs no write, so it never waits for, or fails beside, another

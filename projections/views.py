@@ -23,6 +23,7 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
+from ledger.errors import UnreadableEntry
 from projections.store import loads
 
 
@@ -105,7 +106,7 @@ def decode_fields(state: bytes, position: int) -> EntryFields:
     try:
         return _FIELDS.decode(state).entry
     except msgspec.DecodeError as exc:  # ValidationError included
-        raise ValueError(f"event at position {position}: {exc}") from exc
+        raise UnreadableEntry(f"event at position {position}: {exc}") from exc
 
 
 def decode_data(state: bytes, position: int) -> tuple[Any, EntryFields]:
@@ -113,7 +114,7 @@ def decode_data(state: bytes, position: int) -> tuple[Any, EntryFields]:
     try:
         entry = _DATA.decode(state).entry
     except msgspec.DecodeError as exc:
-        raise ValueError(f"event at position {position}: {exc}") from exc
+        raise UnreadableEntry(f"event at position {position}: {exc}") from exc
     return entry.data, entry
 
 
@@ -122,5 +123,7 @@ def decode_view(view: type[View], state: bytes, position: int) -> tuple[View, En
     try:
         entry = _VIEWS[view].decode(state).entry
     except msgspec.DecodeError as exc:
-        raise ValueError(f"event at position {position} has no {view.__name__}: {exc}") from exc
+        raise UnreadableEntry(
+            f"event at position {position} has no {view.__name__}: {exc}"
+        ) from exc
     return entry.data, entry

@@ -31,13 +31,39 @@ BATCH_HELP = (
 )
 
 
-def _read_models(existing: bool = True) -> Any:
+def _read_models(existing: bool = True, *, read_only: bool = False, build: bool = False) -> Any:
     """The read models of the configured ledger (`existing`: refuse a store that holds no
-    ledger rather than create an empty one to report on)."""
+    ledger rather than create an empty one to report on).
+
+    `read_only`: for a command that only reads them (`status`, `digest`), which then reads
+    an archive that cannot be written (`LedgerConfig.read_only`, as `verify` and `audit`
+    do): its stored read models when they are there at their versions and need not be
+    brought up to date (`build` False); otherwise read models built in memory from its log
+    (they start at position 0, `build`: for the caller to catch up)."""
+    from dataclasses import replace
+
+    from ledger.config import LedgerConfig
     from projections.queries import ReadModels
+    from projections.store import MemoryStore
     from ses_ledger.bootstrap import build_app
 
-    return ReadModels(build_app(existing=existing))
+    app = build_app(replace(LedgerConfig.from_env(), read_only=read_only), existing=existing)
+    if app.config.opens_read_only and (build or not _stored(app)):
+        return ReadModels(app, store=MemoryStore())
+    return ReadModels(app)
+
+
+def _stored(app: Any) -> bool:
+    """Whether the ledger's store holds every read model at its version (opening them then
+    writes nothing)."""
+    from projections.events import LogSource
+    from projections.queries import PROJECTIONS
+    from projections.runner import Runner
+    from projections.store import LedgerStore
+
+    store = LedgerStore(app.recorder)
+    runner = Runner(store, LogSource(app.recorder), [cls(store) for cls in PROJECTIONS])
+    return bool(runner.is_set_up())
 
 
 @contextmanager
@@ -114,7 +140,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    read_models = _read_models()
+    read_models = _read_models(read_only=True)
     print(f"{'projection':<18}{'position':>12}{'head':>12}{'lag':>10}  state")
     unhealthy = []
     for s in read_models.status():
@@ -136,7 +162,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_digest(args: argparse.Namespace) -> int:
-    read_models = _read_models()
+    read_models = _read_models(read_only=True, build=args.catch_up)
     if not _known(read_models.runner, args.names or None):
         return 2
     if args.catch_up:

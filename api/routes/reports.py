@@ -15,6 +15,7 @@ from api.auth import ALL_AGENCIES
 from api.deps import PrincipalDep, ReaderDep, ServicesDep
 from api.errors import InvalidRequest, problem_responses
 from api.responses import Json, documented
+from api.routes.ledger import MAX_SCAN
 from api.schemas import reads as r
 from api.schemas.common import Agency, Day, Id, Position
 from api.schemas.writes import Cycle
@@ -132,22 +133,22 @@ async def audit_trail(
         if appraisal_id is not None:
             facts = services.directory.appraisal(appraisal_id)
             access.require_read(principal, facts.agency, roles=access.LEDGER_READERS)
-        items = reader.live(executive_id).audit(
+        agency = principal.agency
+        events, next_after = reader.live(executive_id).audit_page(
             executive_id=executive_id,
             appraisal_id=appraisal_id,
             actor=actor,
             after=after,
-            limit=limit + 1,
+            limit=limit,
+            # A token of one agency: its entries only, chosen before the page is cut, so
+            # that no page is empty and the last says so (as `/v1/ledger/events` pages).
+            visible=None
+            if agency == ALL_AGENCIES
+            else lambda stream_id: services.directory.agency_of(stream_id) == agency,
+            max_scan=MAX_SCAN,
             position=reader.replay.position,
             known_at=reader.replay.known_at,
         )
-        next_after = items[limit - 1]["position"] if len(items) > limit else None
-        everything = principal.agency == ALL_AGENCIES
-        events = [
-            i
-            for i in items[:limit]
-            if everything or services.directory.agency_of(i["stream_id"]) == principal.agency
-        ]
         return Json({"events": events, "next_after": next_after})
 
     return await reader.run(read, executive_id)

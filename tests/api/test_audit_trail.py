@@ -103,3 +103,31 @@ def test_a_trail_needs_a_selector_and_a_known_record(api: Api) -> None:
     assert api.get(TRAIL, actor="nobody-at-all").json() == {"events": [], "next_after": None}
     hr = api.get(TRAIL, api.hr, actor="AA1")
     assert hr.status_code == 403  # oversight staff (auditor, admin) only
+
+
+def test_a_scoped_token_pages_no_empty_pages_and_the_last_one_says_so(api: Api) -> None:
+    """A token of one agency, reading an actor who acts for two: every page but the last
+    holds entries, and `next_after` is null on the page that holds the agency's last
+    entries, as `/v1/ledger/events` pages (docs/api.md, Reads). The trail used to be cut
+    at `limit + 1` entries before the agency filter: the pages over the other agency's
+    entries came back empty with a `next_after`, and one that ended on them promised more."""
+    doe = Api(api.client, api.key, agency="DOE")
+    dot = Api(api.client, api.key, agency="DOT")
+    mine = [doe.appraisal("final").appraisal_id]
+    dot.appraisal("final")
+    mine.append(doe.appraisal("final").appraisal_id)
+    for _ in range(3):  # the authority's last entries are the other agency's
+        dot.appraisal("final")
+    doe_auditor = api.as_("auditor", subject="aud-doe", agency="DOE")
+    for limit in (1, 2, 3):
+        after, pages = 0, []
+        while True:
+            r = api.get(TRAIL, doe_auditor, actor="AA1", limit=limit, after=after)
+            assert r.status_code == 200, r.text
+            page = r.json()
+            pages.append([e["stream_id"] for e in page["events"]])
+            if page["next_after"] is None:
+                break
+            after = page["next_after"]
+        assert [s for p in pages for s in p] == mine, limit
+        assert all(pages), (limit, pages)  # no empty page, the last one included

@@ -112,6 +112,41 @@ def test_a_record_whose_stored_events_do_not_verify_is_a_500_ledger_integrity_pr
     assert (ledger.recorder.max_notification_id() or 0) == head
 
 
+def test_a_stored_event_that_cannot_be_read_is_a_500_ledger_integrity_problem(
+    served: tuple[Api, LedgerApp],
+) -> None:
+    """Someone with database access cuts an appraisal's stored plan short (or writes
+    anything else that is not a stored entry): every read that needs it answered a bare
+    500 "the server failed unexpectedly" (a ValueError from parsing the state); it is
+    stored data that cannot be read, the documented `ledger-integrity` problem (docs/api.md,
+    Errors), as `ses-ledger verify` names it, and nothing is appended."""
+    api, ledger = served
+    appraisal = api.appraisal("planned")
+    config = ledger.config
+    events = api.get(f"/v1/appraisals/{appraisal.appraisal_id}/events", api.hr).json()
+    position = events["events"][0]["position"]
+    raw(
+        config,
+        f"UPDATE {events_table(config)} SET state = substr(state, 1, 40) "
+        "WHERE originator_id = ? AND originator_version = 1",
+        (appraisal.appraisal_id,),
+    )
+    head = ledger.recorder.max_notification_id() or 0
+    for path, headers in (
+        (f"/v1/appraisals/{appraisal.appraisal_id}/events", api.hr),
+        (f"/v1/ledger/events?after={position - 1}", api.auditor),
+        (f"/v1/ledger/receipts/{position}", api.auditor),
+        (f"/v1/reports/audit-trail?appraisal_id={appraisal.appraisal_id}", api.auditor),
+        (f"/v1/reports/compliance?as_of_position={position}", api.auditor),
+    ):
+        r = api.client.get(path, headers=headers)
+        assert r.status_code == 500 and r.headers["content-type"] == PROBLEM, (path, r.text)
+        assert r.json()["type"] == "urn:ses-ledger:problem:ledger-integrity", (path, r.text)
+    r = api.post(f"/v1/appraisals/{appraisal.appraisal_id}/progress-reviews", s.review(2024))
+    assert r.status_code == 500 and r.json()["type"].endswith(":ledger-integrity"), r.text
+    assert (ledger.recorder.max_notification_id() or 0) == head
+
+
 def test_an_unloadable_signing_key_is_503_and_nothing_is_recorded(
     served: tuple[Api, LedgerApp],
 ) -> None:

@@ -19,7 +19,7 @@ from ledger.keys import KeyRing
 from projections.queries import ReadModels
 from projections.runner import Runner
 from ses_ledger import cli
-from tests.ledger_helpers import point_cli_at, register
+from tests.ledger_helpers import events_table, point_cli_at, raw, register
 
 
 def _main(
@@ -324,3 +324,30 @@ def test_the_home_is_private_whatever_the_umask(
         assert (where / "token.key").stat().st_mode & 0o777 == 0o600, where
         (pem,) = (where / "keys").glob("*.pem")
         assert pem.stat().st_mode & 0o777 == 0o600, where
+
+
+def test_a_stored_event_that_cannot_be_read_is_one_line_not_a_traceback(
+    sqlite_config: LedgerConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A stored state cut short by hand: `audit` and `bundle export`, which read it, ended
+    in a Python traceback (a ValueError); it is stored data that does not verify
+    (`ledger.errors.UnreadableEntry`), said in one line, and `verify` names its position."""
+    app = _app(sqlite_config)
+    register(app, "E1")
+    app.close()
+    raw(
+        sqlite_config,
+        f"UPDATE {events_table(sqlite_config)} SET state = substr(state, 1, 40) "
+        "WHERE originator_id = 'E1'",
+    )
+    for argv in (["audit", "--executive", "E1"], ["bundle", "export", "--executive", "E1"]):
+        if argv[0] == "bundle":
+            argv += ["--out", str(sqlite_config.home / "bundle.json")]
+        status, out, err = _main(monkeypatch, capsys, sqlite_config, *argv)
+        assert status == 2 and out == "", (argv, out)
+        _one_line(err)
+        assert "truncated" in err or "no hash field" in err, err
+    status, out, _ = _main(monkeypatch, capsys, sqlite_config, "verify", "--quiet")
+    assert status == 1 and "first bad position: 1" in out, out

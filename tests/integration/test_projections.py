@@ -23,7 +23,7 @@ from ledger.policies.common import add_years
 from projections.events import Event
 from projections.queries import ReadModels
 from projections.store import BULK_CACHE_KIB
-from tests.ledger_helpers import events_table, point_cli_at, raw, table
+from tests.ledger_helpers import events_table, point_cli_at, raw, register, table
 
 BASIC_ELEMENTS = [
     {"code": "leading_change", "weight": 15, "requirements": ["Lead the modernisation plan."]},
@@ -777,6 +777,37 @@ def test_audit_trails_by_executive_appraisal_and_actor_verify_each_entry(
     )
     broken = [t for t in models.audit(actor="AA1") if t["stream_id"] == first][0]["verification"]
     assert broken["chain_ok"] is False and "chain" in broken["problems"]
+
+
+def test_an_audit_page_admits_only_visible_entries_and_stops_its_scan_where_told(
+    app: LedgerApp, models: ReadModels
+) -> None:
+    """`audit_page` (the API's audit-trail pages): the entries a token may see are chosen
+    before the page is cut, so `next_after` is null on the page holding the last of them;
+    an actor's scan that reads `max_scan` entries without filling the page ends there, with
+    a `next_after` to go on from (as `/v1/ledger/events` does past 20,000 rows)."""
+    for n in range(250):
+        register(app, f"E{n}", agency="DOT" if n < 249 else "DOE")
+    models.catch_up()
+    doe = {"E249"}
+    pages: list[tuple[list[str], int | None]] = []
+    after = 0
+    while True:
+        items, next_after = models.audit_page(
+            actor="hr-1", after=after, limit=5, visible=doe.__contains__, max_scan=100
+        )
+        pages.append(([i["stream_id"] for i in items], next_after))
+        if next_after is None:
+            break
+        assert next_after > after
+        after = next_after
+    assert [s for ids, _ in pages for s in ids] == ["E249"]
+    assert pages[-1] == (["E249"], None)
+    assert all(not ids for ids, _ in pages[:-1]) and len(pages) == 3  # 100 + 100 + 50 read
+    everyone, next_after = models.audit_page(actor="hr-1", limit=249)
+    assert len(everyone) == 249 and next_after == everyone[-1]["position"]
+    rest, next_after = models.audit_page(actor="hr-1", after=everyone[-1]["position"], limit=5)
+    assert [i["stream_id"] for i in rest] == ["E249"] and next_after is None
 
 
 # --- Determinism, replays, concurrency -----------------------------------------------------

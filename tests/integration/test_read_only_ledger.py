@@ -222,3 +222,45 @@ def test_a_backup_on_read_only_media_is_restored(
     assert done.stdout.startswith("restored ") and _listing(archive) == before
     done = _run(home, "verify", "--quiet")
     assert done.returncode == 0 and done.stdout.startswith("ledger verified: "), done.stderr
+
+
+def _digests(stdout: str) -> dict[str, str]:
+    return dict(line.split() for line in stdout.splitlines())
+
+
+def test_projections_status_and_digest_read_an_archive(original: Path, tmp_path: Path) -> None:
+    """`projections status` and `projections digest` only read (`projections rebuild` and
+    `project` write): on an archive they failed like a writing command (exit 69, "attempt to
+    write a readonly database"). An archive whose read models were built reports them as
+    stored; one without them reports every projection at 0, behind the head, and
+    `digest --catch-up` builds them in memory from the log: the digests a writable copy
+    gives after catching up."""
+    built = tmp_path / "built"
+    shutil.copytree(original, built)
+    done = _run(built, "projections", "digest", "--catch-up")
+    assert done.returncode == 0, done.stderr
+    live = _digests(done.stdout)
+    status = _run(built, "projections", "status")
+    assert status.returncode == 0, status.stderr
+
+    for source, projected in ((built, True), (original, False)):
+        home = _archive(source, tmp_path / source.name)
+        try:
+            before = _listing(home)
+            done = _run(home, "projections", "status", "--max-lag", "0")
+            if projected:
+                assert done.returncode == 0 and done.stdout == status.stdout, done.stderr
+            else:
+                assert done.returncode == 1, done.stderr
+                assert "more than 0 events behind" in done.stderr
+                rows = done.stdout.splitlines()[1:]
+                assert rows and all(r.split()[1] == "0" and r.endswith("behind") for r in rows)
+            done = _run(home, "projections", "digest")
+            assert done.returncode == 0, done.stderr
+            assert (_digests(done.stdout) == live) is projected
+            done = _run(home, "projections", "digest", "--catch-up")
+            assert done.returncode == 0, done.stderr
+            assert _digests(done.stdout) == live
+            assert _listing(home) == before
+        finally:
+            os.chmod(home, 0o755)
