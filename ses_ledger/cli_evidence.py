@@ -463,14 +463,10 @@ def _ledger_keys(url: str) -> list[dict[str, Any]]:
     which an older bundle does not hold, and each bundle key must be one of them."""
     from ledger.witness import Inconsistent, LogClient, WitnessUnavailable
 
-    try:
-        listed = LogClient(url).keys()
+    try:  # with their validity: each entry's recorded_at is held to its key's window
+        return LogClient(url).key_list()
     except (Inconsistent, WitnessUnavailable) as exc:
         raise _NotChecked(f"cannot obtain the ledger's keys from {url}: {exc}") from None
-    return [
-        {"key_id": key_id, "algorithm": "Ed25519", "public_key": public_key}
-        for key_id, public_key in listed.items()
-    ]
 
 
 def _is_state_file(path: str) -> bool:

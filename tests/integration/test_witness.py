@@ -439,6 +439,35 @@ def test_a_bundle_key_swapped_under_its_key_id_is_caught_with_url(
         assert "differs from the key the ledger lists" in out and "NOT VERIFIED" in out
 
 
+def test_url_holds_entries_to_the_validity_the_ledger_lists_for_their_key(
+    sqlite_config: LedgerConfig,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """api-contract.md `GET /v1/ledger/keys` (valid_from, valid_until), README "Evidence":
+    each entry's `recorded_at` is held to its key's window in the ledger's key list with
+    `--url`. `bundle verify --url` passed the verifier the ledger's keys without their
+    windows, so every key's window was open: entries signed after the ledger retired their
+    key verified with `--url`, although the ledger's own list says the key was closed."""
+    from datetime import UTC, datetime
+
+    point_cli_at(monkeypatch, sqlite_config)
+    app = LedgerApp(sqlite_config, clock=lambda: datetime(2027, 3, 1, 12, tzinfo=UTC))
+    register(app, "E1")
+    exported = tmp_path / "b.json"
+    write_bundle(build_bundle(app, "E1"), str(exported))
+    assert ses(["bundle", "verify", str(exported)]) == 0  # the bundle's own list: still open
+    capsys.readouterr()
+    # the ledger lists the key as retired before the entries it signed were recorded
+    KeyRing(sqlite_config.home).rotate(close_at=datetime(2027, 1, 1, tzinfo=UTC))
+    with serve(sqlite_config) as url:
+        assert ses(["bundle", "verify", str(exported), "--url", url]) == 1
+    out = capsys.readouterr().out
+    assert "outside the validity of its signing key" in out and "2027-01-01T00:00:00Z" in out
+    assert "NOT VERIFIED" in out
+
+
 def test_the_checkpoint_note_of_an_empty_ledger_is_the_empty_tree(
     sqlite_config: LedgerConfig,
     monkeypatch: pytest.MonkeyPatch,
