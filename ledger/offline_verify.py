@@ -11,10 +11,11 @@ cite). It checks the checkpoint's signature (C2SP signed-note / tlog-checkpoint)
 entry's RFC 9162 inclusion proof against the checkpoint root and, given a trusted
 checkpoint, that both are the same tree or consistent ones (RFC 9162 2.1.4), and that each
 entry's ``recorded_at`` lies in its signing key's ``valid_from`` .. ``valid_until``
-(``_check_times``: a warning for entries recorded before 2026-12-01). It then prints
-the executive's history rebuilt from the events, with the removal history (REM-2: two final
-ratings below Level 3 at most 3 years apart; REM-3: two Level 1 final ratings at most 5 years
-apart; both ends inclusive; Feb 29 + n years = Feb 28).
+(``_check_times``: a warning for entries recorded before 2026-12-01). It cannot prove that
+the bundle is complete (an event left out leaves no trace in what remains), and says so.
+It then prints the executive's history rebuilt from the events, with the removal history
+(REM-2: two final ratings below Level 3 at most 3 years apart; REM-3: two Level 1 final
+ratings at most 5 years apart; both ends inclusive; Feb 29 + n years = Feb 28).
 Exit status: 0 verified, 1 problems found, 2 usage error or unreadable input.
 """
 
@@ -708,6 +709,11 @@ def verify_bundle(
         f"key {k}: Ed25519 {base64.b64encode(v.public_bytes_raw()).decode()}"
         for k, v in keys.items()
     ]
+    report.summary.append(
+        "not proven by any bundle: that it holds every event of the executive (one left "
+        "out, a whole appraisal or the last events of a stream, goes undetected): the history "
+        "below is rebuilt from these entries only"
+    )
     report.summary += history_lines(entries)
     return report
 

@@ -681,7 +681,9 @@ def register(sub: Any) -> None:
         "or the ledger at --url unreachable or without a usable checkpoint). With --url, the "
         "consistency proof between the bundle's checkpoint and the trusted one (or the "
         "server's latest) is fetched from the ledger first: an old bundle then detects a "
-        "rewrite or truncation of the history it was exported from.",
+        "rewrite or truncation of the history it was exported from. A bundle proves that its "
+        "entries are the ledger's, not that it holds all of the executive's events: one left "
+        "out (a whole appraisal, or the last events of a stream) goes undetected.",
     )
     verify.add_argument("file", metavar="FILE")
     verify.add_argument(

@@ -999,3 +999,30 @@ def test_recorded_at_going_back_in_a_bundle_is_a_warning(bundle: dict[str, Any])
         f"recorded_at goes back in position order at {lb.entries[1]['position']}: a known_at "
         "read there is not a prefix of the log"
     ]
+
+
+def test_a_bundle_short_of_an_event_says_completeness_is_not_proven(
+    bundle: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README "Evidence": a bundle proves what is in it, not that nothing was left out. The
+    last events of a stream (here the Level 2 final rating that triggers REM-2) can be
+    dropped and every check still holds; the verifier then printed BUNDLE VERIFIED and
+    "no removal required" without a word that the history is only what the bundle holds."""
+    final = next(
+        e
+        for e in bundle["entries"]
+        if e["stream_id"] == "A-2024-E1" and e["type"] == "FinalRatingAssigned"
+    )
+    bundle["entries"].remove(final)
+    del bundle["proofs"][str(final["position"])]
+    report = verify_bundle(bundle)
+    assert report.ok, report.problems  # undetectable from the bundle alone
+    text = "\n".join(report.summary)
+    assert "three-year (REM-2): in window: none; no removal required" in text
+    path = tmp_path / "short.json"
+    path.write_text(json.dumps(bundle))
+    assert main([str(path)]) == 0
+    out = capsys.readouterr().out
+    note = "not proven by any bundle: that it holds every event of the executive"
+    assert note in out
+    assert out.index(note) < out.index("removal history as of")
