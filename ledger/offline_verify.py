@@ -1,7 +1,8 @@
 """Offline verifier of an SES Ledger evidence bundle (format ``ses-ledger-bundle/v1``).
 
-Standalone: needs Python >= 3.11 and ``cryptography`` only, so this file can be copied out
-and read on its own. ``python offline_verify.py BUNDLE.json [--checkpoint TRUSTED_NOTE]``
+Standalone: needs Python >= 3.11 and ``cryptography`` only (2.6 or later: Debian 12's own
+38.0.4 does), so this file can be copied out and read on its own.
+``python offline_verify.py BUNDLE.json [--checkpoint TRUSTED_NOTE]``
 
 It trusts nothing the ledger computed. Per entry it recomputes ``hash`` (SHA-256 of the
 RFC 8785 canonical JSON of the ten hashed fields), checks the Ed25519 signature over the 32
@@ -34,6 +35,7 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 FORMAT = "ses-ledger-bundle/v1"
 HASHED = (
@@ -154,6 +156,12 @@ def verify_consistency(first: int, second: int, proof: list[bytes], r1: bytes, r
     return _walk(fn, sn, path[0], path[1:]) == (r1, r2)
 
 
+def raw_key(key: Ed25519PublicKey) -> bytes:
+    """The 32 raw bytes of a public key, as cryptography 2.6 and later give them
+    (`public_bytes_raw` is cryptography 40's: Debian 12's Python 3.11 comes with 38)."""
+    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
 # --- C2SP checkpoint note ---------------------------------------------------------------------
 
 
@@ -196,7 +204,7 @@ def verify_checkpoint(note: Any, keys: Keys) -> Head:
     signed = False
     for blob in blobs:
         for key in keys.values():
-            kid = hashlib.sha256(origin.encode() + b"\n\x01" + key.public_bytes_raw()).digest()[:4]
+            kid = hashlib.sha256(origin.encode() + b"\n\x01" + raw_key(key)).digest()[:4]
             if blob[:4] == kid:
                 try:
                     key.verify(blob[4:], body.encode())
@@ -606,7 +614,7 @@ def _check_listed(keys: Keys, listed: Keys, bad: Problem) -> None:
         known = listed.get(key_id)
         if known is None:
             bad(f"keys: key {key_id} of the bundle is not among the keys the ledger lists")
-        elif known.public_bytes_raw() != key.public_bytes_raw():
+        elif raw_key(known) != raw_key(key):
             bad(f"keys: key {key_id} of the bundle differs from the key the ledger lists")
 
 
@@ -706,8 +714,7 @@ def verify_bundle(
             else:
                 report.summary.append("trusted checkpoint: consistent with the bundle's")
     report.summary += [
-        f"key {k}: Ed25519 {base64.b64encode(v.public_bytes_raw()).decode()}"
-        for k, v in keys.items()
+        f"key {k}: Ed25519 {base64.b64encode(raw_key(v)).decode()}" for k, v in keys.items()
     ]
     report.summary.append(
         "not proven by any bundle: that it holds every event of the executive (one left "

@@ -1026,3 +1026,49 @@ def test_a_bundle_short_of_an_event_says_completeness_is_not_proven(
     note = "not proven by any bundle: that it holds every event of the executive"
     assert note in out
     assert out.index(note) < out.index("removal history as of")
+
+
+class _KeyOfCryptography38:
+    """An Ed25519 public key as cryptography before 40 has it (Debian 12's python3-cryptography
+    is 38.0.4): `verify` and `public_bytes(Encoding.Raw, PublicFormat.Raw)`, no
+    `public_bytes_raw`."""
+
+    def __init__(self, key: Any) -> None:
+        self._key = key
+
+    def verify(self, signature: bytes, data: bytes) -> None:
+        self._key.verify(signature, data)
+
+    def public_bytes(self, encoding: Any, form: Any) -> bytes:
+        return bytes(self._key.public_bytes(encoding, form))
+
+
+class _Ed25519OfCryptography38:
+    @staticmethod
+    def from_public_bytes(data: bytes) -> _KeyOfCryptography38:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        return _KeyOfCryptography38(Ed25519PublicKey.from_public_bytes(data))
+
+
+def test_the_verifier_runs_with_the_cryptography_of_a_stock_python_3_11(
+    bundle: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The standalone verifier needs "Python >= 3.11 and cryptography only". Debian 12's own
+    Python 3.11 comes with cryptography 38.0.4, whose keys have no `public_bytes_raw` (added in
+    40): a genuine bundle ended in an AttributeError traceback, exit status 1 (the status of
+    evidence against the bundle), wherever a third party used the system's Python."""
+    monkeypatch.setattr(offline_verify, "Ed25519PublicKey", _Ed25519OfCryptography38)
+    report = verify_bundle(bundle, trusted_keys=bundle["keys"])
+    assert report.ok, report.problems
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(bundle))
+    note = tmp_path / "trusted.note"
+    note.write_text(bundle["checkpoint"])
+    assert main([str(path), "--checkpoint", str(note)]) == 0
+    out = capsys.readouterr().out
+    assert "BUNDLE VERIFIED" in out
+    assert f"Ed25519 {bundle['keys'][0]['public_key']}" in out
