@@ -17,7 +17,8 @@ the bundle is complete (an event left out leaves no trace in what remains), and 
 It then prints the executive's history rebuilt from the events, with the removal history
 (REM-2: two final ratings below Level 3 at most 3 years apart; REM-3: two Level 1 final
 ratings at most 5 years apart; both ends inclusive; Feb 29 + n years = Feb 28).
-Exit status: 0 verified, 1 problems found, 2 usage error or unreadable input.
+Exit status: 0 verified, 1 problems found, 2 usage error, unreadable input, or the verifier
+failing (no verdict on the bundle).
 """
 
 from __future__ import annotations
@@ -748,7 +749,7 @@ def printable(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line; exit 0 when the bundle verifies, 1 on problems, 2 on usage/input errors."""
+    """Command line; exit 0 when the bundle verifies, 1 on problems, 2 when not checked."""
     parser = argparse.ArgumentParser(description="Verify an SES Ledger evidence bundle offline.")
     parser.add_argument("bundle", help="the evidence bundle JSON file")
     parser.add_argument("--checkpoint", metavar="FILE", help="a trusted checkpoint note")
@@ -779,13 +780,21 @@ def main(argv: list[str] | None = None) -> int:
             trusted_keys = listed["keys"]
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return 0 if exc.code == 0 else 2
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, MemoryError) as exc:
         print(
             f"cannot read input, so the bundle was NOT checked: {printable(str(exc))}",
             file=sys.stderr,
         )
         return 2
-    report = verify_bundle(bundle, trusted, trusted_keys, repeated)
+    try:
+        report = verify_bundle(bundle, trusted, trusted_keys, repeated)
+    except Exception as exc:  # noqa: BLE001 - the verifier's failure is no finding (exit 1)
+        print(
+            "the verifier failed, so the bundle was NOT checked (this is no verdict on it): "
+            f"{type(exc).__name__}: {printable(str(exc))}",
+            file=sys.stderr,
+        )
+        return 2
     for line in report.summary:
         print(printable(line))
     for w in report.warnings:

@@ -1072,3 +1072,30 @@ def test_the_verifier_runs_with_the_cryptography_of_a_stock_python_3_11(
     out = capsys.readouterr().out
     assert "BUNDLE VERIFIED" in out
     assert f"Ed25519 {bundle['keys'][0]['public_key']}" in out
+
+
+@pytest.mark.parametrize(
+    "failure", [AttributeError("no attribute 'public_bytes_raw'"), MemoryError()]
+)
+def test_a_verifier_that_fails_did_not_check_the_bundle(
+    bundle: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    failure: Exception,
+) -> None:
+    """README: exit 1 is evidence against the bundle, 2 that it could not be checked. The
+    verifier failing (a library older than it expects, a bundle too large for the memory)
+    ended in a traceback, whose exit status is 1: a genuine bundle reported as failing."""
+
+    def fails(*args: Any, **kwargs: Any) -> offline_verify.Report:
+        raise failure
+
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(bundle))
+    monkeypatch.setattr(offline_verify, "verify_bundle", fails)
+    assert main([str(path)]) == 2
+    captured = capsys.readouterr()
+    assert "BUNDLE VERIFIED" not in captured.out and "NOT VERIFIED" not in captured.out
+    assert "the bundle was NOT checked" in captured.err
+    assert type(failure).__name__ in captured.err
