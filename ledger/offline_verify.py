@@ -781,8 +781,9 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return 0 if exc.code == 0 else 2
     except (OSError, ValueError, MemoryError) as exc:
+        why = printable(str(exc) or type(exc).__name__)  # a MemoryError says nothing
         print(
-            f"cannot read input, so the bundle was NOT checked: {printable(str(exc))}",
+            f"cannot read input, so the bundle was NOT checked: {why}",
             file=sys.stderr,
         )
         return 2

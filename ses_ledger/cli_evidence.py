@@ -432,8 +432,8 @@ def cmd_bundle_verify(args: argparse.Namespace) -> int:
         if args.url is not None:
             trusted = _attach_consistency(bundle, args.url, trusted)
             keys = _ledger_keys(args.url)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        why = offline_verify.printable(str(exc))
+    except (OSError, ValueError, KeyError, TypeError, MemoryError) as exc:
+        why = offline_verify.printable(str(exc) or type(exc).__name__)
         print(f"cannot read input, so the bundle was NOT checked: {why}", file=sys.stderr)
         return 2
     except _NotChecked as exc:

@@ -630,6 +630,30 @@ def test_bundle_verify_against_an_unreachable_ledger_is_not_checked_rather_than_
     assert "cannot reach" in printed.err and printed.err.count("\n") == 1
 
 
+def test_bundle_verify_of_a_bundle_too_large_for_the_memory_is_not_checked(
+    env: LedgerConfig,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """README: exit 2 when the bundle could not be checked, 1 only for evidence against it.
+    With --url the bundle is read before the verifier runs: a MemoryError there (a bundle
+    larger than the memory) was a traceback, exit status 1."""
+    from ledger import offline_verify
+
+    bundle = _exported(env, tmp_path)
+
+    def too_large(text: str | bytes) -> tuple[Any, list[str]]:
+        raise MemoryError
+
+    monkeypatch.setattr(offline_verify, "read_json", too_large)
+    for argv in ([], ["--url", _closed_url()]):
+        assert ses(["bundle", "verify", str(bundle), *argv]) == 2
+        printed = capsys.readouterr()
+        assert "NOT VERIFIED" not in printed.out
+        assert "the bundle was NOT checked" in printed.err
+
+
 @pytest.mark.parametrize(
     ("answers", "said"),
     [
