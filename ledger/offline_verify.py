@@ -433,7 +433,19 @@ def _check_trusted(
     extension: unless ``keys`` is the ledger's own key list (``listed``), a larger bundle
     tree must be signed by the key that signed the trusted checkpoint, or anyone could
     extend a genuine tree with invented entries signed by a key of their own."""
-    t_origin, t_size, t_root = verify_checkpoint(trusted, keys)
+    try:
+        t_origin, t_size, t_root = verify_checkpoint(trusted, keys)
+    except ValueError:
+        t_size = _read_note(trusted)[0][1]
+        if listed or t_size <= head[1]:
+            raise  # a bundle exported at or after the note lists every key there was
+        return (
+            f"the trusted checkpoint is signed by no key the bundle lists; it is newer than "
+            f"the bundle's (tree size {head[1]} < {t_size}), so it may be signed by a key the "
+            "ledger took up after the bundle was exported: check it with the ledger's key "
+            "list, `ses-ledger bundle verify --url URL`, or offline `offline_verify.py "
+            "--keys FILE` with the answer of GET /v1/ledger/keys"
+        )
     (first, r1), (second, r2) = sorted([(t_size, t_root), (head[1], head[2])])
     cands = [*(bundle.get("consistency_proofs") or []), bundle.get("consistency")]
     proof = next(

@@ -70,6 +70,10 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
+def raw(key: Any) -> bytes:
+    return bytes(key.public_bytes_raw())
+
+
 class LedgerBuilder:
     """Appends contract-shaped entries (hashed with the rfc8785 library) to a Merkle tree."""
 
@@ -552,6 +556,27 @@ def test_a_newer_trusted_checkpoint_is_checked_the_other_way() -> None:
     assert verify_bundle(older).ok
     older["consistency_proofs"] = [_consistency(15, LEDGER.tree.size)]
     assert verify_bundle(older, _note(LEDGER.tree.size)).ok
+
+
+def test_a_newer_trusted_checkpoint_signed_by_a_later_key_says_how_to_check_it() -> None:
+    """api-contract.md `GET /v1/ledger/keys` (keys rotate; old ones stay listed): a bundle
+    exported before a rotation cannot hold the key that signed a checkpoint issued after it.
+    Such a genuine pair was NOT VERIFIED with only "no signature ... by a bundle key
+    verifies", nothing saying the bundle may be genuine or how to check it (the key list)."""
+    older = copy.deepcopy(LEDGER.bundle("E1", size=15))
+    older["consistency_proofs"] = [_consistency(15, LEDGER.tree.size)]
+    newer = _note(LEDGER.tree.size, key=OTHER_KEY)
+    [problem] = verify_bundle(older, newer).problems
+    assert f"newer than the bundle's (tree size 15 < {LEDGER.tree.size})" in problem
+    assert "`ses-ledger bundle verify --url URL`" in problem and "--keys" in problem
+    listed = [
+        *older["keys"],
+        older["keys"][0] | {"key_id": "k2", "public_key": b64(raw(OTHER_KEY.public_key()))},
+    ]
+    assert verify_bundle(older, newer, trusted_keys=listed).ok
+    # the same tree size: the bundle, exported after the note, lists every key there was
+    same = verify_bundle(LEDGER.bundle("E1"), _note(LEDGER.tree.size, key=OTHER_KEY))
+    assert same.problems and "newer than the bundle's" not in same.problems[0]
 
 
 def test_a_genuine_tree_extended_under_a_key_of_the_bundles_own_is_reported() -> None:
