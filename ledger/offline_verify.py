@@ -648,8 +648,11 @@ def read_json(text: str | bytes) -> tuple[Any, list[str]]:
             found[name] = value
         return found
 
+    def not_json(name: str) -> Any:
+        raise ValueError(f"{name} is not a JSON number (RFC 8259 6)")
+
     try:
-        return json.loads(text, object_pairs_hook=pairs), repeated
+        return json.loads(text, object_pairs_hook=pairs, parse_constant=not_json), repeated
     except RecursionError:  # not a ValueError: it escaped every caller's handling of bad input
         doc = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
         raise json.JSONDecodeError("arrays or objects nested too deeply", doc, 0) from None

@@ -831,6 +831,22 @@ def test_input_nested_too_deeply_is_unreadable_not_a_crash(
     assert "nested too deeply" in printed.err
 
 
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_a_bundle_holding_a_number_json_has_not_is_unreadable(
+    tmp_path: Path, bundle: dict[str, Any], capsys: pytest.CaptureFixture[str], constant: str
+) -> None:
+    """RFC 8259 6 / I-JSON: NaN and Infinity are not JSON; Python's parser reads them, other
+    readers refuse the file. A bundle holding one where nothing is hashed (beside `format`)
+    was BUNDLE VERIFIED: evidence one reader verifies and another cannot read. Unreadable
+    input now, as any text that is not JSON (exit 2)."""
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(bundle).replace('"format"', f'"note": {constant}, "format"', 1))
+    assert main([str(path)]) == 2
+    printed = capsys.readouterr()
+    assert "BUNDLE VERIFIED" not in printed.out
+    assert f"cannot read input, so the bundle was NOT checked: {constant}" in printed.err
+
+
 def test_an_entry_nested_too_deeply_to_hash_is_a_problem_not_a_crash(
     tmp_path: Path, bundle: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
