@@ -923,6 +923,41 @@ def test_a_copy_of_the_file_alone_verifies_a_bundle(tmp_path: Path, bundle: dict
     assert run.returncode == 0 and "--checkpoint" in run.stdout
 
 
+def _system_pythons() -> list[str]:
+    """Python 3.11+ interpreters of the system (not this one) that have `cryptography`."""
+    found = []
+    for name in ("/usr/bin/python3", "/usr/local/bin/python3"):
+        if not Path(name).is_file() or Path(name).resolve() == Path(sys.executable).resolve():
+            continue
+        probe = subprocess.run(
+            [name, "-I", "-c", "import sys, cryptography; assert sys.version_info >= (3, 11)"],
+            capture_output=True,
+            timeout=60,
+        )
+        if probe.returncode == 0:
+            found.append(name)
+    return found
+
+
+@pytest.mark.parametrize("python", _system_pythons() or [pytest.param("", marks=pytest.mark.skip)])
+def test_a_copy_of_the_file_verifies_under_the_systems_own_python(
+    tmp_path: Path, bundle: dict[str, Any], python: str
+) -> None:
+    """What a third party has at hand: the system's Python and its packaged cryptography
+    (Debian 12: 3.11 with cryptography 38.0.4, older than this project's own)."""
+    shutil.copy(offline_verify.__file__, tmp_path / "offline_verify.py")
+    (tmp_path / "bundle.json").write_text(json.dumps(bundle))
+    run = subprocess.run(
+        [python, "-I", "offline_verify.py", "bundle.json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.endswith("BUNDLE VERIFIED\n")
+
+
 # --- checkpoint notes (C2SP signed-note), as the standalone verifier reads them -------------
 
 
