@@ -39,6 +39,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 FORMAT = "ses-ledger-bundle/v1"
+#: How input files are read: UTF-8, a leading byte order mark ignored (RFC 8259 8.1 allows
+#: it; Windows editors write one), so a bundle opened and saved there still reads.
+TEXT = "utf-8-sig"
 HASHED = (
     "stream_id",
     "stream_version",
@@ -776,11 +779,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         args = parser.parse_args(argv)
-        with open(args.bundle, encoding="utf-8") as f:
+        with open(args.bundle, encoding=TEXT) as f:
             bundle, repeated = read_json(f.read())
         trusted = None
         if args.checkpoint is not None:
-            with open(args.checkpoint, encoding="utf-8") as f:
+            with open(args.checkpoint, encoding=TEXT) as f:
                 trusted = f.read()
             try:
                 _read_note(trusted)
@@ -788,7 +791,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"{args.checkpoint} is not a checkpoint note: {exc}") from None
         trusted_keys = None
         if args.keys is not None:
-            with open(args.keys, encoding="utf-8") as f:
+            with open(args.keys, encoding=TEXT) as f:
                 listed = read_json(f.read())[0]
             if not isinstance(listed, dict) or not isinstance(listed.get("keys"), list):
                 raise ValueError(f'{args.keys} is not a key list ({{"keys": [...]}})')

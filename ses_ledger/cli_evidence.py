@@ -392,9 +392,9 @@ def cmd_bundle_reindex(args: argparse.Namespace) -> int:
 
 def _read_note(path: str) -> str:
     """A checkpoint note, from a note file or from a witness state file (its `checkpoint`)."""
-    from ledger.offline_verify import read_json
+    from ledger.offline_verify import TEXT, read_json
 
-    text = Path(path).read_text(encoding="utf-8")
+    text = Path(path).read_text(encoding=TEXT)
     if text.lstrip().startswith("{"):
         return str(read_json(text)[0]["checkpoint"])
     return text
@@ -418,7 +418,9 @@ def cmd_bundle_verify(args: argparse.Namespace) -> int:
         return offline_verify.main(argv)
     keys: list[dict[str, Any]] | None = None
     try:
-        bundle, repeated = offline_verify.read_json(Path(args.file).read_text(encoding="utf-8"))
+        bundle, repeated = offline_verify.read_json(
+            Path(args.file).read_text(encoding=offline_verify.TEXT)
+        )
         if repeated:  # the copy handed on below is re-encoded: said here, where it is seen
             print(f"PROBLEM: {offline_verify.repeated_names_problem(repeated)}")
             print("NOT VERIFIED: 1 problem(s)")
@@ -470,8 +472,10 @@ def _ledger_keys(url: str) -> list[dict[str, Any]]:
 
 
 def _is_state_file(path: str) -> bool:
+    from ledger.offline_verify import TEXT
+
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding=TEXT) as f:
             return f.read(64).lstrip().startswith("{")
     except (OSError, ValueError):
         return False

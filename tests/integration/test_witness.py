@@ -630,6 +630,18 @@ def test_bundle_verify_against_an_unreachable_ledger_is_not_checked_rather_than_
     assert "cannot reach" in printed.err and printed.err.count("\n") == 1
 
 
+def test_bundle_verify_url_reads_a_bundle_saved_with_a_byte_order_mark(
+    env: LedgerConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """RFC 8259 8.1: a leading byte order mark (Windows editors save UTF-8 with one) may be
+    ignored; with --url the bundle is read by `ses-ledger` itself, which refused it (exit 2)."""
+    bundle = _exported(env, tmp_path)
+    bundle.write_text("\ufeff" + bundle.read_text(encoding="utf-8"), encoding="utf-8")
+    with serve(env) as url:
+        assert ses(["bundle", "verify", str(bundle), "--url", url]) == 0
+    assert capsys.readouterr().out.endswith("BUNDLE VERIFIED\n")
+
+
 def test_bundle_verify_of_a_bundle_too_large_for_the_memory_is_not_checked(
     env: LedgerConfig,
     tmp_path: Path,

@@ -1175,3 +1175,23 @@ def test_a_verifier_that_fails_did_not_check_the_bundle(
     assert "BUNDLE VERIFIED" not in captured.out and "NOT VERIFIED" not in captured.out
     assert "the bundle was NOT checked" in captured.err
     assert type(failure).__name__ in captured.err
+
+
+def test_files_saved_with_a_byte_order_mark_are_read(
+    tmp_path: Path, bundle: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """RFC 8259 8.1 lets a reader ignore a leading byte order mark, which Windows editors
+    write when they save UTF-8 (Notepad's "UTF-8 with BOM"): a bundle, trusted checkpoint or
+    key list opened and saved so could not be checked ("Unexpected UTF-8 BOM", exit 2),
+    though not one hashed or signed byte of it changed. The API's bodies ignore it too."""
+    bom = "\ufeff"
+    path = tmp_path / "bundle.json"
+    path.write_text(bom + json.dumps(bundle), encoding="utf-8")
+    note = tmp_path / "trusted.note"
+    note.write_text(bom + bundle["checkpoint"], encoding="utf-8")
+    keys = tmp_path / "keys.json"
+    keys.write_text(bom + json.dumps({"keys": bundle["keys"]}), encoding="utf-8")
+    assert main([str(path), "--checkpoint", str(note), "--keys", str(keys)]) == 0
+    out = capsys.readouterr().out
+    assert "trusted checkpoint: consistent with the bundle's" in out
+    assert out.endswith("BUNDLE VERIFIED\n")
