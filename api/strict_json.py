@@ -10,7 +10,8 @@ validation error, which `api.errors` answers (422, or the 401/403 a body would g
 
 Every other way a body can fail to parse ends the same way, so that no caller learns of it
 before the token check: nesting too deep for the parser (`read_json` says so) and a number
-too long to convert (`ValueError`) are JSON decode errors too, and text that is not UTF-8 is
+too long to convert and NaN or Infinity, which are not JSON (`ValueError`) are JSON decode
+errors too (422, as such a value in any field already was), and text that is not UTF-8 is
 `NotUtf8`, a 400 `api.errors` also answers after the token check. FastAPI would answer
 each with its own 400 ("There was an error parsing the body") before any dependency ran.
 """

@@ -1,7 +1,8 @@
 """Offline verifier of an SES Ledger evidence bundle (format ``ses-ledger-bundle/v1``).
 
-Standalone: needs Python >= 3.11 and ``cryptography`` only, so this file can be copied out
-and read on its own. ``python offline_verify.py BUNDLE.json [--checkpoint TRUSTED_NOTE]``
+Standalone: needs Python >= 3.11 and ``cryptography`` only (2.6 or later: Debian 12's own
+38.0.4 does), so this file can be copied out and read on its own.
+``python offline_verify.py BUNDLE.json [--checkpoint TRUSTED_NOTE]``
 
 It trusts nothing the ledger computed. Per entry it recomputes ``hash`` (SHA-256 of the
 RFC 8785 canonical JSON of the ten hashed fields), checks the Ed25519 signature over the 32
@@ -11,11 +12,13 @@ cite). It checks the checkpoint's signature (C2SP signed-note / tlog-checkpoint)
 entry's RFC 9162 inclusion proof against the checkpoint root and, given a trusted
 checkpoint, that both are the same tree or consistent ones (RFC 9162 2.1.4), and that each
 entry's ``recorded_at`` lies in its signing key's ``valid_from`` .. ``valid_until``
-(``_check_times``: a warning for entries recorded before 2026-12-01). It then prints
-the executive's history rebuilt from the events, with the removal history (REM-2: two final
-ratings below Level 3 at most 3 years apart; REM-3: two Level 1 final ratings at most 5 years
-apart; both ends inclusive; Feb 29 + n years = Feb 28).
-Exit status: 0 verified, 1 problems found, 2 usage error or unreadable input.
+(``_check_times``: a warning for entries recorded before 2026-12-01). It cannot prove that
+the bundle is complete (an event left out leaves no trace in what remains), and says so.
+It then prints the executive's history rebuilt from the events, with the removal history
+(REM-2: two final ratings below Level 3 at most 3 years apart; REM-3: two Level 1 final
+ratings at most 5 years apart; both ends inclusive; Feb 29 + n years = Feb 28).
+Exit status: 0 verified, 1 problems found, 2 usage error, unreadable input, or the verifier
+failing (no verdict on the bundle).
 """
 
 from __future__ import annotations
@@ -33,8 +36,12 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 FORMAT = "ses-ledger-bundle/v1"
+#: How input files are read: UTF-8, a leading byte order mark ignored (RFC 8259 8.1 allows
+#: it; Windows editors write one), so a bundle opened and saved there still reads.
+TEXT = "utf-8-sig"
 HASHED = (
     "stream_id",
     "stream_version",
@@ -153,6 +160,12 @@ def verify_consistency(first: int, second: int, proof: list[bytes], r1: bytes, r
     return _walk(fn, sn, path[0], path[1:]) == (r1, r2)
 
 
+def raw_key(key: Ed25519PublicKey) -> bytes:
+    """The 32 raw bytes of a public key, as cryptography 2.6 and later give them
+    (`public_bytes_raw` is cryptography 40's: Debian 12's Python 3.11 comes with 38)."""
+    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
 # --- C2SP checkpoint note ---------------------------------------------------------------------
 
 
@@ -195,7 +208,7 @@ def verify_checkpoint(note: Any, keys: Keys) -> Head:
     signed = False
     for blob in blobs:
         for key in keys.values():
-            kid = hashlib.sha256(origin.encode() + b"\n\x01" + key.public_bytes_raw()).digest()[:4]
+            kid = hashlib.sha256(origin.encode() + b"\n\x01" + raw_key(key)).digest()[:4]
             if blob[:4] == kid:
                 try:
                     key.verify(blob[4:], body.encode())
@@ -423,7 +436,19 @@ def _check_trusted(
     extension: unless ``keys`` is the ledger's own key list (``listed``), a larger bundle
     tree must be signed by the key that signed the trusted checkpoint, or anyone could
     extend a genuine tree with invented entries signed by a key of their own."""
-    t_origin, t_size, t_root = verify_checkpoint(trusted, keys)
+    try:
+        t_origin, t_size, t_root = verify_checkpoint(trusted, keys)
+    except ValueError:
+        t_size = _read_note(trusted)[0][1]
+        if listed or t_size <= head[1]:
+            raise  # a bundle exported at or after the note lists every key there was
+        return (
+            f"the trusted checkpoint is signed by no key the bundle lists; it is newer than "
+            f"the bundle's (tree size {head[1]} < {t_size}), so it may be signed by a key the "
+            "ledger took up after the bundle was exported: check it with the ledger's key "
+            "list, `ses-ledger bundle verify --url URL`, or offline `offline_verify.py "
+            "--keys FILE` with the answer of GET /v1/ledger/keys"
+        )
     (first, r1), (second, r2) = sorted([(t_size, t_root), (head[1], head[2])])
     cands = [*(bundle.get("consistency_proofs") or []), bundle.get("consistency")]
     proof = next(
@@ -605,7 +630,7 @@ def _check_listed(keys: Keys, listed: Keys, bad: Problem) -> None:
         known = listed.get(key_id)
         if known is None:
             bad(f"keys: key {key_id} of the bundle is not among the keys the ledger lists")
-        elif known.public_bytes_raw() != key.public_bytes_raw():
+        elif raw_key(known) != raw_key(key):
             bad(f"keys: key {key_id} of the bundle differs from the key the ledger lists")
 
 
@@ -626,8 +651,11 @@ def read_json(text: str | bytes) -> tuple[Any, list[str]]:
             found[name] = value
         return found
 
+    def not_json(name: str) -> Any:
+        raise ValueError(f"{name} is not a JSON number (RFC 8259 6)")
+
     try:
-        return json.loads(text, object_pairs_hook=pairs), repeated
+        return json.loads(text, object_pairs_hook=pairs, parse_constant=not_json), repeated
     except RecursionError:  # not a ValueError: it escaped every caller's handling of bad input
         doc = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
         raise json.JSONDecodeError("arrays or objects nested too deeply", doc, 0) from None
@@ -705,9 +733,13 @@ def verify_bundle(
             else:
                 report.summary.append("trusted checkpoint: consistent with the bundle's")
     report.summary += [
-        f"key {k}: Ed25519 {base64.b64encode(v.public_bytes_raw()).decode()}"
-        for k, v in keys.items()
+        f"key {k}: Ed25519 {base64.b64encode(raw_key(v)).decode()}" for k, v in keys.items()
     ]
+    report.summary.append(
+        "not proven by any bundle: that it holds every event of the executive (one left "
+        "out, a whole appraisal or the last events of a stream, goes undetected): the history "
+        "below is rebuilt from these entries only"
+    )
     report.summary += history_lines(entries)
     return report
 
@@ -735,7 +767,7 @@ def printable(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line; exit 0 when the bundle verifies, 1 on problems, 2 on usage/input errors."""
+    """Command line; exit 0 when the bundle verifies, 1 on problems, 2 when not checked."""
     parser = argparse.ArgumentParser(description="Verify an SES Ledger evidence bundle offline.")
     parser.add_argument("bundle", help="the evidence bundle JSON file")
     parser.add_argument("--checkpoint", metavar="FILE", help="a trusted checkpoint note")
@@ -747,11 +779,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         args = parser.parse_args(argv)
-        with open(args.bundle, encoding="utf-8") as f:
+        with open(args.bundle, encoding=TEXT) as f:
             bundle, repeated = read_json(f.read())
         trusted = None
         if args.checkpoint is not None:
-            with open(args.checkpoint, encoding="utf-8") as f:
+            with open(args.checkpoint, encoding=TEXT) as f:
                 trusted = f.read()
             try:
                 _read_note(trusted)
@@ -759,20 +791,29 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"{args.checkpoint} is not a checkpoint note: {exc}") from None
         trusted_keys = None
         if args.keys is not None:
-            with open(args.keys, encoding="utf-8") as f:
+            with open(args.keys, encoding=TEXT) as f:
                 listed = read_json(f.read())[0]
             if not isinstance(listed, dict) or not isinstance(listed.get("keys"), list):
                 raise ValueError(f'{args.keys} is not a key list ({{"keys": [...]}})')
             trusted_keys = listed["keys"]
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return 0 if exc.code == 0 else 2
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, MemoryError) as exc:
+        why = printable(str(exc) or type(exc).__name__)  # a MemoryError says nothing
         print(
-            f"cannot read input, so the bundle was NOT checked: {printable(str(exc))}",
+            f"cannot read input, so the bundle was NOT checked: {why}",
             file=sys.stderr,
         )
         return 2
-    report = verify_bundle(bundle, trusted, trusted_keys, repeated)
+    try:
+        report = verify_bundle(bundle, trusted, trusted_keys, repeated)
+    except Exception as exc:  # noqa: BLE001 - the verifier's failure is no finding (exit 1)
+        print(
+            "the verifier failed, so the bundle was NOT checked (this is no verdict on it): "
+            f"{type(exc).__name__}: {printable(str(exc))}",
+            file=sys.stderr,
+        )
+        return 2
     for line in report.summary:
         print(printable(line))
     for w in report.warnings:

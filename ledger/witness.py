@@ -152,6 +152,24 @@ class LogClient:
                 found[str(key.get("key_id"))] = str(key.get("public_key"))
         return found
 
+    def key_list(self) -> list[dict[str, Any]]:
+        """The Ed25519 keys as listed, with their `valid_from` and `valid_until` (a bundle
+        verifier holds each entry's `recorded_at` to them: `keys` leaves them out)."""
+        listed = self._json("/v1/ledger/keys").get("keys")
+        if not isinstance(listed, list):
+            raise Inconsistent("/v1/ledger/keys did not answer a list of keys")
+        return [
+            {
+                "key_id": str(key.get("key_id")),
+                "algorithm": "Ed25519",
+                "public_key": str(key.get("public_key")),
+                "valid_from": key.get("valid_from"),
+                "valid_until": key.get("valid_until"),
+            }
+            for key in listed
+            if isinstance(key, dict) and key.get("algorithm") == "Ed25519"
+        ]
+
     def consistency(self, first: int, second: int) -> list[bytes]:
         """The proof hashes; Inconsistent when the server cannot give one."""
         body = self._json("/v1/ledger/proofs/consistency", first=first, second=second)

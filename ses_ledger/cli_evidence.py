@@ -392,9 +392,9 @@ def cmd_bundle_reindex(args: argparse.Namespace) -> int:
 
 def _read_note(path: str) -> str:
     """A checkpoint note, from a note file or from a witness state file (its `checkpoint`)."""
-    from ledger.offline_verify import read_json
+    from ledger.offline_verify import TEXT, read_json
 
-    text = Path(path).read_text(encoding="utf-8")
+    text = Path(path).read_text(encoding=TEXT)
     if text.lstrip().startswith("{"):
         return str(read_json(text)[0]["checkpoint"])
     return text
@@ -418,7 +418,9 @@ def cmd_bundle_verify(args: argparse.Namespace) -> int:
         return offline_verify.main(argv)
     keys: list[dict[str, Any]] | None = None
     try:
-        bundle, repeated = offline_verify.read_json(Path(args.file).read_text(encoding="utf-8"))
+        bundle, repeated = offline_verify.read_json(
+            Path(args.file).read_text(encoding=offline_verify.TEXT)
+        )
         if repeated:  # the copy handed on below is re-encoded: said here, where it is seen
             print(f"PROBLEM: {offline_verify.repeated_names_problem(repeated)}")
             print("NOT VERIFIED: 1 problem(s)")
@@ -432,8 +434,8 @@ def cmd_bundle_verify(args: argparse.Namespace) -> int:
         if args.url is not None:
             trusted = _attach_consistency(bundle, args.url, trusted)
             keys = _ledger_keys(args.url)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        why = offline_verify.printable(str(exc))
+    except (OSError, ValueError, KeyError, TypeError, MemoryError) as exc:
+        why = offline_verify.printable(str(exc) or type(exc).__name__)
         print(f"cannot read input, so the bundle was NOT checked: {why}", file=sys.stderr)
         return 2
     except _NotChecked as exc:
@@ -463,19 +465,17 @@ def _ledger_keys(url: str) -> list[dict[str, Any]]:
     which an older bundle does not hold, and each bundle key must be one of them."""
     from ledger.witness import Inconsistent, LogClient, WitnessUnavailable
 
-    try:
-        listed = LogClient(url).keys()
+    try:  # with their validity: each entry's recorded_at is held to its key's window
+        return LogClient(url).key_list()
     except (Inconsistent, WitnessUnavailable) as exc:
         raise _NotChecked(f"cannot obtain the ledger's keys from {url}: {exc}") from None
-    return [
-        {"key_id": key_id, "algorithm": "Ed25519", "public_key": public_key}
-        for key_id, public_key in listed.items()
-    ]
 
 
 def _is_state_file(path: str) -> bool:
+    from ledger.offline_verify import TEXT
+
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding=TEXT) as f:
             return f.read(64).lstrip().startswith("{")
     except (OSError, ValueError):
         return False
@@ -685,7 +685,9 @@ def register(sub: Any) -> None:
         "or the ledger at --url unreachable or without a usable checkpoint). With --url, the "
         "consistency proof between the bundle's checkpoint and the trusted one (or the "
         "server's latest) is fetched from the ledger first: an old bundle then detects a "
-        "rewrite or truncation of the history it was exported from.",
+        "rewrite or truncation of the history it was exported from. A bundle proves that its "
+        "entries are the ledger's, not that it holds all of the executive's events: one left "
+        "out (a whole appraisal, or the last events of a stream) goes undetected.",
     )
     verify.add_argument("file", metavar="FILE")
     verify.add_argument(

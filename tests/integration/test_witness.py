@@ -439,6 +439,35 @@ def test_a_bundle_key_swapped_under_its_key_id_is_caught_with_url(
         assert "differs from the key the ledger lists" in out and "NOT VERIFIED" in out
 
 
+def test_url_holds_entries_to_the_validity_the_ledger_lists_for_their_key(
+    sqlite_config: LedgerConfig,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """api-contract.md `GET /v1/ledger/keys` (valid_from, valid_until), README "Evidence":
+    each entry's `recorded_at` is held to its key's window in the ledger's key list with
+    `--url`. `bundle verify --url` passed the verifier the ledger's keys without their
+    windows, so every key's window was open: entries signed after the ledger retired their
+    key verified with `--url`, although the ledger's own list says the key was closed."""
+    from datetime import UTC, datetime
+
+    point_cli_at(monkeypatch, sqlite_config)
+    app = LedgerApp(sqlite_config, clock=lambda: datetime(2027, 3, 1, 12, tzinfo=UTC))
+    register(app, "E1")
+    exported = tmp_path / "b.json"
+    write_bundle(build_bundle(app, "E1"), str(exported))
+    assert ses(["bundle", "verify", str(exported)]) == 0  # the bundle's own list: still open
+    capsys.readouterr()
+    # the ledger lists the key as retired before the entries it signed were recorded
+    KeyRing(sqlite_config.home).rotate(close_at=datetime(2027, 1, 1, tzinfo=UTC))
+    with serve(sqlite_config) as url:
+        assert ses(["bundle", "verify", str(exported), "--url", url]) == 1
+    out = capsys.readouterr().out
+    assert "outside the validity of its signing key" in out and "2027-01-01T00:00:00Z" in out
+    assert "NOT VERIFIED" in out
+
+
 def test_the_checkpoint_note_of_an_empty_ledger_is_the_empty_tree(
     sqlite_config: LedgerConfig,
     monkeypatch: pytest.MonkeyPatch,
@@ -599,6 +628,42 @@ def test_bundle_verify_against_an_unreachable_ledger_is_not_checked_rather_than_
     assert "NOT VERIFIED" not in printed.out and "PROBLEM" not in printed.out
     assert printed.err.startswith("the bundle could NOT be checked (this is no verdict on it): ")
     assert "cannot reach" in printed.err and printed.err.count("\n") == 1
+
+
+def test_bundle_verify_url_reads_a_bundle_saved_with_a_byte_order_mark(
+    env: LedgerConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """RFC 8259 8.1: a leading byte order mark (Windows editors save UTF-8 with one) may be
+    ignored; with --url the bundle is read by `ses-ledger` itself, which refused it (exit 2)."""
+    bundle = _exported(env, tmp_path)
+    bundle.write_text("\ufeff" + bundle.read_text(encoding="utf-8"), encoding="utf-8")
+    with serve(env) as url:
+        assert ses(["bundle", "verify", str(bundle), "--url", url]) == 0
+    assert capsys.readouterr().out.endswith("BUNDLE VERIFIED\n")
+
+
+def test_bundle_verify_of_a_bundle_too_large_for_the_memory_is_not_checked(
+    env: LedgerConfig,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """README: exit 2 when the bundle could not be checked, 1 only for evidence against it.
+    With --url the bundle is read before the verifier runs: a MemoryError there (a bundle
+    larger than the memory) was a traceback, exit status 1."""
+    from ledger import offline_verify
+
+    bundle = _exported(env, tmp_path)
+
+    def too_large(text: str | bytes) -> tuple[Any, list[str]]:
+        raise MemoryError
+
+    monkeypatch.setattr(offline_verify, "read_json", too_large)
+    for argv in ([], ["--url", _closed_url()]):
+        assert ses(["bundle", "verify", str(bundle), *argv]) == 2
+        printed = capsys.readouterr()
+        assert "NOT VERIFIED" not in printed.out
+        assert "the bundle was NOT checked" in printed.err
 
 
 @pytest.mark.parametrize(

@@ -70,6 +70,10 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
+def raw(key: Any) -> bytes:
+    return bytes(key.public_bytes_raw())
+
+
 class LedgerBuilder:
     """Appends contract-shaped entries (hashed with the rfc8785 library) to a Merkle tree."""
 
@@ -554,6 +558,27 @@ def test_a_newer_trusted_checkpoint_is_checked_the_other_way() -> None:
     assert verify_bundle(older, _note(LEDGER.tree.size)).ok
 
 
+def test_a_newer_trusted_checkpoint_signed_by_a_later_key_says_how_to_check_it() -> None:
+    """api-contract.md `GET /v1/ledger/keys` (keys rotate; old ones stay listed): a bundle
+    exported before a rotation cannot hold the key that signed a checkpoint issued after it.
+    Such a genuine pair was NOT VERIFIED with only "no signature ... by a bundle key
+    verifies", nothing saying the bundle may be genuine or how to check it (the key list)."""
+    older = copy.deepcopy(LEDGER.bundle("E1", size=15))
+    older["consistency_proofs"] = [_consistency(15, LEDGER.tree.size)]
+    newer = _note(LEDGER.tree.size, key=OTHER_KEY)
+    [problem] = verify_bundle(older, newer).problems
+    assert f"newer than the bundle's (tree size 15 < {LEDGER.tree.size})" in problem
+    assert "`ses-ledger bundle verify --url URL`" in problem and "--keys" in problem
+    listed = [
+        *older["keys"],
+        older["keys"][0] | {"key_id": "k2", "public_key": b64(raw(OTHER_KEY.public_key()))},
+    ]
+    assert verify_bundle(older, newer, trusted_keys=listed).ok
+    # the same tree size: the bundle, exported after the note, lists every key there was
+    same = verify_bundle(LEDGER.bundle("E1"), _note(LEDGER.tree.size, key=OTHER_KEY))
+    assert same.problems and "newer than the bundle's" not in same.problems[0]
+
+
 def test_a_genuine_tree_extended_under_a_key_of_the_bundles_own_is_reported() -> None:
     """api-contract.md evidence-bundle / checkpoint: a consistency proof shows the bundle's
     tree extends a trusted checkpoint, not who extended it. Anyone can append an invented
@@ -806,6 +831,22 @@ def test_input_nested_too_deeply_is_unreadable_not_a_crash(
     assert "nested too deeply" in printed.err
 
 
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_a_bundle_holding_a_number_json_has_not_is_unreadable(
+    tmp_path: Path, bundle: dict[str, Any], capsys: pytest.CaptureFixture[str], constant: str
+) -> None:
+    """RFC 8259 6 / I-JSON: NaN and Infinity are not JSON; Python's parser reads them, other
+    readers refuse the file. A bundle holding one where nothing is hashed (beside `format`)
+    was BUNDLE VERIFIED: evidence one reader verifies and another cannot read. Unreadable
+    input now, as any text that is not JSON (exit 2)."""
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(bundle).replace('"format"', f'"note": {constant}, "format"', 1))
+    assert main([str(path)]) == 2
+    printed = capsys.readouterr()
+    assert "BUNDLE VERIFIED" not in printed.out
+    assert f"cannot read input, so the bundle was NOT checked: {constant}" in printed.err
+
+
 def test_an_entry_nested_too_deeply_to_hash_is_a_problem_not_a_crash(
     tmp_path: Path, bundle: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -880,6 +921,41 @@ def test_a_copy_of_the_file_alone_verifies_a_bundle(tmp_path: Path, bundle: dict
         timeout=60,
     )
     assert run.returncode == 0 and "--checkpoint" in run.stdout
+
+
+def _system_pythons() -> list[str]:
+    """Python 3.11+ interpreters of the system (not this one) that have `cryptography`."""
+    found = []
+    for name in ("/usr/bin/python3", "/usr/local/bin/python3"):
+        if not Path(name).is_file() or Path(name).resolve() == Path(sys.executable).resolve():
+            continue
+        probe = subprocess.run(
+            [name, "-I", "-c", "import sys, cryptography; assert sys.version_info >= (3, 11)"],
+            capture_output=True,
+            timeout=60,
+        )
+        if probe.returncode == 0:
+            found.append(name)
+    return found
+
+
+@pytest.mark.parametrize("python", _system_pythons() or [pytest.param("", marks=pytest.mark.skip)])
+def test_a_copy_of_the_file_verifies_under_the_systems_own_python(
+    tmp_path: Path, bundle: dict[str, Any], python: str
+) -> None:
+    """What a third party has at hand: the system's Python and its packaged cryptography
+    (Debian 12: 3.11 with cryptography 38.0.4, older than this project's own)."""
+    shutil.copy(offline_verify.__file__, tmp_path / "offline_verify.py")
+    (tmp_path / "bundle.json").write_text(json.dumps(bundle))
+    run = subprocess.run(
+        [python, "-I", "offline_verify.py", "bundle.json"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.endswith("BUNDLE VERIFIED\n")
 
 
 # --- checkpoint notes (C2SP signed-note), as the standalone verifier reads them -------------
@@ -999,3 +1075,123 @@ def test_recorded_at_going_back_in_a_bundle_is_a_warning(bundle: dict[str, Any])
         f"recorded_at goes back in position order at {lb.entries[1]['position']}: a known_at "
         "read there is not a prefix of the log"
     ]
+
+
+def test_a_bundle_short_of_an_event_says_completeness_is_not_proven(
+    bundle: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README "Evidence": a bundle proves what is in it, not that nothing was left out. The
+    last events of a stream (here the Level 2 final rating that triggers REM-2) can be
+    dropped and every check still holds; the verifier then printed BUNDLE VERIFIED and
+    "no removal required" without a word that the history is only what the bundle holds."""
+    final = next(
+        e
+        for e in bundle["entries"]
+        if e["stream_id"] == "A-2024-E1" and e["type"] == "FinalRatingAssigned"
+    )
+    bundle["entries"].remove(final)
+    del bundle["proofs"][str(final["position"])]
+    report = verify_bundle(bundle)
+    assert report.ok, report.problems  # undetectable from the bundle alone
+    text = "\n".join(report.summary)
+    assert "three-year (REM-2): in window: none; no removal required" in text
+    path = tmp_path / "short.json"
+    path.write_text(json.dumps(bundle))
+    assert main([str(path)]) == 0
+    out = capsys.readouterr().out
+    note = "not proven by any bundle: that it holds every event of the executive"
+    assert note in out
+    assert out.index(note) < out.index("removal history as of")
+
+
+class _KeyOfCryptography38:
+    """An Ed25519 public key as cryptography before 40 has it (Debian 12's python3-cryptography
+    is 38.0.4): `verify` and `public_bytes(Encoding.Raw, PublicFormat.Raw)`, no
+    `public_bytes_raw`."""
+
+    def __init__(self, key: Any) -> None:
+        self._key = key
+
+    def verify(self, signature: bytes, data: bytes) -> None:
+        self._key.verify(signature, data)
+
+    def public_bytes(self, encoding: Any, form: Any) -> bytes:
+        return bytes(self._key.public_bytes(encoding, form))
+
+
+class _Ed25519OfCryptography38:
+    @staticmethod
+    def from_public_bytes(data: bytes) -> _KeyOfCryptography38:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        return _KeyOfCryptography38(Ed25519PublicKey.from_public_bytes(data))
+
+
+def test_the_verifier_runs_with_the_cryptography_of_a_stock_python_3_11(
+    bundle: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The standalone verifier needs "Python >= 3.11 and cryptography only". Debian 12's own
+    Python 3.11 comes with cryptography 38.0.4, whose keys have no `public_bytes_raw` (added in
+    40): a genuine bundle ended in an AttributeError traceback, exit status 1 (the status of
+    evidence against the bundle), wherever a third party used the system's Python."""
+    monkeypatch.setattr(offline_verify, "Ed25519PublicKey", _Ed25519OfCryptography38)
+    report = verify_bundle(bundle, trusted_keys=bundle["keys"])
+    assert report.ok, report.problems
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(bundle))
+    note = tmp_path / "trusted.note"
+    note.write_text(bundle["checkpoint"])
+    assert main([str(path), "--checkpoint", str(note)]) == 0
+    out = capsys.readouterr().out
+    assert "BUNDLE VERIFIED" in out
+    assert f"Ed25519 {bundle['keys'][0]['public_key']}" in out
+
+
+@pytest.mark.parametrize(
+    "failure", [AttributeError("no attribute 'public_bytes_raw'"), MemoryError()]
+)
+def test_a_verifier_that_fails_did_not_check_the_bundle(
+    bundle: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    failure: Exception,
+) -> None:
+    """README: exit 1 is evidence against the bundle, 2 that it could not be checked. The
+    verifier failing (a library older than it expects, a bundle too large for the memory)
+    ended in a traceback, whose exit status is 1: a genuine bundle reported as failing."""
+
+    def fails(*args: Any, **kwargs: Any) -> offline_verify.Report:
+        raise failure
+
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(bundle))
+    monkeypatch.setattr(offline_verify, "verify_bundle", fails)
+    assert main([str(path)]) == 2
+    captured = capsys.readouterr()
+    assert "BUNDLE VERIFIED" not in captured.out and "NOT VERIFIED" not in captured.out
+    assert "the bundle was NOT checked" in captured.err
+    assert type(failure).__name__ in captured.err
+
+
+def test_files_saved_with_a_byte_order_mark_are_read(
+    tmp_path: Path, bundle: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """RFC 8259 8.1 lets a reader ignore a leading byte order mark, which Windows editors
+    write when they save UTF-8 (Notepad's "UTF-8 with BOM"): a bundle, trusted checkpoint or
+    key list opened and saved so could not be checked ("Unexpected UTF-8 BOM", exit 2),
+    though not one hashed or signed byte of it changed. The API's bodies ignore it too."""
+    bom = "\ufeff"
+    path = tmp_path / "bundle.json"
+    path.write_text(bom + json.dumps(bundle), encoding="utf-8")
+    note = tmp_path / "trusted.note"
+    note.write_text(bom + bundle["checkpoint"], encoding="utf-8")
+    keys = tmp_path / "keys.json"
+    keys.write_text(bom + json.dumps({"keys": bundle["keys"]}), encoding="utf-8")
+    assert main([str(path), "--checkpoint", str(note), "--keys", str(keys)]) == 0
+    out = capsys.readouterr().out
+    assert "trusted checkpoint: consistent with the bundle's" in out
+    assert out.endswith("BUNDLE VERIFIED\n")
