@@ -139,6 +139,9 @@ async def get_replay(
     return Replay(as_of_position, known_at)
 
 
+ReplayDep = Annotated[Replay, Depends(get_replay)]
+
+
 async def run_read(services: Services, read: Callable[[], T]) -> T:
     """`read()` on the event loop on SQLite (see `Reader.run`), else on a worker thread; on
     a thread too when it turns out to need the write gate (`api.checkpoints.GateNeeded`).

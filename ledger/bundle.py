@@ -243,16 +243,26 @@ def executive_entries(
     executive_id: str,
     *,
     max_position: int | None = None,
+    known_at: str | None = None,
     include_boards: bool = True,
 ) -> list[dict[str, Any]]:
     """The executive's stream, their appraisal streams and (optionally) the cited boards.
 
-    Whole streams up to `max_position`, sorted by position. Raises NotFound when the
-    executive was never registered (as of `max_position`).
+    Whole streams up to `max_position` (and, with `known_at`, in the ledger's `recorded_at`
+    form, only entries recorded by then), sorted by position. Raises NotFound when the
+    executive was never registered (as of that bound).
     """
     recorder = app.recorder
+
+    def bounded(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if known_at is None:
+            return found
+        return [e for e in found if e["recorded_at"] <= known_at]
+
     appraisals = subject_index(app).streams(executive_id)
-    entries = stream_entries(recorder, [executive_id, *appraisals], max_position=max_position)
+    entries = bounded(
+        stream_entries(recorder, [executive_id, *appraisals], max_position=max_position)
+    )
     first = {e["stream_id"]: e for e in reversed(entries)}
     head = first.get(executive_id)
     if head is None or head["type"] != "ExecutiveRegistered":
@@ -277,7 +287,7 @@ def executive_entries(
             - set(first)
         )
         if boards:
-            entries += stream_entries(recorder, boards, max_position=max_position)
+            entries += bounded(stream_entries(recorder, boards, max_position=max_position))
             entries.sort(key=lambda e: int(e["position"]))
     return entries
 
@@ -384,8 +394,15 @@ def build_bundle(
     *,
     tree_size: int | None = None,
     consistency_from: int | None = None,
+    as_of_position: int | None = None,
+    known_at: str | None = None,
 ) -> dict[str, Any]:
     """The executive's evidence bundle (api-contract.md "evidence-bundle"), JSON-ready.
+
+    `as_of_position` / `known_at` (api-contract.md: reads of executives accept them): the
+    record as the ledger stood then, i.e. only the entries at positions <= N, or recorded at
+    or before `known_at` (the ledger's `recorded_at` form), proved against a checkpoint that
+    covers them, as any bundle is.
 
     `tree_size` pins a checkpoint issued earlier: the bundle then shows the record as it stood
     at that checkpoint. Otherwise the latest checkpoint is used, and a new one issued first if
@@ -401,7 +418,9 @@ def build_bundle(
     if tree_size is not None:
         _checkpoint(app, log, tree_size, tree_size)
         max_position = _position_of_leaf(app.recorder, tree_size - 1)
-    entries = executive_entries(app, executive_id, max_position=max_position)
+    if as_of_position is not None:
+        max_position = as_of_position if max_position is None else min(max_position, as_of_position)
+    entries = executive_entries(app, executive_id, max_position=max_position, known_at=known_at)
     positions = [e["position"] for e in entries]
     leaves = _leaf_indices(app.recorder, positions)
     if len(leaves) < len(positions) and app.config.opens_read_only:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query
 from api import access
 from api.auth import Role
 from api.commands import execute
-from api.deps import PrincipalDep, Reader, ReaderDep, ServicesDep, WriteDep
+from api.deps import PrincipalDep, Reader, ReaderDep, ReplayDep, ServicesDep, WriteDep
 from api.errors import BODY_STATUSES, problem_responses
 from api.responses import Json, documented
 from api.schemas import reads as r
@@ -17,6 +17,7 @@ from api.schemas.common import Day
 from api.schemas.responses import WriteResult
 from api.schemas.writes import ComplaintIn, ExecutiveIn, PersonnelActionIn
 from api.strict_json import UniqueNamesRoute
+from ledger.entry import format_timestamp
 from ledger.errors import NotFound
 
 router = APIRouter(prefix="/v1/executives", tags=["executives"], route_class=UniqueNamesRoute)
@@ -215,14 +216,18 @@ async def get_removal_history(
     },
 )
 def get_evidence_bundle(
-    executive_id: ExecutiveId, principal: PrincipalDep, services: ServicesDep
+    executive_id: ExecutiveId, principal: PrincipalDep, services: ServicesDep, replay: ReplayDep
 ) -> Json:
     """Everything needed to verify one executive's record offline (`auditor`, `admin`,
-    `hr_app`; `executive` own)."""
+    `hr_app`; `executive` own). With `as_of_position` or `known_at`, the record as the
+    ledger stood then (404 when the executive was not registered by then)."""
     from ledger.bundle import build_bundle
 
     facts = services.directory.executive(executive_id)
     access.require_read(principal, facts.agency, roles=access.BUNDLE_READERS, owner=executive_id)
+    known_at = None if replay.known_at is None else format_timestamp(replay.known_at)
     with services.write_gate:  # it may index, integrate and checkpoint before reading
-        bundle = build_bundle(services.ledger, executive_id)
+        bundle = build_bundle(
+            services.ledger, executive_id, as_of_position=replay.position, known_at=known_at
+        )
     return Json(bundle)

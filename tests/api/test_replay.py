@@ -209,3 +209,35 @@ def test_replays_equal_the_ledger_as_it_stood_for_random_histories(any_api: Api)
             assert [
                 r["appraisal_id"] for r in listed.get(executive_id, {}).get("ratings", [])
             ] == below
+
+
+def test_an_evidence_bundle_as_the_ledger_stood_then(api_in_2024: Api) -> None:
+    """api-contract.md "Reads": reads of executives accept `as_of_position` or `known_at`.
+    The evidence bundle ignored both and served today's record, so a hearing asking for the
+    record as it stood at N got entries the ledger did not yet hold. Now it holds only the
+    entries up to N (or recorded by `known_at`), still verifying offline; before the
+    executive's registration there is no record (404). (This ledger's clock stands still:
+    every entry is recorded at `RECORDED`.)"""
+    from ledger.offline_verify import verify_bundle
+
+    api = api_in_2024
+    appraisal = api.appraisal("final", fy=2024, level=2)
+    path = f"/v1/executives/{appraisal.executive_id}/evidence-bundle"
+    events = api.get(f"/v1/appraisals/{appraisal.appraisal_id}/events").json()["events"]
+    cut = events[2]["position"]  # the plan and two steps after it
+    whole = api.get(path).json()
+    assert max(e["position"] for e in whole["entries"]) == events[-1]["position"]
+    then = api.get(path, as_of_position=cut).json()
+    positions = [e["position"] for e in then["entries"]]
+    assert positions == [e["position"] for e in whole["entries"] if e["position"] <= cut]
+    assert verify_bundle(then).ok and not verify_bundle(whole).problems
+    assert api.get(path, known_at="2024-12-02T12:00:00Z").json()["entries"] == whole["entries"]
+    registered = whole["entries"][0]
+    assert registered["type"] == "ExecutiveRegistered"
+    for point in (
+        {"as_of_position": registered["position"] - 1},
+        {"known_at": "2024-12-02T11:59:59.999999Z"},
+    ):
+        before = api.get(path, **point)
+        assert before.status_code == 404, before.text
+    assert api.get(path, as_of_position=1, known_at="2024-12-02T12:00:00Z").status_code == 422
