@@ -21,7 +21,7 @@ import sys
 import tempfile
 import urllib.parse
 from dataclasses import replace
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +142,7 @@ def replay(app: Any, args: argparse.Namespace) -> dict[str, Any] | None:
     # The view is built in memory (`as_of`); on a ledger that cannot be written, so is the
     # facade it comes from, which would otherwise create the read models' tables first.
     store = MemoryStore() if app.config.opens_read_only else None
+    head = int(app.recorder.max_notification_id() or 0)  # read first: the replay covers it
     view = ReadModels(app, store=store, window_measure=window_measure(args)).as_of(
         position=args.as_of_position, known_at=args.known_at, executive_id=args.executive
     )
@@ -173,6 +174,7 @@ def replay(app: Any, args: argparse.Namespace) -> dict[str, Any] | None:
         "executive_id": args.executive,
         "as_of_position": args.as_of_position,
         "known_at": args.known_at,
+        "head": head,
         "executive": executive,
         "appraisals": appraisals,
         "ratings": view.ratings(args.executive)["ratings"],
@@ -195,8 +197,11 @@ def replay_lines(record: dict[str, Any]) -> list[str]:
         f"executive {record['executive_id']}: {ex.get('name')}, {ex.get('title')}, "
         f"{ex.get('agency')}, {ex.get('appointment_type')} "
         f"(the ledger as it stood at {_point(record['as_of_position'], record['known_at'])})",
-        "appraisals:",
     ]
+    beyond = _beyond_head(record)
+    if beyond:
+        out.append(beyond)
+    out.append("appraisals:")
     for a in record["appraisals"]:
         out.append(
             f"  {a['appraisal_id']}: {a['policy']}, {a['period_start']} to {a['period_end']}, "
@@ -230,6 +235,28 @@ def replay_lines(record: dict[str, Any]) -> list[str]:
     out.append(f"events ({len(record['events'])}):")
     out += [f"  {event_line(e)}" for e in record["events"]]
     return out
+
+
+def _beyond_head(record: dict[str, Any]) -> str | None:
+    """A warning where the point asked for lies beyond what the ledger holds: the answer is
+    then the ledger as it stands now, and the same command later can answer differently."""
+    from ledger.entry import parse_timestamp
+
+    head = record.get("head")
+    position, known_at = record["as_of_position"], record["known_at"]
+    if head is None:
+        return None
+    if position is not None and position > head:
+        return (
+            f"note: position {position} lies beyond the ledger's last position, {head}: this "
+            "is the ledger as it stands now, and a later run may show more"
+        )
+    if known_at is not None and parse_timestamp(str(known_at)) > datetime.now(UTC):
+        return (
+            f"note: {known_at} lies in the future: this is the ledger as it stands now "
+            f"(last position {head}), and a later run may show more"
+        )
+    return None
 
 
 def _point(position: int | None, known_at: str | None) -> str:

@@ -438,6 +438,26 @@ def test_replay_past_the_last_position_judges_removal_as_of_the_ledgers_last_day
     assert ses([*argv, "--as-of-position", str(last["position"] + 1000)]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["removal_history"]["as_of"] == last["recorded_at"][:10]
+    assert record["head"] == last["position"]
+
+
+def test_replay_beyond_the_head_says_a_later_run_may_show_more(
+    env: LedgerConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A point past what the ledger holds (a position beyond its last, a `known_at` still to
+    come) is answered with the ledger as it stands now, which the same command run later can
+    contradict: it said only "the ledger as it stood at position N", as if N were on record.
+    A point the ledger has passed gets no such note."""
+    app = demo(env, years=1)
+    last = all_entries(app)[-1]
+    executive = busiest(app)
+    beyond = ["--as-of-position", str(last["position"] + 1000)]
+    for point in (beyond, ["--known-at", "2999-01-01T00:00:00Z"]):
+        assert ses(["replay", "--executive", executive, *point]) == 0
+        text = capsys.readouterr().out
+        assert "a later run may show more" in text and f"{last['position']}" in text
+    assert ses(["replay", "--executive", executive, "--as-of-position", str(last["position"])]) == 0
+    assert "a later run may show more" not in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
