@@ -15,13 +15,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio.to_thread
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors
 from api.errors import problem, problem_responses
+from api.query_check import reject_unknown_query
 from api.routes import (
     appraisals,
     executives,
@@ -207,7 +208,11 @@ def create_app(
     api.state.services = services
     errors.install(api)
     for module in (executives, review_boards, waivers, appraisals, reports, ledger, health):
-        api.include_router(module.router, responses=problem_responses(*errors.SERVER_STATUSES))
+        api.include_router(
+            module.router,
+            responses=problem_responses(*errors.SERVER_STATUSES),
+            dependencies=[Depends(reject_unknown_query)],
+        )
     api.add_middleware(HeadAsGet)
     api.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     api.add_middleware(ServerTiming)
