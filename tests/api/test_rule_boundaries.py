@@ -490,3 +490,132 @@ def test_rat_9_exactly_30_percent_and_just_above(shared_api: Api) -> None:
     assert finding.startswith("3 of 9 career executives (33%)")
     _final_2025(shared_api, agency, 3)
     assert _rat_9(shared_api, agency) == []
+
+
+# --- RAT-1 .. RAT-3 through the API ---------------------------------------------------------
+
+# Basic weights (WT-2..WT-4 hold: Results Driven 40 is the heaviest, every other >= 5) whose
+# scores step by one point, so that each cut-off of RAT-3 and the score below it are reachable.
+CUT_OFF_WEIGHTS = (5, 6, 20, 29, 40)
+
+
+@pytest.mark.parametrize(
+    ("levels", "score", "summary_level"),
+    [
+        ((4, 5, 4, 5, 5), 475, 5),
+        ((5, 4, 4, 5, 5), 474, 4),
+        ((3, 3, 4, 3, 5), 400, 4),
+        ((2, 4, 3, 5, 4), 399, 3),
+        ((2, 2, 3, 2, 4), 300, 3),
+        ((2, 4, 2, 5, 2), 299, 2),
+        ((2, 2, 2, 2, 2), 200, 2),
+        ((5, 5, 5, 5, 1), 300, 1),  # RAT-2: a Level 1 element, whatever the score (L1 = 0)
+        ((1, 5, 5, 5, 5), 475, 1),
+    ],
+)
+def test_rat_3_summary_level_at_each_score_cut_off(
+    shared_api: Api, levels: tuple[int, ...], score: int, summary_level: int
+) -> None:
+    """rules.md RAT-1..RAT-3 (seed 003 section 9): points L5=5 .. L2=2, L1=0; 475-500 Level 5,
+    400-474 Level 4, 300-399 Level 3, 200-299 Level 2; any element at Level 1 is Level 1.
+    The derived score and level come back on the write and are kept on the appraisal."""
+    body = _plan(shared_api, elements=_elements(BASIC_CODES, CUT_OFF_WEIGHTS))
+    shared_api.ok("/v1/appraisals", body)
+    path = f"/v1/appraisals/{body['appraisal_id']}"
+    shared_api.ok(f"{path}/progress-reviews", s.review(2024))
+    element_levels = dict(zip(BASIC_CODES, levels, strict=True))
+    created = shared_api.ok(
+        f"{path}/initial-rating", s.initial(2024) | {"element_levels": element_levels}
+    )
+    assert (created["score"], created["summary_level"]) == (score, summary_level)
+    read = shared_api.get(path).json()["initial_rating"]
+    assert (read["score"], read["summary_level"]) == (score, summary_level)
+
+
+# --- REM-2, REM-3 with ratings on Feb 29 --------------------------------------------------
+
+
+def _final_on(api: Api, executive_id: str, rated_on: date, level: int) -> str:
+    """A basic appraisal of `executive_id` whose final rating (`level`) is dated `rated_on`:
+    its period ends a month before, the initial rating and a waived response 10 days before."""
+    appraisal_id = s.unique("A-")
+    end = rated_on - timedelta(days=30)
+    start = end - timedelta(days=200)
+    initial_on = (rated_on - timedelta(days=10)).isoformat()
+    path = f"/v1/appraisals/{appraisal_id}"
+    plan = s.plan(appraisal_id, executive_id, 2024)
+    plan |= {
+        "period_start": start.isoformat(),
+        "period_end": end.isoformat(),
+        "communicated_on": start.isoformat(),
+    }
+    api.ok("/v1/appraisals", plan)
+    review = s.review(2024) | {"reviewed_on": (start + timedelta(days=30)).isoformat()}
+    api.ok(f"{path}/progress-reviews", review)
+    rating = s.initial(2024, level) | {"rated_on": initial_on}
+    api.ok(f"{path}/initial-rating", rating)
+    api.ok(f"{path}/response-waiver", {"waived_on": initial_on})
+    board_id = _board(api, "2015-01-05", {"M1": True, "M2": True, "M3": True})
+    prb = s.prb(2024, board_id, ["initial_rating"], level)
+    api.ok(f"{path}/prb-recommendation", prb | {"recommended_on": initial_on})
+    api.ok(f"{path}/final-rating", s.final(2024, level) | {"rated_on": rated_on.isoformat()})
+    return appraisal_id
+
+
+@pytest.mark.parametrize(
+    ("level", "first", "second", "required"),
+    [
+        # REM-2: Feb 29 2020 + 3 years is Feb 28 2023 (inclusive); Mar 1 2023 is a day more
+        (2, date(2020, 2, 29), date(2023, 2, 28), True),
+        (2, date(2020, 2, 29), date(2023, 3, 1), False),
+        # REM-2: the later rating on Feb 29 2024; Feb 28 2021 + 3 years is Feb 28 2024
+        (2, date(2021, 2, 28), date(2024, 2, 29), False),
+        (2, date(2021, 3, 1), date(2024, 2, 29), True),
+        # REM-3: two Level 1 ratings, Feb 29 2020 + 5 years is Feb 28 2025
+        (1, date(2020, 2, 29), date(2025, 2, 28), True),
+        (1, date(2020, 2, 29), date(2025, 3, 1), False),
+    ],
+)
+def test_rem_2_rem_3_with_a_rating_on_feb_29(
+    shared_api: Api, level: int, first: date, second: date, required: bool
+) -> None:
+    """rules.md REM-2/REM-3 by rating date, both ends inclusive, through the removal history:
+    as of the second rating's day, the first is in the window exactly when the pair counts.
+    (A noncareer executive: PER-3 would refuse a career one's rating of Feb 2025.)"""
+    executive_id = shared_api.new_executive(appointment_type="noncareer")
+    first_id = _final_on(shared_api, executive_id, first, level)
+    second_id = _final_on(shared_api, executive_id, second, level)
+    path = f"/v1/executives/{executive_id}/removal-history"
+    history = shared_api.get(path, as_of=second.isoformat()).json()
+    window = history["three_year" if level == 2 else "five_year"]
+    assert window["rule"] == ("REM-2" if level == 2 else "REM-3")
+    assert window["removal_required"] is required
+    assert window["triggered_on"] == (second.isoformat() if required else None)
+    listed = [r["appraisal_id"] for r in window["ratings"]]
+    assert listed == ([first_id, second_id] if required else [second_id])
+    # the day before the second rating, only the first counts
+    before = shared_api.get(path, as_of=(second - timedelta(days=1)).isoformat()).json()
+    assert before["three_year" if level == 2 else "five_year"]["removal_required"] is False
+
+
+# --- RAT-9 with six career executives -------------------------------------------------------
+
+
+def test_rat_9_one_and_two_of_six_career_executives(shared_api: Api) -> None:
+    """30% of 6 is 1.8: one career executive at Levels 4-5 is within the cap (16.7%), two
+    are over it (33.3%). Noncareer ones at Level 5 are out of count and denominator."""
+    agency = "CAP6"
+    for level in (4, 3, 3, 3, 3, 3):
+        _final_2025(shared_api, agency, level)
+    for _ in range(2):
+        _final_2025(shared_api, agency, 5, appointment_type="noncareer")
+    assert _rat_9(shared_api, agency) == []
+    report = shared_api.get("/v1/reports/rating-distribution", agency=agency, cycle="FY2026")
+    assert report.json()["share_levels_4_5"] == pytest.approx(1 / 6)
+    _final_2025(shared_api, agency, 4)  # the seventh: 2 of 7 (28.6%) is still within
+    assert _rat_9(shared_api, agency) == []
+    agency = "CAP6B"
+    for level in (4, 4, 3, 3, 3, 3):
+        _final_2025(shared_api, agency, level)
+    (finding,) = _rat_9(shared_api, agency)
+    assert finding.startswith("2 of 6 career executives (33%) rated under ses-2025")
