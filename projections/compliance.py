@@ -24,6 +24,7 @@ from typing import Any
 
 from ledger.policies.compliance import (
     Finding,
+    cites,
     mon_1,
     per_5,
     plan_1,
@@ -82,8 +83,9 @@ class Compliance(Projection):
     name = "compliance"
     cost = 8.0
     # 3: PLAN-2 findings reworded ("states no measurable target or timeline"); 4: PLAN-2 no
-    # longer takes a date's digits (a year, FY2024, 2024-09-30) for a target
-    version = 4
+    # longer takes a date's digits (a year, FY2024, 2024-09-30) for a target; 5: RAT-10's
+    # `cited` holds whole ids only (`cites`: "A-10" no longer cites "A-1")
+    version = 5
     tables = (EXECUTIVES, APPRAISALS)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -190,7 +192,9 @@ class Compliance(Projection):
             narrative = data.narrative or ""
             # RAT-10's evidence: which of the executive's other appraisals the narrative cites.
             row["doc"]["cited"] = [
-                a for a in executive["doc"]["appraisal_ids"] if a != e.stream_id and a in narrative
+                a
+                for a in executive["doc"]["appraisal_ids"]
+                if a != e.stream_id and a in narrative and cites(narrative, a)
             ]
 
     def prepare(self) -> None:

@@ -253,6 +253,36 @@ def _over(high: int, total: int, cap: int) -> str:
     return text
 
 
+#: Characters that continue an id (api-contract.md ids: letters, digits, `._:@+-`); `.` and
+#: `:` only when an id character follows, so that "cites A-1." ends the sentence, not the id.
+_ID_GOES_ON = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_@+-")
+
+
+def cites(narrative: str, appraisal_id: str) -> bool:
+    """RAT-10's evidence: whether `narrative` names `appraisal_id` as a whole id, not as
+    part of a longer one ("A-1" is not cited by "A-10", nor by "XA-1")."""
+    if not appraisal_id:
+        return False
+    start = narrative.find(appraisal_id)
+    while start >= 0:
+        end = start + len(appraisal_id)
+        if not _continues(narrative, start - 1, -1) and not _continues(narrative, end, 1):
+            return True
+        start = narrative.find(appraisal_id, start + 1)
+    return False
+
+
+def _continues(text: str, at: int, step: int) -> bool:
+    """Whether the character at `at` (reading in the direction `step`) extends an id."""
+    if not 0 <= at < len(text):
+        return False
+    char = text[at]
+    if char in _ID_GOES_ON:
+        return True
+    beyond = at + step
+    return char in ".:" and 0 <= beyond < len(text) and text[beyond] in _ID_GOES_ON
+
+
 def rat_10(
     appraisal_id: str,
     *,
@@ -270,7 +300,7 @@ def rat_10(
     """
     former = list(former_appraisal_ids)
     moved = [d for d in transfers_effective_on if period_start <= d <= initial_rated_on]
-    if not moved or not former or any(a in narrative for a in former):
+    if not moved or not former or any(cites(narrative, a) for a in former):
         return []
     return [
         _finding(

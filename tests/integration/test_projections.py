@@ -683,6 +683,8 @@ def test_compliance_flags_a_transfer_whose_former_ratings_the_initial_rating_doe
         "E2": (rated_on - timedelta(days=200), "Considered {former} from the former agency."),
         "E3": (rated_on, "Strong year."),  # effective on the rating's day: flagged
         "E4": (rated_on + timedelta(days=1), "Strong year."),  # after it: not
+        # a longer id that begins with the former one cites it not (it did, by substring)
+        "E5": (rated_on - timedelta(days=200), "Considered {former}0 from another agency."),
     }
     former: dict[str, str] = {}
     for executive_id, (effective_on, narrative) in cases.items():
@@ -701,7 +703,7 @@ def test_compliance_flags_a_transfer_whose_former_ratings_the_initial_rating_doe
         return {f["subject_id"]: f["detail"] for f in findings if f["rule"] == "RAT-10"}
 
     found = rat_10(date(2024, 12, 1))
-    assert sorted(found) == ["NEW-E1", "NEW-E3"]
+    assert sorted(found) == ["NEW-E1", "NEW-E3", "NEW-E5"]
     assert found["NEW-E1"] == (
         f"the executive transferred on {rated_on - timedelta(days=200)}; the initial rating "
         f"cites none of the former agency's appraisals ({former['E1']})"
@@ -709,7 +711,7 @@ def test_compliance_flags_a_transfer_whose_former_ratings_the_initial_rating_doe
     assert f"transferred on {rated_on}" in found["NEW-E3"]
     # Before the initial rating there is nothing to judge yet.
     assert rat_10(rated_on - timedelta(days=1)) == {}
-    assert sorted(rat_10(rated_on)) == ["NEW-E1", "NEW-E3"]
+    assert sorted(rat_10(rated_on)) == ["NEW-E1", "NEW-E3", "NEW-E5"]
 
 
 # --- Audit ---------------------------------------------------------------------------------

@@ -283,6 +283,12 @@ def test_rating_distribution_counts_all_and_shares_career_only() -> None:
         ("Strong year.", [date(2024, 10, 15)], 1),  # on the day of the initial rating
         ("Strong year.", [date(2024, 10, 16)], 0),  # after it: the rating could not know
         ("Strong year.", [], 0),
+        # the id as a whole, not inside a longer one (A-2023-E1 is not A-2023-E10)
+        ("Considered A-2023-E10 and XA-2023-E1.", [date(2024, 2, 1)], 1),
+        ("Considered A-2023-E1.5 only.", [date(2024, 2, 1)], 1),
+        ("Considered (A-2023-E1).", [date(2024, 2, 1)], 0),
+        ("Considered A-2023-E10, then A-2023-E1.", [date(2024, 2, 1)], 0),
+        ("A-2023-E1", [date(2024, 2, 1)], 0),
     ],
 )
 def test_rat_10_former_agency_ratings_considered(
