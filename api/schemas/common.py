@@ -10,15 +10,23 @@ within range (no booleans, floats or numeric strings), and unknown fields are re
 from __future__ import annotations
 
 import re
-import unicodedata
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    WithJsonSchema,
+)
 
 from api.auth import ID_PATTERN
 from ledger.application import WAIVER_ID
 from ledger.entry import parse_timestamp
+from ledger.policies.common import is_blank
 
 MIN_DAY = date(1900, 1, 1)
 MAX_DAY = date(2199, 12, 31)
@@ -68,10 +76,7 @@ def _timestamp(value: Any) -> Any:
     return parsed
 
 
-def _blank(value: str) -> bool:
-    """Nothing visible: only white space and invisible format characters (zero-width space
-    U+200B, word joiner U+2060, byte order mark U+FEFF, ...), which `str.strip` keeps."""
-    return all(c.isspace() or unicodedata.category(c) == "Cf" for c in value)
+_blank = is_blank  # nothing visible (`ledger.policies.common.is_blank`)
 
 
 def _single_line(value: str) -> str:
@@ -84,9 +89,14 @@ def _single_line(value: str) -> str:
     return value
 
 
-def _multi_line(value: str) -> str:
+def _no_control(value: str) -> str:
     if _CONTROL.search(value):
         raise ValueError("must not contain control characters or unpaired surrogates")
+    return value
+
+
+def _multi_line(value: str) -> str:
+    _no_control(value)
     if _blank(value):
         raise ValueError("must not be blank")
     return value
@@ -112,5 +122,10 @@ NewId = Annotated[Id, AfterValidator(_not_a_waiver_id)]
 Code = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 Name = Annotated[str, Field(min_length=1, max_length=300), AfterValidator(_single_line)]
 Text = Annotated[str, Field(min_length=1, max_length=20_000), AfterValidator(_multi_line)]
-Level = Annotated[StrictInt, Field(ge=1, le=5)]
+#: A text a rule requires in writing (RAT-4's narrative, RAT-5's response, PER-4's reason):
+#: blank is the domain's to refuse, with the rule's ID.
+RuleText = Annotated[str, Field(max_length=20_000), AfterValidator(_no_control)]
+#: An integer; that it is a level, 1-5, is RAT-1's to judge (a refusal then names RAT-1).
+#: The range is still shown in the OpenAPI document.
+Level = Annotated[StrictInt, WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 5})]
 Position = Annotated[int, Field(ge=0, le=MAX_POSITION)]

@@ -10,7 +10,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictBool, StrictInt, field_validator
 
-from api.schemas.common import Agency, Body, Code, Day, Id, Level, Name, NewId, Text
+from api.schemas.common import (
+    Agency,
+    Body,
+    Code,
+    Day,
+    Id,
+    Level,
+    Name,
+    NewId,
+    RuleText,
+    Text,
+)
 
 AppointmentType = Literal["career", "noncareer", "limited_term", "limited_emergency"]
 Policy = Literal["ses-basic-2012", "ses-2025"]
@@ -100,21 +111,21 @@ class DetailAppraisalIn(Body):
 class PeriodExtensionIn(Body):
     extended_on: Day
     new_period_end: Day
-    reason: Text
+    reason: RuleText
 
 
 class InitialRatingIn(Body):
     rated_on: Day
     rating_official_id: Id
     element_levels: dict[Code, Level] = Field(max_length=20)
-    narrative: Text
+    narrative: RuleText
     #: The date the executive received the rating; defaults to `rated_on`.
     shared_on: Day | None = None
 
 
 class ExecutiveResponseIn(Body):
     submitted_on: Day
-    text: Text
+    text: RuleText
 
 
 class ResponseWaiverIn(Body):

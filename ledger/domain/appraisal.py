@@ -22,6 +22,7 @@ from ledger.domain.review_board import BoardFacts
 from ledger.errors import RuleViolation
 from ledger.policies import Policy, get_policy, pol_1_check_policy
 from ledger.policies.common import (
+    is_blank,
     per_2_check_minimum_period,
     per_3_check_transition,
     per_4_check_ratable,
@@ -461,7 +462,7 @@ class Appraisal(LedgerAggregate):
                 f"an extension moves the period end later; {new_period_end} is not after "
                 f"{self.period_end}.",
             )
-        if not reason.strip():
+        if is_blank(reason):
             raise RuleViolation("PER-4", "an extension records its reason.")
         self.rules.check_period(self.period_start, new_period_end)
         self._trigger(
@@ -551,7 +552,7 @@ class Appraisal(LedgerAggregate):
         self._check_not_before(
             submitted_on, rating["shared_on"], "response", "the rating was shared"
         )
-        if not text.strip():
+        if is_blank(text):
             raise RuleViolation("RAT-5", "a response is in writing; the text is empty.")
         self._trigger(
             ExecutiveResponded,

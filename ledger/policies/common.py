@@ -9,6 +9,7 @@ reading the error knows what to fix. `Policy` is the base of the versioned rule 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -245,9 +246,16 @@ def per_3_check_transition(rated_on: date, *, is_career: bool, what: str) -> Non
 # --- Ratings in writing, responses, final rating (RAT-4, RAT-7, RAT-8) -----------------------
 
 
+def is_blank(text: str) -> bool:
+    """Nothing visible: only white space and invisible format characters (zero-width space
+    U+200B, word joiner U+2060, byte order mark U+FEFF, ...), which `str.strip` keeps. A
+    text that rules require in writing (RAT-4, RAT-5, PER-4) is missing when it is blank."""
+    return all(c.isspace() or unicodedata.category(c) == "Cf" for c in text)
+
+
 def rat_4_check_in_writing(*, narrative: str, rated_on: date, shared_on: date) -> None:
     """RAT-4: the initial rating is written and shared with the executive (not before it exists)."""
-    if not narrative.strip():
+    if is_blank(narrative):
         raise RuleViolation("RAT-4", "the initial rating needs a written narrative.")
     if shared_on < rated_on:
         raise RuleViolation(

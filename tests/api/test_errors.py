@@ -75,17 +75,37 @@ def test_missing_fields_are_listed(shared_api: Api) -> None:
     assert {"executive_id", "agency", "appointed_on", "probationary"} <= missing
 
 
-NUMBERS: list[object] = [0, 6, -1, 10**30, 2**64, True, 3.0, "3", None, [3]]
+#: Integers outside 1-5: RAT-1 refuses them, by its ID. Not integers: the body's shape.
+OUT_OF_RANGE: list[object] = [0, 6, -1, 10**30, 2**64]
+NOT_INTEGERS: list[object] = [True, 3.0, "3", None, [3]]
 
 
-@pytest.mark.parametrize("level", NUMBERS, ids=repr)
+@pytest.mark.parametrize("level", OUT_OF_RANGE + NOT_INTEGERS, ids=repr)
 def test_levels_are_integers_from_1_to_5(shared_api: Api, level: object) -> None:
+    """A level outside 1-5 is RAT-1's refusal and says so (`rule`: it came back as a bare
+    `invalid-request`, without the rule's ID); a level that is no integer is a shape error."""
     a = shared_api.appraisal("prb_recommended")
     size = shared_api.ledger_size()
     body = s.final(2024) | {"level": level}
     r = shared_api.post(f"/v1/appraisals/{a.appraisal_id}/final-rating", body)
-    problem = _problem(r, 422, "invalid-request")
-    assert problem["errors"][0]["loc"] == ["body", "level"]
+    if level in OUT_OF_RANGE and not isinstance(level, bool):
+        problem = _problem(r, 422, "rule-violation")
+        assert problem["rule"] == "RAT-1" and "levels run from 1 to 5" in problem["detail"]
+    else:
+        problem = _problem(r, 422, "invalid-request")
+        assert problem["errors"][0]["loc"] == ["body", "level"]
+    assert shared_api.ledger_size() == size
+
+
+@pytest.mark.parametrize("level", [0, 6], ids=repr)
+def test_element_levels_outside_1_to_5_are_refused_by_rat_1(shared_api: Api, level: int) -> None:
+    a = shared_api.appraisal("planned")
+    shared_api.ok(f"/v1/appraisals/{a.appraisal_id}/progress-reviews", s.review(2024))
+    size = shared_api.ledger_size()
+    body = s.initial(2024)
+    body["element_levels"] = {**body["element_levels"], "results_driven": level}
+    r = shared_api.post(f"/v1/appraisals/{a.appraisal_id}/initial-rating", body)
+    assert _problem(r, 422, "rule-violation")["rule"] == "RAT-1"
     assert shared_api.ledger_size() == size
 
 
@@ -550,8 +570,12 @@ def test_text_of_invisible_characters_only_is_blank(
     shared_api.ok(f"/v1/appraisals/{appraisal.appraisal_id}/progress-reviews", s.review(2024))
     ids = {"executive_id": appraisal.executive_id, "appraisal_id": appraisal.appraisal_id}
     size = shared_api.ledger_size()
-    problem = _problem(shared_api.post(path.format(**ids), body), 422, "invalid-request")
-    assert ["body", field] in [e["loc"] for e in problem["errors"]]
+    r = shared_api.post(path.format(**ids), body)
+    if field == "narrative":  # a text a rule requires in writing: refused by its ID
+        assert _problem(r, 422, "rule-violation")["rule"] == "RAT-4"
+    else:
+        problem = _problem(r, 422, "invalid-request")
+        assert ["body", field] in [e["loc"] for e in problem["errors"]]
     assert shared_api.ledger_size() == size
     visible = body | {field: f"Written \u200b{body[field].strip()}text"}
     shared_api.ok(path.format(**ids), visible)
@@ -570,3 +594,31 @@ def test_control_characters_in_multi_line_text_are_refused(shared_api: Api, text
     shared_api.ok(
         f"/v1/executives/{executive_id}/complaints", s.complaint() | {"summary": "a\tb\r\nc"}
     )
+
+
+@pytest.mark.parametrize(
+    ("stage", "step", "body", "rule", "plan"),
+    [
+        ("initially_rated", "executive-response", s.response(2024) | {"text": "\u200b "}, "RAT-5", {}),
+        ("initially_rated", "executive-response", s.response(2024) | {"text": ""}, "RAT-5", {}),
+        (
+            "planned",
+            "period-extension",
+            s.extension(2024) | {"reason": "\ufeff"},
+            "PER-4",
+            {"period_end": "2024-06-30"},
+        ),
+    ],
+    ids=["response of invisible characters", "empty response", "blank extension reason"],
+)
+def test_a_text_a_rule_requires_in_writing_is_refused_by_its_rule(
+    shared_api: Api, stage: str, step: str, body: dict[str, Any], rule: str, plan: Any
+) -> None:
+    """RAT-5 (a response is in writing) and PER-4 (an extension records its reason): a blank
+    text came back as a bare `invalid-request`, without the rule's ID; zero-width characters
+    alone count as blank, as for every text."""
+    a = shared_api.appraisal(stage, **plan)
+    size = shared_api.ledger_size()
+    r = shared_api.post(f"/v1/appraisals/{a.appraisal_id}/{step}", body)
+    assert _problem(r, 422, "rule-violation")["rule"] == rule
+    assert shared_api.ledger_size() == size
