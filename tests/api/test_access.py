@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -203,6 +203,30 @@ def test_auditor_never_writes_even_with_another_role(shared_api: Api, name: str)
     request = WRITES[name][1](shared_api)
     headers = shared_api.as_("auditor", "admin", "hr_app", subject="aud-1", agency="*")
     _assert_refused(shared_api, request, headers, 403)
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        ({}, {}),
+        ([], {}),
+        ({"unknown": 1}, {}),
+        (None, {"Idempotency-Key": "a key\nwith a line break", "If-Match": "x"}),
+    ],
+    ids=["empty", "array", "unknown-field", "bad-headers"],
+)
+@pytest.mark.parametrize("name", list(WRITES))
+def test_an_auditor_is_refused_before_the_body_is_judged(
+    shared_api: Api, name: str, body: object, headers: dict[str, str]
+) -> None:
+    """docs/api.md, "Who may do what": an auditor's 403 comes "before any complaint about
+    the body" ("`auditor` never writes"). A body of the wrong shape was a 422 that listed
+    the fields the auditor had got wrong, on every write route."""
+    request = WRITES[name][1](shared_api)
+    auditor = shared_api.as_("auditor", subject="aud-1", agency="*", **headers)
+    if body is not None:
+        request = replace(request, body=body)  # type: ignore[arg-type]
+    _assert_refused(shared_api, request, auditor, 403)
 
 
 @pytest.mark.parametrize("name", list(WRITES))
