@@ -390,6 +390,33 @@ def test_a_refused_basis_does_not_name_another_agency_executive(shared_api: Api)
     assert api.ledger_size() == size
 
 
+@pytest.mark.parametrize(
+    ("role", "subject"), [("hr_app", "hr-app-1"), ("prb_member", "M1")], ids=["hr_app", "member"]
+)
+def test_a_refused_board_does_not_name_another_agency(
+    shared_api: Api, role: str, subject: str
+) -> None:
+    """As for a basis appraisal: naming another agency's review board said which agency it
+    serves (422 PRB-1 "PRB-7 serves DOT; the executive belongs to DOE"), to a DOE `hr_app`,
+    or to a DOE `prb_member` who also sits on that board. Now it is no board the token
+    knows (422 unknown-reference); a `*` token still hears the rule."""
+    api = shared_api
+    theirs = api.new_board(agency="DOT")
+    a = api.appraisal("response_closed")
+    path = f"/v1/appraisals/{a.appraisal_id}/prb-recommendation"
+    body = s.prb(2024, theirs, ["initial_rating"])
+    size = api.ledger_size()
+    r = api.post(path, body, api.as_(role, subject=subject))
+    assert r.status_code == 422, r.text
+    assert r.json()["type"] == "urn:ses-ledger:problem:unknown-reference"
+    assert "DOT" not in r.text and "serves" not in r.text
+    everywhere = api.as_(role, subject=subject, agency="*")
+    r = api.post(path, body, everywhere)
+    assert r.status_code == 422 and r.json()["rule"] == "PRB-1", r.text
+    assert api.ledger_size() == size
+    api.ok(path, s.prb(2024, api.new_board(), ["initial_rating"]), api.as_(role, subject=subject))
+
+
 # -- the whole read matrix: role x agency scope x whose record ---------------------------
 
 SCOPES = {"same": "DOE", "other": "DOT", "every": "*"}
