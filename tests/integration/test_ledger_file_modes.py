@@ -10,10 +10,12 @@ import subprocess
 from pathlib import Path
 
 from api.auth import load_or_create_token_key
+from api.projector import FileLeadership
 from ledger.application import LedgerApp
 from ledger.backup import backup
 from ledger.config import LedgerConfig
 from ledger.keys import KeyRing
+from ledger.write_gate import write_gate
 from ses_ledger.cli_serve import exposed_secrets, readable_by_others
 from tests.api.server import CLI, ledger_env
 from tests.ledger_helpers import register
@@ -129,3 +131,27 @@ def test_serve_says_when_others_may_read_or_replace_the_secrets(tmp_path: Path) 
     os.chmod(home, 0o700)
     os.chmod(home / "keys", 0o700)
     assert len(exposed_secrets(config)) == 2
+
+
+def test_the_lock_files_are_owner_only_whatever_the_umask(tmp_path: Path) -> None:
+    """An `flock` needs only an open file: the write lock and the projector lock were made
+    under the umask (0644, or 0666 under 0000), so in a home of 0755 that existed any local
+    user could open `ledger.db.write.lock`, take the lock and hold every write up."""
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chmod(home, 0o755)
+    KeyRing(home).init()
+    config = LedgerConfig(home=home, db_url=f"sqlite:///{home / 'ledger.db'}")
+    old = os.umask(0)
+    try:
+        app = LedgerApp(config)
+        with write_gate(app):
+            register(app, "E-LOCKS")
+        leader = FileLeadership(Path(f"{home / 'ledger.db'}.projector.lock"))
+        assert leader.try_acquire()
+        leader.release()
+        app.close()
+    finally:
+        os.umask(old)
+    assert _mode(home / "ledger.db.write.lock") == 0o600
+    assert _mode(home / "ledger.db.projector.lock") == 0o600
