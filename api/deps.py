@@ -15,6 +15,7 @@ from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from api.access import forbid_auditor_writes
 from api.auth import Principal, TokenError
 from api.checkpoints import ON_LOOP, GateNeeded
 from api.commands import WriteContext
@@ -98,6 +99,10 @@ async def get_write_context(
         Header(alias="If-Match", description="The stream version last seen (412 if stale)."),
     ] = None,
 ) -> WriteContext:
+    # An auditor's 403 comes before any complaint about the body or the headers (docs/api.md,
+    # "Who may do what"): a dependency runs before FastAPI validates the body, the route's
+    # own check (`api.access.require_write`) after, so a body of the wrong shape was a 422.
+    forbid_auditor_writes(principal)
     return WriteContext(
         principal=principal,
         idempotency_key=check_key(idempotency_key),

@@ -34,6 +34,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from ledger.files import open_lock_file
+
 log = logging.getLogger("ses_ledger.api")
 
 #: Executives remembered before those whose writes are all projected are forgotten.
@@ -61,7 +63,7 @@ class FileLeadership:
 
     def try_acquire(self) -> bool:
         if self._file is None:
-            self._file = open(self.path, "a")  # noqa: SIM115 - held for life
+            self._file = open_lock_file(self.path)  # held for life
         try:
             fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -107,7 +107,8 @@ class LedgerConfig:
             params = parse_qs(query, keep_blank_values=True, strict_parsing=bool(query))
         except ValueError:
             raise StoreUnavailable(
-                f"SES_LEDGER_DB {self.redacted_db_url()!r}: malformed query {query!r}; "
+                f"SES_LEDGER_DB {self.redacted_db_url()!r}: malformed query "
+                f"{redacted_query(query)!r}; "
                 "only ?schema=NAME is understood"
             ) from None
         unknown = sorted(set(params) - {"schema"})
@@ -154,15 +155,35 @@ class LedgerConfig:
         return self.sqlite_database() != str(self.sqlite_path())
 
     def redacted_db_url(self) -> str:
-        """The store URL without its password, safe for logs."""
-        try:
-            parts = urlsplit(self.db_url)
-        except ValueError:  # unparseable: no password can be told apart, so none is shown
-            return self.db_url.split("://", 1)[0] + "://***"
-        if parts.password:
-            netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-            return parts._replace(netloc=netloc).geturl()
-        return self.db_url
+        """The store URL without its secrets, safe for logs and messages: the password, the
+        value of any query parameter but `schema` (libpq takes `?password=`, and such a
+        URL is refused by naming it) and a fragment are shown as `***`. Split by hand, not
+        by `urlsplit`: a password with a `/`, `?` or `#` that was not percent-encoded ends
+        the network location there, and `urlsplit` then finds no password to hide."""
+        scheme, sep, rest = self.db_url.partition("://")
+        if not sep or scheme == "sqlite":
+            return self.db_url
+        userinfo, at, after = rest.rpartition("@")
+        if at:
+            user, colon, _password = userinfo.partition(":")
+            rest = f"{user}:***@{after}" if colon else f"{userinfo}@{after}"
+        rest, hash_, fragment = rest.partition("#")
+        location, question, query = rest.partition("?")
+        return (
+            f"{scheme}://{location}{question}{redacted_query(query)}"
+            f"{hash_}{'***' if fragment else ''}"
+        )
+
+
+def redacted_query(query: str) -> str:
+    """A URL query with the value of every parameter but `schema` shown as `***`."""
+    pieces = []
+    for piece in query.split("&"):
+        name, equals, value = piece.partition("=")
+        pieces.append(
+            f"{name}={'***' if value and name != 'schema' else value}" if equals else name
+        )
+    return "&".join(pieces)
 
 
 def check_origin(origin: str) -> str:

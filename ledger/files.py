@@ -18,9 +18,20 @@ import errno
 import os
 import secrets
 from pathlib import Path
+from typing import IO
 
 #: `link` errors of file systems without hard links: the name is then taken by a rename.
 _NO_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EMLINK}
+
+
+def open_lock_file(path: Path) -> IO[str]:
+    """The lock file `path` beside a ledger (`<ledger.db>.write.lock`, `.projector.lock`),
+    opened to hold an `flock` on, and created owner-only (0600) whatever the umask: an
+    `flock` needs only an open file, so a lock file others may open (0644 under the usual
+    umask, 0666 under 0000, in a home of 0755 that existed) let any local user take the
+    write lock and hold every write of the ledger up. An existing file keeps its mode."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    return os.fdopen(fd, "a")
 
 
 def write_file(path: Path, data: bytes, mode: int | None, *, replace: bool) -> None:

@@ -12,6 +12,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from ledger.files import open_lock_file
+
 if TYPE_CHECKING:
     from ledger.application import LedgerApp
 
@@ -84,7 +86,7 @@ class WriteGate:
     def _lock_file(self) -> None:
         try:
             if self._file is None:
-                self._file = open(self.path, "a")  # noqa: SIM115 - kept open for life
+                self._file = open_lock_file(self.path)  # kept open for life
             fcntl.flock(self._file, fcntl.LOCK_EX)  # blocks without the GIL
         except OSError as exc:
             self._file_lock = False

@@ -35,7 +35,14 @@ def cmd_backup(args: argparse.Namespace) -> int:
     print(f"backed up positions 1..{report.head} to {report.database} ({checkpoint})")
     for name in report.files:
         print(f"  with {name}")
-    if not args.with_secrets:
+    if args.with_secrets:
+        from ses_ledger.cli_serve import exposed_secrets
+
+        # An existing directory keeps its mode: one others may write lets them put their own
+        # token key or signing key in the backup, for `restore` to bring into the home.
+        for exposed in exposed_secrets(LedgerConfig(home=out, db_url=f"sqlite:///{out}")):
+            print(f"ses-ledger backup: warning: {exposed}", file=sys.stderr)
+    else:
         print(
             "  without the signing and token keys (--with-secrets): a ledger restored from "
             "this starts a new signing key with `ses-ledger keys rotate`",

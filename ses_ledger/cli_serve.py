@@ -10,6 +10,7 @@ import argparse
 import os
 import stat
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ses_ledger.argtypes import non_negative_seconds, port, positive_int
@@ -61,6 +62,50 @@ def readable_by_others(config: LedgerConfig) -> str | None:
     )
 
 
+def exposed_secrets(config: LedgerConfig) -> list[str]:
+    """Warnings for the home's secrets that others than their owner may read or replace.
+
+    The tool makes the home and `keys/` 0700 and the token key and private keys 0600
+    whatever the umask, but a home that existed, or files copied in by hand (`cp` under
+    a umask of 022 makes them 0644), keep their modes: whoever reads `token.key` can issue
+    tokens of any role, a private key signs history, and whoever may write the home or
+    `keys/` can put their own `token.key` or key ring there (a running server reloads the
+    token key). Said where the server starts, like `readable_by_others`; nothing changed.
+    """
+    from ledger.config import TOKEN_KEY_FILE
+
+    home = config.home
+    keys = home / "keys"
+    warnings = []
+    for directory in (home, keys):
+        mode = _mode(directory)
+        if mode is not None and mode & 0o022:
+            warnings.append(
+                f"{directory} has mode {mode:04o}: others than its owner may replace the "
+                f"token key or signing keys in it; `chmod 700 {directory}`"
+            )
+    try:
+        private_keys = sorted(keys.glob("*.pem"))
+    except OSError:
+        private_keys = []
+    for path in (home / TOKEN_KEY_FILE, *private_keys):
+        mode = _mode(path)
+        if mode is not None and mode & 0o077:
+            what = "issue tokens of any role" if path.name == TOKEN_KEY_FILE else "sign entries"
+            warnings.append(
+                f"{path} has mode {mode:04o}: others than its owner may read this secret and "
+                f"{what}; `chmod 600 {path}`"
+            )
+    return warnings
+
+
+def _mode(path: Path) -> int | None:
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
     from uvicorn.config import Config
@@ -92,6 +137,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     probe_store(config)  # a store that cannot be used fails here, not in every worker
     if (loose := readable_by_others(config)) is not None:
         print(f"ses-ledger serve: warning: {loose}", file=sys.stderr)
+    for exposed in exposed_secrets(config):
+        print(f"ses-ledger serve: warning: {exposed}", file=sys.stderr)
     server = Config(
         "api.main:app_factory",
         factory=True,

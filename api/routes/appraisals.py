@@ -25,7 +25,7 @@ from api.schemas.common import Body
 from api.schemas.responses import RatingWriteResult, WriteResult
 from api.services import Services
 from api.strict_json import UniqueNamesRoute
-from ledger.errors import NotFound
+from ledger.errors import NotFound, UnknownReference
 
 router = APIRouter(prefix="/v1/appraisals", tags=["appraisals"], route_class=UniqueNamesRoute)
 
@@ -111,6 +111,17 @@ def _present_on_board(body: Any, facts: StreamFacts, services: Services) -> Mapp
         members = services.ledger.review_board(body.board_id).members
         present &= {m["member_id"] for m in members}
     return {Role.PRB_MEMBER: present}
+
+
+def _board_in_scope(board_id: str, principal: Principal, services: Services) -> None:
+    """A board of an agency the token does not cover is, to that token, no board it knows:
+    422 unknown-reference, as another agency's basis appraisal is. The command's PRB-1
+    refusal said which agency it serves ("PRB-X serves DOI"), so any agency's `hr_app` (or
+    a `prb_member` sitting on another agency's board) could map other agencies' boards."""
+    board = services.directory.facts(board_id)
+    if board is not None and board.type == "ReviewBoardRegistered":
+        if not principal.covers(board.agency):
+            raise UnknownReference("board_id", board_id)
 
 
 HR = {Role.HR_APP}
@@ -222,6 +233,8 @@ def _register(step: Step) -> None:
             ctx.principal, facts.agency, roles=step.roles, acting=step.acting(body, facts, services)
         )
         access.forbid_own_appraisal(body, facts.executive_id)
+        if isinstance(body, w.PRBRecommendationIn):
+            _board_in_scope(body.board_id, ctx.principal, services)
         actor = step.actor(body, facts, ctx.principal)
         fields = body.model_dump()
         return execute(

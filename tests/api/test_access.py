@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -205,6 +205,30 @@ def test_auditor_never_writes_even_with_another_role(shared_api: Api, name: str)
     _assert_refused(shared_api, request, headers, 403)
 
 
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        ({}, {}),
+        ([], {}),
+        ({"unknown": 1}, {}),
+        (None, {"Idempotency-Key": "a key\nwith a line break", "If-Match": "x"}),
+    ],
+    ids=["empty", "array", "unknown-field", "bad-headers"],
+)
+@pytest.mark.parametrize("name", list(WRITES))
+def test_an_auditor_is_refused_before_the_body_is_judged(
+    shared_api: Api, name: str, body: object, headers: dict[str, str]
+) -> None:
+    """docs/api.md, "Who may do what": an auditor's 403 comes "before any complaint about
+    the body" ("`auditor` never writes"). A body of the wrong shape was a 422 that listed
+    the fields the auditor had got wrong, on every write route."""
+    request = WRITES[name][1](shared_api)
+    auditor = shared_api.as_("auditor", subject="aud-1", agency="*", **headers)
+    if body is not None:
+        request = replace(request, body=body)  # type: ignore[arg-type]
+    _assert_refused(shared_api, request, auditor, 403)
+
+
 @pytest.mark.parametrize("name", list(WRITES))
 def test_writes_need_a_token(shared_api: Api, name: str) -> None:
     request = WRITES[name][1](shared_api)
@@ -364,6 +388,33 @@ def test_a_refused_basis_does_not_name_another_agency_executive(shared_api: Api)
     assert r.json()["type"] == "urn:ses-ledger:problem:unknown-reference"
     assert theirs.executive_id not in r.text and "DOT" not in r.text
     assert api.ledger_size() == size
+
+
+@pytest.mark.parametrize(
+    ("role", "subject"), [("hr_app", "hr-app-1"), ("prb_member", "M1")], ids=["hr_app", "member"]
+)
+def test_a_refused_board_does_not_name_another_agency(
+    shared_api: Api, role: str, subject: str
+) -> None:
+    """As for a basis appraisal: naming another agency's review board said which agency it
+    serves (422 PRB-1 "PRB-7 serves DOT; the executive belongs to DOE"), to a DOE `hr_app`,
+    or to a DOE `prb_member` who also sits on that board. Now it is no board the token
+    knows (422 unknown-reference); a `*` token still hears the rule."""
+    api = shared_api
+    theirs = api.new_board(agency="DOT")
+    a = api.appraisal("response_closed")
+    path = f"/v1/appraisals/{a.appraisal_id}/prb-recommendation"
+    body = s.prb(2024, theirs, ["initial_rating"])
+    size = api.ledger_size()
+    r = api.post(path, body, api.as_(role, subject=subject))
+    assert r.status_code == 422, r.text
+    assert r.json()["type"] == "urn:ses-ledger:problem:unknown-reference"
+    assert "DOT" not in r.text and "serves" not in r.text
+    everywhere = api.as_(role, subject=subject, agency="*")
+    r = api.post(path, body, everywhere)
+    assert r.status_code == 422 and r.json()["rule"] == "PRB-1", r.text
+    assert api.ledger_size() == size
+    api.ok(path, s.prb(2024, api.new_board(), ["initial_rating"]), api.as_(role, subject=subject))
 
 
 # -- the whole read matrix: role x agency scope x whose record ---------------------------

@@ -308,3 +308,32 @@ def test_the_database_of_a_backup_takes_its_name_last(
     assert backup(sqlite_config, out, with_secrets=True).head > 0
     assert seen and not any(seen)
     assert sorted(p.name for p in out.iterdir()) == ["keys", "ledger.db"]
+
+
+def test_secrets_backed_up_into_a_directory_others_may_write_are_warned_of(
+    sqlite_config: LedgerConfig,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An existing directory keeps its mode (only one the backup makes is 0700): in one
+    others may write, they can put their own token key or signing key beside the copy,
+    for `restore` to bring into the home. `--with-secrets` said nothing of it."""
+    _demo(sqlite_config, executives=1)
+    load_or_create_token_key(sqlite_config.home)
+    point_cli_at(monkeypatch, sqlite_config)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    assert cli.main(["backup", "--out", str(shared), "--with-secrets"]) == 0
+    err = capsys.readouterr().err
+    assert f"ses-ledger backup: warning: {shared} has mode 0777" in err
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o777  # not ours to change
+    private = tmp_path / "private"
+    assert cli.main(["backup", "--out", str(private), "--with-secrets"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    public_only = tmp_path / "public"
+    public_only.mkdir()
+    os.chmod(public_only, 0o777)
+    assert cli.main(["backup", "--out", str(public_only)]) == 0  # no secrets in it
+    assert "warning" not in capsys.readouterr().err

@@ -299,6 +299,54 @@ def test_an_unparseable_postgres_url_is_one_line_without_its_password(
     _one_line(err)
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        # libpq takes the password as a parameter too; refused, the URL was echoed whole
+        ("postgresql://postgres@127.0.0.1:1/test?password=S3cret", "test?password=***"),
+        (
+            "postgresql://postgres@127.0.0.1:1/test?schema=s&password=S3cret",
+            "schema=s&password=***",
+        ),
+        (
+            "postgresql://postgres@127.0.0.1:1/test?password=S3cret&",
+            "malformed query 'password=***&'",
+        ),
+        ("postgresql://u:pw@127.0.0.1:1/test?sslmode=require&sslpassword=S3cret", "u:***@"),
+        # a password not percent-encoded: urlsplit found no password in it and showed it
+        ("postgresql://postgres:ab/S3cret@127.0.0.1:1/test", "postgres:***@127.0.0.1:1/test"),
+        ("postgresql://postgres:ab#S3cret@127.0.0.1:1/test", "postgres:***@127.0.0.1:1/test"),
+        ("postgresql://postgres:ab?S3cret@127.0.0.1:1/test", "postgres:***@127.0.0.1:1/test"),
+        ("mysql://root:S3cret@127.0.0.1/test", "mysql://root:***@127.0.0.1/test"),
+    ],
+)
+def test_no_secret_of_a_store_url_is_echoed(
+    url: str,
+    shown: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Secrets never reach outputs: a password in the URL's query (libpq's `?password=`), or
+    one with a `/`, `?` or `#` not percent-encoded, was printed in the store's refusal."""
+    config = LedgerConfig(tmp_path / "home", url)
+    assert "S3cret" not in config.redacted_db_url()
+    for argv in (["verify"], ["demo", "--executives", "1"], ["keys", "init"]):
+        status, out, err = _main(monkeypatch, capsys, config, *argv)
+        assert status == cli.EXIT_STORE, (argv, err)
+        assert "S3cret" not in err + out and shown in err
+        _one_line(err)
+    assert not KeyRing(config.home).exists()
+
+
+def test_a_url_with_nothing_secret_is_shown_as_written(tmp_path: Path) -> None:
+    for url in (
+        "postgresql://postgres@127.0.0.1:5432/test?schema=ledger_1",
+        "sqlite:///tmp/a:b@c/ledger.db",
+    ):
+        assert LedgerConfig(tmp_path, url).redacted_db_url() == url
+
+
 def test_the_home_is_private_whatever_the_umask(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
