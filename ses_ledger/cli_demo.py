@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from ledger.config import LedgerConfig
@@ -58,6 +59,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             batch_per_appraisal=args.batch,
             random_ids=args.random_ids,
             progress=bar.update,
+            # Nothing dated ahead of the real clock: the history ends today, with the
+            # appraisals whose next step is not due yet still in progress.
+            until=datetime.now(UTC),
         )
     elapsed = time.perf_counter() - started
     with app.record_gate:
@@ -81,7 +85,9 @@ def register(sub: Any) -> None:
             "cycle through the same domain commands as any client: plans under the policy in "
             "force (ses-basic-2012 before FY2026, ses-2025 after), progress reviews, initial "
             "ratings, responses, higher-level reviews, PRB recommendations, final ratings, "
-            "and poor-performance actions. It writes only into an empty ledger: nothing "
+            "and poor-performance actions, up to the last fiscal year. Nothing is recorded "
+            "ahead of the clock: steps not due yet are left undone (the summary counts the "
+            "appraisals still in progress). It writes only into an empty ledger: nothing "
             "written to a ledger can be removed."
         ),
     )

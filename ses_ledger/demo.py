@@ -71,6 +71,8 @@ class DemoSummary:
     hlrs: int = 0
     complaints: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    #: Appraisals whose next step falls after the demo's `until` (still in progress then).
+    in_progress: int = 0
 
     def lines(self) -> list[str]:
         levels = ", ".join(f"L{k}: {self.final_levels[k]}" for k in (5, 4, 3, 2, 1))
@@ -83,12 +85,22 @@ class DemoSummary:
             f"higher-level reviews: {self.hlrs}; complaints: {self.complaints}",
             f"personnel actions: {actions or 'none'}",
         ]
+        if self.in_progress:
+            out.append(
+                f"in progress: {self.in_progress} appraisals whose next step is not due yet "
+                "(nothing is recorded ahead of the clock)"
+            )
         if self.rejected:
             out.append(
                 "commands refused by the rules (as a real agency's would be): "
                 + ", ".join(f"{k} x{v}" for k, v in sorted(self.rejected.items()))
             )
         return out
+
+
+class _NotYet(Exception):
+    """The story's next step falls after the demo's `until`: it stops there for this
+    appraisal, as a real ledger's stops at today."""
 
 
 class SimulatedClock:
@@ -126,9 +138,15 @@ class DemoGenerator:
         batch_per_appraisal: bool = False,
         progress: Callable[[int], None] | None = None,
         random_ids: bool = False,
+        until: datetime | None = None,
     ) -> None:
         self.app = app
         self.clock = clock
+        #: Nothing is recorded after this moment (None: the whole story, whatever its dates).
+        self.until = until
+        #: The appraisal being told, stored as it stands if its story stops early.
+        self._open: LedgerAggregate | None = None
+        self._open_final = True
         self.rng = random.Random(seed)
         #: `random_ids`: executives get random UUIDs (`E-<uuid>`, so their appraisals'
         #: ids come in random order too), as ids an HR system chose would; drawn from an
@@ -141,7 +159,16 @@ class DemoGenerator:
 
     # -- plumbing -------------------------------------------------------------------
 
+    def _due(self, day: date) -> bool:
+        """Whether a step on `day` would be recorded by `until` (at 17:00 UTC, as the
+        simulated clock stamps it)."""
+        if self.until is None:
+            return True
+        return datetime.combine(day, time(17, 0), tzinfo=UTC) <= self.until
+
     def _sub(self, day: date, who: str) -> Submission:
+        if not self._due(day):
+            raise _NotYet(day)
         self.clock.at(day)
         return Submission(submitted_by=who, recorded_at=self.clock())
 
@@ -172,8 +199,19 @@ class DemoGenerator:
                 self._maybe_waiver(agencies, cycle)
             for person in people:
                 if not person.removed:
-                    self._cycle(person, cycle)
+                    try:
+                        self._cycle(person, cycle)
+                    except _NotYet:
+                        self._stop_here()
         return self.summary
+
+    def _stop_here(self) -> None:
+        """Store what the stopped story recorded so far (an appraisal part-way)."""
+        if self._open is not None:
+            if not self._open_final:
+                self.summary.in_progress += 1
+            self._store(self._open)
+            self._open = None
 
     def _register_board(self, agency: str, published: date) -> None:
         members = [
@@ -233,6 +271,8 @@ class DemoGenerator:
         clock stood months earlier, an event dated after the day it was recorded."""
         agency = agencies[-1]
         granted_on = max(date(cycle - 1, 10, 1), self.clock.now.date())
+        if not self._due(granted_on):
+            return
         self.clock.at(granted_on)
         try:
             self.app.grant_rating_cap_waiver(
@@ -306,6 +346,7 @@ class DemoGenerator:
             actor=rater,
             submission=self._sub(communicated, hr),
         )
+        self._open, self._open_final = appraisal, False
         self._maybe_store(appraisal)
         self.summary.appraisals += 1
         reviews = [period_start + timedelta(days=d) for d in (80, 170, 260, 350)]
@@ -417,6 +458,7 @@ class DemoGenerator:
             submission=self._sub(final_on, hr),
         )
         self._store(appraisal)
+        self._open_final = True
         self.summary.final_levels[initial_level] += 1
         person.final_levels.append((final_on, initial_level))
         self._after_final(person, appraisal_id, final_on, initial_level)
@@ -491,7 +533,12 @@ def run_demo(
     batch_per_appraisal: bool = False,
     progress: Callable[[int], None] | None = None,
     random_ids: bool = False,
+    until: datetime | None = None,
 ) -> DemoSummary:
+    """Write the demo's history. `until`: record nothing after that moment (the command
+    line passes now, so that no event is dated ahead of the real clock: later writes,
+    key rotations and `known_at` reads then meet a history that lies in the past); None
+    writes the whole story (the benchmarks', the same on any day)."""
     generator = DemoGenerator(
         app,
         clock,
@@ -499,6 +546,7 @@ def run_demo(
         batch_per_appraisal=batch_per_appraisal,
         progress=progress,
         random_ids=random_ids,
+        until=until,
     )
     return generator.run(executives, years)
 

@@ -599,7 +599,13 @@ def test_control_characters_in_multi_line_text_are_refused(shared_api: Api, text
 @pytest.mark.parametrize(
     ("stage", "step", "body", "rule", "plan"),
     [
-        ("initially_rated", "executive-response", s.response(2024) | {"text": "\u200b "}, "RAT-5", {}),
+        (
+            "initially_rated",
+            "executive-response",
+            s.response(2024) | {"text": "\u200b "},
+            "RAT-5",
+            {},
+        ),
         ("initially_rated", "executive-response", s.response(2024) | {"text": ""}, "RAT-5", {}),
         (
             "planned",

@@ -234,6 +234,40 @@ def test_cli_keys_rotate_and_list(
     assert key_ids == {first, second}
 
 
+def test_the_demo_records_nothing_ahead_of_the_clock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`ses-ledger demo` tells its FY2026 cycle up to now: its final ratings fell due in
+    December 2026 and January 2027 and were recorded then, ahead of the real clock. A
+    server's writes after it then went back in `recorded_at`, and after `keys rotate` (which
+    closes the old key at the last entry's `recorded_at`) `verify` failed on the demo's
+    entries signed by the old key after that moment. Now the steps not yet due are left
+    undone, the appraisals in progress, and that sequence verifies."""
+    from ses_ledger import cli
+
+    monkeypatch.setenv("SES_LEDGER_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SES_LEDGER_DB", raising=False)
+    before = datetime.now(UTC)
+    assert cli.main(["demo", "--executives", "12", "--years", "2"]) == 0
+    capsys.readouterr()
+    app = LedgerApp(LedgerConfig.from_env())
+    stamps = [
+        entry_from_state(n.state, n.id)["recorded_at"]
+        for n in app.recorder.select_notifications(start=1, limit=100_000)
+    ]
+    latest = max(stamps)
+    assert datetime.fromisoformat(latest) <= datetime.now(UTC), latest
+    if before.date() < datetime(2027, 2, 1, tzinfo=UTC).date():
+        # FY2026's story runs into 2027, so on such a day part of it is not due yet
+        assert latest[:10] <= before.date().isoformat()
+    register(app, "E-AFTER-DEMO")  # a write at the real clock's time
+    assert cli.main(["keys", "rotate"]) == 0
+    register(LedgerApp(LedgerConfig.from_env()), "E-AFTER-ROTATION")
+    capsys.readouterr()
+    assert cli.main(["verify"]) == 0, capsys.readouterr()
+    assert "ledger verified" in capsys.readouterr().out
+
+
 def test_the_demo_writes_only_into_an_empty_ledger(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
