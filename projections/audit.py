@@ -141,27 +141,6 @@ def actor_positions(store: Store, actor: str) -> list[int]:
         return [int(p) for r in cursor.fetchall() for p in loads(r["positions"])]
 
 
-def trail(
-    store: Store,
-    log: EventLog,
-    verifiers: Mapping[str, Ed25519PublicKey] | None,
-    bound: Bound,
-    windows: Windows | None = None,
-    *,
-    executive_id: str | None = None,
-    appraisal_id: str | None = None,
-    actor: str | None = None,
-    after: int = 0,
-    limit: int | None = None,
-) -> list[dict[str, Any]]:
-    """Events of an executive (with their appraisals), an appraisal, and/or an actor: the
-    first `limit` after position `after` (all of them without a limit)."""
-    events, fetched, _ = _select(
-        store, log, bound, executive_id, appraisal_id, actor, after, limit, None, None
-    )
-    return verify_events(events, verifiers, _predecessors(log, events, fetched), windows)
-
-
 def trail_page(
     store: Store,
     log: EventLog,
@@ -173,21 +152,23 @@ def trail_page(
     appraisal_id: str | None = None,
     actor: str | None = None,
     after: int = 0,
-    limit: int,
+    limit: int | None = None,
     visible: Callable[[str], bool] | None = None,
     max_scan: int | None = None,
 ) -> tuple[list[dict[str, Any]], int | None]:
-    """A page of a trail, as `/v1/ledger/events` pages: up to `limit` entries whose stream
-    `visible` admits (None: all), and `next_after`, the position the next page follows, None
+    """Events of an executive (with their appraisals), an appraisal, and/or an actor, paged
+    as `/v1/ledger/events` pages: up to `limit` (None: all) after position `after` whose
+    stream `visible` admits (None: all), and `next_after`, the position the next page follows, None
     on the last page. `next_after` is given only once an admitted entry after the page is
     seen, so a token of one agency is never promised more after its agency's last entry.
     An actor's trail that scanned `max_scan` of their entries without filling the page ends
     where the scan stopped (the page may then hold nothing; `next_after` goes on from it)."""
+    wanted = None if limit is None else limit + 1
     events, fetched, stopped = _select(
-        store, log, bound, executive_id, appraisal_id, actor, after, limit + 1, visible, max_scan
+        store, log, bound, executive_id, appraisal_id, actor, after, wanted, visible, max_scan
     )
     next_after = stopped
-    if len(events) > limit:
+    if limit is not None and len(events) > limit:
         events = events[:limit]
         next_after = events[-1].position
     items = verify_events(events, verifiers, _predecessors(log, events, fetched), windows)

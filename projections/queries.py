@@ -377,18 +377,15 @@ class ReadModels:
         `position` / `known_at`: the trail as the ledger stood then. A trail is read from
         the log itself, bounded, and the audit index only ever grows, so these need no
         replayed copy (`as_of`, which for a trail by actor would replay the whole log)."""
-        return audit.trail(
-            self.store,
-            self.log,
-            self.verifiers(),
-            self._narrowed(position, known_at),
-            self.key_windows(),
-            executive_id=executive_id,
-            appraisal_id=appraisal_id,
-            actor=actor,
+        return self.audit_page(
+            executive_id,
+            appraisal_id,
+            actor,
             after=after,
             limit=limit,
-        )
+            position=position,
+            known_at=known_at,
+        )[0]
 
     def audit_page(
         self,
@@ -397,7 +394,7 @@ class ReadModels:
         actor: str | None = None,
         *,
         after: int = 0,
-        limit: int,
+        limit: int | None = None,
         visible: Callable[[str], bool] | None = None,
         max_scan: int | None = None,
         position: int | None = None,
