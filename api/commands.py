@@ -25,7 +25,13 @@ from api.services import Services
 from ledger.application import CommandResult, DuplicateRequest
 from ledger.canonical import canonical_json
 from ledger.entry import HASHED_FIELDS
-from ledger.errors import AlreadyExists, ConcurrencyConflict, LedgerError
+from ledger.errors import (
+    AlreadyExists,
+    ConcurrencyConflict,
+    LedgerError,
+    RuleViolation,
+    StaleVersion,
+)
 
 #: Attempts for a write without `If-Match` that keeps losing races to other processes.
 RACE_ATTEMPTS = 5
@@ -35,6 +41,9 @@ RACE_ATTEMPTS = 5
 _RECORD_LOCKS = tuple(threading.Lock() for _ in range(256))
 
 Command = Callable[[Idempotency | None], CommandResult]
+#: Refusals an identical request committed in the meantime can cause (looked up again then;
+#: only on that error path, nothing is added to a write that succeeds).
+_MAYBE_OUR_OWN_DOING = (AlreadyExists, ConcurrencyConflict, StaleVersion, RuleViolation)
 
 
 @dataclass(frozen=True)
@@ -83,8 +92,10 @@ def _execute(
                 return result_body(replay)
             raise ConcurrencyConflict("an identical request is being stored; retry") from None
         except LedgerError as exc:
-            # An identical request may have won a race on the stream itself.
-            if request is not None and isinstance(exc, AlreadyExists | ConcurrencyConflict):
+            # An identical request may have committed after our first lookup: it took the id
+            # (409), moved the stream (409, or 412 under If-Match), or made this command
+            # a rule violation (a second initial rating is SEQ-1). Its answer is ours.
+            if request is not None and isinstance(exc, _MAYBE_OUR_OWN_DOING):
                 replay = earlier_entries(services.ledger, request)
                 if replay:
                     return result_body(replay)

@@ -5,9 +5,11 @@ scoped to the token subject; reusing it for another request is 422; a 4xx is not
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
+import api.idempotency
 from tests.api import story as s
 from tests.api.story import Api
 
@@ -93,6 +95,76 @@ def test_concurrent_identical_creates_append_once(api: Api) -> None:
         )
     assert {r.status_code for r in responses} == {201}, [r.text for r in responses]
     assert api.ledger_size() == 1
+
+
+def _miss_the_first_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The retry looks for its key just before an identical request in flight commits: its
+    first lookup finds nothing, and its command then runs on the state that request left."""
+    real = api.idempotency.earlier_entries
+    calls: list[int] = []
+
+    def lookup(ledger: Any, request: Any) -> Any:
+        calls.append(1)
+        return None if len(calls) == 1 else real(ledger, request)
+
+    monkeypatch.setattr("api.commands.earlier_entries", lookup)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [("initial-rating", s.initial(2024)), ("response-waiver", s.response_waiver(2024))],
+)
+def test_a_retry_that_loses_the_race_to_its_own_first_attempt_gets_the_first_answer(
+    any_api: Api, monkeypatch: pytest.MonkeyPatch, path: str, body: dict[str, object]
+) -> None:
+    """A retry sent while the first attempt is still running (a client timeout, a proxy's
+    retry): once the first commits, the command itself is refused (SEQ-1: the rating is
+    already issued). That refusal is the first attempt's doing, so the retry answers the
+    first response (api-contract.md, Writes: "a replay of a 2xx returns the first response
+    and appends nothing"). Before, it was 422 SEQ-1, and as "a 4xx is not remembered" an HR
+    application took the write for refused. Seen live: 8 concurrent identical initial
+    ratings on `serve --workers 2`, 41 of 200 answers were 422 SEQ-1."""
+    a = any_api.appraisal("initially_rated" if path == "response-waiver" else "planned")
+    if path == "initial-rating":
+        any_api.ok(f"/v1/appraisals/{a.appraisal_id}/progress-reviews", s.review(2024))
+    headers = _with_key(any_api, f"once-{path}")
+    url = f"/v1/appraisals/{a.appraisal_id}/{path}"
+    first = any_api.post(url, body, headers)
+    assert first.status_code == 201, first.text
+    size = any_api.ledger_size()
+    _miss_the_first_lookup(monkeypatch)
+    retry = any_api.post(url, body, headers)
+    assert retry.status_code == 201, retry.text
+    assert retry.content == first.content
+    assert any_api.ledger_size() == size
+
+
+def test_a_retry_with_if_match_that_loses_to_its_own_first_attempt_gets_the_first_answer(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same race with `If-Match: 1`: the first attempt moved the stream to 2, so the retry's
+    version is stale; it is the first attempt's answer (201), not 412 stale-version."""
+    a = api.appraisal("planned")
+    headers = _with_key(api, "pinned") | {"If-Match": "1"}
+    url = f"/v1/appraisals/{a.appraisal_id}/progress-reviews"
+    first = api.post(url, s.review(2024), headers)
+    assert first.status_code == 201, first.text
+    _miss_the_first_lookup(monkeypatch)
+    retry = api.post(url, s.review(2024), headers)
+    assert retry.status_code == 201, retry.text
+    assert retry.content == first.content
+
+
+def test_a_refusal_not_caused_by_an_earlier_attempt_stays_a_refusal(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second lookup answers only for this key: a rule violation with a fresh key is
+    still 422 with its rule, and nothing is remembered."""
+    a = api.appraisal("initially_rated")
+    _miss_the_first_lookup(monkeypatch)
+    url = f"/v1/appraisals/{a.appraisal_id}/initial-rating"
+    r = api.post(url, s.initial(2024), _with_key(api, "fresh"))
+    assert r.status_code == 422 and r.json()["rule"] == "SEQ-1", r.text
 
 
 @pytest.mark.parametrize("key", ["", "x" * 256, "has space", "caf\u00e9"])
