@@ -202,7 +202,23 @@ def _request_validation(request: Request, exc: Exception) -> Response:
     first = errors[0] if errors else {"loc": [], "msg": "invalid"}
     where = ".".join(str(p) for p in first["loc"])
     detail = f"{where}: {first['msg']}" if where else str(first["msg"])
+    content_type = request.headers.get("Content-Type")
+    if first["loc"] == ["body"] and not _is_json(content_type):
+        # FastAPI reads a body as JSON only under a JSON media type (`curl -d` sends a form
+        # type): "Input should be a valid dictionary" of a JSON object tells nobody why.
+        first["msg"] = (
+            "the body is read only when sent with Content-Type: application/json "
+            f"(this request's: {content_type!r})"
+        )
+        detail = f"body: {first['msg']}"
     return problem(422, InvalidRequest.slug, InvalidRequest.title, detail, errors=errors)
+
+
+def _is_json(content_type: str | None) -> bool:
+    """A media type FastAPI reads as JSON: `application/json` or `application/*+json`."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    main, _, sub = media.partition("/")
+    return main == "application" and (sub == "json" or sub.endswith("+json"))
 
 
 def _caller_refused(request: Request) -> ApiProblem | None:
