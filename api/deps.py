@@ -84,6 +84,17 @@ def _if_match(value: str | None) -> int | None:
     return int(text)
 
 
+def _combined(request: Request, name: str, first: str | None) -> str | None:
+    """The field's value, its lines joined as RFC 9110 5.3 combines them: FastAPI hands over
+    the first line only, so a request with two keys was stored under the first, and its
+    retry with the second appended it again. Joined, two keys (or versions) are refused as
+    a value that is not one (422)."""
+    if first is None:
+        return None
+    lines = request.headers.getlist(name)
+    return ", ".join(lines) if len(lines) > 1 else first
+
+
 async def get_write_context(
     request: Request,
     principal: PrincipalDep,
@@ -105,8 +116,8 @@ async def get_write_context(
     forbid_auditor_writes(principal)
     return WriteContext(
         principal=principal,
-        idempotency_key=check_key(idempotency_key),
-        if_match=_if_match(if_match),
+        idempotency_key=check_key(_combined(request, "Idempotency-Key", idempotency_key)),
+        if_match=_if_match(_combined(request, "If-Match", if_match)),
         method=request.method,
         path=request.url.path,
     )

@@ -125,3 +125,18 @@ def test_concurrent_writes_to_one_record_without_if_match_all_land(any_api: Api)
     assert [r.status_code for r in responses] == [201] * 20, [r.text for r in responses]
     assert sorted(r.json()["version"] for r in responses) == list(range(2, 22))
     assert api.ledger_size() == size + 20
+
+
+def test_two_if_match_lines_are_422_not_the_first_alone(api: Api) -> None:
+    """Two `If-Match` lines combine into a list (RFC 9110 5.3, 13.1.1), which docs/api.md's
+    single version is not: 422, as `If-Match: 1, 2` already was. Before, the first line was
+    taken and the second ignored (412 or 201 depending on which came first)."""
+    a = api.appraisal("planned")
+    headers = [(k.encode(), v.encode()) for k, v in api.hr.items()]
+    headers += [(b"If-Match", b"9"), (b"If-Match", b"1")]
+    size = api.ledger_size()
+    url = f"/v1/appraisals/{a.appraisal_id}/progress-reviews"
+    r = api.client.post(url, json=s.review(2024), headers=headers)
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["loc"] == ["header", "If-Match"]
+    assert api.ledger_size() == size

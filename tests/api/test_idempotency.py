@@ -175,3 +175,19 @@ def test_malformed_keys_are_422(api: Api, key: str) -> None:
     assert r.status_code == 422
     assert r.json()["errors"][0]["loc"] == ["header", "Idempotency-Key"]
     assert api.ledger_size() == 0
+
+
+def test_two_idempotency_key_lines_are_422_and_append_nothing(api: Api) -> None:
+    """RFC 9110 5.3: two `Idempotency-Key` lines are one field `k-a, k-b`, which is not a key
+    (docs/api.md: 1-255 visible ASCII characters). Before, the first line was used and the
+    second ignored: the request was stored under `k-a`, and a retry that sent `k-b` alone
+    was a new request and appended the review again."""
+    a = api.appraisal("planned")
+    headers = [(k.encode(), v.encode()) for k, v in api.hr.items()]
+    headers += [(b"Idempotency-Key", b"k-a"), (b"Idempotency-Key", b"k-b")]
+    size = api.ledger_size()
+    url = f"/v1/appraisals/{a.appraisal_id}/progress-reviews"
+    r = api.client.post(url, json=s.review(2024), headers=headers)
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["loc"] == ["header", "Idempotency-Key"]
+    assert api.ledger_size() == size
