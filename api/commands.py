@@ -78,7 +78,7 @@ def _execute(
         )
         replay = earlier_entries(services.ledger, request)
         if replay:
-            return result_body(replay)
+            return _replayed(services, replay)
     attempts = 1 if ctx.if_match is not None else RACE_ATTEMPTS
     for attempt in range(1, attempts + 1):
         try:
@@ -89,7 +89,7 @@ def _execute(
             assert request is not None
             replay = earlier_entries(services.ledger, request)
             if replay:
-                return result_body(replay)
+                return _replayed(services, replay)
             raise ConcurrencyConflict("an identical request is being stored; retry") from None
         except LedgerError as exc:
             # An identical request may have committed after our first lookup: it took the id
@@ -98,7 +98,7 @@ def _execute(
             if request is not None and isinstance(exc, _MAYBE_OUR_OWN_DOING):
                 replay = earlier_entries(services.ledger, request)
                 if replay:
-                    return result_body(replay)
+                    return _replayed(services, replay)
             if isinstance(exc, ConcurrencyConflict) and attempt < attempts:
                 # Lost to another process: a random pause, so two processes that keep
                 # meeting on one record fall out of step.
@@ -107,6 +107,16 @@ def _execute(
             raise
     services.projector.written(result.entries[-1]["position"], result.executive_id)
     return result_body(result.entries)
+
+
+def _replayed(services: Services, stored: list[dict[str, Any]]) -> dict[str, Any]:
+    """The stored answer of an earlier identical request. Answering it acknowledges the write
+    here too (docs/api.md: reads see every write this process acknowledged), and with
+    `serve --workers N` it may have been stored through another process: this process's
+    reads of that record wait for it from now on, as after a write of its own."""
+    last = stored[-1]
+    services.projector.written(last["position"], services.directory.executive_of(last["stream_id"]))
+    return result_body(stored)
 
 
 def _record_lock(path: str) -> contextlib.AbstractContextManager[Any]:

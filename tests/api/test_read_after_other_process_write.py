@@ -112,3 +112,34 @@ def test_an_id_the_ledger_does_not_hold_is_still_404_at_once(
         assert r.status_code == 404, r.text
         assert r.json()["type"] == "urn:ses-ledger:problem:not-found"
     assert time.monotonic() - started < 5  # nothing waited for the minute's look
+
+
+def test_a_replayed_write_is_read_by_the_process_that_answered_it(
+    slow_projector: tuple[Api, LedgerApp],
+) -> None:
+    """docs/api.md: reads see every write this process acknowledged before they began. A
+    retry answered with the stored 201 (`Idempotency-Key`) acknowledges the write too, and
+    with `serve --workers N` the first attempt may have been stored through the other worker
+    (its response lost). Before, the replay did not tell this process's projector, so a
+    read right after the 201 showed the appraisal without the review (version 1)."""
+    from api.idempotency import fingerprint
+    from api.schemas.writes import ProgressReviewIn
+
+    api, other = slow_projector
+    a = api.appraisal("planned")
+    path = f"/v1/appraisals/{a.appraisal_id}/progress-reviews"
+    body = ProgressReviewIn(**s.review(2024))
+    key = ("hr-app-1", "review-via-other-worker")
+    other.appraisal_command(
+        a.appraisal_id,
+        "review_progress",
+        submitted_by="hr-app-1",
+        actor="R1",
+        idempotency=(*key, fingerprint("POST", path, body.model_dump(mode="json"))),
+        **body.model_dump(),
+    )
+    replay = api.post(path, s.review(2024), {**api.hr, "Idempotency-Key": key[1]})
+    assert replay.status_code == 201, replay.text
+    assert replay.json()["version"] == 2
+    read = api.get(f"/v1/appraisals/{a.appraisal_id}", api.hr)
+    assert read.status_code == 200 and read.json()["version"] == 2, read.text
