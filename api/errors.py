@@ -206,9 +206,10 @@ def _request_validation(request: Request, exc: Exception) -> Response:
     if first["loc"] == ["body"] and not _is_json(content_type):
         # FastAPI reads a body as JSON only under a JSON media type (`curl -d` sends a form
         # type): "Input should be a valid dictionary" of a JSON object tells nobody why.
+        sent = "none" if content_type is None else repr(content_type)
         first["msg"] = (
             "the body is read only when sent with Content-Type: application/json "
-            f"(this request's: {content_type!r})"
+            f"(this request's: {sent})"
         )
         detail = f"body: {first['msg']}"
     return problem(422, InvalidRequest.slug, InvalidRequest.title, detail, errors=errors)
