@@ -233,6 +233,14 @@ def cmd_project(args: argparse.Namespace) -> int:
             with Progress(total=runner.source.head(), desc="catching up") as bar:
                 bar.update_to(min(runner.positions().values(), default=0))
                 runner.catch_up(stop=stop, progress=bar.update_to, **_sizes(args))
+            if stop.is_set():  # a one-shot catch-up cut short is not done (`--follow` is)
+                print(
+                    f"interrupted: the read models stand at position "
+                    f"{min(runner.positions().values(), default=0)} of {runner.source.head()}; "
+                    "`ses-ledger project` resumes from there",
+                    flush=True,
+                )
+                return 130
     positions = runner.positions()
     print("positions: " + ", ".join(f"{n} {p}" for n, p in positions.items()), flush=True)
     if args.digest:

@@ -192,3 +192,32 @@ def test_follow_worker_logs_its_progress_on_a_long_catch_up(
     assert len(behind) >= head // 100 - 1, lines
     assert f"of {head} (" in behind[0], behind[0]
     assert lines[-1] == f"caught up: position {head}", lines
+
+
+def test_an_interrupted_one_shot_catch_up_exits_130_not_0(
+    demo_app: LedgerApp,
+    ledger_config: LedgerConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`ses-ledger project` (no --follow) stopped by SIGTERM or Ctrl-C before it caught up
+    exited 0 after printing the positions it had reached, so a script or cron job took the
+    read models for current (found: SIGTERM 0.9 s into a 122,037-event catch-up, exit 0 at
+    position 66,000); `--help` documents 130 for an interrupted command, as
+    `projections rebuild` exits."""
+    from ses_ledger import cli, cli_projections
+
+    head = int(demo_app.recorder.max_notification_id() or 0)
+    monkeypatch.setenv("SES_LEDGER_HOME", str(ledger_config.home))
+    monkeypatch.setenv("SES_LEDGER_DB", ledger_config.db_url)
+
+    @contextmanager
+    def signalled() -> Iterator[threading.Event]:
+        stop = threading.Event()
+        stop.set()  # the signal arrived before the first batch
+        yield stop
+
+    monkeypatch.setattr(cli_projections, "_stop_on_signals", signalled)
+    assert cli.main(["project"]) == 130
+    out = capsys.readouterr().out
+    assert f"interrupted: the read models stand at position 0 of {head}" in out, out
