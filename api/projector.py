@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from ledger.files import open_lock_file
+from projections.runner import TRANSIENT_ERRORS
 
 log = logging.getLogger("ses_ledger.api")
 
@@ -273,6 +274,15 @@ class Projector:
                     self._caught_up_at = time.monotonic()
                 else:  # another process projects: see how far it has got
                     reached = min(read_models.runner.positions().values())
+            except TRANSIENT_ERRORS as exc:  # a cut connection, a lock timeout: one line,
+                # as `project --follow` says it (a PostgreSQL restart is not a bug report)
+                log.error(
+                    "projection catch-up failed: %s; retrying in %ss",
+                    " ".join(str(exc).split()),
+                    self.interval,
+                )
+                self._stop.wait(self.interval)
+                continue
             except Exception:  # keep serving stale reads rather than none; retried next round
                 log.exception("projection catch-up failed")
                 self._stop.wait(self.interval)

@@ -13,6 +13,7 @@ position or not at all, so the next run resumes exactly where this one stopped.
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import threading
@@ -22,6 +23,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from ses_ledger.argtypes import non_negative_int, positive_int, positive_seconds
+
+log = logging.getLogger("ses_ledger.projector")
 
 #: The defaults named are `projections.runner`'s CATCH_UP_BATCH and FLUSH_EVERY (not
 #: imported here: every `ses-ledger` command builds this parser).
@@ -80,6 +83,40 @@ def _stop_on_signals() -> Iterator[threading.Event]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+#: Seconds between the follow worker's progress lines while it is behind the ledger.
+PROGRESS_EVERY = 10.0
+
+
+class _ProgressLog:
+    """`project --follow`'s progress on a long catch-up (after a version change, a restore,
+    or a worker down for a while, it may read millions of events): while it is behind, a
+    line every `PROGRESS_EVERY` seconds, then one when it has caught up. A worker that keeps
+    up logs nothing: the head is read only once the period has passed (then after each batch
+    until it has caught up)."""
+
+    def __init__(self, head: Any) -> None:
+        self._head = head
+        self._since = time.monotonic()
+        self._behind = False
+
+    def __call__(self, position: int) -> None:
+        now = time.monotonic()
+        if not self._behind and now - self._since < PROGRESS_EVERY:
+            return
+        head = int(self._head())
+        if position >= head:
+            if self._behind:
+                log.info("caught up: position %d", position)
+            self._behind = False
+            self._since = now
+        elif now - self._since >= PROGRESS_EVERY:
+            self._behind = True
+            self._since = now
+            log.info(
+                "catching up: position %d of %d (%d events behind)", position, head, head - position
+            )
 
 
 def _sizes(args: argparse.Namespace) -> dict[str, int]:
@@ -172,8 +209,6 @@ def cmd_digest(args: argparse.Namespace) -> int:
 
 
 def cmd_project(args: argparse.Namespace) -> int:
-    import logging
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     # The worker may start before the API has created the store (docker-compose): it waits
     # on an empty one rather than refusing it.
@@ -185,7 +220,12 @@ def cmd_project(args: argparse.Namespace) -> int:
                 f"following the ledger (every {args.interval}s); SIGTERM or Ctrl-C stops",
                 flush=True,
             )
-            runner.follow(stop, interval=args.interval, **_sizes(args))
+            runner.follow(
+                stop,
+                interval=args.interval,
+                on_batch=_ProgressLog(runner.source.head),
+                **_sizes(args),
+            )
         else:
             from ses_ledger.progress import Progress
 
@@ -193,6 +233,14 @@ def cmd_project(args: argparse.Namespace) -> int:
             with Progress(total=runner.source.head(), desc="catching up") as bar:
                 bar.update_to(min(runner.positions().values(), default=0))
                 runner.catch_up(stop=stop, progress=bar.update_to, **_sizes(args))
+            if stop.is_set():  # a one-shot catch-up cut short is not done (`--follow` is)
+                print(
+                    f"interrupted: the read models stand at position "
+                    f"{min(runner.positions().values(), default=0)} of {runner.source.head()}; "
+                    "`ses-ledger project` resumes from there",
+                    flush=True,
+                )
+                return 130
     positions = runner.positions()
     print("positions: " + ", ".join(f"{n} {p}" for n, p in positions.items()), flush=True)
     if args.digest:

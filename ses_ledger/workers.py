@@ -364,6 +364,12 @@ class Workers(Multiprocess):
         self._retire(self.processes.pop())
 
     def terminate_all(self) -> None:
+        # Stop listening first, as uvicorn's single server closes its socket when it shuts
+        # down: a client that connects meanwhile is refused (it knows its request was not
+        # sent) instead of queued in the backlog, unaccepted, while the workers finish, and
+        # reset with its request unread when the socket closes after them.
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
         for process in self.processes:
             self._mark_stopping(process)
         super().terminate_all()

@@ -317,14 +317,15 @@ def test_the_projecting_process_catches_up_only_for_new_events(tmp_path: Path) -
 class _FailingModels:
     """Read models whose catch-up fails `failures` times (a store hiccup), then works."""
 
-    def __init__(self, failures: int) -> None:
+    def __init__(self, failures: int, error: Exception | None = None) -> None:
         self.failures = failures
+        self.error = error or RuntimeError("store hiccup")
         self.calls = 0
 
     def catch_up(self) -> int:
         self.calls += 1
         if self.calls <= self.failures:
-            raise RuntimeError("store hiccup")
+            raise self.error
         return 7
 
 
@@ -343,6 +344,36 @@ def test_a_failed_catch_up_is_logged_and_retried_and_reads_are_still_served(
         finally:
             projector.stop()
     assert caplog.text.count("projection catch-up failed") == 2
+
+
+def test_a_lost_database_connection_is_one_log_line_not_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An operator's `pg_terminate_backend` (or a PostgreSQL restart) under a running server:
+    the projecting thread retries, and says so in one line as `project --follow` does, not
+    with a traceback per round that reads like a crash (found killing serve's backends)."""
+    from eventsourcing.persistence import OperationalError
+
+    lost = OperationalError(
+        "consuming input failed: server closed the connection unexpectedly\n"
+        "\tThis probably means the server terminated abnormally"
+    )
+    models = _FailingModels(failures=2, error=lost)
+    projector = Projector(lambda: models, 0.05)
+    with caplog.at_level("ERROR", logger="ses_ledger.api"):
+        projector.start()
+        try:
+            projector.written(7, "E1")
+            assert projector.ready(timeout=5, executive_id="E1") is models
+        finally:
+            projector.stop()
+    failed = [r for r in caplog.records if "projection catch-up failed" in r.getMessage()]
+    assert len(failed) == 2, caplog.text
+    assert all(r.exc_info is None for r in failed), caplog.text
+    assert failed[0].getMessage() == (
+        "projection catch-up failed: consuming input failed: server closed the connection "
+        "unexpectedly This probably means the server terminated abnormally; retrying in 0.05s"
+    )
 
 
 def test_a_read_that_waits_too_long_is_served_as_it_stands_with_a_warning(

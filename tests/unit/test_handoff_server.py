@@ -137,3 +137,23 @@ def test_the_main_process_skips_a_worker_that_takes_nothing() -> None:
         for worker in (hung, well):
             worker.close_handoff()
             worker._child_end.close()
+
+
+def test_a_stopping_server_refuses_new_connections_at_once() -> None:
+    """SIGTERM to `serve --workers N` (`docker compose stop`): from then on a new connection
+    is refused, as by `--workers 1`, not accepted by the kernel into the backlog of a socket
+    nobody accepts from any more and reset, request unread, once the workers have finished
+    (found under load: every keep-alive client that reconnected during the shutdown got
+    'connection reset by peer' for a POST it could not tell was not received)."""
+    from ses_ledger.workers import Workers
+
+    config = Config(app, lifespan="off", log_level="warning")
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        workers = Workers(config, listener)
+        workers.processes = []
+        workers.should_exit.set()
+        workers.terminate_all()  # the start of the shutdown: workers not yet joined
+        with pytest.raises(ConnectionRefusedError), socket.socket() as client:
+            client.settimeout(5)
+            client.connect(("127.0.0.1", port))
