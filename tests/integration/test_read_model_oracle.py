@@ -15,6 +15,7 @@ Runs in the normal suite with few examples; for a long run:
 
 from __future__ import annotations
 
+import itertools
 import os
 import uuid
 from collections.abc import Iterator
@@ -37,7 +38,7 @@ from ledger.keys import KeyRing
 from projections.queries import ReadModels
 from tests.conftest import PG_URL, require_postgres
 
-EXAMPLES = int(os.environ.get("SES_ORACLE_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("SES_ORACLE_EXAMPLES", "30"))
 PG_EXAMPLES = max(2, EXAMPLES // 4)
 
 BASIC = [
@@ -64,6 +65,8 @@ SES_2025 = [
 ]
 INAUGURATIONS = [date(y, 1, 20) for y in (2017, 2021, 2025, 2029)]
 AGENCIES = ["DOE", "DOT"]
+MEASURES = ("rating-date", "appraisal-cycle")
+NONCAREER = ("noncareer", "limited_term", "limited_emergency")
 
 
 # --- the naive model ----------------------------------------------------------------------
@@ -105,12 +108,14 @@ class Rating:
     period_end: date
     policy: str
     seq: int  # recording order
+    position: int = 0  # the final rating's ledger position
 
 
 @dataclass
 class Action:
     action: str
     notice_on: date
+    position: int = 0
 
 
 @dataclass
@@ -130,15 +135,27 @@ def model_current(w: World, e: str) -> dict[str, Any] | None:
     return {"appraisal_id": r.appraisal_id, "level": r.level, "rated_on": r.rated_on.isoformat()}
 
 
-def _window(ratings: list[Rating], d: date, n: int, rule: str) -> dict[str, Any]:
-    start = window_start(d, n)
-    in_window = sorted((r for r in ratings if start <= r.rated_on <= d), key=lambda r: r.rated_on)
+def _window(ratings: list[Rating], d: date, n: int, rule: str, measure: str) -> dict[str, Any]:
+    if measure == "rating-date":
+        start = window_start(d, n)
+        in_window = [r for r in ratings if start <= r.rated_on <= d]
+    else:
+        # appraisal-cycle (ledger/policies/removal.py's docstring; the contract names the
+        # measure only): the n latest cycles completed by D, or ending with a later cycle
+        # already rated by D
+        newest = max([fy(d + timedelta(days=1)) - 1, *(fy(r.period_end) for r in ratings)])
+        in_window = [r for r in ratings if fy(r.period_end) > newest - n]
+    in_window.sort(key=lambda r: (r.rated_on, r.seq))
     triggered = None
     for a in ratings:
         for b in ratings:
             if a is b or a.rated_on > b.rated_on or (a.rated_on == b.rated_on and a.seq > b.seq):
                 continue
-            if b.rated_on <= plus_years(a.rated_on, n):
+            if measure == "rating-date":
+                paired = b.rated_on <= plus_years(a.rated_on, n)
+            else:  # n consecutive cycles: at most n - 1 apart
+                paired = abs(fy(a.period_end) - fy(b.period_end)) < n
+            if paired:
                 triggered = b.rated_on if triggered is None else max(triggered, b.rated_on)
     return {
         "ratings": [(r.appraisal_id, r.level, r.rated_on.isoformat()) for r in in_window],
@@ -148,7 +165,7 @@ def _window(ratings: list[Rating], d: date, n: int, rule: str) -> dict[str, Any]
     }
 
 
-def model_removal(w: World, e: str, d: date) -> dict[str, Any]:
+def model_removal(w: World, e: str, d: date, measure: str = "rating-date") -> dict[str, Any]:
     counted = [r for r in w.ratings if r.executive_id == e and r.rated_on <= d]
     level1 = [r for r in counted if r.level == 1]
     due = False
@@ -160,8 +177,9 @@ def model_removal(w: World, e: str, d: date) -> dict[str, Any]:
             for a in w.actions.get(e, [])
         )
     return {
-        "three_year": _window([r for r in counted if r.level < 3], d, 3, "REM-2"),
-        "five_year": _window(level1, d, 5, "REM-3"),
+        "window_measure": measure,
+        "three_year": _window([r for r in counted if r.level < 3], d, 3, "REM-2", measure),
+        "five_year": _window(level1, d, 5, "REM-3", measure),
         "level1_action_due": due,
     }
 
@@ -235,7 +253,8 @@ def histories(draw: st.DrawFn) -> dict[str, Any]:
     for i in range(n_exec):
         career = (cluster and i < 5) or draw(st.booleans()) or draw(st.booleans())
         agency = "DOE" if cluster and i < 6 else draw(st.sampled_from(AGENCIES))
-        executives.append((f"E{i}", agency, career))
+        kind = "career" if career else draw(st.sampled_from(NONCAREER))
+        executives.append((f"E{i}", agency, kind))
         anchor = draw(st.sampled_from(ANCHORS))
         used: set[date] = set()
         for j in range(draw(st.integers(0, 4))):
@@ -282,6 +301,7 @@ def histories(draw: st.DrawFn) -> dict[str, Any]:
         "actions": actions,
         "waivers": waivers,
         "extra_dates": extra,
+        "catch_up_every": draw(st.integers(1, 4)),
     }
 
 
@@ -308,9 +328,9 @@ def _period(rated: date, shape: str) -> tuple[date, date, date | None, str]:
     return start, date(pfy, 9, 30), None, policy
 
 
-def record(app: LedgerApp, h: dict[str, Any]) -> World:
+def record(app: LedgerApp, h: dict[str, Any], models: ReadModels) -> World:
     w = World()
-    for e, agency, career in h["executives"]:
+    for e, agency, kind in h["executives"]:
         app.register_executive(
             e,
             name=f"Name {e}",
@@ -318,13 +338,14 @@ def record(app: LedgerApp, h: dict[str, Any]) -> World:
             pay_plan="ES",
             agency=agency,
             duty_station="Washington, DC",
-            appointment_type="career" if career else "noncareer",
+            appointment_type=kind,
             probationary=False,
             appointed_on=date(2015, 1, 5),
             actor="hr-1",
             submitted_by="hr-app-1",
         )
-        w.career[e], w.agency[e] = career, agency
+        # RAT-9 and the share count career appointees only (rules.md, api-contract.md)
+        w.career[e], w.agency[e] = kind == "career", agency
         w.actions[e] = []
     for agency in AGENCIES:
         app.register_review_board(
@@ -338,6 +359,8 @@ def record(app: LedgerApp, h: dict[str, Any]) -> World:
     pending = sorted(h["actions"], key=lambda a: a[3])
     seq = 0
     for index, (aid, e, rated, level, shape) in enumerate(h["appraisals"]):
+        if index % h["catch_up_every"] == 0:
+            models.catch_up()  # incremental: later events meet cached and stored rows
         while pending and pending[0][3] <= index:
             _action(app, w, *pending.pop(0)[:3])
         start, end, extended, policy = _period(rated, shape)
@@ -381,15 +404,18 @@ def record(app: LedgerApp, h: dict[str, Any]) -> World:
             rationale="Considered.",
             considered=["initial_rating"],
         )
-        step(
+        final = app.appraisal_command(
+            aid,
             "assign_final_rating",
+            submitted_by="hr-app-1",
             actor="AA1",
             appointing_authority_id="AA1",
             rated_on=rated,
             level=level,
         )
         seq += 1
-        w.ratings.append(Rating(aid, e, level, rated, extended or end, policy, seq))
+        position = int(final.event["position"])
+        w.ratings.append(Rating(aid, e, level, rated, extended or end, policy, seq, position))
     for a in pending:
         _action(app, w, *a[:3])
     for agency, cycle, granted in h["waivers"]:
@@ -406,7 +432,7 @@ def record(app: LedgerApp, h: dict[str, Any]) -> World:
 
 
 def _action(app: LedgerApp, w: World, e: str, kind: str, notice: date) -> None:
-    app.record_personnel_action(
+    result = app.record_personnel_action(
         e,
         action=kind,
         basis_appraisal_ids=[],
@@ -417,7 +443,7 @@ def _action(app: LedgerApp, w: World, e: str, kind: str, notice: date) -> None:
         actor="hr-1",
         submitted_by="hr-app-1",
     )
-    w.actions[e].append(Action(kind, notice))
+    w.actions[e].append(Action(kind, notice, int(result.event["position"])))
 
 
 def query_dates(w: World, h: dict[str, Any]) -> list[date]:
@@ -431,9 +457,34 @@ def query_dates(w: World, h: dict[str, Any]) -> list[date]:
     return sorted(days)
 
 
+CURRENT_KEYS = ("appraisal_id", "level", "rated_on")
+
+
+def _removal_fields(body: dict[str, Any]) -> dict[str, Any]:
+    got: dict[str, Any] = {
+        key: {
+            "ratings": [
+                (r["appraisal_id"], r["level"], r["rated_on"]) for r in body[key]["ratings"]
+            ],
+            **{k: body[key][k] for k in ("removal_required", "triggered_on", "rule")},
+        }
+        for key in ("three_year", "five_year")
+    }
+    got["level1_action_due"] = body["level1_action_due"]
+    got["window_measure"] = body["window_measure"]
+    return got
+
+
+def _listed(report: dict[str, Any]) -> dict[str, list[tuple[str, int, str]]]:
+    return {
+        x["executive_id"]: [(r["appraisal_id"], r["level"], r["rated_on"]) for r in x["ratings"]]
+        for x in report["executives"]
+    }
+
+
 def check(app: LedgerApp, h: dict[str, Any]) -> None:
-    w = record(app, h)
     models = ReadModels(app)
+    w = record(app, h, models)
     models.catch_up()
     for e in w.career:
         current = (models.executive(e) or {}).get("current_rating")
@@ -446,27 +497,16 @@ def check(app: LedgerApp, h: dict[str, Any]) -> None:
     for d in query_dates(w, h):
         if d.month == 2 and d.day == 29:
             event("as of Feb 29")
-        for e in w.career:
-            body = models.removal_history(e, d)
-            got = {
-                key: {
-                    "ratings": [
-                        (r["appraisal_id"], r["level"], r["rated_on"]) for r in body[key]["ratings"]
-                    ],
-                    **{k: body[key][k] for k in ("removal_required", "triggered_on", "rule")},
-                }
-                for key in ("three_year", "five_year")
-            }
-            got["level1_action_due"] = body["level1_action_due"]
-            assert got == model_removal(w, e, d), (e, d.isoformat())
-        report = models.below_fully_successful(d)
-        listed = {
-            x["executive_id"]: [
-                (r["appraisal_id"], r["level"], r["rated_on"]) for r in x["ratings"]
-            ]
-            for x in report["executives"]
-        }
+        for e, measure in itertools.product(w.career, MEASURES):
+            body = models.removal_history(e, d, measure)
+            got = _removal_fields(body)
+            assert got == model_removal(w, e, d, measure), (e, d.isoformat(), measure)
+        listed = _listed(models.below_fully_successful(d))
         assert listed == model_below_fs(w, d), d.isoformat()
+        agency = AGENCIES[d.toordinal() % 2]
+        assert _listed(models.below_fully_successful(d, agency)) == {
+            e: rows for e, rows in model_below_fs(w, d).items() if w.agency[e] == agency
+        }, (d.isoformat(), agency)
     today = models.default_as_of()
     for agency in AGENCIES:
         for cycle in sorted({fy(r.period_end) for r in w.ratings} | {2026}):
@@ -480,11 +520,39 @@ def check(app: LedgerApp, h: dict[str, Any]) -> None:
                 cycle,
             )
     compare_api(app, models, w, query_dates(w, h)[::4])
+    compare_replays(models, w, query_dates(w, h)[::3])
     event(f"level 1 ratings: {min(3, sum(r.level == 1 for r in w.ratings))}")
     incremental = models.digest()
     fresh = ReadModels(app)
     fresh.runner.rebuild()
     assert fresh.digest() == incremental
+
+
+def compare_replays(models: ReadModels, w: World, days: list[date]) -> None:
+    """`as_of_position=N`: the ledger as it stood, i.e. the model of the prefix."""
+    cuts = sorted({r.position for r in w.ratings})
+    for cut in cuts[len(cuts) // 3 :: max(1, len(cuts) // 2)]:
+        prefix = World(
+            career=w.career,
+            agency=w.agency,
+            ratings=[r for r in w.ratings if r.position <= cut],
+            actions={e: [a for a in acts if a.position <= cut] for e, acts in w.actions.items()},
+        )
+        past = models.as_of(position=cut)
+        for e in w.career:
+            current = (past.executive(e) or {}).get("current_rating")
+            got = None if current is None else {k: current[k] for k in CURRENT_KEYS}
+            assert got == model_current(prefix, e), (cut, e)
+            for d, measure in itertools.product(days, MEASURES):
+                body = past.removal_history(e, d, measure)
+                assert _removal_fields(body) == model_removal(prefix, e, d, measure), (
+                    cut,
+                    e,
+                    d,
+                    measure,
+                )
+        for d in days:
+            assert _listed(past.below_fully_successful(d)) == model_below_fs(prefix, d), (cut, d)
 
 
 def compare_api(app: LedgerApp, models: ReadModels, w: World, days: list[date]) -> None:
@@ -510,13 +578,37 @@ def compare_api(app: LedgerApp, models: ReadModels, w: World, days: list[date]) 
             body = get(f"/v1/executives/{e}")
             assert body["current_rating"] == (models.executive(e) or {})["current_rating"]
             for d in days:
-                assert get(
-                    f"/v1/executives/{e}/removal-history", as_of=d.isoformat()
-                ) == models.removal_history(e, d), (e, d)
+                for measure in MEASURES:
+                    assert get(
+                        f"/v1/executives/{e}/removal-history",
+                        as_of=d.isoformat(),
+                        window_measure=measure,
+                    ) == models.removal_history(e, d, measure), (e, d, measure)
         for d in days:
             assert get(
                 "/v1/reports/below-fully-successful", as_of=d.isoformat()
             ) == models.below_fully_successful(d), d
+        cut = max(1, len(w.ratings) // 2)
+        # past the registrations (executives registered later are 404 then, rightly)
+        position = max(
+            [*sorted(r.position for r in w.ratings)[cut - 1 : cut], len(w.career) + len(AGENCIES)]
+        )
+        past = models.as_of(position=position)
+        for e in w.career:
+            for d in days[:3]:
+                assert get(
+                    f"/v1/executives/{e}/removal-history",
+                    as_of=d.isoformat(),
+                    as_of_position=position,
+                ) == past.removal_history(e, d), (e, d, position)
+            assert (
+                get(f"/v1/executives/{e}", as_of_position=position)["current_rating"]
+                == (past.executive(e) or {})["current_rating"]
+            )
+        for d in days[:3]:
+            assert get(
+                "/v1/reports/below-fully-successful", as_of=d.isoformat(), as_of_position=position
+            ) == past.below_fully_successful(d), d
         for agency in AGENCIES:
             assert get(
                 "/v1/reports/rating-distribution", agency=agency, cycle="FY2026"
