@@ -109,6 +109,7 @@ class Rating:
     policy: str
     seq: int  # recording order
     position: int = 0  # the final rating's ledger position
+    recorded_at: str = ""
 
 
 @dataclass
@@ -261,13 +262,13 @@ def histories(draw: st.DrawFn) -> dict[str, Any]:
             rated = plus_years(anchor, draw(st.integers(0, 6))) + timedelta(
                 days=draw(st.sampled_from([-1, 0, 0, 1]))
             )
-            if (career and (blackout(rated) or blackout(rated - timedelta(days=2)))) or (
-                rated in used
-            ):
+            if career and (blackout(rated) or blackout(rated - timedelta(days=2))):
                 continue
+            if rated in used and draw(st.booleans()):
+                continue  # sometimes two final ratings on one day (ties: log order)
             used.add(rated)
             level = draw(st.sampled_from([1, 1, 2, 2, 3, 4, 5]))
-            shape = draw(st.sampled_from(["full", "extended", "cross-cycle"]))
+            shape = draw(st.sampled_from(["full", "extended", "cross-cycle", "oct-1"]))
             appraisals.append((f"A-E{i}-{j}", f"E{i}", rated, level, shape))
         if cluster and (i < 5 or draw(st.booleans())):
             rated = date(2026, 11, draw(st.integers(1, 30)))
@@ -323,6 +324,9 @@ def _period(rated: date, shape: str) -> tuple[date, date, date | None, str]:
         start = date(pfy, 1, 1)
         return start, date(pfy, 6, 30), date(pfy, 12, 31), "ses-basic-2012"
     policy = "ses-2025" if start >= date(2025, 10, 1) else "ses-basic-2012"
+    if shape == "oct-1" and policy == "ses-basic-2012":
+        # a basic period ending Oct 1: the first day of the next cycle
+        return date(pfy - 1, 10, 2), date(pfy, 10, 1), None, policy
     if shape == "extended":
         return start, date(pfy, 6, 30), date(pfy, 9, 30), policy
     return start, date(pfy, 9, 30), None, policy
@@ -415,7 +419,10 @@ def record(app: LedgerApp, h: dict[str, Any], models: ReadModels) -> World:
         )
         seq += 1
         position = int(final.event["position"])
-        w.ratings.append(Rating(aid, e, level, rated, extended or end, policy, seq, position))
+        recorded_at = str(final.event["recorded_at"])
+        w.ratings.append(
+            Rating(aid, e, level, rated, extended or end, policy, seq, position, recorded_at)
+        )
     for a in pending:
         _action(app, w, *a[:3])
     for agency, cycle, granted in h["waivers"]:
@@ -538,7 +545,9 @@ def compare_replays(models: ReadModels, w: World, days: list[date]) -> None:
             ratings=[r for r in w.ratings if r.position <= cut],
             actions={e: [a for a in acts if a.position <= cut] for e, acts in w.actions.items()},
         )
-        past = models.as_of(position=cut)
+        at = next(r.recorded_at for r in w.ratings if r.position == cut)
+        # known_at=<the cut's recorded_at>: the same ledger, by time instead of position
+        past = models.as_of(position=cut) if cut % 2 else models.as_of(known_at=at)
         for e in w.career:
             current = (past.executive(e) or {}).get("current_rating")
             got = None if current is None else {k: current[k] for k in CURRENT_KEYS}
