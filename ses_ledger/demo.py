@@ -145,8 +145,7 @@ class DemoGenerator:
         #: Nothing is recorded after this moment (None: the whole story, whatever its dates).
         self.until = until
         #: The appraisal being told, stored as it stands if its story stops early.
-        self._open: LedgerAggregate | None = None
-        self._open_final = True
+        self._open: Appraisal | None = None
         self.rng = random.Random(seed)
         #: `random_ids`: executives get random UUIDs (`E-<uuid>`, so their appraisals'
         #: ids come in random order too), as ids an HR system chose would; drawn from an
@@ -208,7 +207,7 @@ class DemoGenerator:
     def _stop_here(self) -> None:
         """Store what the stopped story recorded so far (an appraisal part-way)."""
         if self._open is not None:
-            if not self._open_final:
+            if self._open.final_rating is None:
                 self.summary.in_progress += 1
             self._store(self._open)
             self._open = None
@@ -346,7 +345,7 @@ class DemoGenerator:
             actor=rater,
             submission=self._sub(communicated, hr),
         )
-        self._open, self._open_final = appraisal, False
+        self._open = appraisal
         self._maybe_store(appraisal)
         self.summary.appraisals += 1
         reviews = [period_start + timedelta(days=d) for d in (80, 170, 260, 350)]
@@ -458,7 +457,6 @@ class DemoGenerator:
             submission=self._sub(final_on, hr),
         )
         self._store(appraisal)
-        self._open_final = True
         self.summary.final_levels[initial_level] += 1
         person.final_levels.append((final_on, initial_level))
         self._after_final(person, appraisal_id, final_on, initial_level)

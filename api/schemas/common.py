@@ -76,15 +76,12 @@ def _timestamp(value: Any) -> Any:
     return parsed
 
 
-_blank = is_blank  # nothing visible (`ledger.policies.common.is_blank`)
-
-
 def _single_line(value: str) -> str:
     if _LINE_CONTROL.search(value):
         raise ValueError("must not contain control characters or unpaired surrogates")
     if value.strip() != value or not value:
         raise ValueError("must not be empty or start or end with white space")
-    if _blank(value):
+    if is_blank(value):
         raise ValueError("must not be blank")
     return value
 
@@ -97,7 +94,7 @@ def _no_control(value: str) -> str:
 
 def _multi_line(value: str) -> str:
     _no_control(value)
-    if _blank(value):
+    if is_blank(value):
         raise ValueError("must not be blank")
     return value
 
