@@ -34,6 +34,7 @@ from ledger.errors import (
     RuleViolation,
     SigningKeyError,
     StaleVersion,
+    StoreUnavailable,
     UnknownReference,
     UnreadableEntry,
     VerificationError,
@@ -124,6 +125,7 @@ _LEDGER: list[tuple[type[LedgerError], int, str, str]] = [
     (SigningKeyError, 503, "unavailable", "Signing key unavailable"),
     (WriteOutcomeUnknown, 503, "write-outcome-unknown", "Write outcome unknown"),
     (ReplayBusy, 503, "unavailable", "Service unavailable"),
+    (StoreUnavailable, 503, "unavailable", "Service unavailable"),
     (VerificationError, 500, "ledger-integrity", "Stored data does not verify"),
 ]
 
@@ -145,6 +147,11 @@ WRITE_OUTCOME_UNKNOWN = (
     "stored result and appends nothing); otherwise read the record (its events) to see "
     "whether it is there"
 )
+
+
+#: The store could not be reached within SES_LEDGER_STORE_WAIT_SECONDS (`StoreUnreachable`):
+#: told in these words (the reason, with the server's address, is for the server's log).
+STORE_UNREACHABLE = "the ledger's database cannot be reached; nothing was recorded, retry shortly"
 
 
 def _ledger_error(_: Request, exc: Exception) -> Response:
@@ -174,6 +181,8 @@ def _ledger_error(_: Request, exc: Exception) -> Response:
                 detail, headers = WRITE_OUTCOME_UNKNOWN, {"Retry-After": "1"}
             elif isinstance(exc, ReplayBusy):
                 headers = {"Retry-After": "1"}
+            elif isinstance(exc, StoreUnavailable):
+                detail, headers = STORE_UNREACHABLE, {"Retry-After": "1"}
             return problem(status, slug, title, detail, headers, **extra)
     log.error("unmapped ledger error: %r", exc)
     return problem(500, "internal-error", "Internal error", "the ledger failed unexpectedly")

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from ledger.errors import StoreUnreachable
 from ledger.files import open_lock_file
 from projections.runner import TRANSIENT_ERRORS
 
@@ -87,22 +88,35 @@ class PostgresLeadership:
     #: First half of the advisory lock key; the second is a hash of the schema's name.
     KEY = 746183692
 
-    def __init__(self, connect: Callable[[], Any], schema: str) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], Any],
+        schema: str,
+        lost: tuple[type[BaseException], ...] = (),
+    ) -> None:
         self._connect = connect
         self.schema = schema
+        #: The driver's errors of a connection that cannot be made or was cut (psycopg's
+        #: OperationalError): told as `StoreUnreachable`, which the projecting thread logs
+        #: in one line and retries, as for the pool's connections. They were a traceback
+        #: twice a second for as long as PostgreSQL was down.
+        self.lost = lost
         self._conn: Any = None
 
     def try_acquire(self) -> bool:
-        if self._conn is None:
-            self._conn = self._connect()
         try:
+            if self._conn is None:
+                self._conn = self._connect()
             row = self._conn.execute(
                 "SELECT pg_try_advisory_lock(%s, hashtext(%s)) AS held", (self.KEY, self.schema)
             ).fetchone()
-        except Exception:
+        except Exception as exc:
             # The session is gone (a server restart cuts every one): the next attempt opens
             # a new connection rather than failing on this one for good.
             self.release()
+            if isinstance(exc, self.lost):
+                reason = " ".join(str(exc).split())
+                raise StoreUnreachable(f"the projector lock's connection failed: {reason}") from exc
             raise
         return bool(row["held"] if isinstance(row, dict) else row[0])
 
@@ -148,6 +162,10 @@ class Projector:
         #: The last position written to each executive's record (pruned once projected).
         self._wanted_by: dict[str, int] = {}
         self._reached = 0
+        #: Rounds that failed because the store could not be reached, and the last error:
+        #: a read waiting for a round is answered at once when one fails so (`ready`).
+        self._unreachable_rounds = 0
+        self._unreachable: StoreUnreachable | None = None
         self._caught_up_at = float("-inf")
         self._held_checked_at = float("-inf")
         self._stop = threading.Event()
@@ -243,8 +261,17 @@ class Projector:
             if target > self._wanted:  # wake the thread: project it, or watch who does
                 self._wanted = target
                 self._cond.notify_all()
-            if not self._cond.wait_for(lambda: self._reached >= target, timeout):
+            # A round that fails for want of the store ends the wait: the read is answered
+            # 503 now, not after `timeout` and its own wait for the store (a report took
+            # 12 s to say the database was down). Only rounds that fail after the read
+            # began count, so a read that arrives once the store is back is served.
+            failed = self._unreachable_rounds
+            if not self._cond.wait_for(
+                lambda: self._reached >= target or self._unreachable_rounds > failed, timeout
+            ):
                 log.warning("read models are %s events behind", target - self._reached)
+            elif self._reached < target and self._unreachable is not None:
+                raise StoreUnreachable(str(self._unreachable))
         return read_models
 
     def ready_nowait(self, executive_id: str | None = None) -> Any | None:
@@ -276,6 +303,11 @@ class Projector:
                     reached = min(read_models.runner.positions().values())
             except TRANSIENT_ERRORS as exc:  # a cut connection, a lock timeout: one line,
                 # as `project --follow` says it (a PostgreSQL restart is not a bug report)
+                if isinstance(exc, StoreUnreachable):
+                    with self._cond:
+                        self._unreachable_rounds += 1
+                        self._unreachable = exc
+                        self._cond.notify_all()
                 log.error(
                     "projection catch-up failed: %s; retrying in %ss",
                     " ".join(str(exc).split()),

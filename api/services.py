@@ -79,12 +79,17 @@ def projector_lock(ledger: LedgerApp) -> Leadership:
     on the tracking rows, found them moved, dropped its cached rows and read them back,
     and reads waiting for it had a 99th percentile of 160-420 ms (bench/README.md)."""
     if ledger.config.is_postgres:
+        import psycopg
+
         pool = ledger.recorder.datastore.pool  # type: ignore[attr-defined]
 
         def connect() -> Any:
-            import psycopg
-
+            # pool.kwargs holds libpq's connect_timeout (SES_LEDGER_STORE_WAIT_SECONDS)
             return psycopg.connect(pool.conninfo, autocommit=True, **pool.kwargs)
 
-        return PostgresLeadership(connect, str(ledger.recorder.datastore.schema))  # type: ignore[attr-defined]
+        return PostgresLeadership(
+            connect,
+            str(ledger.recorder.datastore.schema),  # type: ignore[attr-defined]
+            lost=(psycopg.OperationalError, psycopg.InterfaceError),
+        )
     return FileLeadership(Path(ledger.config.db_url[len("sqlite:///") :] + ".projector.lock"))

@@ -13,7 +13,14 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ledger.config import DEFAULT_HOME, DEFAULT_ORIGIN, LedgerConfig, origin_problem
+from ledger.config import (
+    DEFAULT_HOME,
+    DEFAULT_ORIGIN,
+    DEFAULT_STORE_WAIT_SECONDS,
+    MAX_STORE_WAIT_SECONDS,
+    LedgerConfig,
+    origin_problem,
+)
 
 
 class ApiSettings(BaseSettings):
@@ -56,6 +63,11 @@ class ApiSettings(BaseSettings):
     #: Built replays kept for the same bound's next requests: how many, and their memory.
     replay_cache_entries: int = Field(default=4, ge=0, le=1000)
     replay_cache_mb: int = Field(default=256, ge=0)
+    #: PostgreSQL: how long a request waits for a connection to the store before it is
+    #: answered 503 `unavailable` (the server is down or refuses, or every connection is busy).
+    store_wait_seconds: float = Field(
+        default=DEFAULT_STORE_WAIT_SECONDS, gt=0, le=MAX_STORE_WAIT_SECONDS
+    )
 
     @field_validator("origin")
     @classmethod
@@ -70,4 +82,5 @@ class ApiSettings(BaseSettings):
             db_url=self.db or f"sqlite:///{self.home / 'ledger.db'}",
             origin=self.origin,
             checkpoint_every=self.checkpoint_every,
+            store_wait_seconds=self.store_wait_seconds,
         )

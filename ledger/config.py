@@ -7,6 +7,7 @@ Plain dataclass rather than pydantic-settings: `ledger/` depends only on the sta
 from __future__ import annotations
 
 import errno
+import math
 import os
 import re
 import unicodedata
@@ -21,6 +22,13 @@ DEFAULT_HOME = "./.ses-ledger"
 DEFAULT_ORIGIN = "ses-ledger.local/ledger"
 #: The API's token signing secret, under the ledger home (`api.auth`).
 TOKEN_KEY_FILE = "token.key"
+#: Seconds a request (or command) waits for a connection to the PostgreSQL store before it
+#: gives up (`ledger.errors.StoreUnreachable`; the API's 503): SES_LEDGER_STORE_WAIT_SECONDS.
+DEFAULT_STORE_WAIT_SECONDS = 5.0
+MAX_STORE_WAIT_SECONDS = 300.0
+#: The wait, as `ledger.recorders_postgres.LedgerPostgresFactory` reads it from the
+#: eventsourcing settings (`LedgerConfig.eventsourcing_env`).
+STORE_WAIT_KEY = "LEDGER_STORE_WAIT_SECONDS"
 #: A PostgreSQL schema the ledger can name unquoted (PostgreSQL folds unquoted names to lower
 #: case, so `Ledger` would be created as one schema and looked up as another).
 _SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -37,9 +45,16 @@ class LedgerConfig:
     #: file that cannot be written (an archive on read-only media) is opened read-only
     #: (`sqlite_database`), where SQLite would fail making its -wal and -shm files.
     read_only: bool = False
+    #: PostgreSQL: the longest wait for a connection (DEFAULT_STORE_WAIT_SECONDS).
+    store_wait_seconds: float = DEFAULT_STORE_WAIT_SECONDS
 
     def __post_init__(self) -> None:
         check_origin(self.origin)
+        if not 0 < self.store_wait_seconds <= MAX_STORE_WAIT_SECONDS:
+            raise ConfigurationError(
+                f"SES_LEDGER_STORE_WAIT_SECONDS must be more than 0 and at most "
+                f"{MAX_STORE_WAIT_SECONDS:g}, got {self.store_wait_seconds!r}"
+            )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> LedgerConfig:
@@ -48,7 +63,14 @@ class LedgerConfig:
         db_url = env.get("SES_LEDGER_DB") or f"sqlite:///{home / 'ledger.db'}"
         origin = env.get("SES_LEDGER_ORIGIN") or DEFAULT_ORIGIN  # checked in __post_init__
         every = _positive_int(env, "SES_LEDGER_CHECKPOINT_EVERY", 1000)
-        return cls(home=home, db_url=db_url, origin=origin, checkpoint_every=every)
+        wait = _store_wait(env)
+        return cls(
+            home=home,
+            db_url=db_url,
+            origin=origin,
+            checkpoint_every=every,
+            store_wait_seconds=wait,
+        )
 
     @property
     def is_postgres(self) -> bool:
@@ -66,7 +88,7 @@ class LedgerConfig:
             schema = self._postgres_schema(parts.query)
             return {
                 "POSTGRES_SCHEMA": schema,
-                "PERSISTENCE_MODULE": "eventsourcing.postgres",
+                "PERSISTENCE_MODULE": "ledger.recorders_postgres:LedgerPostgresFactory",
                 "APPLICATION_RECORDER_TOPIC": "ledger.recorders_postgres:LedgerPostgresRecorder",
                 "POSTGRES_DBNAME": unquote(parts.path.lstrip("/")) or "postgres",
                 "POSTGRES_HOST": parts.hostname or "127.0.0.1",
@@ -77,6 +99,8 @@ class LedgerConfig:
                 "POSTGRES_MAX_OVERFLOW": "8",
                 "POSTGRES_CONN_MAX_AGE": "600",
                 "POSTGRES_PRE_PING": "y",
+                "POSTGRES_CONNECT_TIMEOUT": str(max(1, math.ceil(self.store_wait_seconds))),
+                STORE_WAIT_KEY: repr(float(self.store_wait_seconds)),
                 "POSTGRES_LOCK_TIMEOUT": "10",
                 "ORIGINATOR_ID_TYPE": "text",
                 "CREATE_TABLE": "y",
@@ -306,6 +330,23 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
         value = 0
     if value < 1:
         raise ConfigurationError(f"{name} must be a whole number of 1 or more, got {text!r}")
+    return value
+
+
+def _store_wait(env: Mapping[str, str]) -> float:
+    name = "SES_LEDGER_STORE_WAIT_SECONDS"
+    text = env.get(name)
+    if not text:
+        return DEFAULT_STORE_WAIT_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= MAX_STORE_WAIT_SECONDS:  # NaN too
+        raise ConfigurationError(
+            f"{name} must be a number of seconds more than 0 and at most "
+            f"{MAX_STORE_WAIT_SECONDS:g}, got {text!r}"
+        )
     return value
 
 

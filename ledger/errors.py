@@ -93,6 +93,14 @@ class StoreUnavailable(LedgerError):
     or does not answer, a file that cannot be opened. Nothing was read or written."""
 
 
+class StoreUnreachable(StoreUnavailable, ConnectionError):
+    """No connection to the PostgreSQL store could be had within `SES_LEDGER_STORE_WAIT_SECONDS`
+    (the server is down, refuses, or every connection is busy): nothing was sent, so nothing
+    was read or written. Not retried where it is raised (the wait was the retry); the API
+    answers 503 `unavailable`. Also a ConnectionError, so that the loops that keep going
+    through a lost connection (the projector's, `project --follow`'s) take it as one."""
+
+
 class WriteOutcomeUnknown(LedgerError):
     """A write's COMMIT failed (a lost PostgreSQL connection, an SQLite I/O error) and the
     store could not be asked afterwards whether the commit happened: the write may or may

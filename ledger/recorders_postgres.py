@@ -8,15 +8,19 @@ process a parallel rebuild spawns. `LedgerConfig` names it by topic.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder
+from eventsourcing.postgres import ConnectionPool, PostgresApplicationRecorder, PostgresFactory
+from eventsourcing.utils import Environment, EnvType
+from psycopg_pool import PoolTimeout
 
-from ledger.errors import WriteOutcomeUnknown
+from ledger.config import DEFAULT_STORE_WAIT_SECONDS, STORE_WAIT_KEY
+from ledger.errors import StoreUnreachable, WriteOutcomeUnknown
 from ledger.recorders import LedgerTables, record_idempotency
 
 #: The advisory lock key under which PostgreSQL stores are created (`create_table`).
@@ -33,6 +37,82 @@ SETTLE_LOCK_TIMEOUT = 5
 _insert_once: Callable[..., Sequence[int] | None] = (
     PostgresApplicationRecorder.insert_events.__wrapped__
 )
+
+
+class LedgerConnectionPool(ConnectionPool[Any]):
+    """eventsourcing's pool with a bounded wait and a pre-ping that does not back off.
+
+    psycopg_pool's own pre-ping (`check=`) sleeps between failed checks, 1 s, 2 s, 4 s ...:
+    after PostgreSQL's server processes ended (`pg_terminate_backend`, a restart), a request
+    met one dead pooled connection after another, and a write was answered 201 only after
+    3-7 s (up to the pool's 30 s); while PostgreSQL was down, every request waited those
+    30 s for its 503. Here a connection that fails its check (the same one round trip as
+    before, an empty query) is closed and the next one is checked at once: a dead
+    connection fails its check at once, so only a new connection is waited for, and no
+    longer than `timeout` (`SES_LEDGER_STORE_WAIT_SECONDS`), after which `StoreUnreachable`
+    says so (not retried: the wait was the retry). `reconnect_timeout` is that wait too:
+    psycopg_pool otherwise reconnects a lost connection in the background with doubling
+    pauses for 5 minutes, so after a long outage a waiting request could be handed the
+    connection only at the next of those tries; now a slot gives up after the wait, and a
+    request that finds no connection has a new one made at once.
+    """
+
+    def __init__(self, *args: Any, pre_ping: bool, **kwargs: Any) -> None:
+        self.pre_ping = pre_ping
+        super().__init__(*args, check=None, **kwargs)
+
+    def getconn(self, timeout: float | None = None) -> Any:
+        wait = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                conn = super().getconn(max(deadline - time.monotonic(), 0.001))
+            except PoolTimeout as exc:
+                raise StoreUnreachable(
+                    f"no connection to the PostgreSQL store within {wait:g} s "
+                    f"(SES_LEDGER_STORE_WAIT_SECONDS): {exc}"
+                ) from exc
+            if not self.pre_ping:
+                return conn
+            try:
+                self.check_connection(conn)
+            except Exception:  # noqa: BLE001 - any failure: the connection is unusable
+                conn.close()  # given back closed, the pool replaces it with a new one
+                self.putconn(conn)
+                continue
+            return conn
+
+
+class LedgerPostgresFactory(PostgresFactory):
+    """eventsourcing's PostgreSQL factory with `LedgerConnectionPool` in place of its pool.
+
+    The library's datastore makes its pool itself, unopened; it is replaced here before
+    anything opens it, with the same settings but for the wait (`STORE_WAIT_KEY`), which
+    bounds the wait for a connection, a background reconnection (`reconnect_timeout`) and
+    a new connection to a server that does not answer (libpq's `connect_timeout`).
+    """
+
+    def __init__(self, env: Environment | EnvType | None):
+        super().__init__(env)
+        wait = float(self.env.get(STORE_WAIT_KEY) or DEFAULT_STORE_WAIT_SECONDS)
+        datastore = self.datastore
+        unopened = datastore.pool
+        kwargs = unopened.kwargs
+        assert isinstance(kwargs, dict)  # the library passes its connection settings so
+        datastore.pool = LedgerConnectionPool(
+            get_password_func=unopened.get_password_func,
+            connection_class=unopened.connection_class,
+            kwargs={**kwargs, "connect_timeout": max(2, math.ceil(wait))},
+            min_size=unopened.min_size,
+            max_size=unopened.max_size,
+            open=False,
+            configure=datastore.after_connect_func(),
+            timeout=wait,
+            max_waiting=unopened.max_waiting,
+            max_lifetime=unopened.max_lifetime,
+            reconnect_timeout=wait,
+            pre_ping=datastore.pre_ping,
+        )
 
 
 class LedgerPostgresRecorder(PostgresApplicationRecorder):

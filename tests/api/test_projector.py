@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from api.projector import FileLeadership, Projector
+from api.projector import FileLeadership, PostgresLeadership, Projector
 from ledger.application import LedgerApp
 from ledger.config import LedgerConfig
+from ledger.errors import StoreUnreachable
 from projections.queries import ReadModels
 from tests.ledger_helpers import plan, register, review
 
@@ -327,6 +328,67 @@ class _FailingModels:
         if self.calls <= self.failures:
             raise self.error
         return 7
+
+
+class _UnreachableModels:
+    """Read models whose catch-up cannot reach the store while `down` is set."""
+
+    def __init__(self) -> None:
+        self.down = True
+
+    def catch_up(self) -> int:
+        if self.down:
+            raise StoreUnreachable("no connection to the PostgreSQL store within 5 s")
+        return 7
+
+
+def test_a_read_waiting_while_the_store_cannot_be_reached_is_refused_at_once() -> None:
+    """docs/api.md, "When PostgreSQL goes away": a read waiting for this process's writes
+    is answered (503, `StoreUnreachable`) as soon as a round of the projecting thread fails
+    to reach the store; before, it waited out its 10 s and then its own wait for the store
+    (a report took 12 s to say the database was down). Once the store is back, reads are
+    served again: an earlier failure does not refuse them."""
+    models = _UnreachableModels()
+    projector = Projector(lambda: models, 0.2)
+    projector.start()
+    try:
+        projector.written(7, "E1")
+        started = time.monotonic()
+        with pytest.raises(StoreUnreachable):
+            projector.ready(timeout=10, executive_id="E1")
+        assert time.monotonic() - started < 2
+        models.down = False
+        time.sleep(0.6)  # a round or two: the store is back
+        started = time.monotonic()
+        assert projector.ready(timeout=10, executive_id="E1") is models
+        assert time.monotonic() - started < 1
+    finally:
+        projector.stop()
+
+
+class _Refused(Exception):
+    """Stands for psycopg's OperationalError ("Connection refused")."""
+
+
+def test_the_projector_locks_connection_refused_is_store_unreachable_not_a_traceback() -> None:
+    """While PostgreSQL was down, the projecting thread's attempt to open the projector
+    lock's connection failed with the driver's own error, which it logged with a traceback
+    twice a second; it is `StoreUnreachable` now, a ConnectionError, logged in one line and
+    retried (as for the pool's connections). Other errors stay what they are."""
+
+    def refused() -> Any:
+        raise _Refused("connection refused")
+
+    leadership = PostgresLeadership(refused, "s", lost=(_Refused,))
+    with pytest.raises(StoreUnreachable, match="connection refused") as caught:
+        leadership.try_acquire()
+    assert isinstance(caught.value, ConnectionError)
+
+    def broken() -> Any:
+        raise KeyError("a bug")
+
+    with pytest.raises(KeyError):
+        PostgresLeadership(broken, "s", lost=(_Refused,)).try_acquire()
 
 
 def test_a_failed_catch_up_is_logged_and_retried_and_reads_are_still_served(
