@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.entry import entry_from_state, split_state
-from ledger.errors import NotFound, VerificationError
+from ledger.errors import BundleDoesNotVerify, NotFound, UnreadableEntry, VerificationError
 from ledger.files import write_output
 from ledger.log import MerkleLog, ProofUnavailable, StoredCheckpoint
 from ledger.merkle import inclusion_proof, node_key
@@ -86,7 +87,13 @@ def stream_entries(
             cursor.execute(sql, params)
             rows.extend((int(r["id"]), bytes(r["state"])) for r in cursor.fetchall())
     rows.sort()
-    return [entry_from_state(state, position) for position, state in rows]
+    entries = []
+    for position, state in rows:
+        try:
+            entries.append(entry_from_state(state, position))
+        except UnreadableEntry as exc:  # cut short or rewritten by hand: say where
+            raise UnreadableEntry(exc.message, position) from exc
+    return entries
 
 
 # --- the executive -> appraisal streams index -------------------------------------------------
@@ -452,7 +459,37 @@ def build_bundle(
     if consistency_from is not None and consistency_from != checkpoint.tree_size:
         first, second = sorted((consistency_from, checkpoint.tree_size))
         bundle["consistency"] = log.consistency(first, second)
+    check_bundle(app, bundle)
     return bundle
+
+
+#: Where a problem of the offline verifier names an entry ("position N: ...").
+_AT_POSITION = re.compile(r"position (-?\d+): ")
+
+
+def check_bundle(app: Any, bundle: dict[str, Any]) -> None:
+    """Refuse to hand out a bundle that does not verify: BundleDoesNotVerify naming where.
+
+    The bundle is checked as its reader will check it, by `ledger/offline_verify.py` (each
+    entry's hash, signature, stream chain and inclusion proof against the signed checkpoint,
+    the key validity windows), with the ledger's own key list as the trusted one. A stored
+    event whose bytes were changed (an SQL UPDATE of its state, a broken signature) would
+    otherwise leave as evidence that fails in the reader's hands, or be taken for the
+    exporter's fault; `ses-ledger verify` names the first bad position in the whole ledger.
+    """
+    from ledger.offline_verify import verify_bundle
+
+    keys = [k.as_json() for k in app.keyring.public_keys()]
+    report = verify_bundle(json.loads(json.dumps(bundle)), trusted_keys=keys)
+    if report.problems:
+        raise BundleDoesNotVerify(
+            str(bundle.get("executive_id")),
+            [
+                (int(found.group(1)) if found else None, problem)
+                for problem in report.problems
+                for found in [_AT_POSITION.match(problem)]
+            ],
+        )
 
 
 def write_bundle(bundle: dict[str, Any], path: str) -> None:

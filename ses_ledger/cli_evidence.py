@@ -380,7 +380,10 @@ def _no_checkpoint_at(app: Any, size: int) -> str | None:
 
 
 def cmd_bundle_export(args: argparse.Namespace) -> int:
+    """Write the bundle, checked first as its reader will check it: a ledger whose stored
+    entries do not verify (changed by hand, a broken signature) gets no bundle, exit 1."""
     from ledger.bundle import build_bundle, write_bundle
+    from ledger.errors import VerificationError
 
     out = Path(args.out)
     problem = unwritable(out, make_parents=False)
@@ -394,9 +397,13 @@ def cmd_bundle_export(args: argparse.Namespace) -> int:
         if problem is not None:
             print(f"ses-ledger bundle export: {problem}", file=sys.stderr)
             return 2
-    bundle = build_bundle(
-        app, args.executive, tree_size=args.tree_size, consistency_from=args.consistency_from
-    )
+    try:
+        bundle = build_bundle(
+            app, args.executive, tree_size=args.tree_size, consistency_from=args.consistency_from
+        )
+    except VerificationError as exc:  # a check of the stored evidence failed: status 1
+        print(f"ses-ledger bundle export: nothing written to {out}: {exc}", file=sys.stderr)
+        return 1
     try:
         write_bundle(bundle, args.out)
     except OSError as exc:
@@ -691,7 +698,13 @@ def register(sub: Any) -> None:
         "export",
         help="write an executive's evidence bundle (ses-ledger-bundle/v1)",
         description="Every event of the executive's streams with inclusion proofs against "
-        "a signed checkpoint (issued now if the latest does not cover them).",
+        "a signed checkpoint (issued now if the latest does not cover them), checked as "
+        "`bundle verify` will check it before it is written (each entry's hash, signature, "
+        "chain link and inclusion proof, the checkpoint's signature). Exit status 0 written; "
+        "1 the ledger's stored entries do not verify (a stored event changed by hand, a "
+        "broken signature): the positions are named and no file is written (an earlier file "
+        "of that name is left as it was); 2 a refused command (no such checkpoint, a path "
+        "that cannot be written).",
     )
     export.add_argument("--executive", required=True, type=_ident, metavar="ID")
     export.add_argument("--out", required=True, metavar="FILE")

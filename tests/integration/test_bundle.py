@@ -732,3 +732,74 @@ def test_replay_judges_removal_by_the_deployments_window_measure(
     assert ses(argv) == 2
     err = capsys.readouterr().err
     assert "SES_LEDGER_WINDOW_MEASURE must be one of" in err and "Traceback" not in err
+
+
+# --- export refuses a ledger whose stored entries do not verify ---------------------------------
+
+
+def _flip_level(state: bytes) -> bytes:
+    """The stored final rating's level changed by one bit (an SQL UPDATE of the state)."""
+    cut = state.index(b'"level":') + len(b'"level":')
+    return state[:cut] + bytes([state[cut] ^ 0x01]) + state[cut + 1 :]
+
+
+def _break_signature(state: bytes) -> bytes:
+    mark = b'"signature":"'
+    cut = state.index(mark) + len(mark) + 5
+    return state[:cut] + (b"A" if state[cut : cut + 1] != b"A" else b"B") + state[cut + 1 :]
+
+
+@pytest.mark.parametrize(
+    ("tamper", "found"),
+    [
+        (_flip_level, "hash does not recompute from the entry"),
+        (_break_signature, "signature does not verify"),
+    ],
+    ids=["payload-byte", "signature"],
+)
+def test_bundle_export_of_a_tampered_ledger_names_the_positions_and_writes_nothing(
+    env: LedgerConfig,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    tamper: Callable[[bytes], bytes],
+    found: str,
+) -> None:
+    """A stored entry's bytes changed by SQL (as tests/integration/test_tamper_suite.py does):
+    `bundle export` exited 0 and wrote a bundle that `bundle verify` then failed. It checks
+    what it exports as the verifier will (api-contract.md: hash, signature, prev_hash chain,
+    inclusion proof against the checkpoint), names the positions, exits 1 (`--help`: a check
+    failed) and writes nothing; an earlier bundle of that name is left as it was."""
+    app = demo(env, years=3)
+    executive = busiest(app)
+    earlier = tmp_path / "earlier.json"
+    assert ses(["bundle", "export", "--executive", executive, "--out", str(earlier)]) == 0
+    kept = earlier.read_bytes()
+    final = next(
+        e for e in build_bundle(app, executive)["entries"] if e["type"] == "FinalRatingAssigned"
+    )
+    (state,) = raw(env, "SELECT state FROM stored_events WHERE rowid = ?", (final["position"],))[0]
+    raw(
+        env,
+        "UPDATE stored_events SET state = ? WHERE rowid = ?",
+        (tamper(bytes(state)), final["position"]),
+    )
+    capsys.readouterr()
+    files = sorted(tmp_path.iterdir())
+
+    fresh = tmp_path / "fresh.json"
+    for out in (fresh, earlier):
+        assert ses(["bundle", "export", "--executive", executive, "--out", str(out)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"ses-ledger bundle export: nothing written to {out}: ")
+        assert f"the stored entry at position {final['position']} does not verify" in err
+        assert found in err and "ses-ledger verify" in err and "Traceback" not in err
+    assert not fresh.exists() and earlier.read_bytes() == kept
+    assert sorted(tmp_path.iterdir()) == files  # no partial file beside them either
+    with pytest.raises(VerificationError, match=f"position {final['position']}"):
+        build_bundle(app, executive)
+
+    with pytest.raises(SystemExit):
+        ses(["bundle", "export", "--help"])
+    assert "1 the ledger's stored entries do not verify" in " ".join(
+        capsys.readouterr().out.split()
+    )
