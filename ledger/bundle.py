@@ -30,7 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from ledger.entry import entry_from_state, split_state
-from ledger.errors import BundleDoesNotVerify, NotFound, UnreadableEntry, VerificationError
+from ledger.errors import (
+    BundleDoesNotVerify,
+    NotFound,
+    SigningKeyError,
+    UnreadableEntry,
+    VerificationError,
+)
 from ledger.files import write_output
 from ledger.log import MerkleLog, ProofUnavailable, StoredCheckpoint
 from ledger.merkle import inclusion_proof, node_key
@@ -460,12 +466,36 @@ def build_bundle(
         "checkpoint": checkpoint.note,
         "proofs": inclusion_proofs(app.recorder, chosen, checkpoint.tree_size),
     }
+    bundle["position_seal"] = position_seal(app, checkpoint.note, chosen)
     if consistency_from is not None and consistency_from != checkpoint.tree_size:
         first, second = sorted((consistency_from, checkpoint.tree_size))
         bundle["consistency"] = log.consistency(first, second)
     if check:
         check_bundle(app, bundle)
     return bundle
+
+
+def position_seal(app: Any, note: str, leaves: dict[int, int]) -> dict[str, Any] | None:
+    """The ledger's signature over each entry's position and leaf index in the checkpoint's
+    tree (`offline_verify.position_seal_message`): a position is not hashed, so without it an
+    entry's position could be edited in the bundle, its proof moved along. None where the
+    signing key cannot be loaded (an archive copied without its private keys): the bundle
+    then holds null, and the verifier says its positions are unproven."""
+    from ledger.checkpoint import parse_note
+    from ledger.offline_verify import position_seal_message
+
+    try:
+        signer = app.signer
+    except SigningKeyError:
+        return None
+    cp = parse_note(note)[0]
+    pairs = [[position, index] for position, index in sorted(leaves.items())]
+    message = position_seal_message((cp.origin, cp.size, cp.root_hash), pairs)
+    return {
+        "key_id": signer.key_id,
+        "positions": pairs,
+        "signature": base64.b64encode(signer.sign(message)).decode(),
+    }
 
 
 #: Where a problem of the offline verifier names an entry ("position N: ...").

@@ -9,7 +9,9 @@ RFC 8785 canonical JSON of the ten hashed fields), checks the Ed25519 signature 
 raw hash bytes and the stream's ``prev_hash`` chain, and that every stream is the
 executive's record (their registration, appraisals whose plan names them, boards those
 cite). It checks the checkpoint's signature (C2SP signed-note / tlog-checkpoint) and each
-entry's RFC 9162 inclusion proof against the checkpoint root and, given a trusted
+entry's RFC 9162 inclusion proof against the checkpoint root, each entry's position against
+its proven leaf index (``_check_proofs``) and the ledger's ``position_seal`` over them, given
+one (``_check_position_seal``; a position is not hashed), and, given a trusted
 checkpoint, that both are the same tree or consistent ones (RFC 9162 2.1.4), and that each
 entry's ``recorded_at`` lies in its signing key's ``valid_from`` .. ``valid_until``
 (``_check_times``: a warning for entries recorded before 2026-12-01). It cannot prove that
@@ -39,6 +41,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 FORMAT = "ses-ledger-bundle/v1"
+#: What a bundle's ``position_seal`` signs: this line, then the JCS of the checkpoint's head
+#: and the [position, leaf index] pairs (``position_seal_message``).
+POSITION_SEAL = "ses-ledger-bundle-positions/v1"
 #: How input files are read: UTF-8, a leading byte order mark ignored (RFC 8259 8.1 allows
 #: it; Windows editors write one), so a bundle opened and saved there still reads.
 TEXT = "utf-8-sig"
@@ -407,9 +412,20 @@ def _check_subject(entries: list[dict[str, Any]], executive_id: Any, bad: Proble
             )
 
 
-def _check_proofs(entries: list[dict[str, Any]], proofs: Any, head: Head, bad: Problem) -> None:
+def _check_proofs(
+    entries: list[dict[str, Any]], proofs: Any, head: Head, bad: Problem
+) -> dict[int, int]:
+    """Each entry's inclusion proof; returns {position: leaf index} of the entries proved.
+
+    A position is not hashed (api-contract.md: the store assigns it), so it is held to what
+    its leaf index proves: leaf n is the n-th event in global order (0-based) and positions
+    are increasing whole numbers from 1, gaps allowed, so leaf n lies at position n + 1 or
+    later, and two entries' positions lie at least as far apart as their leaf indices. An
+    entry given a smaller position, or entries moved closer, fail; the position seal
+    (`_check_position_seal`) binds the exact positions."""
     _, size, root = head
-    prev_leaf = -1
+    prev: tuple[int, int] | None = None  # (position, leaf index) of the last entry proved
+    proved: dict[int, int] = {}
     for e in entries:
         at = f"position {e.get('position')}"
         try:
@@ -420,11 +436,107 @@ def _check_proofs(entries: list[dict[str, Any]], proofs: Any, head: Head, bad: P
                 bad(f"{at}: inclusion proof is for tree size {p['tree_size']}, not {size}")
             elif not verify_inclusion(index, size, leaf, hashes, root):
                 bad(f"{at}: inclusion proof does not verify against the checkpoint")
-            if index <= prev_leaf:
+            else:
+                proved[e["position"]] = index
+            position = e["position"]
+            if not _whole(position) or position < index + 1:
+                bad(
+                    f"{at}: the entry is leaf {index} of the log, which lies at position "
+                    f"{index + 1} or later (positions start at 1): its position was changed"
+                )
+            elif prev is not None and index <= prev[1]:
                 bad(f"{at}: leaf indices do not follow the position order")
-            prev_leaf = index
+            elif prev is not None and position - prev[0] < index - prev[1]:
+                bad(
+                    f"{at}: leaves {prev[1]} and {index} lie {index - prev[1]} apart in the "
+                    f"log, positions {prev[0]} and {position} only {position - prev[0]}: "
+                    "a position was changed"
+                )
+            prev = (position, index) if _whole(position) else prev
         except _MALFORMED as exc:
             bad(f"{at}: no usable inclusion proof ({type(exc).__name__}: {exc})")
+    return proved
+
+
+def position_seal_message(head: Head, pairs: list[list[int]]) -> bytes:
+    """The bytes a bundle's ``position_seal`` signs: ``POSITION_SEAL``, a line feed, and the
+    JCS of the checkpoint's origin, tree size and root with the [position, leaf index] pairs.
+    The line feed keeps it apart from what else the key signs: an entry's 32 hash bytes and
+    a checkpoint note, whose second line is a number, never ``{``."""
+    origin, size, root = head
+    body = {
+        "origin": origin,
+        "tree_size": size,
+        "root": base64.b64encode(root).decode(),
+        "positions": pairs,
+    }
+    return (POSITION_SEAL + "\n").encode() + jcs(body)
+
+
+def _check_position_seal(
+    entries: list[dict[str, Any]],
+    proved: dict[int, int],
+    seal: Any,
+    head: Head,
+    keys: Keys,
+    report: Report,
+) -> None:
+    """The ledger's signature over each entry's position and leaf index (``position_seal``:
+    ``{key_id, positions: [[position, leaf_index], ...], signature}``, a field the contract
+    lets a bundle add). The inclusion proofs bind each entry to its leaf index; the seal
+    binds the leaf index to the position the ledger gave it, so an entry whose position was
+    edited (its proof moved along under the new key of ``proofs``) fails."""
+    bad = report.problems.append
+    if seal is None:
+        report.warnings.append(
+            "the bundle has no position_seal (exported before the ledger signed positions): "
+            "the entries' order is proven by their leaf indices, their position numbers are not"
+        )
+        return
+    try:
+        pairs = seal["positions"]
+        if not isinstance(pairs, list) or not all(
+            isinstance(x, list) and len(x) == 2 and all(_whole(v) for v in x) for x in pairs
+        ):
+            raise ValueError("positions is not a list of [position, leaf index] pairs")
+        key = keys.get(seal["key_id"])
+        if key is None:
+            bad(f"position seal: key_id {seal['key_id']!r} is not among the bundle's keys")
+            return
+        key.verify(_b64(seal["signature"]), position_seal_message(head, pairs))
+    except InvalidSignature:
+        bad("position seal: the signature does not verify (the sealed positions were changed)")
+        return
+    except _MALFORMED as exc:
+        bad(f"position seal: malformed ({type(exc).__name__}: {exc})")
+        return
+    sealed = {leaf: position for position, leaf in pairs}
+    for e in entries:
+        position = e.get("position")
+        leaf = proved.get(position) if isinstance(position, int) else None
+        if leaf is None:
+            continue  # no proven leaf: its inclusion proof is reported already
+        if sealed.get(leaf) != position:
+            was = sealed.get(leaf)
+            bad(
+                f"position {position}: the ledger sealed leaf {leaf} at "
+                + (f"position {was}" if was is not None else "no position")
+                + ": the entry's position was changed"
+            )
+    left_out = len(set(sealed) - set(proved.values()))
+    if left_out:
+        report.warnings.append(
+            f"the position seal names {left_out} entr{'y' if left_out == 1 else 'ies'} the "
+            "bundle does not hold: left out after it was exported"
+        )
+    report.summary.append(
+        f"positions: sealed by the ledger (key {seal['key_id']}) with each entry's leaf index"
+    )
+
+
+def _whole(value: Any) -> bool:
+    """A JSON integer (not a boolean, which Python counts as one)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check_trusted(
@@ -715,7 +827,8 @@ def verify_bundle(
         bad(f"checkpoint: {exc}")
     else:
         report.summary.append(f"checkpoint: {head[0]}, tree size {head[1]}, root {head[2].hex()}")
-        _check_proofs(entries, bundle.get("proofs"), head, bad)
+        proved = _check_proofs(entries, bundle.get("proofs"), head, bad)
+        _check_position_seal(entries, proved, bundle.get("position_seal"), head, keys, report)
         if trusted_checkpoint is None:
             report.summary.append(
                 "no trusted checkpoint given: compare the checkpoint above or "

@@ -184,10 +184,19 @@ def _signature(b: dict[str, Any]) -> None:
     e["signature"] = ("B" if e["signature"][0] != "B" else "C") + e["signature"][1:]
 
 
+def _position(b: dict[str, Any]) -> None:
+    """The last entry's position edited (unhashed), its proof moved along: the ledger's
+    position seal binds it to its leaf index."""
+    last = b["entries"][-1]
+    b["proofs"][str(last["position"] + 3)] = b["proofs"].pop(str(last["position"]))
+    last["position"] += 3
+
+
 @pytest.mark.parametrize(
     ("tamper", "expected"),
     [
         (_payload, "hash does not recompute"),
+        (_position, "the entry's position was changed"),
         (_drop_middle, "jumps from version"),
         (_drop_stream_start, "earlier events missing"),
         (_proof, "inclusion proof does not verify"),
@@ -803,3 +812,26 @@ def test_bundle_export_of_a_tampered_ledger_names_the_positions_and_writes_nothi
     assert "1 the ledger's stored entries do not verify" in " ".join(
         capsys.readouterr().out.split()
     )
+
+
+def test_an_archive_without_its_signing_key_exports_a_bundle_without_a_position_seal(
+    sqlite_config: LedgerConfig,
+) -> None:
+    """The position seal is signed with the current key: a home copied without its private
+    keys (a backup without --with-secrets) still exports, at an issued checkpoint, a bundle
+    whose `position_seal` is null, and the verifier says its positions are unproven."""
+    app = demo(sqlite_config, executives=2, years=2)
+    executive = busiest(app)
+    sealed = build_bundle(app, executive)
+    assert sealed["position_seal"]["positions"] == [
+        [e["position"], sealed["proofs"][str(e["position"])]["leaf_index"]]
+        for e in sealed["entries"]
+    ]
+    app.close()
+    for pem in (sqlite_config.home / "keys").glob("*.pem"):
+        pem.unlink()
+    bare = build_bundle(LedgerApp(sqlite_config), executive, tree_size=tree_size(sealed))
+    assert bare["position_seal"] is None and bare["entries"] == sealed["entries"]
+    report = verify_bundle(bare)
+    assert report.ok, report.problems
+    assert any("no position_seal" in w for w in report.warnings)
