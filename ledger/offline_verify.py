@@ -19,8 +19,10 @@ the bundle is complete (an event left out leaves no trace in what remains), and 
 It then prints the executive's history rebuilt from the events, with the removal history
 (REM-2: two final ratings below Level 3 at most 3 years apart; REM-3: two Level 1 final
 ratings at most 5 years apart; both ends inclusive; Feb 29 + n years = Feb 28).
-Exit status: 0 verified, 1 problems found, 2 usage error, unreadable input, or the verifier
-failing (no verdict on the bundle).
+Exit status: 0 verified, 1 problems found, 2 usage error, unreadable input, the verifier
+failing, or a check asked for that could not be made: the bundle cannot be tied to the trusted
+checkpoint (no consistency proof between them, or a newer note signed by a key the bundle
+cannot list), ``NOT CHECKED:`` lines (no verdict on the bundle).
 """
 
 from __future__ import annotations
@@ -236,10 +238,14 @@ class Report:
     summary: list[str] = field(default_factory=list)
     #: What holds but should be read (the bundle still verifies).
     warnings: list[str] = field(default_factory=list)
+    #: Checks asked for that could not be made, with nothing found against the bundle: a
+    #: trusted checkpoint it cannot be tied to (no consistency proof between them, or a
+    #: newer note signed by a key the bundle cannot list). Not verified, and no verdict.
+    unchecked: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and not self.unchecked
 
 
 #: binascii.Error is a ValueError; RecursionError: a value nested deeper than can be hashed
@@ -539,10 +545,17 @@ def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+class NotEstablished(Exception):
+    """The bundle could not be tied to the trusted checkpoint, with nothing found against
+    either: a check that could not be made (exit status 2), not a problem (1)."""
+
+
 def _check_trusted(
     trusted: str, bundle: dict[str, Any], head: Head, keys: Keys, listed: bool = False
 ) -> str:
-    """Compare the bundle's checkpoint with a trusted one; return a problem or ''.
+    """Compare the bundle's checkpoint with a trusted one; return a problem or ''. Raises
+    NotEstablished where the bundle cannot be tied to it (no consistency proof between the
+    two, or a newer note signed by a key the bundle could not list).
 
     A consistency proof shows the bundle's tree extends the trusted one, not who made the
     extension: unless ``keys`` is the ledger's own key list (``listed``), a larger bundle
@@ -554,13 +567,13 @@ def _check_trusted(
         t_size = _read_note(trusted)[0][1]
         if listed or t_size <= head[1]:
             raise  # a bundle exported at or after the note lists every key there was
-        return (
+        raise NotEstablished(
             f"the trusted checkpoint is signed by no key the bundle lists; it is newer than "
             f"the bundle's (tree size {head[1]} < {t_size}), so it may be signed by a key the "
             "ledger took up after the bundle was exported: check it with the ledger's key "
             "list, `ses-ledger bundle verify --url URL`, or offline `offline_verify.py "
             "--keys FILE` with the answer of GET /v1/ledger/keys"
-        )
+        ) from None
     (first, r1), (second, r2) = sorted([(t_size, t_root), (head[1], head[2])])
     cands = [*(bundle.get("consistency_proofs") or []), bundle.get("consistency")]
     proof = next(
@@ -574,7 +587,7 @@ def _check_trusted(
     if t_origin != head[0]:
         return f"trusted checkpoint is of log {t_origin!r}, not {head[0]!r}"
     if proof is None and 0 < first < second:
-        return (
+        raise NotEstablished(
             f"consistency of tree sizes {first} and {second} could not be established: "
             "the bundle has no consistency proof between them (export the bundle again "
             f"with `ses-ledger bundle export --consistency-from {t_size}`, or verify it with "
@@ -841,9 +854,12 @@ def verify_bundle(
                 )
             except _MALFORMED as exc:
                 problem = f"trusted checkpoint or consistency proof unusable: {exc}"
+            except NotEstablished as exc:
+                report.unchecked.append(str(exc))
+                problem = None
             if problem:
                 bad(problem)
-            else:
+            elif problem is not None:
                 report.summary.append("trusted checkpoint: consistent with the bundle's")
     report.summary += [
         f"key {k}: Ed25519 {base64.b64encode(raw_key(v)).decode()}" for k, v in keys.items()
@@ -881,7 +897,13 @@ def printable(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line; exit 0 when the bundle verifies, 1 on problems, 2 when not checked."""
-    parser = argparse.ArgumentParser(description="Verify an SES Ledger evidence bundle offline.")
+    parser = argparse.ArgumentParser(
+        description="Verify an SES Ledger evidence bundle offline.",
+        epilog="Exit status: 0 verified; 1 problems found (evidence against the bundle); 2 "
+        "not checked: a usage error, unreadable input, the verifier failing, or a check asked "
+        "for that could not be made (NOT CHECKED: the bundle cannot be tied to the trusted "
+        "--checkpoint, e.g. no consistency proof between them).",
+    )
     parser.add_argument("bundle", help="the evidence bundle JSON file")
     parser.add_argument("--checkpoint", metavar="FILE", help="a trusted checkpoint note")
     parser.add_argument(
@@ -933,8 +955,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"WARNING: {printable(w)}")
     for p in report.problems:
         print(f"PROBLEM: {printable(p)}")
-    print("BUNDLE VERIFIED" if report.ok else f"NOT VERIFIED: {len(report.problems)} problem(s)")
-    return 0 if report.ok else 1
+    for u in report.unchecked:
+        print(f"NOT CHECKED: {printable(u)}")
+    if report.problems:
+        print(f"NOT VERIFIED: {len(report.problems)} problem(s)")
+        return 1
+    if report.unchecked:  # nothing against the bundle, but what was asked was not shown
+        print(
+            f"NOT VERIFIED: {len(report.unchecked)} check(s) could not be made (no problem "
+            "found in the bundle): it is not tied to the trusted checkpoint"
+        )
+        return 2
+    print("BUNDLE VERIFIED")
+    return 0
 
 
 if __name__ == "__main__":

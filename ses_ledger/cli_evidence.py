@@ -441,8 +441,9 @@ class _NotChecked(Exception):
 def cmd_bundle_verify(args: argparse.Namespace) -> int:
     """Delegate to the standalone verifier, after fetching a consistency proof if asked to.
 
-    Exit 2 (not checked) when an input cannot be read or the ledger at --url cannot give a
-    usable checkpoint; 1 only for evidence against the bundle (as the verifier finds it, or a
+    Exit 2 (not checked) when an input cannot be read, the ledger at --url cannot give a
+    usable checkpoint, or the bundle cannot be tied to the trusted checkpoint (the verifier's
+    NOT CHECKED); 1 only for evidence against the bundle (as the verifier finds it, or a
     ledger that answers but cannot prove its history extends the bundle's)."""
     from ledger import offline_verify
     from ledger.checkpoint import CheckpointError, parse_note
@@ -722,7 +723,9 @@ def register(sub: Any) -> None:
         "verify",
         help="verify a bundle offline (ledger/offline_verify.py)",
         description="Exit 0 verified, 1 problems found, 2 could not check (unreadable input, "
-        "or the ledger at --url unreachable or without a usable checkpoint). With --url, the "
+        "the ledger at --url unreachable or without a usable checkpoint, or a bundle that "
+        "cannot be tied to the trusted --checkpoint: no consistency proof between them, or a "
+        "newer note signed by a key the bundle cannot list; NOT CHECKED lines). With --url, the "
         "consistency proof between the bundle's checkpoint and the trusted one (or the "
         "server's latest) is fetched from the ledger first: an old bundle then detects a "
         "rewrite or truncation of the history it was exported from. A bundle proves that its "

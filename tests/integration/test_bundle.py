@@ -241,8 +241,11 @@ def test_an_old_bundle_is_tied_to_a_later_checkpoint_by_a_consistency_proof(
     old_with_proof = copy.deepcopy(old)
     old_with_proof["consistency_proofs"] = [newer["consistency"]]
     assert problems(old_with_proof, trusted=newer["checkpoint"]) == ""
-    # Without a proof there is nothing to go on: not verified, and it says why.
-    assert "no consistency proof" in problems(old, trusted=newer["checkpoint"])
+    # Without a proof there is nothing to go on: not verified (a check that could not be
+    # made, not a problem found), and it says why.
+    report = verify_bundle(json.loads(json.dumps(old)), newer["checkpoint"])
+    assert not report.ok and report.problems == []
+    assert "no consistency proof" in " | ".join(report.unchecked)
     # A proof that does not match the roots fails.
     wrong = copy.deepcopy(old_with_proof)
     wrong["consistency_proofs"][0]["hashes"][0] = "A" * 43 + "="
@@ -698,10 +701,28 @@ def test_a_trusted_checkpoint_newer_than_the_bundle_names_the_remedy(
     note = tmp_path / "now.note"
     assert ses(["checkpoint", "--out", str(note)]) == 0
     capsys.readouterr()
-    assert ses(["bundle", "verify", str(old), "--checkpoint", str(note)]) == 1
+    # `--help`: 2 a check that could not be made; 1 is for evidence against the bundle,
+    # and nothing here is: the genuine bundle just cannot be tied to the newer note.
+    assert ses(["bundle", "verify", str(old), "--checkpoint", str(note)]) == 2
     out = capsys.readouterr().out
-    assert "could not be established" in out and "NOT VERIFIED" in out
+    assert "NOT CHECKED: consistency of tree sizes 2 and 3 could not be established" in out
+    assert "PROBLEM" not in out and out.rstrip().endswith(
+        "NOT VERIFIED: 1 check(s) could not be made (no problem found in the bundle): it is "
+        "not tied to the trusted checkpoint"
+    )
     assert "ses-ledger bundle export --consistency-from 3" in out and "--url" in out
+    # A problem found as well is evidence against the bundle: 1.
+    tampered = json.loads(old.read_text())
+    _signature(tampered)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(tampered))
+    assert ses(["bundle", "verify", str(bad), "--checkpoint", str(note)]) == 1
+    out = capsys.readouterr().out
+    assert "PROBLEM: position 2: signature does not verify" in out and "NOT CHECKED" in out
+    assert out.rstrip().endswith("NOT VERIFIED: 1 problem(s)")
+    with pytest.raises(SystemExit):
+        ses(["bundle", "verify", "--help"])
+    assert "cannot be tied to the trusted --checkpoint" in " ".join(capsys.readouterr().out.split())
     # The remedy it names works.
     again = tmp_path / "again.json"
     argv = ["bundle", "export", "--executive", "E1", "--out", str(again)]

@@ -549,7 +549,8 @@ def test_an_older_trusted_checkpoint_needs_a_consistency_proof(
     bundle: dict[str, Any], field: str
 ) -> None:
     report = verify_bundle(bundle, _note(9))
-    assert [p for p in report.problems if "could not be established" in p]
+    assert not report.ok and report.problems == []
+    assert [u for u in report.unchecked if "could not be established" in u]
     proof = _consistency(9, LEDGER.tree.size)
     bundle[field] = proof if field == "consistency" else [_consistency(3, 9), proof]
     assert verify_bundle(bundle, _note(9)).ok
@@ -574,7 +575,9 @@ def test_a_newer_trusted_checkpoint_signed_by_a_later_key_says_how_to_check_it()
     older = copy.deepcopy(LEDGER.bundle("E1", size=15))
     older["consistency_proofs"] = [_consistency(15, LEDGER.tree.size)]
     newer = _note(LEDGER.tree.size, key=OTHER_KEY)
-    [problem] = verify_bundle(older, newer).problems
+    report = verify_bundle(older, newer)
+    assert not report.ok and report.problems == []  # not checked: no verdict (exit 2)
+    [problem] = report.unchecked
     assert f"newer than the bundle's (tree size 15 < {LEDGER.tree.size})" in problem
     assert "`ses-ledger bundle verify --url URL`" in problem and "--keys" in problem
     listed = [
@@ -1324,3 +1327,25 @@ def test_an_entry_left_out_after_export_is_named_by_the_seal(bundle: dict[str, A
     assert report.warnings == [
         "the position seal names 3 entries the bundle does not hold: left out after it was exported"
     ]
+
+
+def test_a_bundle_not_tied_to_a_newer_trusted_checkpoint_exits_2_not_1(tmp_path: Path) -> None:
+    """The verifier's exit statuses: 1 problems found, 2 not checked. A genuine bundle given
+    a newer trusted checkpoint and no consistency proof between them exited 1, the status of
+    evidence against it, though nothing was found against it: the tie asked for could not
+    be made. It now exits 2 with NOT CHECKED lines; with a problem found as well, 1."""
+    older = copy.deepcopy(LEDGER.bundle("E1", size=15))
+    path, note = tmp_path / "old.json", tmp_path / "newer.note"
+    path.write_text(json.dumps(older))
+    note.write_text(_note(LEDGER.tree.size))
+    assert main([str(path)]) == 0
+    assert main([str(path), "--checkpoint", str(note)]) == 2
+    later = tmp_path / "later.note"  # signed by a key the older bundle cannot list
+    later.write_text(_note(LEDGER.tree.size, key=OTHER_KEY))
+    assert main([str(path), "--checkpoint", str(later)]) == 2
+    older["consistency_proofs"] = [_consistency(15, LEDGER.tree.size)]
+    path.write_text(json.dumps(older))
+    assert main([str(path), "--checkpoint", str(note)]) == 0
+    _payload_byte(older)
+    path.write_text(json.dumps(older))
+    assert main([str(path), "--checkpoint", str(note)]) == 1
