@@ -491,7 +491,8 @@ def _check_position_seal(
     ``{key_id, positions: [[position, leaf_index], ...], signature}``, a field the contract
     lets a bundle add). The inclusion proofs bind each entry to its leaf index; the seal
     binds the leaf index to the position the ledger gave it, so an entry whose position was
-    edited (its proof moved along under the new key of ``proofs``) fails."""
+    edited (its proof moved along under the new key of ``proofs``) fails; and it lists every
+    entry exported, so one removed from the bundle afterwards fails too."""
     bad = report.problems.append
     if seal is None:
         report.warnings.append(
@@ -529,11 +530,14 @@ def _check_position_seal(
                 + (f"position {was}" if was is not None else "no position")
                 + ": the entry's position was changed"
             )
-    left_out = len(set(sealed) - set(proved.values()))
+    held = set(proved.values())
+    left_out = sorted(position for leaf, position in sealed.items() if leaf not in held)
     if left_out:
-        report.warnings.append(
-            f"the position seal names {left_out} entr{'y' if left_out == 1 else 'ies'} the "
-            "bundle does not hold: left out after it was exported"
+        shown = ", ".join(map(str, left_out[:10])) + (" ..." if len(left_out) > 10 else "")
+        bad(
+            f"position seal: the ledger exported {len(left_out)} "
+            f"entr{'y' if len(left_out) == 1 else 'ies'} the bundle does not hold "
+            f"(positions {shown}): left out after it was exported"
         )
     report.summary.append(
         f"positions: sealed by the ledger (key {seal['key_id']}) with each entry's leaf index"
@@ -865,8 +869,9 @@ def verify_bundle(
         f"key {k}: Ed25519 {base64.b64encode(raw_key(v)).decode()}" for k, v in keys.items()
     ]
     report.summary.append(
-        "not proven by any bundle: that it holds every event of the executive (one left "
-        "out, a whole appraisal or the last events of a stream, goes undetected): the history "
+        "not proven by any bundle: that it holds every event of the executive (one the "
+        "exporter left out, a whole appraisal or the last events of a stream, goes "
+        "undetected; the position seal names only those removed after export): the history "
         "below is rebuilt from these entries only"
     )
     report.summary += history_lines(entries)

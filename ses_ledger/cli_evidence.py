@@ -730,7 +730,9 @@ def register(sub: Any) -> None:
         "server's latest) is fetched from the ledger first: an old bundle then detects a "
         "rewrite or truncation of the history it was exported from. A bundle proves that its "
         "entries are the ledger's, not that it holds all of the executive's events: one left "
-        "out (a whole appraisal, or the last events of a stream) goes undetected.",
+        "out by the exporter (a whole appraisal, or the last events of a stream) goes "
+        "undetected; one removed from the bundle after export fails against its "
+        "position_seal.",
     )
     verify.add_argument("file", metavar="FILE")
     verify.add_argument(

@@ -136,10 +136,15 @@ def test_board_registrations_ride_along_as_whole_streams(sqlite_config: LedgerCo
     boards = [e for e in bundle["entries"] if e["type"] == "ReviewBoardRegistered"]
     assert boards and all(e["stream_version"] == 1 for e in boards)
     assert verify_bundle(bundle).ok
-    # Without them the bundle still verifies: they are context, not a dependency.
+    # Without them (an exporter that left them out: no position seal lists them) the bundle
+    # still verifies: they are context, not a dependency.
     bare = copy.deepcopy(bundle)
     bare["entries"] = [e for e in bare["entries"] if e["type"] != "ReviewBoardRegistered"]
+    bare["position_seal"] = None
     assert verify_bundle(bare).ok
+    # Removed after export, the ledger's position seal names them.
+    bare["position_seal"] = bundle["position_seal"]
+    assert "left out after it was exported" in problems(bare)
 
 
 # --- tampering with an exported bundle ----------------------------------------------------------

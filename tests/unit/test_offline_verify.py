@@ -1089,12 +1089,14 @@ def test_recorded_at_going_back_in_a_bundle_is_a_warning(bundle: dict[str, Any])
 
 
 def test_a_bundle_short_of_an_event_says_completeness_is_not_proven(
-    bundle: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """README "Evidence": a bundle proves what is in it, not that nothing was left out. The
     last events of a stream (here the Level 2 final rating that triggers REM-2) can be
-    dropped and every check still holds; the verifier then printed BUNDLE VERIFIED and
-    "no removal required" without a word that the history is only what the bundle holds."""
+    left out by the exporter (no position seal lists it) and every check still holds; the
+    verifier then printed BUNDLE VERIFIED and "no removal required" without a word that the
+    history is only what the bundle holds."""
+    bundle = copy.deepcopy(LEDGER.bundle("E1", seal=False))
     final = next(
         e
         for e in bundle["entries"]
@@ -1319,13 +1321,12 @@ def test_a_position_seal_edited_or_signed_by_another_key_fails(bundle: dict[str,
 
 
 def test_an_entry_left_out_after_export_is_named_by_the_seal(bundle: dict[str, Any]) -> None:
-    """The seal lists every entry exported: one left out later (a whole stream, which the
-    entries alone cannot show) leaves a warning; the rest still verifies."""
+    """The seal lists every entry exported: a whole appraisal removed later (which the
+    entries alone cannot show: no chain breaks) fails, naming the positions."""
     bundle["entries"] = [e for e in bundle["entries"] if e["stream_id"] != "A-2024-E1"]
-    report = verify_bundle(bundle)
-    assert report.ok, report.problems
-    assert report.warnings == [
-        "the position seal names 3 entries the bundle does not hold: left out after it was exported"
+    assert verify_bundle(bundle).problems == [
+        "position seal: the ledger exported 3 entries the bundle does not hold (positions "
+        "18, 19, 21): left out after it was exported"
     ]
 
 
