@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, Response
 from api.strict_json import NotUtf8
 from ledger.errors import (
     AlreadyExists,
+    BundleDoesNotVerify,
     ConcurrencyConflict,
     LedgerError,
     NotFound,
@@ -167,6 +168,8 @@ def _ledger_error(_: Request, exc: Exception) -> Response:
                 extra["errors"] = [{"loc": ["body", exc.field], "msg": detail}]
             if isinstance(exc, StaleVersion):
                 extra["current_version"] = exc.actual
+            if isinstance(exc, BundleDoesNotVerify):
+                extra["positions"] = exc.positions
             if status >= 500:
                 log.error("ledger error: %s", exc)
             if isinstance(exc, SigningKeyError):  # its message names files: for the log only

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -29,7 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from ledger.entry import entry_from_state, split_state
-from ledger.errors import NotFound, VerificationError
+from ledger.errors import (
+    BundleDoesNotVerify,
+    NotFound,
+    SigningKeyError,
+    UnreadableEntry,
+    VerificationError,
+)
 from ledger.files import write_output
 from ledger.log import MerkleLog, ProofUnavailable, StoredCheckpoint
 from ledger.merkle import inclusion_proof, node_key
@@ -86,7 +93,13 @@ def stream_entries(
             cursor.execute(sql, params)
             rows.extend((int(r["id"]), bytes(r["state"])) for r in cursor.fetchall())
     rows.sort()
-    return [entry_from_state(state, position) for position, state in rows]
+    entries = []
+    for position, state in rows:
+        try:
+            entries.append(entry_from_state(state, position))
+        except UnreadableEntry as exc:  # cut short or rewritten by hand: say where
+            raise UnreadableEntry(exc.message, position) from exc
+    return entries
 
 
 # --- the executive -> appraisal streams index -------------------------------------------------
@@ -396,8 +409,12 @@ def build_bundle(
     consistency_from: int | None = None,
     as_of_position: int | None = None,
     known_at: str | None = None,
+    check: bool = True,
 ) -> dict[str, Any]:
     """The executive's evidence bundle (api-contract.md "evidence-bundle"), JSON-ready.
+
+    Checked as its reader will check it (`check_bundle`) unless `check` is False, for a
+    caller that checks it itself, later (the API, outside its write gate).
 
     `as_of_position` / `known_at` (api-contract.md: reads of executives accept them): the
     record as the ledger stood then, i.e. only the entries at positions <= N, or recorded at
@@ -410,8 +427,8 @@ def build_bundle(
     RFC 9162 consistency proof between it and the bundle's checkpoint as `consistency`, which
     the offline verifier uses with `--checkpoint` (a field the contract allows adding).
     Raises NotFound (unknown executive), ProofUnavailable (no such checkpoint or proof) or
-    VerificationError (an event without its Merkle leaf, or a checkpoint the log disagrees
-    with: run `ses-ledger verify`).
+    VerificationError (an event without its Merkle leaf, a checkpoint the log disagrees
+    with, or BundleDoesNotVerify: run `ses-ledger verify`).
     """
     log = merkle_log(app)
     max_position = None
@@ -449,10 +466,65 @@ def build_bundle(
         "checkpoint": checkpoint.note,
         "proofs": inclusion_proofs(app.recorder, chosen, checkpoint.tree_size),
     }
+    bundle["position_seal"] = position_seal(app, checkpoint.note, chosen)
     if consistency_from is not None and consistency_from != checkpoint.tree_size:
         first, second = sorted((consistency_from, checkpoint.tree_size))
         bundle["consistency"] = log.consistency(first, second)
+    if check:
+        check_bundle(app, bundle)
     return bundle
+
+
+def position_seal(app: Any, note: str, leaves: dict[int, int]) -> dict[str, Any] | None:
+    """The ledger's signature over each entry's position and leaf index in the checkpoint's
+    tree (`offline_verify.position_seal_message`): a position is not hashed, so without it an
+    entry's position could be edited in the bundle, its proof moved along. None where the
+    signing key cannot be loaded (an archive copied without its private keys): the bundle
+    then holds null, and the verifier says its positions are unproven."""
+    from ledger.checkpoint import parse_note
+    from ledger.offline_verify import position_seal_message
+
+    try:
+        signer = app.signer
+    except SigningKeyError:
+        return None
+    cp = parse_note(note)[0]
+    pairs = [[position, index] for position, index in sorted(leaves.items())]
+    message = position_seal_message((cp.origin, cp.size, cp.root_hash), pairs)
+    return {
+        "key_id": signer.key_id,
+        "positions": pairs,
+        "signature": base64.b64encode(signer.sign(message)).decode(),
+    }
+
+
+#: Where a problem of the offline verifier names an entry ("position N: ...").
+_AT_POSITION = re.compile(r"position (-?\d+): ")
+
+
+def check_bundle(app: Any, bundle: dict[str, Any]) -> None:
+    """Refuse to hand out a bundle that does not verify: BundleDoesNotVerify naming where.
+
+    The bundle is checked as its reader will check it, by `ledger/offline_verify.py` (each
+    entry's hash, signature, stream chain and inclusion proof against the signed checkpoint,
+    the key validity windows), with the ledger's own key list as the trusted one. A stored
+    event whose bytes were changed (an SQL UPDATE of its state, a broken signature) would
+    otherwise leave as evidence that fails in the reader's hands, or be taken for the
+    exporter's fault; `ses-ledger verify` names the first bad position in the whole ledger.
+    """
+    from ledger.offline_verify import verify_bundle
+
+    keys = [k.as_json() for k in app.keyring.public_keys()]
+    report = verify_bundle(json.loads(json.dumps(bundle)), trusted_keys=keys)
+    if report.problems:
+        raise BundleDoesNotVerify(
+            str(bundle.get("executive_id")),
+            [
+                (int(found.group(1)) if found else None, problem)
+                for problem in report.problems
+                for found in [_AT_POSITION.match(problem)]
+            ],
+        )
 
 
 def write_bundle(bundle: dict[str, Any], path: str) -> None:

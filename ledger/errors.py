@@ -73,6 +73,36 @@ class VerificationError(LedgerError):
         self.message = message
 
 
+class BundleDoesNotVerify(VerificationError):
+    """An evidence bundle made from the stored events does not verify, so none is handed
+    out: `problems` are (position or None, what the offline verifier found there)."""
+
+    #: How many problems the message spells out; the rest are counted.
+    SHOWN = 5
+
+    def __init__(self, executive_id: str, problems: list[tuple[int | None, str]]) -> None:
+        self.problems = problems
+        self.positions = sorted({p for p, _ in problems if p is not None})
+        shown = "; ".join(text for _, text in problems[: self.SHOWN])
+        more = len(problems) - self.SHOWN
+        named = ", ".join(map(str, self.positions))
+        where = (
+            f"the stored entries at positions {named} do not"
+            if len(self.positions) > 1
+            else f"the stored entry at position {named} does not"
+            if self.positions
+            else "the stored entries do not"
+        )
+        super().__init__(
+            f"the bundle of {executive_id} does not verify, so none was made: {where} "
+            f"verify ({shown}"
+            + (f"; and {more} more" if more > 0 else "")
+            + "); run `ses-ledger verify` to check the whole ledger"
+        )
+        # the first bad position (the sentence above names them all, unprefixed)
+        self.position = self.positions[0] if self.positions else None
+
+
 class UnreadableEntry(VerificationError, ValueError):
     """A stored state that is not a stored entry (cut short, rewritten by hand): stored data
     that cannot be read, so it does not verify (the API's 500 `ledger-integrity`, not an

@@ -9,7 +9,9 @@ RFC 8785 canonical JSON of the ten hashed fields), checks the Ed25519 signature 
 raw hash bytes and the stream's ``prev_hash`` chain, and that every stream is the
 executive's record (their registration, appraisals whose plan names them, boards those
 cite). It checks the checkpoint's signature (C2SP signed-note / tlog-checkpoint) and each
-entry's RFC 9162 inclusion proof against the checkpoint root and, given a trusted
+entry's RFC 9162 inclusion proof against the checkpoint root, each entry's position against
+its proven leaf index (``_check_proofs``) and the ledger's ``position_seal`` over them, given
+one (``_check_position_seal``; a position is not hashed), and, given a trusted
 checkpoint, that both are the same tree or consistent ones (RFC 9162 2.1.4), and that each
 entry's ``recorded_at`` lies in its signing key's ``valid_from`` .. ``valid_until``
 (``_check_times``: a warning for entries recorded before 2026-12-01). It cannot prove that
@@ -17,8 +19,10 @@ the bundle is complete (an event left out leaves no trace in what remains), and 
 It then prints the executive's history rebuilt from the events, with the removal history
 (REM-2: two final ratings below Level 3 at most 3 years apart; REM-3: two Level 1 final
 ratings at most 5 years apart; both ends inclusive; Feb 29 + n years = Feb 28).
-Exit status: 0 verified, 1 problems found, 2 usage error, unreadable input, or the verifier
-failing (no verdict on the bundle).
+Exit status: 0 verified, 1 problems found, 2 usage error, unreadable input, the verifier
+failing, or a check asked for that could not be made: the bundle cannot be tied to the trusted
+checkpoint (no consistency proof between them, or a newer note signed by a key the bundle
+cannot list), ``NOT CHECKED:`` lines (no verdict on the bundle).
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 FORMAT = "ses-ledger-bundle/v1"
+#: What a bundle's ``position_seal`` signs: this line, then the JCS of the checkpoint's head
+#: and the [position, leaf index] pairs (``position_seal_message``).
+POSITION_SEAL = "ses-ledger-bundle-positions/v1"
 #: How input files are read: UTF-8, a leading byte order mark ignored (RFC 8259 8.1 allows
 #: it; Windows editors write one), so a bundle opened and saved there still reads.
 TEXT = "utf-8-sig"
@@ -231,10 +238,14 @@ class Report:
     summary: list[str] = field(default_factory=list)
     #: What holds but should be read (the bundle still verifies).
     warnings: list[str] = field(default_factory=list)
+    #: Checks asked for that could not be made, with nothing found against the bundle: a
+    #: trusted checkpoint it cannot be tied to (no consistency proof between them, or a
+    #: newer note signed by a key the bundle cannot list). Not verified, and no verdict.
+    unchecked: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and not self.unchecked
 
 
 #: binascii.Error is a ValueError; RecursionError: a value nested deeper than can be hashed
@@ -407,9 +418,20 @@ def _check_subject(entries: list[dict[str, Any]], executive_id: Any, bad: Proble
             )
 
 
-def _check_proofs(entries: list[dict[str, Any]], proofs: Any, head: Head, bad: Problem) -> None:
+def _check_proofs(
+    entries: list[dict[str, Any]], proofs: Any, head: Head, bad: Problem
+) -> dict[int, int]:
+    """Each entry's inclusion proof; returns {position: leaf index} of the entries proved.
+
+    A position is not hashed (api-contract.md: the store assigns it), so it is held to what
+    its leaf index proves: leaf n is the n-th event in global order (0-based) and positions
+    are increasing whole numbers from 1, gaps allowed, so leaf n lies at position n + 1 or
+    later, and two entries' positions lie at least as far apart as their leaf indices. An
+    entry given a smaller position, or entries moved closer, fail; the position seal
+    (`_check_position_seal`) binds the exact positions."""
     _, size, root = head
-    prev_leaf = -1
+    prev: tuple[int, int] | None = None  # (position, leaf index) of the last entry proved
+    proved: dict[int, int] = {}
     for e in entries:
         at = f"position {e.get('position')}"
         try:
@@ -420,17 +442,124 @@ def _check_proofs(entries: list[dict[str, Any]], proofs: Any, head: Head, bad: P
                 bad(f"{at}: inclusion proof is for tree size {p['tree_size']}, not {size}")
             elif not verify_inclusion(index, size, leaf, hashes, root):
                 bad(f"{at}: inclusion proof does not verify against the checkpoint")
-            if index <= prev_leaf:
+            else:
+                proved[e["position"]] = index
+            position = e["position"]
+            if not _whole(position) or position < index + 1:
+                bad(
+                    f"{at}: the entry is leaf {index} of the log, which lies at position "
+                    f"{index + 1} or later (positions start at 1): its position was changed"
+                )
+            elif prev is not None and index <= prev[1]:
                 bad(f"{at}: leaf indices do not follow the position order")
-            prev_leaf = index
+            elif prev is not None and position - prev[0] < index - prev[1]:
+                bad(
+                    f"{at}: leaves {prev[1]} and {index} lie {index - prev[1]} apart in the "
+                    f"log, positions {prev[0]} and {position} only {position - prev[0]}: "
+                    "a position was changed"
+                )
+            prev = (position, index) if _whole(position) else prev
         except _MALFORMED as exc:
             bad(f"{at}: no usable inclusion proof ({type(exc).__name__}: {exc})")
+    return proved
+
+
+def position_seal_message(head: Head, pairs: list[list[int]]) -> bytes:
+    """The bytes a bundle's ``position_seal`` signs: ``POSITION_SEAL``, a line feed, and the
+    JCS of the checkpoint's origin, tree size and root with the [position, leaf index] pairs.
+    The line feed keeps it apart from what else the key signs: an entry's 32 hash bytes and
+    a checkpoint note, whose second line is a number, never ``{``."""
+    origin, size, root = head
+    body = {
+        "origin": origin,
+        "tree_size": size,
+        "root": base64.b64encode(root).decode(),
+        "positions": pairs,
+    }
+    return (POSITION_SEAL + "\n").encode() + jcs(body)
+
+
+def _check_position_seal(
+    entries: list[dict[str, Any]],
+    proved: dict[int, int],
+    seal: Any,
+    head: Head,
+    keys: Keys,
+    report: Report,
+) -> None:
+    """The ledger's signature over each entry's position and leaf index (``position_seal``:
+    ``{key_id, positions: [[position, leaf_index], ...], signature}``, a field the contract
+    lets a bundle add). The inclusion proofs bind each entry to its leaf index; the seal
+    binds the leaf index to the position the ledger gave it, so an entry whose position was
+    edited (its proof moved along under the new key of ``proofs``) fails; and it lists every
+    entry exported, so one removed from the bundle afterwards fails too."""
+    bad = report.problems.append
+    if seal is None:
+        report.warnings.append(
+            "the bundle has no position_seal (exported before the ledger signed positions): "
+            "the entries' order is proven by their leaf indices, their position numbers are not"
+        )
+        return
+    try:
+        pairs = seal["positions"]
+        if not isinstance(pairs, list) or not all(
+            isinstance(x, list) and len(x) == 2 and all(_whole(v) for v in x) for x in pairs
+        ):
+            raise ValueError("positions is not a list of [position, leaf index] pairs")
+        key = keys.get(seal["key_id"])
+        if key is None:
+            bad(f"position seal: key_id {seal['key_id']!r} is not among the bundle's keys")
+            return
+        key.verify(_b64(seal["signature"]), position_seal_message(head, pairs))
+    except InvalidSignature:
+        bad("position seal: the signature does not verify (the sealed positions were changed)")
+        return
+    except _MALFORMED as exc:
+        bad(f"position seal: malformed ({type(exc).__name__}: {exc})")
+        return
+    sealed = {leaf: position for position, leaf in pairs}
+    for e in entries:
+        position = e.get("position")
+        leaf = proved.get(position) if isinstance(position, int) else None
+        if leaf is None:
+            continue  # no proven leaf: its inclusion proof is reported already
+        if sealed.get(leaf) != position:
+            was = sealed.get(leaf)
+            bad(
+                f"position {position}: the ledger sealed leaf {leaf} at "
+                + (f"position {was}" if was is not None else "no position")
+                + ": the entry's position was changed"
+            )
+    held = set(proved.values())
+    left_out = sorted(position for leaf, position in sealed.items() if leaf not in held)
+    if left_out:
+        shown = ", ".join(map(str, left_out[:10])) + (" ..." if len(left_out) > 10 else "")
+        bad(
+            f"position seal: the ledger exported {len(left_out)} "
+            f"entr{'y' if len(left_out) == 1 else 'ies'} the bundle does not hold "
+            f"(positions {shown}): left out after it was exported"
+        )
+    report.summary.append(
+        f"positions: sealed by the ledger (key {seal['key_id']}) with each entry's leaf index"
+    )
+
+
+def _whole(value: Any) -> bool:
+    """A JSON integer (not a boolean, which Python counts as one)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class NotEstablished(Exception):
+    """The bundle could not be tied to the trusted checkpoint, with nothing found against
+    either: a check that could not be made (exit status 2), not a problem (1)."""
 
 
 def _check_trusted(
     trusted: str, bundle: dict[str, Any], head: Head, keys: Keys, listed: bool = False
 ) -> str:
-    """Compare the bundle's checkpoint with a trusted one; return a problem or ''.
+    """Compare the bundle's checkpoint with a trusted one; return a problem or ''. Raises
+    NotEstablished where the bundle cannot be tied to it (no consistency proof between the
+    two, or a newer note signed by a key the bundle could not list).
 
     A consistency proof shows the bundle's tree extends the trusted one, not who made the
     extension: unless ``keys`` is the ledger's own key list (``listed``), a larger bundle
@@ -442,13 +571,13 @@ def _check_trusted(
         t_size = _read_note(trusted)[0][1]
         if listed or t_size <= head[1]:
             raise  # a bundle exported at or after the note lists every key there was
-        return (
+        raise NotEstablished(
             f"the trusted checkpoint is signed by no key the bundle lists; it is newer than "
             f"the bundle's (tree size {head[1]} < {t_size}), so it may be signed by a key the "
             "ledger took up after the bundle was exported: check it with the ledger's key "
             "list, `ses-ledger bundle verify --url URL`, or offline `offline_verify.py "
             "--keys FILE` with the answer of GET /v1/ledger/keys"
-        )
+        ) from None
     (first, r1), (second, r2) = sorted([(t_size, t_root), (head[1], head[2])])
     cands = [*(bundle.get("consistency_proofs") or []), bundle.get("consistency")]
     proof = next(
@@ -462,7 +591,7 @@ def _check_trusted(
     if t_origin != head[0]:
         return f"trusted checkpoint is of log {t_origin!r}, not {head[0]!r}"
     if proof is None and 0 < first < second:
-        return (
+        raise NotEstablished(
             f"consistency of tree sizes {first} and {second} could not be established: "
             "the bundle has no consistency proof between them (export the bundle again "
             f"with `ses-ledger bundle export --consistency-from {t_size}`, or verify it with "
@@ -715,7 +844,8 @@ def verify_bundle(
         bad(f"checkpoint: {exc}")
     else:
         report.summary.append(f"checkpoint: {head[0]}, tree size {head[1]}, root {head[2].hex()}")
-        _check_proofs(entries, bundle.get("proofs"), head, bad)
+        proved = _check_proofs(entries, bundle.get("proofs"), head, bad)
+        _check_position_seal(entries, proved, bundle.get("position_seal"), head, keys, report)
         if trusted_checkpoint is None:
             report.summary.append(
                 "no trusted checkpoint given: compare the checkpoint above or "
@@ -728,16 +858,20 @@ def verify_bundle(
                 )
             except _MALFORMED as exc:
                 problem = f"trusted checkpoint or consistency proof unusable: {exc}"
+            except NotEstablished as exc:
+                report.unchecked.append(str(exc))
+                problem = None
             if problem:
                 bad(problem)
-            else:
+            elif problem is not None:
                 report.summary.append("trusted checkpoint: consistent with the bundle's")
     report.summary += [
         f"key {k}: Ed25519 {base64.b64encode(raw_key(v)).decode()}" for k, v in keys.items()
     ]
     report.summary.append(
-        "not proven by any bundle: that it holds every event of the executive (one left "
-        "out, a whole appraisal or the last events of a stream, goes undetected): the history "
+        "not proven by any bundle: that it holds every event of the executive (one the "
+        "exporter left out, a whole appraisal or the last events of a stream, goes "
+        "undetected; the position seal names only those removed after export): the history "
         "below is rebuilt from these entries only"
     )
     report.summary += history_lines(entries)
@@ -768,7 +902,13 @@ def printable(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line; exit 0 when the bundle verifies, 1 on problems, 2 when not checked."""
-    parser = argparse.ArgumentParser(description="Verify an SES Ledger evidence bundle offline.")
+    parser = argparse.ArgumentParser(
+        description="Verify an SES Ledger evidence bundle offline.",
+        epilog="Exit status: 0 verified; 1 problems found (evidence against the bundle); 2 "
+        "not checked: a usage error, unreadable input, the verifier failing, or a check asked "
+        "for that could not be made (NOT CHECKED: the bundle cannot be tied to the trusted "
+        "--checkpoint, e.g. no consistency proof between them).",
+    )
     parser.add_argument("bundle", help="the evidence bundle JSON file")
     parser.add_argument("--checkpoint", metavar="FILE", help="a trusted checkpoint note")
     parser.add_argument(
@@ -820,8 +960,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"WARNING: {printable(w)}")
     for p in report.problems:
         print(f"PROBLEM: {printable(p)}")
-    print("BUNDLE VERIFIED" if report.ok else f"NOT VERIFIED: {len(report.problems)} problem(s)")
-    return 0 if report.ok else 1
+    for u in report.unchecked:
+        print(f"NOT CHECKED: {printable(u)}")
+    if report.problems:
+        print(f"NOT VERIFIED: {len(report.problems)} problem(s)")
+        return 1
+    if report.unchecked:  # nothing against the bundle, but what was asked was not shown
+        print(
+            f"NOT VERIFIED: {len(report.unchecked)} check(s) could not be made (no problem "
+            "found in the bundle): it is not tied to the trusted checkpoint"
+        )
+        return 2
+    print("BUNDLE VERIFIED")
+    return 0
 
 
 if __name__ == "__main__":

@@ -141,9 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "Exit status: 0 done; 1 a check failed or nothing matched (verify, restore, "
-            "bundle verify, witness, replay, audit, projections status --max-lag), or serve "
-            "could not bind "
-            "its port; 2 a refused command, bad input, or a check that could not be made "
+            "bundle export, bundle verify, witness, replay, audit, projections status "
+            "--max-lag), or serve could not bind its port; 2 a refused command, bad input, "
+            "or a check that could not be made "
             "(bundle verify, witness); 3 a server worker failed to start (serve); "
             f"{EXIT_STORE} the store or the ledger's home cannot be used (a server down, a full "
             "disk, a damaged file: the reason is printed); 130 interrupted; "

@@ -380,7 +380,10 @@ def _no_checkpoint_at(app: Any, size: int) -> str | None:
 
 
 def cmd_bundle_export(args: argparse.Namespace) -> int:
+    """Write the bundle, checked first as its reader will check it: a ledger whose stored
+    entries do not verify (changed by hand, a broken signature) gets no bundle, exit 1."""
     from ledger.bundle import build_bundle, write_bundle
+    from ledger.errors import VerificationError
 
     out = Path(args.out)
     problem = unwritable(out, make_parents=False)
@@ -394,9 +397,13 @@ def cmd_bundle_export(args: argparse.Namespace) -> int:
         if problem is not None:
             print(f"ses-ledger bundle export: {problem}", file=sys.stderr)
             return 2
-    bundle = build_bundle(
-        app, args.executive, tree_size=args.tree_size, consistency_from=args.consistency_from
-    )
+    try:
+        bundle = build_bundle(
+            app, args.executive, tree_size=args.tree_size, consistency_from=args.consistency_from
+        )
+    except VerificationError as exc:  # a check of the stored evidence failed: status 1
+        print(f"ses-ledger bundle export: nothing written to {out}: {exc}", file=sys.stderr)
+        return 1
     try:
         write_bundle(bundle, args.out)
     except OSError as exc:
@@ -434,8 +441,9 @@ class _NotChecked(Exception):
 def cmd_bundle_verify(args: argparse.Namespace) -> int:
     """Delegate to the standalone verifier, after fetching a consistency proof if asked to.
 
-    Exit 2 (not checked) when an input cannot be read or the ledger at --url cannot give a
-    usable checkpoint; 1 only for evidence against the bundle (as the verifier finds it, or a
+    Exit 2 (not checked) when an input cannot be read, the ledger at --url cannot give a
+    usable checkpoint, or the bundle cannot be tied to the trusted checkpoint (the verifier's
+    NOT CHECKED); 1 only for evidence against the bundle (as the verifier finds it, or a
     ledger that answers but cannot prove its history extends the bundle's)."""
     from ledger import offline_verify
     from ledger.checkpoint import CheckpointError, parse_note
@@ -691,7 +699,13 @@ def register(sub: Any) -> None:
         "export",
         help="write an executive's evidence bundle (ses-ledger-bundle/v1)",
         description="Every event of the executive's streams with inclusion proofs against "
-        "a signed checkpoint (issued now if the latest does not cover them).",
+        "a signed checkpoint (issued now if the latest does not cover them), checked as "
+        "`bundle verify` will check it before it is written (each entry's hash, signature, "
+        "chain link and inclusion proof, the checkpoint's signature). Exit status 0 written; "
+        "1 the ledger's stored entries do not verify (a stored event changed by hand, a "
+        "broken signature): the positions are named and no file is written (an earlier file "
+        "of that name is left as it was); 2 a refused command (no such checkpoint, a path "
+        "that cannot be written).",
     )
     export.add_argument("--executive", required=True, type=_ident, metavar="ID")
     export.add_argument("--out", required=True, metavar="FILE")
@@ -709,12 +723,16 @@ def register(sub: Any) -> None:
         "verify",
         help="verify a bundle offline (ledger/offline_verify.py)",
         description="Exit 0 verified, 1 problems found, 2 could not check (unreadable input, "
-        "or the ledger at --url unreachable or without a usable checkpoint). With --url, the "
+        "the ledger at --url unreachable or without a usable checkpoint, or a bundle that "
+        "cannot be tied to the trusted --checkpoint: no consistency proof between them, or a "
+        "newer note signed by a key the bundle cannot list; NOT CHECKED lines). With --url, the "
         "consistency proof between the bundle's checkpoint and the trusted one (or the "
         "server's latest) is fetched from the ledger first: an old bundle then detects a "
         "rewrite or truncation of the history it was exported from. A bundle proves that its "
         "entries are the ledger's, not that it holds all of the executive's events: one left "
-        "out (a whole appraisal, or the last events of a stream) goes undetected.",
+        "out by the exporter (a whole appraisal, or the last events of a stream) goes "
+        "undetected; one removed from the bundle after export fails against its "
+        "position_seal.",
     )
     verify.add_argument("file", metavar="FILE")
     verify.add_argument(

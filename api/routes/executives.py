@@ -221,13 +221,20 @@ def get_evidence_bundle(
     """Everything needed to verify one executive's record offline (`auditor`, `admin`,
     `hr_app`; `executive` own). With `as_of_position` or `known_at`, the record as the
     ledger stood then (404 when the executive was not registered by then)."""
-    from ledger.bundle import build_bundle
+    from ledger.bundle import build_bundle, check_bundle
 
     facts = services.directory.executive(executive_id)
     access.require_read(principal, facts.agency, roles=access.BUNDLE_READERS, owner=executive_id)
     known_at = None if replay.known_at is None else format_timestamp(replay.known_at)
     with services.write_gate:  # it may index, integrate and checkpoint before reading
         bundle = build_bundle(
-            services.ledger, executive_id, as_of_position=replay.position, known_at=known_at
+            services.ledger,
+            executive_id,
+            as_of_position=replay.position,
+            known_at=known_at,
+            check=False,
         )
+    # Checked as its reader will check it, outside the gate (writes need not wait for it):
+    # entries that do not verify are a 500 `ledger-integrity` naming them (docs/api.md).
+    check_bundle(services.ledger, bundle)
     return Json(bundle)

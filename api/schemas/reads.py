@@ -158,8 +158,20 @@ class ComplianceOut(Open):
     findings: list[FindingOut]
 
 
+class PositionSeal(Open):
+    """The ledger's Ed25519 signature (by `key_id`, a bundle key) over `positions`, each
+    entry's [position, leaf index], and the bundle checkpoint's head: a position is not
+    hashed, so this binds it (`ledger/offline_verify.py`, `position_seal_message`)."""
+
+    key_id: str
+    positions: list[list[int]]
+    signature: str
+
+
 class EvidenceBundleOut(Open):
-    """`format` is `ses-ledger-bundle/v1`; `proofs` are keyed by ledger position."""
+    """`format` is `ses-ledger-bundle/v1`; `proofs` are keyed by ledger position;
+    `position_seal` (null when the signing key cannot be loaded) binds each entry's position
+    to its leaf index."""
 
     format: str
     executive_id: str
@@ -167,6 +179,7 @@ class EvidenceBundleOut(Open):
     keys: list[PublicKey]
     checkpoint: str
     proofs: dict[str, InclusionProof]
+    position_seal: PositionSeal | None
 
 
 class Verification(Open):

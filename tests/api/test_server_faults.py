@@ -382,3 +382,37 @@ def test_a_commit_error_whose_outcome_cannot_be_read_is_503_write_outcome_unknow
     assert problem["type"] == "urn:ses-ledger:problem:write-outcome-unknown"
     assert problem["detail"] == WRITE_OUTCOME_UNKNOWN
     assert "nothing was recorded" not in problem["detail"]
+
+
+def test_an_evidence_bundle_whose_stored_entries_do_not_verify_is_a_500_naming_them(
+    served: tuple[Api, LedgerApp],
+) -> None:
+    """Someone with database access changes a byte of a stored plan (an SQL UPDATE of its
+    state): the evidence bundle was answered 200 with the entry as stored, a bundle that
+    fails in the reader's hands. It is checked before it is answered (as `ses-ledger bundle
+    export` checks it) and is the documented `ledger-integrity` problem (docs/api.md, Errors)
+    naming the position, in `detail` and `positions`; nothing is appended."""
+    api, ledger = served
+    appraisal = api.appraisal("planned")
+    path = f"/v1/executives/{appraisal.executive_id}/evidence-bundle"
+    assert api.get(path, api.auditor).status_code == 200
+    events = api.get(f"/v1/appraisals/{appraisal.appraisal_id}/events", api.hr).json()
+    position = events["events"][0]["position"]
+    config = ledger.config
+    (state,) = raw(
+        config, f"SELECT state FROM {events_table(config)} WHERE rowid = ?", (position,)
+    )[0]
+    changed = bytes(state).replace(b'"weight":40', b'"weight":45', 1)
+    assert changed != bytes(state)
+    raw(config, f"UPDATE {events_table(config)} SET state = ? WHERE rowid = ?", (changed, position))
+    head = ledger.recorder.max_notification_id() or 0
+
+    r = api.client.get(path, headers=api.auditor)
+    assert r.status_code == 500 and r.headers["content-type"] == PROBLEM, r.text
+    problem = r.json()
+    assert problem["type"] == "urn:ses-ledger:problem:ledger-integrity"
+    assert problem["positions"] == [position]
+    assert f"the stored entry at position {position} does not verify" in problem["detail"]
+    assert "hash does not recompute" in problem["detail"]
+    assert "ses-ledger verify" in problem["detail"]
+    assert (ledger.recorder.max_notification_id() or 0) == head

@@ -136,10 +136,15 @@ def test_board_registrations_ride_along_as_whole_streams(sqlite_config: LedgerCo
     boards = [e for e in bundle["entries"] if e["type"] == "ReviewBoardRegistered"]
     assert boards and all(e["stream_version"] == 1 for e in boards)
     assert verify_bundle(bundle).ok
-    # Without them the bundle still verifies: they are context, not a dependency.
+    # Without them (an exporter that left them out: no position seal lists them) the bundle
+    # still verifies: they are context, not a dependency.
     bare = copy.deepcopy(bundle)
     bare["entries"] = [e for e in bare["entries"] if e["type"] != "ReviewBoardRegistered"]
+    bare["position_seal"] = None
     assert verify_bundle(bare).ok
+    # Removed after export, the ledger's position seal names them.
+    bare["position_seal"] = bundle["position_seal"]
+    assert "left out after it was exported" in problems(bare)
 
 
 # --- tampering with an exported bundle ----------------------------------------------------------
@@ -184,10 +189,19 @@ def _signature(b: dict[str, Any]) -> None:
     e["signature"] = ("B" if e["signature"][0] != "B" else "C") + e["signature"][1:]
 
 
+def _position(b: dict[str, Any]) -> None:
+    """The last entry's position edited (unhashed), its proof moved along: the ledger's
+    position seal binds it to its leaf index."""
+    last = b["entries"][-1]
+    b["proofs"][str(last["position"] + 3)] = b["proofs"].pop(str(last["position"]))
+    last["position"] += 3
+
+
 @pytest.mark.parametrize(
     ("tamper", "expected"),
     [
         (_payload, "hash does not recompute"),
+        (_position, "the entry's position was changed"),
         (_drop_middle, "jumps from version"),
         (_drop_stream_start, "earlier events missing"),
         (_proof, "inclusion proof does not verify"),
@@ -232,8 +246,11 @@ def test_an_old_bundle_is_tied_to_a_later_checkpoint_by_a_consistency_proof(
     old_with_proof = copy.deepcopy(old)
     old_with_proof["consistency_proofs"] = [newer["consistency"]]
     assert problems(old_with_proof, trusted=newer["checkpoint"]) == ""
-    # Without a proof there is nothing to go on: not verified, and it says why.
-    assert "no consistency proof" in problems(old, trusted=newer["checkpoint"])
+    # Without a proof there is nothing to go on: not verified (a check that could not be
+    # made, not a problem found), and it says why.
+    report = verify_bundle(json.loads(json.dumps(old)), newer["checkpoint"])
+    assert not report.ok and report.problems == []
+    assert "no consistency proof" in " | ".join(report.unchecked)
     # A proof that does not match the roots fails.
     wrong = copy.deepcopy(old_with_proof)
     wrong["consistency_proofs"][0]["hashes"][0] = "A" * 43 + "="
@@ -689,10 +706,28 @@ def test_a_trusted_checkpoint_newer_than_the_bundle_names_the_remedy(
     note = tmp_path / "now.note"
     assert ses(["checkpoint", "--out", str(note)]) == 0
     capsys.readouterr()
-    assert ses(["bundle", "verify", str(old), "--checkpoint", str(note)]) == 1
+    # `--help`: 2 a check that could not be made; 1 is for evidence against the bundle,
+    # and nothing here is: the genuine bundle just cannot be tied to the newer note.
+    assert ses(["bundle", "verify", str(old), "--checkpoint", str(note)]) == 2
     out = capsys.readouterr().out
-    assert "could not be established" in out and "NOT VERIFIED" in out
+    assert "NOT CHECKED: consistency of tree sizes 2 and 3 could not be established" in out
+    assert "PROBLEM" not in out and out.rstrip().endswith(
+        "NOT VERIFIED: 1 check(s) could not be made (no problem found in the bundle): it is "
+        "not tied to the trusted checkpoint"
+    )
     assert "ses-ledger bundle export --consistency-from 3" in out and "--url" in out
+    # A problem found as well is evidence against the bundle: 1.
+    tampered = json.loads(old.read_text())
+    _signature(tampered)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(tampered))
+    assert ses(["bundle", "verify", str(bad), "--checkpoint", str(note)]) == 1
+    out = capsys.readouterr().out
+    assert "PROBLEM: position 2: signature does not verify" in out and "NOT CHECKED" in out
+    assert out.rstrip().endswith("NOT VERIFIED: 1 problem(s)")
+    with pytest.raises(SystemExit):
+        ses(["bundle", "verify", "--help"])
+    assert "cannot be tied to the trusted --checkpoint" in " ".join(capsys.readouterr().out.split())
     # The remedy it names works.
     again = tmp_path / "again.json"
     argv = ["bundle", "export", "--executive", "E1", "--out", str(again)]
@@ -732,3 +767,97 @@ def test_replay_judges_removal_by_the_deployments_window_measure(
     assert ses(argv) == 2
     err = capsys.readouterr().err
     assert "SES_LEDGER_WINDOW_MEASURE must be one of" in err and "Traceback" not in err
+
+
+# --- export refuses a ledger whose stored entries do not verify ---------------------------------
+
+
+def _flip_level(state: bytes) -> bytes:
+    """The stored final rating's level changed by one bit (an SQL UPDATE of the state)."""
+    cut = state.index(b'"level":') + len(b'"level":')
+    return state[:cut] + bytes([state[cut] ^ 0x01]) + state[cut + 1 :]
+
+
+def _break_signature(state: bytes) -> bytes:
+    mark = b'"signature":"'
+    cut = state.index(mark) + len(mark) + 5
+    return state[:cut] + (b"A" if state[cut : cut + 1] != b"A" else b"B") + state[cut + 1 :]
+
+
+@pytest.mark.parametrize(
+    ("tamper", "found"),
+    [
+        (_flip_level, "hash does not recompute from the entry"),
+        (_break_signature, "signature does not verify"),
+    ],
+    ids=["payload-byte", "signature"],
+)
+def test_bundle_export_of_a_tampered_ledger_names_the_positions_and_writes_nothing(
+    env: LedgerConfig,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    tamper: Callable[[bytes], bytes],
+    found: str,
+) -> None:
+    """A stored entry's bytes changed by SQL (as tests/integration/test_tamper_suite.py does):
+    `bundle export` exited 0 and wrote a bundle that `bundle verify` then failed. It checks
+    what it exports as the verifier will (api-contract.md: hash, signature, prev_hash chain,
+    inclusion proof against the checkpoint), names the positions, exits 1 (`--help`: a check
+    failed) and writes nothing; an earlier bundle of that name is left as it was."""
+    app = demo(env, years=3)
+    executive = busiest(app)
+    earlier = tmp_path / "earlier.json"
+    assert ses(["bundle", "export", "--executive", executive, "--out", str(earlier)]) == 0
+    kept = earlier.read_bytes()
+    final = next(
+        e for e in build_bundle(app, executive)["entries"] if e["type"] == "FinalRatingAssigned"
+    )
+    (state,) = raw(env, "SELECT state FROM stored_events WHERE rowid = ?", (final["position"],))[0]
+    raw(
+        env,
+        "UPDATE stored_events SET state = ? WHERE rowid = ?",
+        (tamper(bytes(state)), final["position"]),
+    )
+    capsys.readouterr()
+    files = sorted(tmp_path.iterdir())
+
+    fresh = tmp_path / "fresh.json"
+    for out in (fresh, earlier):
+        assert ses(["bundle", "export", "--executive", executive, "--out", str(out)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"ses-ledger bundle export: nothing written to {out}: ")
+        assert f"the stored entry at position {final['position']} does not verify" in err
+        assert found in err and "ses-ledger verify" in err and "Traceback" not in err
+    assert not fresh.exists() and earlier.read_bytes() == kept
+    assert sorted(tmp_path.iterdir()) == files  # no partial file beside them either
+    with pytest.raises(VerificationError, match=f"position {final['position']}"):
+        build_bundle(app, executive)
+
+    with pytest.raises(SystemExit):
+        ses(["bundle", "export", "--help"])
+    assert "1 the ledger's stored entries do not verify" in " ".join(
+        capsys.readouterr().out.split()
+    )
+
+
+def test_an_archive_without_its_signing_key_exports_a_bundle_without_a_position_seal(
+    sqlite_config: LedgerConfig,
+) -> None:
+    """The position seal is signed with the current key: a home copied without its private
+    keys (a backup without --with-secrets) still exports, at an issued checkpoint, a bundle
+    whose `position_seal` is null, and the verifier says its positions are unproven."""
+    app = demo(sqlite_config, executives=2, years=2)
+    executive = busiest(app)
+    sealed = build_bundle(app, executive)
+    assert sealed["position_seal"]["positions"] == [
+        [e["position"], sealed["proofs"][str(e["position"])]["leaf_index"]]
+        for e in sealed["entries"]
+    ]
+    app.close()
+    for pem in (sqlite_config.home / "keys").glob("*.pem"):
+        pem.unlink()
+    bare = build_bundle(LedgerApp(sqlite_config), executive, tree_size=tree_size(sealed))
+    assert bare["position_seal"] is None and bare["entries"] == sealed["entries"]
+    report = verify_bundle(bare)
+    assert report.ok, report.problems
+    assert any("no position_seal" in w for w in report.warnings)

@@ -381,7 +381,9 @@ def test_a_stored_event_that_cannot_be_read_is_one_line_not_a_traceback(
 ) -> None:
     """A stored state cut short by hand: `audit` and `bundle export`, which read it, ended
     in a Python traceback (a ValueError); it is stored data that does not verify
-    (`ledger.errors.UnreadableEntry`), said in one line, and `verify` names its position."""
+    (`ledger.errors.UnreadableEntry`), said in one line, and `verify` names its position.
+    `bundle export` checks what it exports: a failed check, status 1 (`bundle export
+    --help`), naming the position and writing nothing."""
     app = _app(sqlite_config)
     register(app, "E1")
     app.close()
@@ -394,8 +396,14 @@ def test_a_stored_event_that_cannot_be_read_is_one_line_not_a_traceback(
         if argv[0] == "bundle":
             argv += ["--out", str(sqlite_config.home / "bundle.json")]
         status, out, err = _main(monkeypatch, capsys, sqlite_config, *argv)
-        assert status == 2 and out == "", (argv, out)
-        _one_line(err)
+        assert status == (1 if argv[0] == "bundle" else 2) and out == "", (argv, out)
         assert "truncated" in err or "no hash field" in err, err
+        if argv[0] == "bundle":
+            assert err.startswith("ses-ledger bundle export: nothing written to ") and (
+                err.count("\n") == 1 and "position 1: " in err
+            ), err
+            assert not (sqlite_config.home / "bundle.json").exists()
+        else:
+            _one_line(err)
     status, out, _ = _main(monkeypatch, capsys, sqlite_config, "verify", "--quiet")
     assert status == 1 and "first bad position: 1" in out, out

@@ -30,6 +30,7 @@ from ledger.config import LedgerConfig
 from ledger.keys import KeyRing
 from ledger.log import MerkleLog, ProofUnavailable
 from ledger.merkle import EMPTY_ROOT
+from ledger.offline_verify import position_seal_message
 from ledger.witness import Fetch, WitnessUnavailable, http_fetch, witness
 from ses_ledger import cli
 from tests.integration.test_tamper_suite import (
@@ -429,6 +430,9 @@ def test_a_bundle_key_swapped_under_its_key_id_is_caught_with_url(
         entry["signature"] = base64.b64encode(signature).decode()
     head = parse_note(bundle["checkpoint"])[0]
     bundle["checkpoint"] = sign_checkpoint(head, sqlite_config.origin, forger)
+    seal = bundle["position_seal"]  # the positions the ledger signed: re-signed too
+    message = position_seal_message((head.origin, head.size, head.root_hash), seal["positions"])
+    seal["signature"] = base64.b64encode(forger.sign(message)).decode()
     forged = tmp_path / "forged.json"
     write_bundle(bundle, str(forged))
     assert ses(["bundle", "verify", str(forged)]) == 0  # alone, only the printed keys tell

@@ -161,7 +161,11 @@ class LedgerBuilder:
             policy,
         )
 
-    def bundle(self, executive_id: str, size: int | None = None) -> dict[str, Any]:
+    def bundle(
+        self, executive_id: str, size: int | None = None, *, seal: bool = True
+    ) -> dict[str, Any]:
+        """`seal`: with the ledger's `position_seal` over [position, leaf index] pairs, as
+        exporters add it (a field the contract allows adding); without, as older ones did."""
         size = self.tree.size if size is None else size
         mine = [
             (i, e)
@@ -169,7 +173,11 @@ class LedgerBuilder:
             if e["data"].get("executive_id") == executive_id and i < size
         ]
         cp = Checkpoint(ORIGIN, size, self.tree.root(size))
+        pairs = [[e["position"], i] for i, e in mine]
+        sealed = KEY.sign(offline_verify.position_seal_message((ORIGIN, size, cp.root_hash), pairs))
+        extra = {"position_seal": {"key_id": "k1", "positions": pairs, "signature": b64(sealed)}}
         return {
+            **(extra if seal else {}),
             "format": "ses-ledger-bundle/v1",
             "executive_id": executive_id,
             "entries": [e for _, e in mine],
@@ -541,7 +549,8 @@ def test_an_older_trusted_checkpoint_needs_a_consistency_proof(
     bundle: dict[str, Any], field: str
 ) -> None:
     report = verify_bundle(bundle, _note(9))
-    assert [p for p in report.problems if "could not be established" in p]
+    assert not report.ok and report.problems == []
+    assert [u for u in report.unchecked if "could not be established" in u]
     proof = _consistency(9, LEDGER.tree.size)
     bundle[field] = proof if field == "consistency" else [_consistency(3, 9), proof]
     assert verify_bundle(bundle, _note(9)).ok
@@ -566,7 +575,9 @@ def test_a_newer_trusted_checkpoint_signed_by_a_later_key_says_how_to_check_it()
     older = copy.deepcopy(LEDGER.bundle("E1", size=15))
     older["consistency_proofs"] = [_consistency(15, LEDGER.tree.size)]
     newer = _note(LEDGER.tree.size, key=OTHER_KEY)
-    [problem] = verify_bundle(older, newer).problems
+    report = verify_bundle(older, newer)
+    assert not report.ok and report.problems == []  # not checked: no verdict (exit 2)
+    [problem] = report.unchecked
     assert f"newer than the bundle's (tree size 15 < {LEDGER.tree.size})" in problem
     assert "`ses-ledger bundle verify --url URL`" in problem and "--keys" in problem
     listed = [
@@ -1078,12 +1089,14 @@ def test_recorded_at_going_back_in_a_bundle_is_a_warning(bundle: dict[str, Any])
 
 
 def test_a_bundle_short_of_an_event_says_completeness_is_not_proven(
-    bundle: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """README "Evidence": a bundle proves what is in it, not that nothing was left out. The
     last events of a stream (here the Level 2 final rating that triggers REM-2) can be
-    dropped and every check still holds; the verifier then printed BUNDLE VERIFIED and
-    "no removal required" without a word that the history is only what the bundle holds."""
+    left out by the exporter (no position seal lists it) and every check still holds; the
+    verifier then printed BUNDLE VERIFIED and "no removal required" without a word that the
+    history is only what the bundle holds."""
+    bundle = copy.deepcopy(LEDGER.bundle("E1", seal=False))
     final = next(
         e
         for e in bundle["entries"]
@@ -1195,3 +1208,145 @@ def test_files_saved_with_a_byte_order_mark_are_read(
     out = capsys.readouterr().out
     assert "trusted checkpoint: consistent with the bundle's" in out
     assert out.endswith("BUNDLE VERIFIED\n")
+
+
+# --- positions are bound to leaf indices ------------------------------------------------------
+# api-contract.md "Ledger entry": `position` is assigned by the store and not hashed, and leaf
+# n is the n-th event in global order. A bundle's positions were checked only for increasing
+# order, so positions edited in the bundle (each proof moved along under the new key of
+# `proofs`) verified: the record then claimed places in the log its events never had.
+
+
+def _reposition(b: dict[str, Any], moves: dict[int, int]) -> None:
+    """Entries' positions edited ({old: new}), each proof moved along, entries re-sorted."""
+    proofs = dict(b["proofs"])
+    for old in moves:
+        b["proofs"].pop(str(old))
+    for old, new in moves.items():
+        b["proofs"][str(new)] = proofs[str(old)]
+    for e in b["entries"]:
+        e["position"] = moves.get(e["position"], e["position"])
+    b["entries"].sort(key=lambda e: e["position"])
+
+
+def _shift_last(b: dict[str, Any]) -> None:
+    _reposition(b, {25: 31})  # into a gap: still increasing, still after its leaf
+
+
+def _shift_all(b: dict[str, Any]) -> None:
+    _reposition(b, {e["position"]: e["position"] + 1000 for e in b["entries"]})
+
+
+def _renumber(b: dict[str, Any]) -> None:
+    _reposition(b, {e["position"]: i + 1 for i, e in enumerate(b["entries"])})
+
+
+def _swap_two(b: dict[str, Any]) -> None:
+    _reposition(b, {6: 18, 18: 6})  # A-2021-E1 v1 and A-2024-E1 v1 trade places
+
+
+def _close_gap(b: dict[str, Any]) -> None:
+    _reposition(b, {18: 10, 19: 11, 21: 12})  # leaves 8..10 moved right after leaf 4's 9
+
+
+POSITION_EDITS = [_shift_last, _shift_all, _renumber, _swap_two, _close_gap]
+
+
+@pytest.mark.parametrize("edit", POSITION_EDITS, ids=lambda f: f.__name__[1:])
+def test_edited_positions_fail_against_the_position_seal(
+    bundle: dict[str, Any], edit: Tamper
+) -> None:
+    edit(bundle)
+    report = verify_bundle(bundle)
+    assert not report.ok
+    assert any(
+        re.fullmatch(r"position \d+: the ledger sealed leaf \d+ at position \d+: .*", p)
+        for p in report.problems
+    ), report.problems
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (_renumber, r"position 2: the entry is leaf 2 of the log, which lies at position 3 or "),
+        (_swap_two, r"position 7: leaf indices do not follow the position order"),
+        (_close_gap, r"position 10: leaves 4 and 8 lie 4 apart in the log, positions 9 and 10 "),
+    ],
+    ids=lambda v: getattr(v, "__name__", "")[1:] or None,
+)
+def test_positions_that_the_leaf_indices_rule_out_fail_without_a_seal(
+    edit: Tamper, problem: str
+) -> None:
+    """A bundle of an older exporter, with no seal: a position before its leaf's earliest
+    place (leaf n: position n + 1 or later), or two entries closer in position than in the
+    log, cannot be the ledger's."""
+    bundle = copy.deepcopy(LEDGER.bundle("E1", seal=False))
+    edit(bundle)
+    report = verify_bundle(bundle)
+    assert not report.ok
+    assert any(re.match(problem, p) for p in report.problems), report.problems
+
+
+def test_without_a_seal_positions_only_the_leaves_rule_out_are_caught_and_it_says_so() -> None:
+    """What no offline check can tell without the seal: positions moved later, into gaps.
+    The bundle verifies, with a warning that its position numbers are unproven."""
+    bundle = copy.deepcopy(LEDGER.bundle("E1", seal=False))
+    assert verify_bundle(copy.deepcopy(bundle)).warnings == [
+        "the bundle has no position_seal (exported before the ledger signed positions): the "
+        "entries' order is proven by their leaf indices, their position numbers are not"
+    ]
+    _shift_all(bundle)
+    assert verify_bundle(bundle).ok
+
+
+def test_a_position_seal_edited_or_signed_by_another_key_fails(bundle: dict[str, Any]) -> None:
+    assert verify_bundle(copy.deepcopy(bundle)).ok
+    assert "positions: sealed by the ledger (key k1)" in "\n".join(
+        verify_bundle(copy.deepcopy(bundle)).summary
+    )
+    edited = copy.deepcopy(bundle)
+    _shift_last(edited)
+    edited["position_seal"]["positions"][-1][0] = 31  # the seal edited to match
+    assert verify_bundle(edited).problems == [
+        "position seal: the signature does not verify (the sealed positions were changed)"
+    ]
+    other = copy.deepcopy(bundle)
+    other["position_seal"]["key_id"] = "k9"
+    assert verify_bundle(other).problems == [
+        "position seal: key_id 'k9' is not among the bundle's keys"
+    ]
+    malformed = copy.deepcopy(bundle)
+    malformed["position_seal"]["positions"] = [[1, True]]
+    assert verify_bundle(malformed).problems[0].startswith("position seal: malformed")
+
+
+def test_an_entry_left_out_after_export_is_named_by_the_seal(bundle: dict[str, Any]) -> None:
+    """The seal lists every entry exported: a whole appraisal removed later (which the
+    entries alone cannot show: no chain breaks) fails, naming the positions."""
+    bundle["entries"] = [e for e in bundle["entries"] if e["stream_id"] != "A-2024-E1"]
+    assert verify_bundle(bundle).problems == [
+        "position seal: the ledger exported 3 entries the bundle does not hold (positions "
+        "18, 19, 21): left out after it was exported"
+    ]
+
+
+def test_a_bundle_not_tied_to_a_newer_trusted_checkpoint_exits_2_not_1(tmp_path: Path) -> None:
+    """The verifier's exit statuses: 1 problems found, 2 not checked. A genuine bundle given
+    a newer trusted checkpoint and no consistency proof between them exited 1, the status of
+    evidence against it, though nothing was found against it: the tie asked for could not
+    be made. It now exits 2 with NOT CHECKED lines; with a problem found as well, 1."""
+    older = copy.deepcopy(LEDGER.bundle("E1", size=15))
+    path, note = tmp_path / "old.json", tmp_path / "newer.note"
+    path.write_text(json.dumps(older))
+    note.write_text(_note(LEDGER.tree.size))
+    assert main([str(path)]) == 0
+    assert main([str(path), "--checkpoint", str(note)]) == 2
+    later = tmp_path / "later.note"  # signed by a key the older bundle cannot list
+    later.write_text(_note(LEDGER.tree.size, key=OTHER_KEY))
+    assert main([str(path), "--checkpoint", str(later)]) == 2
+    older["consistency_proofs"] = [_consistency(15, LEDGER.tree.size)]
+    path.write_text(json.dumps(older))
+    assert main([str(path), "--checkpoint", str(note)]) == 0
+    _payload_byte(older)
+    path.write_text(json.dumps(older))
+    assert main([str(path), "--checkpoint", str(note)]) == 1
