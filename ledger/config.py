@@ -56,7 +56,8 @@ class LedgerConfig:
 
     def eventsourcing_env(self, *, create: bool = True) -> dict[str, str]:
         """The eventsourcing library's persistence settings for this store (`create`: make
-        a missing SQLite file, owner-only, as the library would make it under the umask)."""
+        a missing SQLite file and its directory, owner-only, as the library would make them
+        under the umask; without it nothing is created)."""
         if self.is_postgres:
             try:
                 parts = urlsplit(self.db_url)
@@ -82,13 +83,15 @@ class LedgerConfig:
                 "CREATE_TABLE": "y",
             }
         path = self.sqlite_path()
-        try:
-            make_private_dir(path.parent)
-        except OSError as exc:
-            raise StoreUnavailable(
-                f"cannot create the directory of the SQLite store {path}: {exc.strerror}"
-            ) from exc
         if create:
+            # only where a ledger may be made: a command that reads one must not leave a
+            # mistyped home behind as an empty directory (README, Command line)
+            try:
+                make_private_dir(path.parent)
+            except OSError as exc:
+                raise StoreUnavailable(
+                    f"cannot create the directory of the SQLite store {path}: {exc.strerror}"
+                ) from exc
             make_private_file(path)
         return {
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",

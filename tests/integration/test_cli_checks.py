@@ -69,6 +69,45 @@ def test_commands_that_read_a_ledger_do_not_create_one(
     assert _main(monkeypatch, capsys, ledger_config, *argv)[0] == 0
 
 
+READ_ONLY_COMMANDS = [
+    ["verify"],
+    ["projections", "status"],
+    ["projections", "digest"],
+    ["projections", "rebuild"],
+    ["replay", "--executive", "E1", "--as-of-position", "1"],
+    ["audit", "--actor", "R1"],
+    ["bundle", "export", "--executive", "E1", "--out", "bundle.json"],
+    ["checkpoint"],
+]
+
+
+@pytest.mark.parametrize("argv", READ_ONLY_COMMANDS, ids=" ".join)
+def test_a_mistyped_home_is_not_created(
+    argv: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """README, Command line: the commands that only read or check a ledger "refuse a home
+    or schema that holds none (a typo) rather than create an empty one". They refused, but
+    left the mistyped SES_LEDGER_HOME behind as a new empty directory (0700), which the next
+    command then took for a ledger home."""
+    home = tmp_path / "typo" / "home"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SES_LEDGER_HOME", str(home))
+    monkeypatch.setenv("SES_LEDGER_DB", "")  # empty counts as unset: the home's ledger.db
+    monkeypatch.delenv("SES_LEDGER_ORIGIN", raising=False)
+    try:
+        status = cli.main(argv)
+    except SystemExit as exc:
+        status = int(exc.code or 0)
+    _out, err = capsys.readouterr()
+    assert status == cli.EXIT_STORE
+    _one_line(err)
+    assert f"there is no ledger at {home / 'ledger.db'}" in err
+    assert not (tmp_path / "typo").exists()
+
+
 def _app(config: LedgerConfig) -> LedgerApp:
     KeyRing(config.home).init()
     return LedgerApp(config)
