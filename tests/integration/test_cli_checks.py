@@ -204,6 +204,30 @@ def test_keys_init_refuses_a_ledger_signed_elsewhere(
     assert status == 0 and out.startswith(f"existing signing key {key_id}")
 
 
+def test_keys_init_beside_a_key_ring_without_its_private_key_says_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README, Command line: `init` does nothing when the key ring exists; a ring whose
+    current private key is gone (a restore without --with-secrets, which docker-compose's
+    `keys` service then runs `keys init` on) is exit 2, naming the missing file and the way
+    out. It said only "cannot load the private key for ...: FileNotFoundError"."""
+    config = LedgerConfig(tmp_path / "home", f"sqlite:///{tmp_path / 'ledger.db'}")
+    ring = KeyRing(config.home)
+    key_id = ring.init()
+    private = ring.dir / f"{key_id}.pem"
+    private.unlink()
+    index = ring.index.read_bytes()
+    status, out, err = _main(monkeypatch, capsys, config, "keys", "init")
+    assert status == 2 and out == ""
+    _one_line(err)
+    assert f"cannot load the private key for {key_id}" in err and str(private) in err
+    assert "`ses-ledger keys rotate`" in err and "--with-secrets" in err
+    assert ring.index.read_bytes() == index and not private.exists()
+    # the way out it names
+    assert _main(monkeypatch, capsys, config, "keys", "rotate")[0] == 0
+    assert _main(monkeypatch, capsys, config, "keys", "init")[0] == 0
+
+
 def test_keys_init_makes_no_key_for_a_store_it_cannot_use(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
