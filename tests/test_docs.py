@@ -264,3 +264,20 @@ def test_readme_names_the_compliance_projections_version() -> None:
 
     (named,) = re.findall(r"Compliance is at\s+version (\d+)", README)
     assert int(named) == Compliance.version
+
+
+def test_if_match_is_described_as_the_routes_use_it(openapi: dict[str, Any]) -> None:
+    """A create (no record in the path) ignores `If-Match` and cannot answer 412, yet
+    OpenAPI described the header there as "(412 if stale)" (docs/api.md, Writes)."""
+    writes = 0
+    for path, operations in openapi["paths"].items():
+        post = operations.get("post")
+        if post is None:
+            continue
+        (header,) = [p for p in post["parameters"] if p["name"] == "If-Match"]
+        creates = "{" not in path
+        assert ("412" in post["responses"]) is not creates, path
+        assert "412 if stale" in header["description"], path
+        assert "a create ignores it" in header["description"], path
+        writes += 1
+    assert writes >= 15
