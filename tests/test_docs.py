@@ -281,3 +281,23 @@ def test_if_match_is_described_as_the_routes_use_it(openapi: dict[str, Any]) -> 
         assert "a create ignores it" in header["description"], path
         writes += 1
     assert writes >= 15
+
+
+def test_every_flag_named_is_one_a_command_takes() -> None:
+    """A `--flag` the documents name anywhere (not only after `ses-ledger ...`) is an option
+    of some sub-command, or of the standalone `ledger/offline_verify.py` (README named
+    `--keys` as if `bundle verify` took it)."""
+    import contextlib
+    import io
+
+    from ledger import offline_verify
+
+    options = {flag for _path, parser in _commands(_parser()) for flag in _options(parser)}
+    with contextlib.redirect_stdout(io.StringIO()) as usage:
+        assert offline_verify.main(["--help"]) == 0
+    standalone = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", usage.getvalue()))
+    assert "--keys" in standalone and "--keys" not in options
+    for document, text in DOCUMENTS.items():
+        named = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", text))
+        assert named - options - standalone == set(), document
+    assert "`--keys FILE` (`python ledger/offline_verify.py` only" in README
