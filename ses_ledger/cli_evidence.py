@@ -646,7 +646,7 @@ def register(sub: Any) -> None:
             "or appraisal-cycle), as the server judges them."
         ),
     )
-    rp.add_argument("--executive", required=True, type=_ident, metavar="ID")
+    rp.add_argument("--executive", required=True, type=_ident, metavar="ID", help="their id")
     _add_point(rp, required=True)
     rp.add_argument(
         "--as-of",
@@ -693,8 +693,13 @@ def register(sub: Any) -> None:
         description="Every event of the executive's streams with inclusion proofs against "
         "a signed checkpoint (issued now if the latest does not cover them).",
     )
-    export.add_argument("--executive", required=True, type=_ident, metavar="ID")
-    export.add_argument("--out", required=True, metavar="FILE")
+    export.add_argument("--executive", required=True, type=_ident, metavar="ID", help="their id")
+    export.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE",
+        help="the bundle's JSON file (replaced if it exists)",
+    )
     export.add_argument(
         "--tree-size", type=_tree_size, metavar="N", help="pin an earlier checkpoint of this size"
     )
@@ -716,7 +721,7 @@ def register(sub: Any) -> None:
         "entries are the ledger's, not that it holds all of the executive's events: one left "
         "out (a whole appraisal, or the last events of a stream) goes undetected.",
     )
-    verify.add_argument("file", metavar="FILE")
+    verify.add_argument("file", metavar="FILE", help="the bundle's JSON file")
     verify.add_argument(
         "--checkpoint",
         metavar="FILE",

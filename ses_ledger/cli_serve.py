@@ -219,5 +219,6 @@ def register(sub: Any) -> None:
         "--log-level",
         default="info",
         choices=["critical", "error", "warning", "info", "debug"],
+        help="the server's log level (default info)",
     )
     serve.set_defaults(handler=cmd_serve)

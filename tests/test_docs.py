@@ -301,3 +301,17 @@ def test_every_flag_named_is_one_a_command_takes() -> None:
         named = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", text))
         assert named - options - standalone == set(), document
     assert "`--keys FILE` (`python ledger/offline_verify.py` only" in README
+
+
+def test_every_argument_says_what_it_is() -> None:
+    """Each `--help` explains every argument it lists (`bundle verify FILE`, `--out`,
+    `--executive` and `serve --log-level` were listed bare)."""
+    bare = [
+        (" ".join(path), action.option_strings or action.dest)
+        for path, parser in _commands(_parser())
+        for action in parser._actions
+        if not isinstance(action, argparse._SubParsersAction)
+        and action.dest != "help"
+        and not action.help
+    ]
+    assert bare == []
