@@ -107,7 +107,11 @@ async def get_write_context(
     ] = None,
     if_match: Annotated[
         str | None,
-        Header(alias="If-Match", description="The stream version last seen (412 if stale)."),
+        Header(
+            alias="If-Match",
+            description="The stream version last seen, on a write to an existing record (412 "
+            "if stale); a create ignores it.",
+        ),
     ] = None,
 ) -> WriteContext:
     # An auditor's 403 comes before any complaint about the body or the headers (docs/api.md,

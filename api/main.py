@@ -45,7 +45,8 @@ appraisals. Every write is hash-chained, signed and added to an RFC 9162 Merkle 
 Authenticate with `Authorization: Bearer <token>` (`ses-ledger token issue ...`). Errors are
 RFC 9457 `application/problem+json`. Writes accept `Idempotency-Key`; writes to an existing
 record (`/v1/executives/{id}/...`, `/v1/appraisals/{id}/...`) also `If-Match` (a create
-ignores it).
+ignores it). `HEAD` is answered wherever `GET` is (the GET's status and header fields, no
+content), though only the `GET` operations are listed here.
 """
 
 

@@ -78,7 +78,8 @@ class LedgerConfig:
 
     def eventsourcing_env(self, *, create: bool = True) -> dict[str, str]:
         """The eventsourcing library's persistence settings for this store (`create`: make
-        a missing SQLite file, owner-only, as the library would make it under the umask)."""
+        a missing SQLite file and its directory, owner-only, as the library would make them
+        under the umask; without it nothing is created)."""
         if self.is_postgres:
             try:
                 parts = urlsplit(self.db_url)
@@ -106,8 +107,14 @@ class LedgerConfig:
                 "CREATE_TABLE": "y",
             }
         path = self.sqlite_path()
+        # The directory is made only where a ledger may be made: a command that reads one
+        # must not leave a mistyped home behind as an empty directory (README, Command
+        # line); a path under a file is refused alike.
         try:
-            make_private_dir(path.parent)
+            if create:
+                make_private_dir(path.parent)
+            else:
+                check_dir_path(path.parent)
         except OSError as exc:
             raise StoreUnavailable(
                 f"cannot create the directory of the SQLite store {path}: {exc.strerror}"
@@ -219,12 +226,9 @@ def check_origin(origin: str) -> str:
     return origin
 
 
-def make_private_dir(path: Path) -> None:
-    """Create `path` and any missing parents with mode 0700 (owner only), whatever the
-    umask: the ledger's home holds the token secret and the signing keys, and under a
-    permissive umask a world-writable home would let anyone swap `token.key` for their own
-    (a running server reloads it) or rewrite the public key ring. Directories that exist
-    are left as they are."""
+def check_dir_path(path: Path) -> list[Path]:
+    """The directories of `path` that are missing, innermost first, without making any
+    (NotADirectoryError: the nearest one that exists is a file)."""
     missing = []
     for directory in (path, *path.parents):
         if directory.exists():
@@ -232,6 +236,16 @@ def make_private_dir(path: Path) -> None:
                 raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(directory))
             break
         missing.append(directory)
+    return missing
+
+
+def make_private_dir(path: Path) -> None:
+    """Create `path` and any missing parents with mode 0700 (owner only), whatever the
+    umask: the ledger's home holds the token secret and the signing keys, and under a
+    permissive umask a world-writable home would let anyone swap `token.key` for their own
+    (a running server reloads it) or rewrite the public key ring. Directories that exist
+    are left as they are."""
+    missing = check_dir_path(path)
     for directory in reversed(missing):
         try:
             directory.mkdir(mode=0o700)

@@ -134,7 +134,9 @@ class KeyRing:
             private = serialization.load_pem_private_key(path.read_bytes(), password=None)
         except (OSError, ValueError) as exc:
             raise SigningKeyError(
-                f"cannot load the private key for {key_id}: {type(exc).__name__}"
+                f"cannot load the private key for {key_id}: {type(exc).__name__} ({path}); "
+                "restore it from a backup made with --with-secrets, or start a new signing "
+                "key with `ses-ledger keys rotate` (earlier events keep verifying)"
             ) from None
         if not isinstance(private, Ed25519PrivateKey):
             raise SigningKeyError(f"key {key_id} is not an Ed25519 key")

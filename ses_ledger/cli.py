@@ -156,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     keys_sub.add_parser(
         "init",
-        help="create the first signing key (mode 0600); does nothing when the key ring exists, "
+        help="create the first signing key (mode 0600); does nothing when the key ring exists "
+        "(exit 2 if its current private key cannot be loaded: restore it or `keys rotate`), "
         "and refuses a ledger that already holds events signed elsewhere",
     ).set_defaults(handler=cmd_keys_init)
     keys_sub.add_parser(

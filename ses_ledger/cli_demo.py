@@ -41,6 +41,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
         # Valid from the simulated clock's start: the demo's events are recorded at past
         # business dates, and a verifier may hold each to its key's validity window.
         print(f"creating the ledger signing key {ring.init(now=clock.now)} under {ring.dir}")
+    elif (late := _key_after(ring, clock.now)) is not None:
+        # A key made by `keys init` is valid from when it was made: every demo event would
+        # be signed before its validity began (a warning of `verify` for events recorded
+        # before 2026-12-01, a failure after), and the key ring cannot be rewritten.
+        print(
+            f"ses-ledger demo: the signing key {late.key_id} is valid from {late.valid_from}, "
+            "but the demo records its history at the past business days it tells (and signs "
+            "it with the current key), so every entry would be signed before that key's "
+            "validity began: choose a new SES_LEDGER_HOME (and SES_LEDGER_DB) for the demo, "
+            "which then makes its own key, valid from 2000-01-01",
+            file=sys.stderr,
+        )
+        return 2
     # Queue with a running server's writes (and the read models') instead of meeting them
     # in SQLite's busy handler: the same gate, held only while storing (`write_gate`).
     app.record_gate = write_gate(app)
@@ -76,6 +89,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _key_after(ring: KeyRing, start: datetime) -> Any:
+    """The ring's current key if its validity begins after `start` (else None)."""
+    from ledger.entry import parse_timestamp
+
+    current = [k for k in ring.public_keys() if k.valid_until is None]
+    if current and parse_timestamp(current[-1].valid_from) > start:
+        return current[-1]
+    return None
+
+
 def register(sub: Any) -> None:
     parser = sub.add_parser(
         "demo",
@@ -87,8 +110,11 @@ def register(sub: Any) -> None:
             "ratings, responses, higher-level reviews, PRB recommendations, final ratings, "
             "and poor-performance actions, up to the last fiscal year. Nothing is recorded "
             "ahead of the clock: steps not due yet are left undone (the summary counts the "
-            "appraisals still in progress). It writes only into an empty ledger: nothing "
-            "written to a ledger can be removed."
+            "appraisals still in progress). Each event's recorded_at is the day it tells "
+            "(17:00 UTC), so known_at replays walk through the history. It writes only into "
+            "an empty ledger (nothing written to a ledger can be removed), and signs with a "
+            "key it makes itself, valid from 2000-01-01: a key made before (keys init) is "
+            "refused, as every entry would be signed before its validity began."
         ),
     )
     parser.add_argument("--executives", type=positive_int, default=60, help="how many (default 60)")

@@ -654,7 +654,7 @@ def register(sub: Any) -> None:
             "or appraisal-cycle), as the server judges them."
         ),
     )
-    rp.add_argument("--executive", required=True, type=_ident, metavar="ID")
+    rp.add_argument("--executive", required=True, type=_ident, metavar="ID", help="their id")
     _add_point(rp, required=True)
     rp.add_argument(
         "--as-of",
@@ -707,8 +707,13 @@ def register(sub: Any) -> None:
         "of that name is left as it was); 2 a refused command (no such checkpoint, a path "
         "that cannot be written).",
     )
-    export.add_argument("--executive", required=True, type=_ident, metavar="ID")
-    export.add_argument("--out", required=True, metavar="FILE")
+    export.add_argument("--executive", required=True, type=_ident, metavar="ID", help="their id")
+    export.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE",
+        help="the bundle's JSON file (replaced if it exists)",
+    )
     export.add_argument(
         "--tree-size", type=_tree_size, metavar="N", help="pin an earlier checkpoint of this size"
     )
@@ -734,7 +739,7 @@ def register(sub: Any) -> None:
         "undetected; one removed from the bundle after export fails against its "
         "position_seal.",
     )
-    verify.add_argument("file", metavar="FILE")
+    verify.add_argument("file", metavar="FILE", help="the bundle's JSON file")
     verify.add_argument(
         "--checkpoint",
         metavar="FILE",

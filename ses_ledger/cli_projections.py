@@ -1,8 +1,8 @@
 """`ses-ledger projections ...` and `ses-ledger project`: build and watch the read models.
 
     ses-ledger projections rebuild [NAME ...]   rebuild from position 0, then replace [--jobs N]
-    ses-ledger projections status               position and lag of each projection
-    ses-ledger projections digest               SHA-256 of each projection's state
+    ses-ledger projections status [--max-lag N] position and lag of each projection
+    ses-ledger projections digest [--catch-up]  SHA-256 of each projection's state
     ses-ledger project [--follow] [--interval S] [--digest]
                                                 catch up once, or keep following new events
 
@@ -290,8 +290,15 @@ def register(sub: Any) -> None:
     status.set_defaults(handler=cmd_status)
 
     digest = actions.add_parser("digest", help="SHA-256 of each projection's full state")
-    digest.add_argument("names", nargs="*", metavar="NAME")
-    digest.add_argument("--catch-up", action="store_true", help="catch up first")
+    digest.add_argument(
+        "names", nargs="*", metavar="NAME", help="projections to digest (default: all)"
+    )
+    digest.add_argument(
+        "--catch-up",
+        action="store_true",
+        help="catch the read models up to the log first (built in memory on a ledger that "
+        "cannot be written)",
+    )
     digest.set_defaults(handler=cmd_digest)
 
     project = sub.add_parser(

@@ -77,12 +77,13 @@ def exposed_secrets(config: LedgerConfig) -> list[str]:
     home = config.home
     keys = home / "keys"
     warnings = []
-    for directory in (home, keys):
+    held = {home: "the token key or the keys directory", keys: "the signing keys or key ring"}
+    for directory, what in held.items():
         mode = _mode(directory)
         if mode is not None and mode & 0o022:
             warnings.append(
-                f"{directory} has mode {mode:04o}: others than its owner may replace the "
-                f"token key or signing keys in it; `chmod 700 {directory}`"
+                f"{directory} has mode {mode:04o}: others than its owner may replace {what} "
+                f"in it; `chmod 700 {directory}`"
             )
     try:
         private_keys = sorted(keys.glob("*.pem"))
@@ -218,5 +219,6 @@ def register(sub: Any) -> None:
         "--log-level",
         default="info",
         choices=["critical", "error", "warning", "info", "debug"],
+        help="the server's log level (default info)",
     )
     serve.set_defaults(handler=cmd_serve)

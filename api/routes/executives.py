@@ -192,7 +192,10 @@ async def get_removal_history(
     ] = None,
     window_measure: Annotated[
         Literal["rating-date", "appraisal-cycle"] | None,
-        Query(description="How 'within 3/5 years' is measured (default rating-date)."),
+        Query(
+            description="How 'within 3/5 years' is measured (default: the server's "
+            "SES_LEDGER_WINDOW_MEASURE, else rating-date)."
+        ),
     ] = None,
 ) -> Json:
     def read() -> Json:

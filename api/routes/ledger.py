@@ -109,7 +109,8 @@ async def list_events(
 
 @router.get("/verify", response_model=VerifyOut, responses=problem_responses(401, 403))
 def verify(principal: PrincipalDep, services: ServicesDep) -> Any:
-    """Re-check every hash, chain link, signature, Merkle leaf and checkpoint."""
+    """Re-check every hash, chain link, signature, Merkle leaf and checkpoint, and each
+    event's `recorded_at` against its signing key's validity (`auditor`, `admin`)."""
     access.require_role(principal, access.LEDGER_READERS)
     ledger = services.ledger
     return verify_ledger(
@@ -137,7 +138,8 @@ def keys(ledger: LedgerDep) -> Any:
     },
 )
 async def checkpoint(services: ServicesDep) -> PlainTextResponse:
-    """The latest signed tree head; one is issued on demand if the tree has grown."""
+    """The latest signed tree head; if the tree has grown since, a new one is issued on
+    the spot, at most once per `SES_LEDGER_CHECKPOINT_MAX_AGE_SECONDS` (default 1 s)."""
     return PlainTextResponse(await run_read(services, services.checkpointer.note))
 
 

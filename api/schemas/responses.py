@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Open(BaseModel):
@@ -85,6 +85,9 @@ class VerifyOut(Open):
     checked: int
     first_bad_position: int | None
     problem: str | None
+    #: Beyond api-contract.md: the Merkle tree the events were checked against.
+    tree_size: int = Field(description="Leaves of the Merkle tree recomputed from the log.")
+    root: str | None = Field(description="Its root hash (base64); null for an empty log.")
 
 
 class PublicKey(Open):

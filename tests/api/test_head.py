@@ -6,6 +6,7 @@ parameters must be named in `PATH_VALUES`, its required query in `QUERIES`).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -69,3 +70,22 @@ def test_head_on_a_path_without_get_is_405_and_allow_names_head_beside_get(api: 
     r = api.client.post("/healthz")
     assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"
     assert r.headers["content-type"] == "application/problem+json"
+
+
+DOCUMENTATION_PATHS = ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
+
+
+def test_openapi_lists_get_only_and_says_head_is_answered_too(api: Api) -> None:
+    """docs/api.md, Reads: HEAD is answered on every GET path of `/openapi.json` and on the
+    documentation's own paths, and `/openapi.json` lists the GET operations only (it said
+    nothing of HEAD, so a client reading it could not know HEAD was served)."""
+    spec = api.client.get("/openapi.json").json()
+    assert [p for p, ops in spec["paths"].items() if "head" in ops] == []
+    assert "`HEAD` is answered wherever `GET` is" in spec["info"]["description"]
+    get_paths = {p for p, ops in spec["paths"].items() if "get" in ops}
+    assert get_paths | set(DOCUMENTATION_PATHS) == set(_get_routes(api))
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    for path in DOCUMENTATION_PATHS:
+        assert f"`{path}`" in docs, path
+        r = api.client.head(path)
+        assert r.status_code == 200 and r.content == b"", path

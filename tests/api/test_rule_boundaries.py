@@ -598,6 +598,31 @@ def test_rem_2_rem_3_with_a_rating_on_feb_29(
     assert before["three_year" if level == 2 else "five_year"]["removal_required"] is False
 
 
+def test_windows_as_of_feb_29_begin_on_mar_1(shared_api: Api) -> None:
+    """docs/api.md, Removal history: as of D = Feb 29 2024, D - 3 years (and - 5 years) is
+    Mar 1; the REM-2 and REM-3 windows include it, [D - N years, D], and the
+    below-Fully-Successful report leaves it out, (D - 3 years, D] (api-contract.md, Reads)."""
+    executive_id = shared_api.new_executive(appointment_type="noncareer")
+    low = {
+        day: _final_on(shared_api, executive_id, day, 2)
+        for day in (date(2021, 2, 28), date(2021, 3, 1), date(2021, 3, 2))
+    }
+    level1 = {
+        day: _final_on(shared_api, executive_id, day, 1)
+        for day in (date(2019, 2, 28), date(2019, 3, 1))
+    }
+    as_of = "2024-02-29"
+    history = shared_api.get(f"/v1/executives/{executive_id}/removal-history", as_of=as_of).json()
+    assert history["window_measure"] == "rating-date"
+    three = [r["appraisal_id"] for r in history["three_year"]["ratings"]]
+    assert three == [low[date(2021, 3, 1)], low[date(2021, 3, 2)]]
+    five = [r["appraisal_id"] for r in history["five_year"]["ratings"]]
+    assert five == [level1[date(2019, 3, 1)]]
+    report = shared_api.get("/v1/reports/below-fully-successful", as_of=as_of).json()
+    (listed,) = [e for e in report["executives"] if e["executive_id"] == executive_id]
+    assert [r["appraisal_id"] for r in listed["ratings"]] == [low[date(2021, 3, 2)]]
+
+
 # --- RAT-9 with six career executives -------------------------------------------------------
 
 

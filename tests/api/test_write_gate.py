@@ -156,7 +156,8 @@ def test_ses_ledger_demo_queues_its_writes_behind_the_gate(
     from tests.api.server import CLI, ledger_env
 
     LedgerApp(sqlite_config)  # the store exists
-    env = ledger_env(sqlite_config.home, sqlite_config.db_url)
+    # a home of its own: the demo refuses a key made now (`keys init`, as the fixture's is)
+    env = ledger_env(tmp_path / "demo-home", sqlite_config.db_url)
     held = WriteGate(tmp_path / "ledger.db.write.lock")  # as another process's gate
     with held:
         demo = subprocess.Popen(

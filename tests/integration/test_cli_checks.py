@@ -69,6 +69,45 @@ def test_commands_that_read_a_ledger_do_not_create_one(
     assert _main(monkeypatch, capsys, ledger_config, *argv)[0] == 0
 
 
+READ_ONLY_COMMANDS = [
+    ["verify"],
+    ["projections", "status"],
+    ["projections", "digest"],
+    ["projections", "rebuild"],
+    ["replay", "--executive", "E1", "--as-of-position", "1"],
+    ["audit", "--actor", "R1"],
+    ["bundle", "export", "--executive", "E1", "--out", "bundle.json"],
+    ["checkpoint"],
+]
+
+
+@pytest.mark.parametrize("argv", READ_ONLY_COMMANDS, ids=" ".join)
+def test_a_mistyped_home_is_not_created(
+    argv: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """README, Command line: the commands that only read or check a ledger "refuse a home
+    or schema that holds none (a typo) rather than create an empty one". They refused, but
+    left the mistyped SES_LEDGER_HOME behind as a new empty directory (0700), which the next
+    command then took for a ledger home."""
+    home = tmp_path / "typo" / "home"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SES_LEDGER_HOME", str(home))
+    monkeypatch.setenv("SES_LEDGER_DB", "")  # empty counts as unset: the home's ledger.db
+    monkeypatch.delenv("SES_LEDGER_ORIGIN", raising=False)
+    try:
+        status = cli.main(argv)
+    except SystemExit as exc:
+        status = int(exc.code or 0)
+    _out, err = capsys.readouterr()
+    assert status == cli.EXIT_STORE
+    _one_line(err)
+    assert f"there is no ledger at {home / 'ledger.db'}" in err
+    assert not (tmp_path / "typo").exists()
+
+
 def _app(config: LedgerConfig) -> LedgerApp:
     KeyRing(config.home).init()
     return LedgerApp(config)
@@ -163,6 +202,30 @@ def test_keys_init_refuses_a_ledger_signed_elsewhere(
     key_id = KeyRing(ledger_config.home).signer().key_id
     status, out, _err = _main(monkeypatch, capsys, ledger_config, "keys", "init")
     assert status == 0 and out.startswith(f"existing signing key {key_id}")
+
+
+def test_keys_init_beside_a_key_ring_without_its_private_key_says_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README, Command line: `init` does nothing when the key ring exists; a ring whose
+    current private key is gone (a restore without --with-secrets, which docker-compose's
+    `keys` service then runs `keys init` on) is exit 2, naming the missing file and the way
+    out. It said only "cannot load the private key for ...: FileNotFoundError"."""
+    config = LedgerConfig(tmp_path / "home", f"sqlite:///{tmp_path / 'ledger.db'}")
+    ring = KeyRing(config.home)
+    key_id = ring.init()
+    private = ring.dir / f"{key_id}.pem"
+    private.unlink()
+    index = ring.index.read_bytes()
+    status, out, err = _main(monkeypatch, capsys, config, "keys", "init")
+    assert status == 2 and out == ""
+    _one_line(err)
+    assert f"cannot load the private key for {key_id}" in err and str(private) in err
+    assert "`ses-ledger keys rotate`" in err and "--with-secrets" in err
+    assert ring.index.read_bytes() == index and not private.exists()
+    # the way out it names
+    assert _main(monkeypatch, capsys, config, "keys", "rotate")[0] == 0
+    assert _main(monkeypatch, capsys, config, "keys", "init")[0] == 0
 
 
 def test_keys_init_makes_no_key_for_a_store_it_cannot_use(

@@ -188,8 +188,7 @@ def test_cli_keys_demo_verify(tmp_path: Path) -> None:
     env = {**os.environ, "SES_LEDGER_HOME": str(tmp_path / "home")}
     env.pop("SES_LEDGER_DB", None)
     cli = [sys.executable, "-m", "ses_ledger.cli"]
-    init = subprocess.run([*cli, "keys", "init"], env=env, capture_output=True, text=True)
-    assert init.returncode == 0 and "signing key" in init.stdout
+    # no `keys init` first: the demo makes its own key, valid from before its history
     demo = subprocess.run(
         [*cli, "demo", "--executives", "8", "--years", "2", "--seed", "3"],
         env=env,
@@ -198,9 +197,13 @@ def test_cli_keys_demo_verify(tmp_path: Path) -> None:
         timeout=300,
     )
     assert demo.returncode == 0, demo.stderr
+    assert "creating the ledger signing key" in demo.stdout
     assert "final ratings:" in demo.stdout and "events written:" in demo.stdout
     verify = subprocess.run([*cli, "verify"], env=env, capture_output=True, text=True)
     assert verify.returncode == 0 and "ledger verified" in verify.stdout
+    assert "warning" not in verify.stdout
+    init = subprocess.run([*cli, "keys", "init"], env=env, capture_output=True, text=True)
+    assert init.returncode == 0 and "existing signing key" in init.stdout
     helptext = subprocess.run([*cli, "--help"], env=env, capture_output=True, text=True)
     assert "demo" in helptext.stdout and "verify" in helptext.stdout
 
@@ -212,9 +215,8 @@ def test_cli_keys_rotate_and_list(
 
     monkeypatch.setenv("SES_LEDGER_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("SES_LEDGER_DB", raising=False)
-    assert cli.main(["keys", "init"]) == 0
-    first = capsys.readouterr().out.split()[3]
-    assert cli.main(["demo", "--executives", "2", "--years", "1"]) == 0
+    assert cli.main(["demo", "--executives", "2", "--years", "1"]) == 0  # makes the key
+    (first,) = [k.key_id for k in KeyRing(tmp_path / "home").public_keys()]
     assert cli.main(["keys", "rotate"]) == 0
     rotated = capsys.readouterr().out
     second = rotated.split("new signing key ")[1].split(";")[0]
@@ -405,3 +407,36 @@ def test_the_demo_keeps_the_rules(sqlite_config: LedgerConfig) -> None:
     summary = run_demo(app, clock, executives=300, years=5, seed=2025, batch_per_appraisal=True)
     assert summary.rejected == {}
     assert sum(summary.personnel_actions.values()) > 0
+
+
+def test_the_demo_refuses_a_key_made_after_the_history_it_would_sign(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/api.md runs `ses-ledger keys init` once; README then shows `ses-ledger demo`.
+    The demo stamps its events with their past business days, so a key made by `keys init`
+    (valid from now) signed them all before its validity began: `verify` warned of 1,878
+    entries "signed outside the signing key's validity window" as if servers before the fix
+    of 2026-11-30 had signed them, and from 2026-12-02 on the demo's entries of Dec 1 and
+    later would fail it. The demo now refuses that key, before anything is written."""
+    from ses_ledger import cli
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("SES_LEDGER_HOME", str(home))
+    monkeypatch.delenv("SES_LEDGER_DB", raising=False)
+    assert cli.main(["keys", "init"]) == 0
+    (key,) = KeyRing(home).public_keys()
+    capsys.readouterr()
+    assert cli.main(["demo", "--executives", "2", "--years", "1"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1, err
+    assert f"signing key {key.key_id} is valid from {key.valid_from}" in err
+    assert "choose a new SES_LEDGER_HOME" in err
+    app = LedgerApp(LedgerConfig.from_env())
+    assert (app.recorder.max_notification_id() or 0) == 0
+    assert KeyRing(home).public_keys() == [key]
+    # a home without keys: the demo makes its own, valid from before its history
+    monkeypatch.setenv("SES_LEDGER_HOME", str(tmp_path / "demo-home"))
+    assert cli.main(["demo", "--executives", "2", "--years", "1"]) == 0
+    capsys.readouterr()
+    assert cli.main(["verify", "--quiet"]) == 0
+    assert "warning" not in capsys.readouterr().out

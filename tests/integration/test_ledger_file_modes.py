@@ -36,8 +36,7 @@ def test_a_ledger_made_in_an_existing_open_home_is_owner_only(tmp_path: Path) ->
     home = tmp_path / "home"
     home.mkdir()
     os.chmod(home, 0o755)
-    KeyRing(home).init()
-    done = subprocess.run(
+    done = subprocess.run(  # the demo makes its own key, valid from before its history
         [*CLI, "demo", "--executives", "1", "--years", "1"],
         env=ledger_env(home),
         capture_output=True,
@@ -112,6 +111,9 @@ def test_serve_says_when_others_may_read_or_replace_the_secrets(tmp_path: Path) 
     assert len(warnings) == 4, warnings
     assert f"{home} has mode 0777" in warnings[0] and f"chmod 700 {home}" in warnings[0]
     assert f"{home / 'keys'} has mode 0775" in warnings[1]
+    # each says what it holds: the token key is in the home, not in keys/
+    assert "replace the token key or the keys directory in it" in warnings[0]
+    assert "replace the signing keys or key ring in it" in warnings[1]
     assert f"{home / 'token.key'} has mode 0644" in warnings[2] and "chmod 600" in warnings[2]
     assert f"{pem} has mode 0640" in warnings[3]
     assert _mode(home / "token.key") == 0o644  # never changed silently

@@ -1,0 +1,317 @@
+"""README.md, docs/api.md and the `--help` texts stay true of the code (the drift most
+likely to creep in: a sub-command or flag renamed, a setting added or its default changed,
+an endpoint moved).
+
+- Every `ses-ledger ...` command the documents show names sub-commands that exist, with
+  flags its parser takes; every sub-command is in README's command table; every `--help`
+  runs (exit 0).
+- Every server setting (`api.settings.ApiSettings`) and every `SES_LEDGER_*` variable the
+  code reads is documented, each documented default is the code's, and every documented
+  variable is read somewhere.
+- Every endpoint path the documents (and api-contract.md) name is a route of the OpenAPI
+  document, and every query parameter they put on it is one the route takes; every problem
+  `type` slug of docs/api.md's error table is one the API sends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from api.main import create_app
+from api.settings import ApiSettings
+from ledger.application import LedgerApp
+from ledger.config import DEFAULT_HOME, DEFAULT_ORIGIN, LedgerConfig
+from ledger.keys import KeyRing
+from ses_ledger import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+API_MD = (ROOT / "docs" / "api.md").read_text()
+DOCUMENTS = {"README.md": README, "docs/api.md": API_MD}
+SOURCES = ["ledger", "projections", "api", "ses_ledger"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    cli._load_extensions()
+    return cli.build_parser()
+
+
+def _children(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _commands(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    """Every parser of the command line with its path (the top-level one first)."""
+    yield path, parser
+    for name, child in _children(parser).items():
+        yield from _commands(child, (*path, name))
+
+
+def _options(parser: argparse.ArgumentParser) -> set[str]:
+    return {flag for action in parser._actions for flag in action.option_strings}
+
+
+def _resolve(words: list[str]) -> tuple[tuple[str, ...], argparse.ArgumentParser]:
+    """The deepest sub-command `words` name, and its parser."""
+    parser = _parser()
+    path: tuple[str, ...] = ()
+    for word in words:
+        child = _children(parser).get(word)
+        if child is None:
+            break
+        parser, path = child, (*path, word)
+    return path, parser
+
+
+#: `ses-ledger WORDS ...` up to the end of its code span or line.
+_INVOCATION = re.compile(r"(?<![.\w-])ses-ledger((?: [^`\n|]*)?)")
+
+
+def _invocations(text: str) -> list[str]:
+    text = re.sub(r"\\\n\s*", " ", text)  # a shell line continued
+    found = [m.group(1).strip() for m in _INVOCATION.finditer(text)]
+    return [words for words in found if words and not words.startswith("-")]  # --help
+
+
+def _readme_table_commands() -> list[str]:
+    """The code spans of the first column of README's command table."""
+    section = README.split("| command | what it does |", 1)[1].split("\n\n", 1)[0]
+    first_cells = [re.split(r"(?<!\\)\|", row)[1] for row in section.splitlines()[2:]]
+    return [span for cell in first_cells for span in re.findall(r"`([^`]+)`", cell)]
+
+
+@pytest.mark.parametrize("document", sorted(DOCUMENTS))
+def test_every_command_shown_exists_with_its_flags(document: str) -> None:
+    shown = _invocations(DOCUMENTS[document])
+    if document == "README.md":
+        shown += _readme_table_commands()
+    assert len(shown) > 10, shown
+    for invocation in shown:
+        words = invocation.split()
+        path, parser = _resolve(words)
+        assert path, f"{document}: `ses-ledger {invocation}` names no sub-command"
+        assert not _children(parser), f"{document}: `ses-ledger {invocation}` needs an action"
+        flags = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", invocation))
+        unknown = flags - _options(parser)
+        assert not unknown, f"{document}: `ses-ledger {invocation}`: no {sorted(unknown)}"
+
+
+def test_every_sub_command_is_in_readmes_command_table() -> None:
+    listed = {_resolve(span.split())[0] for span in _readme_table_commands()}
+    leaves = {path for path, parser in _commands(_parser()) if path and not _children(parser)}
+    assert leaves - listed == set(), "sub-commands missing from README's command table"
+
+
+@pytest.mark.parametrize(
+    "path", [path for path, _p in _commands(_parser())], ids=lambda p: " ".join(p) or "-"
+)
+def test_every_help_runs(path: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([*path, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: ses-ledger {' '.join(path)}".rstrip()), out[:200]
+
+
+# --- settings and variables ----------------------------------------------------------------
+
+_ROW = re.compile(r"^\| (`SES_LEDGER_[^|]+) \| ([^|]+) \|", re.M)
+
+
+def _documented_defaults() -> dict[str, str]:
+    """Each variable of README's and docs/api.md's tables with its documented default."""
+    found: dict[str, str] = {}
+    for text in DOCUMENTS.values():
+        for names, defaults in _ROW.findall(text):
+            variables = re.findall(r"`(SES_LEDGER_[A-Z_]+)`", names)
+            values = re.findall(r"`([^`]*)`", defaults) or [defaults.strip()]
+            if len(values) != len(variables):
+                values = values[:1] * len(variables)  # "see README"
+            for variable, value in zip(variables, values, strict=True):
+                if not value.startswith("see "):
+                    found[variable] = value
+    return found
+
+
+#: A variable's name (not `SES_LEDGER_REPLAY_*`, which names several).
+_VARIABLE = re.compile(r"SES_LEDGER_[A-Z]+(?:_[A-Z]+)*(?![A-Z_])")
+
+
+def _variables_read() -> set[str]:
+    read = {f"SES_LEDGER_{name.upper()}" for name in ApiSettings.model_fields}
+    for package in SOURCES:
+        for source in (ROOT / package).rglob("*.py"):
+            read |= set(_VARIABLE.findall(source.read_text()))
+    return read
+
+
+def test_every_variable_read_is_documented_and_every_documented_one_read() -> None:
+    documented = set(_VARIABLE.findall(README + API_MD))
+    tests_only = {"SES_LEDGER_TEST_PG_URL", "SES_LEDGER_REQUIRE_POSTGRES", "SES_LEDGER_VERIFIER"}
+    assert _variables_read() - documented == set()
+    assert documented - tests_only - _variables_read() == set()
+
+
+def _same(documented: str, default: Any) -> bool:
+    if isinstance(default, bool):
+        return documented == str(default).lower()
+    if isinstance(default, int | float):
+        return float(documented.replace(",", "")) == float(default)
+    return documented == str(default)
+
+
+def test_documented_defaults_are_the_codes() -> None:
+    documented = _documented_defaults()
+    code: dict[str, Any] = {
+        f"SES_LEDGER_{name.upper()}": field.default
+        for name, field in ApiSettings.model_fields.items()
+    }
+    code["SES_LEDGER_HOME"] = DEFAULT_HOME
+    code["SES_LEDGER_ORIGIN"] = DEFAULT_ORIGIN
+    checked = 0
+    for variable, value in documented.items():
+        if variable == "SES_LEDGER_DB":
+            continue
+        assert variable in code, variable
+        assert _same(value, code[variable]), (variable, value, code[variable])
+        checked += 1
+    assert checked >= 15
+
+
+# --- endpoints and errors ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def openapi(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    home = tmp_path_factory.mktemp("docs") / "home"
+    KeyRing(home).init()
+    ledger = LedgerApp(LedgerConfig(home, f"sqlite:///{home / 'ledger.db'}"))
+    try:
+        settings = ApiSettings(home=home, checkpoint_interval_seconds=0)
+        spec: dict[str, Any] = create_app(ledger, settings=settings).openapi()
+    finally:
+        ledger.close()
+    return spec
+
+
+def _template(path: str) -> re.Pattern[str]:
+    return re.compile(re.sub(r"\\\{[^}]+\\\}", "[^/?]+", re.escape(path)))
+
+
+#: `/v1/...` or `/healthz`, with its query string (`?a=&b=1`) if any.
+_PATH = re.compile(r"(/v1/[A-Za-z0-9_{}/.*-]*|/healthz)(\?[A-Za-z0-9_=&:.*-]*)?")
+
+
+def _contract() -> str:
+    """api-contract.md beside the checkout, as the outside verifier is looked for."""
+    for candidate in (ROOT.parent / "shared", Path("/work/shared")):
+        if (candidate / "api-contract.md").is_file():
+            return (candidate / "api-contract.md").read_text()
+    pytest.fail("api-contract.md not found beside the checkout (../shared)")
+
+
+@pytest.mark.parametrize("document", [*sorted(DOCUMENTS), "api-contract.md"])
+def test_every_path_named_is_a_route_with_those_parameters(
+    document: str, openapi: dict[str, Any]
+) -> None:
+    text = _contract() if document == "api-contract.md" else DOCUMENTS[document]
+    routes = openapi["paths"]
+    seen = 0
+    for match in _PATH.finditer(text):
+        path, query = match.group(1).rstrip("/."), match.group(2) or ""
+        if path.endswith("*"):
+            prefix = path.rstrip("*")
+            assert any(p.startswith(prefix) for p in routes), path
+            continue
+        matching = [p for p in routes if _template(p).fullmatch(path)]
+        assert matching, f"{document}: {path} is not a route"
+        parameters = {
+            parameter["name"]
+            for p in matching
+            for operation in routes[p].values()
+            for parameter in operation.get("parameters", [])
+        }
+        names = {pair.split("=")[0] for pair in query.lstrip("?").split("&") if pair}
+        assert names <= parameters, f"{document}: {path} takes no {sorted(names - parameters)}"
+        seen += 1
+    assert seen > 10
+
+
+def test_every_error_type_documented_is_sent() -> None:
+    table = API_MD.split("\n## Errors", 1)[1].split("\n## ", 1)[0]
+    slugs = re.findall(r"^\| \d{3} \| `([a-z-]+)` \|", table, re.M)
+    assert len(slugs) >= 15, slugs
+    api_source = "".join(p.read_text() for p in (ROOT / "api").rglob("*.py"))
+    for slug in slugs:
+        assert f'"{slug}"' in api_source, slug
+
+
+def test_readme_names_the_compliance_projections_version() -> None:
+    """README, Read models: a store made before a new version is rebuilt on upgrade, so the
+    version README names must be the code's (it said 4 after version 5 shipped)."""
+    from projections.compliance import Compliance
+
+    (named,) = re.findall(r"Compliance is at\s+version (\d+)", README)
+    assert int(named) == Compliance.version
+
+
+def test_if_match_is_described_as_the_routes_use_it(openapi: dict[str, Any]) -> None:
+    """A create (no record in the path) ignores `If-Match` and cannot answer 412, yet
+    OpenAPI described the header there as "(412 if stale)" (docs/api.md, Writes)."""
+    writes = 0
+    for path, operations in openapi["paths"].items():
+        post = operations.get("post")
+        if post is None:
+            continue
+        (header,) = [p for p in post["parameters"] if p["name"] == "If-Match"]
+        creates = "{" not in path
+        assert ("412" in post["responses"]) is not creates, path
+        assert "412 if stale" in header["description"], path
+        assert "a create ignores it" in header["description"], path
+        writes += 1
+    assert writes >= 15
+
+
+def test_every_flag_named_is_one_a_command_takes() -> None:
+    """A `--flag` the documents name anywhere (not only after `ses-ledger ...`) is an option
+    of some sub-command, or of the standalone `ledger/offline_verify.py` (README named
+    `--keys` as if `bundle verify` took it)."""
+    import contextlib
+    import io
+
+    from ledger import offline_verify
+
+    options = {flag for _path, parser in _commands(_parser()) for flag in _options(parser)}
+    with contextlib.redirect_stdout(io.StringIO()) as usage:
+        assert offline_verify.main(["--help"]) == 0
+    standalone = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", usage.getvalue()))
+    assert "--keys" in standalone and "--keys" not in options
+    for document, text in DOCUMENTS.items():
+        named = set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", text))
+        assert named - options - standalone == set(), document
+    assert "`--keys FILE` (`python ledger/offline_verify.py` only" in README
+
+
+def test_every_argument_says_what_it_is() -> None:
+    """Each `--help` explains every argument it lists (`bundle verify FILE`, `--out`,
+    `--executive` and `serve --log-level` were listed bare)."""
+    bare = [
+        (" ".join(path), action.option_strings or action.dest)
+        for path, parser in _commands(_parser())
+        for action in parser._actions
+        if not isinstance(action, argparse._SubParsersAction)
+        and action.dest != "help"
+        and not action.help
+    ]
+    assert bare == []
