@@ -78,8 +78,9 @@ def build_ledger(config: LedgerConfig, events: int) -> dict[str, Any]:
     from ses_ledger.demo import SimulatedClock, run_demo
 
     executives = max(6, -(-events // EVENTS_PER_EXECUTIVE))
-    KeyRing(config.home).init()
     clock = SimulatedClock()
+    # Valid from the simulated clock's start, as `ses-ledger demo` makes its key.
+    KeyRing(config.home).init(now=clock.now)
     app = LedgerApp(config, clock=clock)
     started = time.perf_counter()
     summary = run_demo(

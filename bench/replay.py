@@ -42,6 +42,7 @@ from ledger.application import LedgerApp  # noqa: E402
 from ledger.config import LedgerConfig  # noqa: E402
 from ledger.keys import KeyRing  # noqa: E402
 from projections.events import EventLog  # noqa: E402
+from ses_ledger.demo import SimulatedClock  # noqa: E402
 
 EXECUTIVE = "E00001"
 AGENCY = "DOE"
@@ -137,7 +138,8 @@ def main() -> int:
         result = child(home, args.child, args.bound, args.position, args.repeat, args.concurrent)
         print(json.dumps(result))
         return 0
-    KeyRing(home).init()
+    # Valid from the simulated clock's start, as `ses-ledger demo` makes its key.
+    KeyRing(home).init(now=SimulatedClock().now)
     ensure_history(
         LedgerConfig(home=home, db_url=f"sqlite:///{home / 'ledger.db'}"), args.events, False
     )
