@@ -158,7 +158,12 @@ def _variables_read() -> set[str]:
 
 def test_every_variable_read_is_documented_and_every_documented_one_read() -> None:
     documented = set(_VARIABLE.findall(README + API_MD))
-    tests_only = {"SES_LEDGER_TEST_PG_URL", "SES_LEDGER_REQUIRE_POSTGRES", "SES_LEDGER_VERIFIER"}
+    tests_only = {
+        "SES_LEDGER_TEST_PG_URL",
+        "SES_LEDGER_REQUIRE_POSTGRES",
+        "SES_LEDGER_VERIFIER",
+        "SES_LEDGER_TEST_SCHEMA_PREFIX",
+    }
     assert _variables_read() - documented == set()
     assert documented - tests_only - _variables_read() == set()
 
