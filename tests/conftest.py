@@ -17,6 +17,14 @@ from ledger.config import LedgerConfig
 from ledger.keys import KeyRing
 
 PG_URL = os.environ.get("SES_LEDGER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+#: Test schemas are named PREFIX + 12 hex digits (`SES_LEDGER_TEST_PG_SCHEMA_PREFIX`, default
+#: `t_`): a shared server's sessions keep to names of their own.
+PG_SCHEMA_PREFIX = os.environ.get("SES_LEDGER_TEST_PG_SCHEMA_PREFIX") or "t_"
+
+
+def pg_schema_name() -> str:
+    """A fresh name for a test's PostgreSQL schema."""
+    return f"{PG_SCHEMA_PREFIX}{uuid.uuid4().hex[:12]}"
 
 
 def _pg_reachable() -> str | None:
@@ -50,7 +58,7 @@ def pg_schema_url() -> Iterator[str]:
     require_postgres()
     import psycopg
 
-    schema = f"t_{uuid.uuid4().hex[:12]}"
+    schema = pg_schema_name()
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     try:
