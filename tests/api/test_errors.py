@@ -652,3 +652,36 @@ def test_a_text_a_rule_requires_in_writing_is_refused_by_its_rule(
     r = shared_api.post(f"/v1/appraisals/{a.appraisal_id}/{step}", body)
     assert _problem(r, 422, "rule-violation")["rule"] == rule
     assert shared_api.ledger_size() == size
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/v1/executives/"),
+        ("POST", "/v1/appraisals/{appraisal_id}/progress-reviews/"),
+        ("GET", "/v1/executives/{executive_id}/"),
+        ("GET", "/v1/ledger/keys/"),
+    ],
+)
+def test_a_path_with_a_trailing_slash_is_an_unknown_route_not_a_redirect(
+    shared_api: Api, method: str, path: str
+) -> None:
+    """docs/api.md: an unknown route is 404 `not-found`, a problem like every error. A path
+    with a slash too many was answered 307 with no body, its `Location` built from the
+    request's Host header and the scheme the server saw (`http` behind a TLS proxy): a
+    client that follows redirects (curl -L, requests) sent the write there again, body and
+    all, and so wrote (found by fuzzing the paths of the writes)."""
+    a = shared_api.appraisal("planned")
+    target = path.format(executive_id=a.executive_id, appraisal_id=a.appraisal_id)
+    size = shared_api.ledger_size()
+    body = s.executive(s.unique("E")) if "executives" in path else s.review(2024)
+    r = shared_api.client.request(
+        method,
+        target,
+        json=body if method == "POST" else None,
+        headers=shared_api.hr if method == "POST" else shared_api.auditor,
+        follow_redirects=False,
+    )
+    assert "location" not in r.headers
+    _problem(r, 404, "not-found")
+    assert shared_api.ledger_size() == size
