@@ -685,3 +685,51 @@ def test_a_path_with_a_trailing_slash_is_an_unknown_route_not_a_redirect(
     assert "location" not in r.headers
     _problem(r, 404, "not-found")
     assert shared_api.ledger_size() == size
+
+
+#: The explicit directional formatting characters of UAX #9 (embeddings, overrides,
+#: isolates and their ends), the code points of CVE-2021-42574 ("Trojan Source").
+BIDI_CONTROLS = [
+    "\u202a",
+    "\u202b",
+    "\u202c",
+    "\u202d",
+    "\u202e",
+    "\u2066",
+    "\u2067",
+    "\u2068",
+    "\u2069",
+]
+
+
+@pytest.mark.parametrize("control", BIDI_CONTROLS, ids=lambda c: f"U+{ord(c):04X}")
+@pytest.mark.parametrize("field", ["name", "summary", "narrative"])
+def test_bidirectional_formatting_characters_in_text_are_refused(
+    shared_api: Api, control: str, field: str
+) -> None:
+    """A name sent as "Pat \\u202eelpmaxE" was recorded (201), and every report, bundle
+    and screen then shows "Pat Example" for a record that says otherwise (an override
+    reorders what follows it; one left open reorders the text shown after the field too).
+    Text holds no bidirectional embedding, override or isolate; the marks LRM, RLM and ALM,
+    which reorder nothing, are kept (found fuzzing bodies with bidi controls)."""
+    a = shared_api.appraisal("planned")
+    shared_api.ok(f"/v1/appraisals/{a.appraisal_id}/progress-reviews", s.review(2024))
+    text = f"Pat {control}elpmaxE"
+    path, body = {
+        "name": ("/v1/executives", s.executive(s.unique("E"), name=text)),
+        "summary": (
+            f"/v1/executives/{a.executive_id}/complaints",
+            s.complaint() | {"summary": text},
+        ),
+        "narrative": (
+            f"/v1/appraisals/{a.appraisal_id}/initial-rating",
+            s.initial(2024) | {"narrative": text},
+        ),
+    }[field]
+    size = shared_api.ledger_size()
+    problem = _problem(shared_api.post(path, body), 422, "invalid-request")
+    assert ["body", field] in [e["loc"] for e in problem["errors"]], problem
+    assert "bidirectional" in problem["detail"], problem
+    assert shared_api.ledger_size() == size
+    marked = body | {field: "\u0645\u062d\u0645\u062f\u200f (Mohammed)\u200e \u061cx"}
+    assert shared_api.post(path, marked).status_code == 201
