@@ -733,3 +733,30 @@ def test_bidirectional_formatting_characters_in_text_are_refused(
     assert shared_api.ledger_size() == size
     marked = body | {field: "\u0645\u062d\u0645\u062f\u200f (Mohammed)\u200e \u061cx"}
     assert shared_api.post(path, marked).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "name", ["\\ud800", "x\\udc80", "\\udbff", "executive_id\\ud800"], ids=repr
+)
+@pytest.mark.parametrize("nested", [False, True], ids=["top", "nested"])
+def test_a_member_name_that_is_not_unicode_text_is_422_and_says_so(
+    shared_api: Api, name: str, nested: bool
+) -> None:
+    """A member *name* with an unpaired surrogate (escaped: the body is UTF-8) was answered
+    at `["body"]` with "Input should be a valid string, unable to parse raw data as a
+    unicode string", of a body that is an object: the caller was not told which name, or
+    that a name was the trouble (found fuzzing bodies with escaped lone surrogates). Such a
+    name is not Unicode text (RFC 8259 8.2, I-JSON): refused as the body's JSON, naming it."""
+    size = shared_api.ledger_size()
+    text = json.dumps(s.executive(s.unique("E")))
+    if nested:
+        body = s.plan(s.unique("A-"), shared_api.new_executive(), 2024)
+        text = json.dumps(body).replace('"weight"', f'"{name}": 1, "weight"', 1)
+        size += 1
+    else:
+        text = "{" + f'"{name}": 1, ' + text[1:]
+    path = "/v1/appraisals" if nested else "/v1/executives"
+    problem = _problem(_raw(shared_api, path, text.encode()), 422, "invalid-request")
+    assert "unpaired surrogate" in problem["detail"], problem
+    assert json.dumps(json.loads(f'"{name}"')) in problem["detail"], problem
+    assert shared_api.ledger_size() == size
