@@ -2,8 +2,9 @@
 
 The promise to HR applications (docs/api.md, "Writes" and "Errors"; api-contract.md,
 "Errors"): retries are safe, bad input gets a clear 4xx, and nothing is appended on a
-rejected request. A hypothesis state machine registers executives and boards, sets plans
-and walks appraisals through their steps and personnel actions, with valid and invalid
+rejected request. A hypothesis state machine registers executives and review boards (of 2
+to 5 members, careers mixed), grants rating cap waivers, sets plans and walks appraisals
+through their steps, records personnel actions and complaints, with valid and invalid
 steps mixed: dates at the rule boundaries (PER-2 day 89/90, PER-3 day 119/120 after an
 Inauguration Day, RAT-7 day 9/10, REM-5 29/30 days, REM-7 14/15 days), tokens of the wrong
 role, agency or official, missing tokens, repeated `Idempotency-Key`s with the same and
@@ -20,7 +21,8 @@ such as 1e400, -0 and 3.0, extra and missing fields). After every response:
 - a request sent again with its `Idempotency-Key` answers the first 201 byte for byte and
   appends nothing; the key with another request is 422 `idempotency-key-reused`;
 - a stale or future `If-Match` never writes; a token that may not write never writes
-  (401 without one, 403 otherwise);
+  (401 without one, 403 otherwise), nor one naming the appraisal's own executive as its
+  official;
 - an initial or final rating, removal or hearing request on the wrong side of its
   boundary is never recorded, and a refusal naming that rule is on the wrong side.
 
@@ -292,7 +294,8 @@ class Ledger(RuleBasedStateMachine):
         self.client = httpx.Client(base_url=self.target.url, timeout=60)
         self.prefix = f"F{uuid.uuid4().hex[:8]}-"
         self.ids = 0
-        self.head = self._events_after(0)[-1]["position"] if self._events_after(0) else 0
+        existing = self._events_after(0)
+        self.head = existing[-1]["position"] if existing else 0
         self.remembered: dict[tuple[str, str], Sent] = {}
         self.last_who = ""
         self.versions: dict[str, int] = {}
@@ -479,6 +482,91 @@ class Ledger(RuleBasedStateMachine):
             assert r.status_code == 201, r.text
             made.append(Board(board_id, agency))
         return multiple(*made)
+
+    @rule(target=boards, data=st.data())
+    def register_board(self, data: st.DataObject) -> Any:
+        """Boards of 2 to 5 members, careers mixed (PRB-1, PRB-2 are judged at the PRB),
+        published near the recommendations (PRB-4)."""
+        agency = data.draw(st.sampled_from(AGENCIES), label="agency")
+        size = data.draw(st.integers(2, 5), label="members")
+        careers = data.draw(st.lists(st.booleans(), min_size=size, max_size=size))
+        published = date(2020, 1, 1) + timedelta(days=data.draw(st.integers(0, 2600)))
+        board_id = self.new_id("PRB")
+        body = {
+            "board_id": board_id,
+            "agency": agency,
+            "federal_register_published_on": _d(published),
+            "members": [
+                {"member_id": f"M{i + 1}", "name": f"Member {i + 1}", "career": career}
+                for i, career in enumerate(careers)
+            ],
+        }
+        admin = data.draw(st.sampled_from(["admin", "admin", "hr", "admin-other"]))
+        headers = self.token(
+            "admin-1" if admin != "hr" else "hr-app-1",
+            ["hr_app"] if admin == "hr" else ["admin"],
+            agency if admin != "admin-other" else "DOI",
+        )
+        key = self.key(data)
+        r = self.send("/v1/review-boards", body, headers, key=key)
+        if self.expect_with_key(r, headers, "/v1/review-boards", body, key):
+            return multiple()
+        if admin != "admin":
+            self.refused_caller(r, headers)
+        return Board(board_id, agency) if r.status_code == 201 else multiple()
+
+    @rule(data=st.data())
+    def grant_waiver(self, data: st.DataObject) -> None:
+        # an agency of this run's own: a waiver per agency and cycle is state the server
+        # keeps across runs, which would make the same steps answer differently
+        agency = self.prefix[:-1] + data.draw(st.sampled_from(["", "X"]), label="agency")
+        cycle = f"FY{data.draw(st.integers(2024, 2030))}"
+        body = {
+            "agency": agency,
+            "cycle": cycle,
+            "granted_on": _d(date(2026, 1, 1) + timedelta(days=data.draw(st.integers(0, 400)))),
+            "reference": "Presidential memorandum",
+        }
+        key = self.key(data)
+        headers = self.token("admin-1", ["admin"], "*")
+        r = self.send("/v1/rating-cap-waivers", body, headers, key=key)
+        if self.expect_with_key(r, headers, "/v1/rating-cap-waivers", body, key):
+            return
+        assert r.status_code in (201, 409), r.text  # taken: that agency's cycle has one
+
+    @rule(a=appraisals, data=st.data())
+    def own_appraisal(self, a: Appraisal, data: st.DataObject) -> None:
+        """No one acts as an official on their own appraisal: 403, whoever submits it."""
+        executive_id = a.executive.executive_id
+        step, body = data.draw(
+            st.sampled_from(
+                [
+                    (
+                        "progress-reviews",
+                        {"reviewed_on": _d(a.end), "reviewer_id": executive_id, "notes": "x"},
+                    ),
+                    (
+                        "final-rating",
+                        {
+                            "appointing_authority_id": executive_id,
+                            "rated_on": _d(a.end),
+                            "level": 3,
+                        },
+                    ),
+                ]
+            )
+        )
+        role = "rating_official" if step == "progress-reviews" else "appointing_authority"
+        headers = data.draw(
+            st.sampled_from(
+                [
+                    self.token("hr-app-1", ["hr_app"], a.executive.agency),
+                    self.token(executive_id, [role, "executive"], a.executive.agency),
+                ]
+            )
+        )
+        r = self.send(f"/v1/appraisals/{a.appraisal_id}/{step}", body, headers)
+        assert r.status_code == 403, r.text
 
     @rule(target=executives, data=st.data())
     def register_executive(self, data: st.DataObject) -> Any:
