@@ -36,7 +36,7 @@ from ledger.application import LedgerApp
 from ledger.config import LedgerConfig
 from ledger.keys import KeyRing
 from projections.queries import ReadModels
-from tests.conftest import PG_URL, require_postgres
+from tests.conftest import PG_SCHEMA_PREFIX, PG_URL, require_postgres
 
 EXAMPLES = int(os.environ.get("SES_ORACLE_EXAMPLES", "30"))
 PG_EXAMPLES = max(2, EXAMPLES // 4)
@@ -662,7 +662,7 @@ def test_read_models_agree_with_the_naive_model_on_postgres(
     require_postgres()
     import psycopg
 
-    schema = f"t_oracle_{uuid.uuid4().hex[:10]}"
+    schema = f"{PG_SCHEMA_PREFIX}oracle_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     try:

@@ -24,7 +24,7 @@ from ledger.log import MerkleLog
 from ledger.merkle import leaf_hash, root_from_leaf_hashes
 from ledger.verify import verify_ledger
 from projections.queries import PROJECTION_NAMES, ReadModels
-from tests.conftest import PG_URL, require_postgres
+from tests.conftest import PG_SCHEMA_PREFIX, PG_URL, require_postgres
 from tests.ledger_helpers import events_table, plan, raw, register, review
 
 
@@ -379,7 +379,7 @@ def test_a_postgres_schema_named_in_the_url_is_created_when_missing(tmp_path: Pa
     require_postgres()
     import psycopg
 
-    schema = f"t_new_{uuid.uuid4().hex[:10]}"
+    schema = f"{PG_SCHEMA_PREFIX}new_{uuid.uuid4().hex[:10]}"
     home = tmp_path / "home"
     KeyRing(home).init()
     config = LedgerConfig(home=home, db_url=f"{PG_URL}?schema={schema}")
@@ -409,7 +409,7 @@ def test_postgres_processes_opening_one_store_at_once_all_open_it(tmp_path: Path
 
     import psycopg
 
-    schema = f"t_race_{uuid.uuid4().hex[:10]}"
+    schema = f"{PG_SCHEMA_PREFIX}race_{uuid.uuid4().hex[:10]}"
     home = tmp_path / "home"
     KeyRing(home).init()
     config = LedgerConfig(home=home, db_url=f"{PG_URL}?schema={schema}")
