@@ -205,6 +205,10 @@ def create_app(
         version="1",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # A path with a slash too many is an unknown route (404, a problem), not a 307 to
+        # a `Location` made of the request's Host header and the scheme seen here (`http`
+        # behind a TLS proxy), which clients that follow redirects sent their writes to.
+        redirect_slashes=False,
     )
     api.state.services = services
     errors.install(api)

@@ -8,6 +8,10 @@ meaning depends on who reads it (I-JSON, RFC 7493 section 2.3: names MUST be uni
 request whose `json` refuses them; FastAPI turns the decode error into its `json_invalid`
 validation error, which `api.errors` answers (422, or the 401/403 a body would get).
 
+A member name with an unpaired surrogate (`"\\ud800"`, escaped: the text is UTF-8) is
+not Unicode text (RFC 8259 8.2): refused the same way, naming it; pydantic would report
+it of the whole object ("Input should be a valid string") without saying which name.
+
 Every other way a body can fail to parse ends the same way, so that no caller learns of it
 before the token check: nesting too deep for the parser (`read_json` says so) and a number
 too long to convert and NaN or Infinity, which are not JSON (`ValueError`) are JSON decode
@@ -19,6 +23,7 @@ each with its own 400 ("There was an error parsing the body") before any depende
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -55,7 +60,37 @@ def loads_unique(text: str | bytes) -> Any:
     if repeated:
         message = f"the member name {json.dumps(repeated[0])} appears more than once in an object"
         raise json.JSONDecodeError(message, text, 0)
+    if _SURROGATE_ESCAPE.search(text):
+        name = _name_not_text(value)
+        if name is not None:
+            message = (
+                f"the member name {json.dumps(name)} holds an unpaired surrogate: it is not "
+                "Unicode text (RFC 8259 8.2)"
+            )
+            raise json.JSONDecodeError(message, text, 0)
     return value
+
+
+#: `\uD800`-`\uDFFF` escaped: only such a body can hold a name that is not Unicode text.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+
+
+def _name_not_text(value: Any) -> str | None:
+    """The first member name, at any depth, with an unpaired surrogate (which a field's
+    validation would report of the whole object, without naming it), else None."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for name, member in item.items():
+                try:
+                    name.encode("utf-8")
+                except UnicodeEncodeError:
+                    return str(name)
+                stack.append(member)
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
 
 
 def loads_body(body: bytes) -> Any:

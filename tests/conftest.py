@@ -17,9 +17,14 @@ from ledger.config import LedgerConfig
 from ledger.keys import KeyRing
 
 PG_URL = os.environ.get("SES_LEDGER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-#: The tests' PostgreSQL schemas are named with this prefix (`SES_LEDGER_TEST_SCHEMA_PREFIX`):
-#: several checkouts testing on one server at once keep to their own schemas.
+#: The tests' PostgreSQL schemas are named with this prefix (`SES_LEDGER_TEST_SCHEMA_PREFIX`,
+#: default `t_`): several checkouts testing on one server at once keep to their own schemas.
 SCHEMA_PREFIX = os.environ.get("SES_LEDGER_TEST_SCHEMA_PREFIX") or "t_"
+
+
+def pg_schema_name() -> str:
+    """A fresh name for a test's PostgreSQL schema."""
+    return f"{SCHEMA_PREFIX}{uuid.uuid4().hex[:12]}"
 
 
 def _pg_reachable() -> str | None:
@@ -53,7 +58,7 @@ def pg_schema_url() -> Iterator[str]:
     require_postgres()
     import psycopg
 
-    schema = f"{SCHEMA_PREFIX}{uuid.uuid4().hex[:12]}"
+    schema = pg_schema_name()
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     try:

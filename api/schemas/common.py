@@ -2,7 +2,8 @@
 
 Validation here is deliberately strict, so that no input can reach the domain in a shape it
 would trip over (a 5xx): ids are short tokens, text has bounded length and no control
-characters or lone surrogates (which the database and UTF-8 cannot store), dates are
+characters or lone surrogates (which the database and UTF-8 cannot store) or bidirectional
+embeddings, overrides and isolates (which show stored text as other text), dates are
 `YYYY-MM-DD` within 1900-2199 (no date arithmetic can overflow), integers are real integers
 within range (no booleans, floats or numeric strings), and unknown fields are refused.
 """
@@ -36,6 +37,15 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 #: ...and in a single line, no line break of any kind (also U+2028, U+2029).
 _LINE_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+#: The explicit directional formatting characters of UAX #9 (embeddings, overrides,
+#: isolates and their ends; CVE-2021-42574's): stored text would show as other text
+#: ("Pat \u202eelpmaxE" shows as "Pat Example"), and one left open reorders what is shown
+#: after the field. The marks LRM, RLM and ALM (U+200E, U+200F, U+061C) reorder nothing.
+_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
+_BIDI_MESSAGE = (
+    "must not contain bidirectional embeddings, overrides or isolates (U+202A-U+202E, "
+    "U+2066-U+2069): the text would be shown as other text"
+)
 
 
 class Body(BaseModel):
@@ -79,6 +89,8 @@ def _timestamp(value: Any) -> Any:
 def _single_line(value: str) -> str:
     if _LINE_CONTROL.search(value):
         raise ValueError("must not contain control characters or unpaired surrogates")
+    if _BIDI.search(value):
+        raise ValueError(_BIDI_MESSAGE)
     if value.strip() != value or not value:
         raise ValueError("must not be empty or start or end with white space")
     if is_blank(value):
@@ -89,6 +101,8 @@ def _single_line(value: str) -> str:
 def _no_control(value: str) -> str:
     if _CONTROL.search(value):
         raise ValueError("must not contain control characters or unpaired surrogates")
+    if _BIDI.search(value):
+        raise ValueError(_BIDI_MESSAGE)
     return value
 
 

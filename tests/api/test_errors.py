@@ -652,3 +652,111 @@ def test_a_text_a_rule_requires_in_writing_is_refused_by_its_rule(
     r = shared_api.post(f"/v1/appraisals/{a.appraisal_id}/{step}", body)
     assert _problem(r, 422, "rule-violation")["rule"] == rule
     assert shared_api.ledger_size() == size
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/v1/executives/"),
+        ("POST", "/v1/appraisals/{appraisal_id}/progress-reviews/"),
+        ("GET", "/v1/executives/{executive_id}/"),
+        ("GET", "/v1/ledger/keys/"),
+    ],
+)
+def test_a_path_with_a_trailing_slash_is_an_unknown_route_not_a_redirect(
+    shared_api: Api, method: str, path: str
+) -> None:
+    """docs/api.md: an unknown route is 404 `not-found`, a problem like every error. A path
+    with a slash too many was answered 307 with no body, its `Location` built from the
+    request's Host header and the scheme the server saw (`http` behind a TLS proxy): a
+    client that follows redirects (curl -L, requests) sent the write there again, body and
+    all, and so wrote (found by fuzzing the paths of the writes)."""
+    a = shared_api.appraisal("planned")
+    target = path.format(executive_id=a.executive_id, appraisal_id=a.appraisal_id)
+    size = shared_api.ledger_size()
+    body = s.executive(s.unique("E")) if "executives" in path else s.review(2024)
+    r = shared_api.client.request(
+        method,
+        target,
+        json=body if method == "POST" else None,
+        headers=shared_api.hr if method == "POST" else shared_api.auditor,
+        follow_redirects=False,
+    )
+    assert "location" not in r.headers
+    _problem(r, 404, "not-found")
+    assert shared_api.ledger_size() == size
+
+
+#: The explicit directional formatting characters of UAX #9 (embeddings, overrides,
+#: isolates and their ends), the code points of CVE-2021-42574 ("Trojan Source").
+BIDI_CONTROLS = [
+    "\u202a",
+    "\u202b",
+    "\u202c",
+    "\u202d",
+    "\u202e",
+    "\u2066",
+    "\u2067",
+    "\u2068",
+    "\u2069",
+]
+
+
+@pytest.mark.parametrize("control", BIDI_CONTROLS, ids=lambda c: f"U+{ord(c):04X}")
+@pytest.mark.parametrize("field", ["name", "summary", "narrative"])
+def test_bidirectional_formatting_characters_in_text_are_refused(
+    shared_api: Api, control: str, field: str
+) -> None:
+    """A name sent as "Pat \\u202eelpmaxE" was recorded (201), and every report, bundle
+    and screen then shows "Pat Example" for a record that says otherwise (an override
+    reorders what follows it; one left open reorders the text shown after the field too).
+    Text holds no bidirectional embedding, override or isolate; the marks LRM, RLM and ALM,
+    which reorder nothing, are kept (found fuzzing bodies with bidi controls)."""
+    a = shared_api.appraisal("planned")
+    shared_api.ok(f"/v1/appraisals/{a.appraisal_id}/progress-reviews", s.review(2024))
+    text = f"Pat {control}elpmaxE"
+    path, body = {
+        "name": ("/v1/executives", s.executive(s.unique("E"), name=text)),
+        "summary": (
+            f"/v1/executives/{a.executive_id}/complaints",
+            s.complaint() | {"summary": text},
+        ),
+        "narrative": (
+            f"/v1/appraisals/{a.appraisal_id}/initial-rating",
+            s.initial(2024) | {"narrative": text},
+        ),
+    }[field]
+    size = shared_api.ledger_size()
+    problem = _problem(shared_api.post(path, body), 422, "invalid-request")
+    assert ["body", field] in [e["loc"] for e in problem["errors"]], problem
+    assert "bidirectional" in problem["detail"], problem
+    assert shared_api.ledger_size() == size
+    marked = body | {field: "\u0645\u062d\u0645\u062f\u200f (Mohammed)\u200e \u061cx"}
+    assert shared_api.post(path, marked).status_code == 201
+
+
+@pytest.mark.parametrize(
+    "name", ["\\ud800", "x\\udc80", "\\udbff", "executive_id\\ud800"], ids=repr
+)
+@pytest.mark.parametrize("nested", [False, True], ids=["top", "nested"])
+def test_a_member_name_that_is_not_unicode_text_is_422_and_says_so(
+    shared_api: Api, name: str, nested: bool
+) -> None:
+    """A member *name* with an unpaired surrogate (escaped: the body is UTF-8) was answered
+    at `["body"]` with "Input should be a valid string, unable to parse raw data as a
+    unicode string", of a body that is an object: the caller was not told which name, or
+    that a name was the trouble (found fuzzing bodies with escaped lone surrogates). Such a
+    name is not Unicode text (RFC 8259 8.2, I-JSON): refused as the body's JSON, naming it."""
+    size = shared_api.ledger_size()
+    text = json.dumps(s.executive(s.unique("E")))
+    if nested:
+        body = s.plan(s.unique("A-"), shared_api.new_executive(), 2024)
+        text = json.dumps(body).replace('"weight"', f'"{name}": 1, "weight"', 1)
+        size += 1
+    else:
+        text = "{" + f'"{name}": 1, ' + text[1:]
+    path = "/v1/appraisals" if nested else "/v1/executives"
+    problem = _problem(_raw(shared_api, path, text.encode()), 422, "invalid-request")
+    assert "unpaired surrogate" in problem["detail"], problem
+    assert json.dumps(json.loads(f'"{name}"')) in problem["detail"], problem
+    assert shared_api.ledger_size() == size
