@@ -11,7 +11,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 from ledger.config import LedgerConfig
-from ledger.errors import LedgerError, StoreUnavailable
+from ledger.errors import LedgerError, StoreUnavailable, VerificationError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -235,6 +235,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = READ_ONLY_HINT if "readonly database" in text else ""
         print(f"ses-ledger: the store failed: {text}{hint}", file=sys.stderr)
         return EXIT_STORE
+    except VerificationError as exc:
+        # Stored data that does not verify (an entry cut short or rewritten by hand, met by
+        # `audit`, `replay` or an export): a failed check, status 1, as `verify` says of it.
+        print(f"ses-ledger: {exc}", file=sys.stderr)
+        return 1
     except LedgerError as exc:
         print(f"ses-ledger: {exc}", file=sys.stderr)
         return 2
