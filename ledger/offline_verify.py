@@ -21,8 +21,9 @@ It then prints the executive's history rebuilt from the events, with the removal
 ratings at most 5 years apart; both ends inclusive; Feb 29 + n years = Feb 28).
 Exit status: 0 verified, 1 problems found, 2 usage error, unreadable input, the verifier
 failing, or a check asked for that could not be made: the bundle cannot be tied to the trusted
-checkpoint (no consistency proof between them, or a newer note signed by a key the bundle
-cannot list), ``NOT CHECKED:`` lines (no verdict on the bundle).
+checkpoint (no consistency proof between them, a newer note signed by a key the bundle
+cannot list, or, without ``--keys``, a larger bundle tree signed by another key than the
+trusted note, as after a key rotation), ``NOT CHECKED:`` lines (no verdict on the bundle).
 """
 
 from __future__ import annotations
@@ -239,8 +240,10 @@ class Report:
     #: What holds but should be read (the bundle still verifies).
     warnings: list[str] = field(default_factory=list)
     #: Checks asked for that could not be made, with nothing found against the bundle: a
-    #: trusted checkpoint it cannot be tied to (no consistency proof between them, or a
-    #: newer note signed by a key the bundle cannot list). Not verified, and no verdict.
+    #: trusted checkpoint it cannot be tied to (no consistency proof between them, a newer
+    #: note signed by a key the bundle cannot list, or an extension of it signed by another
+    #: key, as after a key rotation, with no key list of the ledger's). Not verified, and no
+    #: verdict.
     unchecked: list[str] = field(default_factory=list)
 
     @property
@@ -559,12 +562,14 @@ def _check_trusted(
 ) -> str:
     """Compare the bundle's checkpoint with a trusted one; return a problem or ''. Raises
     NotEstablished where the bundle cannot be tied to it (no consistency proof between the
-    two, or a newer note signed by a key the bundle could not list).
+    two, a newer note signed by a key the bundle could not list, or a larger bundle tree
+    signed by another key than the trusted note without the ledger's key list).
 
     A consistency proof shows the bundle's tree extends the trusted one, not who made the
     extension: unless ``keys`` is the ledger's own key list (``listed``), a larger bundle
-    tree must be signed by the key that signed the trusted checkpoint, or anyone could
-    extend a genuine tree with invented entries signed by a key of their own."""
+    tree signed by a key other than the trusted checkpoint's is not verified, or anyone could
+    extend a genuine tree with invented entries signed by a key of their own. Nor is it a
+    problem: a ledger's key rotation between the two notes looks exactly the same."""
     try:
         t_origin, t_size, t_root = verify_checkpoint(trusted, keys)
     except ValueError:
@@ -603,11 +608,15 @@ def _check_trusted(
     if not verify_consistency(first, second, hashes, r1, r2):
         return f"consistency proof {first} -> {second} does not verify"
     if not listed and head[1] > t_size and not _signed_alike(trusted, bundle["checkpoint"], keys):
-        return (
+        # What a `keys rotate` between the two notes gives, as a forger's own key would: only
+        # the ledger's key list can tell them apart, so no verdict without it.
+        raise NotEstablished(
             f"the bundle's checkpoint extends the trusted one ({t_size} -> {head[1]}) but is "
-            "not signed by the key that signed it: the entries past tree size "
-            f"{t_size} are vouched for only by a key the bundle itself lists (verify it with "
-            "`ses-ledger bundle verify --url URL`, which checks the keys the ledger lists)"
+            "signed by another key than the trusted one (as after a key rotation, `ses-ledger "
+            "keys rotate`): that key is vouched for only by the bundle itself, so the entries "
+            f"past tree size {t_size} are not tied to the trusted checkpoint: check the key "
+            "with the ledger's key list, `ses-ledger bundle verify --url URL`, or offline "
+            "`offline_verify.py --keys FILE` with the answer of GET /v1/ledger/keys"
         )
     return ""
 
@@ -907,7 +916,8 @@ def main(argv: list[str] | None = None) -> int:
         epilog="Exit status: 0 verified; 1 problems found (evidence against the bundle); 2 "
         "not checked: a usage error, unreadable input, the verifier failing, or a check asked "
         "for that could not be made (NOT CHECKED: the bundle cannot be tied to the trusted "
-        "--checkpoint, e.g. no consistency proof between them).",
+        "--checkpoint, e.g. no consistency proof between them, or, without --keys, a bundle "
+        "checkpoint signed by another key than the trusted one, as after a key rotation).",
     )
     parser.add_argument("bundle", help="the evidence bundle JSON file")
     parser.add_argument("--checkpoint", metavar="FILE", help="a trusted checkpoint note")

@@ -729,14 +729,16 @@ def register(sub: Any) -> None:
         help="verify a bundle offline (ledger/offline_verify.py)",
         description="Exit 0 verified, 1 problems found, 2 could not check (unreadable input, "
         "the ledger at --url unreachable or without a usable checkpoint, or a bundle that "
-        "cannot be tied to the trusted --checkpoint: no consistency proof between them, or a "
-        "newer note signed by a key the bundle cannot list; NOT CHECKED lines). With --url, the "
-        "consistency proof between the bundle's checkpoint and the trusted one (or the "
-        "server's latest) is fetched from the ledger first: an old bundle then detects a "
-        "rewrite or truncation of the history it was exported from. A bundle proves that its "
-        "entries are the ledger's, not that it holds all of the executive's events: one left "
-        "out by the exporter (a whole appraisal, or the last events of a stream) goes "
-        "undetected; one removed from the bundle after export fails against its "
+        "cannot be tied to the trusted --checkpoint: no consistency proof between them, a "
+        "newer note signed by a key the bundle cannot list, or, without --url, a bundle "
+        "checkpoint signed by another key than the trusted one, as after `keys rotate`; NOT "
+        "CHECKED lines). With --url, the consistency proof between the bundle's checkpoint and "
+        "the trusted one (or the server's latest) is fetched from the ledger first, and the "
+        "bundle's keys are checked against the keys the ledger lists: an old bundle then "
+        "detects a rewrite or truncation of the history it was exported from. A bundle "
+        "proves that its entries are the ledger's, not that it holds all of the executive's "
+        "events: one left out by the exporter (a whole appraisal, or the last events of a "
+        "stream) goes undetected; one removed from the bundle after export fails against its "
         "position_seal.",
     )
     verify.add_argument("file", metavar="FILE", help="the bundle's JSON file")

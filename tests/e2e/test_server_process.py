@@ -10,6 +10,8 @@ alone, re-checks every hash, signature, chain, the checkpoint and the proofs, an
 
 from __future__ import annotations
 
+import base64
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +21,7 @@ import httpx
 import pytest
 
 from api.auth import load_or_create_token_key
+from ledger.checkpoint import parse_note
 from tests.api import story as s
 from tests.api.server import Server, cli, ledger_env
 from tests.api.story import Api
@@ -78,6 +81,8 @@ def test_a_served_ledger_passes_the_outside_verifier(tmp_path: Path, pg_schema_u
             path = f"/v1/appraisals/{a.appraisal_id}"
             api.ok(f"{path}/detail-appraisals", s.detail(2024))
             api.ok(f"{path}/period-extension", s.extension(2024))
+            saved = tmp_path / "k1.note"  # a relying party's checkpoint, before the rotation
+            saved.write_text(client.get("/v1/ledger/checkpoint").text, encoding="utf-8")
             cli(env, "keys", "rotate")
             api.advance(a, "final", level=1)
             api.appraisal("response_closed")  # a response waived
@@ -104,6 +109,35 @@ def test_a_served_ledger_passes_the_outside_verifier(tmp_path: Path, pg_schema_u
         )
         assert result.returncode == 0, result.stdout + result.stderr
         assert "ledger verified" in result.stdout
+        _after_the_rotation(env, server.url, executive_id, saved, tmp_path)
 
     verified = cli(env, "verify", "--quiet", check=False)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def _signer(note: str) -> str:
+    """The key hint of a checkpoint note's signature (C2SP signed-note: 4 bytes of key id)."""
+    return base64.b64decode(note.rstrip("\n").rsplit(" ", 1)[1])[:4].hex()
+
+
+def _after_the_rotation(
+    env: dict[str, str], url: str, executive_id: str, saved: Path, tmp_path: Path
+) -> None:
+    """api-contract.md evidence-bundle, `bundle verify --help` (1 evidence against, 2 not
+    checked): a bundle exported after the rotation, its checkpoint signed by the new key, is
+    tied to the checkpoint saved before it: verified with --url (the ledger's key list vouches
+    for the new key); NOT CHECKED (2), never a problem, with the saved note alone."""
+    bundle = tmp_path / "bundle.json"
+    first = parse_note(saved.read_text(encoding="utf-8"))[0].size
+    export = ["bundle", "export", "--executive", executive_id, "--out", str(bundle)]
+    cli(env, *export, "--consistency-from", str(first))
+    note = json.loads(bundle.read_text(encoding="utf-8"))["checkpoint"]
+    assert parse_note(note)[0].size > first
+    assert _signer(note) != _signer(saved.read_text(encoding="utf-8"))  # K2, not K1
+    checked = cli(env, "bundle", "verify", str(bundle), "--checkpoint", str(saved), "--url", url)
+    assert "trusted checkpoint: consistent" in checked.stdout, checked.stdout
+    assert "BUNDLE VERIFIED" in checked.stdout
+    alone = cli(env, "bundle", "verify", str(bundle), "--checkpoint", str(saved), check=False)
+    assert alone.returncode == 2, alone.stdout + alone.stderr
+    assert "PROBLEM" not in alone.stdout
+    assert "NOT CHECKED: the bundle's checkpoint extends the trusted one" in alone.stdout

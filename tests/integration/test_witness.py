@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from ledger import offline_verify
 from ledger.application import LedgerApp
 from ledger.bundle import build_bundle, write_bundle
 from ledger.checkpoint import Checkpoint, parse_note, sign_checkpoint
@@ -823,3 +824,53 @@ def test_witness_with_a_state_it_cannot_keep_says_so_in_one_line(
     err = capsys.readouterr().err
     assert err.startswith(f"ses-ledger witness: cannot keep the state in {state}: ")
     assert err.count("\n") == 1
+
+
+def test_a_bundle_signed_after_a_key_rotation_extends_a_checkpoint_saved_before_it(
+    sqlite_config: LedgerConfig,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """api-contract.md `/v1/ledger/keys` (old public keys stay listed) and evidence-bundle;
+    `bundle verify --help`: 1 is evidence against the bundle, 2 a check that could not be
+    made. A relying party saved a checkpoint signed by key K1; the operator ran `keys
+    rotate`; a bundle exported later has its checkpoint signed by K2, its tree proven to
+    extend the saved one. With `--checkpoint` alone only the bundle vouches for K2: NOT
+    CHECKED (2), saying so, never a PROBLEM (1) for a legitimate rotation. With `--url` the
+    ledger's key list authenticates K2: verified (0)."""
+    point_cli_at(monkeypatch, sqlite_config)
+    history(sqlite_config)
+    saved = tmp_path / "k1.note"
+    assert ses(["checkpoint", "--out", str(saved)]) == 0
+    k1 = parse_note(saved.read_text())[0]
+    assert ses(["keys", "rotate"]) == 0
+    grow(sqlite_config, 2)
+    after = tmp_path / "after.json"
+    export = ["bundle", "export", "--executive", "E-LATER-1", "--out", str(after)]
+    assert ses([*export, "--consistency-from", str(k1.size)]) == 0  # a checkpoint issued now
+    note = json.loads(after.read_text())["checkpoint"]
+    assert parse_note(note)[0].size == k1.size + 2
+    signer = [line.rsplit(" ", 1)[1][:8] for line in (saved.read_text(), note)]
+    assert signer[0] != signer[1]  # the two notes' signatures name different keys
+    capsys.readouterr()
+
+    assert ses(["bundle", "verify", str(after), "--checkpoint", str(saved)]) == 2
+    out = capsys.readouterr().out
+    assert "PROBLEM" not in out, out
+    assert f"NOT CHECKED: the bundle's checkpoint extends the trusted one ({k1.size} -> " in out
+    assert "--url URL" in out and "--keys" in out  # the remedy
+    assert out.rstrip().endswith("it is not tied to the trusted checkpoint")
+
+    with serve(sqlite_config) as url:
+        for trusted in (["--checkpoint", str(saved)], []):
+            assert ses(["bundle", "verify", str(after), *trusted, "--url", url]) == 0
+            out = capsys.readouterr().out
+            assert "trusted checkpoint: consistent" in out and "BUNDLE VERIFIED" in out
+        # The offline remedy it names: the ledger's key list, saved, given with --keys.
+        listed = tmp_path / "keys.json"
+        listed.write_text(http_fetch(10)(f"{url}/v1/ledger/keys")[1], encoding="utf-8")
+    argv = [str(after), "--checkpoint", str(saved), "--keys", str(listed)]
+    assert offline_verify.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "trusted checkpoint: consistent" in out and "BUNDLE VERIFIED" in out

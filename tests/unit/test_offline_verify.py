@@ -594,7 +594,10 @@ def test_a_genuine_tree_extended_under_a_key_of_the_bundles_own_is_reported() ->
     """api-contract.md evidence-bundle / checkpoint: a consistency proof shows the bundle's
     tree extends a trusted checkpoint, not who extended it. Anyone can append an invented
     Level 1 final rating to a copy of the genuine tree, sign it and the larger checkpoint with
-    a key of their own listed in the bundle, and prove consistency with the genuine one."""
+    a key of their own listed in the bundle, and prove consistency with the genuine one.
+    Never verified against the trusted note alone, though not a problem either (`--help`:
+    2, a check that could not be made): a genuine `keys rotate` between the two notes looks
+    the same. The ledger's key list (`--keys`, `--url`) tells them apart."""
     forger = build_ledger()  # the same entries, the same tree as LEDGER
     trusted_size = forger.tree.size
     forger.appraisal("A-2025-E1", "E1", 2025, dict.fromkeys(BASIC, 1), final=1)
@@ -615,8 +618,18 @@ def test_a_genuine_tree_extended_under_a_key_of_the_bundles_own_is_reported() ->
         "hashes": [b64(h) for h in forger.tree.consistency_proof(trusted_size, size)],
     }
     assert verify_bundle(forged).ok  # alone: only the printed keys could tell
-    problems = verify_bundle(forged, _note(trusted_size)).problems
-    assert any("is not signed by the key that signed it" in p for p in problems), problems
+    report = verify_bundle(forged, _note(trusted_size))
+    assert not report.ok and report.problems == []  # NOT CHECKED (exit 2), not verified
+    [unchecked] = report.unchecked
+    assert f"extends the trusted one ({trusted_size} -> {size}) but is signed by another key" in (
+        unchecked
+    )
+    assert "`ses-ledger bundle verify --url URL`" in unchecked and "--keys FILE" in unchecked
+    genuine = LEDGER.bundle("E1")["keys"]  # the ledger's list: no "k2" in it
+    listed = verify_bundle(forged, _note(trusted_size), trusted_keys=genuine)
+    assert any(
+        "key k2 of the bundle is not among the keys the ledger lists" in p for p in listed.problems
+    ), listed.problems
     # The same extension signed by the key of the trusted checkpoint is the ledger's own.
     forged["checkpoint"] = sign_checkpoint(
         Checkpoint(ORIGIN, size, forger.tree.root()), ORIGIN, KEY
