@@ -207,15 +207,25 @@ def _request_validation(request: Request, exc: Exception) -> Response:
         if refused is not None:
             return _api_problem(request, refused)
     errors = validation_errors(exc.errors())
+    syntax = False
     for error, raw in zip(errors, exc.errors(), strict=False):
-        reason = (raw.get("ctx") or {}).get("error") if raw.get("type") == "json_invalid" else None
-        if isinstance(reason, str):  # say why: "Expecting ',' delimiter", a name used twice
-            error["msg"] = f"{error['msg']}: {reason}"
+        if raw.get("type") != "json_invalid":
+            continue
+        syntax = True
+        # FastAPI's loc is ["body", <character offset>], read as an array index ("body.0"
+        # of a member named twice): the offset goes into the sentence instead, where the
+        # parser found the error (0 where the whole body was judged: a name used twice).
+        offset = error["loc"][1] if len(error["loc"]) > 1 else 0
+        error["loc"] = ["body"]
+        at = f" at character {offset}" if isinstance(offset, int) and offset > 0 else ""
+        reason = (raw.get("ctx") or {}).get("error")
+        # say why: "Expecting ',' delimiter", a name used twice
+        error["msg"] = f"{error['msg']}{at}" + (f": {reason}" if isinstance(reason, str) else "")
     first = errors[0] if errors else {"loc": [], "msg": "invalid"}
     where = ".".join(str(p) for p in first["loc"])
     detail = f"{where}: {first['msg']}" if where else str(first["msg"])
     content_type = request.headers.get("Content-Type")
-    if first["loc"] == ["body"] and not _is_json(content_type):
+    if first["loc"] == ["body"] and not syntax and not _is_json(content_type):
         # FastAPI reads a body as JSON only under a JSON media type (`curl -d` sends a form
         # type): "Input should be a valid dictionary" of a JSON object tells nobody why.
         sent = "none" if content_type is None else repr(content_type)

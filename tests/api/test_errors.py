@@ -303,10 +303,21 @@ def test_a_body_that_is_not_utf_8_is_400(shared_api: Api) -> None:
 
 
 def test_a_syntax_error_says_what_is_wrong(shared_api: Api) -> None:
+    """Where the parser stopped is a character offset in the sentence, not a `loc` step:
+    `["body", 8]` read as the ninth element of an array (and `["body", 0]`, "body.0", of a
+    member named twice, judged of the whole body)."""
     problem = _problem(
         _raw(shared_api, "/v1/executives", b'{"a": 1 "b": 2}'), 422, "invalid-request"
     )
-    assert problem["detail"] == "body.8: JSON decode error: Expecting ',' delimiter"
+    assert problem["detail"] == "body: JSON decode error at character 8: Expecting ',' delimiter"
+    assert problem["errors"] == [
+        {"loc": ["body"], "msg": "JSON decode error at character 8: Expecting ',' delimiter"}
+    ]
+    body = _twice(s.executive(s.unique("E")), "agency", "DOT")
+    problem = _problem(_raw(shared_api, "/v1/executives", body), 422, "invalid-request")
+    assert problem["errors"][0]["loc"] == ["body"], problem
+    assert problem["detail"].startswith("body: JSON decode error: "), problem
+    assert '"agency" appears more than once' in problem["detail"], problem
 
 
 def test_an_oversized_body_is_413(shared_api: Api) -> None:
