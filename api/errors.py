@@ -24,7 +24,7 @@ from fastapi.security.utils import get_authorization_scheme_param
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
-from api.strict_json import NotUtf8
+from api.strict_json import NotUtf8, UnsupportedEncoding
 from ledger.errors import (
     AlreadyExists,
     BundleDoesNotVerify,
@@ -277,7 +277,7 @@ _HTTP_SLUGS = {
 
 def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    if isinstance(exc, NotUtf8) or exc.status_code == 413:  # a body (api.main.BodyLimit),
+    if isinstance(exc, NotUtf8 | UnsupportedEncoding) or exc.status_code == 413:  # a body,
         refused = _caller_refused(request)  # met after the token check as any other body
         if refused is not None:
             return _api_problem(request, refused)

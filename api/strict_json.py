@@ -106,9 +106,39 @@ def loads_body(body: bytes) -> Any:
         raise json.JSONDecodeError(why, doc, 0) from None
 
 
+class UnsupportedEncoding(HTTPException):
+    """A body under a content coding (`Content-Encoding: gzip`): 415, after the token check
+    (`api.errors`), with `Accept-Encoding: identity` (RFC 9110 15.5.16). It was read as the
+    coded bytes and answered 400 "not UTF-8 text", which sent the client looking for a
+    character-set fault."""
+
+    def __init__(self, coding: str) -> None:
+        super().__init__(
+            415,
+            f"the request body is coded (Content-Encoding: {coding}); the ledger reads bodies "
+            "only as they are (identity): send the JSON uncompressed",
+            headers={"Accept-Encoding": "identity"},
+        )
+
+
+def _coding(request: Request) -> str | None:
+    """The body's content coding when it is not `identity` (None: the body is as sent)."""
+    codings = [
+        c.strip().lower()
+        for value in request.headers.getlist("Content-Encoding")
+        for c in value.split(",")
+        if c.strip()
+    ]
+    coded = [c for c in codings if c != "identity"]
+    return ", ".join(coded) if coded else None
+
+
 class _UniqueNamesRequest(Request):
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
+            coding = _coding(self)
+            if coding is not None:
+                raise UnsupportedEncoding(coding)
             self._json = loads_body(await self.body())
         return self._json
 

@@ -3,7 +3,9 @@ invalid bodies, the rule ID for rule violations, and never an append for a 4xx."
 
 from __future__ import annotations
 
+import gzip
 import json
+import zlib
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -771,3 +773,28 @@ def test_a_member_name_that_is_not_unicode_text_is_422_and_says_so(
     assert "unpaired surrogate" in problem["detail"], problem
     assert json.dumps(json.loads(f'"{name}"')) in problem["detail"], problem
     assert shared_api.ledger_size() == size
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "identity, gzip"])
+def test_a_coded_body_is_415_naming_the_coding(shared_api: Api, coding: str) -> None:
+    """A gzipped JSON body was read as its coded bytes: 400 "the request body is not UTF-8
+    text", a character-set fault it did not have. RFC 9110 15.5.16: 415, and
+    `Accept-Encoding` says which codings would do (docs/api.md, Errors). Nothing appended;
+    the token is checked first, as for any body."""
+    body = json.dumps(s.executive(s.unique("E"))).encode()
+    coded = gzip.compress(body) if "gzip" in coding else zlib.compress(body)
+    size = shared_api.ledger_size()
+    headers = {**shared_api.hr, "Content-Type": "application/json", "Content-Encoding": coding}
+    r = shared_api.client.post("/v1/executives", content=coded, headers=headers)
+    problem = _problem(r, 415, "unsupported-media-type")
+    assert f"Content-Encoding: {coding.split(', ')[-1]}" in problem["detail"], problem
+    assert r.headers["accept-encoding"] == "identity"
+    assert shared_api.ledger_size() == size
+    plain = {"Content-Type": "application/json", "Content-Encoding": coding}
+    _problem(
+        shared_api.client.post("/v1/executives", content=coded, headers=plain), 401, "unauthorized"
+    )
+    identity = {**headers, "Content-Encoding": "identity"}
+    assert (
+        shared_api.client.post("/v1/executives", content=body, headers=identity).status_code == 201
+    )
