@@ -11,7 +11,9 @@ executive's record (their registration, appraisals whose plan names them, boards
 cite). It checks the checkpoint's signature (C2SP signed-note / tlog-checkpoint) and each
 entry's RFC 9162 inclusion proof against the checkpoint root, each entry's position against
 its proven leaf index (``_check_proofs``) and the ledger's ``position_seal`` over them, given
-one (``_check_position_seal``; a position is not hashed), and, given a trusted
+one (``_check_position_seal``; a position is not hashed), else, given ``--positions`` (the
+ledger's inclusion proof of each entry's position, as ``ses-ledger bundle verify --url``
+fetches them), against those (``_check_ledger_positions``), and, given a trusted
 checkpoint, that both are the same tree or consistent ones (RFC 9162 2.1.4), and that each
 entry's ``recorded_at`` lies in its signing key's ``valid_from`` .. ``valid_until``
 (``_check_times``: a warning for entries recorded before 2026-12-01). It cannot prove that
@@ -23,7 +25,8 @@ Exit status: 0 verified, 1 problems found, 2 usage error, unreadable input, the 
 failing, or a check asked for that could not be made: the bundle cannot be tied to the trusted
 checkpoint (no consistency proof between them, a newer note signed by a key the bundle
 cannot list, or, without ``--keys``, a larger bundle tree signed by another key than the
-trusted note, as after a key rotation), ``NOT CHECKED:`` lines (no verdict on the bundle).
+trusted note, as after a key rotation), or ``--positions`` answers that are no inclusion
+proofs: ``NOT CHECKED:`` lines (no verdict on the bundle).
 """
 
 from __future__ import annotations
@@ -489,14 +492,20 @@ def _check_position_seal(
     head: Head,
     keys: Keys,
     report: Report,
+    ledger_positions: Any = None,
 ) -> None:
     """The ledger's signature over each entry's position and leaf index (``position_seal``:
     ``{key_id, positions: [[position, leaf_index], ...], signature}``, a field the contract
     lets a bundle add). The inclusion proofs bind each entry to its leaf index; the seal
     binds the leaf index to the position the ledger gave it, so an entry whose position was
     edited (its proof moved along under the new key of ``proofs``) fails; and it lists every
-    entry exported, so one removed from the bundle afterwards fails too."""
+    entry exported, so one removed from the bundle afterwards fails too. A bundle without
+    one has its positions checked against ``ledger_positions`` when given (the ledger's own
+    answers, ``_check_ledger_positions``), else a warning says they are unproven."""
     bad = report.problems.append
+    if seal is None and ledger_positions is not None:
+        _check_ledger_positions(entries, proved, ledger_positions, head, report)
+        return
     if seal is None:
         report.warnings.append(
             "the bundle has no position_seal (exported before the ledger signed positions): "
@@ -544,6 +553,62 @@ def _check_position_seal(
         )
     report.summary.append(
         f"positions: sealed by the ledger (key {seal['key_id']}) with each entry's leaf index"
+    )
+
+
+#: How an unusable ``--positions`` answer is reported (NOT CHECKED, not a problem).
+_POSITIONS_UNUSABLE = "the ledger's inclusion proofs of the positions are unusable"
+
+
+def _check_ledger_positions(
+    entries: list[dict[str, Any]],
+    proved: dict[int, int],
+    answers: Any,
+    head: Head,
+    report: Report,
+) -> None:
+    """A bundle without a ``position_seal``, its positions checked against the ledger's own
+    answers (``--positions``: ``{"proofs": {position: inclusion proof or null}}``, what
+    ``GET /v1/ledger/proofs/inclusion?position=P&tree_size=N`` answered for each entry's
+    position at the bundle's tree size; null where the ledger answered that it holds no event
+    of that tree there). The ledger proves which leaf lies at position P; the entry's leaf hash
+    must be that leaf (its proof verifies against the bundle's checkpoint root), so an entry
+    whose position was edited, its proof moved along, fails. Trusted as ``--keys`` is: it
+    comes from the ledger, not from the bundle."""
+    _, size, root = head
+    bad = report.problems.append
+    try:
+        for e in entries:
+            position = e.get("position")
+            if not _whole(position) or position not in proved:
+                continue  # its position or its inclusion proof is reported already
+            answer = answers[str(position)]
+            if answer is None:
+                bad(
+                    f"position {position}: the ledger holds no event at that position in the "
+                    f"tree of size {size}: the entry's position was changed"
+                )
+                continue
+            index, hashes = answer["leaf_index"], [_b64(h) for h in answer["hashes"]]
+            leaf = hashlib.sha256(b"\x00" + bytes.fromhex(e["hash"])).digest()
+            if (
+                answer["tree_size"] != size
+                or index != proved[position]
+                or not verify_inclusion(index, size, leaf, hashes, root)
+            ):
+                bad(
+                    f"position {position}: the ledger proves another entry at that position "
+                    f"(leaf {index}, not this entry's leaf {proved[position]}): the entry's "
+                    "position was changed"
+                )
+    except _MALFORMED as exc:
+        report.unchecked.append(
+            f"{_POSITIONS_UNUSABLE} ({type(exc).__name__}: {exc}): the positions were not checked"
+        )
+        return
+    report.summary.append(
+        "positions: each proven by the ledger (its inclusion proof of the entry's position "
+        f"at tree size {size}), the bundle holding no seal of them"
     )
 
 
@@ -812,6 +877,7 @@ def verify_bundle(
     trusted_checkpoint: str | None = None,
     trusted_keys: Any = None,
     repeated_names: list[str] | None = None,
+    ledger_positions: Any = None,
 ) -> Report:
     """Verify a parsed evidence bundle, optionally against a trusted checkpoint note.
 
@@ -819,6 +885,9 @@ def verify_bundle(
     trusted checkpoint, signed with the key current when it was issued, which an older bundle
     does not hold, and every bundle key must be listed there under its id.
     ``repeated_names``: member names the bundle's text held twice in an object (``read_json``).
+    ``ledger_positions`` (the ``proofs`` of ``--positions``): the ledger's inclusion proof of
+    each entry's position, which proves the positions of a bundle without a ``position_seal``
+    (``_check_ledger_positions``).
     """
     report = Report()
     bad = report.problems.append
@@ -854,7 +923,15 @@ def verify_bundle(
     else:
         report.summary.append(f"checkpoint: {head[0]}, tree size {head[1]}, root {head[2].hex()}")
         proved = _check_proofs(entries, bundle.get("proofs"), head, bad)
-        _check_position_seal(entries, proved, bundle.get("position_seal"), head, keys, report)
+        _check_position_seal(
+            entries,
+            proved,
+            bundle.get("position_seal"),
+            head,
+            keys,
+            report,
+            ledger_positions,
+        )
         if trusted_checkpoint is None:
             report.summary.append(
                 "no trusted checkpoint given: compare the checkpoint above or "
@@ -917,7 +994,8 @@ def main(argv: list[str] | None = None) -> int:
         "not checked: a usage error, unreadable input, the verifier failing, or a check asked "
         "for that could not be made (NOT CHECKED: the bundle cannot be tied to the trusted "
         "--checkpoint, e.g. no consistency proof between them, or, without --keys, a bundle "
-        "checkpoint signed by another key than the trusted one, as after a key rotation).",
+        "checkpoint signed by another key than the trusted one, as after a key rotation; or "
+        "--positions answers that are no inclusion proofs).",
     )
     parser.add_argument("bundle", help="the evidence bundle JSON file")
     parser.add_argument("--checkpoint", metavar="FILE", help="a trusted checkpoint note")
@@ -926,6 +1004,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FILE",
         help="the ledger's key list (GET /v1/ledger/keys), trusted: it checks the trusted "
         "checkpoint, and every bundle key must be in it",
+    )
+    parser.add_argument(
+        "--positions",
+        metavar="FILE",
+        help="the ledger's inclusion proof of each entry's position at the bundle's tree "
+        'size ({"proofs": {"<position>": proof or null}}, from GET /v1/ledger/proofs/'
+        "inclusion; null: no event there), trusted: it proves the positions of a bundle "
+        "without a position_seal",
     )
     try:
         args = parser.parse_args(argv)
@@ -946,6 +1032,13 @@ def main(argv: list[str] | None = None) -> int:
             if not isinstance(listed, dict) or not isinstance(listed.get("keys"), list):
                 raise ValueError(f'{args.keys} is not a key list ({{"keys": [...]}})')
             trusted_keys = listed["keys"]
+        ledger_positions = None
+        if args.positions is not None:
+            with open(args.positions, encoding=TEXT) as f:
+                answers = read_json(f.read())[0]
+            if not isinstance(answers, dict) or not isinstance(answers.get("proofs"), dict):
+                raise ValueError(f'{args.positions} is not a set of proofs ({{"proofs": {{...}}}})')
+            ledger_positions = answers["proofs"]
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return 0 if exc.code == 0 else 2
     except (OSError, ValueError, MemoryError) as exc:
@@ -956,7 +1049,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     try:
-        report = verify_bundle(bundle, trusted, trusted_keys, repeated)
+        report = verify_bundle(bundle, trusted, trusted_keys, repeated, ledger_positions)
     except Exception as exc:  # noqa: BLE001 - the verifier's failure is no finding (exit 1)
         print(
             "the verifier failed, so the bundle was NOT checked (this is no verdict on it): "
@@ -976,9 +1069,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"NOT VERIFIED: {len(report.problems)} problem(s)")
         return 1
     if report.unchecked:  # nothing against the bundle, but what was asked was not shown
+        untied = any(not u.startswith(_POSITIONS_UNUSABLE) for u in report.unchecked)
         print(
             f"NOT VERIFIED: {len(report.unchecked)} check(s) could not be made (no problem "
-            "found in the bundle): it is not tied to the trusted checkpoint"
+            "found in the bundle): "
+            + (
+                "it is not tied to the trusted checkpoint"
+                if untied
+                else "its positions are not proven"
+            )
         )
         return 2
     print("BUNDLE VERIFIED")

@@ -105,7 +105,7 @@ def http_fetch(timeout: float = 10.0) -> Fetch:
 
 
 class LogClient:
-    """The three public endpoints a witness (or a bundle verifier) needs."""
+    """The public endpoints a witness (or a bundle verifier) needs."""
 
     def __init__(self, base_url: str, fetch: Fetch | None = None) -> None:
         self.base_url = base_url.rstrip("/")
@@ -179,6 +179,38 @@ class LogClient:
             return [base64.b64decode(h, validate=True) for h in body.get("hashes") or []]
         except (binascii.Error, TypeError, ValueError):
             raise Inconsistent("the consistency proof is not base64") from None
+
+    def inclusion(self, position: int, tree_size: int) -> dict[str, Any] | None:
+        """The ledger's inclusion proof of the event at `position` in the tree of `tree_size`
+        (`GET /v1/ledger/proofs/inclusion`): `{leaf_index, tree_size, hashes}`, its hashes
+        still base64. None when the ledger answers 404: it holds no event of that tree at that
+        position. Inconsistent for any other answer that is not such a proof."""
+        path = "/v1/ledger/proofs/inclusion"
+        status, body = self._get(path, position=position, tree_size=tree_size)
+        if status == 404:
+            return None
+        if status != 200:
+            raise Inconsistent(f"{path} answered {status}: {body[:200]}")
+        try:
+            value = json.loads(body)
+        except (ValueError, RecursionError):
+            raise Inconsistent(f"{path} did not answer JSON") from None
+        index = value.get("leaf_index") if isinstance(value, dict) else None
+        hashes = value.get("hashes") if isinstance(value, dict) else None
+        if (
+            not isinstance(value, dict)
+            or not isinstance(index, int)
+            or isinstance(index, bool)
+            or value.get("tree_size") != tree_size
+            or not isinstance(hashes, list)
+        ):
+            raise Inconsistent(f"{path} did not answer an inclusion proof at tree size {tree_size}")
+        try:
+            for h in hashes:
+                base64.b64decode(h, validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            raise Inconsistent("the inclusion proof is not base64") from None
+        return {"leaf_index": index, "tree_size": tree_size, "hashes": hashes}
 
 
 @dataclass(frozen=True)

@@ -452,6 +452,7 @@ def cmd_bundle_verify(args: argparse.Namespace) -> int:
         argv = [args.file] + (["--checkpoint", args.checkpoint] if args.checkpoint else [])
         return offline_verify.main(argv)
     keys: list[dict[str, Any]] | None = None
+    positions: dict[str, Any] | None = None
     try:
         bundle, repeated = offline_verify.read_json(
             Path(args.file).read_text(encoding=offline_verify.TEXT)
@@ -469,6 +470,9 @@ def cmd_bundle_verify(args: argparse.Namespace) -> int:
         if args.url is not None:
             trusted = _attach_consistency(bundle, args.url, trusted)
             keys = _ledger_keys(args.url)
+            if isinstance(bundle, dict) and bundle.get("position_seal") is None:
+                if trusted is None or not trusted.startswith("PROBLEM: "):
+                    positions = _ledger_positions(bundle, args.url)
     except (OSError, ValueError, KeyError, TypeError, MemoryError) as exc:
         why = offline_verify.printable(str(exc) or type(exc).__name__)
         print(f"cannot read input, so the bundle was NOT checked: {why}", file=sys.stderr)
@@ -492,6 +496,10 @@ def cmd_bundle_verify(args: argparse.Namespace) -> int:
             keys_path = Path(tmp) / "keys.json"
             keys_path.write_text(json.dumps({"keys": keys}), encoding="utf-8")
             argv += ["--keys", str(keys_path)]
+        if positions is not None:
+            positions_path = Path(tmp) / "positions.json"
+            positions_path.write_text(json.dumps({"proofs": positions}), encoding="utf-8")
+            argv += ["--positions", str(positions_path)]
         return offline_verify.main(argv)
 
 
@@ -504,6 +512,53 @@ def _ledger_keys(url: str) -> list[dict[str, Any]]:
         return LogClient(url).key_list()
     except (Inconsistent, WitnessUnavailable) as exc:
         raise _NotChecked(f"cannot obtain the ledger's keys from {url}: {exc}") from None
+
+
+def _ledger_positions(bundle: dict[str, Any], url: str) -> dict[str, Any] | None:
+    """The ledger's inclusion proof of each entry's position at the bundle's tree size
+    (`GET /v1/ledger/proofs/inclusion`, one request per entry), for a bundle without a
+    `position_seal`: a position is not hashed, and the ledger, reached at `url`, proves which
+    leaf lies there (`offline_verify --positions`). {position: proof, or None where the
+    ledger holds no event of that tree there}; None when the bundle's checkpoint cannot be
+    read (the verifier reports it). Raises _NotChecked when the ledger cannot answer.
+
+    A sealed bundle asks nothing more: its seal is the ledger's signature over the same
+    [position, leaf index] pairs, by a key that --url already holds to the ledger's key list,
+    so a request per entry would prove again what one signature proves."""
+    from api.schemas.common import MAX_POSITION
+    from ledger.checkpoint import CheckpointError, parse_note
+    from ledger.witness import Inconsistent, LogClient, WitnessUnavailable
+
+    try:
+        size = parse_note(str(bundle.get("checkpoint")))[0].size
+    except (CheckpointError, AttributeError):
+        return None
+    entries = bundle.get("entries")
+    wanted = sorted(
+        {
+            e["position"]
+            for e in (entries if isinstance(entries, list) else [])
+            if isinstance(e, dict)
+            and isinstance(e.get("position"), int)
+            and not isinstance(e.get("position"), bool)
+            and e["position"] >= 0
+        }
+    )
+    client = LogClient(url)
+    answers: dict[str, Any] = {}
+    for position in wanted:
+        if position > MAX_POSITION:  # beyond any position the ledger gives
+            answers[str(position)] = None
+            continue
+        try:
+            answers[str(position)] = client.inclusion(position, size)
+        except (Inconsistent, WitnessUnavailable) as exc:
+            raise _NotChecked(
+                f"cannot obtain the ledger's inclusion proof of position {position} at tree "
+                f"size {size}, which proves the position of an entry of a bundle without a "
+                f"position_seal: {exc}"
+            ) from None
+    return answers
 
 
 def _is_state_file(path: str) -> bool:
@@ -736,6 +791,9 @@ def register(sub: Any) -> None:
         "the trusted one (or the server's latest) is fetched from the ledger first, and the "
         "bundle's keys are checked against the keys the ledger lists: an old bundle then "
         "detects a rewrite or truncation of the history it was exported from. A bundle "
+        "without a position_seal has each entry's position checked with --url against the "
+        "ledger's inclusion proof of that position (one request per entry): another leaf "
+        "there, or none, is a problem (1); a ledger that cannot answer, 2. A bundle "
         "proves that its entries are the ledger's, not that it holds all of the executive's "
         "events: one left out by the exporter (a whole appraisal, or the last events of a "
         "stream) goes undetected; one removed from the bundle after export fails against its "

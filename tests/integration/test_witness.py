@@ -88,7 +88,8 @@ def real_api(config: LedgerConfig) -> Iterator[str]:
 
 @contextmanager
 def minimal_server(config: LedgerConfig) -> Iterator[str]:
-    """The three endpoints a witness reads, straight from MerkleLog (no api/ needed)."""
+    """The public endpoints a witness and `bundle verify --url` read, straight from MerkleLog
+    (no api/ needed)."""
     ledger = LedgerApp(config)
     log = MerkleLog(ledger.recorder)
 
@@ -117,6 +118,12 @@ def minimal_server(config: LedgerConfig) -> Iterator[str]:
             elif url.path == "/v1/ledger/proofs/consistency":
                 try:
                     self._send(200, json.dumps(log.consistency(query["first"], query["second"])))
+                except ProofUnavailable as exc:
+                    self._send(404, json.dumps({"detail": str(exc)}))
+            elif url.path == "/v1/ledger/proofs/inclusion":
+                try:
+                    size = query["tree_size"]
+                    self._send(200, json.dumps(log.inclusion(query["position"], size)))
                 except ProofUnavailable as exc:
                     self._send(404, json.dumps({"detail": str(exc)}))
             else:
@@ -874,3 +881,136 @@ def test_a_bundle_signed_after_a_key_rotation_extends_a_checkpoint_saved_before_
     assert offline_verify.main(argv) == 0
     out = capsys.readouterr().out
     assert "trusted checkpoint: consistent" in out and "BUNDLE VERIFIED" in out
+
+
+# --- a bundle without a position_seal: its positions proven by the ledger at --url ---------------
+
+
+def _unsealed(config: LedgerConfig, tmp_path: Path, shift: int = 0) -> Path:
+    """E00001's bundle with its `position_seal` deleted, its checkpoint covering two later
+    registrations; `shift`: its last entry's position moved up by that much, its proof moved
+    along (an unhashed edit the leaf-index rules of `_check_proofs` let through)."""
+    history(config)
+    grow(config, 2)
+    app = LedgerApp(config)
+    app.merkle_log.issue_checkpoint(app.signer, config.origin)
+    bundle = build_bundle(app, EXECUTIVE)
+    bundle["position_seal"] = None
+    last = bundle["entries"][-1]
+    bundle["proofs"][str(last["position"] + shift)] = bundle["proofs"].pop(str(last["position"]))
+    last["position"] += shift
+    out = tmp_path / ("unsealed.json" if not shift else f"moved-{shift}.json")
+    write_bundle(bundle, str(out))
+    return out
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch, seen: list[str], fail: str | None = None) -> None:
+    """Every path `bundle verify` asks the ledger for, in `seen`; `fail`: a path answered 503."""
+    import ledger.witness
+
+    real = ledger.witness.http_fetch
+
+    def counted(timeout: float = 10.0) -> Fetch:
+        fetch = real(timeout)
+
+        def once(url: str) -> tuple[int, str]:
+            path = urllib.parse.urlsplit(url).path
+            seen.append(path)
+            return (503, "down") if path == fail else fetch(url)
+
+        return once
+
+    monkeypatch.setattr(ledger.witness, "http_fetch", counted)
+
+
+@pytest.mark.parametrize(
+    ("shift", "said"),
+    [
+        (1, "the ledger proves another entry at that position"),
+        (10_000, "the ledger holds no event at that position"),
+    ],
+    ids=["onto-another-entry", "past-every-entry"],
+)
+def test_url_proves_the_positions_of_a_bundle_without_a_position_seal(
+    sqlite_config: LedgerConfig,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    shift: int,
+    said: str,
+) -> None:
+    """api-contract.md `GET /v1/ledger/proofs/inclusion?position=&tree_size=`: a position is
+    not hashed, and a bundle whose `position_seal` was deleted verified an edited position
+    with only a warning, `--url` too (exit 0). With `--url` the ledger is asked which leaf
+    lies at each entry's position in the bundle's tree: another entry's leaf, or none, is a
+    PROBLEM (exit 1)."""
+    point_cli_at(monkeypatch, sqlite_config)
+    moved = _unsealed(sqlite_config, tmp_path, shift)
+    assert ses(["bundle", "verify", str(moved)]) == 0  # alone: only the warning tells
+    assert "WARNING: the bundle has no position_seal" in capsys.readouterr().out
+    with serve(sqlite_config) as url:
+        assert ses(["bundle", "verify", str(moved), "--url", url]) == 1
+    out = capsys.readouterr().out
+    assert said in out and "the entry's position was changed" in out
+    assert "NOT VERIFIED: 1 problem(s)" in out
+
+
+def test_url_proves_a_genuine_unsealed_bundles_positions_and_asks_nothing_of_a_sealed_one(
+    sqlite_config: LedgerConfig,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A genuine bundle without a seal verifies with `--url`, its positions proven by the
+    ledger (one inclusion proof per entry), with no warning that they are unproven; a sealed
+    one asks for none: its seal, by a key `--url` holds to the ledger's key list, proves the
+    same pairs."""
+    point_cli_at(monkeypatch, sqlite_config)
+    unsealed = _unsealed(sqlite_config, tmp_path)
+    entries = len(json.loads(unsealed.read_text())["entries"])
+    sealed = tmp_path / "sealed.json"
+    write_bundle(build_bundle(LedgerApp(sqlite_config), EXECUTIVE), str(sealed))
+    seen: list[str] = []
+    _counting(monkeypatch, seen)
+    with serve(sqlite_config) as url:
+        assert ses(["bundle", "verify", str(unsealed), "--url", url]) == 0
+        out = capsys.readouterr().out
+        assert seen.count("/v1/ledger/proofs/inclusion") == entries
+        seen.clear()
+        assert ses(["bundle", "verify", str(sealed), "--url", url]) == 0
+        assert "positions: sealed by the ledger" in capsys.readouterr().out
+        assert "/v1/ledger/proofs/inclusion" not in seen
+    assert "BUNDLE VERIFIED" in out and "WARNING: the bundle has no position_seal" not in out
+    assert "positions: each proven by the ledger" in out
+
+
+def test_a_ledger_that_cannot_prove_an_unsealed_bundles_positions_is_not_checked(
+    sqlite_config: LedgerConfig,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`ses-ledger bundle verify --help`: 2 when a check could not be made. The ledger
+    answering its inclusion proofs with 503 is no evidence against the bundle."""
+    point_cli_at(monkeypatch, sqlite_config)
+    unsealed = _unsealed(sqlite_config, tmp_path)
+    _counting(monkeypatch, [], fail="/v1/ledger/proofs/inclusion")
+    with serve(sqlite_config) as url:
+        assert ses(["bundle", "verify", str(unsealed), "--url", url]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == "" and printed.err.startswith("the bundle could NOT be checked")
+    assert "inclusion proof of position" in printed.err and "503" in printed.err
+
+
+def test_unusable_position_proofs_from_the_ledger_are_not_checked_not_a_problem(
+    sqlite_config: LedgerConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`offline_verify --positions` with an answer that is no proof: NOT CHECKED (exit 2)."""
+    unsealed = _unsealed(sqlite_config, tmp_path)
+    first = json.loads(unsealed.read_text())["entries"][0]["position"]
+    answers = tmp_path / "positions.json"
+    answers.write_text(json.dumps({"proofs": {str(first): {"leaf_index": 0}}}))
+    assert offline_verify.main([str(unsealed), "--positions", str(answers)]) == 2
+    out = capsys.readouterr().out
+    assert "NOT CHECKED: the ledger's inclusion proofs of the positions are unusable" in out
+    assert out.rstrip().endswith("its positions are not proven")
