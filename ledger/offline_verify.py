@@ -986,6 +986,16 @@ def printable(text: str) -> str:
     return _UNPRINTABLE.sub(escape, text)
 
 
+def _read_member(path: str, member: str, kind: type, shape: str, what: str) -> Any:
+    """`member` of the JSON object in the file at `path` (ValueError naming the file and the
+    shape expected when it is not one)."""
+    with open(path, encoding=TEXT) as f:
+        found = read_json(f.read())[0]
+    if not isinstance(found, dict) or not isinstance(found.get(member), kind):
+        raise ValueError(f"{path} is not {what} ({shape})")
+    return found[member]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line; exit 0 when the bundle verifies, 1 on problems, 2 when not checked."""
     parser = argparse.ArgumentParser(
@@ -1027,18 +1037,12 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"{args.checkpoint} is not a checkpoint note: {exc}") from None
         trusted_keys = None
         if args.keys is not None:
-            with open(args.keys, encoding=TEXT) as f:
-                listed = read_json(f.read())[0]
-            if not isinstance(listed, dict) or not isinstance(listed.get("keys"), list):
-                raise ValueError(f'{args.keys} is not a key list ({{"keys": [...]}})')
-            trusted_keys = listed["keys"]
+            trusted_keys = _read_member(args.keys, "keys", list, '{"keys": [...]}', "a key list")
         ledger_positions = None
         if args.positions is not None:
-            with open(args.positions, encoding=TEXT) as f:
-                answers = read_json(f.read())[0]
-            if not isinstance(answers, dict) or not isinstance(answers.get("proofs"), dict):
-                raise ValueError(f'{args.positions} is not a set of proofs ({{"proofs": {{...}}}})')
-            ledger_positions = answers["proofs"]
+            ledger_positions = _read_member(
+                args.positions, "proofs", dict, '{"proofs": {...}}', "a set of proofs"
+            )
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return 0 if exc.code == 0 else 2
     except (OSError, ValueError, MemoryError) as exc:
