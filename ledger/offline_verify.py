@@ -443,7 +443,7 @@ def _check_proofs(
         try:
             p = proofs[str(e["position"])]
             index, hashes = p["leaf_index"], [_b64(h) for h in p["hashes"]]
-            leaf = hashlib.sha256(b"\x00" + bytes.fromhex(e["hash"])).digest()
+            leaf = _leaf(e)
             if p["tree_size"] != size:
                 bad(f"{at}: inclusion proof is for tree size {p['tree_size']}, not {size}")
             elif not verify_inclusion(index, size, leaf, hashes, root):
@@ -470,6 +470,11 @@ def _check_proofs(
     return proved
 
 
+def _leaf(entry: dict[str, Any]) -> bytes:
+    """The entry's RFC 9162 leaf hash: SHA-256 of 0x00 and its hash bytes."""
+    return hashlib.sha256(b"\x00" + bytes.fromhex(entry["hash"])).digest()
+
+
 def position_seal_message(head: Head, pairs: list[list[int]]) -> bytes:
     """The bytes a bundle's ``position_seal`` signs: ``POSITION_SEAL``, a line feed, and the
     JCS of the checkpoint's origin, tree size and root with the [position, leaf index] pairs.
@@ -492,20 +497,16 @@ def _check_position_seal(
     head: Head,
     keys: Keys,
     report: Report,
-    ledger_positions: Any = None,
 ) -> None:
     """The ledger's signature over each entry's position and leaf index (``position_seal``:
     ``{key_id, positions: [[position, leaf_index], ...], signature}``, a field the contract
     lets a bundle add). The inclusion proofs bind each entry to its leaf index; the seal
     binds the leaf index to the position the ledger gave it, so an entry whose position was
     edited (its proof moved along under the new key of ``proofs``) fails; and it lists every
-    entry exported, so one removed from the bundle afterwards fails too. A bundle without
-    one has its positions checked against ``ledger_positions`` when given (the ledger's own
-    answers, ``_check_ledger_positions``), else a warning says they are unproven."""
+    entry exported, so one removed from the bundle afterwards fails too. Without one (and
+    without the ledger's answers, ``_check_ledger_positions``) a warning says the positions
+    are unproven."""
     bad = report.problems.append
-    if seal is None and ledger_positions is not None:
-        _check_ledger_positions(entries, proved, ledger_positions, head, report)
-        return
     if seal is None:
         report.warnings.append(
             "the bundle has no position_seal (exported before the ledger signed positions): "
@@ -590,7 +591,7 @@ def _check_ledger_positions(
                 )
                 continue
             index, hashes = answer["leaf_index"], [_b64(h) for h in answer["hashes"]]
-            leaf = hashlib.sha256(b"\x00" + bytes.fromhex(e["hash"])).digest()
+            leaf = _leaf(e)
             if (
                 answer["tree_size"] != size
                 or index != proved[position]
@@ -923,15 +924,11 @@ def verify_bundle(
     else:
         report.summary.append(f"checkpoint: {head[0]}, tree size {head[1]}, root {head[2].hex()}")
         proved = _check_proofs(entries, bundle.get("proofs"), head, bad)
-        _check_position_seal(
-            entries,
-            proved,
-            bundle.get("position_seal"),
-            head,
-            keys,
-            report,
-            ledger_positions,
-        )
+        seal = bundle.get("position_seal")
+        if seal is None and ledger_positions is not None:
+            _check_ledger_positions(entries, proved, ledger_positions, head, report)
+        else:
+            _check_position_seal(entries, proved, seal, head, keys, report)
         if trusted_checkpoint is None:
             report.summary.append(
                 "no trusted checkpoint given: compare the checkpoint above or "
