@@ -124,7 +124,11 @@ class LogClient:
         return status, body
 
     def _json(self, path: str, **query: int) -> dict[str, Any]:
-        status, body = self._get(path, **query)
+        return self._object(path, *self._get(path, **query))
+
+    @staticmethod
+    def _object(path: str, status: int, body: str) -> dict[str, Any]:
+        """The JSON object a 200 answer of `path` holds; Inconsistent for anything else."""
         if status != 200:
             raise Inconsistent(f"{path} answered {status}: {body[:200]}")
         try:
@@ -175,10 +179,7 @@ class LogClient:
         body = self._json("/v1/ledger/proofs/consistency", first=first, second=second)
         if body.get("first") != first or body.get("second") != second:
             raise Inconsistent(f"asked for a proof {first} -> {second}, got another one")
-        try:
-            return [base64.b64decode(h, validate=True) for h in body.get("hashes") or []]
-        except (binascii.Error, TypeError, ValueError):
-            raise Inconsistent("the consistency proof is not base64") from None
+        return _proof_hashes(body.get("hashes") or [], "consistency")
 
     def inclusion(self, position: int, tree_size: int) -> dict[str, Any] | None:
         """The ledger's inclusion proof of the event at `position` in the tree of `tree_size`
@@ -189,28 +190,25 @@ class LogClient:
         status, body = self._get(path, position=position, tree_size=tree_size)
         if status == 404:
             return None
-        if status != 200:
-            raise Inconsistent(f"{path} answered {status}: {body[:200]}")
-        try:
-            value = json.loads(body)
-        except (ValueError, RecursionError):
-            raise Inconsistent(f"{path} did not answer JSON") from None
-        index = value.get("leaf_index") if isinstance(value, dict) else None
-        hashes = value.get("hashes") if isinstance(value, dict) else None
+        value = self._object(path, status, body)
+        index, hashes = value.get("leaf_index"), value.get("hashes")
         if (
-            not isinstance(value, dict)
-            or not isinstance(index, int)
+            not isinstance(index, int)
             or isinstance(index, bool)
             or value.get("tree_size") != tree_size
             or not isinstance(hashes, list)
         ):
             raise Inconsistent(f"{path} did not answer an inclusion proof at tree size {tree_size}")
-        try:
-            for h in hashes:
-                base64.b64decode(h, validate=True)
-        except (binascii.Error, TypeError, ValueError):
-            raise Inconsistent("the inclusion proof is not base64") from None
+        _proof_hashes(hashes, "inclusion")
         return {"leaf_index": index, "tree_size": tree_size, "hashes": hashes}
+
+
+def _proof_hashes(hashes: list[Any], kind: str) -> list[bytes]:
+    """A proof's base64 hashes decoded; Inconsistent when one is not base64."""
+    try:
+        return [base64.b64decode(h, validate=True) for h in hashes]
+    except (binascii.Error, TypeError, ValueError):
+        raise Inconsistent(f"the {kind} proof is not base64") from None
 
 
 @dataclass(frozen=True)
