@@ -100,7 +100,6 @@ class LedgerConfig:
                 "POSTGRES_MAX_OVERFLOW": "8",
                 "POSTGRES_CONN_MAX_AGE": "600",
                 "POSTGRES_PRE_PING": "y",
-                "POSTGRES_CONNECT_TIMEOUT": str(max(1, math.ceil(self.store_wait_seconds))),
                 STORE_WAIT_KEY: repr(float(self.store_wait_seconds)),
                 "POSTGRES_LOCK_TIMEOUT": "10",
                 "ORIGINATOR_ID_TYPE": "text",
