@@ -45,6 +45,8 @@ from ledger.files import write_output
 from ledger.merkle import EMPTY_ROOT, ProofError, verify_consistency
 
 STATE_FORMAT = "ses-ledger-witness/v1"
+#: The problem type of the ledger's 404 (api-contract.md: `urn:ses-ledger:problem:<slug>`).
+NOT_FOUND = "urn:ses-ledger:problem:not-found"
 
 #: `fetch(url) -> (HTTP status, body text)`; raises OSError when the server cannot be reached.
 Fetch = Callable[[str], tuple[int, str]]
@@ -184,12 +186,16 @@ class LogClient:
     def inclusion(self, position: int, tree_size: int) -> dict[str, Any] | None:
         """The ledger's inclusion proof of the event at `position` in the tree of `tree_size`
         (`GET /v1/ledger/proofs/inclusion`): `{leaf_index, tree_size, hashes}`, its hashes
-        still base64. None when the ledger answers 404: it holds no event of that tree at that
-        position. Inconsistent for any other answer that is not such a proof."""
+        still base64. None when the ledger answers its own 404 (a problem of type
+        `NOT_FOUND`): it holds no event of that tree at that position. Inconsistent for any
+        other answer that is not such a proof, a 404 from something else on the way (a proxy,
+        a wrong base URL) included: that is no evidence of what the ledger holds."""
         path = "/v1/ledger/proofs/inclusion"
         status, body = self._get(path, position=position, tree_size=tree_size)
         if status == 404:
-            return None
+            if _problem_type(body) == NOT_FOUND:
+                return None
+            raise Inconsistent(f"{path} answered 404 but not the ledger's not-found problem")
         value = self._object(path, status, body)
         index, hashes = value.get("leaf_index"), value.get("hashes")
         if (
@@ -201,6 +207,15 @@ class LogClient:
             raise Inconsistent(f"{path} did not answer an inclusion proof at tree size {tree_size}")
         _proof_hashes(hashes, "inclusion")
         return {"leaf_index": index, "tree_size": tree_size, "hashes": hashes}
+
+
+def _problem_type(body: str) -> Any:
+    """The `type` of a problem+json body (None when the body is not one)."""
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return value.get("type") if isinstance(value, dict) else None
 
 
 def _proof_hashes(hashes: list[Any], kind: str) -> list[bytes]:

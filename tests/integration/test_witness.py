@@ -32,7 +32,7 @@ from ledger.keys import KeyRing
 from ledger.log import MerkleLog, ProofUnavailable
 from ledger.merkle import EMPTY_ROOT
 from ledger.offline_verify import position_seal_message
-from ledger.witness import Fetch, WitnessUnavailable, http_fetch, witness
+from ledger.witness import NOT_FOUND, Fetch, WitnessUnavailable, http_fetch, witness
 from ses_ledger import cli
 from tests.integration.test_tamper_suite import (
     EXECUTIVE,
@@ -105,6 +105,11 @@ def minimal_server(config: LedgerConfig) -> Iterator[str]:
             self.end_headers()
             self.wfile.write(data)
 
+        def _not_found(self, detail: str) -> None:
+            """The ledger's 404 (api-contract.md: problem+json, `urn:ses-ledger:problem:`)."""
+            problem = {"type": NOT_FOUND, "title": "Not found", "status": 404, "detail": detail}
+            self._send(404, json.dumps(problem), "application/problem+json")
+
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             url = urllib.parse.urlsplit(self.path)
             query = {k: int(v[0]) for k, v in urllib.parse.parse_qs(url.query).items()}
@@ -119,13 +124,13 @@ def minimal_server(config: LedgerConfig) -> Iterator[str]:
                 try:
                     self._send(200, json.dumps(log.consistency(query["first"], query["second"])))
                 except ProofUnavailable as exc:
-                    self._send(404, json.dumps({"detail": str(exc)}))
+                    self._not_found(str(exc))
             elif url.path == "/v1/ledger/proofs/inclusion":
                 try:
                     size = query["tree_size"]
                     self._send(200, json.dumps(log.inclusion(query["position"], size)))
                 except ProofUnavailable as exc:
-                    self._send(404, json.dumps({"detail": str(exc)}))
+                    self._not_found(str(exc))
             else:
                 self._send(404, "{}")
 
@@ -904,8 +909,14 @@ def _unsealed(config: LedgerConfig, tmp_path: Path, shift: int = 0) -> Path:
     return out
 
 
-def _counting(monkeypatch: pytest.MonkeyPatch, seen: list[str], fail: str | None = None) -> None:
-    """Every path `bundle verify` asks the ledger for, in `seen`; `fail`: a path answered 503."""
+def _counting(
+    monkeypatch: pytest.MonkeyPatch,
+    seen: list[str],
+    fail: str | None = None,
+    answer: tuple[int, str] = (503, "down"),
+) -> None:
+    """Every path `bundle verify` asks the ledger for, in `seen`; `fail`: a path answered
+    with `answer` instead of the ledger's."""
     import ledger.witness
 
     real = ledger.witness.http_fetch
@@ -916,7 +927,7 @@ def _counting(monkeypatch: pytest.MonkeyPatch, seen: list[str], fail: str | None
         def once(url: str) -> tuple[int, str]:
             path = urllib.parse.urlsplit(url).path
             seen.append(path)
-            return (503, "down") if path == fail else fetch(url)
+            return answer if path == fail else fetch(url)
 
         return once
 
@@ -1000,6 +1011,29 @@ def test_a_ledger_that_cannot_prove_an_unsealed_bundles_positions_is_not_checked
     printed = capsys.readouterr()
     assert printed.out == "" and printed.err.startswith("the bundle could NOT be checked")
     assert "inclusion proof of position" in printed.err and "503" in printed.err
+
+
+def test_a_404_that_is_not_the_ledgers_not_found_is_not_checked_not_a_problem(
+    sqlite_config: LedgerConfig,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """api-contract.md: the ledger's errors are problem+json of type
+    `urn:ses-ledger:problem:<slug>`. A 404 page from something between the verifier and the
+    ledger (a proxy, a base URL with a wrong prefix) says nothing of what the ledger holds:
+    it was read as "no event at that position" and a genuine bundle was NOT VERIFIED, its
+    positions said to be changed (exit 1). It is now NOT CHECKED (exit 2)."""
+    point_cli_at(monkeypatch, sqlite_config)
+    unsealed = _unsealed(sqlite_config, tmp_path)
+    page = "<html><body><h1>404 Not Found</h1>nginx</body></html>"
+    _counting(monkeypatch, [], fail="/v1/ledger/proofs/inclusion", answer=(404, page))
+    with serve(sqlite_config) as url:
+        assert ses(["bundle", "verify", str(unsealed), "--url", url]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == "" and printed.err.startswith("the bundle could NOT be checked")
+    assert "answered 404 but not the ledger's not-found problem" in printed.err
+    assert "position was changed" not in printed.err
 
 
 def test_unusable_position_proofs_from_the_ledger_are_not_checked_not_a_problem(
