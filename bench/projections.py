@@ -5,8 +5,10 @@ Baseline: every notification read page by page with the recorder's `select_notif
 of every projection from position 0 on the same store (read, decode, apply, write rows and
 tracking positions), as `ses-ledger projections rebuild` runs it: groups of projections in
 parallel processes, one per core (`--jobs 1`: one process). Prints both times and the ratio
-(target: rebuild <= 2x read), and, for transparency, the time of the rebuild's own leaner
-read of the same rows (plain tuples, no `Notification` objects) and the ratio to that. Each
+(target: rebuild <= 2x read), and, for transparency, the bare read again with the cyclic
+garbage collector paused (the rebuild pauses it for itself; the baseline's `Notification`
+objects set it off about 30 times), and the time of the rebuild's own leaner read of the
+same rows (plain tuples, no `Notification` objects), with the ratios to those. Each
 timed section also prints the CPU it used (user + system, this process and the rebuild's
 spawned processes): with `c` cores a rebuild cannot take less than its CPU / c, which
 shows how far the code is from the target whatever the machine's speed that day.
@@ -188,6 +190,20 @@ def bare_read(app: LedgerApp, page: int) -> int:
         start = notifications[-1].id + 1
 
 
+def bare_read_collector_paused(app: LedgerApp, page: int) -> int:
+    """`bare_read` with the cyclic garbage collector paused, as the rebuild pauses it for
+    itself (`projections/runner.py`, `_no_cyclic_gc`). For transparency only: the target's
+    baseline is the library's read as a caller gets it, collector on; each page's 10,000
+    `Notification` objects trigger collections, 30 full ones in a million-event read."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return bare_read(app, page)
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def lean_read(app: LedgerApp, page: int) -> None:
     """The rows the rebuild reads, as `EventLog.page` reads them (tuples, light objects)."""
     log = EventLog(app.recorder)
@@ -249,6 +265,10 @@ def main() -> int:
         settle(config, not args.no_vacuum)
         count, read, read_cpu, read_server = timed(partial(bare_read, app, REBUILD_BATCH))
         settle(config, not args.no_vacuum)
+        _count, paused, _cpu, _server = timed(
+            partial(bare_read_collector_paused, app, REBUILD_BATCH)
+        )
+        settle(config, not args.no_vacuum)
         _none, lean, _cpu, _server = timed(partial(lean_read, app, REBUILD_BATCH))
         settle(config, not args.no_vacuum)
         _head, built, built_cpu, built_server = timed(partial(read_models.rebuild, jobs=args.jobs))
@@ -259,7 +279,9 @@ def main() -> int:
             f"{count / read:.0f} ev/s); full rebuild {built:6.2f} s "
             f"(CPU {built_cpu:.2f} s{server_part(config, built_server)}, "
             f"{events / built:.0f} ev/s); ratio {ratios[-1]:.2f}; "
-            f"(the rebuild's own lean read of the log: {lean:.2f} s, "
+            f"(the bare read with the garbage collector paused, as the rebuild pauses it: "
+            f"{paused:.2f} s, rebuild / that {built / paused:.2f}; "
+            f"the rebuild's own lean read of the log: {lean:.2f} s, "
             f"rebuild / lean read {built / lean:.2f})",
             flush=True,
         )
