@@ -293,3 +293,25 @@ def test_the_command_line_refuses_a_known_at_beyond_the_calendar_in_one_line(
         assert exited.value.code == 2, argv
         err = capsys.readouterr().err
         assert "--known-at" in err and "Traceback" not in err, err
+
+
+def test_a_known_at_in_the_future_is_judged_as_of_today(api: Api) -> None:
+    """docs/api.md "Removal history and the below-Fully-Successful report": in a `known_at`
+    read D defaults to the day the ledger stood at. A `known_at` in the future is the ledger
+    as it stands now (`ses-ledger replay` says so), but D was the future day: the same
+    events, asked at known_at=2031-01-01, gave a removal history whose three-year window
+    (REM-2) was empty and a below-Fully-Successful report without the executive, both
+    judged as of 2031-01-01, a day no one had reached. Now D is today, as in a live read."""
+    executive_id = api.new_executive()
+    for fy in (2024, 2025):
+        api.appraisal("final", executive_id=executive_id, fy=fy, level=2)
+    today = datetime.now(UTC).date().isoformat()
+    history = f"/v1/executives/{executive_id}/removal-history"
+    for path in (history, "/v1/reports/below-fully-successful", "/v1/reports/compliance"):
+        live = api.get(path).json()
+        future = api.get(path, known_at="2031-01-01T00:00:00Z").json()
+        assert future["as_of"] == live["as_of"] == today, path
+        assert future == live, path
+    listed = api.get("/v1/reports/below-fully-successful", known_at="2031-01-01T00:00:00Z")
+    assert [e["executive_id"] for e in listed.json()["executives"]] == [executive_id]
+    assert api.get(history, known_at="2031-01-01T00:00:00Z").json()["three_year"]["ratings"]
