@@ -315,3 +315,21 @@ def test_a_known_at_in_the_future_is_judged_as_of_today(api: Api) -> None:
     listed = api.get("/v1/reports/below-fully-successful", known_at="2031-01-01T00:00:00Z")
     assert [e["executive_id"] for e in listed.json()["executives"]] == [executive_id]
     assert api.get(history, known_at="2031-01-01T00:00:00Z").json()["three_year"]["ratings"]
+
+
+@pytest.mark.parametrize("value", ["1_0", "+1", " 1", "1 ", "\u0663", "9" * 5000])
+def test_an_as_of_position_not_written_in_digits_is_a_422_naming_it(api: Api, value: str) -> None:
+    """api-contract.md "Reads": `as_of_position=N`, a position. Lax integer parsing read
+    `1_0` as position 10 and `+1` or ` 1` as position 1, so a mistyped position silently
+    answered the ledger as it stood somewhere else; now it is refused, as `ses-ledger replay
+    --as-of-position` refuses it."""
+    appraisal = api.appraisal("final", fy=2024, level=2)
+    for path in (
+        f"/v1/executives/{appraisal.executive_id}",
+        f"/v1/appraisals/{appraisal.appraisal_id}",
+        "/v1/reports/compliance",
+    ):
+        r = api.get(path, as_of_position=value)
+        assert r.status_code == 422, (path, r.status_code, r.text)
+        assert [e["loc"] for e in r.json()["errors"]] == [["query", "as_of_position"]], r.text
+    assert api.get("/v1/reports/compliance", as_of_position="00").status_code == 200
