@@ -46,7 +46,8 @@ _PAST_MICROSECONDS = re.compile(r"(\.\d{6})\d+")
 
 
 def parse_timestamp(text: str) -> datetime:
-    """An RFC 3339 date-time, in UTC (ValueError: not one, e.g. a bare date, or no offset).
+    """An RFC 3339 date-time, in UTC (ValueError: not one, e.g. a bare date, or no offset, or
+    one that in UTC falls outside years 1-9999).
 
     Digits past the microsecond (the ledger's precision) are cut, not rounded: a `recorded_at`
     is at or before a moment exactly when it is at or before the moment cut so.
@@ -56,7 +57,10 @@ def parse_timestamp(text: str) -> datetime:
             f"must be an RFC 3339 timestamp with its offset, e.g. 2025-01-01T00:00:00Z, "
             f"got {text[:40]!r}"
         )
-    return datetime.fromisoformat(_PAST_MICROSECONDS.sub(r"\1", text.upper())).astimezone(UTC)
+    try:
+        return datetime.fromisoformat(_PAST_MICROSECONDS.sub(r"\1", text.upper())).astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-01:00 is in year 10000 in UTC
+        raise ValueError(f"must lie in years 1-9999 in UTC, got {text[:40]!r}") from None
 
 
 def format_timestamp(value: Any) -> str:

@@ -340,14 +340,20 @@ class ReadModels:
     def default_as_of(self) -> date:
         """Today (UTC), or the day the replayed ledger stood at: the day of `known_at`, else
         the day the last event up to the replay's position was recorded (as `known_at` of
-        that moment gives; judged as of today, a past state showed findings it then had not)."""
+        that moment gives; judged as of today, a past state showed findings it then had not).
+
+        A `known_at` in the future is the ledger as it stands now, judged as of today: the
+        day of a moment to come judged the present record as of a day no one has reached
+        (a removal window of 2031 empty, a below-Fully-Successful report without today's
+        ratings)."""
+        today = datetime.now(UTC).date()
         if self.bound.known_at is not None:
-            return date.fromisoformat(self.bound.known_at[:10])
+            return min(date.fromisoformat(self.bound.known_at[:10]), today)
         if self.bound.stop is not None:
             last = self.log.last(self.bound.stop)
             if last is not None:
                 return date.fromisoformat(last.recorded_at[:10])
-        return datetime.now(UTC).date()
+        return today
 
     # -- audit -----------------------------------------------------------------------------
 

@@ -45,14 +45,17 @@ def _app(*, read_only: bool = False) -> Any:
 
 
 def _position(text: str) -> int:
-    """A ledger position (argparse type): a whole number, 0 or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a whole number, 0 or more, got {text!r}")
-    return value
+    """A ledger position (argparse type): a whole number, 0 or more, written in ASCII digits
+    and at most the API's largest (2**53 - 1, `api.schemas.common.MAX_POSITION`): `int()`
+    alone also read "1_0" as 10, and a number past SQLite's 64-bit integers reached the
+    store and ended in a traceback."""
+    from api.schemas.common import MAX_POSITION
+
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_POSITION:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number, 0 or more (at most {MAX_POSITION}), got {text!r}"
+        )
+    return int(text)
 
 
 def _ident(text: str) -> str:

@@ -139,4 +139,14 @@ RuleText = Annotated[str, Field(max_length=20_000), AfterValidator(_no_control)]
 #: An integer; that it is a level, 1-5, is RAT-1's to judge (a refusal then names RAT-1).
 #: The range is still shown in the OpenAPI document.
 Level = Annotated[StrictInt, WithJsonSchema({"type": "integer", "minimum": 1, "maximum": 5})]
-Position = Annotated[int, Field(ge=0, le=MAX_POSITION)]
+
+
+def _digits(value: Any) -> Any:
+    """A position given as text (a query parameter) is written in ASCII digits: lax integer
+    parsing also read `1_0` as 10, and `+1` or ` 1` as 1."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("must be a whole number written in digits 0-9")
+    return value
+
+
+Position = Annotated[int, BeforeValidator(_digits), Field(ge=0, le=MAX_POSITION)]

@@ -241,3 +241,95 @@ def test_an_evidence_bundle_as_the_ledger_stood_then(api_in_2024: Api) -> None:
         before = api.get(path, **point)
         assert before.status_code == 404, before.text
     assert api.get(path, as_of_position=1, known_at="2024-12-02T12:00:00Z").status_code == 422
+
+
+#: Valid RFC 3339 timestamps whose moment in UTC lies outside years 1-9999.
+BEYOND_UTC = ["9999-12-31T23:59:59-01:00", "0001-01-01T00:30:00+01:00"]
+
+
+@pytest.mark.parametrize("known_at", BEYOND_UTC)
+def test_a_known_at_beyond_the_calendar_in_utc_is_a_422_naming_it(api: Api, known_at: str) -> None:
+    """api-contract.md "Reads" / "Errors": an invalid `known_at` is a 4xx problem naming the
+    parameter. 9999-12-31T23:59:59-01:00 is RFC 3339, but in UTC it is year 10000, which
+    Python's datetime cannot hold: converting it raised OverflowError, not ValueError, and
+    the read was a 500 internal-error."""
+    appraisal = api.appraisal("final", fy=2024, level=2)
+    executive = f"/v1/executives/{appraisal.executive_id}"
+    for path in (
+        executive,
+        f"{executive}/ratings",
+        f"{executive}/removal-history",
+        f"{executive}/evidence-bundle",
+        f"/v1/appraisals/{appraisal.appraisal_id}",
+        f"/v1/appraisals/{appraisal.appraisal_id}/events",
+        "/v1/reports/below-fully-successful",
+        "/v1/reports/compliance",
+    ):
+        r = api.get(path, known_at=known_at)
+        assert r.status_code == 422, (path, r.status_code, r.text)
+        assert r.headers["content-type"] == "application/problem+json"
+        assert [e["loc"] for e in r.json()["errors"]] == [["query", "known_at"]], r.text
+
+
+@pytest.mark.parametrize("known_at", BEYOND_UTC)
+def test_the_command_line_refuses_a_known_at_beyond_the_calendar_in_one_line(
+    sqlite_config: LedgerConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    known_at: str,
+) -> None:
+    """`ses-ledger replay --known-at` (and `audit`): bad input is exit status 2 with one
+    line naming the option (`ses-ledger --help`), not a traceback (OverflowError, exit 1)."""
+    from ses_ledger import cli
+    from tests.ledger_helpers import point_cli_at
+
+    point_cli_at(monkeypatch, sqlite_config)
+    for argv in (
+        ["replay", "--executive", "E1", "--known-at", known_at],
+        ["audit", "--executive", "E1", "--known-at", known_at],
+    ):
+        with pytest.raises(SystemExit) as exited:
+            cli.main(argv)
+        assert exited.value.code == 2, argv
+        err = capsys.readouterr().err
+        assert "--known-at" in err and "Traceback" not in err, err
+
+
+def test_a_known_at_in_the_future_is_judged_as_of_today(api: Api) -> None:
+    """docs/api.md "Removal history and the below-Fully-Successful report": in a `known_at`
+    read D defaults to the day the ledger stood at. A `known_at` in the future is the ledger
+    as it stands now (`ses-ledger replay` says so), but D was the future day: the same
+    events, asked at known_at=2031-01-01, gave a removal history whose three-year window
+    (REM-2) was empty and a below-Fully-Successful report without the executive, both
+    judged as of 2031-01-01, a day no one had reached. Now D is today, as in a live read."""
+    executive_id = api.new_executive()
+    for fy in (2024, 2025):
+        api.appraisal("final", executive_id=executive_id, fy=fy, level=2)
+    today = datetime.now(UTC).date().isoformat()
+    history = f"/v1/executives/{executive_id}/removal-history"
+    for path in (history, "/v1/reports/below-fully-successful", "/v1/reports/compliance"):
+        live = api.get(path).json()
+        future = api.get(path, known_at="2031-01-01T00:00:00Z").json()
+        assert future["as_of"] == live["as_of"] == today, path
+        assert future == live, path
+    listed = api.get("/v1/reports/below-fully-successful", known_at="2031-01-01T00:00:00Z")
+    assert [e["executive_id"] for e in listed.json()["executives"]] == [executive_id]
+    assert api.get(history, known_at="2031-01-01T00:00:00Z").json()["three_year"]["ratings"]
+
+
+@pytest.mark.parametrize("value", ["1_0", "+1", " 1", "1 ", "\u0663", "9" * 5000])
+def test_an_as_of_position_not_written_in_digits_is_a_422_naming_it(api: Api, value: str) -> None:
+    """api-contract.md "Reads": `as_of_position=N`, a position. Lax integer parsing read
+    `1_0` as position 10 and `+1` or ` 1` as position 1, so a mistyped position silently
+    answered the ledger as it stood somewhere else; now it is refused, as `ses-ledger replay
+    --as-of-position` refuses it."""
+    appraisal = api.appraisal("final", fy=2024, level=2)
+    for path in (
+        f"/v1/executives/{appraisal.executive_id}",
+        f"/v1/appraisals/{appraisal.appraisal_id}",
+        "/v1/reports/compliance",
+    ):
+        r = api.get(path, as_of_position=value)
+        assert r.status_code == 422, (path, r.status_code, r.text)
+        assert [e["loc"] for e in r.json()["errors"]] == [["query", "as_of_position"]], r.text
+    assert api.get("/v1/reports/compliance", as_of_position="00").status_code == 200

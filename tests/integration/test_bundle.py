@@ -481,6 +481,9 @@ def test_replay_beyond_the_head_says_a_later_run_may_show_more(
     ("argv", "said"),
     [
         (["--as-of-position", "-3"], "must be a whole number, 0 or more"),
+        # past SQLite's 64-bit integers: an OverflowError traceback from the store (exit 1)
+        (["--as-of-position", str(2**63)], "at most 9007199254740991"),
+        (["--as-of-position", "1_0"], "must be a whole number, 0 or more"),  # int() read 10
         (["--known-at", "yesterday"], "must be an RFC 3339 timestamp"),
         (["--as-of-position", "5", "--as-of", "2025-13-01"], "must be a date, YYYY-MM-DD"),
     ],
