@@ -142,11 +142,13 @@ Level = Annotated[StrictInt, WithJsonSchema({"type": "integer", "minimum": 1, "m
 
 
 def _digits(value: Any) -> Any:
-    """A position given as text (a query parameter) is written in ASCII digits: lax integer
-    parsing also read `1_0` as 10, and `+1` or ` 1` as 1."""
+    """A whole number given as text (a query parameter, a path segment) is written in ASCII
+    digits: lax integer parsing also read `1_0` as 10, and `+1` or ` 1` as 1."""
     if isinstance(value, str) and not (value.isascii() and value.isdigit()):
         raise ValueError("must be a whole number written in digits 0-9")
     return value
 
 
-Position = Annotated[int, BeforeValidator(_digits), Field(ge=0, le=MAX_POSITION)]
+#: For every integer of a query string or path (positions, tree sizes, page sizes).
+Digits = BeforeValidator(_digits)
+Position = Annotated[int, Digits, Field(ge=0, le=MAX_POSITION)]

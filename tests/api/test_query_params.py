@@ -53,3 +53,27 @@ def test_a_write_with_an_unknown_parameter_appends_nothing(shared_api: Api) -> N
     )
     _refused(r, "dry_run")
     assert api.ledger_size() == before
+
+
+def test_integers_of_the_ledger_endpoints_are_written_in_digits(shared_api: Api) -> None:
+    """api-contract.md's ledger endpoints (`events?after=&limit=`, `proofs/inclusion?position=
+    &tree_size=`, `proofs/consistency?first=&second=`, `receipts/{position}`) and the audit
+    trail's `limit`: lax integer parsing read `1_0` as 10 and `+1` or ` 1` as 1, so a mistyped
+    number answered another position's receipt or proof with a 200, as `as_of_position` did
+    (tests/api/test_replay.py). Now each is a 422 naming the parameter."""
+    api = shared_api
+    executive_id = api.new_executive()
+    for bad in ("1_0", "+1", " 1", "\u0663"):
+        _refused(api.get("/v1/ledger/events", after=bad), "after")
+        _refused(api.get("/v1/ledger/events", limit=bad), "limit")
+        _refused(api.get("/v1/ledger/proofs/inclusion", position=bad), "position")
+        _refused(api.get("/v1/ledger/proofs/inclusion", position=1, tree_size=bad), "tree_size")
+        _refused(api.get("/v1/ledger/proofs/consistency", first=bad), "first")
+        _refused(api.get("/v1/ledger/proofs/consistency", first=1, second=bad), "second")
+        _refused(api.get("/v1/reports/audit-trail", executive_id=executive_id, limit=bad), "limit")
+        r = api.get(f"/v1/ledger/receipts/{bad}")
+        assert r.status_code == 422, r.text
+        assert [e["loc"] for e in r.json()["errors"]] == [["path", "position"]], r.text
+    # digits are still read, leading zeros included
+    assert api.get("/v1/ledger/events", after="00", limit="05").status_code == 200
+    assert api.get("/v1/ledger/receipts/1").status_code == 200
