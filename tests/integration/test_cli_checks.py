@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -106,6 +108,39 @@ def test_a_mistyped_home_is_not_created(
     _one_line(err)
     assert f"there is no ledger at {home / 'ledger.db'}" in err
     assert not (tmp_path / "typo").exists()
+
+
+@pytest.mark.parametrize("argv", [*READ_ONLY_COMMANDS, ["bundle", "reindex"]], ids=" ".join)
+@pytest.mark.parametrize("content", ["another-programs-database", "empty-file"])
+def test_a_file_that_holds_no_ledger_is_not_made_one(
+    argv: list[str],
+    content: str,
+    sqlite_config: LedgerConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """README, Command line: the commands that only read or check a ledger refuse a store
+    that holds none rather than create an empty one. On PostgreSQL a schema without the
+    ledger's tables was refused, but an SQLite file was taken for a ledger if it merely
+    existed: SES_LEDGER_DB naming another program's database (or an empty `ledger.db`) got
+    the ledger's and the read models' tables written into it, `verify` printed "ledger
+    verified: 0 events" (exit 0) and `checkpoint` signed a checkpoint of it with the home's
+    key. Refused now (69), the file left as it was."""
+    path = sqlite_config.sqlite_path()
+    if content == "empty-file":
+        path.write_bytes(b"")
+    else:
+        with closing(sqlite3.connect(path)) as db:
+            db.execute("CREATE TABLE patients (name TEXT)")
+            db.commit()
+    before = path.read_bytes()
+    monkeypatch.chdir(path.parent)  # bundle export's --out
+    status, out, err = _main(monkeypatch, capsys, sqlite_config, *argv)
+    assert status == cli.EXIT_STORE, (out, err)
+    _one_line(err)
+    assert f"there is no ledger at {path} (the file holds no ledger's tables)" in err
+    assert path.read_bytes() == before
+    assert not (path.parent / "bundle.json").exists()
 
 
 def _app(config: LedgerConfig) -> LedgerApp:
