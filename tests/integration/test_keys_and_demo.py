@@ -340,8 +340,16 @@ def test_key_ring_faults_are_named(tmp_path: Path) -> None:
     key_id = ring.signer().key_id
     index = ring.index.read_text()
     ring.index.write_text("{not json")
-    with pytest.raises(SigningKeyError, match="cannot read .*keyring.json: JSONDecodeError"):
+    # It said only "cannot read ...keyring.json: JSONDecodeError": where the file breaks now.
+    with pytest.raises(
+        SigningKeyError, match=r"cannot read .*keyring.json: it is not JSON \(Expecting .* line 1"
+    ):
         ring.verifiers()
+    ring.index.unlink()
+    ring.index.mkdir()
+    with pytest.raises(SigningKeyError, match="cannot read .*keyring.json: Is a directory$"):
+        ring.verifiers()
+    ring.index.rmdir()
     ring.index.write_text("{}")
     with pytest.raises(SigningKeyError, match="is not a key list"):
         ring.signer()
