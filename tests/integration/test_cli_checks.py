@@ -362,6 +362,53 @@ def test_output_closed_early_is_no_traceback(ledger_config: LedgerConfig) -> Non
     assert err == ""
 
 
+def _cli_env(config: LedgerConfig) -> dict[str, str]:
+    return {
+        **os.environ,
+        "SES_LEDGER_HOME": str(config.home),
+        "SES_LEDGER_DB": config.db_url,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
+
+
+def test_an_output_that_cannot_be_written_is_not_blamed_on_the_store(
+    sqlite_config: LedgerConfig,
+) -> None:
+    """`ses-ledger checkpoint > /full/disk/note` (here /dev/full, which answers every write
+    with ENOSPC) said "ses-ledger: No space left on device", exit 69: the status and words of
+    a store or home that cannot be used (the ledger's own disk full), while the ledger was
+    fine and the checkpoint issued. The output is named now, with its own status (74,
+    `ses-ledger --help`), and what the command did stands."""
+    register(_app(sqlite_config), "E1")
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "ses_ledger.cli", "checkpoint"],
+            env=_cli_env(sqlite_config),
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == cli.EXIT_OUTPUT == 74, done.stderr
+    assert done.stderr == "ses-ledger: cannot write the output: No space left on device\n"
+    assert LedgerApp(sqlite_config).merkle_log.latest_checkpoint() is not None
+
+
+def test_a_closed_standard_output_is_no_traceback(sqlite_config: LedgerConfig) -> None:
+    """Started with stdout closed (`ses-ledger verify >&-`), Python gives `sys.stdout =
+    None`: what is printed is dropped, and the final flush raised AttributeError in a
+    traceback. The command's status is its own now (0: the ledger verifies)."""
+    register(_app(sqlite_config), "E1")
+    done = subprocess.run(
+        ["sh", "-c", f'exec "{sys.executable}" -m ses_ledger.cli verify >&-'],
+        env=_cli_env(sqlite_config),
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
 def test_verify_with_another_origin_says_which_setting_to_check(
     ledger_config: LedgerConfig, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
