@@ -14,7 +14,7 @@ import os
 import sqlite3
 
 from ledger.config import LedgerConfig
-from ledger.errors import StoreUnavailable
+from ledger.errors import NoLedger, StoreUnavailable
 
 #: A table every ledger has from its first start (`ledger.recorders.LedgerTables`).
 LEDGER_TABLE = "ledger_merkle_state"
@@ -45,8 +45,8 @@ def probe_store(
         _probe_sqlite(config, existing)
 
 
-def _no_ledger(where: str) -> StoreUnavailable:
-    return StoreUnavailable(
+def _no_ledger(where: str) -> NoLedger:
+    return NoLedger(
         f"there is no ledger at {where} (check SES_LEDGER_HOME and SES_LEDGER_DB); "
         "`ses-ledger serve` or `ses-ledger demo` creates one"
     )

@@ -116,13 +116,15 @@ def _last_recorded_at(config: LedgerConfig) -> datetime | None:
     would hold those events to be outside its validity.
     """
     from ledger.entry import entry_from_state, parse_timestamp
+    from ledger.errors import NoLedger
     from ses_ledger.bootstrap import build_app
 
     try:
         app = build_app(config, existing=True)
-    except StoreUnavailable:
-        # No ledger yet (a key ring made first), or none reachable: the clock's time, as
-        # before; the key ring itself does not depend on the store.
+    except NoLedger:
+        # No ledger yet (a key ring made first): nothing recorded, the clock's time. A store
+        # that cannot be used is not that (README: reported, exit 69, before a key is
+        # written): the key would be closed without regard to the entries it signed.
         return None
     try:
         head = int(app.recorder.max_notification_id() or 0)

@@ -273,6 +273,35 @@ def test_keys_init_makes_no_key_for_a_store_it_cannot_use(
 
 
 @pytest.mark.parametrize(
+    "url", ["garbage", "postgresql://postgres@127.0.0.1:1/test", "sqlite:///{home}/damaged.db"]
+)
+def test_keys_rotate_closes_no_key_for_a_store_it_cannot_use(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README, Command line: a store that cannot be used is reported, exit 69, "before
+    anything is written (a key included)". `keys rotate` reads the ledger's last
+    `recorded_at` to close the current key no earlier than it, but took a store it could not
+    use for one with no ledger yet: it closed the key at the clock's time, regardless of the
+    entries it signed (after a clock stepped back, `verify` then fails them), exit 0. Only a
+    store that holds no ledger yet rotates without it now."""
+    home = tmp_path / "home"
+    ring = KeyRing(home)
+    first = ring.init()
+    (home / "damaged.db").write_bytes(b"not an SQLite file" * 100)
+    config = LedgerConfig(home, url.format(home=home))
+    index = ring.index.read_bytes()
+    status, out, err = _main(monkeypatch, capsys, config, "keys", "rotate")
+    assert status == cli.EXIT_STORE and out == "", err
+    _one_line(err)
+    assert ring.index.read_bytes() == index and ring.signer().key_id == first
+    # no ledger there yet: rotated at the clock's time, as before
+    fresh = LedgerConfig(home, f"sqlite:///{tmp_path / 'none-yet.db'}")
+    assert _main(monkeypatch, capsys, fresh, "keys", "rotate")[0] == 0
+    assert ring.signer().key_id != first
+    assert not (tmp_path / "none-yet.db").exists()
+
+
+@pytest.mark.parametrize(
     "argv",
     [
         ["projections", "rebuild", "--batch-size", "-1"],
