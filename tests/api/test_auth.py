@@ -262,6 +262,8 @@ def test_a_token_key_that_cannot_be_used_is_named_in_one_line(
             assert captured.err.startswith(
                 f"ses-ledger token: cannot use the token key {home / 'token.key'}: "
             )
+        elif problem == "home-is-a-file":  # named by its variable (test_cli_checks.py)
+            assert captured.err.startswith(f"ses-ledger: SES_LEDGER_HOME {home} "), captured.err
         else:
             assert captured.err.startswith(f"ses-ledger: {home}"), captured.err
     if home.is_dir():

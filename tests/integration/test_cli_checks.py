@@ -143,6 +143,46 @@ def test_a_file_that_holds_no_ledger_is_not_made_one(
     assert not (path.parent / "bundle.json").exists()
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["verify"],
+        ["keys", "init"],
+        ["keys", "list"],
+        ["token", "issue", "--subject", "a", "--role", "auditor", "--agency", "DOE"],
+        ["token", "rotate-key"],
+        ["serve", "--port", "0"],
+        ["demo", "--executives", "1"],
+    ],
+    ids=" ".join,
+)
+@pytest.mark.parametrize("where", ["home", "home/under/it"])
+def test_a_home_that_is_a_file_is_named_by_its_variable(
+    argv: list[str],
+    where: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """SES_LEDGER_HOME naming a file (or a path under one) was met by each command at a file
+    of its own: "cannot create the directory of the SQLite store .../ledger.db: Not a
+    directory" (even from `verify`, which creates nothing), "cannot read .../keys/
+    keyring.json: NotADirectoryError", ".../token.key: Not a directory". The variable to
+    correct is named now, in one line, exit 69 as before."""
+    (tmp_path / "home").write_text("notes\n")
+    home = tmp_path / where
+    monkeypatch.setenv("SES_LEDGER_HOME", str(home))
+    monkeypatch.setenv("SES_LEDGER_DB", "")
+    status = cli.main(argv)
+    out, err = capsys.readouterr()
+    assert status == cli.EXIT_STORE and out == "", err
+    assert err == (
+        f"ses-ledger: SES_LEDGER_HOME {home} cannot be used: {tmp_path / 'home'} is a file, "
+        "not a directory\n"
+    )
+    assert (tmp_path / "home").read_text() == "notes\n"
+
+
 def _app(config: LedgerConfig) -> LedgerApp:
     KeyRing(config.home).init()
     return LedgerApp(config)
