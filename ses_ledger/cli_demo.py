@@ -63,7 +63,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     started = time.perf_counter()
     try:
-        with Progress(total=estimate_events(args.executives, args.years), desc="demo") as bar:
+        estimate = estimate_events(args.executives, args.years)
+        with Progress(total=estimate, desc="demo", estimated=True) as bar:
             summary = run_demo(
                 app,
                 clock,
