@@ -19,6 +19,7 @@ from ledger.config import (
     DEFAULT_STORE_WAIT_SECONDS,
     MAX_STORE_WAIT_SECONDS,
     LedgerConfig,
+    check_home,
     origin_problem,
 )
 
@@ -78,7 +79,7 @@ class ApiSettings(BaseSettings):
 
     def ledger_config(self) -> LedgerConfig:
         return LedgerConfig(
-            home=self.home,
+            home=check_home(self.home),
             db_url=self.db or f"sqlite:///{self.home / 'ledger.db'}",
             origin=self.origin,
             checkpoint_every=self.checkpoint_every,

@@ -95,6 +95,14 @@ def _copy_database(source: Path, partial: Path, out: Path) -> tuple[int, int | N
     except sqlite3.Error as exc:
         partial.unlink(missing_ok=True)
         raise StoreUnavailable(f"cannot back up {source} into {out}: {exc}") from exc
+    if facts is None:
+        # Another program's database, or an empty file: "backed up" it would be a backup
+        # that `restore` refuses, found out only when it is needed.
+        partial.unlink(missing_ok=True)
+        raise StoreUnavailable(
+            f"there is no ledger at {source} (the file holds no ledger's tables): nothing "
+            "to back up (check SES_LEDGER_HOME and SES_LEDGER_DB)"
+        )
     return facts
 
 
@@ -105,12 +113,14 @@ def damage(db: sqlite3.Connection) -> str | None:
     return None if problems == ["ok"] else "; ".join(problems[:3])
 
 
-def _facts(copy: sqlite3.Connection) -> tuple[int, int | None]:
+def _facts(copy: sqlite3.Connection) -> tuple[int, int | None] | None:
+    """The copy's head and newest checkpoint; None when it holds no ledger (the tables
+    `restore` looks for are missing)."""
     names = LedgerTables("sqlite", events_table=SQLITE_EVENTS_TABLE)
     tables = {r[0] for r in copy.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    head = 0
-    if names.events in tables:
-        head = int(copy.execute(f"SELECT max(rowid) FROM {names.events}").fetchone()[0] or 0)
+    if not {names.events, "ledger_merkle_state"} <= tables:
+        return None
+    head = int(copy.execute(f"SELECT max(rowid) FROM {names.events}").fetchone()[0] or 0)
     checkpoint = None
     if names.checkpoints in tables:
         sql = f"SELECT max(tree_size) FROM {names.checkpoints}"

@@ -59,7 +59,7 @@ class LedgerConfig:
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> LedgerConfig:
         env = os.environ if environ is None else environ
-        home = Path(env.get("SES_LEDGER_HOME") or DEFAULT_HOME)
+        home = check_home(Path(env.get("SES_LEDGER_HOME") or DEFAULT_HOME))
         db_url = env.get("SES_LEDGER_DB") or f"sqlite:///{home / 'ledger.db'}"
         origin = env.get("SES_LEDGER_ORIGIN") or DEFAULT_ORIGIN  # checked in __post_init__
         every = _positive_int(env, "SES_LEDGER_CHECKPOINT_EVERY", 1000)
@@ -214,6 +214,20 @@ def redacted_query(query: str) -> str:
             f"{name}={'***' if value and name != 'schema' else value}" if equals else name
         )
     return "&".join(pieces)
+
+
+def check_home(home: Path) -> Path:
+    """SES_LEDGER_HOME, unless it (or a directory above it) is a file: StoreUnavailable,
+    naming the variable. Each command met such a home at a file of its own under it
+    ("cannot create the directory of the SQLite store ...", "token.key: Not a directory"),
+    which did not say what to correct."""
+    try:
+        check_dir_path(home)
+    except NotADirectoryError as exc:
+        raise StoreUnavailable(
+            f"SES_LEDGER_HOME {home} cannot be used: {exc.filename} is a file, not a directory"
+        ) from None
+    return home
 
 
 def check_origin(origin: str) -> str:

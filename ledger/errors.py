@@ -123,6 +123,11 @@ class StoreUnavailable(LedgerError):
     or does not answer, a file that cannot be opened. Nothing was read or written."""
 
 
+class NoLedger(StoreUnavailable):
+    """The store can be used but holds no ledger (a missing SQLite file, a schema or file
+    without the ledger's tables), asked of by a command that only reads one."""
+
+
 class StoreUnreachable(StoreUnavailable, ConnectionError):
     """No connection to the PostgreSQL store could be had within `SES_LEDGER_STORE_WAIT_SECONDS`
     (the server is down, refuses, or every connection is busy): nothing was sent, so nothing

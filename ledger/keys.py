@@ -95,8 +95,12 @@ class KeyRing:
                 f"no key ring at {self.index}: a new ledger starts with `ses-ledger keys init`; "
                 "an existing ledger's keys must be restored from its backup"
             ) from None
-        except (OSError, ValueError) as exc:
-            raise SigningKeyError(f"cannot read {self.index}: {type(exc).__name__}") from None
+        except OSError as exc:  # a directory in its way, no permission: the reason itself
+            raise SigningKeyError(
+                f"cannot read {self.index}: {exc.strerror or type(exc).__name__}"
+            ) from None
+        except ValueError as exc:  # public keys only: where the JSON breaks is safe to show
+            raise SigningKeyError(f"cannot read {self.index}: it is not JSON ({exc})") from None
         if not isinstance(records, list):
             raise SigningKeyError(f"{self.index} is not a key list")
         return records

@@ -105,10 +105,10 @@ def restore(
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     partial = target.with_name(f".{target.name}.restoring")
     actions: list[str] = []
+    kept = None
     try:
         make_private_dir(target.parent)  # a lost home is made again, owner-only
         _copy_checked(source, partial, verified.checked_head)
-        kept = None
         if target.exists():
             _refuse_if_in_use(target, fold=True)  # and folds the old log into the old file
             kept = _free_name(target.with_name(f"{target.name}.replaced-{stamp}"))
@@ -118,6 +118,11 @@ def restore(
         os.replace(partial, target)
     except BaseException:
         partial.unlink(missing_ok=True)
+        if kept is not None and not os.path.lexists(target):
+            # Stopped between the two renames (Ctrl-C, a failure clearing the stale files):
+            # the home held no ledger.db at all. The replaced one goes back (its log was
+            # folded in, so the -wal/-shm removed were stale): nothing changed.
+            os.rename(kept, target)
         raise
     finally:
         projector.release()

@@ -14,7 +14,7 @@ import os
 import sqlite3
 
 from ledger.config import LedgerConfig
-from ledger.errors import StoreUnavailable
+from ledger.errors import NoLedger, StoreUnavailable
 
 #: A table every ledger has from its first start (`ledger.recorders.LedgerTables`).
 LEDGER_TABLE = "ledger_merkle_state"
@@ -45,8 +45,8 @@ def probe_store(
         _probe_sqlite(config, existing)
 
 
-def _no_ledger(where: str) -> StoreUnavailable:
-    return StoreUnavailable(
+def _no_ledger(where: str) -> NoLedger:
+    return NoLedger(
         f"there is no ledger at {where} (check SES_LEDGER_HOME and SES_LEDGER_DB); "
         "`ses-ledger serve` or `ses-ledger demo` creates one"
     )
@@ -87,6 +87,11 @@ def _probe_sqlite(config: LedgerConfig, existing: bool) -> None:
         connection = sqlite3.connect(config.sqlite_database(), uri=True)
         try:
             connection.execute("PRAGMA schema_version").fetchone()  # reads the header
+            # A file that holds no ledger (another program's database, an empty file) is
+            # refused as a missing one is: opening it would give it the ledger's tables,
+            # and `verify` would call it a verified ledger of 0 events.
+            sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+            held = not existing or connection.execute(sql, (LEDGER_TABLE,)).fetchone()
         finally:
             connection.close()
     except sqlite3.Error as exc:
@@ -94,6 +99,8 @@ def _probe_sqlite(config: LedgerConfig, existing: bool) -> None:
         if path.is_file() and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
             hint = READ_ONLY_HINT
         raise StoreUnavailable(f"cannot use the SQLite store {path}: {exc}{hint}") from exc
+    if not held:
+        raise _no_ledger(f"{path} (the file holds no ledger's tables)")
 
 
 def _one_line(message: str) -> str:

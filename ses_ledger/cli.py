@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 from ledger.config import LedgerConfig
 from ledger.errors import LedgerError, StoreUnavailable, VerificationError
@@ -21,6 +22,46 @@ Handler = Callable[[argparse.Namespace], int]
 EXIT_STORE = 69
 #: Exit status when the output was closed early (a pipe): 128 + SIGPIPE, as a shell reports.
 EXIT_PIPE = 141
+#: Exit status when the output cannot be written (`> file` on a full disk, a closed stdout):
+#: sysexits.h's EX_IOERR, apart from 69, which says the store or the home is at fault.
+EXIT_OUTPUT = 74
+
+
+class OutputFailed(Exception):
+    """Standard output could not be written (not an OSError: a command's own `except
+    OSError` around its files must not take it for one of theirs)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _GuardedOutput:
+    """sys.stdout, with its write failures told apart from the ledger's own: "No space left
+    on device" from `ses-ledger audit --json > /full/disk/audit.json` was reported as the
+    store's failure (69). A closed pipe stays BrokenPipeError (141)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self._stream.write(text))
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputFailed(exc.strerror or str(exc)) from exc
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputFailed(exc.strerror or str(exc)) from exc
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def _config() -> LedgerConfig:
@@ -75,13 +116,15 @@ def _last_recorded_at(config: LedgerConfig) -> datetime | None:
     would hold those events to be outside its validity.
     """
     from ledger.entry import entry_from_state, parse_timestamp
+    from ledger.errors import NoLedger
     from ses_ledger.bootstrap import build_app
 
     try:
         app = build_app(config, existing=True)
-    except StoreUnavailable:
-        # No ledger yet (a key ring made first), or none reachable: the clock's time, as
-        # before; the key ring itself does not depend on the store.
+    except NoLedger:
+        # No ledger yet (a key ring made first): nothing recorded, the clock's time. A store
+        # that cannot be used is not that (README: reported, exit 69, before a key is
+        # written): the key would be closed without regard to the entries it signed.
         return None
     try:
         head = int(app.recorder.max_notification_id() or 0)
@@ -146,8 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
             "or a check that could not be made "
             "(bundle verify, witness); 3 a server worker failed to start (serve); "
             f"{EXIT_STORE} the store or the ledger's home cannot be used (a server down, a full "
-            "disk, a damaged file: the reason is printed); 130 interrupted; "
-            f"{EXIT_PIPE} the output was closed early (a pipe)."
+            f"disk, a damaged file: the reason is printed); {EXIT_OUTPUT} the output could not "
+            "be written (a full disk under `> FILE`; what the command did stands); 130 "
+            f"interrupted; {EXIT_PIPE} the output was closed early (a pipe)."
         ),
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -216,13 +260,36 @@ def _load_extensions() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     _load_extensions()
     args = build_parser().parse_args(argv)
+    stdout = sys.stdout
+    if stdout is None:
+        # Started with its standard output closed (`>&-`): Python then drops what is printed,
+        # as into /dev/null (a server's log goes to stderr). Nothing to guard or flush.
+        return _run(args)
+    sys.stdout = _GuardedOutput(stdout)
+    try:
+        return _run(args)
+    finally:
+        sys.stdout = stdout
+
+
+def _run(args: argparse.Namespace) -> int:
     handler: Handler = args.handler
     from eventsourcing.persistence import DatabaseError, InterfaceError
 
     try:
         status = handler(args)
-        sys.stdout.flush()  # here, where a closed pipe is caught, not at the interpreter's exit
+        if sys.stdout is not None:
+            sys.stdout.flush()  # here, where a closed pipe is caught, not at the exit
         return status
+    except OutputFailed as exc:
+        # What the command did stands (a checkpoint issued, a key made); its report did not
+        # reach the output. Nothing more is written there (the exit would fail again).
+        print(f"ses-ledger: cannot write the output: {exc.reason}", file=sys.stderr)
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass  # no file descriptor behind it (a test's capture)
+        return EXIT_OUTPUT
     except StoreUnavailable as exc:
         print(f"ses-ledger: {exc}", file=sys.stderr)
         return EXIT_STORE

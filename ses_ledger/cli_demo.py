@@ -62,20 +62,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"cycles, seed {args.seed}, into {config.redacted_db_url()}"
     )
     started = time.perf_counter()
-    with Progress(total=estimate_events(args.executives, args.years), desc="demo") as bar:
-        summary = run_demo(
-            app,
-            clock,
-            executives=args.executives,
-            years=args.years,
-            seed=args.seed,
-            batch_per_appraisal=args.batch,
-            random_ids=args.random_ids,
-            progress=bar.update,
-            # Nothing dated ahead of the real clock: the history ends today, with the
-            # appraisals whose next step is not due yet still in progress.
-            until=datetime.now(UTC),
+    try:
+        estimate = estimate_events(args.executives, args.years)
+        with Progress(total=estimate, desc="demo", estimated=True) as bar:
+            summary = run_demo(
+                app,
+                clock,
+                executives=args.executives,
+                years=args.years,
+                seed=args.seed,
+                batch_per_appraisal=args.batch,
+                random_ids=args.random_ids,
+                progress=bar.update,
+                # Nothing dated ahead of the real clock: the history ends today, with the
+                # appraisals whose next step is not due yet still in progress.
+                until=datetime.now(UTC),
+            )
+    except KeyboardInterrupt:
+        # What was stored stays (each command is atomic): a part of the history, which
+        # nothing can remove and which this command will not add to (it writes only into
+        # an empty ledger). Said now, not at the next run's refusal.
+        written = int(app.recorder.max_notification_id() or 0)
+        print(
+            f"ses-ledger demo: interrupted: {config.redacted_db_url()} now holds {written} "
+            "events, a part of the demo's history (each stored whole; `ses-ledger verify` "
+            "checks them); the demo will not add to it: to run it again, choose a new "
+            "SES_LEDGER_HOME (and SES_LEDGER_DB)",
+            file=sys.stderr,
         )
+        return 130
     elapsed = time.perf_counter() - started
     with app.record_gate:
         checkpoint = merkle_log(app).issue_checkpoint(app.signer, config.origin)

@@ -762,8 +762,8 @@ def register(sub: Any) -> None:
         "chain link and inclusion proof, the checkpoint's signature). Exit status 0 written; "
         "1 the ledger's stored entries do not verify (a stored event changed by hand, a "
         "broken signature): the positions are named and no file is written (an earlier file "
-        "of that name is left as it was); 2 a refused command (no such checkpoint, a path "
-        "that cannot be written).",
+        "of that name is left as it was); 2 a refused command (an executive the ledger does "
+        "not hold, no such checkpoint, a path that cannot be written).",
     )
     export.add_argument("--executive", required=True, type=_ident, metavar="ID", help="their id")
     export.add_argument(
@@ -824,7 +824,12 @@ def register(sub: Any) -> None:
         description="Exit 0 consistent (or first use), 1 inconsistent, 2 could not check.",
     )
     wp.add_argument("--url", required=True, type=_url, metavar="URL", help="ledger API base URL")
-    wp.add_argument("--state", required=True, metavar="FILE", help="the witness's state file")
+    wp.add_argument(
+        "--state",
+        required=True,
+        metavar="FILE",
+        help="the witness's state file (made at first use, with missing directories)",
+    )
     wp.add_argument("--origin", help="expected checkpoint origin (default: as first seen)")
     wp.add_argument(
         "--timeout",
@@ -836,5 +841,9 @@ def register(sub: Any) -> None:
     wp.set_defaults(handler=cmd_witness)
 
     cp = sub.add_parser("checkpoint", help="sign a checkpoint of the current tree and print it")
-    cp.add_argument("--out", metavar="FILE", help="also write the note to FILE")
+    cp.add_argument(
+        "--out",
+        metavar="FILE",
+        help="also write the note to FILE (replaced if it exists; missing directories are made)",
+    )
     cp.set_defaults(handler=cmd_checkpoint)

@@ -8,6 +8,7 @@ The token is signed with the HS256 secret under SES_LEDGER_HOME (created on firs
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ def cmd_token_issue(args: argparse.Namespace) -> int:
     from api.auth import Role, TokenError, issue_token, load_or_create_token_key
 
     home = LedgerConfig.from_env().home
+    made = not os.path.lexists(home / TOKEN_KEY_FILE)
     try:
         key = load_or_create_token_key(home)
     except (ValueError, TokenError) as exc:  # not hex, empty
@@ -50,6 +52,15 @@ def cmd_token_issue(args: argparse.Namespace) -> int:
         roles = f" (roles: {', '.join(r.value for r in Role)})" if unknown_role else ""
         print(f"ses-ledger token: {exc}{roles}", file=sys.stderr)
         return 2
+    if made:
+        # Said on stderr (stdout is the token alone, for scripts): a token signed with a key
+        # just made is refused by every server running with another home, as after a
+        # mistyped or unset SES_LEDGER_HOME.
+        print(
+            f"ses-ledger token: made a new token key {home / TOKEN_KEY_FILE}: only a server "
+            "run with this SES_LEDGER_HOME takes the token",
+            file=sys.stderr,
+        )
     print(token)
     return 0
 
@@ -58,6 +69,20 @@ def cmd_token_rotate_key(args: argparse.Namespace) -> int:
     from api.auth import rotate_token_key
 
     home = LedgerConfig.from_env().home
+    path = home / TOKEN_KEY_FILE
+    try:
+        path.stat()
+    except FileNotFoundError:
+        # No server (nor `token issue`) ever used this home: the key the tokens to end are
+        # signed with is elsewhere. A new key here would end none of them, and saying it did
+        # would leave a leaked token working (a mistyped or unset SES_LEDGER_HOME).
+        print(
+            f"ses-ledger token: there is no token key at {path}, so no token was signed "
+            "with one here and none would be ended: nothing was changed (SES_LEDGER_HOME "
+            "must be the home the server runs with)",
+            file=sys.stderr,
+        )
+        return 2
     rotate_token_key(home)
     print(
         f"new token key under {home}: every token issued before is refused from now on "
@@ -96,7 +121,8 @@ def register(sub: Any) -> None:
         description=(
             "For a token that leaked or a holder who left: writes a new HS256 secret under "
             "SES_LEDGER_HOME (mode 0600). Running servers pick it up within a second and "
-            "refuse every token signed with the old one."
+            "refuse every token signed with the old one. Exit status 2, nothing changed, "
+            "when the home holds no token key (it is not the server's home)."
         ),
     )
     rotate.set_defaults(handler=cmd_token_rotate_key)

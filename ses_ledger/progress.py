@@ -10,7 +10,8 @@ from tqdm import tqdm
 
 class Progress:
     """`at_total`: the description once the total is reached, for work that goes on after
-    it (a rebuild writes its rows once every event is applied: seconds at a million)."""
+    it (a rebuild writes its rows once every event is applied: seconds at a million).
+    `estimated`: the total is a guess, and the bar ends at the count done."""
 
     def __init__(
         self,
@@ -19,8 +20,10 @@ class Progress:
         disable: bool = False,
         unit: str = "ev",
         at_total: str | None = None,
+        estimated: bool = False,
     ) -> None:
         self._at_total = at_total
+        self._estimated = estimated
         self._bar = tqdm(
             total=total,
             desc=desc,
@@ -48,4 +51,10 @@ class Progress:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._estimated and exc_type is None and self._bar.n != self._bar.total:
+            # The work is done, but the total was an estimate (the demo's): the bar left at
+            # 81 % looked like work stopped short. It ends at what was done. (A known total
+            # not reached, as a check that stopped early, stays shown as it is.)
+            self._bar.total = self._bar.n
+            self._bar.refresh()
         self._bar.close()

@@ -262,6 +262,8 @@ def test_a_token_key_that_cannot_be_used_is_named_in_one_line(
             assert captured.err.startswith(
                 f"ses-ledger token: cannot use the token key {home / 'token.key'}: "
             )
+        elif problem == "home-is-a-file":  # named by its variable (test_cli_checks.py)
+            assert captured.err.startswith(f"ses-ledger: SES_LEDGER_HOME {home} "), captured.err
         else:
             assert captured.err.startswith(f"ses-ledger: {home}"), captured.err
     if home.is_dir():
@@ -461,3 +463,52 @@ def test_a_token_not_valid_yet_is_401_and_says_so(api: Api, claim: str) -> None:
     assert _status(api, token) == 401
     with pytest.raises(TokenError, match="not valid yet"):
         decode_token(token, api.key)
+
+
+def test_rotating_a_token_key_that_is_not_there_is_refused_not_announced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/api.md: "If a token leaks, `ses-ledger token rotate-key` replaces the secret".
+    Run with a mistyped or unset SES_LEDGER_HOME (the default `./.ses-ledger` of another
+    directory), it made a new key there and printed "every token issued before is refused
+    from now on" (exit 0), while the server's key, and the leaked token, stayed as they
+    were. A home without a token key is refused now (2), and nothing is made in it."""
+    server_home = tmp_path / "server-home"
+    server_key = load_or_create_token_key(server_home)
+    leaked = issue_token(server_key, subject="x", roles=["auditor"], agency="DOE", ttl_seconds=60)
+    typo = tmp_path / "server_home"
+    monkeypatch.setenv("SES_LEDGER_HOME", str(typo))
+    assert cli(["token", "rotate-key"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith(f"ses-ledger token: there is no token key at {typo}/token.key")
+    assert "nothing was changed" in captured.err
+    assert not typo.exists()
+    assert decode_token(leaked, load_or_create_token_key(server_home)).subject == "x"
+    # The server's home: rotated, and the leaked token is refused.
+    monkeypatch.setenv("SES_LEDGER_HOME", str(server_home))
+    assert cli(["token", "rotate-key"]) == 0
+    with pytest.raises(TokenError):
+        decode_token(leaked, load_or_create_token_key(server_home))
+
+
+def test_a_token_signed_with_a_key_just_made_says_so_on_stderr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`token issue` in a home without a token key makes one (docs/api.md: created on first
+    use) and signs with it: no server running with another home takes that token. With a
+    mistyped SES_LEDGER_HOME the first sign of it was a 401. The new key is named on
+    stderr; stdout is still the token alone, and a second token says nothing more."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("SES_LEDGER_HOME", str(home))
+    argv = ["token", "issue", "--subject", "x", "--role", "auditor", "--agency", "DOE"]
+    assert cli(argv) == 0
+    first = capsys.readouterr()
+    assert first.out.count("\n") == 1 and first.out.count(".") == 2  # a JWT, alone
+    assert first.err == (
+        f"ses-ledger token: made a new token key {home / 'token.key'}: only a server run "
+        "with this SES_LEDGER_HOME takes the token\n"
+    )
+    assert cli(argv) == 0
+    second = capsys.readouterr()
+    assert second.err == "" and second.out.count("\n") == 1

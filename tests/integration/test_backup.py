@@ -270,6 +270,34 @@ def test_a_damaged_ledger_is_not_announced_as_backed_up(
     assert not out.exists()  # nothing a restore could later take for a backup
 
 
+@pytest.mark.parametrize("content", ["another-programs-database", "empty-file"])
+def test_a_file_that_holds_no_ledger_is_not_backed_up(
+    content: str,
+    sqlite_config: LedgerConfig,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """SES_LEDGER_DB naming another program's SQLite database (or an empty `ledger.db`) was
+    "backed up positions 1..0" (exit 0), a backup that `restore` then refuses as "not a
+    ledger's database": found out when it is needed. Refused now (69, as a missing ledger
+    is), nothing left in DIR."""
+    source = sqlite_config.sqlite_path()
+    if content == "empty-file":
+        source.write_bytes(b"")
+    else:
+        with closing(sqlite3.connect(source)) as db:
+            db.execute("CREATE TABLE patients (name TEXT)")
+            db.commit()
+    point_cli_at(monkeypatch, sqlite_config)
+    out = tmp_path / "copy"
+    assert cli.main(["backup", "--out", str(out)]) == 69
+    printed = capsys.readouterr()
+    assert printed.out == "" and printed.err.count("\n") == 1, printed
+    assert printed.err.startswith(f"ses-ledger: there is no ledger at {source} ")
+    assert not out.exists()
+
+
 def test_a_backup_that_fails_part_way_leaves_its_directory_as_it_was(
     sqlite_config: LedgerConfig, tmp_path: Path
 ) -> None:

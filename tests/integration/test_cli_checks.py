@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -106,6 +108,79 @@ def test_a_mistyped_home_is_not_created(
     _one_line(err)
     assert f"there is no ledger at {home / 'ledger.db'}" in err
     assert not (tmp_path / "typo").exists()
+
+
+@pytest.mark.parametrize("argv", [*READ_ONLY_COMMANDS, ["bundle", "reindex"]], ids=" ".join)
+@pytest.mark.parametrize("content", ["another-programs-database", "empty-file"])
+def test_a_file_that_holds_no_ledger_is_not_made_one(
+    argv: list[str],
+    content: str,
+    sqlite_config: LedgerConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """README, Command line: the commands that only read or check a ledger refuse a store
+    that holds none rather than create an empty one. On PostgreSQL a schema without the
+    ledger's tables was refused, but an SQLite file was taken for a ledger if it merely
+    existed: SES_LEDGER_DB naming another program's database (or an empty `ledger.db`) got
+    the ledger's and the read models' tables written into it, `verify` printed "ledger
+    verified: 0 events" (exit 0) and `checkpoint` signed a checkpoint of it with the home's
+    key. Refused now (69), the file left as it was."""
+    path = sqlite_config.sqlite_path()
+    if content == "empty-file":
+        path.write_bytes(b"")
+    else:
+        with closing(sqlite3.connect(path)) as db:
+            db.execute("CREATE TABLE patients (name TEXT)")
+            db.commit()
+    before = path.read_bytes()
+    monkeypatch.chdir(path.parent)  # bundle export's --out
+    status, out, err = _main(monkeypatch, capsys, sqlite_config, *argv)
+    assert status == cli.EXIT_STORE, (out, err)
+    _one_line(err)
+    assert f"there is no ledger at {path} (the file holds no ledger's tables)" in err
+    assert path.read_bytes() == before
+    assert not (path.parent / "bundle.json").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["verify"],
+        ["keys", "init"],
+        ["keys", "list"],
+        ["token", "issue", "--subject", "a", "--role", "auditor", "--agency", "DOE"],
+        ["token", "rotate-key"],
+        ["serve", "--port", "0"],
+        ["demo", "--executives", "1"],
+    ],
+    ids=" ".join,
+)
+@pytest.mark.parametrize("where", ["home", "home/under/it"])
+def test_a_home_that_is_a_file_is_named_by_its_variable(
+    argv: list[str],
+    where: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """SES_LEDGER_HOME naming a file (or a path under one) was met by each command at a file
+    of its own: "cannot create the directory of the SQLite store .../ledger.db: Not a
+    directory" (even from `verify`, which creates nothing), "cannot read .../keys/
+    keyring.json: NotADirectoryError", ".../token.key: Not a directory". The variable to
+    correct is named now, in one line, exit 69 as before."""
+    (tmp_path / "home").write_text("notes\n")
+    home = tmp_path / where
+    monkeypatch.setenv("SES_LEDGER_HOME", str(home))
+    monkeypatch.setenv("SES_LEDGER_DB", "")
+    status = cli.main(argv)
+    out, err = capsys.readouterr()
+    assert status == cli.EXIT_STORE and out == "", err
+    assert err == (
+        f"ses-ledger: SES_LEDGER_HOME {home} cannot be used: {tmp_path / 'home'} is a file, "
+        "not a directory\n"
+    )
+    assert (tmp_path / "home").read_text() == "notes\n"
 
 
 def _app(config: LedgerConfig) -> LedgerApp:
@@ -238,6 +313,35 @@ def test_keys_init_makes_no_key_for_a_store_it_cannot_use(
 
 
 @pytest.mark.parametrize(
+    "url", ["garbage", "postgresql://postgres@127.0.0.1:1/test", "sqlite:///{home}/damaged.db"]
+)
+def test_keys_rotate_closes_no_key_for_a_store_it_cannot_use(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README, Command line: a store that cannot be used is reported, exit 69, "before
+    anything is written (a key included)". `keys rotate` reads the ledger's last
+    `recorded_at` to close the current key no earlier than it, but took a store it could not
+    use for one with no ledger yet: it closed the key at the clock's time, regardless of the
+    entries it signed (after a clock stepped back, `verify` then fails them), exit 0. Only a
+    store that holds no ledger yet rotates without it now."""
+    home = tmp_path / "home"
+    ring = KeyRing(home)
+    first = ring.init()
+    (home / "damaged.db").write_bytes(b"not an SQLite file" * 100)
+    config = LedgerConfig(home, url.format(home=home))
+    index = ring.index.read_bytes()
+    status, out, err = _main(monkeypatch, capsys, config, "keys", "rotate")
+    assert status == cli.EXIT_STORE and out == "", err
+    _one_line(err)
+    assert ring.index.read_bytes() == index and ring.signer().key_id == first
+    # no ledger there yet: rotated at the clock's time, as before
+    fresh = LedgerConfig(home, f"sqlite:///{tmp_path / 'none-yet.db'}")
+    assert _main(monkeypatch, capsys, fresh, "keys", "rotate")[0] == 0
+    assert ring.signer().key_id != first
+    assert not (tmp_path / "none-yet.db").exists()
+
+
+@pytest.mark.parametrize(
     "argv",
     [
         ["projections", "rebuild", "--batch-size", "-1"],
@@ -325,6 +429,53 @@ def test_output_closed_early_is_no_traceback(ledger_config: LedgerConfig) -> Non
     err = child.stderr.read().decode()
     assert child.wait(timeout=60) == cli.EXIT_PIPE, err
     assert err == ""
+
+
+def _cli_env(config: LedgerConfig) -> dict[str, str]:
+    return {
+        **os.environ,
+        "SES_LEDGER_HOME": str(config.home),
+        "SES_LEDGER_DB": config.db_url,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
+
+
+def test_an_output_that_cannot_be_written_is_not_blamed_on_the_store(
+    sqlite_config: LedgerConfig,
+) -> None:
+    """`ses-ledger checkpoint > /full/disk/note` (here /dev/full, which answers every write
+    with ENOSPC) said "ses-ledger: No space left on device", exit 69: the status and words of
+    a store or home that cannot be used (the ledger's own disk full), while the ledger was
+    fine and the checkpoint issued. The output is named now, with its own status (74,
+    `ses-ledger --help`), and what the command did stands."""
+    register(_app(sqlite_config), "E1")
+    with open("/dev/full", "wb") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "ses_ledger.cli", "checkpoint"],
+            env=_cli_env(sqlite_config),
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == cli.EXIT_OUTPUT == 74, done.stderr
+    assert done.stderr == "ses-ledger: cannot write the output: No space left on device\n"
+    assert LedgerApp(sqlite_config).merkle_log.latest_checkpoint() is not None
+
+
+def test_a_closed_standard_output_is_no_traceback(sqlite_config: LedgerConfig) -> None:
+    """Started with stdout closed (`ses-ledger verify >&-`), Python gives `sys.stdout =
+    None`: what is printed is dropped, and the final flush raised AttributeError in a
+    traceback. The command's status is its own now (0: the ledger verifies)."""
+    register(_app(sqlite_config), "E1")
+    done = subprocess.run(
+        ["sh", "-c", f'exec "{sys.executable}" -m ses_ledger.cli verify >&-'],
+        env=_cli_env(sqlite_config),
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stderr
 
 
 def test_verify_with_another_origin_says_which_setting_to_check(

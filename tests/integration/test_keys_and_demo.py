@@ -289,6 +289,44 @@ def test_the_demo_writes_only_into_an_empty_ledger(
     assert LedgerApp(LedgerConfig.from_env()).recorder.max_notification_id() == 1
 
 
+def test_an_interrupted_demo_says_what_it_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C during `demo` (minutes for a large history) printed only "ses-ledger:
+    interrupted" (130), while the ledger kept the part already stored, for good (RET-1): the
+    next `demo` then refused it as a ledger that "already holds N events". The interruption
+    now says so itself: how many events stay, that they verify, and that a new home is
+    needed to run the demo again. Exit status 130, as `ses-ledger --help` documents."""
+    from ses_ledger import cli
+    from ses_ledger.progress import Progress
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("SES_LEDGER_HOME", str(home))
+    monkeypatch.delenv("SES_LEDGER_DB", raising=False)
+    calls = 0
+
+    def ctrl_c_at_the_40th_event(self: Progress, n: int = 1) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 40:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Progress, "update", ctrl_c_at_the_40th_event)
+    assert cli.main(["demo", "--executives", "5", "--years", "2"]) == 130
+    printed = capsys.readouterr()
+    app = LedgerApp(LedgerConfig.from_env())
+    held = int(app.recorder.max_notification_id() or 0)
+    assert 40 <= held < 100
+    assert printed.err.count("\n") == 1, printed.err
+    assert printed.err.startswith(
+        f"ses-ledger demo: interrupted: sqlite:///{home / 'ledger.db'} now holds {held} events"
+    )
+    assert "choose a new SES_LEDGER_HOME" in printed.err
+    assert "checkpoint issued" not in printed.out and "done in" not in printed.out
+    report = verify_ledger(app.recorder, app.keyring.verifiers(), app.config.origin)
+    assert report.ok and report.checked == held, report.problem
+
+
 def test_key_ring_faults_are_named(tmp_path: Path) -> None:
     """What an operator sees for each way the key ring can be broken (SigningKeyError)."""
     from ledger.errors import SigningKeyError
@@ -302,8 +340,16 @@ def test_key_ring_faults_are_named(tmp_path: Path) -> None:
     key_id = ring.signer().key_id
     index = ring.index.read_text()
     ring.index.write_text("{not json")
-    with pytest.raises(SigningKeyError, match="cannot read .*keyring.json: JSONDecodeError"):
+    # It said only "cannot read ...keyring.json: JSONDecodeError": where the file breaks now.
+    with pytest.raises(
+        SigningKeyError, match=r"cannot read .*keyring.json: it is not JSON \(Expecting .* line 1"
+    ):
         ring.verifiers()
+    ring.index.unlink()
+    ring.index.mkdir()
+    with pytest.raises(SigningKeyError, match="cannot read .*keyring.json: Is a directory$"):
+        ring.verifiers()
+    ring.index.rmdir()
     ring.index.write_text("{}")
     with pytest.raises(SigningKeyError, match="is not a key list"):
         ring.signer()

@@ -304,3 +304,31 @@ def test_postgresql_is_refused(
     monkeypatch.setenv("SES_LEDGER_DB", "postgresql://postgres@127.0.0.1:5432/test")
     assert cli.main(["restore", str(tmp_path / "backup"), "--quiet"]) == 2
     assert "pg_restore" in capsys.readouterr().err
+
+
+def test_a_restore_stopped_between_its_renames_puts_the_ledger_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """README: restore "changes nothing unless it holds". Ctrl-C (or a failure removing the
+    stale -wal/-shm) after the home's ledger.db was renamed aside and before the backup's
+    took its place left a home with no ledger.db at all ("there is no ledger at ..." to
+    every command) and the backup's checked copy deleted. The replaced ledger is renamed
+    back now; the command says it was interrupted (130)."""
+    from ledger import restore as restore_module
+
+    home = tmp_path / "home"
+    config = _ledger(home, 3)
+    backup(config, tmp_path / "backup")
+    register(LedgerApp(config), "E-AFTER-THE-BACKUP")  # the home's own: 4 events
+    before = _head(home / "ledger.db")
+
+    def ctrl_c(*_args: object) -> list[str]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(restore_module, "_clear_stale_files", ctrl_c)
+    _point_at(monkeypatch, home)
+    assert cli.main(["restore", str(tmp_path / "backup"), "--quiet"]) == 130
+    assert capsys.readouterr().err == "ses-ledger: interrupted\n"
+    assert (home / "ledger.db").is_file() and _head(home / "ledger.db") == before == 4
+    assert not list(home.glob("ledger.db.replaced-*")) and not list(home.glob(".ledger.db.*"))
+    assert cli.main(["verify", "--quiet"]) == 0
