@@ -25,6 +25,21 @@ def non_negative_int(text: str) -> int:
     return _whole(text, 0)
 
 
+#: `serve --workers` at most: each worker is a process of its own (about 100 MB), and a
+#: mistyped `--workers 1000` started processes until the machine stalled for minutes.
+MAX_WORKERS = 64
+
+
+def workers(text: str) -> int:
+    """`serve --workers`: 1 to MAX_WORKERS."""
+    value = _whole(text, 1)
+    if value > MAX_WORKERS:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {MAX_WORKERS} worker processes, got {value}"
+        )
+    return value
+
+
 def port(text: str) -> int:
     """A TCP port to listen on: 0 (any free one) to 65535."""
     value = _whole(text, 0)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ses_ledger.argtypes import non_negative_seconds, port, positive_int
+from ses_ledger.argtypes import MAX_WORKERS, non_negative_seconds, port, positive_int, workers
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -190,10 +190,10 @@ def register(sub: Any) -> None:
     )
     serve.add_argument(
         "--workers",
-        type=positive_int,
+        type=workers,
         default=1,
-        help="worker processes (default 1); the main process accepts connections and "
-        "hands them to the workers in turn",
+        help=f"worker processes, 1 to {MAX_WORKERS} (default 1); the main process accepts "
+        "connections and hands them to the workers in turn",
     )
     serve.add_argument(
         "--checkpoint-interval",

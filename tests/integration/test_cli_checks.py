@@ -373,6 +373,22 @@ def test_sizes_and_intervals_out_of_range_are_usage_errors(
     assert models.runner.positions()["current_ratings"] > 0
 
 
+@pytest.mark.parametrize(("workers", "said"), [("65", "at most 64"), ("0", "1 or more")])
+def test_serve_refuses_a_worker_count_out_of_range_before_anything_starts(
+    workers: str,
+    said: str,
+    sqlite_config: LedgerConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """docs/api.md "Flags and settings are checked before anything starts": `--workers` had
+    no upper bound, and a mistyped `serve --workers 1000` started process after process
+    until the machine stalled for minutes. It is a usage error now (2), before serving."""
+    status, out, err = _main(monkeypatch, capsys, sqlite_config, "serve", "--workers", workers)
+    assert status == 2 and out == ""
+    assert "--workers" in err and said in err
+
+
 def test_the_runner_refuses_empty_pages(ledger_config: LedgerConfig) -> None:
     runner: Runner = ReadModels(_app(ledger_config)).runner
     with pytest.raises(ValueError, match="must be 1 or more"):
