@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from contextlib import closing
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -117,3 +119,13 @@ def raw(config: LedgerConfig, sql: str, params: Sequence[Any] = ()) -> list[Any]
         return rows
     finally:
         conn.close()
+
+
+def write_no_ledger(path: Path, content: str) -> None:
+    """An SQLite file that holds no ledger: `empty-file`, or another program's database."""
+    if content == "empty-file":
+        path.write_bytes(b"")
+        return
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE patients (name TEXT)")
+        db.commit()

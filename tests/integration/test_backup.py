@@ -24,7 +24,7 @@ from ledger.keys import KeyRing
 from ledger.verify import verify_ledger
 from ses_ledger import cli
 from ses_ledger.demo import SimulatedClock, run_demo
-from tests.ledger_helpers import point_cli_at, register
+from tests.ledger_helpers import point_cli_at, register, write_no_ledger
 
 
 def _home_of(out: Path) -> LedgerConfig:
@@ -283,12 +283,7 @@ def test_a_file_that_holds_no_ledger_is_not_backed_up(
     ledger's database": found out when it is needed. Refused now (69, as a missing ledger
     is), nothing left in DIR."""
     source = sqlite_config.sqlite_path()
-    if content == "empty-file":
-        source.write_bytes(b"")
-    else:
-        with closing(sqlite3.connect(source)) as db:
-            db.execute("CREATE TABLE patients (name TEXT)")
-            db.commit()
+    write_no_ledger(source, content)
     point_cli_at(monkeypatch, sqlite_config)
     out = tmp_path / "copy"
     assert cli.main(["backup", "--out", str(out)]) == 69

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import os
 import re
-import sqlite3
 import subprocess
 import sys
-from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -21,7 +19,7 @@ from ledger.keys import KeyRing
 from projections.queries import ReadModels
 from projections.runner import Runner
 from ses_ledger import cli
-from tests.ledger_helpers import events_table, point_cli_at, raw, register
+from tests.ledger_helpers import events_table, point_cli_at, raw, register, write_no_ledger
 
 
 def _main(
@@ -127,12 +125,7 @@ def test_a_file_that_holds_no_ledger_is_not_made_one(
     verified: 0 events" (exit 0) and `checkpoint` signed a checkpoint of it with the home's
     key. Refused now (69), the file left as it was."""
     path = sqlite_config.sqlite_path()
-    if content == "empty-file":
-        path.write_bytes(b"")
-    else:
-        with closing(sqlite3.connect(path)) as db:
-            db.execute("CREATE TABLE patients (name TEXT)")
-            db.commit()
+    write_no_ledger(path, content)
     before = path.read_bytes()
     monkeypatch.chdir(path.parent)  # bundle export's --out
     status, out, err = _main(monkeypatch, capsys, sqlite_config, *argv)
