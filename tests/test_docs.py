@@ -288,6 +288,41 @@ def test_if_match_is_described_as_the_routes_use_it(openapi: dict[str, Any]) -> 
     assert writes >= 15
 
 
+def _schemas(value: Any) -> Iterator[dict[str, Any]]:
+    """Every JSON object inside `value` (the schemas nested in an OpenAPI document)."""
+    if isinstance(value, dict):
+        yield value
+        for item in value.values():
+            yield from _schemas(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _schemas(item)
+
+
+def test_parameter_bounds_are_stated_in_json_schema_words(openapi: dict[str, Any]) -> None:
+    """A position's bounds were `minimum` and `maximum` in the OpenAPI document. Validating
+    its digits first (`api.schemas.common.Digits`, a pydantic BeforeValidator) placed before
+    the bounds made pydantic write them as its own `ge` and `le`, which no JSON Schema
+    reader knows: `as_of_position`, `after`, `position`, `tree_size`, `first`, `second`
+    and `limit` lost their stated range."""
+    for path, operations in openapi["paths"].items():
+        for method, operation in operations.items():
+            for parameter in operation.get("parameters", []):
+                for schema in _schemas(parameter["schema"]):
+                    assert not {"ge", "le", "gt", "lt"} & schema.keys(), (path, method, parameter)
+    positions = [
+        p
+        for operations in openapi["paths"].values()
+        for operation in operations.values()
+        for p in operation.get("parameters", [])
+        if p["name"] in ("as_of_position", "after", "position", "tree_size", "first", "second")
+    ]
+    assert len(positions) >= 10
+    for parameter in positions:
+        bounds = [s for s in _schemas(parameter["schema"]) if "maximum" in s]
+        assert bounds and bounds[0]["minimum"] == 0 and bounds[0]["maximum"] == 2**53 - 1, parameter
+
+
 def test_every_flag_named_is_one_a_command_takes() -> None:
     """A `--flag` the documents name anywhere (not only after `ses-ledger ...`) is an option
     of some sub-command, or of the standalone `ledger/offline_verify.py` (README named

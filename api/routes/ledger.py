@@ -17,7 +17,7 @@ from api.auth import ALL_AGENCIES, Principal
 from api.deps import LedgerDep, PrincipalDep, ServicesDep, run_read
 from api.errors import problem_responses
 from api.responses import Json, RawJson
-from api.schemas.common import MAX_POSITION, Digits
+from api.schemas.common import Digits, Position
 from api.schemas.responses import (
     ConsistencyProof,
     EventsPage,
@@ -45,7 +45,7 @@ MAX_SCAN = 20 * MAX_PAGE
 
 #: A tree size: 0 too (the empty ledger's checkpoint has it), for which no proof exists
 #: (404, as for a size the tree has not reached), not a malformed query (422).
-Size = Annotated[int, Digits, Query(ge=0, le=MAX_POSITION)]
+Size = Annotated[Position, Query()]
 
 
 def _page(services: Services, principal: Principal, after: int, limit: int) -> bytes:
@@ -98,8 +98,8 @@ def _page_json(events: list[bytes], next_after: int | None) -> bytes:
 async def list_events(
     principal: PrincipalDep,
     services: ServicesDep,
-    after: Annotated[int, Digits, Query(ge=0, le=MAX_POSITION, description="A position.")] = 0,
-    limit: Annotated[int, Digits, Query(ge=1, le=MAX_PAGE)] = 100,
+    after: Annotated[Position, Query(description="A position.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE), Digits] = 100,
 ) -> RawJson:
     """Entries after position `after`; `next_after` is null on the last page. A token of one
     agency sees that agency's entries only."""
@@ -158,13 +158,9 @@ def _latest_size(services: Services, leaf_index: int = 0) -> int:
 )
 async def inclusion_proof(
     services: ServicesDep,
-    position: Annotated[
-        int, Digits, Query(ge=0, le=MAX_POSITION, description="A ledger position.")
-    ],
+    position: Annotated[Position, Query(description="A ledger position.")],
     tree_size: Annotated[
-        int | None,
-        Digits,
-        Query(ge=0, le=MAX_POSITION, description="Default: the latest checkpoint."),
+        Position | None, Query(description="Default: the latest checkpoint.")
     ] = None,
 ) -> Any:
     """RFC 9162 inclusion proof of the event at `position` in the tree of `tree_size`."""
@@ -184,11 +180,7 @@ async def inclusion_proof(
 async def consistency_proof(
     services: ServicesDep,
     first: Size,
-    second: Annotated[
-        int | None,
-        Digits,
-        Query(ge=0, le=MAX_POSITION, description="Default: the latest checkpoint."),
-    ] = None,
+    second: Annotated[Position | None, Query(description="Default: the latest checkpoint.")] = None,
 ) -> Any:
     """RFC 9162 consistency proof between two tree sizes."""
 
@@ -213,7 +205,7 @@ async def consistency_proof(
     responses=problem_responses(401, 403, 404, 422),
 )
 async def receipt(
-    position: Annotated[int, Digits, Path(ge=0, le=MAX_POSITION)],
+    position: Annotated[Position, Path()],
     principal: PrincipalDep,
     services: ServicesDep,
 ) -> Any:

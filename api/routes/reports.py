@@ -112,7 +112,7 @@ async def audit_trail(
     ] = None,
     appraisal_id: Annotated[Id | None, Query(description="One appraisal.")] = None,
     after: Annotated[Position, Query(description="Entries after this position.")] = 0,
-    limit: Annotated[int, Digits, Query(ge=1, le=AUDIT_PAGE)] = 100,
+    limit: Annotated[int, Query(ge=1, le=AUDIT_PAGE), Digits] = 100,
 ) -> Json:
     """Who did what, when, under which policy: the ledger entries of an actor, of an
     executive's record or of an appraisal (given together, the entries matching all), in

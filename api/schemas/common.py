@@ -151,4 +151,4 @@ def _digits(value: Any) -> Any:
 
 #: For every integer of a query string or path (positions, tree sizes, page sizes).
 Digits = BeforeValidator(_digits)
-Position = Annotated[int, Digits, Field(ge=0, le=MAX_POSITION)]
+Position = Annotated[int, Field(ge=0, le=MAX_POSITION), Digits]
