@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+from collections.abc import Collection
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,12 +114,19 @@ def damage(db: sqlite3.Connection) -> str | None:
     return None if problems == ["ok"] else "; ".join(problems[:3])
 
 
+def holds_ledger(tables: Collection[str]) -> bool:
+    """Whether an SQLite file with these tables is a ledger's (its events and its Merkle
+    state): what a backup takes and a restore accepts, so that no backup is taken that
+    `restore` would refuse."""
+    names = LedgerTables("sqlite", events_table=SQLITE_EVENTS_TABLE)
+    return {names.events, names.state} <= set(tables)
+
+
 def _facts(copy: sqlite3.Connection) -> tuple[int, int | None] | None:
-    """The copy's head and newest checkpoint; None when it holds no ledger (the tables
-    `restore` looks for are missing)."""
+    """The copy's head and newest checkpoint; None when it holds no ledger (`holds_ledger`)."""
     names = LedgerTables("sqlite", events_table=SQLITE_EVENTS_TABLE)
     tables = {r[0] for r in copy.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    if not {names.events, "ledger_merkle_state"} <= tables:
+    if not holds_ledger(tables):
         return None
     head = int(copy.execute(f"SELECT max(rowid) FROM {names.events}").fetchone()[0] or 0)
     checkpoint = None

@@ -40,7 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ledger.backup import damage
+from ledger.backup import damage, holds_ledger
 from ledger.config import TOKEN_KEY_FILE, LedgerConfig, make_private_dir, make_private_file
 from ledger.errors import LedgerError, StoreUnavailable
 from ledger.files import sync_directory, write_file
@@ -202,7 +202,6 @@ def _verify_backup(
 def _quick_check(database: str, path: Path) -> None:
     """SQLite's own check of the file, and that it is a ledger (its tables are there): a
     file that is not one would otherwise be given the ledger's tables by opening it."""
-    names = LedgerTables("sqlite", events_table=SQLITE_EVENTS_TABLE)
     try:
         with closing(sqlite3.connect(database, uri=True)) as db:
             problems = damage(db)
@@ -213,7 +212,7 @@ def _quick_check(database: str, path: Path) -> None:
         ) from exc
     if problems is not None:
         raise StoreUnavailable(f"the backup {path} is damaged: {problems}; nothing was restored")
-    if not {names.events, "ledger_merkle_state"} <= tables:
+    if not holds_ledger(tables):
         raise RestoreRefused(f"{path} is not a ledger's database (no ledger tables in it)")
 
 
