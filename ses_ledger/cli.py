@@ -45,23 +45,33 @@ class _GuardedOutput:
         self._stream = stream
 
     def write(self, text: str) -> int:
-        try:
-            return int(self._stream.write(text))
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            raise OutputFailed(exc.strerror or str(exc)) from exc
+        return int(_output(self._stream.write, text))
 
     def flush(self) -> None:
-        try:
-            self._stream.flush()
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            raise OutputFailed(exc.strerror or str(exc)) from exc
+        _output(self._stream.flush)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
+
+
+def _output(call: Callable[..., Any], *args: Any) -> Any:
+    """`call` on standard output, its failures told as OutputFailed (a closed pipe stays
+    BrokenPipeError)."""
+    try:
+        return call(*args)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise OutputFailed(exc.strerror or str(exc)) from exc
+
+
+def _stdout_to_devnull() -> None:
+    """Point standard output at /dev/null, so that the exit does not fail again flushing
+    it (Python's own recipe for a closed pipe)."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass  # no file descriptor behind it (a test's capture)
 
 
 def _config() -> LedgerConfig:
@@ -285,10 +295,7 @@ def _run(args: argparse.Namespace) -> int:
         # What the command did stands (a checkpoint issued, a key made); its report did not
         # reach the output. Nothing more is written there (the exit would fail again).
         print(f"ses-ledger: cannot write the output: {exc.reason}", file=sys.stderr)
-        try:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except (OSError, ValueError):
-            pass  # no file descriptor behind it (a test's capture)
+        _stdout_to_devnull()
         return EXIT_OUTPUT
     except StoreUnavailable as exc:
         print(f"ses-ledger: {exc}", file=sys.stderr)
@@ -315,9 +322,8 @@ def _run(args: argparse.Namespace) -> int:
         return 130
     except BrokenPipeError:
         # The reader went away (`... | head`): not an error of ours, and nothing to report
-        # to it. Python's own recipe: point stdout at /dev/null so the exit does not fail
-        # again flushing it.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        # to it.
+        _stdout_to_devnull()
         return EXIT_PIPE
     except OSError as exc:
         # The ledger's home cannot be written or read (a full disk, a read-only file system):
