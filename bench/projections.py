@@ -53,7 +53,7 @@ from ledger.config import LedgerConfig  # noqa: E402
 from ledger.keys import KeyRing  # noqa: E402
 from projections.events import EventLog  # noqa: E402
 from projections.queries import ReadModels  # noqa: E402
-from projections.runner import REBUILD_BATCH  # noqa: E402
+from projections.runner import REBUILD_BATCH, _no_cyclic_gc  # noqa: E402
 from ses_ledger.argtypes import non_negative_int  # noqa: E402
 from ses_ledger.demo import SimulatedClock, run_demo  # noqa: E402
 
@@ -195,13 +195,8 @@ def bare_read_collector_paused(app: LedgerApp, page: int) -> int:
     itself (`projections/runner.py`, `_no_cyclic_gc`). For transparency only: the target's
     baseline is the library's read as a caller gets it, collector on; each page's 10,000
     `Notification` objects trigger collections, 30 full ones in a million-event read."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with _no_cyclic_gc():  # the rebuild's own pause
         return bare_read(app, page)
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def lean_read(app: LedgerApp, page: int) -> None:
