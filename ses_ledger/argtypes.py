@@ -8,10 +8,15 @@ import math
 
 
 def _whole(text: str, least: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    """ASCII digits only, as the ledger positions (`cli_evidence._position`) and the API's
+    integers: `int()` alone also read `--workers 1_0` as 10 and ` 2` or `+2` as 2. A minus
+    sign is read, so that `-1` is told it is below the least, not that it is no number."""
+    digits = text[1:] if text.startswith("-") else text
+    if not (digits.isascii() and digits.isdigit()):
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number written in digits 0-9, got {text!r}"
+        )
+    value = int(text)
     if value < least:
         raise argparse.ArgumentTypeError(f"must be {least} or more, got {value}")
     return value

@@ -382,6 +382,32 @@ def test_serve_refuses_a_worker_count_out_of_range_before_anything_starts(
     assert "--workers" in err and said in err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["serve", "--workers", "1_0"],
+        ["serve", "--port", "+8000"],
+        ["serve", "--port", " 80"],
+        ["projections", "rebuild", "--batch-size", "1_000"],
+        ["demo", "--executives", "\u0662"],  # ARABIC-INDIC DIGIT TWO: int() reads 2
+    ],
+    ids=" ".join,
+)
+def test_whole_number_flags_take_ascii_digits_only(
+    argv: list[str],
+    sqlite_config: LedgerConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`int()` read `--workers 1_0` as 10 workers and `--port +8000` as 8000, while the
+    ledger positions and the API take digits 0-9 only; every whole-number flag does now, a
+    usage error (2) before anything starts or is written."""
+    status, out, err = _main(monkeypatch, capsys, sqlite_config, *argv)
+    assert status == 2 and out == ""
+    assert argv[1] in err and "digits 0-9" in err
+    assert not Path(sqlite_config.db_url.removeprefix("sqlite:///")).exists()
+
+
 def test_the_runner_refuses_empty_pages(ledger_config: LedgerConfig) -> None:
     runner: Runner = ReadModels(_app(ledger_config)).runner
     with pytest.raises(ValueError, match="must be 1 or more"):
