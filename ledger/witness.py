@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from ledger.checkpoint import Checkpoint, CheckpointError, parse_note, verify_note
 from ledger.entry import format_timestamp
 from ledger.errors import LedgerError
-from ledger.files import write_output
+from ledger.files import open_lock_file, write_output
 from ledger.merkle import EMPTY_ROOT, ProofError, verify_consistency
 
 STATE_FORMAT = "ses-ledger-witness/v1"
@@ -293,7 +293,9 @@ def _locked(path: Path) -> Iterator[None]:
         yield
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{path}.lock", "a") as lock:
+    # Owner-only, as the ledger's own lock files: whoever may open it may take its lock and
+    # hold every later witness run of this state up.
+    with open_lock_file(Path(f"{path}.lock")) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield

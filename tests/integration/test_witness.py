@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import socket
+import stat
 import threading
 import time
 import urllib.parse
@@ -357,6 +359,20 @@ def test_an_unreachable_server_is_not_evidence_of_tampering(tmp_path: Path) -> N
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(WitnessUnavailable, match="cannot read the witness state"):
         witness(f"http://127.0.0.1:{port}", tmp_path / "bad.json")
+
+
+def test_the_witness_lock_file_is_owner_only(tmp_path: Path) -> None:
+    """The state's `.lock` was made 0644 under the usual umask: an `flock` needs only an open
+    file, so any local user could hold every later witness run of that state up. It is made
+    0600, as the ledger's own lock files (`ledger.files.open_lock_file`)."""
+    state = tmp_path / "witness" / "state.json"
+    old = os.umask(0o022)
+    try:
+        with pytest.raises(WitnessUnavailable):
+            witness(_closed_url(), state, fetch=http_fetch(timeout=2))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(Path(f"{state}.lock").stat().st_mode) == 0o600
 
 
 # --- the command line: witness, and an old bundle checked against the server --------------------
