@@ -154,7 +154,10 @@ async def get_replay(
     if as_of_position is not None and known_at is not None:
         raise InvalidRequest(
             "give as_of_position or known_at, not both",
-            [{"loc": ["query", "known_at"], "msg": "not together with as_of_position"}],
+            [
+                {"loc": ["query", "as_of_position"], "msg": "not together with known_at"},
+                {"loc": ["query", "known_at"], "msg": "not together with as_of_position"},
+            ],
         )
     return Replay(as_of_position, known_at)
 

@@ -240,7 +240,13 @@ def test_an_evidence_bundle_as_the_ledger_stood_then(api_in_2024: Api) -> None:
     ):
         before = api.get(path, **point)
         assert before.status_code == 404, before.text
-    assert api.get(path, as_of_position=1, known_at="2024-12-02T12:00:00Z").status_code == 422
+    both = api.get(path, as_of_position=1, known_at="2024-12-02T12:00:00Z")
+    assert both.status_code == 422
+    # Each parameter is named where it stands: the error named known_at alone.
+    assert [e["loc"] for e in both.json()["errors"]] == [
+        ["query", "as_of_position"],
+        ["query", "known_at"],
+    ]
 
 
 #: Valid RFC 3339 timestamps whose moment in UTC lies outside years 1-9999.
