@@ -335,9 +335,17 @@ class LedgerApp(Application[str]):
             raise NotFound(cls.kind, stream_id)
         return aggregate
 
-    def _absent(self, cls: type[LedgerAggregate], stream_id: str) -> None:
+    def _absent(self, cls: type[LedgerAggregate], stream_id: str, note: str = "") -> None:
         if stream_id in self.repository:
-            raise AlreadyExists(cls.kind, stream_id)
+            raise AlreadyExists(cls.kind, stream_id, self._kind_of(stream_id), note)
+
+    def _kind_of(self, stream_id: str) -> str | None:
+        """The kind of record stored under `stream_id` (None: none, or none readable)."""
+        try:
+            aggregate = self.repository.get(stream_id, projector_func=_replay)
+        except Exception:  # an error path: the refusal stands, only less precise
+            return None
+        return str(getattr(aggregate, "kind", "")) or None
 
     def submission(self, submitted_by: str) -> Submission:
         return Submission(submitted_by=submitted_by, recorded_at=self.clock())
@@ -437,7 +445,14 @@ class LedgerApp(Application[str]):
         idempotency: tuple[str, str, str] | None = None,
     ) -> CommandResult:
         stream_id = waiver_id(agency, cycle)
-        self._absent(RatingCapWaiver, stream_id)
+        self._absent(
+            RatingCapWaiver,
+            stream_id,
+            note=(
+                f", made before such ids were refused (2026-12-01): {agency}'s {cycle} waiver "
+                "is stored under this id, and cannot be recorded in this ledger"
+            ),
+        )
         waiver = RatingCapWaiver.grant(
             stream_id,
             agency=agency,

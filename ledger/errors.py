@@ -45,8 +45,18 @@ class UnknownReference(LedgerError):
 class AlreadyExists(LedgerError):
     """A create command used an id that is already taken."""
 
-    def __init__(self, kind: str, ident: str) -> None:
-        super().__init__(f"{kind} {ident!r} already exists")
+    def __init__(self, kind: str, ident: str, held_by: str | None = None, note: str = "") -> None:
+        """`held_by`: the kind of record that holds the id, when it is not a `kind` (clients
+        name executives, review boards and appraisals, and waivers are stored, under one
+        set of ids); `note`: what follows from that (said only then)."""
+        if held_by is None or held_by == kind:
+            message = f"{kind} {ident!r} already exists"
+        else:
+            message = (
+                f"{kind} {ident!r} cannot be created: the id is taken by the {held_by} "
+                f"{ident!r}{note}"
+            )
+        super().__init__(message)
         self.kind = kind
         self.ident = ident
 

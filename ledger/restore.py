@@ -5,8 +5,10 @@ By hand this went wrong: a `ledger.db-wal` left by the old server beside a copie
 as the old 40-event ledger), and a file copied while a server ran was a torn mix. So:
 
 1. The backup is checked before anything in the home is touched: SQLite's `quick_check`,
-   then every hash, chain link, signature, Merkle leaf and checkpoint (`verify_ledger`, as
-   `ses-ledger verify` does), read-only (a backup on read-only media is read as it is).
+   then every hash, chain link, signature, Merkle leaf and checkpoint, and each event's
+   `recorded_at` against its signing key's validity in the backup's key ring
+   (`verify_ledger` with the key windows, as `ses-ledger verify` does; its warnings are
+   passed on), read-only (a backup on read-only media is read as it is).
 2. The home must not be in use. A process that has the ledger open in WAL mode (a server,
    a projector, any command, the `sqlite3` shell) holds a shared lock on the database file
    for as long as it has it open, between transactions too; a connection in SQLite's
@@ -73,6 +75,8 @@ class RestoreReport:
     actions: tuple[str, ...]
     #: The current signing key has no private key in the home (`keys rotate` before serving).
     needs_signing_key: bool
+    #: What `verify` warns of in the restored ledger (it verified nonetheless).
+    warnings: tuple[str, ...] = ()
 
 
 def restore(
@@ -137,6 +141,7 @@ def restore(
         kept=kept,
         actions=tuple(actions),
         needs_signing_key=keys.needs_signing_key(),
+        warnings=verified.warnings,
     )
 
 
@@ -163,6 +168,8 @@ class _Verified:
     root: str
     #: The highest position in the backup.
     checked_head: int
+    #: What `verify` warns of in the backup (it still verifies).
+    warnings: tuple[str, ...]
 
 
 def _verify_backup(
@@ -172,7 +179,7 @@ def _verify_backup(
     checked: Callable[[int], Any] | None,
 ) -> _Verified:
     from ledger.application import LedgerApp
-    from ledger.verify import readable_head, verify_ledger
+    from ledger.verify import key_windows, readable_head, verify_ledger
 
     copy = LedgerConfig(
         home=backup_dir,
@@ -187,7 +194,11 @@ def _verify_backup(
         if checked is not None:
             checked(head)
         report = verify_ledger(
-            app.recorder, app.keyring.verifiers(), copy.origin, progress=progress
+            app.recorder,
+            app.keyring.verifiers(),
+            copy.origin,
+            progress=progress,
+            windows=key_windows(app.keyring.validity()),
         )
     finally:
         app.close()
@@ -196,7 +207,9 @@ def _verify_backup(
             f"the backup in {backup_dir} does not verify: first bad position "
             f"{report.first_bad_position}: {report.problem}; nothing was restored"
         )
-    return _Verified(report.checked, report.tree_size, str(report.root), head)
+    return _Verified(
+        report.checked, report.tree_size, str(report.root), head, tuple(report.warnings)
+    )
 
 
 def _quick_check(database: str, path: Path) -> None:

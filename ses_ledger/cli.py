@@ -111,21 +111,28 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     config = _config()
     ring = KeyRing(config.home)
     now = datetime.now(UTC)
-    close_at = max(now, _last_recorded_at(config) or now)
+    # The keys `rotate` closes: those still open (a ring made by `keys init` has one).
+    closing = (
+        {k.key_id for k in ring.public_keys() if k.valid_until is None} if ring.exists() else set()
+    )
+    close_at = max(now, _latest_recorded_at(config, closing) or now)
     key_id = ring.rotate(now, close_at=close_at)
     print(f"new signing key {key_id}; earlier public keys are kept for verification")
     return 0
 
 
-def _last_recorded_at(config: LedgerConfig) -> datetime | None:
-    """The `recorded_at` of the ledger's last event (None: no ledger, or none readable).
+def _latest_recorded_at(config: LedgerConfig, key_ids: set[str]) -> datetime | None:
+    """The latest `recorded_at` of the events signed by `key_ids` (None: no ledger, or none).
 
     `keys rotate` closes the current key no earlier than this (and opens the new one at the
     clock's time, for the events stamped from now on): after a clock that ran ahead was set
     back, a key closed at the clock's time would end before events it signed, and `verify`
-    would hold those events to be outside its validity.
+    would hold those events to be outside its validity. The latest, not the last event's:
+    writes stamped by the corrected clock may follow them. Every event is read (rotation
+    is rare; `verify` reads them all too); an entry that cannot be read is `verify`'s to
+    report, not this.
     """
-    from ledger.entry import entry_from_state, parse_timestamp
+    from ledger.entry import parse_timestamp, split_state
     from ledger.errors import NoLedger
     from ses_ledger.bootstrap import build_app
 
@@ -136,12 +143,38 @@ def _last_recorded_at(config: LedgerConfig) -> datetime | None:
         # that cannot be used is not that (README: reported, exit 69, before a key is
         # written): the key would be closed without regard to the entries it signed.
         return None
+    mark = b'"recorded_at":"'
+    latest: datetime | None = None
     try:
         head = int(app.recorder.max_notification_id() or 0)
-        found = app.recorder.select_notifications(start=head, limit=1) if head else []
-        return parse_timestamp(entry_from_state(found[0].state)["recorded_at"]) if found else None
+        start = 1
+        while start <= head:
+            page = app.recorder.select_notifications(start=start, limit=5000, stop=head)
+            if not page:
+                break
+            for notification in page:
+                try:
+                    body, seal = split_state(notification.state)
+                except ValueError:
+                    continue
+                if seal.get("key_id") not in key_ids:
+                    continue
+                # Canonical JSON: the top-level member follows `data`, and no string value
+                # holds an unescaped quote, so the last such key is the entry's own.
+                at = body.rfind(mark)
+                if at < 0:
+                    continue
+                at += len(mark)
+                try:
+                    moment = parse_timestamp(body[at : body.find(b'"', at)].decode())
+                except ValueError:
+                    continue
+                if latest is None or moment > latest:
+                    latest = moment
+            start = int(page[-1].id) + 1
     finally:
         app.close()
+    return latest
 
 
 def cmd_keys_list(args: argparse.Namespace) -> int:
@@ -217,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys_sub.add_parser(
         "rotate",
         help="start a new signing key; old public keys stay valid for old events (the current "
-        "key is closed no earlier than the ledger's last recorded_at)",
+        "key is closed no earlier than the latest recorded_at it signed)",
     ).set_defaults(handler=cmd_keys_rotate)
     keys_sub.add_parser("list", help="list public keys and their validity").set_defaults(
         handler=cmd_keys_list

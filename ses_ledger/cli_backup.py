@@ -88,6 +88,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     )
     for action in report.actions:
         print(f"  {action}")
+    for warning in report.warnings:
+        print(f"warning: {warning}")
     if report.needs_signing_key:
         print(
             "  the backup has no private key for its current signing key: run "
@@ -129,9 +131,10 @@ def register(sub: Any) -> None:
             "Restores into the ledger that SES_LEDGER_HOME (and SES_LEDGER_DB, if set) names, "
             "as for every command. "
             "Checks the backup in BACKUP_DIR first (SQLite's quick_check, then every hash, "
-            "chain link, signature, Merkle leaf and checkpoint, as `verify` does) and changes "
-            "nothing unless it holds; refuses while a server, projector or other command has "
-            "the ledger open. Then renames the ledger it replaces to "
+            "chain link, signature, Merkle leaf and checkpoint, and each event's recorded_at "
+            "against its signing key's validity, as `verify` does, its warnings printed) and "
+            "changes nothing unless it holds; refuses while a server, projector or other "
+            "command has the ledger open. Then renames the ledger it replaces to "
             "ledger.db.replaced-<UTC time> (its write-ahead log folded in; never deleted), "
             "removes its stale -wal/-shm, and places a private (0600) copy of the backup's "
             "ledger in one rename. Keys: the home's key ring is kept when it holds every key "

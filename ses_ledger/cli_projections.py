@@ -176,11 +176,55 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stored_status() -> list[Any]:
+    """Each projection's position and version as the store holds them, read only: a read
+    model an older build left at its older version is reported stale, not reset (opening
+    the read models would drop and reset it, on the server's or projector's behalf), and an
+    archive that cannot be written is read as it is. A projection the store has no row of
+    (never projected) is at 0, at its current version."""
+    from dataclasses import replace
+
+    from ledger.config import LedgerConfig
+    from ledger.recorders import sqlite_names
+    from projections.queries import PROJECTIONS
+    from projections.runner import TRACKING, Status
+    from projections.store import LedgerStore
+    from ses_ledger.bootstrap import build_app
+
+    app = build_app(replace(LedgerConfig.from_env(), read_only=True), existing=True)
+    try:
+        store = LedgerStore(app.recorder)
+        table = store.name(TRACKING.name)
+        stored: dict[str, tuple[int, int]] = {}
+        with store.transaction(commit=False) as cursor:
+            if store.dialect == "sqlite":
+                present = TRACKING.name in sqlite_names(cursor)
+            else:
+                cursor.execute("SELECT to_regclass(%s) AS t", (table,))
+                present = cursor.fetchone()["t"] is not None
+            if present:
+                cursor.execute(f"SELECT name AS n, position AS p, version AS v FROM {table}")
+                stored = {str(r["n"]): (int(r["p"]), int(r["v"])) for r in cursor.fetchall()}
+        head = int(app.recorder.max_notification_id() or 0)
+    finally:
+        app.close()
+    return [
+        Status(
+            name=cls.name,
+            position=stored.get(cls.name, (0, cls.version))[0],
+            head=head,
+            version=stored.get(cls.name, (0, cls.version))[1],
+            current_version=cls.version,
+        )
+        for cls in PROJECTIONS
+    ]
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    read_models = _read_models(read_only=True)
+    statuses = _stored_status()  # a store that cannot be used is reported before any line
     print(f"{'projection':<18}{'position':>12}{'head':>12}{'lag':>10}  state")
     unhealthy = []
-    for s in read_models.status():
+    for s in statuses:
         if s.stale:
             state = f"stale (version {s.version} -> {s.current_version})"
         else:
@@ -277,8 +321,9 @@ def register(sub: Any) -> None:
 
     status = actions.add_parser(
         "status",
-        help="each projection's position, lag and state: ok (caught up), behind (lag > 0) "
-        "or stale (a new version of it: rebuilt from position 0)",
+        help="each projection's position, lag and state as stored (only read): ok (caught "
+        "up), behind (lag > 0) or stale (stored at an older version, as an older build left "
+        "it: the server, `project` or `projections rebuild` rebuilds it from position 0)",
     )
     status.add_argument(
         "--max-lag",

@@ -11,8 +11,12 @@ from typing import Any
 
 import pytest
 
+from ledger.application import LedgerApp
+from ledger.config import LedgerConfig
 from tests.api import story as s
+from tests.api.conftest import make_api
 from tests.api.story import Api
+from tests.ledger_helpers import register
 
 PROBLEM = "application/problem+json"
 
@@ -798,3 +802,40 @@ def test_a_coded_body_is_415_naming_the_coding(shared_api: Api, coding: str) -> 
     assert (
         shared_api.client.post("/v1/executives", content=body, headers=identity).status_code == 201
     )
+
+
+def test_a_waiver_id_held_by_an_older_ledgers_executive_is_named_as_such(
+    sqlite_config: LedgerConfig,
+) -> None:
+    """Builds before 2026-12-01 (a5611c8) let an executive be registered as
+    `WAIVER-DOE-FY2031`; a ledger written by one keeps it. DOE's FY2031 waiver is stored
+    under that id, so it cannot be recorded there: the refusal said "rating_cap_waiver
+    'WAIVER-DOE-FY2031' already exists", though no waiver did. It now names what holds the
+    id. The same for any create meeting an id of another kind (one namespace of ids)."""
+    older = LedgerApp(sqlite_config)
+    register(older, "WAIVER-DOE-FY2031")  # as the API of those builds stored it
+    older.close()
+    apis = make_api(sqlite_config)
+    api = next(apis)
+    admin = api.as_("admin", agency="*")
+    problem = _problem(
+        api.post("/v1/rating-cap-waivers", s.waiver("DOE", "FY2031"), admin), 409, "already-exists"
+    )
+    assert "already exists" not in problem["detail"], problem
+    assert "taken by the executive 'WAIVER-DOE-FY2031'" in problem["detail"], problem
+    assert "made before such ids were refused" in problem["detail"], problem
+    api.ok("/v1/executives", s.executive("E-NS-1"))
+    problem = _problem(
+        api.post("/v1/appraisals", s.plan("E-NS-1", "E-NS-1", 2024)), 409, "already-exists"
+    )
+    assert problem["detail"].startswith(
+        "appraisal 'E-NS-1' cannot be created: the id is taken by the executive 'E-NS-1'"
+    ), problem
+    problem = _problem(api.post("/v1/executives", s.executive("E-NS-1")), 409, "already-exists")
+    assert problem["detail"] == "executive 'E-NS-1' already exists", problem
+    api.ok("/v1/rating-cap-waivers", s.waiver("DOE", "FY2032"), admin)
+    problem = _problem(
+        api.post("/v1/rating-cap-waivers", s.waiver("DOE", "FY2032"), admin), 409, "already-exists"
+    )
+    assert problem["detail"] == "rating_cap_waiver 'WAIVER-DOE-FY2032' already exists", problem
+    apis.close()

@@ -19,6 +19,7 @@ import shutil
 import sqlite3
 import subprocess
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -264,3 +265,46 @@ def test_projections_status_and_digest_read_an_archive(original: Path, tmp_path:
             assert _listing(home) == before
         finally:
             os.chmod(home, 0o755)
+
+
+def test_projections_status_says_which_read_models_an_older_build_left_stale(
+    original: Path, tmp_path: Path
+) -> None:
+    """A ledger written and projected by an older build holds read models at their older
+    versions (current_ratings 1 before d4fdd4b; compliance 1-4). `projections status` did
+    not say so: on a ledger it can write it dropped and reset them itself (logging
+    'rebuilding from 0', rebuilding nothing) and showed them at 0, 'behind'; on an archive
+    it showed every projection, the current ones too, at 0 and 'behind'. It now only reads,
+    and reports each as stored: 'stale (version 1 -> 2)', the others at their positions."""
+    older = tmp_path / "older"
+    shutil.copytree(original, older)
+    done = _run(older, "projections", "rebuild")
+    assert done.returncode == 0, done.stderr
+    head = dict(_status_rows(_run(older, "projections", "status").stdout))["audit"][1]
+    database = older / "ledger.db"
+    with closing(sqlite3.connect(database)) as db:  # as a build before d4fdd4b left it
+        db.execute("UPDATE proj_tracking SET version = 1 WHERE name = 'current_ratings'")
+        db.commit()
+        rows = db.execute("SELECT count(*) FROM proj_cr_executives").fetchone()[0]
+    assert rows > 0
+    for home in (older, _archive(older, tmp_path / "archived")):
+        done = _run(home, "projections", "status", "--max-lag", "1000")
+        assert done.returncode == 1, (done.stdout, done.stderr)
+        assert done.stderr.count("\n") == 1 and "current_ratings stale" in done.stderr
+        status = dict(_status_rows(done.stdout))
+        assert status["current_ratings"] == [head, head, "0", "stale (version 1 -> 2)"]
+        for name in ("removal_history", "compliance", "audit"):
+            assert status[name] == [head, head, "0", "ok"], status
+    os.chmod(tmp_path / "archived" / "archive", 0o755)
+    with closing(sqlite3.connect(database)) as db:  # status changed nothing
+        assert db.execute("SELECT count(*) FROM proj_cr_executives").fetchone()[0] == rows
+        version = "SELECT version FROM proj_tracking WHERE name = 'current_ratings'"
+        assert db.execute(version).fetchone()[0] == 1
+
+
+def _status_rows(stdout: str) -> list[tuple[str, list[str]]]:
+    rows = []
+    for line in stdout.splitlines()[1:]:
+        name, position, head, lag, state = line.split(maxsplit=4)
+        rows.append((name, [position, head, lag, state]))
+    return rows

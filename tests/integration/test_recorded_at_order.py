@@ -200,6 +200,30 @@ def test_keys_rotate_after_a_clock_that_ran_ahead_closes_the_key_at_the_last_eve
     ]
 
 
+def test_keys_rotate_after_a_clock_that_ran_ahead_and_later_writes_closes_at_the_latest(
+    ledger_config: LedgerConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """As above, but the server went on writing once the clock was set right (as it does):
+    the last event's recorded_at is then today's, and a key closed no earlier than that
+    still ended before the events it signed while the clock ran ahead, so verify failed
+    the ledger's own entries ('a retired key signing entries dated after its retirement').
+    The key is closed no earlier than the latest recorded_at it signed."""
+    ahead = LedgerApp(ledger_config, clock=SteppingClock(NOON))
+    register(ahead)
+    old_key = ahead.signer.key_id
+    register(LedgerApp(ledger_config), "E2")  # the clock set right; the same key signs
+    point_cli_at(monkeypatch, ledger_config)
+    assert cli.main(["keys", "rotate"]) == 0
+    infos = {k.key_id: k for k in KeyRing(ledger_config.home).public_keys()}
+    assert infos[old_key].valid_until == "2030-11-30T12:00:00.000000Z"
+    register(LedgerApp(ledger_config), "E3")  # the new key, from the clock's time
+    capsys.readouterr()
+    assert cli.main(["verify", "--quiet"]) == 0
+    assert "ledger verified: 3 events" in capsys.readouterr().out
+
+
 def test_a_command_stamped_before_a_rotation_is_not_signed_by_the_new_key_before_its_time(
     ledger_config: LedgerConfig,
 ) -> None:

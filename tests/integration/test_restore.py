@@ -14,6 +14,7 @@ import stat
 import subprocess
 import sys
 from contextlib import closing
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -332,3 +333,62 @@ def test_a_restore_stopped_between_its_renames_puts_the_ledger_back(
     assert (home / "ledger.db").is_file() and _head(home / "ledger.db") == before == 4
     assert not list(home.glob("ledger.db.replaced-*")) and not list(home.glob(".ledger.db.*"))
     assert cli.main(["verify", "--quiet"]) == 0
+
+
+def _backup_signed_before_a_rotation(backup_dir: Path, recorded_at: datetime) -> None:
+    """A backup home whose one event, recorded at `recorded_at`, was signed by a key closed
+    a day before it: what the demo of builds before 2026-12-01 left after `keys rotate`
+    (it stamped FY2026's story ahead of the clock, and rotate closed the key at the clock's
+    time), or a retired key that leaked."""
+    ring = KeyRing(backup_dir)
+    ring.init(datetime(2026, 1, 1, tzinfo=UTC))
+    app = LedgerApp(_config(backup_dir), clock=lambda: recorded_at)
+    register(app, "E-LATE")
+    app.close()
+    ring.rotate(recorded_at - timedelta(days=1))
+
+
+def test_a_backup_that_verify_fails_on_its_key_windows_is_not_restored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """restore checks 'everything verify checks' (README): an event recorded outside its
+    signing key's validity (from 2026-12-01 on a failure of `verify`) fails the backup too,
+    where restore used to call it verified and put it in place."""
+    home = tmp_path / "home"
+    _ledger(home, 3)
+    _point_at(monkeypatch, home)
+    before = _files(home)
+    late = tmp_path / "late"
+    _backup_signed_before_a_rotation(late, datetime(2027, 1, 4, 17, tzinfo=UTC))
+    _point_at(monkeypatch, late)
+    assert cli.main(["verify", "--quiet"]) == 1
+    capsys.readouterr()
+
+    _point_at(monkeypatch, home)
+    assert cli.main(["restore", str(late), "--quiet"]) == 1
+    printed = capsys.readouterr()
+    assert printed.out == "" and printed.err.count("\n") == 1, printed
+    assert "does not verify: first bad position 1: recorded at 2027-01-04T17:00:00" in printed.err
+    assert "outside the validity of its signing key" in printed.err
+    assert _files(home) == before
+
+
+def test_restore_prints_the_warnings_verify_prints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An event a server before the fix of 2026-11-30 signed past its key's close is a
+    warning of `verify`, not a failure: restore puts such a backup in place and says so."""
+    home = tmp_path / "home"
+    _ledger(home, 3)
+    early = tmp_path / "early"
+    _backup_signed_before_a_rotation(early, datetime(2026, 11, 20, 17, tzinfo=UTC))
+    _point_at(monkeypatch, early)
+    assert cli.main(["verify", "--quiet"]) == 0
+    (warning,) = [line for line in capsys.readouterr().out.splitlines() if "warning" in line]
+    assert "signed outside the signing key's validity window at 1 position (1)" in warning
+
+    _point_at(monkeypatch, home)
+    assert cli.main(["restore", str(early), "--quiet"]) == 0
+    printed = capsys.readouterr()
+    assert printed.out.startswith("restored 1 events"), printed.out
+    assert warning in printed.out.splitlines(), printed.out
