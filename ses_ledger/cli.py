@@ -132,6 +132,8 @@ def _latest_recorded_at(config: LedgerConfig, key_ids: set[str]) -> datetime | N
     is rare; `verify` reads them all too); an entry that cannot be read is `verify`'s to
     report, not this.
     """
+    import orjson
+
     from ledger.entry import parse_timestamp, split_state
     from ledger.errors import NoLedger
     from ses_ledger.bootstrap import build_app
@@ -143,7 +145,6 @@ def _latest_recorded_at(config: LedgerConfig, key_ids: set[str]) -> datetime | N
         # that cannot be used is not that (README: reported, exit 69, before a key is
         # written): the key would be closed without regard to the entries it signed.
         return None
-    mark = b'"recorded_at":"'
     latest: datetime | None = None
     try:
         head = int(app.recorder.max_notification_id() or 0)
@@ -159,16 +160,10 @@ def _latest_recorded_at(config: LedgerConfig, key_ids: set[str]) -> datetime | N
                     continue
                 if seal.get("key_id") not in key_ids:
                     continue
-                # Canonical JSON: the top-level member follows `data`, and no string value
-                # holds an unescaped quote, so the last such key is the entry's own.
-                at = body.rfind(mark)
-                if at < 0:
-                    continue
-                at += len(mark)
                 try:
-                    moment = parse_timestamp(body[at : body.find(b'"', at)].decode())
-                except ValueError:
-                    continue
+                    moment = parse_timestamp(str(orjson.loads(body)["recorded_at"]))
+                except (ValueError, KeyError, TypeError):
+                    continue  # verify's to report
                 if latest is None or moment > latest:
                     latest = moment
             start = int(page[-1].id) + 1
