@@ -248,6 +248,17 @@ def cmd_digest(args: argparse.Namespace) -> int:
         return 2
     if args.catch_up:
         read_models.catch_up()
+    else:
+        from projections.store import MemoryStore
+
+        if isinstance(read_models.store, MemoryStore):
+            # Digests of empty read models look like any others: say what they are of.
+            print(
+                "ses-ledger: note: this ledger cannot be written and holds no read models at "
+                "their current versions: these are the digests of read models at position "
+                "0; --catch-up builds them in memory from the log",
+                file=sys.stderr,
+            )
     _print_digests(read_models, args.names or None)
     return 0
 
