@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -40,6 +40,9 @@ PAGE = 2000
 OUT_OF_WINDOW_TOLERATED_BEFORE = datetime(2026, 12, 1, tzinfo=UTC)
 #: How many positions a warning names before it only counts.
 NAMED = 5
+#: How far past the verifier's own clock a `recorded_at` may lie before it is warned of (the
+#: clocks of the server and of the verifying machine differ a little).
+AHEAD_ALLOWED = timedelta(minutes=5)
 
 #: From this many events on, signatures are checked in a second process.
 PARALLEL_FROM = 50_000
@@ -216,9 +219,12 @@ class _Times:
     """
 
     windows: Windows
+    #: Entries recorded after this are warned of (None: not checked).
+    latest_plausible: datetime | None = None
     last: datetime | None = None
     backwards: list[int] = field(default_factory=list)
     tolerated: list[int] = field(default_factory=list)
+    ahead: list[int] = field(default_factory=list)
 
     def check(self, report: VerifyReport, position: int, key_id: str, text: Any) -> None:
         moment = _moment(text)
@@ -227,6 +233,8 @@ class _Times:
             return
         if self.last is not None and moment < self.last:
             self.backwards.append(position)
+        if self.latest_plausible is not None and moment > self.latest_plausible:
+            self.ahead.append(position)
         self.last = moment
         finding = key_window(self.windows, key_id, moment)
         if finding == "tolerated":
@@ -246,6 +254,14 @@ class _Times:
                 f"recorded_at goes back in log order at {_positions(self.backwards)}: a "
                 "known_at read there is not a prefix of the log (a clock stepped back, or an "
                 "append stamped when its command began and committed after a later-stamped one)"
+            )
+        if self.ahead and self.latest_plausible is not None:
+            report.warnings.append(
+                f"recorded_at lies after this check's own time "
+                f"({_shown(self.latest_plausible - AHEAD_ALLOWED)}) by more than "
+                f"{AHEAD_ALLOWED.seconds // 60} minutes at {_positions(self.ahead)}: the clock "
+                "that stamped them ran ahead (or this machine's is behind), and a known_at "
+                "read of a moment before their recorded_at leaves them out"
             )
         if self.tolerated:
             report.warnings.append(
@@ -416,19 +432,22 @@ def verify_ledger(
     origin: str,
     progress: Callable[[int], None] | None = None,
     windows: Windows | None = None,
+    now: datetime | None = None,
 ) -> VerifyReport:
     """Check every event and the Merkle log; stop collecting detail after the first problem.
 
     With `windows` (`key_windows` of the key list), each event's `recorded_at` is also held
     to its signing key's validity (`OUT_OF_WINDOW_TOLERATED_BEFORE` says how); and whether
-    `recorded_at` goes back in log order is reported in `warnings` (`_Times`).
+    `recorded_at` goes back in log order is reported in `warnings` (`_Times`), and so are
+    entries recorded more than `AHEAD_ALLOWED` after `now` (default: the clock's time).
 
     A damaged store file is a finding like any other: the first position that cannot be
     read is the first bad one (the problem names the damage), not an error of the check.
     """
     report = VerifyReport()
     try:
-        _verify(report, recorder, keys, origin, progress, _Times(windows or {}))
+        times = _Times(windows or {}, (now or datetime.now(UTC)) + AHEAD_ALLOWED)
+        _verify(report, recorder, keys, origin, progress, times)
     except Exception as exc:
         if not damaged(exc):
             raise

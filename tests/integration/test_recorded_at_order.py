@@ -58,11 +58,14 @@ def _signer_of(ring: KeyRing, key_id: str) -> Signer:
 
 
 def _verify(app: LedgerApp) -> VerifyReport:
+    """`verify` as run on NOON's day (the tests' clocks run in 2030: on today's, every entry
+    would be warned of as recorded ahead of the clock)."""
     return verify_ledger(
         app.recorder,
         app.keyring.verifiers(),
         app.config.origin,
         windows=key_windows(app.keyring.validity()),
+        now=NOON,
     )
 
 
@@ -192,12 +195,21 @@ def test_keys_rotate_after_a_clock_that_ran_ahead_closes_the_key_at_the_last_eve
     assert cli.main(["verify", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "ledger verified: 2 events" in out
-    # The clock went back, and verify says so; no event is outside its key's validity.
-    assert [line for line in out.splitlines() if line.startswith("warning")] == [
+    # The clock went back, and verify says so, and of the entry stamped while it ran ahead
+    # (verify runs today); no event is outside its key's validity.
+    warnings = [line for line in out.splitlines() if line.startswith("warning")]
+    assert warnings[0] == (
         "warning: recorded_at goes back in log order at 1 position (2): a known_at read there "
         "is not a prefix of the log (a clock stepped back, or an append stamped when its "
         "command began and committed after a later-stamped one)"
-    ]
+    )
+    assert warnings[1].startswith("warning: recorded_at lies after this check's own time (")
+    assert warnings[1].endswith(
+        ") by more than 5 minutes at 1 position (1): the clock that stamped them ran ahead "
+        "(or this machine's is behind), and a known_at read of a moment before their "
+        "recorded_at leaves them out"
+    )
+    assert len(warnings) == 2
 
 
 def test_keys_rotate_after_a_clock_that_ran_ahead_and_later_writes_closes_at_the_latest(
@@ -250,3 +262,35 @@ def test_a_command_stamped_before_a_rotation_is_not_signed_by_the_new_key_before
     assert entry["recorded_at"] == "2030-11-30T12:00:03.000000Z"
     report = _verify(app)
     assert report.ok and not report.warnings, (report.problem, report.warnings)
+
+
+@pytest.mark.parametrize(
+    ("ahead", "warned"),
+    [(timedelta(minutes=5), False), (timedelta(minutes=5, microseconds=1), True)],
+)
+def test_verify_warns_of_entries_recorded_ahead_of_its_own_clock(
+    ledger_config: LedgerConfig, ahead: timedelta, warned: bool
+) -> None:
+    """A clock that ran ahead stamps entries in the future: they verify (authentic), but a
+    `known_at` read of today leaves them out though the ledger holds them. verify said
+    nothing of it; it warns beyond `AHEAD_ALLOWED` (5 minutes of clock difference between
+    the server and the verifying machine)."""
+    app = LedgerApp(ledger_config, clock=SteppingClock(NOON))
+    register(app)
+    report = verify_ledger(
+        app.recorder,
+        app.keyring.verifiers(),
+        app.config.origin,
+        windows=key_windows(app.keyring.validity()),
+        now=NOON - ahead,
+    )
+    assert report.ok, report.problem
+    if warned:
+        assert report.warnings == [
+            "recorded_at lies after this check's own time (2030-11-30T11:54:59.999999Z) by "
+            "more than 5 minutes at 1 position (1): the clock that stamped them ran ahead (or "
+            "this machine's is behind), and a known_at read of a moment before their "
+            "recorded_at leaves them out"
+        ]
+    else:
+        assert report.warnings == []
