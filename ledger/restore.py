@@ -7,7 +7,7 @@ as the old 40-event ledger), and a file copied while a server ran was a torn mix
 1. The backup is checked before anything in the home is touched: SQLite's `quick_check`,
    then every hash, chain link, signature, Merkle leaf and checkpoint, and each event's
    `recorded_at` against its signing key's validity in the backup's key ring
-   (`verify_ledger` with the key windows, as `ses-ledger verify` does; its warnings are
+   (`verify_with_ring`, as `ses-ledger verify` does: the key windows too; its warnings are
    passed on), read-only (a backup on read-only media is read as it is).
 2. The home must not be in use. A process that has the ledger open in WAL mode (a server,
    a projector, any command, the `sqlite3` shell) holds a shared lock on the database file
@@ -179,7 +179,7 @@ def _verify_backup(
     checked: Callable[[int], Any] | None,
 ) -> _Verified:
     from ledger.application import LedgerApp
-    from ledger.verify import key_windows, readable_head, verify_ledger
+    from ledger.verify import readable_head, verify_with_ring
 
     copy = LedgerConfig(
         home=backup_dir,
@@ -193,13 +193,7 @@ def _verify_backup(
         head = readable_head(app.recorder)
         if checked is not None:
             checked(head)
-        report = verify_ledger(
-            app.recorder,
-            app.keyring.verifiers(),
-            copy.origin,
-            progress=progress,
-            windows=key_windows(app.keyring.validity()),
-        )
+        report = verify_with_ring(app.recorder, app.keyring, copy.origin, progress)
     finally:
         app.close()
     if not report.ok:

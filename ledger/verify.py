@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -26,6 +26,9 @@ from ledger.canonical import canonical_json
 from ledger.checkpoint import CheckpointError, parse_note, verify_note
 from ledger.entry import split_state
 from ledger.merkle import CompactRange, leaf_hash, node_hash
+
+if TYPE_CHECKING:
+    from ledger.keys import KeyRing
 
 PAGE = 2000
 #: Servers before the fix of 2026-11-30 went on signing with a key `keys rotate` had retired
@@ -453,6 +456,24 @@ def verify_ledger(
             raise
         report.fail(None, f"the store's file is damaged ({exc}): the ledger cannot be checked")
     return report
+
+
+def verify_with_ring(
+    recorder: Any,
+    ring: KeyRing,
+    origin: str,
+    progress: Callable[[int], None] | None = None,
+) -> VerifyReport:
+    """`verify_ledger` with the ring's public keys and their validity windows: what
+    `ses-ledger verify`, `GET /v1/ledger/verify` and `restore` check, alike (restore once
+    checked without the windows, and put back a backup `verify` failed)."""
+    return verify_ledger(
+        recorder,
+        ring.verifiers(),
+        origin,
+        progress=progress,
+        windows=key_windows(ring.validity()),
+    )
 
 
 def _verify(

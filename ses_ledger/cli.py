@@ -182,7 +182,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from ledger.verify import key_windows, readable_head, verify_ledger
+    from ledger.verify import readable_head, verify_with_ring
     from ses_ledger.bootstrap import build_app
     from ses_ledger.progress import Progress
 
@@ -190,13 +190,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     app = build_app(config, existing=True)
     total = readable_head(app.recorder)  # the bar's length; verify names any damage
     with Progress(total=total, desc="verifying", disable=args.quiet) as bar:
-        report = verify_ledger(
-            app.recorder,
-            app.keyring.verifiers(),
-            config.origin,
-            progress=bar.update_to,
-            windows=key_windows(app.keyring.validity()),
-        )
+        report = verify_with_ring(app.recorder, app.keyring, config.origin, bar.update_to)
     for warning in report.warnings:
         print(f"warning: {warning}")
     if report.ok:

@@ -30,7 +30,7 @@ from api.services import Services
 from ledger.entry import entry_json
 from ledger.errors import NotFound
 from ledger.log import ProofUnavailable
-from ledger.verify import key_windows, verify_ledger
+from ledger.verify import verify_with_ring
 
 router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
 
@@ -113,12 +113,7 @@ def verify(principal: PrincipalDep, services: ServicesDep) -> Any:
     event's `recorded_at` against its signing key's validity (`auditor`, `admin`)."""
     access.require_role(principal, access.LEDGER_READERS)
     ledger = services.ledger
-    return verify_ledger(
-        ledger.recorder,
-        ledger.keyring.verifiers(),
-        services.origin,
-        windows=key_windows(ledger.keyring.validity()),
-    ).as_json()
+    return verify_with_ring(ledger.recorder, ledger.keyring, services.origin).as_json()
 
 
 @router.get("/keys", response_model=KeysOut)
