@@ -79,8 +79,13 @@ class ReadModels:
         bound: Bound | None = None,
         window_measure: str = RATING_DATE,
         projections: Sequence[str] | None = None,
+        setup: bool = True,
     ) -> None:
-        """`projections`: only these (names; None: all), for a replayed copy."""
+        """`projections`: only these (names; None: all), for a replayed copy.
+
+        `setup` False: the tables are read as they are stored, nothing is created or
+        dropped (`projections status` and `digest` inspect; a projection stored at an older
+        version stays as it is, reported stale, instead of being emptied to be rebuilt)."""
         self.app = app
         self.bound = bound or Bound()
         self.store: Store = store if store is not None else LedgerStore(app.recorder)
@@ -105,7 +110,8 @@ class ReadModels:
             # The ledger's own store: its write transactions queue with every other writer
             # of the file in this process and the others (a no-op on PostgreSQL).
             self.runner.gate = write_gate(app)
-        self.runner.setup()
+        if setup:
+            self.runner.setup()
 
     # -- processing ------------------------------------------------------------------------
 
