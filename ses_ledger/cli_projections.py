@@ -174,7 +174,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
     read_models = _read_models()
     runner = read_models.runner
-    names = args.names or None
+    names = list(dict.fromkeys(args.names)) or None  # `rebuild audit audit`: audit once
     if not _known(runner, names):
         return 2
     head = runner.source.head()

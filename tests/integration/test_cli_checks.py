@@ -505,6 +505,36 @@ def test_digest_refuses_a_stale_projection_and_leaves_its_rows(
     )
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_projection_named_twice_is_rebuilt_once(
+    jobs: str,
+    ledger_config: LedgerConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`projections rebuild audit current_ratings audit` rebuilds each once. A name given
+    twice was a projection chosen twice: the replacing write emptied its tables again for
+    the second mention, after its rows were written, and left it at the head with no rows
+    ("rebuilt audit, current_ratings, audit", status "ok", the API answering 404 for every
+    executive and an empty audit trail)."""
+    app = _app(ledger_config)
+    for n in range(3):
+        register(app, f"E{n}")
+    models = ReadModels(app)
+    head = models.catch_up()
+    digests = models.runner.digest()
+    argv = ["projections", "rebuild", "--quiet", "--jobs", jobs]
+    status, out, err = _main(
+        monkeypatch, capsys, ledger_config, *argv, "audit", "current_ratings", "audit"
+    )
+    assert status == 0, err
+    assert models.runner.digest() == digests
+    assert models.executive("E1") is not None
+    assert out.startswith(f"rebuilt audit, current_ratings up to position {head} in "), out
+    models.rebuild(["current_ratings", "current_ratings"], jobs=int(jobs))
+    assert models.runner.digest() == digests
+
+
 def test_output_closed_early_is_no_traceback(ledger_config: LedgerConfig) -> None:
     """`ses-ledger projections status | head -1` and the like: the reader has gone."""
     register(_app(ledger_config), "E1")
