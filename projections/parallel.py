@@ -25,7 +25,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from ledger.config import LedgerConfig
-from projections.runner import StopFlag
+from ledger.errors import LedgerError, StoreUnavailable, VerificationError
+from projections.runner import TRANSIENT_ERRORS, StopFlag
 
 log = logging.getLogger("ses_ledger.projections")
 
@@ -96,6 +97,8 @@ def rebuild(
     positions = dict.fromkeys(range(len(groups)), 0)
     ended: dict[int, int] = {}
     errors: list[str] = []
+    #: The first error of a group that is the ledger's to report (`_portable`).
+    reported: list[LedgerError] = []
 
     def drain(timeout: float | None = None) -> None:
         if stop is not None and stop.is_set():
@@ -104,7 +107,12 @@ def rebuild(
             kind, index, value = messages.get(timeout=timeout) if timeout else messages.get_nowait()
             while True:
                 if kind == "error":
-                    errors.append(f"group {groups[index]}: {value}")
+                    what, text, position = value
+                    errors.append(f"group {groups[index]}: {text}")
+                    if what == "verification":
+                        reported.append(VerificationError(text, position))
+                    elif what == "store":
+                        reported.append(StoreUnavailable(f"the store failed: {text}"))
                     ended[index] = positions[index]
                     stop_children.set()
                 else:
@@ -141,6 +149,8 @@ def rebuild(
             stop_children.set()
         for child in children:
             child.join()
+    if reported:
+        raise reported[0]
     if errors:
         raise RuntimeError("parallel rebuild failed: " + "; ".join(errors))
     return min(ended.values())
@@ -188,6 +198,18 @@ class _Throttle:
         return False
 
 
+def _portable(exc: BaseException) -> tuple[str, str, int | None]:
+    """A group's error as the parent re-raises it: (kind, text, position). A damaged stored
+    event or a store that failed is the ledger's to report (the command line says it in one
+    line, as when this process's own group meets it: a parallel rebuild, the default on a
+    large log, ended in a traceback of a RuntimeError); anything else is unforeseen."""
+    if isinstance(exc, VerificationError):
+        return "verification", exc.message, exc.position
+    if isinstance(exc, (StoreUnavailable, *TRANSIENT_ERRORS)) and not isinstance(exc, OSError):
+        return "store", " ".join(str(exc).split()), None
+    return "other", f"{type(exc).__name__}: {exc}", None
+
+
 def _child(
     config: LedgerConfig,
     names: list[str],
@@ -219,7 +241,7 @@ def _child(
         )
         messages.put(("done", index, position))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises
-        messages.put(("error", index, f"{type(exc).__name__}: {exc}"))
+        messages.put(("error", index, _portable(exc)))
     # Everything is committed and reported: leave without tearing down millions of cached
     # rows one by one (about a second at a million events), once the report is sent.
     messages.close()

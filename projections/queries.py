@@ -79,8 +79,13 @@ class ReadModels:
         bound: Bound | None = None,
         window_measure: str = RATING_DATE,
         projections: Sequence[str] | None = None,
+        setup: bool = True,
     ) -> None:
-        """`projections`: only these (names; None: all), for a replayed copy."""
+        """`projections`: only these (names; None: all), for a replayed copy.
+
+        `setup` False: the tables are read as they are stored, nothing is created or
+        dropped (`projections status` and `digest` inspect; a projection stored at an older
+        version stays as it is, reported stale, instead of being emptied to be rebuilt)."""
         self.app = app
         self.bound = bound or Bound()
         self.store: Store = store if store is not None else LedgerStore(app.recorder)
@@ -105,7 +110,8 @@ class ReadModels:
             # The ledger's own store: its write transactions queue with every other writer
             # of the file in this process and the others (a no-op on PostgreSQL).
             self.runner.gate = write_gate(app)
-        self.runner.setup()
+        if setup:
+            self.runner.setup()
 
     # -- processing ------------------------------------------------------------------------
 
@@ -127,8 +133,11 @@ class ReadModels:
 
         `jobs` None: as many as there are cores (at most one per projection) once the log
         holds `PARALLEL_FROM` events; 1 rebuilds in this process alone. Replayed copies
-        (in-memory stores) always rebuild in this process.
+        (in-memory stores) always rebuild in this process. A name given twice is one
+        projection: each one's rows are replaced once (the runner's replacing write emptied
+        a projection's tables again for its second mention, after writing its rows).
         """
+        names = list(dict.fromkeys(names)) if names else None
         chosen = self.runner.select(names)
         sizes = {k: v for k, v in (("batch_size", batch_size), ("flush_every", flush_every)) if v}
         if jobs is None:

@@ -34,15 +34,22 @@ BATCH_HELP = (
 )
 
 
-def _read_models(existing: bool = True, *, read_only: bool = False, build: bool = False) -> Any:
+def _read_models(
+    existing: bool = True, *, read_only: bool = False, build: bool = False, inspect: bool = False
+) -> Any:
     """The read models of the configured ledger (`existing`: refuse a store that holds no
     ledger rather than create an empty one to report on).
 
+    `inspect`: for a command that only looks at them (`digest`), which reads the stored
+    tables as they are when the store holds them (`ReadModels(setup=False)`): opening them
+    for work would drop a projection stored at an older version (an older build left it)
+    and reset it to position 0, on a ledger that can be written.
+
     `read_only`: for a command that only reads them (`status`, `digest`), which then reads
     an archive that cannot be written (`LedgerConfig.read_only`, as `verify` and `audit`
-    do): its stored read models when they are there at their versions and need not be
-    brought up to date (`build` False); otherwise read models built in memory from its log
-    (they start at position 0, `build`: for the caller to catch up)."""
+    do): its stored read models when they are there and need not be brought up to date
+    (`build` False); otherwise read models built in memory from its log (they start at
+    position 0, `build`: for the caller to catch up)."""
     from dataclasses import replace
 
     from ledger.config import LedgerConfig
@@ -51,9 +58,28 @@ def _read_models(existing: bool = True, *, read_only: bool = False, build: bool 
     from ses_ledger.bootstrap import build_app
 
     app = build_app(replace(LedgerConfig.from_env(), read_only=read_only), existing=existing)
+    if inspect and not build and _tracked(app):
+        return ReadModels(app, setup=False)
     if app.config.opens_read_only and (build or not _stored(app)):
         return ReadModels(app, store=MemoryStore())
     return ReadModels(app)
+
+
+def _tracked(app: Any) -> bool:
+    """Whether the ledger's store holds the read models' tracking table (their positions
+    and versions), so that they can be read as stored, without opening them for work."""
+    from ledger.recorders import sqlite_names
+    from projections.runner import TRACKING
+    from projections.store import LedgerStore
+
+    store = LedgerStore(app.recorder)
+    with store.transaction(commit=False) as cursor:
+        if store.dialect == "postgres":
+            cursor.execute(
+                "SELECT to_regclass(%s) IS NOT NULL AS present", (store.name(TRACKING.name),)
+            )
+            return bool(cursor.fetchone()["present"])
+        return TRACKING.name in sqlite_names(cursor)
 
 
 def _stored(app: Any) -> bool:
@@ -148,7 +174,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
     read_models = _read_models()
     runner = read_models.runner
-    names = args.names or None
+    names = list(dict.fromkeys(args.names)) or None  # `rebuild audit audit`: audit once
     if not _known(runner, names):
         return 2
     head = runner.source.head()
@@ -243,9 +269,21 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_digest(args: argparse.Namespace) -> int:
-    read_models = _read_models(read_only=True, build=args.catch_up)
+    read_models = _read_models(read_only=True, build=args.catch_up, inspect=True)
     if not _known(read_models.runner, args.names or None):
         return 2
+    stale = [
+        s for s in read_models.status() if s.stale and (not args.names or s.name in args.names)
+    ]
+    if stale and not args.catch_up:
+        print(
+            "ses-ledger: "
+            + ", ".join(f"{s.name} (version {s.version} -> {s.current_version})" for s in stale)
+            + " stored by another build: no digest of rows this build does not make; "
+            "`ses-ledger projections rebuild` (or `project`) rebuilds them",
+            file=sys.stderr,
+        )
+        return 1
     if args.catch_up:
         read_models.catch_up()
     else:
@@ -345,7 +383,11 @@ def register(sub: Any) -> None:
     )
     status.set_defaults(handler=cmd_status)
 
-    digest = actions.add_parser("digest", help="SHA-256 of each projection's full state")
+    digest = actions.add_parser(
+        "digest",
+        help="SHA-256 of each projection's full state (exit 1 for one stored at an older "
+        "version: stale)",
+    )
     digest.add_argument(
         "names", nargs="*", metavar="NAME", help="projections to digest (default: all)"
     )

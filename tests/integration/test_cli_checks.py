@@ -444,6 +444,97 @@ def test_status_max_lag_is_a_health_check(
     assert status == 0 and "behind" not in out
 
 
+def test_digest_refuses_a_stale_projection_and_leaves_its_rows(
+    ledger_config: LedgerConfig, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`projections digest` of a ledger where an older build left a projection at an older
+    version changes nothing and refuses that one (exit 1, one line): it opened the read
+    models for work, which drops such a projection's tables and resets it to position 0, so
+    it printed the digest of emptied tables, and the API's reads lost those rows until the
+    projector built them again. `status` names it stale (12a8ca7) and changes nothing
+    either; the projector then rebuilds it (README, Read models)."""
+    app = _app(ledger_config)
+    for n in range(3):
+        register(app, f"E{n}")
+    models = ReadModels(app)
+    head = models.catch_up()
+    store = models.store
+    compliance = models.runner.projections["compliance"]
+    version = compliance.version
+
+    def stored() -> tuple[dict[str, tuple[int, int]], list[int]]:
+        with store.transaction(commit=False) as cursor:
+            cursor.execute(f"SELECT name, position, version FROM {store.name('proj_tracking')}")
+            tracking = {
+                str(r["name"]): (int(r["position"]), int(r["version"])) for r in cursor.fetchall()
+            }
+            counts = []
+            for table in compliance.tables:
+                cursor.execute(f"SELECT COUNT(*) AS n FROM {store.name(table.name)}")
+                counts.append(int(cursor.fetchone()["n"]))
+        return tracking, counts
+
+    with store.transaction(commit=True) as cursor:  # stored by the release before
+        cursor.execute(
+            f"UPDATE {store.name('proj_tracking')} SET version = {store.p} WHERE name = {store.p}",
+            (version - 1, "compliance"),
+        )
+    before = stored()
+    assert before[0]["compliance"] == (head, version - 1) and sum(before[1]) > 0
+
+    status, out, err = _main(
+        monkeypatch, capsys, ledger_config, "projections", "status", "--max-lag", "0"
+    )
+    assert status == 1 and "compliance stale" in err, (out, err)
+    row = next(line for line in out.splitlines() if line.startswith("compliance "))
+    assert row.split()[1:4] == [str(head), str(head), "0"]
+    assert row.endswith(f"stale (version {version - 1} -> {version})")
+    assert stored() == before
+    status, out, err = _main(monkeypatch, capsys, ledger_config, "projections", "digest")
+    assert status == 1 and out == "", out
+    _one_line(err)
+    assert f"compliance (version {version - 1} -> {version})" in err
+    assert stored() == before
+    status, out, err = _main(monkeypatch, capsys, ledger_config, "projections", "digest", "audit")
+    assert status == 0 and out.startswith("audit  ") and stored() == before
+
+    assert _main(monkeypatch, capsys, ledger_config, "project")[0] == 0
+    assert stored()[0]["compliance"] == (head, version)
+    assert (
+        _main(monkeypatch, capsys, ledger_config, "projections", "status", "--max-lag", "0")[0] == 0
+    )
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_projection_named_twice_is_rebuilt_once(
+    jobs: str,
+    ledger_config: LedgerConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`projections rebuild audit current_ratings audit` rebuilds each once. A name given
+    twice was a projection chosen twice: the replacing write emptied its tables again for
+    the second mention, after its rows were written, and left it at the head with no rows
+    ("rebuilt audit, current_ratings, audit", status "ok", the API answering 404 for every
+    executive and an empty audit trail)."""
+    app = _app(ledger_config)
+    for n in range(3):
+        register(app, f"E{n}")
+    models = ReadModels(app)
+    head = models.catch_up()
+    digests = models.runner.digest()
+    argv = ["projections", "rebuild", "--quiet", "--jobs", jobs]
+    status, out, err = _main(
+        monkeypatch, capsys, ledger_config, *argv, "audit", "current_ratings", "audit"
+    )
+    assert status == 0, err
+    assert models.runner.digest() == digests
+    assert models.executive("E1") is not None
+    assert out.startswith(f"rebuilt audit, current_ratings up to position {head} in "), out
+    models.rebuild(["current_ratings", "current_ratings"], jobs=int(jobs))
+    assert models.runner.digest() == digests
+
+
 def test_output_closed_early_is_no_traceback(ledger_config: LedgerConfig) -> None:
     """`ses-ledger projections status | head -1` and the like: the reader has gone."""
     register(_app(ledger_config), "E1")

@@ -15,6 +15,7 @@ import pytest
 
 from ledger.application import LedgerApp
 from ledger.config import LedgerConfig
+from ledger.errors import VerificationError
 from projections import parallel
 from projections.compliance import Compliance
 from projections.current_ratings import CurrentRatings
@@ -22,6 +23,7 @@ from projections.queries import PROJECTIONS, ReadModels
 from projections.removal_history import RemovalHistories
 from projections.runner import StopFlag, _types
 from tests.integration.test_projections import Clock, Story, history
+from tests.ledger_helpers import events_table, raw
 
 
 @pytest.fixture
@@ -82,6 +84,33 @@ def test_a_failing_group_is_reported_and_the_others_stop(story: Story) -> None:
 
     with pytest.raises(RuntimeError, match="unknown projection nonsense"):
         parallel.rebuild(story.app.config, here, [["audit"], ["nonsense"]])
+
+
+@pytest.mark.slow
+def test_a_damaged_event_met_by_another_group_is_reported_as_this_process_reports_it(
+    story: Story,
+) -> None:
+    """A stored event cut short by hand, met by a group rebuilt in a spawned process (a
+    parallel rebuild is the default on a large log): it is the same VerificationError (with
+    its position) that the group rebuilt here raises, which the command line says in one
+    line (exit 1, as `--jobs 1` does); it came back as a RuntimeError naming
+    'UnreadableEntry', and `ses-ledger projections rebuild` ended in its traceback."""
+    config = story.app.config
+    models = ReadModels(story.app)
+    head = models.runner.catch_up()
+    events = models.log.page(0, head, head)
+    position = next(e.position for e in events if e.stream_id == "E1" and e.version == 1)
+    raw(
+        config,
+        f"UPDATE {events_table(config)} SET state = substr(state, 1, 40) "
+        "WHERE originator_id = 'E1' AND originator_version = 1",
+    )
+
+    def here(group: list[str], report: object, flag: StopFlag) -> int:
+        return head  # this process's group meets nothing: only the child reads the log
+
+    with pytest.raises(VerificationError, match=rf"^event at position {position}: "):
+        parallel.rebuild(config, here, [["audit"], ["current_ratings"]])
 
 
 @pytest.mark.slow
