@@ -211,7 +211,6 @@ def _stored_status() -> list[Any]:
     from dataclasses import replace
 
     from ledger.config import LedgerConfig
-    from ledger.recorders import sqlite_names
     from projections.queries import PROJECTIONS
     from projections.runner import TRACKING, Status
     from projections.store import LedgerStore
@@ -222,13 +221,8 @@ def _stored_status() -> list[Any]:
         store = LedgerStore(app.recorder)
         table = store.name(TRACKING.name)
         stored: dict[str, tuple[int, int]] = {}
-        with store.transaction(commit=False) as cursor:
-            if store.dialect == "sqlite":
-                present = TRACKING.name in sqlite_names(cursor)
-            else:
-                cursor.execute("SELECT to_regclass(%s) AS t", (table,))
-                present = cursor.fetchone()["t"] is not None
-            if present:
+        if _tracked(app):
+            with store.transaction(commit=False) as cursor:
                 cursor.execute(f"SELECT name AS n, position AS p, version AS v FROM {table}")
                 stored = {str(r["n"]): (int(r["p"]), int(r["v"])) for r in cursor.fetchall()}
         head = int(app.recorder.max_notification_id() or 0)
