@@ -1,4 +1,5 @@
-"""A bound on the size of a request's head (its target and header fields), for `serve`.
+"""Bounds on a request's head (its target and header fields) and on the time a request
+takes to arrive, for `serve`.
 
 uvicorn's httptools protocol sets none: a 50 MB header field was read whole and answered
 200, a 200 MB one held the worker's event loop for 38 s of CPU (httptools joins the pieces
@@ -13,12 +14,20 @@ arrives, with the same answer (no head within the bound takes as many, white spa
 around values aside: each field adds at most 3 bytes of framing to a name of at least one
 byte).
 
+Nor does uvicorn time a request out while it arrives: a connection that sent nothing, half
+a request line, half a head or half a body was held for good, and enough of them (one per
+file descriptor the server may open) left every other client unserved (reset) until they
+closed. Here a head must arrive within `HEAD_TIMEOUT_SECONDS` of its first byte (a new
+connection's: of its opening) and a body may not pause for `BODY_IDLE_SECONDS`; else 408
+`request-timeout`, and the connection is closed (without an answer when nothing was sent).
+
 `ses-ledger serve` gives uvicorn this protocol by name (`PROTOCOL`, in every worker); it is
 the one uvicorn's `auto` would choose (httptools comes with `uvicorn[standard]`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -32,6 +41,11 @@ MAX_HEAD_BYTES = 32 * 1024
 #: the request line's method, spaces and version).
 _INCOMPLETE_HEAD_BYTES = 4 * MAX_HEAD_BYTES + 1024
 
+#: How long a request's head may take from its first byte (a new connection's, from its
+#: opening), and how long its body may pause between two reads.
+HEAD_TIMEOUT_SECONDS = 20.0
+BODY_IDLE_SECONDS = 20.0
+
 #: uvicorn's `Config(http=...)`, by name: workers load it themselves.
 PROTOCOL = "api.http_head:BoundedHeadProtocol"
 
@@ -39,8 +53,16 @@ log = logging.getLogger("uvicorn.error")
 
 
 def refusal(status: int) -> bytes:
-    """The whole HTTP/1.1 answer to a head over the bound: 414 or 431, problem+json."""
-    if status == 414:
+    """The whole HTTP/1.1 answer to a head over the bound (414, 431) or to a request not
+    sent in time (408), as problem+json."""
+    if status == 408:
+        slug, title, reason = "request-timeout", "Request timeout", "Request Timeout"
+        detail = (
+            f"the request was not sent in time: its head must arrive within "
+            f"{HEAD_TIMEOUT_SECONDS:g} s of its first byte, and its body without a pause of "
+            f"{BODY_IDLE_SECONDS:g} s"
+        )
+    elif status == 414:
         slug, title, reason = "uri-too-long", "URI too long", "URI Too Long"
         detail = f"the request target is limited to {MAX_HEAD_BYTES} bytes"
     else:
@@ -79,6 +101,16 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     _head_wire = 0
     _head_size = 0
     _refused: int | None = None
+    _body_open = False
+    _timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm(HEAD_TIMEOUT_SECONDS)  # a connection that sends nothing is not kept
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._refused is not None:
@@ -88,6 +120,8 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         # a head that is anyway within a few body bytes of the bound).
         self._head_wire = self._head_wire + len(data) if self._head_open else len(data)
         super().data_received(data)
+        if self._body_open and self._refused is None:
+            self._arm(BODY_IDLE_SECONDS)  # counted from the last read
         if self._refused is None and self._head_open:
             if len(self.url) > MAX_HEAD_BYTES:
                 self._refuse(414)
@@ -98,6 +132,8 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._head_open = True
         self._head_size = 0
+        if self._timer is None:  # a keep-alive connection's next request: from its first byte
+            self._arm(HEAD_TIMEOUT_SECONDS)
 
     def on_url(self, url: bytes) -> None:
         super().on_url(url)
@@ -114,7 +150,14 @@ class BoundedHeadProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._head_open = False
+        self._body_open = True
+        self._disarm()
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._body_open = False
+        self._disarm()
+        super().on_message_complete()
 
     def send_400_response(self, msg: str) -> None:
         if self._refused is None:
@@ -122,10 +165,40 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         else:  # the parser stopped at `_HeadTooLarge` (uvicorn has logged an invalid request)
             self._refuse(self._refused)
 
+    def _arm(self, seconds: float) -> None:
+        self._disarm()
+        self._timer = self.loop.call_later(seconds, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _timed_out(self) -> None:
+        """The head or the body did not arrive in time: 408 if a request was begun and
+        nothing answers it yet, else (nothing was sent, or an answer is under way) the
+        connection is closed without a word."""
+        self._timer = None
+        if self.transport.is_closing():
+            return
+        cycle = getattr(self, "cycle", None)
+        if self._head_open:  # answered unless the request before it is still answered
+            answer = cycle is None or cycle.response_complete
+        else:  # the body: unless its own answer began (a route that reads no body)
+            answer = self._body_open and cycle is not None and not cycle.response_started
+        if answer:
+            self._refuse(408)
+        else:
+            self.transport.close()
+
     def _refuse(self, status: int) -> None:
         self._refused = status
-        self._head_open = False
+        self._head_open = self._body_open = False
+        self._disarm()
         if not self.transport.is_closing():
-            log.warning("a request head over %d bytes was refused (%d)", MAX_HEAD_BYTES, status)
+            if status == 408:
+                log.warning("a request not sent in time was refused (408)")
+            else:
+                log.warning("a request head over %d bytes was refused (%d)", MAX_HEAD_BYTES, status)
             self.transport.write(refusal(status))
             self.transport.close()

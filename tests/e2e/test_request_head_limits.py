@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from api.http_head import MAX_HEAD_BYTES
+from api.http_head import BODY_IDLE_SECONDS, HEAD_TIMEOUT_SECONDS, MAX_HEAD_BYTES
 from tests.api.server import Server, keyed_env
 
 pytestmark = pytest.mark.slow
@@ -125,7 +125,10 @@ def test_a_second_request_on_a_connection_is_bounded_too(server: Server) -> None
     second = _head(pad=MAX_HEAD_BYTES)
     with socket.create_connection(("127.0.0.1", server.port), timeout=20) as conn:
         conn.sendall(first)
-        assert conn.recv(65536).startswith(b"HTTP/1.1 200")
+        answer = b""
+        while not answer.endswith(b'{"status":"ok"}'):
+            answer += conn.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200")
         conn.sendall(second)
         answer = b""
         while chunk := conn.recv(65536):
@@ -139,3 +142,37 @@ def test_every_worker_bounds_the_head(tmp_path: Path) -> None:
         for _ in range(4):  # handed to each worker in turn
             assert _send(server.port, _head(pad=MAX_HEAD_BYTES))[0] == 431
             assert _send(server.port, _head())[0] == 200
+
+
+def test_requests_not_sent_in_time_are_408_and_their_connections_closed(server: Server) -> None:
+    """A client that opens connections and sends nothing, half a request line, half a head
+    or half a body held each connection for good (until the server's file descriptors ran
+    out: then no one was served). Each is now answered 408 (nothing to answer: closed)
+    within `HEAD_TIMEOUT_SECONDS` (or `BODY_IDLE_SECONDS`) and closed."""
+    sent = {
+        "nothing": b"",
+        "half a line": b"GET /heal",
+        "half a head": b"GET /healthz HTTP/1.1\r\nHost: x\r\n",
+        "half a body": b"POST /v1/executives HTTP/1.1\r\nHost: x\r\nContent-Type: "
+        b'application/json\r\nContent-Length: 300\r\n\r\n{"executive_id": ',
+    }
+    connections = {}
+    for name, data in sent.items():
+        connections[name] = socket.create_connection(("127.0.0.1", server.port), timeout=40)
+        connections[name].sendall(data)
+    started = time.monotonic()
+    answers = {}
+    for name, conn in connections.items():
+        with conn:
+            answer = b""
+            while chunk := conn.recv(65536):
+                answer += chunk
+            answers[name] = answer
+    took = time.monotonic() - started
+    assert took < max(HEAD_TIMEOUT_SECONDS, BODY_IDLE_SECONDS) + 5, took
+    assert answers.pop("nothing") == b""
+    for name, answer in answers.items():
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408 "), (name, answer[:200])
+        assert json.loads(body)["type"] == "urn:ses-ledger:problem:request-timeout", name
+    assert _send(server.port, _head())[0] == 200
