@@ -1,5 +1,5 @@
 """Bounds on a request's head (its target and header fields) and on the time a request
-takes to arrive, for `serve`.
+takes to arrive, and the order of answers that close a connection, for `serve`.
 
 uvicorn's httptools protocol sets none: a 50 MB header field was read whole and answered
 200, a 200 MB one held the worker's event loop for 38 s of CPU (httptools joins the pieces
@@ -21,6 +21,12 @@ closed. Here a head must arrive within `HEAD_TIMEOUT_SECONDS` of its first byte 
 connection's: of its opening) and a body may not pause for `BODY_IDLE_SECONDS`; else 408
 `request-timeout`, and the connection is closed (without an answer when nothing was sent).
 
+Bytes after a request that do not parse (a body longer than its `Content-Length`) were
+answered 400 at once by uvicorn, which then closed the connection: the request before them
+was still being answered, and its answer never went out (a write recorded, its client told
+400). Every answer that closes the connection here (400, 408, 414, 431) waits for the
+answers to the requests before it.
+
 `ses-ledger serve` gives uvicorn this protocol by name (`PROTOCOL`, in every worker); it is
 the one uvicorn's `auto` would choose (httptools comes with `uvicorn[standard]`).
 """
@@ -30,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -103,6 +110,8 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     _refused: int | None = None
     _body_open = False
     _timer: asyncio.TimerHandle | None = None
+    #: An answer that closes the connection, written once the answers before it are.
+    _deferred: Callable[[], None] | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -160,10 +169,29 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def send_400_response(self, msg: str) -> None:
-        if self._refused is None:
-            super().send_400_response(msg)
-        else:  # the parser stopped at `_HeadTooLarge` (uvicorn has logged an invalid request)
+        if self._refused is not None:  # the parser stopped at `_HeadTooLarge`
             self._refuse(self._refused)
+        elif self._answer_pending():
+            # Bytes after a request still being answered that do not parse (a body longer
+            # than its Content-Length): uvicorn wrote its 400 at once and closed, and the
+            # answer to the request before them was lost, a write recorded while its client
+            # read 400. That answer first, then the 400 and the close.
+            self._deferred = lambda: HttpToolsProtocol.send_400_response(self, msg)
+        else:
+            super().send_400_response(msg)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._deferred is not None and not self._answer_pending():
+            answer, self._deferred = self._deferred, None
+            if not self.transport.is_closing():
+                self._unset_keepalive_if_required()
+                answer()
+
+    def _answer_pending(self) -> bool:
+        """Whether a request read on this connection is still being answered."""
+        cycle = getattr(self, "cycle", None)
+        return bool(self.pipeline) or (cycle is not None and not cycle.response_complete)
 
     def _arm(self, seconds: float) -> None:
         self._disarm()
@@ -175,30 +203,41 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             self._timer = None
 
     def _timed_out(self) -> None:
-        """The head or the body did not arrive in time: 408 if a request was begun and
-        nothing answers it yet, else (nothing was sent, or an answer is under way) the
-        connection is closed without a word."""
+        """The head or the body did not arrive in time: 408 (after the answer to the
+        request before it, if one is under way); a new connection that sent nothing is
+        closed without a word. A body still coming after its own answer began (a route
+        that reads none) is given until that answer ends, then the connection is closed."""
         self._timer = None
         if self.transport.is_closing():
             return
         cycle = getattr(self, "cycle", None)
-        if self._head_open:  # answered unless the request before it is still answered
-            answer = cycle is None or cycle.response_complete
-        else:  # the body: unless its own answer began (a route that reads no body)
-            answer = self._body_open and cycle is not None and not cycle.response_started
-        if answer:
+        if self._head_open:
             self._refuse(408)
+        elif self._body_open and cycle is not None and not cycle.response_started:
+            self._refuse(408, after_pending=False)  # the pending answer is this request's
+        elif self._body_open and cycle is not None and not cycle.response_complete:
+            self._arm(BODY_IDLE_SECONDS)
         else:
             self.transport.close()
 
-    def _refuse(self, status: int) -> None:
+    def _refuse(self, status: int, after_pending: bool = True) -> None:
+        """Answer `status` and close: a head's refusal after the answers to the requests
+        before it (`after_pending`), a body's as its own request's answer."""
         self._refused = status
         self._head_open = self._body_open = False
         self._disarm()
-        if not self.transport.is_closing():
-            if status == 408:
-                log.warning("a request not sent in time was refused (408)")
-            else:
-                log.warning("a request head over %d bytes was refused (%d)", MAX_HEAD_BYTES, status)
-            self.transport.write(refusal(status))
-            self.transport.close()
+        if self.transport.is_closing():
+            return
+        if status == 408:
+            log.warning("a request not sent in time was refused (408)")
+        else:
+            log.warning("a request head over %d bytes was refused (%d)", MAX_HEAD_BYTES, status)
+        if after_pending and self._answer_pending():  # the requests before it first
+            self.flow.pause_reading()
+            self._deferred = lambda: self._write_and_close(refusal(status))
+        else:
+            self._write_and_close(refusal(status))
+
+    def _write_and_close(self, answer: bytes) -> None:
+        self.transport.write(answer)
+        self.transport.close()

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from api.http_head import BODY_IDLE_SECONDS, HEAD_TIMEOUT_SECONDS, MAX_HEAD_BYTES
-from tests.api.server import Server, keyed_env
+from tests.api.server import Server, cli, keyed_env
 
 pytestmark = pytest.mark.slow
 
@@ -176,3 +176,35 @@ def test_requests_not_sent_in_time_are_408_and_their_connections_closed(server: 
         assert head.startswith(b"HTTP/1.1 408 "), (name, answer[:200])
         assert json.loads(body)["type"] == "urn:ses-ledger:problem:request-timeout", name
     assert _send(server.port, _head())[0] == 200
+
+
+def test_a_write_followed_by_bytes_that_are_no_request_is_answered_201(tmp_path: Path) -> None:
+    """A body longer than its Content-Length: the executive was registered, and its client
+    read `400 Invalid HTTP request received.` (uvicorn answered the rest at once and closed
+    the connection before the 201 was sent). Now the 201 comes first, then the 400."""
+    env = keyed_env(tmp_path)
+    token = cli(env, "token", "issue", "--subject", "hr-1", "--role", "hr_app", "--agency", "DOE")
+    body = json.dumps(
+        {
+            "executive_id": "E1",
+            "name": "Pat Example",
+            "title": "Deputy Assistant Secretary",
+            "pay_plan": "ES",
+            "agency": "DOE",
+            "duty_station": "Washington, DC",
+            "appointment_type": "career",
+            "probationary": False,
+            "appointed_on": "2019-05-01",
+        }
+    ).encode()
+    head = (
+        f"POST /v1/executives HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token.stdout.strip()}"
+        f"\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    with Server(env) as server, socket.create_connection(("127.0.0.1", server.port)) as conn:
+        conn.sendall(head.encode() + body + b"XYZ")
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 201 "), answer[:300]
+    assert b"}HTTP/1.1 400 " in answer, answer[-300:]

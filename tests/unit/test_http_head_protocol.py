@@ -1,6 +1,7 @@
-"""`api.http_head.BoundedHeadProtocol`'s timers, in-process with short timeouts: a request
+"""`api.http_head.BoundedHeadProtocol`, in-process (its timers short): a request
 that is sent slowly but steadily, or answered slowly, is served; one whose head or body
-stops coming is 408; a keep-alive connection's next request has its own time."""
+stops coming is 408; a keep-alive connection's next request has its own time; bytes that
+do not parse after a request are answered 400 after that request's own answer."""
 
 from __future__ import annotations
 
@@ -141,3 +142,24 @@ def test_the_next_request_on_a_keep_alive_connection_has_its_own_time(port: int)
         time.sleep(1.0)  # idle longer than the head's time: uvicorn's keep-alive (30 s) holds
         conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert _read(conn).startswith(b"HTTP/1.1 200 ")
+
+
+def test_bytes_after_a_body_that_do_not_parse_are_refused_after_its_answer(port: int) -> None:
+    """A body longer than its Content-Length: the rest is no request (400), but the request
+    before it is answered first. uvicorn answered the rest at once and closed, and the
+    request's own answer (a write's 201) never reached its client, who read 400."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(b"POST /?sleep=0.3 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcJUNK")
+        answer = _read(conn)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer
+    _, _, rest = answer.partition(b"\r\n3\r\nabc\r\n0\r\n\r\n")
+    assert rest.startswith(b"HTTP/1.1 400 "), answer
+
+
+def test_a_head_over_the_bound_after_a_request_is_refused_after_its_answer(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(b"GET /?sleep=0.3 HTTP/1.1\r\nHost: x\r\n\r\n")
+        conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 40_000 + b"\r\n\r\n")
+        answer = _read(conn)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer
+    assert b"\r\n\r\nHTTP/1.1 431 " in answer, answer
