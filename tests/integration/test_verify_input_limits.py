@@ -104,3 +104,21 @@ def test_a_bundle_within_the_limit_is_read_as_before(tmp_path: Path) -> None:
     text = "\u4e2d" * 700_000
     bundle.write_text(text, encoding="utf-8")
     assert offline_verify.read_text(str(bundle)) == text
+
+
+def test_a_witness_state_of_endless_bytes_is_refused_at_once() -> None:
+    """`witness --state /dev/zero` read until the memory ran out, then ended in a
+    MemoryError traceback with exit status 1, which says "inconsistent"."""
+    env = {**os.environ, "SES_LEDGER_HOME": "/nonexistent-home"}
+    done = subprocess.run(
+        [sys.executable, "-m", "ses_ledger.cli", "witness", "--state", "/dev/zero"]
+        + ["--url", "http://127.0.0.1:9", "--timeout", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=_limited,  # noqa: PLW1509 - a plain limit, no thread started
+        env=env,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "cannot read the witness state /dev/zero: /dev/zero holds a NUL byte" in done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
