@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import codecs
 import datetime as dt
 import hashlib
 import json
@@ -983,11 +984,46 @@ def printable(text: str) -> str:
     return _UNPRINTABLE.sub(escape, text)
 
 
+#: The most an input file may hold: an endless one (a stream, a device) is not read on
+#: until the memory runs out.
+MAX_INPUT_BYTES = 1 << 30
+
+
+def read_text(path: str, limit: int | None = None) -> str:
+    """The text of the file at `path` (UTF-8, `TEXT`), read in pieces, refused (ValueError,
+    naming the file) as soon as it cannot be JSON or note text: a NUL byte (neither holds
+    one: /dev/zero, /dev/urandom, a binary file), bytes that are not UTF-8, or more than
+    `limit` (`MAX_INPUT_BYTES`) bytes. `read()` of /dev/zero took every byte of memory
+    there was before it failed."""
+    limit = MAX_INPUT_BYTES if limit is None else limit
+    decoder = codecs.getincrementaldecoder(TEXT)()
+    parts: list[str] = []
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            if b"\0" in chunk:
+                at = size + chunk.index(b"\0")
+                raise ValueError(
+                    f"{path} holds a NUL byte (at byte {at}): it is no JSON or note text"
+                )
+            size += len(chunk)
+            if size > limit:
+                raise ValueError(f"{path} holds more than {limit} bytes: not read")
+            try:
+                parts.append(decoder.decode(chunk))
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"{path} is not UTF-8 text: {exc.reason}") from None
+        try:
+            parts.append(decoder.decode(b"", final=True))
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path} is not UTF-8 text: {exc.reason}") from None
+    return "".join(parts)
+
+
 def _read_member(path: str, member: str, kind: type, shape: str, what: str) -> Any:
     """`member` of the JSON object in the file at `path` (ValueError naming the file and the
     shape expected when it is not one)."""
-    with open(path, encoding=TEXT) as f:
-        found = read_json(f.read())[0]
+    found = read_json(read_text(path))[0]
     if not isinstance(found, dict) or not isinstance(found.get(member), kind):
         raise ValueError(f"{path} is not {what} ({shape})")
     return found[member]
@@ -998,7 +1034,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Verify an SES Ledger evidence bundle offline.",
         epilog="Exit status: 0 verified; 1 problems found (evidence against the bundle); 2 "
-        "not checked: a usage error, unreadable input, the verifier failing, or a check asked "
+        "not checked: a usage error, unreadable input (a file over 1 GiB, a NUL byte or bytes "
+        "that are not UTF-8 included), the verifier failing, or a check asked "
         "for that could not be made (NOT CHECKED: the bundle cannot be tied to the trusted "
         "--checkpoint, e.g. no consistency proof between them, or, without --keys, a bundle "
         "checkpoint signed by another key than the trusted one, as after a key rotation; or "
@@ -1022,12 +1059,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         args = parser.parse_args(argv)
-        with open(args.bundle, encoding=TEXT) as f:
-            bundle, repeated = read_json(f.read())
+        bundle, repeated = read_json(read_text(args.bundle))
         trusted = None
         if args.checkpoint is not None:
-            with open(args.checkpoint, encoding=TEXT) as f:
-                trusted = f.read()
+            trusted = read_text(args.checkpoint)
             try:
                 _read_note(trusted)
             except ValueError as exc:

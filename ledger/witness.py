@@ -43,8 +43,11 @@ from ledger.entry import format_timestamp
 from ledger.errors import LedgerError
 from ledger.files import open_lock_file, write_output
 from ledger.merkle import EMPTY_ROOT, ProofError, verify_consistency
+from ledger.offline_verify import read_text
 
 STATE_FORMAT = "ses-ledger-witness/v1"
+#: A state file holds one checkpoint and a few keys: far less than this.
+STATE_MAX_BYTES = 16 << 20
 #: The problem type of the ledger's 404 (api-contract.md: `urn:ses-ledger:problem:<slug>`).
 NOT_FOUND = "urn:ses-ledger:problem:not-found"
 
@@ -254,7 +257,9 @@ class WitnessState:
     def load(cls, path: Path) -> WitnessState | None:
         """The saved state, or None when the file does not exist yet."""
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
+            # In pieces, at most `STATE_MAX_BYTES`: `--state /dev/zero` read until the memory
+            # ran out, then ended in a MemoryError traceback, exit 1 ("inconsistent").
+            raw = json.loads(read_text(str(path), STATE_MAX_BYTES))
             if raw.get("format") != STATE_FORMAT:
                 raise ValueError(f"not a {STATE_FORMAT} file")
             return cls(
@@ -268,8 +273,9 @@ class WitnessState:
             )
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise WitnessUnavailable(f"cannot read the witness state {path}: {exc}") from None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, MemoryError) as exc:
+            why = str(exc) or type(exc).__name__
+            raise WitnessUnavailable(f"cannot read the witness state {path}: {why}") from None
 
     def save(self, path: Path) -> None:
         """Replace the state file atomically (temp file, fsync, rename, fsync directory)."""

@@ -429,9 +429,9 @@ def cmd_bundle_reindex(args: argparse.Namespace) -> int:
 
 def _read_note(path: str) -> str:
     """A checkpoint note, from a note file or from a witness state file (its `checkpoint`)."""
-    from ledger.offline_verify import TEXT, read_json
+    from ledger.offline_verify import read_json, read_text
 
-    text = Path(path).read_text(encoding=TEXT)
+    text = read_text(path)
     if text.lstrip().startswith("{"):
         return str(read_json(text)[0]["checkpoint"])
     return text
@@ -457,9 +457,7 @@ def cmd_bundle_verify(args: argparse.Namespace) -> int:
     keys: list[dict[str, Any]] | None = None
     positions: dict[str, Any] | None = None
     try:
-        bundle, repeated = offline_verify.read_json(
-            Path(args.file).read_text(encoding=offline_verify.TEXT)
-        )
+        bundle, repeated = offline_verify.read_json(offline_verify.read_text(args.file))
         if repeated:  # the copy handed on below is re-encoded: said here, where it is seen
             print(f"PROBLEM: {offline_verify.repeated_names_problem(repeated)}")
             print("NOT VERIFIED: 1 problem(s)")
@@ -785,7 +783,8 @@ def register(sub: Any) -> None:
     verify = bsub.add_parser(
         "verify",
         help="verify a bundle offline (ledger/offline_verify.py)",
-        description="Exit 0 verified, 1 problems found, 2 could not check (unreadable input, "
+        description="Exit 0 verified, 1 problems found, 2 could not check (unreadable input: "
+        "also a file of more than 1 GiB, or one with a NUL byte or bytes that are not UTF-8; "
         "the ledger at --url unreachable or without a usable checkpoint, or a bundle that "
         "cannot be tied to the trusted --checkpoint: no consistency proof between them, a "
         "newer note signed by a key the bundle cannot list, or, without --url, a bundle "

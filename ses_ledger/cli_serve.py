@@ -111,6 +111,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
     from uvicorn.config import Config
 
+    from api.http_head import PROTOCOL
     from api.settings import ApiSettings
     from ledger.errors import SigningKeyError
     from ledger.keys import KeyRing
@@ -143,6 +144,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     server = Config(
         "api.main:app_factory",
         factory=True,
+        http=PROTOCOL,  # httptools', with a bound on the request head (api.http_head)
         host=args.host,
         port=args.port,
         workers=args.workers,
