@@ -21,7 +21,7 @@ from api.errors import BODY_STATUSES, problem_responses
 from api.responses import Json, documented
 from api.schemas import reads as r
 from api.schemas import writes as w
-from api.schemas.common import Body
+from api.schemas.common import MAX_ID_LENGTH, Body
 from api.schemas.responses import RatingWriteResult, WriteResult
 from api.services import Services
 from api.strict_json import UniqueNamesRoute
@@ -29,7 +29,8 @@ from ledger.errors import NotFound, UnknownReference
 
 router = APIRouter(prefix="/v1/appraisals", tags=["appraisals"], route_class=UniqueNamesRoute)
 
-AppraisalId = Annotated[str, Path(max_length=256, description="The appraisal's id.")]
+# No id is longer (docs/api.md): the path said "at most 256 characters" to one of 200.
+AppraisalId = Annotated[str, Path(max_length=MAX_ID_LENGTH, description="The appraisal's id.")]
 WRITE_ERRORS = problem_responses(*BODY_STATUSES, 401, 403, 404, 409, 412, 422)
 READ_ERRORS = problem_responses(401, 403, 404, 422)
 

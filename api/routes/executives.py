@@ -13,7 +13,7 @@ from api.deps import PrincipalDep, Reader, ReaderDep, ReplayDep, ServicesDep, Wr
 from api.errors import BODY_STATUSES, problem_responses
 from api.responses import Json, documented
 from api.schemas import reads as r
-from api.schemas.common import Day
+from api.schemas.common import MAX_ID_LENGTH, Day
 from api.schemas.responses import WriteResult
 from api.schemas.writes import ComplaintIn, ExecutiveIn, PersonnelActionIn
 from api.strict_json import UniqueNamesRoute
@@ -22,7 +22,8 @@ from ledger.errors import NotFound
 
 router = APIRouter(prefix="/v1/executives", tags=["executives"], route_class=UniqueNamesRoute)
 
-ExecutiveId = Annotated[str, Path(max_length=256, description="The executive's id.")]
+# No id is longer (docs/api.md): the path said "at most 256 characters" to one of 200.
+ExecutiveId = Annotated[str, Path(max_length=MAX_ID_LENGTH, description="The executive's id.")]
 WRITE_ERRORS = problem_responses(*BODY_STATUSES, 401, 403, 404, 409, 412, 422)
 READ_ERRORS = problem_responses(401, 403, 404, 422)
 

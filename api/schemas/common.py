@@ -115,8 +115,10 @@ def _multi_line(value: str) -> str:
 
 Day = Annotated[date, BeforeValidator(_day_string), AfterValidator(_day_range)]
 Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
-Id = Annotated[str, Field(pattern=ID_PATTERN, min_length=1, max_length=128)]
-Agency = Annotated[str, Field(pattern=ID_PATTERN, min_length=1, max_length=128)]
+#: The longest id (executive, appraisal, board, agency, actor), in bodies and paths alike.
+MAX_ID_LENGTH = 128
+Id = Annotated[str, Field(pattern=ID_PATTERN, min_length=1, max_length=MAX_ID_LENGTH)]
+Agency = Annotated[str, Field(pattern=ID_PATTERN, min_length=1, max_length=MAX_ID_LENGTH)]
 
 
 def _not_a_waiver_id(value: str) -> str:

@@ -839,3 +839,17 @@ def test_a_waiver_id_held_by_an_older_ledgers_executive_is_named_as_such(
     )
     assert problem["detail"] == "rating_cap_waiver 'WAIVER-DOE-FY2032' already exists", problem
     apis.close()
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/executives/{id}", "/v1/executives/{id}/ratings", "/v1/appraisals/{id}"],
+)
+def test_an_id_in_a_path_is_held_to_the_same_length_as_in_a_body(
+    shared_api: Api, path: str
+) -> None:
+    """docs/api.md: ids are 1-128 characters. A path id of 129 to 256 characters was read
+    (and answered 404), and one longer refused as "at most 256 characters"."""
+    assert shared_api.get(path.format(id="x" * 128)).status_code == 404
+    problem = _problem(shared_api.get(path.format(id="x" * 129)), 422, "invalid-request")
+    assert "128" in problem["errors"][0]["msg"], problem
