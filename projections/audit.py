@@ -26,6 +26,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ledger.entry import entry_hash
+from ledger.errors import NotFound
 from ledger.verify import Windows, key_window
 from projections.base import Projection
 from projections.events import ACTOR_PREFIX, Bound, Event, EventLog
@@ -191,6 +192,13 @@ def _select(
     whole streams read for them, and where an actor's scan stopped short (see `trail_page`)."""
     if executive_id is None and appraisal_id is None and actor is None:
         raise ValueError("an audit trail needs an executive_id, an appraisal_id or an actor")
+    if bound.stop is not None or bound.known_at is not None:
+        # The ledger as it stood: a record made after that point was not there, as every
+        # other read at that point answers (an empty trail said it was, with nothing done).
+        for kind, named in (("executive", executive_id), ("appraisal", appraisal_id)):
+            first = None if named is None else log.first(named)
+            if named is not None and (first is None or not bound.admits(first)):
+                raise NotFound(kind, named)
     streams: set[str] | None = None
     if executive_id is not None:
         streams = set(executive_streams(store, executive_id))

@@ -3,6 +3,7 @@ issue #4, the audit projection), for oversight staff."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from tests.api.story import Api
@@ -79,6 +80,47 @@ def test_a_trail_replays_the_ledger_as_it_stood(api: Api) -> None:
     for point in ({"as_of_position": then["position"]}, {"known_at": then["recorded_at"]}):
         replayed = api.get(TRAIL, actor="AA1", **point).json()["events"]
         assert [e["stream_id"] for e in replayed] == [first.appraisal_id], point
+
+
+def test_a_record_not_yet_made_at_a_replayed_point_is_404_as_in_every_other_read(
+    api: Api,
+) -> None:
+    """docs/api.md: the trail takes as_of_position and known_at like the other reads, which
+    answer 404 for a record made after that point; the trail answered 200 with no entries,
+    as if the record had stood there with nothing done."""
+    earlier = api.appraisal("final")
+    later = api.appraisal("planned")
+    trail = api.get(TRAIL, appraisal_id=later.appraisal_id).json()["events"]
+    made = trail[0]
+    assert made["type"] == "PlanSet"
+    registered = api.get(TRAIL, executive_id=later.executive_id).json()["events"][0]
+    for query, first in (
+        ({"appraisal_id": later.appraisal_id}, made),
+        ({"executive_id": later.executive_id}, registered),
+    ):
+        for before, at in (
+            ({"as_of_position": first["position"] - 1}, {"as_of_position": first["position"]}),
+            (
+                {"known_at": _just_before(first["recorded_at"])},
+                {"known_at": first["recorded_at"]},
+            ),
+        ):
+            missing = api.get(TRAIL, **query, **before)
+            assert missing.status_code == 404, (query, before, missing.text)
+            assert missing.headers["content-type"] == "application/problem+json"
+            shown = api.get(TRAIL, **query, **at)
+            assert shown.status_code == 200, (query, at, shown.text)
+            assert shown.json()["events"][0]["position"] == first["position"]
+    # A record made before the point is there, and an actor trail has no record to miss.
+    old = api.get(TRAIL, appraisal_id=earlier.appraisal_id, as_of_position=made["position"] - 1)
+    assert old.status_code == 200 and old.json()["events"]
+    assert api.get(TRAIL, actor="nobody-at-all", as_of_position=1).status_code == 200
+
+
+def _just_before(recorded_at: str) -> str:
+    """One microsecond before an RFC 3339 `...Z` timestamp with six fraction digits."""
+    moment = datetime.fromisoformat(recorded_at.replace("Z", "+00:00")) - timedelta(microseconds=1)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def test_a_scoped_token_sees_its_agency_entries_only(api: Api) -> None:

@@ -526,6 +526,16 @@ def test_audit_lists_an_actors_entries_verified(
     assert exit_.value.code == 2
     assert "name an --actor, an --executive or an --appraisal" in capsys.readouterr().err
 
+    # An appraisal not yet made at the point: nothing matched then (exit 1, as --help says).
+    made = next(e for e in entries if e["type"] == "PlanSet")
+    at = ["--as-of-position", str(made["position"] - 1)]
+    assert ses(["audit", "--appraisal", made["stream_id"], *at]) == 1
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == (
+        f"0 entries: no entry matches appraisal {made['stream_id']} "
+        f"at position {made['position'] - 1}\n"
+    )
+
 
 def test_audit_exits_1_when_an_entry_does_not_verify(
     env: LedgerConfig, capsys: pytest.CaptureFixture[str]
