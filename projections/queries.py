@@ -134,10 +134,8 @@ class ReadModels:
         `jobs` None: as many as there are cores (at most one per projection) once the log
         holds `PARALLEL_FROM` events; 1 rebuilds in this process alone. Replayed copies
         (in-memory stores) always rebuild in this process. A name given twice is one
-        projection: each one's rows are replaced once (the runner's replacing write emptied
-        a projection's tables again for its second mention, after writing its rows).
+        projection (`Runner.select`).
         """
-        names = list(dict.fromkeys(names)) if names else None
         chosen = self.runner.select(names)
         sizes = {k: v for k, v in (("batch_size", batch_size), ("flush_every", flush_every)) if v}
         if jobs is None:

@@ -176,8 +176,11 @@ class Runner:
         self.gate: AbstractContextManager[object] = nullcontext()
 
     def select(self, names: Sequence[str] | None) -> list[Projection]:
+        """The named projections, each once (a rebuild of one named twice emptied its tables
+        again for the second mention, after writing its rows); None or empty: all."""
         if not names:
             return list(self.projections.values())
+        names = list(dict.fromkeys(names))
         unknown = [n for n in names if n not in self.projections]
         if unknown:
             raise KeyError(
