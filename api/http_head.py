@@ -71,10 +71,11 @@ PROTOCOL = "api.http_head:BoundedHeadProtocol"
 log = logging.getLogger("uvicorn.error")
 
 
-def refusal(status: int) -> bytes:
+def refusal(status: int, default_headers: list[tuple[bytes, bytes]] | None = None) -> bytes:
     """The whole HTTP/1.1 answer to a head over the bound (414, 431), to a request not
     sent in time (408) or to one whose Transfer-Encoding is not chunked alone (400, 501),
-    as problem+json."""
+    as problem+json, with uvicorn's `default_headers` (`date`, which RFC 9110 6.6.1 asks
+    of every 4xx, and `server`) as every other answer has them."""
     if status == 408:
         slug, title, reason = "request-timeout", "Request timeout", "Request Timeout"
         detail = (
@@ -113,13 +114,13 @@ def refusal(status: int) -> bytes:
         },
         separators=(",", ":"),
     ).encode()
+    fields = b"".join(name + b": " + value + b"\r\n" for name, value in default_headers or ())
     head = (
-        f"HTTP/1.1 {status} {reason}\r\n"
         "content-type: application/problem+json\r\n"
         f"content-length: {len(body)}\r\n"
         "connection: close\r\n\r\n"
     )
-    return head.encode("ascii") + body
+    return f"HTTP/1.1 {status} {reason}\r\n".encode() + fields + head.encode() + body
 
 
 class _HeadTooLarge(Exception):
@@ -351,9 +352,12 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             log.warning("a request head over %d bytes was refused (%d)", MAX_HEAD_BYTES, status)
         if self._answer_pending():  # the requests before it first
             self.flow.pause_reading()
-            self._deferred = lambda: self._write_and_close(refusal(status))
+            self._deferred = lambda: self._write_and_close(self._refusal(status))
         else:
-            self._write_and_close(refusal(status))
+            self._write_and_close(self._refusal(status))
+
+    def _refusal(self, status: int) -> bytes:
+        return refusal(status, self.server_state.default_headers)
 
     def _write_and_close(self, answer: bytes) -> None:
         self.transport.write(answer)

@@ -313,3 +313,14 @@ def test_a_client_gone_with_a_request_queued_leaves_no_traceback(port: int) -> N
     finally:
         logging.getLogger("uvicorn.error").removeHandler(handler)
     assert not errors, [record.getMessage() for record in errors]
+
+
+def test_the_servers_refusals_carry_date_and_server_as_every_answer(port: int) -> None:
+    """RFC 9110 6.6.1: a 4xx from an origin server with a clock has `Date`; the 408, 414 and
+    431 had none (nor `server`, which every other answer has)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(b"GET /?" + b"a" * (http_head.MAX_HEAD_BYTES + 1) + b" HTTP/1.1\r\n\r\n")
+        answer = _read(conn)
+    head = answer.partition(b"\r\n\r\n")[0].lower()
+    assert head.startswith(b"http/1.1 414 "), answer
+    assert b"\r\ndate: " in head and b"\r\nserver: uvicorn" in head, head
