@@ -221,8 +221,8 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         if (refused := transfer_coding_refusal(self.headers)) is not None:
             self._refused = refused
             raise _HeadTooLarge
-        self._body_open = True
         super().on_headers_complete()
+        self._body_open = True  # after: a request refused in it has no body of its own
 
     def on_message_complete(self) -> None:
         self._body_open = False
