@@ -321,11 +321,13 @@ class BoundedHeadProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         cycle = getattr(self, "cycle", None)
-        if self.flow.read_paused and (self._head_open or self._body_open):
+        waiting = self._body_open and cycle is not None and cycle.waiting_for_100_continue
+        if waiting or (self.flow.read_paused and (self._head_open or self._body_open)):
             # The server is not reading (a request queued behind one still being answered,
-            # or a body the route has not yet read): its time is not the client's. A body
-            # queued so was answered 408 when the answer before it took 20 s, that answer
-            # cut off mid-way.
+            # or a body the route has not yet read), or has not yet asked for the body the
+            # client holds back until `100 Continue` (RFC 9110 10.1.1): its time is not the
+            # client's. A body queued so was answered 408 when the answer before it took
+            # 20 s, that answer cut off mid-way; one waiting for 100 was answered 408.
             self._arm(BODY_IDLE_SECONDS if self._body_open else HEAD_TIMEOUT_SECONDS)
         elif self._head_open:
             self._refuse(408)

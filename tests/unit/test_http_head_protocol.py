@@ -23,9 +23,12 @@ from api import http_head
 
 
 async def _echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Answers 200 with the request's body, after `?sleep` seconds."""
+    """Answers 200 with the request's body, after `?sleep` seconds (`?presleep`: before
+    reading it)."""
     assert scope["type"] == "http"
     body = b""
+    if scope["query_string"].startswith(b"presleep="):  # before the body is asked for
+        await asyncio.sleep(float(scope["query_string"][9:]))
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
@@ -324,3 +327,19 @@ def test_the_servers_refusals_carry_date_and_server_as_every_answer(port: int) -
     head = answer.partition(b"\r\n\r\n")[0].lower()
     assert head.startswith(b"http/1.1 414 "), answer
     assert b"\r\ndate: " in head and b"\r\nserver: uvicorn" in head, head
+
+
+def test_a_client_waiting_for_100_continue_is_not_timed(port: int) -> None:
+    """`Expect: 100-continue`: the client may hold its body back until the server asks for
+    it (RFC 9110 10.1.1). A route that took longer than the body's time to ask got it
+    answered 408, the client never having been asked."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(
+            b"POST /?presleep=1.5 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+            b"Expect: 100-continue\r\nConnection: close\r\n\r\n"
+        )
+        assert conn.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        conn.sendall(b"abc")
+        answer = _read(conn)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer
+    assert answer.endswith(b"\r\n3\r\nabc\r\n0\r\n\r\n")
