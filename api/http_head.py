@@ -150,6 +150,11 @@ class BoundedHeadProtocol(HttpToolsProtocol):
 
     _head_open = False
     _head_wire = 0
+    #: In the read being parsed: whether a head began in it, and the fewest bytes of it that
+    #: the heads and bodies before it took.
+    _begun = False
+    _before_head = 0
+    _chunked = False
     _head_size = 0
     _refused: int | None = None
     _body_open = False
@@ -178,11 +183,16 @@ class BoundedHeadProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused is not None:
             return
-        # Bytes of a head begun before (all of `data`), or of one that may begin in it
-        # (the rest of a body may come first: not subtracted, which can only refuse sooner
-        # a head that is anyway within a few body bytes of the bound).
-        self._head_wire = self._head_wire + len(data) if self._head_open else len(data)
+        self._begun = False
+        self._before_head = 0
         super().data_received(data)
+        # Bytes of a head begun before (all of `data`), or of one begun in it (those after
+        # the bodies and heads before it: a head was refused 431 when it came in one read
+        # with the end of a large body pipelined before it).
+        if self._begun:
+            self._head_wire = len(data) - self._before_head
+        else:
+            self._head_wire += len(data)
         if self.transport.get_protocol() is not self:  # upgraded (a WebSocket): not ours now
             self._head_open = self._body_open = False
             self._disarm()
@@ -197,6 +207,7 @@ class BoundedHeadProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._begun = True
         self._head_open = True
         self._head_size = 0
         if self._timer is None:  # a keep-alive connection's next request: from its first byte
@@ -215,7 +226,16 @@ class BoundedHeadProtocol(HttpToolsProtocol):
             raise _HeadTooLarge
         super().on_header(name, value)
 
+    def on_body(self, body: bytes) -> None:
+        # at least the body and, chunked, a chunk's size line and two line ends
+        self._before_head += len(body) + (5 if self._chunked else 0)
+        super().on_body(body)
+
     def on_headers_complete(self) -> None:
+        # at least the request line ("GET / HTTP/1.1" CRLF), each "name:value" CRLF and CRLF
+        self._before_head += len(self.parser.get_method()) + len(self.url) + 12 + 2
+        self._before_head += sum(len(name) + len(value) + 3 for name, value in self.headers)
+        self._chunked = any(name == b"transfer-encoding" for name, _ in self.headers)
         self._head_open = False
         self._disarm()
         if (refused := transfer_coding_refusal(self.headers)) is not None:

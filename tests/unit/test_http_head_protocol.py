@@ -343,3 +343,26 @@ def test_a_client_waiting_for_100_continue_is_not_timed(port: int) -> None:
         answer = _read(conn)
     assert answer.startswith(b"HTTP/1.1 200 "), answer
     assert answer.endswith(b"\r\n3\r\nabc\r\n0\r\n\r\n")
+
+
+def test_a_head_read_with_the_end_of_a_large_body_before_it_is_not_431(port: int) -> None:
+    """Three requests on one connection, the second with a body of 400 kB, the third's head
+    incomplete when it is read with that body's end: the bytes of the read were all
+    counted as the head's, and a head of 40 bytes was refused 431."""
+    body = b"b" * 400_000
+    sent = (
+        b"POST /?sleep=0.3 HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\na"
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        sender = threading.Thread(
+            target=conn.sendall, args=(sent + b"GET / HTTP/1.1\r\nConnection: close\r\n",)
+        )
+        sender.start()
+        time.sleep(0.8)  # the server reads the rest of the body and this much in one read
+        sender.join(timeout=5)
+        conn.sendall(b"\r\n")
+        answer = _read(conn)
+    assert answer.count(b"HTTP/1.1 200 ") == 3, [
+        line for line in answer.split(b"\r\n") if line.startswith(b"HTTP/1.1")
+    ]
