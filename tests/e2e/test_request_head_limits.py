@@ -208,3 +208,26 @@ def test_a_write_followed_by_bytes_that_are_no_request_is_answered_201(tmp_path:
             answer += chunk
     assert answer.startswith(b"HTTP/1.1 201 "), answer[:300]
     assert b"}HTTP/1.1 400 " in answer, answer[-300:]
+
+
+@pytest.mark.parametrize(
+    ("coding", "status", "slug"),
+    [("identity", 400, "bad-request"), ("gzip", 400, "bad-request")]
+    + [("gzip, chunked", 501, "not-implemented")],
+)
+def test_a_transfer_encoding_other_than_chunked_is_refused_at_once(
+    server: Server, coding: str, status: int, slug: str
+) -> None:
+    """RFC 9112 6.1 and 6.3. A body after `Transfer-Encoding: identity` was read until the
+    client closed: the client that waited for its answer got one only from the body's timer
+    (20 s). One after `gzip, chunked` went to its route still gzipped."""
+    head = (
+        "POST /v1/executives HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Transfer-Encoding: {coding}\r\n\r\n"
+    )
+    body = b"2\r\n{}\r\n0\r\n\r\n" if coding.endswith("chunked") else b"{}"
+    started = time.monotonic()
+    answered, problem = _send(server.port, head.encode() + body)
+    assert time.monotonic() - started < 5
+    assert answered == status
+    assert json.loads(problem)["type"] == f"urn:ses-ledger:problem:{slug}"
