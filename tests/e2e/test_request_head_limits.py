@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from api.http_head import BODY_IDLE_SECONDS, HEAD_TIMEOUT_SECONDS, MAX_HEAD_BYTES
+from tests.api import story
 from tests.api.server import Server, cli, keyed_env
 
 pytestmark = pytest.mark.slow
@@ -184,19 +185,7 @@ def test_a_write_followed_by_bytes_that_are_no_request_is_answered_201(tmp_path:
     the connection before the 201 was sent). Now the 201 comes first, then the 400."""
     env = keyed_env(tmp_path)
     token = cli(env, "token", "issue", "--subject", "hr-1", "--role", "hr_app", "--agency", "DOE")
-    body = json.dumps(
-        {
-            "executive_id": "E1",
-            "name": "Pat Example",
-            "title": "Deputy Assistant Secretary",
-            "pay_plan": "ES",
-            "agency": "DOE",
-            "duty_station": "Washington, DC",
-            "appointment_type": "career",
-            "probationary": False,
-            "appointed_on": "2019-05-01",
-        }
-    ).encode()
+    body = json.dumps(story.executive("E1")).encode()
     head = (
         f"POST /v1/executives HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token.stdout.strip()}"
         f"\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
