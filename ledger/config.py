@@ -120,6 +120,8 @@ class LedgerConfig:
             ) from exc
         if create:
             make_private_file(path)
+            if not self.read_only:
+                use_wal(path)
         return {
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "APPLICATION_RECORDER_TOPIC": "ledger.recorders:LedgerSQLiteRecorder",
@@ -323,6 +325,45 @@ def make_private_file(path: Path) -> None:
         os.fchmod(fd, 0o600)
     finally:
         os.close(fd)
+
+
+#: Seconds `use_wal` polls while another process holds the file (the store's lock timeout).
+WAL_SWITCH_TIMEOUT = 30.0
+
+
+def use_wal(path: Path, timeout: float = WAL_SWITCH_TIMEOUT) -> None:
+    """Put the SQLite file `path` in WAL mode, polling while another process holds it.
+
+    eventsourcing switches a file to WAL as it opens its first connection, with no retry:
+    two processes opening a new ledger at once (`serve`'s workers, compose's API and
+    projector) both switch it, and SQLite answers one of them "database is locked" at once,
+    whatever the busy timeout (seen: 143 of 600 openings by two processes at once; one
+    `serve --workers 2` worker failed so, and the server stopped with status 3). Switched
+    here first, the library finds it in WAL mode and only reads that. A file already in WAL
+    mode is only read; one that cannot be opened or switched is left for the library to
+    report."""
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            connection = sqlite3.connect(path, timeout=timeout)
+        except sqlite3.Error:
+            return
+        try:
+            mode = str(connection.execute("PRAGMA journal_mode").fetchone()[0])
+            if mode.lower() != "wal":
+                connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                return
+        except sqlite3.Error:
+            return
+        finally:
+            connection.close()
+        time.sleep(0.05)
 
 
 def origin_problem(origin: str) -> str | None:

@@ -442,3 +442,46 @@ def _open_store(config: LedgerConfig, start: Any, outcomes: Any) -> None:
         outcomes.put(f"{type(exc).__name__}: {exc}")
         return
     outcomes.put("ok")
+
+
+#: Rounds of `test_sqlite_processes_opening_a_new_ledger_at_once_all_open_it`.
+NEW_LEDGER_ROUNDS = 40
+
+
+def test_sqlite_processes_opening_a_new_ledger_at_once_all_open_it(tmp_path: Path) -> None:
+    """Server workers (or compose's API and projector) open a new SQLite ledger together.
+    eventsourcing switches a new file to WAL as it opens it, with no retry, and SQLite
+    answers all but one switcher "database is locked" at once (a `serve --workers 2` worker
+    failed so at start, and the server stopped with status 3). `LedgerConfig` switches it
+    first, polling while locked (`ledger.config.use_wal`): every opener succeeds."""
+    import multiprocessing
+
+    home = tmp_path / "home"
+    KeyRing(home).init()
+    context = multiprocessing.get_context("spawn")
+    openers, barrier, outcomes = 4, context.Barrier(4), context.Queue()
+    processes = [
+        context.Process(target=_open_new_ledgers, args=(home, tmp_path, barrier, outcomes))
+        for _ in range(openers)
+    ]
+    for process in processes:
+        process.start()
+    results = [outcomes.get(timeout=120) for _ in range(openers * NEW_LEDGER_ROUNDS)]
+    for process in processes:
+        process.join(30)
+    failed = [r for r in results if r != "ok"]
+    assert not failed, f"{len(failed)} of {len(results)} openings failed: {failed[:3]}"
+
+
+def _open_new_ledgers(home: Path, where: Path, barrier: Any, outcomes: Any) -> None:
+    for n in range(NEW_LEDGER_ROUNDS):
+        config = LedgerConfig(home=home, db_url=f"sqlite:///{where / f'new-{n}.db'}")
+        barrier.wait(60)
+        try:
+            app = LedgerApp(config)
+            app.recorder.max_notification_id()
+            app.close()
+        except Exception as exc:  # noqa: BLE001 - the outcome under test
+            outcomes.put(f"{type(exc).__name__}: {exc}")
+            continue
+        outcomes.put("ok")
