@@ -343,27 +343,20 @@ def use_wal(path: Path, timeout: float = WAL_SWITCH_TIMEOUT) -> None:
     mode is only read; one that cannot be opened or switched is left for the library to
     report."""
     import sqlite3
-    import time
+    from contextlib import closing
 
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            connection = sqlite3.connect(path, timeout=timeout)
-        except sqlite3.Error:
-            return
-        try:
+    from ledger.recorders import retry_while_locked
+
+    def switch() -> None:
+        with closing(sqlite3.connect(path, timeout=timeout)) as connection:
             mode = str(connection.execute("PRAGMA journal_mode").fetchone()[0])
             if mode.lower() != "wal":
                 connection.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() >= deadline:
-                return
-        except sqlite3.Error:
-            return
-        finally:
-            connection.close()
-        time.sleep(0.05)
+
+    try:
+        retry_while_locked(switch, timeout)
+    except sqlite3.Error:
+        return
 
 
 def origin_problem(origin: str) -> str | None:
