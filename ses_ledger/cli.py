@@ -132,9 +132,7 @@ def _latest_recorded_at(config: LedgerConfig, key_ids: set[str]) -> datetime | N
     is rare; `verify` reads them all too); an entry that cannot be read is `verify`'s to
     report, not this.
     """
-    import orjson
-
-    from ledger.entry import parse_timestamp, split_state
+    from ledger.entry import entry_from_state, parse_timestamp
     from ledger.errors import NoLedger
     from ses_ledger.bootstrap import build_app
 
@@ -155,15 +153,12 @@ def _latest_recorded_at(config: LedgerConfig, key_ids: set[str]) -> datetime | N
                 break
             for notification in page:
                 try:
-                    body, seal = split_state(notification.state)
-                except ValueError:
-                    continue
-                if seal.get("key_id") not in key_ids:
-                    continue
-                try:
-                    moment = parse_timestamp(str(orjson.loads(body)["recorded_at"]))
-                except (ValueError, KeyError, TypeError):
-                    continue  # verify's to report
+                    entry = entry_from_state(notification.state)
+                    if entry["key_id"] not in key_ids:
+                        continue
+                    moment = parse_timestamp(str(entry["recorded_at"]))
+                except (ValueError, KeyError):
+                    continue  # an entry that cannot be read is verify's to report
                 if latest is None or moment > latest:
                     latest = moment
             start = int(page[-1].id) + 1
