@@ -202,7 +202,7 @@ async def get_removal_history(
     def read() -> Json:
         _readable(services, principal, executive_id)
         view = _view(reader, executive_id, "removal_history")
-        day = as_of or view.default_as_of()
+        day = as_of or reader.default_as_of(view, principal)
         body = view.removal_history(executive_id, day, window_measure=window_measure)
         return _found(body, executive_id)
 
