@@ -417,6 +417,30 @@ def test_a_refused_board_does_not_name_another_agency(
     api.ok(path, s.prb(2024, api.new_board(), ["initial_rating"]), api.as_(role, subject=subject))
 
 
+def test_another_agencys_board_is_unknown_to_a_prb_member_not_on_it(shared_api: Api) -> None:
+    """docs/api.md, unknown-reference: a review board of an agency the token does not cover
+    is, to that token, no board it knows. A DOE `prb_member` listing itself present on a
+    DOT board it does not sit on was refused 403 for its role (the board's member list was
+    read), where a board id that names nothing is 422 unknown-reference: the difference
+    told it which ids are other agencies' boards. Both are now 422 unknown-reference, and
+    nothing is appended; on its own agency's board it is still refused for its role."""
+    api = shared_api
+    theirs = api.new_board(agency="DOT")
+    a = api.appraisal("response_closed")
+    path = f"/v1/appraisals/{a.appraisal_id}/prb-recommendation"
+    outsider = api.as_("prb_member", subject="M9")
+    answers = []
+    for board in (theirs, s.unique("PRB-none-")):
+        body = s.prb(2024, board, ["initial_rating"], present=["M9", "M1", "M2"])
+        size = api.ledger_size()
+        r = api.post(path, body, outsider)
+        assert api.ledger_size() == size
+        answers.append((r.status_code, r.json()["type"]))
+    assert answers[0] == answers[1] == (422, "urn:ses-ledger:problem:unknown-reference")
+    ours = s.prb(2024, api.new_board(), ["initial_rating"], present=["M9", "M1", "M2"])
+    _assert_refused(api, Request(path, ours), outsider, 403)
+
+
 # -- the whole read matrix: role x agency scope x whose record ---------------------------
 
 SCOPES = {"same": "DOE", "other": "DOT", "every": "*"}
