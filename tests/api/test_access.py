@@ -388,6 +388,20 @@ def test_a_refused_basis_does_not_name_another_agency_executive(shared_api: Api)
     assert r.json()["type"] == "urn:ses-ledger:problem:unknown-reference"
     assert theirs.executive_id not in r.text and "DOT" not in r.text
     assert api.ledger_size() == size
+    # ...nor that it is another agency's appraisal at all: to this token it is no appraisal
+    # it knows, as another agency's review board is ("is an appraisal of an executive of
+    # another agency" told it which ids were other agencies' appraisals)
+    nothing = s.personnel_action(basis=[s.unique("A-none-")])
+    unknown = api.post(f"/v1/executives/{executive_id}/personnel-actions", nothing)
+    assert unknown.status_code == 422, unknown.text
+    assert r.json()["detail"] == unknown.json()["detail"].replace(
+        nothing["basis_appraisal_ids"][0], theirs.appraisal_id
+    )
+    assert api.ledger_size() == size
+    # a token of every agency is told what the appraisal is
+    everywhere = api.as_("hr_app", subject="hr-all", agency="*")
+    told = api.post(f"/v1/executives/{executive_id}/personnel-actions", body, everywhere)
+    assert told.status_code == 422 and "is an appraisal of" in told.json()["detail"], told.text
 
 
 @pytest.mark.parametrize(
