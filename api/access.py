@@ -9,10 +9,14 @@ may submit on anyone's behalf. `auditor` never writes, whatever other roles the 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from api.auth import ALL_AGENCIES, Principal, Role
 from api.errors import Forbidden
+
+if TYPE_CHECKING:
+    from api.directory import Directory
 
 OFFICIALS = frozenset(
     {Role.RATING_OFFICIAL, Role.HLR_OFFICIAL, Role.PRB_MEMBER, Role.APPOINTING_AUTHORITY}
@@ -96,6 +100,22 @@ def report_agency(principal: Principal, requested: str | None) -> str | None:
         return None if principal.agency == ALL_AGENCIES else principal.agency
     _scope(principal, requested)
     return requested
+
+
+def visible_streams(principal: Principal, directory: Directory) -> Callable[[str], bool] | None:
+    """The streams whose events `principal` may read, for what a read tells beyond the
+    records it shows: the day a replay at a position stands at is the day of the last event
+    up to it (`ReadModels.default_as_of`), which may be another agency's or another
+    executive's. None (every stream) for a `*` token of a reading role; a token of one
+    agency: its agency's streams; an `executive` token without a reading role: its own
+    record's (its stream and its appraisals')."""
+    if principal.has(*READERS):
+        if principal.agency == ALL_AGENCIES:
+            return None
+        agency = principal.agency
+        return lambda stream_id: directory.agency_of(stream_id) == agency
+    subject = principal.subject
+    return lambda stream_id: directory.executive_of(stream_id) == subject
 
 
 #: Body fields naming the official who acts on an appraisal (their id is the event's actor).

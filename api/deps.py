@@ -8,14 +8,14 @@ dependency per request, cost more CPU than the dependencies themselves.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from api.access import forbid_auditor_writes
+from api.access import forbid_auditor_writes, visible_streams
 from api.auth import Principal, TokenError
 from api.checkpoints import ON_LOOP, GateNeeded
 from api.commands import WriteContext
@@ -264,6 +264,13 @@ class Reader:
             executive_id=executive_id,
             projections=None if reads is None else needs(*reads),
         )
+
+    def default_as_of(self, view: Any, principal: Principal) -> date:
+        """The day D a read judges by when it names none (`view.default_as_of`): in an
+        `as_of_position` replay, the day of the last event up to the position that
+        `principal` may read (`api.access.visible_streams`), not the day of whatever event
+        stands there: another agency's day is not the token's to learn."""
+        return view.default_as_of(visible_streams(principal, self.services.directory))  # type: ignore[no-any-return]
 
     def live(self, executive_id: str | None = None) -> Any:
         """The read models as they are now, even when a replay is asked for: for reads that

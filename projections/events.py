@@ -12,7 +12,7 @@ loop (`ACTOR_PREFIX`: the canonical entry, keys sorted, begins with it).
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -301,6 +301,29 @@ class EventLog:
         )
         found = self._select(f"{self.id_column} = {latest}", (stop,))
         return found[0] if found else None
+
+    def last_visible(
+        self, stop: int, visible: Callable[[str], bool], page: int = 1000
+    ) -> Event | None:
+        """The event at the highest position <= `stop` whose stream `visible` admits (None:
+        no such event by then): positions and stream ids read backwards a page at a time,
+        the whole event only for the one found."""
+        cursor = stop
+        sql = (
+            f"SELECT {self.id_column} AS id, originator_id AS stream_id FROM {self.table} "
+            f"WHERE {self.id_column} <= {self.p} ORDER BY {self.id_column} DESC LIMIT {self.p}"
+        )
+        while True:
+            with self.recorder.datastore.transaction(commit=False) as cursor_:
+                cursor_.execute(sql, (cursor, page))
+                rows = [(int(r["id"]), str(r["stream_id"])) for r in cursor_.fetchall()]
+            for position, stream_id in rows:
+                if visible(stream_id):
+                    found = self.by_positions([position])
+                    return found[0] if found else None
+            if len(rows) < page:
+                return None
+            cursor = rows[-1][0] - 1
 
     def by_stream_versions(self, keys: Sequence[tuple[str, int]]) -> list[Event]:
         """The events at these (stream, version) keys that exist (primary-key lookups)."""

@@ -330,12 +330,14 @@ class ReadModels:
     def below_fully_successful(self, as_of: date, agency: str | None = None) -> dict[str, Any]:
         return reports.below_fully_successful_report(self.store, as_of, agency)
 
-    def rating_distribution(self, agency: str, cycle: str) -> dict[str, Any]:
-        """Counts, share and RAT-9 as of the day the compliance report judges
-        (`default_as_of`): final ratings assigned and waivers granted by then, so that both
-        reports give one RAT-9 answer."""
+    def rating_distribution(
+        self, agency: str, cycle: str, as_of: date | None = None
+    ) -> dict[str, Any]:
+        """Counts, share and RAT-9 as of the day the compliance report judges (`as_of`,
+        default `default_as_of`): final ratings assigned and waivers granted by then, so
+        that both reports give one RAT-9 answer."""
         return reports.rating_distribution_report(
-            self.store, agency, cycle, as_of=self.default_as_of()
+            self.store, agency, cycle, as_of=as_of or self.default_as_of()
         )
 
     def compliance(self, agency: str | None = None, as_of: date | None = None) -> dict[str, Any]:
@@ -344,10 +346,15 @@ class ReadModels:
             self.store, as_of or self.default_as_of(), agency, self.window_measure
         )
 
-    def default_as_of(self) -> date:
+    def default_as_of(self, visible: Callable[[str], bool] | None = None) -> date:
         """Today (UTC), or the day the replayed ledger stood at: the day of `known_at`, else
         the day the last event up to the replay's position was recorded (as `known_at` of
         that moment gives; judged as of today, a past state showed findings it then had not).
+
+        `visible` (a stream id test): only those streams' events count for that last event,
+        today when none is there by then. The API passes the streams the caller may read:
+        the event at a position may be another agency's, whose day a token of one agency
+        must not learn (`api.access.visible_streams`).
 
         A `known_at` in the future is the ledger as it stands now, judged as of today: the
         day of a moment to come judged the present record as of a day no one has reached
@@ -357,7 +364,10 @@ class ReadModels:
         if self.bound.known_at is not None:
             return min(date.fromisoformat(self.bound.known_at[:10]), today)
         if self.bound.stop is not None:
-            last = self.log.last(self.bound.stop)
+            if visible is None:
+                last = self.log.last(self.bound.stop)
+            else:
+                last = self.log.last_visible(self.bound.stop, visible)
             if last is not None:
                 return date.fromisoformat(last.recorded_at[:10])
         return today

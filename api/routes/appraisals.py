@@ -77,7 +77,7 @@ class Step:
     #: Roles that may always submit it (in their agency).
     roles: Collection[Role]
     #: Acting-official roles, each with the id(s) its subject must be.
-    acting: Callable[[Any, StreamFacts, Services], Mapping[Role, str | Collection[str]]]
+    acting: Callable[[Any, StreamFacts, Services, Principal], Mapping[Role, str | Collection[str]]]
     #: The event's `actor`.
     actor: Who
     rating: bool = False
@@ -95,20 +95,33 @@ def _field(name: str) -> Who:
     return lambda body, facts, principal: getattr(body, name)
 
 
-def _own(body: Any, facts: StreamFacts, services: Services) -> Mapping[Role, str]:
+def _own(
+    body: Any, facts: StreamFacts, services: Services, principal: Principal
+) -> Mapping[Role, str]:
     return {Role.EXECUTIVE: str(facts.executive_id)}
 
 
-def _none(body: Any, facts: StreamFacts, services: Services) -> Mapping[Role, str]:
+def _none(
+    body: Any, facts: StreamFacts, services: Services, principal: Principal
+) -> Mapping[Role, str]:
     return {}
 
 
-def _present_on_board(body: Any, facts: StreamFacts, services: Services) -> Mapping[Role, Any]:
+def _present_on_board(
+    body: Any, facts: StreamFacts, services: Services, principal: Principal
+) -> Mapping[Role, Any]:
     """The members present who sit on the named board: a `prb_member` acts only as one of
-    them. A board that does not exist is left to the command (422 unknown-reference)."""
+    them. A board that does not exist is left to the command (422 unknown-reference), and
+    so is a board of an agency the token does not cover (`_board_in_scope`): its members
+    were read, and a member of no such board was refused 403 for its role where a board id
+    naming nothing was 422, which told the token which ids were other agencies' boards."""
     present = set(body.members_present)
     board = services.directory.facts(body.board_id)
-    if board is not None and board.type == "ReviewBoardRegistered":
+    if (
+        board is not None
+        and board.type == "ReviewBoardRegistered"
+        and principal.covers(board.agency)
+    ):
         members = services.ledger.review_board(body.board_id).members
         present &= {m["member_id"] for m in members}
     return {Role.PRB_MEMBER: present}
@@ -133,7 +146,7 @@ STEPS = [
         "review_progress",
         "Progress review (`hr_app`; `rating_official` as `reviewer_id`)",
         HR,
-        lambda b, f, _: {Role.RATING_OFFICIAL: b.reviewer_id},
+        lambda b, f, _s, _p: {Role.RATING_OFFICIAL: b.reviewer_id},
         _field("reviewer_id"),
     ),
     Step(
@@ -151,7 +164,7 @@ STEPS = [
         "extend_period",
         "Extend the appraisal period (`hr_app`; the appraisal's `rating_official`)",
         HR,
-        lambda b, f, _: {Role.RATING_OFFICIAL: str(f.rating_official_id)},
+        lambda b, f, _s, _p: {Role.RATING_OFFICIAL: str(f.rating_official_id)},
         _subject,
     ),
     Step(
@@ -160,7 +173,7 @@ STEPS = [
         "issue_initial_rating",
         "Initial summary rating (`hr_app`; `rating_official` as `rating_official_id`)",
         HR,
-        lambda b, f, _: {Role.RATING_OFFICIAL: b.rating_official_id},
+        lambda b, f, _s, _p: {Role.RATING_OFFICIAL: b.rating_official_id},
         _field("rating_official_id"),
         rating=True,
     ),
@@ -197,7 +210,7 @@ STEPS = [
         "recommend_higher_level_review",
         "Higher-level review recommendation (`hr_app`; `hlr_official` as `reviewer_id`)",
         HR,
-        lambda b, f, _: {Role.HLR_OFFICIAL: b.reviewer_id},
+        lambda b, f, _s, _p: {Role.HLR_OFFICIAL: b.reviewer_id},
         _field("reviewer_id"),
     ),
     Step(
@@ -215,7 +228,7 @@ STEPS = [
         "assign_final_rating",
         "Annual summary rating (`hr_app`; `appointing_authority` as itself)",
         HR,
-        lambda b, f, _: {Role.APPOINTING_AUTHORITY: b.appointing_authority_id},
+        lambda b, f, _s, _p: {Role.APPOINTING_AUTHORITY: b.appointing_authority_id},
         _field("appointing_authority_id"),
         rating=True,
     ),
@@ -231,7 +244,10 @@ def _register(step: Step) -> None:
     ) -> Any:
         facts = services.directory.appraisal(appraisal_id)
         access.require_write(
-            ctx.principal, facts.agency, roles=step.roles, acting=step.acting(body, facts, services)
+            ctx.principal,
+            facts.agency,
+            roles=step.roles,
+            acting=step.acting(body, facts, services, ctx.principal),
         )
         access.forbid_own_appraisal(body, facts.executive_id)
         if isinstance(body, w.PRBRecommendationIn):

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 
 from api import access
-from api.auth import Role
+from api.auth import Principal, Role
 from api.commands import execute
 from api.deps import PrincipalDep, Reader, ReaderDep, ReplayDep, ServicesDep, WriteDep
 from api.errors import BODY_STATUSES, problem_responses
@@ -16,9 +16,10 @@ from api.schemas import reads as r
 from api.schemas.common import MAX_ID_LENGTH, Day
 from api.schemas.responses import WriteResult
 from api.schemas.writes import ComplaintIn, ExecutiveIn, PersonnelActionIn
+from api.services import Services
 from api.strict_json import UniqueNamesRoute
 from ledger.entry import format_timestamp
-from ledger.errors import NotFound
+from ledger.errors import NotFound, UnknownReference
 
 router = APIRouter(prefix="/v1/executives", tags=["executives"], route_class=UniqueNamesRoute)
 
@@ -63,6 +64,8 @@ def record_personnel_action(
     access.require_write(
         ctx.principal, facts.agency, roles={Role.HR_APP, Role.APPOINTING_AUTHORITY}
     )
+    for basis in body.basis_appraisal_ids:
+        _basis_in_scope(basis, ctx.principal, services)
     who = ctx.principal.subject
     return execute(
         services,
@@ -77,6 +80,17 @@ def record_personnel_action(
             idempotency=idem,
         ),
     )
+
+
+def _basis_in_scope(appraisal_id: str, principal: Principal, services: Services) -> None:
+    """A basis appraisal of an agency the token does not cover is, to that token, no
+    appraisal it knows: 422 unknown-reference as for an id naming nothing, as another
+    agency's review board is (docs/api.md). The command's refusal said "is an appraisal of
+    an executive of another agency", which told any agency's `hr_app` which ids were other
+    agencies' appraisals; a `*` token is still told so."""
+    found = services.directory.facts(appraisal_id)
+    if found is not None and found.type == "PlanSet" and not principal.covers(found.agency):
+        raise UnknownReference("basis_appraisal_ids", appraisal_id)
 
 
 @router.post(
@@ -202,7 +216,7 @@ async def get_removal_history(
     def read() -> Json:
         _readable(services, principal, executive_id)
         view = _view(reader, executive_id, "removal_history")
-        day = as_of or view.default_as_of()
+        day = as_of or reader.default_as_of(view, principal)
         body = view.removal_history(executive_id, day, window_measure=window_measure)
         return _found(body, executive_id)
 

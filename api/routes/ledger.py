@@ -113,7 +113,34 @@ def verify(principal: PrincipalDep, services: ServicesDep) -> Any:
     event's `recorded_at` against its signing key's validity (`auditor`, `admin`)."""
     access.require_role(principal, access.LEDGER_READERS)
     ledger = services.ledger
-    return verify_with_ring(ledger.recorder, ledger.keyring, services.origin).as_json()
+    report = verify_with_ring(ledger.recorder, ledger.keyring, services.origin).as_json()
+    return _told(report, principal, services)
+
+
+def _told(report: dict[str, Any], principal: Principal, services: Services) -> dict[str, Any]:
+    """The report as a token of one agency may hear it: integrity, not content (docs/api.md).
+
+    A problem names what it found (a stream id, a `recorded_at`); of an entry not of the
+    token's agency (or no longer readable, so not known to be), only its position is told:
+    `/v1/ledger/events` and every read hide another agency's ids from that token."""
+    position = report.get("first_bad_position")
+    if principal.agency == ALL_AGENCIES or report.get("problem") is None or position is None:
+        return report
+    found = services.ledger.recorder.select_notifications(start=position, limit=1)
+    try:
+        agency = (
+            services.directory.agency_of(str(found[0].originator_id))
+            if found and found[0].id == position
+            else None
+        )
+    except Exception:  # a damaged first event: not known to be the token's
+        agency = None
+    if agency != principal.agency:
+        report["problem"] = (
+            f"the entry at position {position}, not of agency {principal.agency!r}, does not "
+            "verify; a token for every agency ('*') is told what is wrong with it"
+        )
+    return report
 
 
 @router.get("/keys", response_model=KeysOut)

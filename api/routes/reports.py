@@ -50,7 +50,8 @@ def below_fully_successful(
 ) -> Json:
     scope = access.report_agency(principal, agency)
     view = reader.view(reads=("below_fully_successful",))
-    return Json(view.below_fully_successful(as_of or view.default_as_of(), agency=scope))
+    day = as_of or reader.default_as_of(view, principal)
+    return Json(view.below_fully_successful(day, agency=scope))
 
 
 @router.get(
@@ -73,7 +74,9 @@ def rating_distribution(
             "name the agency: this token covers every agency",
             [{"loc": ["query", "agency"], "msg": "required for a token whose agency is *"}],
         )
-    return Json(reader.view(reads=("rating_distribution",)).rating_distribution(scope, cycle))
+    view = reader.view(reads=("rating_distribution",))
+    day = reader.default_as_of(view, principal)
+    return Json(view.rating_distribution(scope, cycle, as_of=day))
 
 
 @router.get(
@@ -87,7 +90,8 @@ def compliance(
     agency: AgencyQuery = None,
 ) -> Json:
     scope = access.report_agency(principal, agency)
-    return Json(reader.view(reads=("compliance",)).compliance(agency=scope))
+    view = reader.view(reads=("compliance",))
+    return Json(view.compliance(agency=scope, as_of=reader.default_as_of(view, principal)))
 
 
 #: The most entries an audit-trail page holds (each one's signature is checked).

@@ -388,6 +388,20 @@ def test_a_refused_basis_does_not_name_another_agency_executive(shared_api: Api)
     assert r.json()["type"] == "urn:ses-ledger:problem:unknown-reference"
     assert theirs.executive_id not in r.text and "DOT" not in r.text
     assert api.ledger_size() == size
+    # ...nor that it is another agency's appraisal at all: to this token it is no appraisal
+    # it knows, as another agency's review board is ("is an appraisal of an executive of
+    # another agency" told it which ids were other agencies' appraisals)
+    nothing = s.personnel_action(basis=[s.unique("A-none-")])
+    unknown = api.post(f"/v1/executives/{executive_id}/personnel-actions", nothing)
+    assert unknown.status_code == 422, unknown.text
+    assert r.json()["detail"] == unknown.json()["detail"].replace(
+        nothing["basis_appraisal_ids"][0], theirs.appraisal_id
+    )
+    assert api.ledger_size() == size
+    # a token of every agency is told what the appraisal is
+    everywhere = api.as_("hr_app", subject="hr-all", agency="*")
+    told = api.post(f"/v1/executives/{executive_id}/personnel-actions", body, everywhere)
+    assert told.status_code == 422 and "is an appraisal of" in told.json()["detail"], told.text
 
 
 @pytest.mark.parametrize(
@@ -415,6 +429,30 @@ def test_a_refused_board_does_not_name_another_agency(
     assert r.status_code == 422 and r.json()["rule"] == "PRB-1", r.text
     assert api.ledger_size() == size
     api.ok(path, s.prb(2024, api.new_board(), ["initial_rating"]), api.as_(role, subject=subject))
+
+
+def test_another_agencys_board_is_unknown_to_a_prb_member_not_on_it(shared_api: Api) -> None:
+    """docs/api.md, unknown-reference: a review board of an agency the token does not cover
+    is, to that token, no board it knows. A DOE `prb_member` listing itself present on a
+    DOT board it does not sit on was refused 403 for its role (the board's member list was
+    read), where a board id that names nothing is 422 unknown-reference: the difference
+    told it which ids are other agencies' boards. Both are now 422 unknown-reference, and
+    nothing is appended; on its own agency's board it is still refused for its role."""
+    api = shared_api
+    theirs = api.new_board(agency="DOT")
+    a = api.appraisal("response_closed")
+    path = f"/v1/appraisals/{a.appraisal_id}/prb-recommendation"
+    outsider = api.as_("prb_member", subject="M9")
+    answers = []
+    for board in (theirs, s.unique("PRB-none-")):
+        body = s.prb(2024, board, ["initial_rating"], present=["M9", "M1", "M2"])
+        size = api.ledger_size()
+        r = api.post(path, body, outsider)
+        assert api.ledger_size() == size
+        answers.append((r.status_code, r.json()["type"]))
+    assert answers[0] == answers[1] == (422, "urn:ses-ledger:problem:unknown-reference")
+    ours = s.prb(2024, api.new_board(), ["initial_rating"], present=["M9", "M1", "M2"])
+    _assert_refused(api, Request(path, ours), outsider, 403)
 
 
 # -- the whole read matrix: role x agency scope x whose record ---------------------------

@@ -248,6 +248,40 @@ def test_verify_reports_the_first_bad_position(any_api: Api) -> None:
     assert report["checked"] >= 1 and report["problem"]
 
 
+def test_verify_names_no_other_agencys_record_to_a_token_of_one_agency(any_api: Api) -> None:
+    """docs/api.md: `/v1/ledger/verify` reports on the whole ledger to `auditor` and `admin`
+    of any agency, as it "reveals integrity, not content". Its `problem` named the damaged
+    entry's stream ("stream A-3 jumps from version 1 to 3") to a DOE auditor when the
+    entry was DOT's: another agency's appraisal id, which `/v1/ledger/events` and every
+    read hide from that token. A token of one agency now hears that an entry not of its
+    agency does not verify, at which position; its own agency's problems, and every problem
+    for a `*` token, are told as before."""
+    api = any_api
+    ours = api.appraisal("initially_rated")  # before theirs: its damage is found first
+    theirs = Api(api.client, api.key, agency="DOT").appraisal("initially_rated")
+    config: LedgerConfig = api.client.app.state.services.ledger.config  # type: ignore[attr-defined]
+    table = events_table(config)
+    delete = f"DELETE FROM {table} WHERE originator_id = ? AND originator_version = 2"
+    raw(config, delete, (theirs.appraisal_id,))
+    doe = {role: api.as_(role, subject=f"{role}-doe") for role in ("auditor", "admin")}
+    everyone = api.get("/v1/ledger/verify", api.auditor).json()
+    assert everyone["ok"] is False and theirs.appraisal_id in everyone["problem"]
+    for headers in doe.values():
+        report = api.get("/v1/ledger/verify", headers).json()
+        assert report["ok"] is False
+        assert report["first_bad_position"] == everyone["first_bad_position"]
+        assert report["checked"] == everyone["checked"]
+        assert theirs.appraisal_id not in report["problem"], report["problem"]
+        assert "not of agency 'DOE'" in report["problem"], report["problem"]
+    # DOT's own auditor, and DOE's once its own entry is the first bad one, hear the detail
+    dot = api.get("/v1/ledger/verify", api.as_("auditor", subject="aud-dot", agency="DOT"))
+    assert dot.json() == everyone
+    raw(config, delete, (ours.appraisal_id,))
+    first = api.get("/v1/ledger/verify", api.auditor).json()
+    assert ours.appraisal_id in first["problem"], first
+    assert api.get("/v1/ledger/verify", doe["auditor"]).json() == first
+
+
 def test_timed_checkpoints_cover_new_events(sqlite_config: LedgerConfig) -> None:
     ledger = LedgerApp(sqlite_config)
     settings = ApiSettings(home=sqlite_config.home, checkpoint_interval_seconds=0.05)

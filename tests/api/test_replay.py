@@ -339,3 +339,57 @@ def test_an_as_of_position_not_written_in_digits_is_a_422_naming_it(api: Api, va
         assert r.status_code == 422, (path, r.status_code, r.text)
         assert [e["loc"] for e in r.json()["errors"]] == [["query", "as_of_position"]], r.text
     assert api.get("/v1/reports/compliance", as_of_position="00").status_code == 200
+
+
+def test_a_replay_at_another_agencys_position_does_not_reveal_its_day(
+    ledger_config: LedgerConfig,
+) -> None:
+    """docs/api.md "Removal history ...": in an `as_of_position` read D defaults to the day
+    the ledger stood at, the day the last event up to N was recorded. That event may be
+    another agency's (or another executive's): a DOE auditor, hr_app or executive replaying
+    at N was told the day DOT recorded its event at N (`as_of` of compliance, the
+    below-Fully-Successful report and a removal history), and the rating distribution
+    counted DOE's own final rating only if DOT's day came after its `rated_on`; position by
+    position, the day of every other agency's entry, which `/v1/ledger/events` hides. D is
+    now the day of the last event up to N that the token may read."""
+    clock = [datetime(2024, 11, 20, 12, tzinfo=UTC)]
+    ledger = LedgerApp(ledger_config, clock=lambda: clock[0])
+    settings = ApiSettings(home=ledger_config.home, checkpoint_interval_seconds=0)
+    app = create_app(ledger, settings=settings)
+    try:
+        with TestClient(app) as client:
+            api = Api(client, app.state.services.token_key)
+            # DOE's final Level 2 (rated Nov 25 2024) recorded ahead of its date, on Nov 20
+            appraisal = api.appraisal("final", fy=2024, level=2)
+            own_day = "2024-11-20"
+            clock[0] = datetime(2024, 12, 10, 12, tzinfo=UTC)
+            Api(client, api.key, agency="DOT").new_executive()  # position N, DOT's
+            n = api.get("/v1/ledger/events", api.auditor, limit=1000).json()["events"][-1]
+            assert n["data"]["agency"] == "DOT" and n["recorded_at"].startswith("2024-12-10")
+            at_n = {"as_of_position": n["position"]}
+            history = f"/v1/executives/{appraisal.executive_id}/removal-history"
+            distribution = "/v1/reports/rating-distribution"
+            doe = {
+                "auditor": api.as_("auditor", subject="aud-doe"),
+                "hr_app": api.hr,
+                "executive": api.as_("executive", subject=appraisal.executive_id),
+            }
+            for role, headers in doe.items():
+                paths = [history]
+                if role != "executive":
+                    paths += ["/v1/reports/compliance", "/v1/reports/below-fully-successful"]
+                for path in paths:
+                    r = api.get(path, headers, **at_n)
+                    assert r.status_code == 200, r.text
+                    assert r.json()["as_of"] == own_day, (role, path, r.json()["as_of"])
+                counts = api.get(distribution, headers, cycle="FY2024", **at_n)
+                if role != "executive":
+                    assert counts.json()["counts"]["2"] == 0, (role, counts.text)
+            # a `*` token reads every agency's events: the day of N, as before
+            everyone = api.get("/v1/reports/compliance", api.auditor, **at_n).json()
+            assert everyone["as_of"] == "2024-12-10"
+            rated = api.get(distribution, api.auditor, cycle="FY2024", agency="DOE", **at_n)
+            assert rated.json()["counts"]["2"] == 1, rated.text
+            assert api.get(history, api.auditor, **at_n).json()["as_of"] == "2024-12-10"
+    finally:
+        ledger.close()

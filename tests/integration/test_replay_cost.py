@@ -351,3 +351,30 @@ def test_requests_waiting_for_the_same_replay_share_one_build(
     first.join(10)
     assert len(calls) == 1 and replays.built == 1
     assert got[0] is got[1]
+
+
+@pytest.mark.parametrize("page", [1, 2, 7, 1000])
+def test_the_last_visible_event_is_found_across_pages(demo: LedgerApp, page: int) -> None:
+    """`EventLog.last_visible` (the day a token of one agency's replay stands at,
+    `ReadModels.default_as_of(visible)`): the event at the highest position <= stop among
+    the streams admitted, read backwards a page at a time, equals the scan of every event."""
+    log = EventLog(demo.recorder)
+    events = log.page(0, 100_000)
+    streams = sorted({e.stream_id for e in events})
+    head = events[-1].position
+    tests: list[Callable[[str], bool]] = [
+        lambda s: True,
+        lambda s: False,
+        lambda s: s == streams[0],
+        lambda s: s == streams[-1],
+        lambda s: sum(map(ord, s)) % 3 == 0,
+    ]
+    for stop in (0, 1, head // 3, head // 2, head, head + 50):
+        for visible in tests:
+            expected = [e for e in events if e.position <= stop and visible(e.stream_id)]
+            found = log.last_visible(stop, visible, page=page)
+            if not expected:
+                assert found is None
+            else:
+                assert found is not None and found.position == expected[-1].position
+                assert found.recorded_at == expected[-1].recorded_at
