@@ -853,3 +853,34 @@ def test_an_id_in_a_path_is_held_to_the_same_length_as_in_a_body(
     assert shared_api.get(path.format(id="x" * 128)).status_code == 404
     problem = _problem(shared_api.get(path.format(id="x" * 129)), 422, "invalid-request")
     assert "128" in problem["errors"][0]["msg"], problem
+
+
+@pytest.mark.parametrize("cycle", ["FY0000", "FY0001", "FY1899", "FY2201", "FY9999"])
+def test_a_cycle_no_period_of_the_ledger_can_fall_in_is_a_422_naming_it(
+    shared_api: Api, cycle: str
+) -> None:
+    """Dates lie in 1900-2199 (docs/api.md), so a period ends in FY1900 (Jan 1 1900) to FY2200
+    (Dec 31 2199). `FY0000` (Oct 1 of year -1 to Sep 30 of year 0, which no calendar date
+    holds) was answered 200 with an empty distribution, and a rating cap waiver for it was
+    recorded for good: now the report and the waiver are a 422 naming `cycle`, nothing
+    appended."""
+    r = shared_api.get("/v1/reports/rating-distribution", agency="DOE", cycle=cycle)
+    problem = _problem(r, 422, "invalid-request")
+    assert [e["loc"] for e in problem["errors"]] == [["query", "cycle"]]
+    assert "FY1900" in problem["detail"] and "FY2200" in problem["detail"]
+    size = shared_api.ledger_size()
+    body = s.waiver(s.unique("AG"), cycle)
+    r = shared_api.post("/v1/rating-cap-waivers", body, shared_api.as_("admin", agency="*"))
+    problem = _problem(r, 422, "invalid-request")
+    assert [e["loc"] for e in problem["errors"]] == [["body", "cycle"]]
+    assert shared_api.ledger_size() == size
+
+
+@pytest.mark.parametrize("cycle", ["FY1900", "FY2200"])
+def test_the_first_and_last_cycles_of_the_ledger_dates_are_taken(
+    shared_api: Api, cycle: str
+) -> None:
+    r = shared_api.get("/v1/reports/rating-distribution", agency="DOE", cycle=cycle)
+    assert r.status_code == 200 and r.json()["cycle"] == cycle
+    admin = shared_api.as_("admin", agency="*")
+    shared_api.ok("/v1/rating-cap-waivers", s.waiver(s.unique("AG"), cycle), admin)
