@@ -142,3 +142,23 @@ def test_the_first_and_last_days_are_dates_the_domain_then_judges(
         if r.status_code == 422:
             problem = r.json()
             assert problem["type"] != "urn:ses-ledger:problem:invalid-request", (value, problem)
+
+
+@pytest.mark.parametrize("value", REFUSED)
+def test_a_query_date_outside_the_ledger_or_with_a_time_or_offset_is_a_422_naming_it(
+    shared_api: Api, value: str
+) -> None:
+    """`as_of` (removal history, below-Fully-Successful report) is a date like the bodies'."""
+    executive_id = shared_api.new_executive()
+    for path in (
+        f"/v1/executives/{executive_id}/removal-history",
+        "/v1/reports/below-fully-successful",
+    ):
+        r = shared_api.get(path, shared_api.hr, as_of=value)
+        assert r.status_code == 422, (path, value, r.text)
+        problem = r.json()
+        assert problem["type"] == "urn:ses-ledger:problem:invalid-request"
+        assert [e["loc"] for e in problem["errors"]] == [["query", "as_of"]], problem
+    for edge in ("1900-01-01", "2199-12-31"):
+        r = shared_api.get(f"/v1/executives/{executive_id}/removal-history", as_of=edge)
+        assert r.status_code == 200 and r.json()["as_of"] == edge, r.text
