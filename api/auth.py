@@ -28,6 +28,10 @@ ALL_AGENCIES = "*"
 #: Subjects and agencies are ids: no spaces, slashes or control characters. Matched whole
 #: (`fullmatch`): `re`'s `$` also matches before a final newline.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+\-]{0,127}$"
+#: An actor as an entry may record it: an id, or an id and one line feed, which servers
+#: before 2026-12-01 took as a token subject (`hr-1\n`) and recorded as `actor`: the audit
+#: trail (API and `ses-ledger audit --actor`) is asked for such an actor by exactly that.
+RECORDED_ACTOR_PATTERN = ID_PATTERN.removesuffix("$") + r"\n?$"
 _ID = re.compile(ID_PATTERN)
 
 

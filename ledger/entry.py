@@ -11,6 +11,7 @@ the hashed bytes sit verbatim inside it: `verify` hashes a byte slice instead of
 from __future__ import annotations
 
 import base64
+import calendar
 import hashlib
 import json
 import re
@@ -51,16 +52,33 @@ def parse_timestamp(text: str) -> datetime:
 
     Digits past the microsecond (the ledger's precision) are cut, not rounded: a `recorded_at`
     is at or before a moment exactly when it is at or before the moment cut so.
+
+    A leap second (RFC 3339 5.7: `23:59:60` UTC on a month's last day, in any offset) is read
+    as the last microsecond of its day: Python's datetime has no 61st second, and no
+    `recorded_at` (stamped by such a clock) lies in one, so a moment "at or before" the leap
+    second is one before the next day. A second of 60 at any other time is no moment.
     """
     if not _RFC3339.fullmatch(text):
         raise ValueError(
             f"must be an RFC 3339 timestamp with its offset, e.g. 2025-01-01T00:00:00Z, "
             f"got {text[:40]!r}"
         )
+    leap = text[17:19] == "60"
+    if leap:
+        text = f"{text[:17]}59{text[19:]}"
     try:
-        return datetime.fromisoformat(_PAST_MICROSECONDS.sub(r"\1", text.upper())).astimezone(UTC)
+        moment = datetime.fromisoformat(_PAST_MICROSECONDS.sub(r"\1", text.upper())).astimezone(UTC)
     except OverflowError:  # 9999-12-31T23:59:59-01:00 is in year 10000 in UTC
         raise ValueError(f"must lie in years 1-9999 in UTC, got {text[:40]!r}") from None
+    if leap:
+        last_day = calendar.monthrange(moment.year, moment.month)[1]
+        if (moment.day, moment.hour, moment.minute, moment.second) != (last_day, 23, 59, 59):
+            raise ValueError(
+                "a second of 60 is a leap second, which falls only at 23:59:60 UTC on the last "
+                f"day of a month; {text[:17]}60{text[19:40]} is not one"
+            )
+        moment = moment.replace(microsecond=999_999)
+    return moment
 
 
 def format_timestamp(value: Any) -> str:

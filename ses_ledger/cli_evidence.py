@@ -25,7 +25,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from api.auth import ID_PATTERN  # an id as the API accepts it
+from api.auth import ID_PATTERN, RECORDED_ACTOR_PATTERN  # ids as the API accepts them
 from ledger.config import LedgerConfig
 from ses_ledger.argtypes import positive_seconds
 from ses_ledger.outputs import unwritable
@@ -66,6 +66,14 @@ def _ident(text: str) -> str:
             f"or digit, got {text!r}"
         )
     return text
+
+
+def _actor(text: str) -> str:
+    """An actor id (argparse type), as `_ident`, or one recorded by a server before 2026-12-01
+    with a trailing line feed (a token subject `hr-1\\n`), which the trail lists alone."""
+    if re.fullmatch(RECORDED_ACTOR_PATTERN, text):
+        return text
+    return _ident(text)
 
 
 def _tree_size(text: str) -> int:
@@ -744,7 +752,7 @@ def register(sub: Any) -> None:
             "registered then."
         ),
     )
-    audit.add_argument("--actor", type=_ident, metavar="ID", help="the acting official")
+    audit.add_argument("--actor", type=_actor, metavar="ID", help="the acting official")
     audit.add_argument(
         "--executive", type=_ident, metavar="ID", help="their record and their appraisals"
     )

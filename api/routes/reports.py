@@ -9,15 +9,16 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import Field
 
 from api import access
-from api.auth import ALL_AGENCIES
+from api.auth import ALL_AGENCIES, RECORDED_ACTOR_PATTERN
 from api.deps import PrincipalDep, ReaderDep, ServicesDep
 from api.errors import InvalidRequest, problem_responses
 from api.responses import Json, documented
 from api.routes.ledger import MAX_SCAN
 from api.schemas import reads as r
-from api.schemas.common import Agency, Day, Digits, Id, Position
+from api.schemas.common import MAX_ID_LENGTH, Agency, Day, Digits, Id, Position
 from api.schemas.writes import Cycle
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
@@ -96,6 +97,12 @@ def compliance(
 
 #: The most entries an audit-trail page holds (each one's signature is checked).
 AUDIT_PAGE = 1000
+#: An actor as entries may record it (`RECORDED_ACTOR_PATTERN`): an id, or an id and the
+#: line feed a server before 2026-12-01 took in a token subject, so that such an actor's
+#: entries can still be listed.
+RecordedActor = Annotated[
+    str, Field(pattern=RECORDED_ACTOR_PATTERN, min_length=1, max_length=MAX_ID_LENGTH + 1)
+]
 
 
 @router.get(
@@ -110,7 +117,13 @@ async def audit_trail(
     principal: PrincipalDep,
     services: ServicesDep,
     reader: ReaderDep,
-    actor: Annotated[Id | None, Query(description="The acting official's id.")] = None,
+    actor: Annotated[
+        RecordedActor | None,
+        Query(
+            description="The acting official's id (an id recorded with a trailing line feed "
+            "before 2026-12-01: `%0A` after it)."
+        ),
+    ] = None,
     executive_id: Annotated[
         Id | None, Query(description="An executive: their record and their appraisals.")
     ] = None,

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StrictBool, StrictInt, field_validator
+from pydantic import AfterValidator, Field, StrictBool, StrictInt, field_validator
 
 from api.schemas.common import (
+    MAX_DAY,
+    MIN_DAY,
     Agency,
     Body,
     Code,
@@ -22,13 +24,32 @@ from api.schemas.common import (
     RuleText,
     Text,
 )
+from ledger.policies.common import fiscal_year
 
 AppointmentType = Literal["career", "noncareer", "limited_term", "limited_emergency"]
 Policy = Literal["ses-basic-2012", "ses-2025"]
 Considered = Literal["initial_rating", "executive_response", "higher_level_review"]
 PersonnelActionKind = Literal["reassignment", "transfer", "demotion", "removal"]
 Forum = Literal["EEOC", "OSC"]
-Cycle = Annotated[str, Field(pattern=r"^FY[0-9]{4}$", examples=["FY2026"])]
+#: The cycles a period can end in: dates lie in 1900-2199, so FY1900 (Jan 1 1900) to FY2200
+#: (Oct 1 - Dec 31 2199). Another (`FY0000`: no calendar date lies in it) names nothing.
+FIRST_CYCLE, LAST_CYCLE = fiscal_year(MIN_DAY), fiscal_year(MAX_DAY)
+
+
+def _cycle_in_range(value: str) -> str:
+    if not FIRST_CYCLE <= int(value[2:]) <= LAST_CYCLE:
+        raise ValueError(
+            f"must be a fiscal year from FY{FIRST_CYCLE} to FY{LAST_CYCLE}: the cycles in which "
+            f"a period of dates between {MIN_DAY} and {MAX_DAY} can end"
+        )
+    return value
+
+
+Cycle = Annotated[
+    str,
+    Field(pattern=r"^FY[0-9]{4}$", examples=["FY2026"]),
+    AfterValidator(_cycle_in_range),
+]
 PayPlan = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 \-]{0,15}$")]
 
 

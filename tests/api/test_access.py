@@ -44,7 +44,8 @@ class Request:
 
 
 Prepare = Callable[[Api], Request]
-_cycles = itertools.count(3000)
+#: Unique cycles for waivers (a new one each time), among those a period can end in (FY1900-FY2200).
+_cycles = itertools.count(1900)
 
 
 def _stage(

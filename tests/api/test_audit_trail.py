@@ -3,9 +3,12 @@ issue #4, the audit projection), for oversight staff."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
+from ledger.application import LedgerApp
+from ledger.config import LedgerConfig
+from tests.api.conftest import make_api
 from tests.api.story import Api
 
 TRAIL = "/v1/reports/audit-trail"
@@ -173,3 +176,40 @@ def test_a_scoped_token_pages_no_empty_pages_and_the_last_one_says_so(api: Api) 
             after = page["next_after"]
         assert [s for p in pages for s in p] == mine, limit
         assert all(pages), (limit, pages)  # no empty page, the last one included
+
+
+def test_an_actor_recorded_with_a_trailing_newline_can_be_asked_for(
+    sqlite_config: LedgerConfig,
+) -> None:
+    """Servers before 2026-12-01 took a token subject `hr-1\\n` (`re`'s `$` matched before a
+    final newline) and recorded it as the entry's actor. The audit trail refused
+    `actor=hr-1%0A` (422: not an id), so that actor's entries could not be listed by actor
+    at all; it is taken now, as exactly that actor, and `actor=hr-1` stays another one."""
+    old = LedgerApp(sqlite_config)
+    for executive_id, actor in (("E1", "hr-1\n"), ("E2", "hr-1")):
+        old.register_executive(
+            executive_id,
+            name="Pat Example",
+            title="Deputy Assistant Secretary",
+            pay_plan="ES",
+            agency="DOE",
+            duty_station="Washington, DC",
+            appointment_type="career",
+            probationary=False,
+            appointed_on=date(2019, 5, 1),
+            actor=actor,
+            submitted_by=actor,
+        )
+    old.close()
+    for api in make_api(sqlite_config):
+        r = api.client.get(f"{TRAIL}?actor=hr-1%0A", headers=api.auditor)
+        assert r.status_code == 200, r.text
+        events = r.json()["events"]
+        assert [(e["stream_id"], e["actor"]) for e in events] == [("E1", "hr-1\n")]
+        assert events[0]["verification"]["ok"] is True
+        plain = api.get(TRAIL, actor="hr-1").json()["events"]
+        assert [e["stream_id"] for e in plain] == ["E2"]
+        # one line break only, as the old servers took it; anything else is still not an id
+        for bad in ("hr-1%0A%0A", "hr-1%0D%0A", "%0Ahr-1", "hr-1%20"):
+            r = api.client.get(f"{TRAIL}?actor={bad}", headers=api.auditor)
+            assert r.status_code == 422, (bad, r.text)

@@ -853,3 +853,86 @@ def test_an_id_in_a_path_is_held_to_the_same_length_as_in_a_body(
     assert shared_api.get(path.format(id="x" * 128)).status_code == 404
     problem = _problem(shared_api.get(path.format(id="x" * 129)), 422, "invalid-request")
     assert "128" in problem["errors"][0]["msg"], problem
+
+
+@pytest.mark.parametrize("cycle", ["FY0000", "FY0001", "FY1899", "FY2201", "FY9999"])
+def test_a_cycle_no_period_of_the_ledger_can_fall_in_is_a_422_naming_it(
+    shared_api: Api, cycle: str
+) -> None:
+    """Dates lie in 1900-2199 (docs/api.md), so a period ends in FY1900 (Jan 1 1900) to FY2200
+    (Dec 31 2199). `FY0000` (Oct 1 of year -1 to Sep 30 of year 0, which no calendar date
+    holds) was answered 200 with an empty distribution, and a rating cap waiver for it was
+    recorded for good: now the report and the waiver are a 422 naming `cycle`, nothing
+    appended."""
+    r = shared_api.get("/v1/reports/rating-distribution", agency="DOE", cycle=cycle)
+    problem = _problem(r, 422, "invalid-request")
+    assert [e["loc"] for e in problem["errors"]] == [["query", "cycle"]]
+    assert "FY1900" in problem["detail"] and "FY2200" in problem["detail"]
+    size = shared_api.ledger_size()
+    body = s.waiver(s.unique("AG"), cycle)
+    r = shared_api.post("/v1/rating-cap-waivers", body, shared_api.as_("admin", agency="*"))
+    problem = _problem(r, 422, "invalid-request")
+    assert [e["loc"] for e in problem["errors"]] == [["body", "cycle"]]
+    assert shared_api.ledger_size() == size
+
+
+@pytest.mark.parametrize("cycle", ["FY1900", "FY2200"])
+def test_the_first_and_last_cycles_of_the_ledger_dates_are_taken(
+    shared_api: Api, cycle: str
+) -> None:
+    r = shared_api.get("/v1/reports/rating-distribution", agency="DOE", cycle=cycle)
+    assert r.status_code == 200 and r.json()["cycle"] == cycle
+    admin = shared_api.as_("admin", agency="*")
+    shared_api.ok("/v1/rating-cap-waivers", s.waiver(s.unique("AG"), cycle), admin)
+
+
+@pytest.mark.parametrize(
+    ("known_at", "moment"),
+    [
+        ("2016-12-31T23:59:60Z", "2016-12-31T23:59:59.999999Z"),
+        ("2016-12-31T23:59:60.5Z", "2016-12-31T23:59:59.999999Z"),
+        ("2015-06-30T19:59:60-04:00", "2015-06-30T23:59:59.999999Z"),
+        ("2030-01-31T23:59:60Z", "2030-01-31T23:59:59.999999Z"),
+    ],
+)
+def test_a_leap_second_known_at_is_the_last_moment_before_the_next_day(
+    known_at: str, moment: str
+) -> None:
+    """RFC 3339 5.6-5.7: a second of 60 is a leap second, at 23:59:60 UTC at a month's end.
+    It was refused ("second must be in 0..59", Python's datetime has no such second). No
+    `recorded_at` lies in a leap second, so "recorded at or before it" is "recorded before
+    the next day": it reads as the last microsecond of its day."""
+    from ledger.entry import parse_timestamp
+    from projections.queries import normalise_known_at
+
+    assert normalise_known_at(known_at) == moment
+    assert parse_timestamp(known_at).tzinfo is not None
+
+
+@pytest.mark.parametrize(
+    "known_at", ["2016-12-30T23:59:60Z", "2016-12-31T12:00:60Z", "2016-12-31T23:59:60+01:00"]
+)
+def test_a_second_of_60_that_is_not_a_leap_second_is_a_422_saying_so(
+    shared_api: Api, known_at: str
+) -> None:
+    executive_id = shared_api.new_executive()
+    r = shared_api.get(f"/v1/executives/{executive_id}", known_at=known_at)
+    problem = _problem(r, 422, "invalid-request")
+    assert [e["loc"] for e in problem["errors"]] == [["query", "known_at"]]
+    assert "leap second" in problem["detail"] and "23:59:60" in problem["detail"]
+
+
+def test_a_leap_second_known_at_reads_the_ledger_to_the_end_of_its_day(
+    shared_api: Api,
+) -> None:
+    executive_id = shared_api.new_executive()
+    path = f"/v1/executives/{executive_id}"
+    entry = shared_api.get(f"{path}/evidence-bundle").json()["entries"][0]
+    day = datetime.fromisoformat(entry["recorded_at"][:10])
+    assert shared_api.get(path, known_at=f"{day:%Y-%m-%d}T00:00:00Z").status_code == 404
+    r = shared_api.get(path, known_at="2016-12-31T23:59:60Z")
+    assert r.status_code == 404 and "does not exist" in r.json()["detail"]
+    last_second = datetime(2100, 12, 31, 23, 59, 59)
+    assert day < last_second  # the ledger's clock stands before 2100
+    r = shared_api.get(path, known_at="2100-12-31T23:59:60Z")
+    assert r.status_code == 200 and r.json()["executive_id"] == executive_id

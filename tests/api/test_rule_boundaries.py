@@ -111,6 +111,15 @@ def test_weights_at_their_limits(
         ("ses-basic-2012", date(2023, 10, 1), date(2024, 10, 1), "PER-1"),
         ("ses-2025", date(2025, 10, 1), date(2026, 9, 30), None),
         ("ses-2025", date(2026, 1, 1), date(2026, 10, 1), "PER-1"),
+        ("ses-2025", date(2027, 10, 1), date(2028, 9, 30), None),  # FY2028 holds Feb 29
+        ("ses-2025", date(2028, 2, 29), date(2028, 9, 30), None),
+        ("ses-2025", date(2028, 2, 29), date(2028, 10, 1), "PER-1"),
+        # PER-1 with a Feb 29 start: Feb 29 + 1 year is Feb 28 (docs/api.md), so a year
+        # from Feb 29 2024 ends on Feb 27 2025
+        ("ses-basic-2012", date(2024, 2, 29), date(2025, 2, 27), None),
+        ("ses-basic-2012", date(2024, 2, 29), date(2025, 2, 28), "PER-1"),
+        ("ses-basic-2012", date(2024, 2, 28), date(2025, 2, 27), None),
+        ("ses-basic-2012", date(2024, 2, 28), date(2025, 2, 28), "PER-1"),
     ],
 )
 def test_policy_and_period_at_their_limits(
@@ -160,7 +169,11 @@ def test_an_appraisal_keeps_the_policy_of_its_plan(shared_api: Api) -> None:
 
 @pytest.mark.parametrize(
     ("communicated_on", "start"),
-    [("2023-10-01", date(2023, 10, 1)), ("2023-11-01", date(2023, 11, 1))],
+    [
+        ("2023-10-01", date(2023, 10, 1)),
+        ("2023-11-01", date(2023, 11, 1)),
+        ("2023-09-15", date(2023, 10, 1)),  # communicated early: counted from the start
+    ],
 )
 def test_per_2_day_89_and_day_90(shared_api: Api, communicated_on: str, start: date) -> None:
     """Counted from the later of the period start and the plan's communication."""
@@ -204,6 +217,62 @@ def test_per_3_day_119_and_day_120_after_inauguration(
         _boundary(shared_api, final, s.final(2024) | {"rated_on": day_120}, bad, "PER-3")
     else:
         shared_api.ok(final, s.final(2024) | {"rated_on": day_119})
+
+
+@pytest.mark.parametrize(
+    ("policy", "start", "end", "last", "first_refused"),
+    [
+        # at most one year, both ends counted
+        ("ses-basic-2012", "2023-10-01", "2024-06-30", "2024-09-30", "2024-10-01"),
+        # ses-2025: within the fiscal year, though under a year
+        ("ses-2025", "2026-01-01", "2026-06-30", "2026-09-30", "2026-10-01"),
+    ],
+)
+def test_per_1_holds_for_an_extended_period_end(
+    shared_api: Api, policy: str, start: str, end: str, last: str, first_refused: str
+) -> None:
+    """PER-4 extends the period; PER-1 then holds for the new end (the last day accepted,
+    the next refused, nothing appended)."""
+    elements = s.BASIC_ELEMENTS
+    if policy == "ses-2025":
+        elements = _elements(CODES_2025, (30, 15, 15, 15, 25))
+    body = _plan(
+        shared_api,
+        policy=policy,
+        period_start=start,
+        period_end=end,
+        communicated_on=start,
+        elements=elements,
+    )
+    shared_api.ok("/v1/appraisals", body)
+    path = f"/v1/appraisals/{body['appraisal_id']}/period-extension"
+
+    def extension(new_end: str) -> dict[str, Any]:
+        return {"extended_on": end, "new_period_end": new_end, "reason": "a long detail"}
+
+    _boundary(shared_api, path, extension(last), extension(first_refused), "PER-1", start)
+
+
+@pytest.mark.parametrize("year", [2017, 2029])
+def test_per_3_day_119_and_day_120_after_the_first_and_last_listed_inauguration(
+    shared_api: Api, year: int
+) -> None:
+    """rules.md lists Jan 20 2017, 2021, 2025 and 2029: day 120 is May 20 in each."""
+    policy = "ses-basic-2012" if year < 2025 else "ses-2025"
+    executive_id = shared_api.new_executive()
+    body = s.plan(s.unique("A-"), executive_id, year, policy=policy)
+    codes = BASIC_CODES
+    if policy == "ses-2025":
+        body["elements"] = _elements(CODES_2025, (30, 15, 15, 15, 25))
+        codes = CODES_2025
+    shared_api.ok("/v1/appraisals", body)
+    path = f"/v1/appraisals/{body['appraisal_id']}/initial-rating"
+
+    def rating(day: str) -> dict[str, Any]:
+        return s.initial(year) | {"rated_on": day, "element_levels": dict.fromkeys(codes, 4)}
+
+    day_119, day_120 = f"{year}-05-19", f"{year}-05-20"
+    _boundary(shared_api, path, rating(day_120), rating(day_119), "PER-3", day_120)
 
 
 @pytest.mark.parametrize(("end", "performed"), [("2024-10-11", 89), ("2024-10-12", 90)])
@@ -644,3 +713,27 @@ def test_rat_9_one_and_two_of_six_career_executives(shared_api: Api) -> None:
         _final_2025(shared_api, agency, level)
     (finding,) = _rat_9(shared_api, agency)
     assert finding.startswith("2 of 6 career executives (33%) rated under ses-2025")
+
+
+@pytest.mark.parametrize(
+    ("notice_on", "as_of", "due"),
+    [
+        ("2024-11-24", "2025-02-01", True),  # the day before the Level 1 rating
+        ("2024-11-25", "2025-02-01", False),  # the rating's own day
+        ("2025-01-10", "2025-01-09", True),  # a notice after D is not yet given
+        ("2025-01-10", "2025-01-10", False),  # on D itself
+    ],
+)
+def test_rem_1_an_action_from_the_rating_day_to_d_both_included(
+    shared_api: Api, notice_on: str, as_of: str, due: bool
+) -> None:
+    """docs/api.md: `level1_action_due` holds until a reassignment, transfer, demotion or
+    removal has `notice_on` between the Level 1 rating's `rated_on` (2024-11-25) and D."""
+    a = shared_api.appraisal("final", level=1)
+    effective = (date.fromisoformat(notice_on) + timedelta(days=30)).isoformat()
+    action = s.personnel_action("reassignment", notice=notice_on, effective=effective)
+    shared_api.ok(f"/v1/executives/{a.executive_id}/personnel-actions", action)
+    path = f"/v1/executives/{a.executive_id}/removal-history"
+    history = shared_api.get(path, as_of=as_of).json()
+    assert history["five_year"]["ratings"][0]["rated_on"] == "2024-11-25"
+    assert history["level1_action_due"] is due, history

@@ -874,3 +874,37 @@ def test_an_archive_without_its_signing_key_exports_a_bundle_without_a_position_
     report = verify_bundle(bare)
     assert report.ok, report.problems
     assert any("no position_seal" in w for w in report.warnings)
+
+
+def test_audit_lists_an_actor_recorded_with_a_trailing_newline(
+    env: LedgerConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Servers before 2026-12-01 recorded a token subject `hr-1\\n` as the actor; `audit
+    --actor` refused that id ("must be an id"), as `GET /v1/reports/audit-trail` did, so its
+    entries could not be listed by actor. One trailing line feed is taken now, as that actor."""
+    app = LedgerApp(env)
+    for executive_id, actor in (("E1", "hr-1\n"), ("E2", "hr-1")):
+        app.register_executive(
+            executive_id,
+            name="Pat Example",
+            title="Deputy Assistant Secretary",
+            pay_plan="ES",
+            agency="DOE",
+            duty_station="Washington, DC",
+            appointment_type="career",
+            probationary=False,
+            appointed_on=date(2019, 5, 1),
+            actor=actor,
+            submitted_by=actor,
+        )
+    app.close()
+    assert ses(["audit", "--actor", "hr-1\n", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)["events"]
+    assert [(e["stream_id"], e["actor"]) for e in listed] == [("E1", "hr-1\n")]
+    assert ses(["audit", "--actor", "hr-1", "--json"]) == 0
+    assert [e["stream_id"] for e in json.loads(capsys.readouterr().out)["events"]] == ["E2"]
+    for bad in ("hr-1\n\n", "hr-1\r\n", "\nhr-1"):
+        with pytest.raises(SystemExit) as exit_:
+            ses(["audit", "--actor", bad])
+        assert exit_.value.code == 2
+        assert "must be an id" in capsys.readouterr().err
