@@ -14,6 +14,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ledger.config import (
+    DEFAULT_AGGREGATE_CACHE_EVENTS,
     DEFAULT_HOME,
     DEFAULT_ORIGIN,
     DEFAULT_STORE_WAIT_SECONDS,
@@ -69,6 +70,9 @@ class ApiSettings(BaseSettings):
     store_wait_seconds: float = Field(
         default=DEFAULT_STORE_WAIT_SECONDS, gt=0, le=MAX_STORE_WAIT_SECONDS
     )
+    #: Events the aggregates a worker keeps between commands may hold together (0: none;
+    #: `ledger.aggregate_cache`).
+    aggregate_cache_events: int = Field(default=DEFAULT_AGGREGATE_CACHE_EVENTS, ge=0)
 
     @field_validator("origin")
     @classmethod
@@ -84,4 +88,5 @@ class ApiSettings(BaseSettings):
             origin=self.origin,
             checkpoint_every=self.checkpoint_every,
             store_wait_seconds=self.store_wait_seconds,
+            aggregate_cache_events=self.aggregate_cache_events,
         )
