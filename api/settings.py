@@ -61,6 +61,9 @@ class ApiSettings(BaseSettings):
     #: Historical reports (`as_of_position` / `known_at`) replayed from the log at once per
     #: process (`projections.replays`); more wait `replay_wait_seconds`, then get 503.
     replay_builds: int = Field(default=1, ge=1, le=64)
+    #: ... and historical reads of one record (an executive's, an appraisal's, an audit
+    #: trail as of a point), in slots of their own: their cost grows with the record.
+    record_replay_builds: int = Field(default=2, ge=1, le=64)
     replay_wait_seconds: float = Field(default=1.0, ge=0, le=60)
     #: Built replays kept for the same bound's next requests: how many, and their memory.
     replay_cache_entries: int = Field(default=4, ge=0, le=1000)
