@@ -51,7 +51,8 @@ if TYPE_CHECKING:
 STRIPES = 64
 
 Replay = Callable[[], "LedgerAggregate"]
-#: The stream's events after a version (the library's `EventStore.get(gt=...)`).
+#: The stream's events after a version (the library's `EventStore.get(gt=...)`: it reads
+#: them at once, and decodes each as it is iterated).
 EventsAfter = Callable[[int], Iterable[Any]]
 Project = Callable[[Any, Iterable[Any]], Any]
 
@@ -80,8 +81,11 @@ class AggregateCache:
             kept = self._take(stream_id)
             aggregate = None
             if kept is not None:
+                # The read runs here, outside the `try`: a store that cannot be reached
+                # answers now, not after a second wait for the replay's read.
+                newer = events_after(kept.version - 1)
                 try:
-                    aggregate = _brought_up_to_date(kept, events_after, project)
+                    aggregate = _brought_up_to_date(kept, newer, project)
                 except Exception:
                     aggregate = None  # replayed below: its error, if any, is the answer
             if aggregate is None:
@@ -123,11 +127,11 @@ class AggregateCache:
 
 
 def _brought_up_to_date(
-    kept: LedgerAggregate, events_after: EventsAfter, project: Project
+    kept: LedgerAggregate, newer: Iterable[Any], project: Project
 ) -> LedgerAggregate | None:
-    """`kept` with the store's newer entries applied, or None when the store no longer
-    holds its last entry as it was (version and hash)."""
-    events: Iterator[Any] = iter(events_after(kept.version - 1))
+    """`kept` with the store's `newer` entries (from its version on) applied, or None when
+    the store no longer holds its last entry as it was (version and hash)."""
+    events: Iterator[Any] = iter(newer)
     last = next(events, None)
     if (
         last is None

@@ -23,7 +23,7 @@ from ledger.config import LedgerConfig
 from ledger.domain.base import Submission
 from ledger.domain.executive import Executive
 from ledger.entry import entry_from_state
-from ledger.errors import ConcurrencyConflict, RuleViolation
+from ledger.errors import ConcurrencyConflict, RuleViolation, StoreUnreachable
 from ledger.keys import KeyRing
 from ledger.verify import verify_ledger
 from tests.ledger_helpers import events_table, raw, register
@@ -297,3 +297,29 @@ def test_a_copy_of_an_executive_shares_nothing_that_can_change() -> None:
     assert len(executive.pending_events) == 2 and len(clone.pending_events) == 3
     with pytest.raises(TypeError):
         clone.complaints[0]["summary"] = "rewritten"  # type: ignore[index]
+
+
+def test_a_store_that_fails_is_read_once_per_command(
+    sqlite_config: LedgerConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store that cannot be reached answers a command after one wait (on PostgreSQL up to
+    SES_LEDGER_STORE_WAIT_SECONDS, README), not one for the kept record's newer entries
+    and another for a replay."""
+    app = LedgerApp(sqlite_config)
+    register(app)
+    complain(app)
+    reads = [0]
+
+    def unreachable(*args: Any, **kwargs: Any) -> Any:
+        reads[0] += 1
+        raise StoreUnreachable("the ledger's database cannot be reached")
+
+    monkeypatch.setattr(app.events, "get", unreachable)
+    with pytest.raises(StoreUnreachable):
+        complain(app)
+    assert reads[0] == 1
+    monkeypatch.undo()
+    complain(app)  # the kept copy was dropped: replayed, and chained on
+    assert app.executive("E1").version == 3
+    assert_chained(app, "E1")
+    app.close()
