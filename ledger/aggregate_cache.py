@@ -2,8 +2,9 @@
 
 Without it every command replays its aggregates' whole streams: an executive with 2,000
 complaints (APP-1 sets no limit, and an `hr_app` or the executive may file them) decoded
-2,000 entries on every later write to that record, 21 ms a write against 2 ms for an
-ordinary record on SQLite (most of it `json.loads` of each stored entry).
+2,000 entries on every later write to that record: 21-24 ms a write on SQLite (33 ms on
+PostgreSQL) against 0.6 ms (1.5 ms) for a record of 21 events, most of it `json.loads` of
+each stored entry; with it, 0.4 ms (1.1 ms) for both.
 
 Why keeping them is sound (why this is not the snapshot the ledger refuses to trust):
 
