@@ -178,9 +178,10 @@ class ReadModels:
         if executive_id is None and self.replays is not None and projections != ():
             return self._kept_replay(bound, projections)
         source: EventSource
+        if executive_id is not None:
+            self.catch_up()  # the live models, before a slot is held: it may wait for writes
         with self._record_build() if executive_id is not None else nullcontext():
             if executive_id is not None:
-                self.catch_up()
                 streams = audit.executive_streams(self.store, executive_id)
                 source = ListSource(bound.filter(self.log.by_streams(streams)))
             else:
