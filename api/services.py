@@ -65,6 +65,7 @@ class Services:
                         entries=self.settings.replay_cache_entries,
                         max_bytes=self.settings.replay_cache_mb * 1024 * 1024,
                         builds=self.settings.replay_builds,
+                        record_builds=self.settings.record_replay_builds,
                         wait_seconds=self.settings.replay_wait_seconds,
                     )
                     self._read_models = read_models

@@ -14,6 +14,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ledger.config import (
+    DEFAULT_AGGREGATE_CACHE_EVENTS,
     DEFAULT_HOME,
     DEFAULT_ORIGIN,
     DEFAULT_STORE_WAIT_SECONDS,
@@ -60,6 +61,9 @@ class ApiSettings(BaseSettings):
     #: Historical reports (`as_of_position` / `known_at`) replayed from the log at once per
     #: process (`projections.replays`); more wait `replay_wait_seconds`, then get 503.
     replay_builds: int = Field(default=1, ge=1, le=64)
+    #: ... and historical reads of one record (an executive's, an appraisal's, an audit
+    #: trail as of a point), in slots of their own: their cost grows with the record.
+    record_replay_builds: int = Field(default=2, ge=1, le=64)
     replay_wait_seconds: float = Field(default=1.0, ge=0, le=60)
     #: Built replays kept for the same bound's next requests: how many, and their memory.
     replay_cache_entries: int = Field(default=4, ge=0, le=1000)
@@ -69,6 +73,9 @@ class ApiSettings(BaseSettings):
     store_wait_seconds: float = Field(
         default=DEFAULT_STORE_WAIT_SECONDS, gt=0, le=MAX_STORE_WAIT_SECONDS
     )
+    #: Events the aggregates a worker keeps between commands may hold together (0: none;
+    #: `ledger.aggregate_cache`).
+    aggregate_cache_events: int = Field(default=DEFAULT_AGGREGATE_CACHE_EVENTS, ge=0)
 
     @field_validator("origin")
     @classmethod
@@ -84,4 +91,5 @@ class ApiSettings(BaseSettings):
             origin=self.origin,
             checkpoint_every=self.checkpoint_every,
             store_wait_seconds=self.store_wait_seconds,
+            aggregate_cache_events=self.aggregate_cache_events,
         )

@@ -23,6 +23,7 @@ from eventsourcing.application import AggregateNotFoundError, Application, Proce
 from eventsourcing.persistence import IntegrityError, Mapper, Recording
 from eventsourcing.utils import Environment, EnvType
 
+from ledger.aggregate_cache import AggregateCache
 from ledger.config import LedgerConfig, available_cpus
 from ledger.domain.appraisal import Appraisal
 from ledger.domain.base import LedgerAggregate, LedgerEvent, Submission
@@ -120,6 +121,9 @@ class LedgerApp(Application[str]):
         #: in ConcurrencyConflict, as between processes.
         self._record_gate: AbstractContextManager[object] = contextlib.nullcontext()
         super().__init__(env=config.eventsourcing_env())
+        #: Aggregates replayed by this process, brought up to date on each load instead of
+        #: replayed whole (`ledger.aggregate_cache`: why that is sound).
+        self.aggregates = AggregateCache(config.aggregate_cache_events)
         #: On SQLite the recorder takes the gate itself, once per group commit.
         self._gate_in_recorder = isinstance(self.recorder, LedgerSQLiteRecorder)
         self.merkle_log = MerkleLog(self.recorder)
@@ -323,8 +327,15 @@ class LedgerApp(Application[str]):
                 self._since_checkpoint += every
 
     def _load(self, cls: type[A], stream_id: str, *, reference: str | None = None) -> A:
+        """The stream's aggregate as stored now, for a command to change (a copy of its own:
+        `ledger.aggregate_cache`)."""
         try:
-            aggregate: LedgerAggregate = self.repository.get(stream_id, projector_func=_replay)
+            aggregate: LedgerAggregate = self.aggregates.load(
+                stream_id,
+                lambda: self.repository.get(stream_id, projector_func=_replay),
+                lambda after: self.events.get(stream_id, gt=after),
+                _replay,
+            )
         except AggregateNotFoundError:
             if reference is not None:
                 raise UnknownReference(reference, stream_id) from None

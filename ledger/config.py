@@ -26,6 +26,8 @@ TOKEN_KEY_FILE = "token.key"
 #: gives up (`ledger.errors.StoreUnreachable`; the API's 503): SES_LEDGER_STORE_WAIT_SECONDS.
 DEFAULT_STORE_WAIT_SECONDS = 5.0
 MAX_STORE_WAIT_SECONDS = 300.0
+#: SES_LEDGER_AGGREGATE_CACHE_EVENTS (`ledger.aggregate_cache`): a few tens of MB at most.
+DEFAULT_AGGREGATE_CACHE_EVENTS = 100_000
 #: The wait, as `ledger.recorders_postgres.LedgerPostgresFactory` reads it from the
 #: eventsourcing settings (`LedgerConfig.eventsourcing_env`).
 STORE_WAIT_KEY = "LEDGER_STORE_WAIT_SECONDS"
@@ -47,6 +49,9 @@ class LedgerConfig:
     read_only: bool = False
     #: PostgreSQL: the longest wait for a connection (DEFAULT_STORE_WAIT_SECONDS).
     store_wait_seconds: float = DEFAULT_STORE_WAIT_SECONDS
+    #: Events the aggregates kept in memory between commands may hold together
+    #: (`ledger.aggregate_cache`; 0: none kept, every command replays its streams).
+    aggregate_cache_events: int = DEFAULT_AGGREGATE_CACHE_EVENTS
 
     def __post_init__(self) -> None:
         check_origin(self.origin)
@@ -64,12 +69,16 @@ class LedgerConfig:
         origin = env.get("SES_LEDGER_ORIGIN") or DEFAULT_ORIGIN  # checked in __post_init__
         every = _positive_int(env, "SES_LEDGER_CHECKPOINT_EVERY", 1000)
         wait = _store_wait(env)
+        cached = _whole_number(
+            env, "SES_LEDGER_AGGREGATE_CACHE_EVENTS", DEFAULT_AGGREGATE_CACHE_EVENTS
+        )
         return cls(
             home=home,
             db_url=db_url,
             origin=origin,
             checkpoint_every=every,
             store_wait_seconds=wait,
+            aggregate_cache_events=cached,
         )
 
     @property
@@ -391,6 +400,19 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
         value = 0
     if value < 1:
         raise ConfigurationError(f"{name} must be a whole number of 1 or more, got {text!r}")
+    return value
+
+
+def _whole_number(env: Mapping[str, str], name: str, default: int) -> int:
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConfigurationError(f"{name} must be a whole number of 0 or more, got {text!r}")
     return value
 
 

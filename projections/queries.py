@@ -13,6 +13,7 @@ returns a `ReadModels` over that copy; the live tables are not touched.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -178,22 +179,29 @@ class ReadModels:
             return self._kept_replay(bound, projections)
         source: EventSource
         if executive_id is not None:
-            self.catch_up()
-            streams = audit.executive_streams(self.store, executive_id)
-            source = ListSource(bound.filter(self.log.by_streams(streams)))
-        else:
-            source = LogSource(self.app.recorder, bound)
-        copy = ReadModels(
-            self.app,
-            store=MemoryStore(),
-            source=source,
-            bound=bound,
-            window_measure=self.window_measure,
-            projections=projections,
-        )
-        if copy.projections:
-            copy.runner.catch_up(batch_size=10000)
+            self.catch_up()  # the live models, before a slot is held: it may wait for writes
+        with self._record_build() if executive_id is not None else nullcontext():
+            if executive_id is not None:
+                streams = audit.executive_streams(self.store, executive_id)
+                source = ListSource(bound.filter(self.log.by_streams(streams)))
+            else:
+                source = LogSource(self.app.recorder, bound)
+            copy = ReadModels(
+                self.app,
+                store=MemoryStore(),
+                source=source,
+                bound=bound,
+                window_measure=self.window_measure,
+                projections=projections,
+            )
+            if copy.projections:
+                copy.runner.catch_up(batch_size=10000)
         return copy
+
+    def _record_build(self) -> AbstractContextManager[None]:
+        """A slot for a historical read of one record (`Replays.record_build`; none to
+        take without `replays`: the command line's reads, one at a time)."""
+        return nullcontext() if self.replays is None else self.replays.record_build()
 
     def _kept_replay(self, bound: Bound, projections: Sequence[str] | None) -> ReadModels:
         """`as_of` of the whole ledger through `self.replays`: the bound resolved to a
@@ -424,21 +432,27 @@ class ReadModels:
         known_at: str | datetime | None = None,
     ) -> tuple[list[dict[str, Any]], int | None]:
         """A page of `audit` and where the next one follows (None: the last), holding only
-        entries whose stream `visible` admits (`projections.audit.trail_page`)."""
-        return audit.trail_page(
-            self.store,
-            self.log,
-            self.verifiers(),
-            self._narrowed(position, known_at),
-            self.key_windows(),
-            executive_id=executive_id,
-            appraisal_id=appraisal_id,
-            actor=actor,
-            after=after,
-            limit=limit,
-            visible=visible,
-            max_scan=max_scan,
-        )
+        entries whose stream `visible` admits (`projections.audit.trail_page`).
+
+        As of a point (`position` / `known_at`), it is built in one of the slots of
+        historical reads of a record (`Replays.record_build`)."""
+        bound = self._narrowed(position, known_at)
+        historical = position is not None or known_at is not None
+        with self._record_build() if historical else nullcontext():
+            return audit.trail_page(
+                self.store,
+                self.log,
+                self.verifiers(),
+                bound,
+                self.key_windows(),
+                executive_id=executive_id,
+                appraisal_id=appraisal_id,
+                actor=actor,
+                after=after,
+                limit=limit,
+                visible=visible,
+                max_scan=max_scan,
+            )
 
     def verifiers(self) -> Any:
         """The key ring's public keys, read per trail (rotations show at once); None when

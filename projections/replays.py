@@ -24,12 +24,21 @@ process of the CPU). `Replays` bounds that:
   milliseconds), then is refused with `ReplayBusy` (the API's 503 `unavailable`, with
   `Retry-After`): a queue would hold the server's request threads for as long as other
   people's builds take, which is the starvation this prevents.
+- Historical reads of one record are rationed alike, in slots of their own
+  (`record_builds`, `SES_LEDGER_RECORD_REPLAY_BUILDS`), so that one never waits for a
+  whole-ledger build: an executive's record or an appraisal as of a point (`ReadModels.as_of`
+  with an executive, which reads all the executive's streams and replays them), and an
+  audit trail as of a point (which reads whole streams to check each chain link). Their
+  cost grows with the record, which has no limit (an executive's complaints, APP-1): 32 at
+  once of a 20,000-complaint executive's record or trail were all built at once, 150-164 MB
+  at their peak. They are not kept; the same wait and the same refusal apply.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ledger.errors import ReplayBusy
@@ -115,13 +124,15 @@ class Replays:
         max_bytes: int = 256 * 1024 * 1024,
         builds: int = 1,
         wait_seconds: float = 1.0,
+        record_builds: int = 2,
     ) -> None:
-        if builds < 1:
-            raise ValueError("builds must be 1 or more")
+        if builds < 1 or record_builds < 1:
+            raise ValueError("builds and record_builds must be 1 or more")
         self.max_entries = entries
         self.max_bytes = max_bytes
         self.wait_seconds = wait_seconds
         self._slots = threading.BoundedSemaphore(builds)
+        self._record_slots = threading.BoundedSemaphore(record_builds)
         self._lock = threading.Lock()
         self._entries: list[Entry] = []  # least recently used first
         #: Replays built, and requests served from a kept one (for tests and monitoring).
@@ -172,6 +183,21 @@ class Replays:
         finally:
             self._slots.release()
         return store
+
+    @contextmanager
+    def record_build(self) -> Iterator[None]:
+        """Hold one of the slots for a historical read of one record (an executive's or an
+        appraisal's replay, an audit trail as of a point) while it is built; `ReplayBusy`
+        when none frees up within `wait_seconds`."""
+        if not self._record_slots.acquire(timeout=self.wait_seconds):
+            raise ReplayBusy(
+                "too many historical reads (as_of_position / known_at) of records are being "
+                "rebuilt at once on this server; retry shortly"
+            )
+        try:
+            yield
+        finally:
+            self._record_slots.release()
 
     def _find(
         self, recorder: object, names: frozenset[str], stop: int, known_at: str | None
