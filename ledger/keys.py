@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -167,21 +168,29 @@ class KeyRing:
         self._write_index([record])
         return str(record["key_id"])
 
-    def rotate(self, now: datetime | None = None, *, close_at: datetime | None = None) -> str:
+    def rotate(
+        self,
+        now: datetime | None = None,
+        *,
+        close_at: datetime | Callable[[], datetime] | None = None,
+    ) -> str:
         """Close the current key and start a new one; old public keys are kept.
 
-        `close_at`: when the old key's validity ends, if not when the new one's begins (the
-        ledger's last `recorded_at`, when a clock that ran ahead was set back: the old key
-        must cover the events it signed, and the new one the events stamped from now on)."""
+        `close_at`: when the old key's validity ends, if not when the new one's begins, or
+        a function giving it, called once the new key is published (`keys rotate`: the
+        clock's time then, or the ledger's latest `recorded_at` of the old key, when a clock
+        that ran ahead was set back: the old key must cover the events it signed, and the
+        new one the events stamped from now on)."""
         given = close_at or now
         now = now or datetime.now(UTC)
         records = self._read_index()
         record = self._new_key(now)
         # Two writes: the new key is published (and taken up by running servers, which sign
-        # with the last open key) before the old one is closed, at a time after that, so no
-        # event a server sealed with the old key is recorded after its `valid_until`.
+        # with the last open key) before the old one is closed, at a time taken after that,
+        # so no event a server sealed with the old key is recorded after its `valid_until`.
         self._write_index([*records, record])
-        closed_at = format_timestamp(given or datetime.now(UTC))
+        closing = given() if callable(given) else given
+        closed_at = format_timestamp(closing or datetime.now(UTC))
         for r in records:
             if r.get("valid_until") is None:
                 r["valid_until"] = closed_at

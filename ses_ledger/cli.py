@@ -115,7 +115,16 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     closing = (
         {k.key_id for k in ring.public_keys() if k.valid_until is None} if ring.exists() else set()
     )
-    close_at = max(now, _latest_recorded_at(config, closing) or now)
+
+    def close_at() -> datetime:
+        # Taken once the new key is published, not before: a running server signs with the
+        # old key until then, and reading the ledger for the latest `recorded_at` takes
+        # seconds on a large one, so a time taken first left that server's writes outside
+        # the old key's window (verify failed them). Every event the old key signed is
+        # stamped before this clock reading, or recorded by the time the ledger is read.
+        published = datetime.now(UTC)
+        return max(published, _latest_recorded_at(config, closing) or published)
+
     key_id = ring.rotate(now, close_at=close_at)
     print(f"new signing key {key_id}; earlier public keys are kept for verification")
     return 0

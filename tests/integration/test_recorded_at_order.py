@@ -294,3 +294,34 @@ def test_verify_warns_of_entries_recorded_ahead_of_its_own_clock(
         ]
     else:
         assert report.warnings == []
+
+
+def test_a_write_while_keys_rotate_reads_the_ledger_stays_inside_its_keys_window(
+    ledger_config: LedgerConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`keys rotate` reads every entry for the latest `recorded_at` the old key signed (a
+    million-event ledger: seconds). A running server goes on signing with the old key until
+    the new one is published: the old key must not be closed at a time taken before that,
+    or those writes are recorded after its `valid_until` and `verify` fails the ledger's own
+    entries (seen: a PostgreSQL server's entry 3 ms past the window)."""
+    point_cli_at(monkeypatch, ledger_config)
+    server = LedgerApp(ledger_config)  # real clock, as `keys rotate` uses
+    register(server)
+    real_latest = cli._latest_recorded_at
+    written: list[str] = []
+
+    def a_write_during_the_scan(config: LedgerConfig, key_ids: set[str]) -> datetime | None:
+        latest = real_latest(config, key_ids)
+        register(server, f"E{len(written) + 2}")  # the server, meanwhile
+        written.append(stored(server)[-1]["key_id"])
+        return latest
+
+    monkeypatch.setattr(cli, "_latest_recorded_at", a_write_during_the_scan)
+    assert cli.main(["keys", "rotate"]) == 0
+    assert len(written) == 1
+    register(server, "E9")  # after the rotation: the new key
+    capsys.readouterr()
+    assert cli.main(["verify", "--quiet"]) == 0, capsys.readouterr()
+    assert "ledger verified: 3 events" in capsys.readouterr().out
