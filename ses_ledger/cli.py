@@ -9,10 +9,13 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ledger.config import LedgerConfig
 from ledger.errors import LedgerError, StoreUnavailable, VerificationError
+
+if TYPE_CHECKING:
+    from ledger.application import LedgerApp
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -115,6 +118,8 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     closing = (
         {k.key_id for k in ring.public_keys() if k.valid_until is None} if ring.exists() else set()
     )
+    # Opened first: a store that cannot be used is reported before anything is written.
+    app = _ledger_if_any(config)
 
     def close_at() -> datetime:
         # Taken once the new key is published, not before: a running server signs with the
@@ -123,14 +128,46 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
         # the old key's window (verify failed them). Every event the old key signed is
         # stamped before this clock reading, or recorded by the time the ledger is read.
         published = datetime.now(UTC)
-        return max(published, _latest_recorded_at(config, closing) or published)
+        try:
+            latest = _latest_recorded_at(app, closing)
+        except Exception as exc:
+            # The store failed after the new key was published: the old key is closed at
+            # the clock's time rather than left open beside it, and the failure reported.
+            failed.append(exc)
+            return published
+        return max(published, latest or published)
 
-    key_id = ring.rotate(now, close_at=close_at)
+    failed: list[Exception] = []
+    try:
+        key_id = ring.rotate(now, close_at=close_at)
+    finally:
+        if app is not None:
+            app.close()
+    if failed:
+        print(
+            f"ses-ledger: new signing key {key_id}, but the ledger could not be read to close "
+            "the old key no earlier than the entries it signed: it was closed at the clock's "
+            "time; run `ses-ledger verify`",
+            file=sys.stderr,
+        )
+        raise failed[0]
     print(f"new signing key {key_id}; earlier public keys are kept for verification")
     return 0
 
 
-def _latest_recorded_at(config: LedgerConfig, key_ids: set[str]) -> datetime | None:
+def _ledger_if_any(config: LedgerConfig) -> LedgerApp | None:
+    """The ledger at `config` (None: no ledger there yet, e.g. a key ring made first); a
+    store that cannot be used raises, as for every command (README: exit 69)."""
+    from ledger.errors import NoLedger
+    from ses_ledger.bootstrap import build_app
+
+    try:
+        return build_app(config, existing=True)
+    except NoLedger:
+        return None
+
+
+def _latest_recorded_at(app: LedgerApp | None, key_ids: set[str]) -> datetime | None:
     """The latest `recorded_at` of the events signed by `key_ids` (None: no ledger, or none).
 
     `keys rotate` closes the current key no earlier than this (and opens the new one at the
@@ -142,37 +179,27 @@ def _latest_recorded_at(config: LedgerConfig, key_ids: set[str]) -> datetime | N
     report, not this.
     """
     from ledger.entry import entry_from_state, parse_timestamp
-    from ledger.errors import NoLedger
-    from ses_ledger.bootstrap import build_app
 
-    try:
-        app = build_app(config, existing=True)
-    except NoLedger:
-        # No ledger yet (a key ring made first): nothing recorded, the clock's time. A store
-        # that cannot be used is not that (README: reported, exit 69, before a key is
-        # written): the key would be closed without regard to the entries it signed.
+    if app is None:
         return None
     latest: datetime | None = None
-    try:
-        head = int(app.recorder.max_notification_id() or 0)
-        start = 1
-        while start <= head:
-            page = app.recorder.select_notifications(start=start, limit=5000, stop=head)
-            if not page:
-                break
-            for notification in page:
-                try:
-                    entry = entry_from_state(notification.state)
-                    if entry["key_id"] not in key_ids:
-                        continue
-                    moment = parse_timestamp(str(entry["recorded_at"]))
-                except (ValueError, KeyError):
-                    continue  # an entry that cannot be read is verify's to report
-                if latest is None or moment > latest:
-                    latest = moment
-            start = int(page[-1].id) + 1
-    finally:
-        app.close()
+    head = int(app.recorder.max_notification_id() or 0)
+    start = 1
+    while start <= head:
+        page = app.recorder.select_notifications(start=start, limit=5000, stop=head)
+        if not page:
+            break
+        for notification in page:
+            try:
+                entry = entry_from_state(notification.state)
+                if entry["key_id"] not in key_ids:
+                    continue
+                moment = parse_timestamp(str(entry["recorded_at"]))
+            except (ValueError, KeyError):
+                continue  # an entry that cannot be read is verify's to report
+            if latest is None or moment > latest:
+                latest = moment
+        start = int(page[-1].id) + 1
     return latest
 
 

@@ -312,8 +312,8 @@ def test_a_write_while_keys_rotate_reads_the_ledger_stays_inside_its_keys_window
     real_latest = cli._latest_recorded_at
     written: list[str] = []
 
-    def a_write_during_the_scan(config: LedgerConfig, key_ids: set[str]) -> datetime | None:
-        latest = real_latest(config, key_ids)
+    def a_write_during_the_scan(app: LedgerApp | None, key_ids: set[str]) -> datetime | None:
+        latest = real_latest(app, key_ids)
         register(server, f"E{len(written) + 2}")  # the server, meanwhile
         written.append(stored(server)[-1]["key_id"])
         return latest
@@ -325,3 +325,32 @@ def test_a_write_while_keys_rotate_reads_the_ledger_stays_inside_its_keys_window
     capsys.readouterr()
     assert cli.main(["verify", "--quiet"]) == 0, capsys.readouterr()
     assert "ledger verified: 3 events" in capsys.readouterr().out
+
+
+def test_a_store_failing_after_the_new_key_is_published_closes_the_old_key_and_says_so(
+    ledger_config: LedgerConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The store is opened before anything is written (a store that cannot be used: exit
+    69, the ring untouched); if it fails while the ledger is read, after the new key is
+    published, the old key is closed at the clock's time rather than left open beside the
+    new one, and the command says so and exits 69."""
+    from ledger.errors import StoreUnavailable
+
+    point_cli_at(monkeypatch, ledger_config)
+    register(LedgerApp(ledger_config))
+    old_key = LedgerApp(ledger_config).signer.key_id
+
+    def fails(app: LedgerApp | None, key_ids: set[str]) -> datetime | None:
+        raise StoreUnavailable("the store went away")
+
+    monkeypatch.setattr(cli, "_latest_recorded_at", fails)
+    before = datetime.now(UTC)
+    assert cli.main(["keys", "rotate"]) == cli.EXIT_STORE
+    err = capsys.readouterr().err
+    assert "it was closed at the clock's time" in err and "the store went away" in err
+    infos = {k.key_id: k for k in KeyRing(ledger_config.home).public_keys()}
+    assert set(infos) == {old_key, LedgerApp(ledger_config).signer.key_id} and len(infos) == 2
+    closed = infos[old_key].valid_until
+    assert closed is not None and datetime.fromisoformat(closed) >= before
