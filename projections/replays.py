@@ -28,7 +28,8 @@ process of the CPU). `Replays` bounds that:
   (`record_builds`, `SES_LEDGER_RECORD_REPLAY_BUILDS`), so that one never waits for a
   whole-ledger build: an executive's record or an appraisal as of a point (`ReadModels.as_of`
   with an executive, which reads all the executive's streams and replays them), and an
-  audit trail as of a point (which reads whole streams to check each chain link). Their
+  audit trail as of a point (a page of which may read much of the record when `known_at`
+  leaves entries out, `projections.audit._stream_events`). Their
   cost grows with the record, which has no limit (an executive's complaints, APP-1): 32 at
   once of a 20,000-complaint executive's record or trail were all built at once, 150-164 MB
   at their peak. They are not kept; the same wait and the same refusal apply.
