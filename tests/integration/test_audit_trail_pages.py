@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -273,3 +274,41 @@ def test_a_page_reads_its_entries_and_their_predecessors_only(
             items, _next = read_models.audit_page(executive_id="E1", after=after, limit=limit)
             assert items == [e for e in whole if e["position"] > after][:limit]
             assert sum(read) <= limit + 1 + 2, (limit, after, read)  # 2 streams
+
+
+def test_the_positions_are_read_from_the_index_once_the_store_is_analysed(
+    sqlite_config: LedgerConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite, after `ANALYZE` (which a database administrator may run): a page's positions
+    are still found in the primary-key index, not by a scan of the table from `after`,
+    which reads every later entry of the ledger for an executive with few of them."""
+    app = LedgerApp(sqlite_config)
+    register(app, "E1")
+    register(app, "E2")
+    for i in range(200):
+        complain(app, "E1" if i % 50 else "E2", summary=f"complaint {i}")
+    raw(sqlite_config, "ANALYZE")
+    log = EventLog(app.recorder)
+    executed: list[tuple[str, tuple[Any, ...]]] = []
+    transaction = app.recorder.datastore.transaction
+
+    @contextmanager
+    def spied(commit: bool = False) -> Iterator[Any]:
+        with transaction(commit=commit) as cursor:
+            real = cursor.execute
+
+            def execute(sql: str, params: Any = ()) -> Any:
+                executed.append((sql, tuple(params)))
+                return real(sql, params)
+
+            cursor.execute = execute
+            yield cursor
+
+    monkeypatch.setattr(app.recorder.datastore, "transaction", spied)
+    assert len(log.stream_positions(["E2"], 0, 3)) == 3
+    monkeypatch.undo()
+    sql, params = executed[-1]
+    plan = raw(sqlite_config, f"EXPLAIN QUERY PLAN {sql}", params)
+    details = " ".join(str(row[-1]) for row in plan)
+    assert "COVERING INDEX" in details, details
+    app.close()
