@@ -235,7 +235,8 @@ def _stream_events(
     table's primary-key index (`EventLog.stream_positions`), then the entries at the next
     `limit + 1` of them (more, doubling up to `STREAM_CHUNK`, while `known_at` or `actor`
     leave some out). An executive's complaints have no limit (APP-1): at 20,000 of them
-    each page read and decoded every one of their entries (21 MB at its peak, 70-290 ms)."""
+    each page read and decoded every one of their entries (21 MB at its peak, 50-60 ms for
+    100 of them on a quiet machine, up to 290 ms under load; now 0.4 MB and 9 ms)."""
     found: list[Event] = []
     kept: list[Event] = []
     if not streams:

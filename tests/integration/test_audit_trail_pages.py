@@ -2,7 +2,7 @@
 
 An executive's complaints have no limit (rules.md APP-1), and every page of
 `/v1/reports/audit-trail?executive_id=...` read and decoded every entry of the executive's
-streams (21 MB at its peak and 70-290 ms a page at 20,000 complaints, on the event loop on
+streams (21 MB at its peak and 50-290 ms a page at 20,000 complaints, on the event loop on
 SQLite). A page now reads its entries (found by position in the primary-key index) and the
 entry before each of them in its stream, for the chain link.
 
