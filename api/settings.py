@@ -62,7 +62,8 @@ class ApiSettings(BaseSettings):
     #: process (`projections.replays`); more wait `replay_wait_seconds`, then get 503.
     replay_builds: int = Field(default=1, ge=1, le=64)
     #: ... and historical reads of one record (an executive's, an appraisal's, an audit
-    #: trail as of a point), in slots of their own: their cost grows with the record.
+    #: trail as of a point) and evidence bundles, in slots of their own: their cost grows
+    #: with the record.
     record_replay_builds: int = Field(default=2, ge=1, le=64)
     replay_wait_seconds: float = Field(default=1.0, ge=0, le=60)
     #: Built replays kept for the same bound's next requests: how many, and their memory.

@@ -25,6 +25,7 @@ import json
 import re
 import weakref
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,37 +70,89 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]
 
 
 def stream_entries(
-    recorder: Any, stream_ids: Iterable[str], *, max_position: int | None = None
+    recorder: Any,
+    stream_ids: Iterable[str],
+    *,
+    max_position: int | None = None,
+    after: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Every stored event of the given streams as contract entries, sorted by position.
+    """Every stored event of the given streams as contract entries, sorted by position
+    (only those at positions in (`after`, `max_position`] when given).
 
     The library's `select_events` leaves the global position out, so this reads the event
     table by its primary key (originator_id, originator_version).
     """
+    return [entry for _stream, entry in _stream_rows(recorder, stream_ids, max_position, after)]
+
+
+def _stream_rows(
+    recorder: Any, stream_ids: Iterable[str], max_position: int | None, after: int | None
+) -> list[tuple[str, dict[str, Any]]]:
+    """`stream_entries`, each with the stream it is stored under."""
     table = _events_table(recorder)
     wanted = sorted(set(stream_ids))
-    rows: list[tuple[int, bytes]] = []
+    rows: list[tuple[int, str, bytes]] = []
     with recorder.datastore.transaction(commit=False) as cursor:
         for chunk in _chunks(wanted):
             marks = ",".join([table.p] * len(chunk))
             sql = (
-                f"SELECT {table.id_column} AS id, state AS state FROM {table.name} "
-                f"WHERE originator_id IN ({marks})"
+                f"SELECT {table.id_column} AS id, originator_id AS stream_id, state AS state "
+                f"FROM {table.name} WHERE originator_id IN ({marks})"
             )
             params: list[Any] = list(chunk)
             if max_position is not None:
                 sql += f" AND {table.id_column} <= {table.p}"
                 params.append(max_position)
+            if after is not None:
+                sql += f" AND {table.id_column} > {table.p}"
+                params.append(after)
             cursor.execute(sql, params)
-            rows.extend((int(r["id"]), bytes(r["state"])) for r in cursor.fetchall())
+            rows.extend(
+                (int(r["id"]), str(r["stream_id"]), bytes(r["state"])) for r in cursor.fetchall()
+            )
     rows.sort()
     entries = []
-    for position, state in rows:
+    for position, stream_id, state in rows:
         try:
-            entries.append(entry_from_state(state, position))
+            entries.append((stream_id, entry_from_state(state, position)))
         except UnreadableEntry as exc:  # cut short or rewritten by hand: say where
             raise UnreadableEntry(exc.message, position) from exc
     return entries
+
+
+class StreamCache:
+    """Streams' entries up to position `upto` read once and kept, the later ones read on
+    each call: the evidence endpoint reads an executive's record (which has no limit)
+    outside the write gate, then, under the gate, only what was appended since."""
+
+    def __init__(self, recorder: Any, upto: int) -> None:
+        self.recorder = recorder
+        self.upto = upto
+        self.held: dict[str, list[dict[str, Any]]] = {}
+
+    def entries(
+        self, stream_ids: Iterable[str], *, max_position: int | None = None
+    ) -> list[dict[str, Any]]:
+        """What `stream_entries` reads now."""
+        wanted = sorted(set(stream_ids))
+        new = [s for s in wanted if s not in self.held]
+        if new:
+            for stream_id in new:
+                self.held[stream_id] = []
+            for stream_id, entry in _stream_rows(self.recorder, new, self.upto, None):
+                self.held[stream_id].append(entry)
+        found = [
+            e
+            for s in wanted
+            for e in self.held[s]
+            if max_position is None or int(e["position"]) <= max_position
+        ]
+        if max_position is None or max_position > self.upto:
+            found += stream_entries(
+                self.recorder, wanted, max_position=max_position, after=self.upto
+            )
+        found.sort(key=lambda e: int(e["position"]))
+        return found
 
 
 # --- the executive -> appraisal streams index -------------------------------------------------
@@ -130,7 +183,7 @@ class SubjectIndex:
         )
         self._ready = False
 
-    def _create(self) -> None:
+    def _create(self, gate: AbstractContextManager[object] | None = None) -> None:
         big = "INTEGER" if self.sqlite else "BIGINT"
         statements = [
             f"CREATE TABLE IF NOT EXISTS {self.rows} (executive_id TEXT NOT NULL, "
@@ -141,9 +194,9 @@ class SubjectIndex:
         ]
         for attempt in range(2):
             try:
-                with self.recorder.datastore.transaction(commit=True) as cursor:
+                with gate or nullcontext(), self.recorder.datastore.transaction(commit=True) as c:
                     for sql in statements:
-                        cursor.execute(sql)
+                        c.execute(sql)
                 break
             except Exception:  # PostgreSQL: two creators raced on the catalogue; retry once
                 if attempt:
@@ -164,15 +217,19 @@ class SubjectIndex:
             (position,),
         )
 
-    def catch_up(self) -> int:
-        """Index the `PlanSet` events appended since the last call; returns how many."""
+    def catch_up(self, gate: AbstractContextManager[object] | None = None) -> int:
+        """Index the `PlanSet` events appended since the last call; returns how many.
+
+        `gate`: taken for each write (the server's write gate), not while the events are
+        read; two catch-ups at once write the same rows (see the class)."""
+        writing = gate or nullcontext()
         if not self._ready:
-            self._create()
+            self._create(gate)
         head = int(self.recorder.max_notification_id() or 0)
         with self.recorder.datastore.transaction(commit=False) as cursor:
             mark = self._read_mark(cursor)
         if mark > head:  # the log shrank and positions may be reused: start again
-            with self.recorder.datastore.transaction(commit=True) as cursor:
+            with writing, self.recorder.datastore.transaction(commit=True) as cursor:
                 cursor.execute(f"DELETE FROM {self.mark}")
             mark = 0
         added = 0
@@ -182,18 +239,20 @@ class SubjectIndex:
             )
             rows = [(_plan_subject(n.state), str(n.originator_id), int(n.id)) for n in page]
             mark = int(page[-1].id) if len(page) == _PAGE else head
-            with self.recorder.datastore.transaction(commit=True) as cursor:
+            with writing, self.recorder.datastore.transaction(commit=True) as cursor:
                 if rows:
                     cursor.executemany(self._insert, rows)
                 self._advance_mark(cursor, mark)
             added += len(rows)
         return added
 
-    def streams(self, executive_id: str) -> list[str]:
+    def streams(
+        self, executive_id: str, gate: AbstractContextManager[object] | None = None
+    ) -> list[str]:
         """The appraisal stream ids whose `PlanSet` names `executive_id`, oldest first."""
         if self.read_only:
             return self._scan(executive_id)
-        self.catch_up()
+        self.catch_up(gate)
         with self.recorder.datastore.transaction(commit=False) as cursor:
             cursor.execute(
                 f"SELECT stream_id AS s FROM {self.rows} WHERE executive_id = {self.p} "
@@ -258,24 +317,30 @@ def executive_entries(
     max_position: int | None = None,
     known_at: str | None = None,
     include_boards: bool = True,
+    streams: StreamCache | None = None,
+    gate: AbstractContextManager[object] | None = None,
 ) -> list[dict[str, Any]]:
     """The executive's stream, their appraisal streams and (optionally) the cited boards.
 
     Whole streams up to `max_position` (and, with `known_at`, in the ledger's `recorded_at`
     form, only entries recorded by then), sorted by position. Raises NotFound when the
-    executive was never registered (as of that bound).
+    executive was never registered (as of that bound). `streams`: read through it (what it
+    holds already is not read again); `gate`: taken by the subject index's writes.
     """
     recorder = app.recorder
+
+    def read(ids: Iterable[str]) -> list[dict[str, Any]]:
+        if streams is not None:
+            return streams.entries(ids, max_position=max_position)
+        return stream_entries(recorder, ids, max_position=max_position)
 
     def bounded(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if known_at is None:
             return found
         return [e for e in found if e["recorded_at"] <= known_at]
 
-    appraisals = subject_index(app).streams(executive_id)
-    entries = bounded(
-        stream_entries(recorder, [executive_id, *appraisals], max_position=max_position)
-    )
+    appraisals = subject_index(app).streams(executive_id, gate)
+    entries = bounded(read([executive_id, *appraisals]))
     first = {e["stream_id"]: e for e in reversed(entries)}
     head = first.get(executive_id)
     if head is None or head["type"] != "ExecutiveRegistered":
@@ -300,7 +365,7 @@ def executive_entries(
             - set(first)
         )
         if boards:
-            entries += bounded(stream_entries(recorder, boards, max_position=max_position))
+            entries += bounded(read(boards))
             entries.sort(key=lambda e: int(e["position"]))
     return entries
 
@@ -410,6 +475,7 @@ def build_bundle(
     as_of_position: int | None = None,
     known_at: str | None = None,
     check: bool = True,
+    gate: AbstractContextManager[object] | None = None,
 ) -> dict[str, Any]:
     """The executive's evidence bundle (api-contract.md "evidence-bundle"), JSON-ready.
 
@@ -429,6 +495,16 @@ def build_bundle(
     Raises NotFound (unknown executive), ProofUnavailable (no such checkpoint or proof) or
     VerificationError (an event without its Merkle leaf, a checkpoint the log disagrees
     with, or BundleDoesNotVerify: run `ses-ledger verify`).
+
+    `gate` (the server's write gate; None: none is taken): held while the record is
+    completed, the Merkle log integrated and the checkpoint chosen (or issued), so that the
+    bundle is the record as it stood then, with every entry of it that the checkpoint
+    covers, as when the whole build held it. What does not change is read outside it: the
+    record up to the head read before (entries at positions below the head are committed,
+    and positions are handed out in commit order; under the gate only the entries appended
+    since are read), and the proofs after (the nodes of an issued checkpoint's tree). An
+    executive's record has no limit (APP-1): at 20,000 complaints the whole build held the
+    gate for about 1 s, and every write waited for it.
     """
     log = merkle_log(app)
     max_position = None
@@ -437,22 +513,40 @@ def build_bundle(
         max_position = _position_of_leaf(app.recorder, tree_size - 1)
     if as_of_position is not None:
         max_position = as_of_position if max_position is None else min(max_position, as_of_position)
-    entries = executive_entries(app, executive_id, max_position=max_position, known_at=known_at)
-    positions = [e["position"] for e in entries]
-    leaves = _leaf_indices(app.recorder, positions)
-    if len(leaves) < len(positions) and app.config.opens_read_only:
-        raise ProofUnavailable(
-            "some of the entries are not yet in the Merkle log, and this ledger cannot be "
-            "written to add them: `--tree-size` pins an issued checkpoint"
+    streams: StreamCache | None = None
+    leaves: dict[int, int] = {}
+    # (A read-only ledger is read in one go: its subject index is a scan of every plan.)
+    if gate is not None and not app.config.opens_read_only:
+        head = int(app.recorder.max_notification_id() or 0)
+        upto = head if max_position is None else min(head, max_position)
+        streams = StreamCache(app.recorder, upto)
+        try:
+            early = executive_entries(
+                app, executive_id, max_position=upto, known_at=known_at, streams=streams, gate=gate
+            )
+        except (NotFound, VerificationError):
+            early = []  # said below, of the record as it stands under the gate
+        leaves = _leaf_indices(app.recorder, [e["position"] for e in early])
+    with gate or nullcontext():
+        entries = executive_entries(
+            app, executive_id, max_position=max_position, known_at=known_at, streams=streams
         )
-    if len(leaves) < len(positions):  # committed but not yet integrated into the tree
-        log.integrate()
-        leaves = _leaf_indices(app.recorder, positions)
-    missing = [p for p in positions if p not in leaves]
-    if missing:
-        raise VerificationError("the event is not in the Merkle log", missing[0])
-    needed = max(leaves[e["position"]] for e in entries) + 1
-    checkpoint = _checkpoint(app, log, needed, tree_size)
+        positions = [e["position"] for e in entries]
+        leaves.update(_leaf_indices(app.recorder, [p for p in positions if p not in leaves]))
+        leaves = {p: leaves[p] for p in positions if p in leaves}
+        if len(leaves) < len(positions) and app.config.opens_read_only:
+            raise ProofUnavailable(
+                "some of the entries are not yet in the Merkle log, and this ledger cannot be "
+                "written to add them: `--tree-size` pins an issued checkpoint"
+            )
+        if len(leaves) < len(positions):  # committed but not yet integrated into the tree
+            log.integrate()
+            leaves = _leaf_indices(app.recorder, positions)
+        missing = [p for p in positions if p not in leaves]
+        if missing:
+            raise VerificationError("the event is not in the Merkle log", missing[0])
+        needed = max(leaves[e["position"]] for e in entries) + 1
+        checkpoint = _checkpoint(app, log, needed, tree_size)
     if log.root(checkpoint.tree_size) != checkpoint.root:
         raise VerificationError(
             f"the checkpoint at tree size {checkpoint.tree_size} does not match the Merkle log"

@@ -289,6 +289,37 @@ class EventLog:
         found.sort(key=lambda e: e.position)
         return found
 
+    def stream_positions(
+        self, stream_ids: Sequence[str], after: int, limit: int, stop: int | None = None
+    ) -> list[int]:
+        """The positions in (after, stop] of the given streams' events, the first `limit` in
+        global order, read from the primary-key index (stream, version) alone: on SQLite a
+        covering index (it holds the rowid), so no stored entry is read or sent; on
+        PostgreSQL the rows' positions, not their states.
+
+        On SQLite the position is written `+rowid`, which keeps the planner on that index:
+        once `ANALYZE` has run it preferred a scan of the table in rowid order from `after`,
+        reading every later entry of the ledger for an executive with few of them."""
+        column = f"+{self.id_column}" if self.id_column == "rowid" else self.id_column
+        where = f"{column} > {self.p}"
+        bounds: list[Any] = [after]
+        if stop is not None:
+            where += f" AND {column} <= {self.p}"
+            bounds.append(stop)
+        found: list[int] = []
+        for chunk in _chunks(sorted(set(stream_ids)), 500):
+            marks = ",".join([self.p] * len(chunk))
+            sql = (
+                f"SELECT {self.id_column} AS id FROM {self.table} "
+                f"WHERE originator_id IN ({marks}) AND {where} "
+                f"ORDER BY {column} LIMIT {self.p}"
+            )
+            with self.recorder.datastore.transaction(commit=False) as cursor:
+                cursor.execute(sql, (*chunk, *bounds, limit))
+                found.extend(int(r["id"]) for r in cursor.fetchall())
+        found.sort()
+        return found[:limit]
+
     def first(self, stream_id: str) -> Event | None:
         """The event that started a stream (primary-key lookup)."""
         found = self._select(f"originator_id = {self.p} AND originator_version = 1", (stream_id,))

@@ -28,10 +28,15 @@ process of the CPU). `Replays` bounds that:
   (`record_builds`, `SES_LEDGER_RECORD_REPLAY_BUILDS`), so that one never waits for a
   whole-ledger build: an executive's record or an appraisal as of a point (`ReadModels.as_of`
   with an executive, which reads all the executive's streams and replays them), and an
-  audit trail as of a point (which reads whole streams to check each chain link). Their
+  audit trail as of a point (a page of which may read much of the record when `known_at`
+  leaves entries out, `projections.audit._stream_events`). Their
   cost grows with the record, which has no limit (an executive's complaints, APP-1): 32 at
   once of a 20,000-complaint executive's record or trail were all built at once, 150-164 MB
-  at their peak. They are not kept; the same wait and the same refusal apply.
+  at their peak. They are not kept; the same wait and the same refusal apply. Evidence
+  bundles take these slots too (`GET /v1/executives/{id}/evidence-bundle`, live or not):
+  each holds the whole record with a proof per entry (at 20,000 complaints 3.5-4.5 s and
+  about 200 MB at its peak), and the server's request threads built as many at once as
+  they were.
 """
 
 from __future__ import annotations
@@ -50,6 +55,11 @@ from projections.store import MemoryStore
 EXTEND_SCAN = 20_000
 #: Notifications per page when building or scanning.
 PAGE = 10_000
+#: Why a historical read of a record is refused when every slot stays taken.
+RECORD_BUSY = (
+    "too many historical reads (as_of_position / known_at) of records are being rebuilt at "
+    "once on this server; retry shortly"
+)
 
 
 def read_types(projections: Sequence[type[Projection]]) -> frozenset[str] | None:
@@ -185,15 +195,12 @@ class Replays:
         return store
 
     @contextmanager
-    def record_build(self) -> Iterator[None]:
+    def record_build(self, busy: str = RECORD_BUSY) -> Iterator[None]:
         """Hold one of the slots for a historical read of one record (an executive's or an
-        appraisal's replay, an audit trail as of a point) while it is built; `ReplayBusy`
-        when none frees up within `wait_seconds`."""
+        appraisal's replay, an audit trail as of a point) or an evidence bundle while it is
+        built; `ReplayBusy` saying `busy` when none frees up within `wait_seconds`."""
         if not self._record_slots.acquire(timeout=self.wait_seconds):
-            raise ReplayBusy(
-                "too many historical reads (as_of_position / known_at) of records are being "
-                "rebuilt at once on this server; retry shortly"
-            )
+            raise ReplayBusy(busy)
         try:
             yield
         finally:

@@ -223,6 +223,13 @@ async def get_removal_history(
     return await reader.run(read, executive_id)
 
 
+#: The 503's detail when every slot for a record stays taken (`get_evidence_bundle`).
+BUNDLES_BUSY = (
+    "too many evidence bundles and historical reads (as_of_position / known_at) of records "
+    "are being built at once on this server; retry shortly"
+)
+
+
 @router.get(
     "/{executive_id}/evidence-bundle",
     response_class=Json,
@@ -244,15 +251,23 @@ def get_evidence_bundle(
     facts = services.directory.executive(executive_id)
     access.require_read(principal, facts.agency, roles=access.BUNDLE_READERS, owner=executive_id)
     known_at = None if replay.known_at is None else format_timestamp(replay.known_at)
-    with services.write_gate:  # it may index, integrate and checkpoint before reading
+    # A bundle holds the whole record, which has no limit (APP-1): built in one of the slots
+    # of historical reads of a record (`SES_LEDGER_RECORD_REPLAY_BUILDS`; 503 when they stay
+    # taken), JSON included.
+    with services.read_models.replays.record_build(BUNDLES_BUSY):
+        # The write gate is held only while the record is completed and its checkpoint
+        # chosen (`build_bundle`: it may index, integrate and checkpoint), not while the
+        # record and the proofs are read.
         bundle = build_bundle(
             services.ledger,
             executive_id,
             as_of_position=replay.position,
             known_at=known_at,
             check=False,
+            gate=services.write_gate,
         )
-    # Checked as its reader will check it, outside the gate (writes need not wait for it):
-    # entries that do not verify are a 500 `ledger-integrity` naming them (docs/api.md).
-    check_bundle(services.ledger, bundle)
-    return Json(bundle)
+        # Checked as its reader will check it, outside the gate (writes need not wait for
+        # it): entries that do not verify are a 500 `ledger-integrity` naming them
+        # (docs/api.md).
+        check_bundle(services.ledger, bundle)
+        return Json(bundle)
