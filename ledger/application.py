@@ -109,8 +109,9 @@ class LedgerApp(Application[str]):
         #: A signer given here is kept; one read from the key ring follows its rotations.
         self._signer_given = signer is not None
         self._signer_stamp: tuple[int, int, int] | None = None
-        #: When this process took up a key that a rotation started (None: no rotation seen).
-        self._signer_since: datetime | None = None
+        #: Whether commands may have been stamped: a key taken up from then on is noted with
+        #: the moment (`Signer.taken_up_at`), as after a rotation.
+        self._stamping = False
         self._signer_lock = threading.Lock()
         self._sign_pool: ThreadPoolExecutor | None = None
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -127,6 +128,12 @@ class LedgerApp(Application[str]):
         #: On SQLite the recorder takes the gate itself, once per group commit.
         self._gate_in_recorder = isinstance(self.recorder, LedgerSQLiteRecorder)
         self.merkle_log = MerkleLog(self.recorder)
+        # The key is taken up now, before any command is stamped: taken up first when the
+        # first command was sealed, the key a rotation had started meanwhile sealed that
+        # command at its stamp, before the new key's `valid_from` (`verify` failed it).
+        with contextlib.suppress(SigningKeyError):  # no key (yet): looked for at the seal
+            self.signer  # noqa: B018 - read for its effect
+        self._stamping = True
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
         """The store's settings as `LedgerConfig` derives them from the SES_LEDGER_*
@@ -162,8 +169,14 @@ class LedgerApp(Application[str]):
                         if self._signer is None:
                             raise
                     else:
-                        if self._signer is not None and signer.key_id != self._signer.key_id:
-                            self._signer_since = _utc(self.clock())
+                        current = self._signer
+                        if current is not None and signer.key_id == current.key_id:
+                            signer = current  # the same key, as taken up (a retirement)
+                        elif current is not None or self._stamping:
+                            # Taken up while commands may be stamped: noted with the key
+                            # (not beside it, where a thread sealing with the old key
+                            # would read it: `_seal`).
+                            signer = signer.taken_up(_utc(self.clock()))
                         self._signer, self._signer_stamp = signer, stamp
         return self._signer
 
@@ -178,11 +191,13 @@ class LedgerApp(Application[str]):
         key_id = signer.key_id
         events = aggregate.pending_events
         prev = aggregate.head_hash
-        since = self._signer_since
+        since = signer.taken_up_at
         if since is not None:
             # A command stamped before a rotation and sealed after it would be signed by
             # the new key at a moment before that key's `valid_from`, and fail `verify`:
             # such events are stamped when this process took the new key up, after it.
+            # The moment of the key this command signs with: another thread may have taken
+            # a newer key up meanwhile, after this one's `valid_until`.
             for event in events:
                 if _utc(event.timestamp) < since:
                     event.__dict__["timestamp"] = since

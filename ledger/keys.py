@@ -52,11 +52,27 @@ class PublicKeyInfo:
 
 
 class Signer:
-    """The current signing key. Its repr never shows key material."""
+    """The current signing key. Its repr never shows key material.
 
-    def __init__(self, key_id: str, private_key: Ed25519PrivateKey) -> None:
+    `taken_up_at`: when the process that holds it took it up after a rotation (None: it was
+    the key when the process began, or given). Kept with the key, not beside it: a thread
+    that sealed with the old key must not read the moment another thread took the new one
+    up (`LedgerApp._seal`).
+    """
+
+    def __init__(
+        self,
+        key_id: str,
+        private_key: Ed25519PrivateKey,
+        taken_up_at: datetime | None = None,
+    ) -> None:
         self.key_id = key_id
         self._private_key = private_key
+        self.taken_up_at = taken_up_at
+
+    def taken_up(self, at: datetime) -> Signer:
+        """This key, as taken up by a process at `at`."""
+        return Signer(self.key_id, self._private_key, at)
 
     def sign(self, message: bytes) -> bytes:
         return self._private_key.sign(message)
