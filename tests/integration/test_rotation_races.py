@@ -6,17 +6,20 @@ or the key ring itself, whether the ledger's own evidence still holds.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ledger.application import LedgerApp
-from ledger.config import LedgerConfig
+from ledger.backup import backup
+from ledger.config import TOKEN_KEY_FILE, LedgerConfig
 from ledger.domain.base import Submission
 from ledger.entry import entry_from_state
-from ledger.keys import Signer
+from ledger.keys import KeyRing, Signer
 from ses_ledger import cli
 from tests.ledger_helpers import point_cli_at, register
 
@@ -101,3 +104,75 @@ def test_a_first_write_stamped_before_a_rotation_and_sealed_after_it(
     assert first["key_id"] != second["key_id"]  # the first write was sealed by the new key
     fresh.close()
     _verified(capsys, 2)
+
+
+def test_two_key_rotations_at_once_leave_one_open_key_and_lose_none(
+    ledger_config: LedgerConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two `keys rotate` at once (two operators, a cron job and a person) each read the key
+    ring, add their key and wrote the whole ring back: the one that wrote last dropped the
+    other's key from `keyring.json`, though running servers had taken it up and signed with
+    it (`verify`: "signed with unknown key"), and its `.pem` lay there unlisted."""
+    point_cli_at(monkeypatch, ledger_config)
+    ring = KeyRing(ledger_config.home)
+    real_new_key = KeyRing._new_key
+    other: list[threading.Thread] = []
+    errors: list[BaseException] = []
+
+    def second_rotation() -> None:
+        try:
+            KeyRing(ledger_config.home).rotate()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    def new_key_while_another_rotates(self: KeyRing, now: Any) -> dict[str, Any]:
+        record = real_new_key(self, now)
+        if not other:
+            other.append(threading.Thread(target=second_rotation))
+            other[0].start()
+            other[0].join(timeout=1.0)  # done, unless it waits for this rotation
+        return record
+
+    monkeypatch.setattr(KeyRing, "_new_key", new_key_while_another_rotates)
+    ring.rotate()
+    other[0].join(timeout=30)
+    assert not other[0].is_alive() and not errors
+    keys = ring.public_keys()
+    assert len(keys) == 3  # the first key and both rotations' keys
+    assert [k.key_id for k in keys if k.valid_until is None] == [keys[-1].key_id]
+    listed = {k.key_id for k in keys}
+    assert {p.stem for p in ring.dir.glob("*.pem")} == listed
+    for earlier, later in zip(keys, keys[1:], strict=False):
+        assert earlier.valid_until is not None and earlier.valid_until >= later.valid_from
+
+
+def test_a_backup_with_secrets_taken_during_a_rotation_holds_every_key_its_ring_names(
+    sqlite_config: LedgerConfig, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`backup --with-secrets` listed the private keys, then copied the key ring: a rotation
+    in between left a backup whose ring names a current key it holds no private key of (a
+    home restored from it cannot sign: "cannot load the private key")."""
+    app = LedgerApp(sqlite_config)
+    register(app)
+    app.close()
+    real_is_file = Path.is_file
+    other: list[threading.Thread] = []
+
+    def rotation_once_the_keys_are_listed(path: Path) -> bool:
+        if path.name == TOKEN_KEY_FILE and not other:  # asked after the keys are listed
+            other.append(threading.Thread(target=KeyRing(sqlite_config.home).rotate))
+            other[0].start()
+            other[0].join(timeout=1.0)  # done, unless it waits for the backup
+        return real_is_file(path)
+
+    monkeypatch.setattr(Path, "is_file", rotation_once_the_keys_are_listed)
+    out = tmp_path / "copy"
+    backup(sqlite_config, out, with_secrets=True)
+    other[0].join(timeout=30)
+    monkeypatch.undo()
+    assert not other[0].is_alive()
+    copied = KeyRing(out)
+    listed = {k.key_id for k in copied.public_keys()}
+    assert {p.stem for p in copied.dir.glob("*.pem")} == listed
+    assert copied.signer().key_id in listed
+    assert len(KeyRing(sqlite_config.home).public_keys()) == 2  # the rotation, after it
