@@ -458,6 +458,11 @@ def build_bundle(
             f"the checkpoint at tree size {checkpoint.tree_size} does not match the Merkle log"
         )
     chosen = {e["position"]: leaves[e["position"]] for e in entries}
+    # Sealed before the keys are listed: a rotation between the two sealed the positions
+    # with a key the bundle did not list, and the bundle failed its check ("is not among
+    # the bundle's keys"). Keys are never taken off the list, so every key that signed an
+    # entry, the checkpoint or the seal is on it.
+    seal = position_seal(app, checkpoint.note, chosen)
     bundle: dict[str, Any] = {
         "format": FORMAT,
         "executive_id": executive_id,
@@ -465,8 +470,8 @@ def build_bundle(
         "keys": [k.as_json() for k in app.keyring.public_keys()],
         "checkpoint": checkpoint.note,
         "proofs": inclusion_proofs(app.recorder, chosen, checkpoint.tree_size),
+        "position_seal": seal,
     }
-    bundle["position_seal"] = position_seal(app, checkpoint.note, chosen)
     if consistency_from is not None and consistency_from != checkpoint.tree_size:
         first, second = sorted((consistency_from, checkpoint.tree_size))
         bundle["consistency"] = log.consistency(first, second)

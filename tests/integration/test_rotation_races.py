@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from ledger import bundle as bundle_module
 from ledger.application import LedgerApp
 from ledger.backup import backup
 from ledger.config import TOKEN_KEY_FILE, LedgerConfig
@@ -176,3 +177,32 @@ def test_a_backup_with_secrets_taken_during_a_rotation_holds_every_key_its_ring_
     assert {p.stem for p in copied.dir.glob("*.pem")} == listed
     assert copied.signer().key_id in listed
     assert len(KeyRing(sqlite_config.home).public_keys()) == 2  # the rotation, after it
+
+
+def test_a_bundle_exported_during_a_rotation_verifies_offline(
+    ledger_config: LedgerConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """`bundle export` listed the ledger's keys, then sealed the entries' positions with the
+    current key: a rotation in between sealed them with a key the bundle does not list, and
+    the bundle the export had checked (against the ring read again) failed `bundle verify`
+    offline: "position seal: key_id ... is not among the bundle's keys"."""
+    point_cli_at(monkeypatch, ledger_config)
+    app = LedgerApp(ledger_config)
+    register(app)
+    app.close()
+    real_seal = bundle_module.position_seal
+
+    def rotated_then_sealed(*args: Any) -> Any:
+        KeyRing(ledger_config.home).rotate()
+        return real_seal(*args)
+
+    monkeypatch.setattr(bundle_module, "position_seal", rotated_then_sealed)
+    out = tmp_path / "bundle.json"
+    assert cli.main(["bundle", "export", "--executive", "E1", "--out", str(out)]) == 0
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert cli.main(["bundle", "verify", str(out)]) == 0, capsys.readouterr().out[-2000:]
+    assert "BUNDLE VERIFIED" in capsys.readouterr().out
