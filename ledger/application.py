@@ -332,7 +332,9 @@ class LedgerApp(Application[str]):
             return
         try:
             with self.record_gate:
-                self.merkle_log.issue_checkpoint(self.signer, self.config.origin, min_growth=every)
+                self.merkle_log.issue_checkpoint(
+                    lambda: self.signer, self.config.origin, min_growth=every
+                )
         except Exception:
             # The events are already committed: failing here would answer the write with an
             # error ("nothing was recorded") that a client retries into a second append. The

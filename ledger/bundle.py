@@ -395,7 +395,7 @@ def _checkpoint(app: Any, log: MerkleLog, needed: int, tree_size: int | None) ->
             "written to store a new one: `--tree-size` pins an issued checkpoint"
         )
     if latest is None or latest.tree_size < needed:
-        latest = log.issue_checkpoint(app.signer, app.config.origin)
+        latest = log.issue_checkpoint(lambda: app.signer, app.config.origin)
     if latest is None or latest.tree_size < needed:
         raise ProofUnavailable(f"no checkpoint covers {needed} leaves")
     return latest

@@ -6,6 +6,7 @@ or the key ring itself, whether the ledger's own evidence still holds.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -17,10 +18,12 @@ import pytest
 from ledger import bundle as bundle_module
 from ledger.application import LedgerApp
 from ledger.backup import backup
+from ledger.checkpoint import CheckpointError, verify_note
 from ledger.config import TOKEN_KEY_FILE, LedgerConfig
 from ledger.domain.base import Submission
-from ledger.entry import entry_from_state
+from ledger.entry import entry_from_state, parse_timestamp
 from ledger.keys import KeyRing, Signer
+from ledger.log import MerkleLog
 from ses_ledger import cli
 from tests.ledger_helpers import point_cli_at, register
 
@@ -206,3 +209,50 @@ def test_a_bundle_exported_during_a_rotation_verifies_offline(
     capsys.readouterr()
     assert cli.main(["bundle", "verify", str(out)]) == 0, capsys.readouterr().out[-2000:]
     assert "BUNDLE VERIFIED" in capsys.readouterr().out
+
+
+def test_a_checkpoint_is_signed_by_a_key_current_after_the_last_entry_of_its_tree(
+    ledger_config: LedgerConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkpoint after N writes took the key up before it integrated the tree: while it
+    integrated (under the write gate, behind other writers), `keys rotate` retired that key
+    and another process wrote with the new one, so the checkpoint was signed with the
+    retired key over a tree holding an entry recorded after that key's `valid_until`."""
+    point_cli_at(monkeypatch, ledger_config)
+    server = LedgerApp(dataclasses.replace(ledger_config, checkpoint_every=2))
+    register(server)
+    real_integrate = MerkleLog.integrate
+    meanwhile: list[str] = []
+
+    def rotated_and_written_while_integrating(log: MerkleLog, batch: int = 5000) -> int:
+        if not meanwhile:
+            meanwhile.append("rotated")
+            assert cli.main(["keys", "rotate"]) == 0
+            other = LedgerApp(ledger_config)  # another worker, with the new key
+            register(other, "E3")
+            other.close()
+        return real_integrate(log, batch)
+
+    monkeypatch.setattr(MerkleLog, "integrate", rotated_and_written_while_integrating)
+    register(server, "E2")  # the second write: a checkpoint
+    monkeypatch.undo()
+    latest = server.merkle_log.latest_checkpoint()
+    assert latest is not None and latest.tree_size == 3
+    entries = stored(server)
+    last_recorded = max(parse_timestamp(e["recorded_at"]) for e in entries)
+    ring = KeyRing(ledger_config.home)
+    signed_by = [
+        k for k in ring.public_keys() if _verifies(latest.note, ledger_config.origin, k.public_key)
+    ]
+    assert len(signed_by) == 1
+    until = signed_by[0].valid_until
+    assert until is None or parse_timestamp(until) >= last_recorded
+    server.close()
+
+
+def _verifies(note: str, origin: str, key: Any) -> bool:
+    try:
+        verify_note(note, origin, [key])
+    except CheckpointError:
+        return False
+    return True
