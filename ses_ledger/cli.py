@@ -110,6 +110,11 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
 
     config = _config()
     ring = KeyRing(config.home)
+    # The store is opened once before any key is written (README: a store that cannot be
+    # used is reported, exit 69, before a key is written): the ledger is read only after
+    # the new key is published (below), and a store found unusable then had left the new
+    # key published and the old one never closed.
+    _check_store(config)
 
     def close_at(closing: set[str]) -> datetime:
         # Taken once the new key is published, not before: a running server signs with the
@@ -126,6 +131,19 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     key_id = ring.rotate(close_at=close_at)
     print(f"new signing key {key_id}; earlier public keys are kept for verification")
     return 0
+
+
+def _check_store(config: LedgerConfig) -> None:
+    """Open the ledger's store and close it: the store errors `_latest_recorded_at` would
+    raise (exit 69), raised before `keys rotate` writes a key. No ledger yet is no error."""
+    from ledger.errors import NoLedger
+    from ses_ledger.bootstrap import build_app
+
+    try:
+        app = build_app(config, existing=True)
+    except NoLedger:
+        return
+    app.close()
 
 
 def _latest_recorded_at(config: LedgerConfig, key_ids: set[str]) -> datetime | None:
