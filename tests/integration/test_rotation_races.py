@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from ledger import bundle as bundle_module
+from ledger import verify as verify_module
 from ledger.application import LedgerApp
 from ledger.backup import backup
 from ledger.checkpoint import CheckpointError, verify_note
@@ -256,3 +257,39 @@ def _verifies(note: str, origin: str, key: Any) -> bool:
     except CheckpointError:
         return False
     return True
+
+
+@pytest.mark.parametrize("signed", ["event", "checkpoint"])
+def test_verify_while_keys_rotate_and_a_server_writes(
+    signed: str,
+    ledger_config: LedgerConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`verify` (and GET /v1/ledger/verify) read the key ring once, then the ledger: a
+    rotation meanwhile, and a server's write (or checkpoint) with the new key, were failed
+    as "signed with unknown key" (a checkpoint: "no signature by a known key"), though the
+    key list names that key: a false alarm of tampering on a ledger that is whole."""
+    point_cli_at(monkeypatch, ledger_config)
+    server = LedgerApp(ledger_config)
+    register(server)
+    real_size = verify_module._integrated_size
+    meanwhile: list[str] = []
+
+    def rotated_and_written(recorder: Any) -> int:
+        if not meanwhile:
+            meanwhile.append("rotated")
+            KeyRing(ledger_config.home).rotate()
+            if signed == "event":
+                register(server, "E2")  # the server, with the new key
+            else:  # a checkpoint of the one event, signed with the new key
+                server.merkle_log.issue_checkpoint(lambda: server.signer, ledger_config.origin)
+        return int(real_size(recorder))
+
+    monkeypatch.setattr(verify_module, "_integrated_size", rotated_and_written)
+    capsys.readouterr()
+    assert cli.main(["verify", "--quiet"]) == 0, capsys.readouterr()
+    events = 2 if signed == "event" else 1
+    assert f"ledger verified: {events} events" in capsys.readouterr().out
+    assert meanwhile
+    server.close()
