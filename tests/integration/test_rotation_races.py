@@ -25,6 +25,7 @@ from ledger.domain.base import Submission
 from ledger.entry import entry_from_state, parse_timestamp
 from ledger.keys import KeyRing, Signer
 from ledger.log import MerkleLog
+from ledger.witness import http_fetch, witness
 from ses_ledger import cli
 from tests.ledger_helpers import point_cli_at, register
 
@@ -325,3 +326,38 @@ def test_verify_while_a_server_writes_and_integrates(
     assert "ledger verified: 2 events" in capsys.readouterr().out
     assert meanwhile
     server.close()
+
+
+def test_a_witness_run_during_a_key_rotation_is_no_alarm(
+    sqlite_config: LedgerConfig, tmp_path: Path
+) -> None:
+    """`ses-ledger witness` read the key list, then the checkpoint: a rotation between the
+    two, and a checkpoint signed with the new key, made it report INCONSISTENT ("the
+    checkpoint does not verify: no signature by a known key"), the witness's alarm for a
+    forked or rewritten log, on a log that had only rotated its key."""
+    from tests.integration.test_witness import real_api
+
+    app = LedgerApp(sqlite_config)
+    register(app)
+    app.merkle_log.issue_checkpoint(lambda: app.signer, sqlite_config.origin)
+    state = tmp_path / "state.json"
+    real_fetch = http_fetch()
+    rotated: list[str] = []
+
+    def rotation_after_the_keys(url: str) -> tuple[int, str]:
+        answer = real_fetch(url)
+        if "/v1/ledger/keys" in url and len(rotated) == 0:
+            rotated.append(KeyRing(sqlite_config.home).rotate())
+            register(app, "E2")
+            app.merkle_log.issue_checkpoint(lambda: app.signer, sqlite_config.origin)
+        return answer
+
+    with real_api(sqlite_config) as url:
+        first = witness(url, state)
+        assert first.ok, first.lines
+        observed = witness(url, state, fetch=rotation_after_the_keys)
+        assert rotated
+        assert observed.ok, observed.lines
+        later = witness(url, state)  # the new key's checkpoint, the tree grown
+    assert later.ok and later.verdict == "extended", later.lines
+    app.close()
