@@ -131,7 +131,9 @@ class LedgerApp(Application[str]):
         # The key is taken up now, before any command is stamped: taken up first when the
         # first command was sealed, the key a rotation had started meanwhile sealed that
         # command at its stamp, before the new key's `valid_from` (`verify` failed it).
-        with contextlib.suppress(SigningKeyError):  # no key (yet): looked for at the seal
+        # No key (yet), or a ring that cannot be read: looked for again at the first seal,
+        # which reports it, as before (a command that only reads never needs it).
+        with contextlib.suppress(SigningKeyError, LookupError, TypeError, ValueError):
             self.signer  # noqa: B018 - read for its effect
         self._stamping = True
 

@@ -23,6 +23,7 @@ from ledger.checkpoint import CheckpointError, verify_note
 from ledger.config import TOKEN_KEY_FILE, LedgerConfig
 from ledger.domain.base import Submission
 from ledger.entry import entry_from_state, parse_timestamp
+from ledger.errors import SigningKeyError
 from ledger.keys import KeyRing, Signer
 from ledger.log import MerkleLog
 from ledger.witness import http_fetch, witness
@@ -361,3 +362,25 @@ def test_a_witness_run_during_a_key_rotation_is_no_alarm(
         later = witness(url, state)  # the new key's checkpoint, the tree grown
     assert later.ok and later.verdict == "extended", later.lines
     app.close()
+
+
+@pytest.mark.parametrize("ring", ['[{"public_key": "x"}]', "{}", "not json", None])
+def test_a_ledger_opens_for_reading_whatever_its_key_ring_holds(
+    ring: str | None, sqlite_config: LedgerConfig
+) -> None:
+    """The key is taken up when the ledger is opened (above), not first at a seal: a ring
+    that cannot be read must still let a command that only reads open the ledger, and the
+    first write report it, as before."""
+    app = LedgerApp(sqlite_config)
+    register(app)
+    app.close()
+    index = KeyRing(sqlite_config.home).index
+    if ring is None:
+        index.unlink()
+    else:
+        index.write_text(ring)
+    reader = LedgerApp(sqlite_config)
+    assert len(stored(reader)) == 1
+    with pytest.raises((SigningKeyError, KeyError)):
+        register(reader, "E2")
+    reader.close()
