@@ -10,6 +10,7 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from ledger.entry import entry_from_state, parse_timestamp
 from ledger.errors import SigningKeyError
 from ledger.keys import KeyRing, Signer
 from ledger.log import MerkleLog
+from ledger.restore import restore
 from ledger.witness import http_fetch, witness
 from ses_ledger import cli
 from tests.ledger_helpers import point_cli_at, register
@@ -384,3 +386,43 @@ def test_a_ledger_opens_for_reading_whatever_its_key_ring_holds(
     with pytest.raises((SigningKeyError, KeyError)):
         register(reader, "E2")
     reader.close()
+
+
+def test_a_restore_during_a_key_rotation_keeps_the_backups_key_ring(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`restore` placed the backup's key ring while `keys rotate` was between its two
+    writes: the rotation's second write put back the home's old ring with its new key, and
+    the restored ledger's key was gone from the ring (`verify`: "signed with unknown key")."""
+    home = tmp_path / "home"
+    KeyRing(home).init()
+    config = LedgerConfig(home=home, db_url=f"sqlite:///{home / 'ledger.db'}")
+    app = LedgerApp(config)
+    register(app)
+    app.close()
+    saved = tmp_path / "backup"
+    backup(config, saved, with_secrets=True)
+    # The home's keys are lost and made anew (the backup's ring will replace this one).
+    for path in (home / "keys").iterdir():
+        path.unlink()
+    KeyRing(home).init()
+    other: list[threading.Thread] = []
+    errors: list[BaseException] = []
+
+    def restoring() -> None:
+        try:
+            restore(config, saved)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    def restore_between_the_writes(closing: set[str]) -> datetime:
+        other.append(threading.Thread(target=restoring))
+        other[0].start()
+        other[0].join(timeout=1.0)  # done, unless it waits for the rotation
+        return datetime.now(UTC)
+
+    KeyRing(home).rotate(close_at=restore_between_the_writes)
+    other[0].join(timeout=60)
+    assert not other[0].is_alive() and not errors, errors
+    point_cli_at(monkeypatch, config)
+    _verified(capsys, 1)
