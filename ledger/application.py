@@ -112,6 +112,9 @@ class LedgerApp(Application[str]):
         #: Whether commands may have been stamped: a key taken up from then on is noted with
         #: the moment (`Signer.taken_up_at`), as after a rotation.
         self._stamping = False
+        #: Whether the key in use was loaded for a seal (not only read when the ledger was
+        #: opened): the first use loads it again, and fails as ever if it cannot be loaded.
+        self._signer_loaded = False
         self._signer_lock = threading.Lock()
         self._sign_pool: ThreadPoolExecutor | None = None
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -128,13 +131,17 @@ class LedgerApp(Application[str]):
         #: On SQLite the recorder takes the gate itself, once per group commit.
         self._gate_in_recorder = isinstance(self.recorder, LedgerSQLiteRecorder)
         self.merkle_log = MerkleLog(self.recorder)
-        # The key is taken up now, before any command is stamped: taken up first when the
-        # first command was sealed, the key a rotation had started meanwhile sealed that
-        # command at its stamp, before the new key's `valid_from` (`verify` failed it).
-        # No key (yet), or a ring that cannot be read: looked for again at the first seal,
-        # which reports it, as before (a command that only reads never needs it).
-        with contextlib.suppress(SigningKeyError, LookupError, TypeError, ValueError):
-            self.signer  # noqa: B018 - read for its effect
+        # The key is read now, before any command is stamped, as the one a rotation is seen
+        # against: read first when the first command was sealed, the key a rotation had
+        # started meanwhile sealed that command at its stamp, before the new key's
+        # `valid_from` (`verify` failed it). The first use loads the ring again (and reports
+        # a key that cannot be loaded then, as before); no key (yet), or a ring that cannot be
+        # read now: looked for at the first use (a command that only reads never needs it).
+        if not self._signer_given:
+            with contextlib.suppress(SigningKeyError, LookupError, TypeError, ValueError):
+                stamp = self.keyring.stamp()
+                self._signer = self.keyring.signer()
+                self._signer_stamp = stamp
         self._stamping = True
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
@@ -162,13 +169,13 @@ class LedgerApp(Application[str]):
         if self._signer_given and self._signer is not None:
             return self._signer
         stamp = self.keyring.stamp()
-        if self._signer is None or stamp != self._signer_stamp:
+        if stamp != self._signer_stamp or not self._signer_loaded:
             with self._signer_lock:
-                if self._signer is None or stamp != self._signer_stamp:
+                if stamp != self._signer_stamp or not self._signer_loaded:
                     try:
                         signer = self.keyring.signer()
                     except SigningKeyError:
-                        if self._signer is None:
+                        if self._signer is None or not self._signer_loaded:
                             raise
                     else:
                         current = self._signer
@@ -180,6 +187,9 @@ class LedgerApp(Application[str]):
                             # would read it: `_seal`).
                             signer = signer.taken_up(_utc(self.clock()))
                         self._signer, self._signer_stamp = signer, stamp
+                        self._signer_loaded = True
+        if self._signer is None:  # not reached: a first load that failed raised
+            raise SigningKeyError("no signing key")
         return self._signer
 
     def _seal(self, aggregate: LedgerAggregate) -> None:
