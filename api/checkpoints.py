@@ -66,7 +66,7 @@ class Checkpointer:
             current = self._current(max_age)
             if current is not None:
                 return current
-            return self.merkle.issue_checkpoint(self.ledger.signer, self.origin)
+            return self.merkle.issue_checkpoint(lambda: self.ledger.signer, self.origin)
 
     def _current(self, max_age: float) -> StoredCheckpoint | None:
         """The newest checkpoint if it covers every committed event or is younger than

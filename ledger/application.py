@@ -109,8 +109,12 @@ class LedgerApp(Application[str]):
         #: A signer given here is kept; one read from the key ring follows its rotations.
         self._signer_given = signer is not None
         self._signer_stamp: tuple[int, int, int] | None = None
-        #: When this process took up a key that a rotation started (None: no rotation seen).
-        self._signer_since: datetime | None = None
+        #: Whether commands may have been stamped: a key taken up from then on is noted with
+        #: the moment (`Signer.taken_up_at`), as after a rotation.
+        self._stamping = False
+        #: Whether the key in use was loaded for a seal (not only read when the ledger was
+        #: opened): the first use loads it again, and fails as ever if it cannot be loaded.
+        self._signer_loaded = False
         self._signer_lock = threading.Lock()
         self._sign_pool: ThreadPoolExecutor | None = None
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -127,6 +131,18 @@ class LedgerApp(Application[str]):
         #: On SQLite the recorder takes the gate itself, once per group commit.
         self._gate_in_recorder = isinstance(self.recorder, LedgerSQLiteRecorder)
         self.merkle_log = MerkleLog(self.recorder)
+        # The key is read now, before any command is stamped, as the one a rotation is seen
+        # against: read first when the first command was sealed, the key a rotation had
+        # started meanwhile sealed that command at its stamp, before the new key's
+        # `valid_from` (`verify` failed it). The first use loads the ring again (and reports
+        # a key that cannot be loaded then, as before); no key (yet), or a ring that cannot be
+        # read now: looked for at the first use (a command that only reads never needs it).
+        if not self._signer_given:
+            with contextlib.suppress(SigningKeyError, LookupError, TypeError, ValueError):
+                stamp = self.keyring.stamp()
+                self._signer = self.keyring.signer()
+                self._signer_stamp = stamp
+        self._stamping = True
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
         """The store's settings as `LedgerConfig` derives them from the SES_LEDGER_*
@@ -153,18 +169,27 @@ class LedgerApp(Application[str]):
         if self._signer_given and self._signer is not None:
             return self._signer
         stamp = self.keyring.stamp()
-        if self._signer is None or stamp != self._signer_stamp:
+        if stamp != self._signer_stamp or not self._signer_loaded:
             with self._signer_lock:
-                if self._signer is None or stamp != self._signer_stamp:
+                if stamp != self._signer_stamp or not self._signer_loaded:
                     try:
                         signer = self.keyring.signer()
                     except SigningKeyError:
-                        if self._signer is None:
+                        if self._signer is None or not self._signer_loaded:
                             raise
                     else:
-                        if self._signer is not None and signer.key_id != self._signer.key_id:
-                            self._signer_since = _utc(self.clock())
+                        current = self._signer
+                        if current is not None and signer.key_id == current.key_id:
+                            signer = current  # the same key, as taken up (a retirement)
+                        elif current is not None or self._stamping:
+                            # Taken up while commands may be stamped: noted with the key
+                            # (not beside it, where a thread sealing with the old key
+                            # would read it: `_seal`).
+                            signer = signer.taken_up(_utc(self.clock()))
                         self._signer, self._signer_stamp = signer, stamp
+                        self._signer_loaded = True
+        if self._signer is None:  # not reached: a first load that failed raised
+            raise SigningKeyError("no signing key")
         return self._signer
 
     def _seal(self, aggregate: LedgerAggregate) -> None:
@@ -178,11 +203,13 @@ class LedgerApp(Application[str]):
         key_id = signer.key_id
         events = aggregate.pending_events
         prev = aggregate.head_hash
-        since = self._signer_since
+        since = signer.taken_up_at
         if since is not None:
             # A command stamped before a rotation and sealed after it would be signed by
             # the new key at a moment before that key's `valid_from`, and fail `verify`:
             # such events are stamped when this process took the new key up, after it.
+            # The moment of the key this command signs with: another thread may have taken
+            # a newer key up meanwhile, after this one's `valid_until`.
             for event in events:
                 if _utc(event.timestamp) < since:
                     event.__dict__["timestamp"] = since
@@ -317,7 +344,9 @@ class LedgerApp(Application[str]):
             return
         try:
             with self.record_gate:
-                self.merkle_log.issue_checkpoint(self.signer, self.config.origin, min_growth=every)
+                self.merkle_log.issue_checkpoint(
+                    lambda: self.signer, self.config.origin, min_growth=every
+                )
         except Exception:
             # The events are already committed: failing here would answer the write with an
             # error ("nothing was recorded") that a client retries into a second append. The

@@ -139,6 +139,13 @@ def _facts(copy: sqlite3.Connection) -> tuple[int, int | None] | None:
 def _copy_keys(home: Path, out: Path, with_secrets: bool) -> tuple[str, ...]:
     """The public key ring; with secrets, the signing keys and the token key (mode 0600)."""
     ring = KeyRing(home)
+    # Under the ring's lock: a rotation between listing the private keys and copying the
+    # ring left a backup whose ring named a current key without its private key.
+    with ring.locked():
+        return _copy_key_files(ring, home, out, with_secrets)
+
+
+def _copy_key_files(ring: KeyRing, home: Path, out: Path, with_secrets: bool) -> tuple[str, ...]:
     wanted = [ring.index] if ring.index.is_file() else []
     if with_secrets:
         wanted += sorted(ring.dir.glob("*.pem"))

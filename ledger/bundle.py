@@ -460,7 +460,7 @@ def _checkpoint(app: Any, log: MerkleLog, needed: int, tree_size: int | None) ->
             "written to store a new one: `--tree-size` pins an issued checkpoint"
         )
     if latest is None or latest.tree_size < needed:
-        latest = log.issue_checkpoint(app.signer, app.config.origin)
+        latest = log.issue_checkpoint(lambda: app.signer, app.config.origin)
     if latest is None or latest.tree_size < needed:
         raise ProofUnavailable(f"no checkpoint covers {needed} leaves")
     return latest
@@ -552,6 +552,11 @@ def build_bundle(
             f"the checkpoint at tree size {checkpoint.tree_size} does not match the Merkle log"
         )
     chosen = {e["position"]: leaves[e["position"]] for e in entries}
+    # Sealed before the keys are listed: a rotation between the two sealed the positions
+    # with a key the bundle did not list, and the bundle failed its check ("is not among
+    # the bundle's keys"). Keys are never taken off the list, so every key that signed an
+    # entry, the checkpoint or the seal is on it.
+    seal = position_seal(app, checkpoint.note, chosen)
     bundle: dict[str, Any] = {
         "format": FORMAT,
         "executive_id": executive_id,
@@ -559,8 +564,8 @@ def build_bundle(
         "keys": [k.as_json() for k in app.keyring.public_keys()],
         "checkpoint": checkpoint.note,
         "proofs": inclusion_proofs(app.recorder, chosen, checkpoint.tree_size),
+        "position_seal": seal,
     }
-    bundle["position_seal"] = position_seal(app, checkpoint.note, chosen)
     if consistency_from is not None and consistency_from != checkpoint.tree_size:
         first, second = sorted((consistency_from, checkpoint.tree_size))
         bundle["consistency"] = log.consistency(first, second)

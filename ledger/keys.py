@@ -9,10 +9,12 @@ events still verify. A key id is the first 16 hex digits of SHA-256 of the raw p
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +29,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from ledger.config import make_private_dir
 from ledger.entry import format_timestamp
 from ledger.errors import SigningKeyError
-from ledger.files import write_file
+from ledger.files import open_lock_file, write_file
+
+#: Serialises the key ring's writers within one process (the `flock` does between processes;
+#: it would also between threads, but a thread lock keeps a process's own writers in line
+#: where `flock` is missing).
+_RING_LOCK = threading.Lock()
 
 
 def key_id_for(public_key: Ed25519PublicKey) -> str:
@@ -52,11 +59,27 @@ class PublicKeyInfo:
 
 
 class Signer:
-    """The current signing key. Its repr never shows key material."""
+    """The current signing key. Its repr never shows key material.
 
-    def __init__(self, key_id: str, private_key: Ed25519PrivateKey) -> None:
+    `taken_up_at`: when the process that holds it took it up after a rotation (None: it was
+    the key when the process began, or given). Kept with the key, not beside it: a thread
+    that sealed with the old key must not read the moment another thread took the new one
+    up (`LedgerApp._seal`).
+    """
+
+    def __init__(
+        self,
+        key_id: str,
+        private_key: Ed25519PrivateKey,
+        taken_up_at: datetime | None = None,
+    ) -> None:
         self.key_id = key_id
         self._private_key = private_key
+        self.taken_up_at = taken_up_at
+
+    def taken_up(self, at: datetime) -> Signer:
+        """This key, as taken up by a process at `at`."""
+        return Signer(self.key_id, self._private_key, at)
 
     def sign(self, message: bytes) -> bytes:
         return self._private_key.sign(message)
@@ -78,6 +101,31 @@ class KeyRing:
 
     def exists(self) -> bool:
         return self.index.is_file()
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """The ring to oneself: `rotate` and `init` read it, add a key and write it back, so
+        two at once lost one's key (the last to write dropped the other's from the index,
+        though servers had signed with it); a backup copies the index and the keys it names
+        as one. An exclusive `flock` on `keys/keyring.lock` (0600), where `flock` exists.
+
+        Where the lock file cannot be made (no `keys/` yet, a read-only home) no other
+        process can write the ring either: the caller goes on without it (a write then fails
+        naming the file it meant to write; a backup of a read-only home is taken)."""
+        with _RING_LOCK:
+            try:
+                import fcntl
+
+                lock = open_lock_file(self.dir / "keyring.lock")
+            except (ImportError, OSError):
+                yield
+                return
+            with lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
 
     def stamp(self) -> tuple[int, int, int] | None:
         """The index file's identity and modification time (None: unreadable): it changes
@@ -164,33 +212,48 @@ class KeyRing:
             return self.signer().key_id
         make_private_dir(self.dir)
         os.chmod(self.dir, 0o700)  # also when it was there already
-        record = self._new_key(now or datetime.now(UTC))
-        self._write_index([record])
+        with self.locked():
+            if self.exists():  # another `init` made it meanwhile
+                return self.signer().key_id
+            record = self._new_key(now or datetime.now(UTC))
+            self._write_index([record])
         return str(record["key_id"])
 
     def rotate(
         self,
         now: datetime | None = None,
         *,
-        close_at: datetime | Callable[[], datetime] | None = None,
+        close_at: datetime | Callable[[set[str]], datetime] | None = None,
     ) -> str:
         """Close the current key and start a new one; old public keys are kept.
 
         `close_at`: when the old key's validity ends, if not when the new one's begins, or
-        a function giving it, called once the new key is published (`keys rotate`: the
-        clock's time then, or the ledger's latest `recorded_at` of the old key, when a clock
-        that ran ahead was set back: the old key must cover the events it signed, and the
-        new one the events stamped from now on)."""
+        a function of the ids of the keys it closes giving it, called once the new key is
+        published (`keys rotate`: the clock's time then, or the ledger's latest `recorded_at`
+        of those keys, when a clock that ran ahead was set back: the old key must cover the
+        events it signed, and the new one the events stamped from now on).
+
+        One rotation at a time (`locked`): the ring is read, and written back with the new
+        key, by one rotation only."""
+        with self.locked():
+            return self._rotate(now, close_at)
+
+    def _rotate(
+        self,
+        now: datetime | None,
+        close_at: datetime | Callable[[set[str]], datetime] | None,
+    ) -> str:
         given = close_at or now
         now = now or datetime.now(UTC)
         records = self._read_index()
+        closing = {str(r["key_id"]) for r in records if r.get("valid_until") is None}
         record = self._new_key(now)
         # Two writes: the new key is published (and taken up by running servers, which sign
         # with the last open key) before the old one is closed, at a time taken after that,
         # so no event a server sealed with the old key is recorded after its `valid_until`.
         self._write_index([*records, record])
-        closing = given() if callable(given) else given
-        closed_at = format_timestamp(closing or datetime.now(UTC))
+        closed = given(closing) if callable(given) else given
+        closed_at = format_timestamp(closed or datetime.now(UTC))
         for r in records:
             if r.get("valid_until") is None:
                 r["valid_until"] = closed_at

@@ -8,6 +8,7 @@ origin name, and all of them are kept.
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -245,9 +246,14 @@ class MerkleLog:
         return sorted(sizes), total
 
     def issue_checkpoint(
-        self, signer: Signer, origin: str, min_growth: int = 1
+        self, signer: Signer | Callable[[], Signer], origin: str, min_growth: int = 1
     ) -> StoredCheckpoint | None:
         """Integrate, then sign and keep a checkpoint of the tree if it grew by `min_growth`.
+
+        `signer`: the key, or a function giving the current one (`LedgerApp.signer`), asked
+        once the tree is integrated: a key taken before could be retired by `keys rotate`
+        while the tree took in entries signed after that with the new key, and the
+        checkpoint over them was signed with the retired key, after its `valid_until`.
 
         Returns the latest checkpoint (new or not), or None for an empty ledger.
         """
@@ -256,7 +262,8 @@ class MerkleLog:
         if size == 0 or (latest is not None and size - latest.tree_size < min_growth):
             return latest
         root = self.root(size)
-        note = sign_checkpoint(Checkpoint(origin, size, root), origin, signer.private_key)
+        key = signer() if callable(signer) else signer
+        note = sign_checkpoint(Checkpoint(origin, size, root), origin, key.private_key)
         issued_at = format_timestamp(datetime.now(UTC))
         conflict = "OR IGNORE " if self.p == "?" else ""
         tail = "" if self.p == "?" else " ON CONFLICT (tree_size) DO NOTHING"

@@ -132,7 +132,10 @@ def restore(
         projector.release()
     sync_directory(target.parent)
     actions.append(f"placed the backup's ledger at {target} (mode 0600)")
-    actions += keys.apply(stamp)
+    # Under the key ring's lock: a `keys rotate` between its two writes of the ring put the
+    # home's old ring back over the one placed here (the restored ledger's keys gone).
+    with keys.home_ring.locked():
+        actions += keys.apply(stamp)
     return RestoreReport(
         database=target,
         checked=verified.checked,

@@ -436,6 +436,7 @@ def verify_ledger(
     progress: Callable[[int], None] | None = None,
     windows: Windows | None = None,
     now: datetime | None = None,
+    refresh: Callable[[], tuple[dict[str, Ed25519PublicKey], Windows]] | None = None,
 ) -> VerifyReport:
     """Check every event and the Merkle log; stop collecting detail after the first problem.
 
@@ -446,11 +447,15 @@ def verify_ledger(
 
     A damaged store file is a finding like any other: the first position that cannot be
     read is the first bad one (the problem names the damage), not an error of the check.
+
+    `refresh` gives the key list again (keys and windows), asked when an event or a
+    checkpoint is signed by a key not among `keys`: `keys rotate` may have published it
+    since the list was read, and a server signed with it (a key is never taken off).
     """
     report = VerifyReport()
     try:
-        times = _Times(windows or {}, (now or datetime.now(UTC)) + AHEAD_ALLOWED)
-        _verify(report, recorder, keys, origin, progress, times)
+        times = _Times(dict(windows or {}), (now or datetime.now(UTC)) + AHEAD_ALLOWED)
+        _verify(report, recorder, _Keys(dict(keys), times, refresh), origin, progress, times)
     except Exception as exc:
         if not damaged(exc):
             raise
@@ -467,19 +472,60 @@ def verify_with_ring(
     """`verify_ledger` with the ring's public keys and their validity windows: what
     `ses-ledger verify`, `GET /v1/ledger/verify` and `restore` check, alike (restore once
     checked without the windows, and put back a backup `verify` failed)."""
+    keys, windows = _ring_keys(ring)
     return verify_ledger(
         recorder,
-        ring.verifiers(),
+        keys,
         origin,
         progress=progress,
-        windows=key_windows(ring.validity()),
+        windows=windows,
+        refresh=lambda: _ring_keys(ring),
     )
+
+
+def _ring_keys(ring: KeyRing) -> tuple[dict[str, Ed25519PublicKey], Windows]:
+    """The ring's public keys and their windows, from one read of the key list."""
+    listed = ring.public_keys()
+    keys = {k.key_id: k.public_key for k in listed}
+    return keys, key_windows((k.key_id, k.valid_from, k.valid_until) for k in listed)
+
+
+@dataclass
+class _Keys:
+    """The verifying keys, and the key list read again (`refresh`) for a key not among
+    them: once per such key id, and once per checkpoint no key verifies."""
+
+    keys: dict[str, Ed25519PublicKey]
+    times: _Times
+    refresh: Callable[[], tuple[dict[str, Ed25519PublicKey], Windows]] | None
+    asked: set[str] = field(default_factory=set)
+
+    def get(self, key_id: str) -> Ed25519PublicKey | None:
+        key = self.keys.get(key_id)
+        if key is None and key_id not in self.asked:
+            self.asked.add(key_id)
+            self.read_again()
+            key = self.keys.get(key_id)
+        return key
+
+    def read_again(self) -> bool:
+        """Read the key list again; whether it named keys not known before."""
+        if self.refresh is None:
+            return False
+        try:
+            keys, windows = self.refresh()
+        except Exception:  # noqa: BLE001 - unreadable now: the finding stands as it was
+            return False
+        added = bool(keys.keys() - self.keys.keys())
+        self.keys.update(keys)
+        self.times.windows.update(windows)
+        return added
 
 
 def _verify(
     report: VerifyReport,
     recorder: Any,
-    keys: dict[str, Ed25519PublicKey],
+    keys: _Keys,
     origin: str,
     progress: Callable[[int], None] | None,
     times: _Times,
@@ -496,7 +542,8 @@ def _verify(
     # (threads do not help: between Ed25519 calls the checking thread waits for the GIL).
     # Small ledgers check inline: starting a process would cost more than it saves.
     total = readable_head(recorder)
-    raw_keys = {kid: key.public_bytes_raw() for kid, key in keys.items()}
+    known = keys.keys  # updated in place when the key list is read again
+    raw_keys = {kid: key.public_bytes_raw() for kid, key in known.items()}
     pool: Executor = (
         ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
         if total >= PARALLEL_FROM
@@ -518,10 +565,13 @@ def _verify(
                 if digest.hex() != seal.get("hash"):
                     report.fail(n.id, "the event's hash does not match its content")
                     continue
-                key = keys.get(seal.get("key_id", ""))
+                key = known.get(seal.get("key_id", ""))
                 if key is None:
-                    report.fail(n.id, f"signed with unknown key {seal.get('key_id')!r}")
-                    continue
+                    key = keys.get(str(seal.get("key_id", "")))  # the key list read again
+                    if key is None:
+                        report.fail(n.id, f"signed with unknown key {seal.get('key_id')!r}")
+                        continue
+                    raw_keys.update((k, v.public_bytes_raw()) for k, v in known.items())
                 jobs.append((n.id, str(seal["key_id"]), str(seal.get("signature", "")), digest))
                 ready.append((n, body, seal, digest))
             signatures = pool.submit(_bad_signatures, raw_keys, jobs)
@@ -555,6 +605,10 @@ def _verify(
         return
     _check_nodes(report, recorder, min(integrated, tree.size))
     extra = next(leaves, None)
+    if extra is not None and extra[0] >= integrated:
+        # Integrated after this check began (a live ledger): its event, if read, was
+        # checked without its leaf; not a leaf whose event is gone.
+        extra = None
     if extra is None and tree.size < integrated:
         report.fail(None, f"the Merkle log holds {integrated} leaves but only {tree.size} events")
     if extra is not None:
@@ -585,13 +639,18 @@ def _check_checkpoint(
     report: VerifyReport,
     checkpoint: tuple[int, str],
     root: bytes,
-    keys: dict[str, Ed25519PublicKey],
+    keys: _Keys,
     origin: str,
     position: int,
 ) -> None:
     size, note = checkpoint
     try:
-        cp = verify_note(note, origin, keys.values())
+        try:
+            cp = verify_note(note, origin, keys.keys.values())
+        except CheckpointError:
+            if not keys.read_again():  # signed with a key published since the list was read?
+                raise
+            cp = verify_note(note, origin, keys.keys.values())
     except CheckpointError as exc:
         report.fail(
             position, f"checkpoint at size {size} does not verify: {exc}{_hint(note, origin)}"

@@ -393,12 +393,15 @@ def witness(
         previous = WitnessState.load(state_path)
         lines: list[str] = []
         try:
+            # The checkpoint first, then the keys: a key is never taken off the list, so
+            # the list read after names the key that signed it. Read before, a rotation in
+            # between (and a checkpoint signed with the new key) looked like a forged note.
+            note = client.checkpoint()
             served_keys = client.keys()
             if not served_keys:
                 raise Inconsistent("the server lists no Ed25519 key")
             if previous is not None:
                 _check_keys(previous.keys, served_keys, lines)
-            note = client.checkpoint()
             expected = origin or (previous.origin if previous else None)
             if expected is None:
                 expected = parse_note(note)[0].origin

@@ -113,20 +113,19 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
 
     config = _config()
     ring = KeyRing(config.home)
-    now = datetime.now(UTC)
-    # The keys `rotate` closes: those still open (a ring made by `keys init` has one).
-    closing = (
-        {k.key_id for k in ring.public_keys() if k.valid_until is None} if ring.exists() else set()
-    )
-    # Opened first: a store that cannot be used is reported before anything is written.
+    # Opened first: a store that cannot be used is reported (exit 69) before a key is
+    # written; the ledger is read only after the new key is published (below).
     app = _ledger_if_any(config)
+    failed: list[Exception] = []
 
-    def close_at() -> datetime:
+    def close_at(closing: set[str]) -> datetime:
         # Taken once the new key is published, not before: a running server signs with the
         # old key until then, and reading the ledger for the latest `recorded_at` takes
         # seconds on a large one, so a time taken first left that server's writes outside
         # the old key's window (verify failed them). Every event the old key signed is
         # stamped before this clock reading, or recorded by the time the ledger is read.
+        # `closing`: the keys this rotation closes, read with the ring it rewrites (under
+        # its lock: another rotation may have run while this one waited for it).
         published = datetime.now(UTC)
         try:
             latest = _latest_recorded_at(app, closing)
@@ -137,9 +136,9 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
             return published
         return max(published, latest or published)
 
-    failed: list[Exception] = []
     try:
-        key_id = ring.rotate(now, close_at=close_at)
+        # The new key's `valid_from` is taken by the rotation, once it holds the ring.
+        key_id = ring.rotate(close_at=close_at)
     finally:
         if app is not None:
             app.close()

@@ -93,7 +93,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 130
     elapsed = time.perf_counter() - started
     with app.record_gate:
-        checkpoint = merkle_log(app).issue_checkpoint(app.signer, config.origin)
+        checkpoint = merkle_log(app).issue_checkpoint(lambda: app.signer, config.origin)
     for line in summary.lines():
         print(line)
     rate = summary.events / elapsed if elapsed else 0.0

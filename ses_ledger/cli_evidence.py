@@ -670,7 +670,7 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
     app = _app()
     origin = app.config.origin
     log = merkle_log(app)
-    stored = log.issue_checkpoint(app.signer, origin)
+    stored = log.issue_checkpoint(lambda: app.signer, origin)
     if stored is None:  # an empty ledger: a note for the empty tree, not stored
         note = sign_checkpoint(Checkpoint(origin, 0, EMPTY_ROOT), origin, app.signer.private_key)
     else:
