@@ -362,10 +362,15 @@ def _check_times(entries: list[dict[str, Any]], windows: dict[str, Window], repo
         if moment < OUT_OF_WINDOW_TOLERATED_BEFORE:
             tolerated.append(str(e.get("position")))
             continue
+        why = (
+            "a key signing entries dated before it was issued"
+            if start is not None and moment < start
+            else "a retired key signing entries dated after its retirement"
+        )
         report.problems.append(
             f"position {e.get('position')}: recorded at {e.get('recorded_at')}, outside the "
             f"validity of its signing key {e.get('key_id')} ({_shown(start)} .. "
-            f"{_shown(end)}): a retired key signing entries dated after its retirement"
+            f"{_shown(end)}): {why}"
         )
     if backwards:
         report.warnings.append(

@@ -1063,6 +1063,28 @@ def test_entries_after_their_key_was_retired_are_a_problem() -> None:
         )
 
 
+def test_an_entry_before_its_keys_valid_from_is_said_to_be_so() -> None:
+    """The problem explains the side of the window the entry falls on: an entry dated before
+    its key was issued was called "a retired key signing entries dated after its
+    retirement"."""
+    lb = build_ledger()
+    lb.appraisal("A-2028-E1", "E1", 2028, dict.fromkeys(BASIC, 3), final=3)
+    bundle = lb.bundle("E1")
+    # (entries recorded before 2026-12-01 outside their window are only warned of)
+    early = [
+        e["position"] for e in bundle["entries"] if "2026-12-01" <= e["recorded_at"] < "2030-01-01"
+    ]
+    assert early
+    listed = [{**k, "valid_from": "2030-01-01T00:00:00Z"} for k in bundle["keys"]]
+    report = verify_bundle({**bundle, "keys": listed})
+    assert [p.split(":")[0] for p in report.problems] == [f"position {p}" for p in early]
+    assert all(
+        p.endswith("a key signing entries dated before it was issued") for p in report.problems
+    )
+    late = verify_bundle({**bundle, "keys": _key_list(bundle, "2026-12-15T00:00:00Z")})
+    assert late.problems[0].endswith("a retired key signing entries dated after its retirement")
+
+
 def test_entries_of_a_pre_fix_signer_outside_the_window_are_a_warning(
     bundle: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
