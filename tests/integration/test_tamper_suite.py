@@ -110,15 +110,18 @@ def set_state(config: LedgerConfig, position: int, state: bytes) -> None:
     )
 
 
-def rebuild_merkle(config: LedgerConfig) -> MemoryNodeStore:
-    """Recompute the Merkle leaves, nodes and integration state from the events as they are."""
+def rebuild_merkle(
+    config: LedgerConfig, replace: dict[int, bytes] | None = None
+) -> MemoryNodeStore:
+    """Recompute the Merkle leaves, nodes and integration state from the events as they are
+    (with the leaf hashes in `replace`, by leaf index, put in instead of the events')."""
     events = rows(config)
     tree = MemoryNodeStore()
     leaves: list[tuple[int, int, bytes]] = []
     nodes: list[tuple[int, int, bytes]] = []
     known: dict[tuple[int, int], bytes] = {}
     for index, row in enumerate(events):
-        leaf = leaf_hash(bytes.fromhex(row.entry["hash"]))
+        leaf = (replace or {}).get(index) or leaf_hash(bytes.fromhex(row.entry["hash"]))
         tree.append(leaf)
         for (level, idx), h in subtree_hashes_completed_by_append(index, leaf, known.__getitem__):
             known[(level, idx)] = h
@@ -275,7 +278,7 @@ def test_one_edited_payload_byte_is_named_by_the_cli(ledger_config: LedgerConfig
     set_state(ledger_config, target.position, tampered)
     report = verify(ledger_config)
     assert not report.ok and report.first_bad_position == target.position
-    assert "hash" in (report.problem or "")
+    assert report.problem == "the event's hash does not match its content"
     done = cli_verify(ledger_config)
     assert done.returncode == 1, done.stderr
     assert f"first bad position: {target.position}" in done.stdout
@@ -319,6 +322,20 @@ def test_a_damaged_merkle_node_is_named(ledger_config: LedgerConfig, damage: str
     assert not report.ok
     assert "Merkle node (3, 2)" in (report.problem or ""), report.problem
     assert report.first_bad_position == first_leaf.position
+
+
+def test_a_merkle_leaf_not_of_its_event_is_named_though_the_nodes_agree(
+    ledger_config: LedgerConfig,
+) -> None:
+    """One stored leaf replaced and every interior node rebuilt over it, so that each node is
+    the hash of its children: proofs then lead to roots no checkpoint signed, and `verify`
+    names the leaf that is not its event's."""
+    history(ledger_config)
+    events = rows(ledger_config)
+    rebuild_merkle(ledger_config, replace={20: bytes(32)})
+    report = verify(ledger_config)
+    assert not report.ok and report.first_bad_position == events[20].position
+    assert report.problem == "Merkle leaf 20 does not match the event's hash"
 
 
 def test_an_event_relabelled_in_its_row_is_named(ledger_config: LedgerConfig) -> None:
@@ -371,6 +388,64 @@ def _delete(config: LedgerConfig, position: int) -> None:
     raw(config, f"DELETE FROM {events_table(config)} WHERE {id_column(config)}=?", (position,))
 
 
+def _rechain_with_stolen_key(config: LedgerConfig, from_position: int, prev_hash: str) -> None:
+    """Re-seal the event at `from_position` with `prev_hash`, and every later event chained
+    on as it comes, with the real key; rebuild the Merkle tables and re-sign the checkpoints:
+    only the stream chain itself can still show the change."""
+    signer = KeyRing(config.home).signer()
+    heads: dict[str, str] = {}
+    for row in rows(config):
+        entry = row.entry
+        hashed = {k: copy.deepcopy(entry[k]) for k in HASHED_FIELDS}
+        hashed["prev_hash"] = heads.get(row.stream_id)
+        if row.position == from_position:
+            hashed["prev_hash"] = prev_hash
+        if row.position >= from_position:
+            sealed = seal(hashed, signer.key_id, signer.sign)
+            set_state(config, row.position, sealed.state)
+            heads[row.stream_id] = sealed.hash
+        else:
+            heads[row.stream_id] = entry["hash"]
+    tree = rebuild_merkle(config)
+    resign_checkpoints(config, tree, sorted({min(n, tree.size) for n in checkpoint_sizes(config)}))
+
+
+def _third_of_a_stream(events: list[Row]) -> tuple[Row, Row, Row]:
+    third = next(r for r in events if r.version == 3)
+    first, second = (
+        next(r for r in events if r.stream_id == third.stream_id and r.version == v) for v in (1, 2)
+    )
+    return first, second, third
+
+
+def test_a_prev_hash_that_skips_a_link_is_named_even_with_the_stolen_key(
+    ledger_config: LedgerConfig,
+) -> None:
+    """Version 3 re-sealed with version 1's hash as its prev_hash, everything after it
+    re-sealed, the Merkle tables rebuilt and the checkpoints re-signed: `verify` still names
+    the broken chain, at version 3."""
+    history(ledger_config)
+    first, _second, third = _third_of_a_stream(rows(ledger_config))
+    _rechain_with_stolen_key(ledger_config, third.position, first.entry["hash"])
+    report = verify(ledger_config)
+    assert not report.ok and report.first_bad_position == third.position
+    assert f"prev_hash does not chain to version 2 of {third.stream_id}" in (report.problem or "")
+
+
+def test_a_deleted_event_rechained_with_the_stolen_key_is_named_by_its_version_gap(
+    ledger_config: LedgerConfig,
+) -> None:
+    """Version 2 deleted and version 3 re-sealed to chain to version 1 (the Merkle tables
+    rebuilt, the checkpoints re-signed): the stream's version numbers still show the gap."""
+    history(ledger_config)
+    first, second, third = _third_of_a_stream(rows(ledger_config))
+    _delete(ledger_config, second.position)
+    _rechain_with_stolen_key(ledger_config, third.position, first.entry["hash"])
+    report = verify(ledger_config)
+    assert not report.ok and report.first_bad_position == third.position
+    assert f"stream {third.stream_id} jumps from version 1 to 3" in (report.problem or "")
+
+
 def test_a_deleted_event_is_named(ledger_config: LedgerConfig) -> None:
     """The event after the deleted one belongs to another stream."""
     history(ledger_config)
@@ -400,6 +475,26 @@ def test_truncation_of_events_alone_is_named_at_the_first_cut(
     report = verify(ledger_config)
     assert not report.ok and report.first_bad_position == gone[0]
     assert "gone" in (report.problem or "")
+
+
+def test_truncation_with_leaves_and_checkpoints_cut_is_caught_by_the_merkle_state(
+    ledger_config: LedgerConfig,
+) -> None:
+    """Events, leaves, nodes and checkpoints cut alike, but the Merkle state still counts
+    the integrated leaves from before: verify says the log is shorter than that count."""
+    history(ledger_config)
+    total = len(rows(ledger_config))
+    truncate(ledger_config, 5, merkle=True, checkpoints=True)
+    raw(
+        ledger_config,
+        f"UPDATE {table(ledger_config, 'ledger_merkle_state')} SET tree_size=? WHERE id=1",
+        (total,),
+    )
+    report = verify(ledger_config)
+    assert not report.ok
+    assert f"the Merkle log holds {total} leaves but only {total - 5} events" in (
+        report.problem or ""
+    ), report.problems
 
 
 def test_truncation_with_merkle_tables_cut_is_caught_by_the_checkpoints(

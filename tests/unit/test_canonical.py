@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import rfc8785
 from hypothesis import given, settings
@@ -37,6 +39,18 @@ def test_keys_sort_by_utf16_code_units_not_code_points() -> None:
 def test_floats_and_big_integers_take_the_library_path() -> None:
     assert canonical_json({"x": 1.5}) == b'{"x":1.5}'
     assert canonical_json([2**53 - 1]) == b"[9007199254740991]"
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_rfc8785_integers_at_the_safe_integer_edge(sign: int) -> None:
+    """RFC 8785 3.2.2.3: integers are IEEE 754 doubles, so +-(2**53 - 1) is the last exact
+    one; one further is refused (the library's IntegerDomainError), in any position."""
+    edge = sign * (2**53 - 1)
+    assert canonical_json(edge) == str(edge).encode()
+    assert canonical_json({"x": [edge]}) == f'{{"x":[{edge}]}}'.encode()
+    for beyond in (sign * 2**53, [sign * 2**53], {"x": sign * 2**53}):
+        with pytest.raises(rfc8785.CanonicalizationError):
+            canonical_json(beyond)
 
 
 def test_control_characters_are_escaped_in_lowercase_hex() -> None:
@@ -109,3 +123,24 @@ def test_canonical_entry_of_a_typical_entry() -> None:
     assert canonical_entry(hashed) == rfc8785.dumps(hashed)
     with pytest.raises(rfc8785.CanonicalizationError):
         canonical_entry({**hashed, "actor": "\ud800"})
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_rfc8785_canonical_entry_stream_version_at_the_safe_integer_edge(sign: int) -> None:
+    """The hand-assembled entry takes the same integer edge as the library: a stream_version
+    of +-(2**53 - 1) is encoded, one further is refused, not written past the library."""
+    hashed: dict[str, Any] = {
+        "stream_id": "E1",
+        "stream_version": sign * (2**53 - 1),
+        "type": "ExecutiveRegistered",
+        "occurred_on": "2024-03-15",
+        "recorded_at": "2024-03-15T14:02:11.123456Z",
+        "actor": "hr",
+        "submitted_by": "hr-app-1",
+        "policy": None,
+        "data": {},
+        "prev_hash": None,
+    }
+    assert canonical_entry(hashed) == rfc8785.dumps(hashed)
+    with pytest.raises(rfc8785.CanonicalizationError):
+        canonical_entry({**hashed, "stream_version": sign * 2**53})

@@ -289,6 +289,10 @@ def test_rating_distribution_counts_all_and_shares_career_only() -> None:
         ("Considered (A-2023-E1).", [date(2024, 2, 1)], 0),
         ("Considered A-2023-E10, then A-2023-E1.", [date(2024, 2, 1)], 0),
         ("A-2023-E1", [date(2024, 2, 1)], 0),
+        # RAT-10: ":" or "." between id characters continues the id (A-2023-E1:2 is another)
+        ("Considered A-2023-E1:2 only.", [date(2024, 2, 1)], 1),
+        ("Considered X:A-2023-E1 only.", [date(2024, 2, 1)], 1),
+        ("Considered A-2023-E1: a fair rating.", [date(2024, 2, 1)], 0),
     ],
 )
 def test_rat_10_former_agency_ratings_considered(
@@ -314,6 +318,19 @@ def test_rat_11_large_pay_increases_only_for_levels_4_5(
 ) -> None:
     findings = rat_11("A1", policy=policy, level=level, pay_increase_percent=percent)
     assert _rules(findings) == ["RAT-11"] * count
+
+
+def test_rat_10_no_finding_without_former_agency_appraisals() -> None:
+    """RAT-10: a transfer with no former-agency appraisal on record has nothing to cite."""
+    findings = rat_10(
+        "A-2024-E1",
+        period_start=date(2023, 10, 1),
+        initial_rated_on=date(2024, 10, 15),
+        narrative="Strong year.",
+        transfers_effective_on=[date(2024, 2, 1)],
+        former_appraisal_ids=[],
+    )
+    assert findings == []
 
 
 # --- REM-1..3, REM-6 ----
@@ -354,6 +371,20 @@ def test_rem_2_removal_before_the_trigger_does_not_count() -> None:
     assert _rules(removal_findings("E1", history)) == ["REM-2"]
 
 
+@pytest.mark.parametrize(("rule", "level"), [("REM-2", 2), ("REM-3", 1)])
+def test_rem_2_3_removal_noticed_on_the_trigger_day_answers_it(rule: str, level: int) -> None:
+    """REM-2/REM-3: a removal noticed on the very day of the triggering final rating counts
+    (the day before does not)."""
+    ratings = [
+        FinalRating("A-2023", level, date(2023, 12, 1)),
+        FinalRating("A-2024", level, date(2024, 12, 1)),
+    ]
+    for notice_on, due in ((date(2024, 12, 1), False), (date(2024, 11, 30), True)):
+        removed = [PersonnelAction("removal", notice_on, date(2025, 1, 10))]
+        history = removal_history(ratings, removed, as_of=date(2025, 1, 1))
+        assert (rule in _rules(removal_findings("E1", history))) is due
+
+
 @pytest.mark.parametrize(
     ("is_career", "authority", "count"),
     [
@@ -362,6 +393,7 @@ def test_rem_2_removal_before_the_trigger_does_not_count() -> None:
         (False, "5 U.S.C. 3592(b)", 0),
         (True, "5 CFR 359.502; placement under 5 CFR 359.701", 0),  # 359.7xx: subpart G
         (True, "5 CFR 359.502; 5 CFR 752.701", 1),  # not part 359's subpart G
+        (True, "5 CFR 752 subpart G", 1),  # REM-6: a subpart G, but not of part 359
     ],
 )
 def test_rem_6_guaranteed_placement_recorded(is_career: bool, authority: str, count: int) -> None:

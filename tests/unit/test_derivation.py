@@ -93,6 +93,13 @@ def test_rat_1_refuses_missing_and_unknown_elements() -> None:
         derive_summary(levels, BASIC_WEIGHTS)
 
 
+def test_rat_1_refuses_an_element_not_in_the_plan_when_none_is_missing() -> None:
+    """RAT-1: every plan element rated, plus one the plan does not have: refused."""
+    levels = dict.fromkeys(CODES, 3) | {"faithful_administration": 3}
+    with pytest.raises(RuleViolation, match="RAT-1.*not in the plan: faithful_administration"):
+        derive_summary(levels, BASIC_WEIGHTS)
+
+
 def test_rat_1_points_table() -> None:
     """RAT-1: L5=5, L4=4, L3=3, L2=2, L1=0."""
     assert dict(RAT_1_POINTS) == {5: 5, 4: 4, 3: 3, 2: 2, 1: 0}

@@ -6,13 +6,23 @@ backslashes, the markers the splicing looks for) and however `data` nests."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.entry import entry_from_state, entry_json, seal
+from ledger.entry import (
+    entry_from_state,
+    entry_json,
+    event_hash_bytes,
+    format_timestamp,
+    hashed_body,
+    parse_timestamp,
+    seal,
+    sealed_state,
+)
 from projections.events import Event
 from projections.store import loads
 
@@ -98,3 +108,38 @@ def test_events_compare_by_identity_and_keep_what_they_decoded() -> None:
     assert first.fields is first.fields
     assert first.data is first.data
     assert repr(first) == "Event(3, 'A-1' v2, PlanSet)"
+
+
+def test_recorded_at_is_written_in_utc_with_microseconds_and_z() -> None:
+    """The contract's `recorded_at`: RFC 3339 in UTC with a `Z`. A naive moment is taken as
+    UTC; a moment in another zone is refused, not written with its clock time and a `Z`."""
+    moment = datetime(2025, 1, 2, 3, 4, 5)
+    assert format_timestamp(moment) == "2025-01-02T03:04:05.000000Z"
+    assert format_timestamp(moment.replace(tzinfo=UTC, microsecond=7)) == (
+        "2025-01-02T03:04:05.000007Z"
+    )
+    assert parse_timestamp(format_timestamp(moment)) == moment.replace(tzinfo=UTC)
+    with pytest.raises(ValueError, match="UTC"):
+        format_timestamp(moment.replace(tzinfo=timezone(timedelta(hours=5))))
+
+
+def test_a_seal_field_name_inside_the_entry_does_not_move_the_seal() -> None:
+    """The seal is found by its last `,"hash":"`: `data` may hold a key `hash` (after another
+    key, where canonical JSON writes the same bytes), and the hashed body, the entry hash
+    (the Merkle leaf's data) and the seal fields still come from the right place."""
+    data = {"a": 1, "hash": "ff" * 32, "key_id": "x", "signature": "y"}
+    state = stored("R1", None, data)
+    sealed = seal(json.loads(hashed_body(state)), "k1", lambda digest: b"signature")
+    assert sealed.state == state
+    assert event_hash_bytes(state) == bytes.fromhex(sealed.hash)
+    entry = entry_from_state(state, 3)
+    assert entry["data"] == data
+    assert (entry["hash"], entry["key_id"]) == (sealed.hash, "k1")
+    assert json.loads(entry_json(state, 3)) == entry
+
+
+@pytest.mark.parametrize("key_id", ["", "k-1", 'k"1', "k 1"])
+def test_a_key_id_that_would_need_json_escaping_is_refused(key_id: str) -> None:
+    """The seal is spliced without escaping, so only an alphanumeric key id goes in."""
+    with pytest.raises(ValueError, match="alphanumeric"):
+        sealed_state(b"{}", bytes(32), key_id, b"signature")

@@ -113,10 +113,14 @@ def test_replay_rebuilds_the_executive() -> None:
         (False, "5 CFR part 359, subpart E; placement under 5 CFR 359 subpart G", True),
         (False, REM_4_SUBPART_D, False),
         (False, "5 CFR 752", False),
+        (False, "5 CFR 752 subpart E", False),  # REM-4: a subpart E, but not of part 359
         (True, REM_4_SUBPART_D, True),
         (True, REM_4_SUBPART_E, False),
         (True, REM_4_PERFORMANCE_STATUTE, False),
         (True, "5 CFR 359 subpart D and subpart E", False),
+        # REM-4 both ways: citing the other procedure as well is refused for a
+        # non-probationary appointee too, not only for a probationer
+        (False, "5 CFR 359 subpart D and subpart E", False),
     ],
 )
 def test_rem_4_removal_authority_matches_probation(
@@ -143,6 +147,7 @@ def test_rem_4_removal_authority_matches_probation(
         (True, "5 U.S.C. 3592(a)(1)", True),
         (False, "5 U.S.C. 3592(a)(1)", False),
         (True, "5 U.S.C. 3592(a)(1); 5 U.S.C. 3592(a)(2)", False),
+        (False, "5 U.S.C. 3592(a)(1); 5 U.S.C. 3592(a)(2)", False),
         # another part's section is not part 359's
         (False, "5 CFR 752.502", False),
     ],

@@ -286,6 +286,19 @@ def test_inclusion_outside_the_tree_fails(index: int, size: int) -> None:
         verify_inclusion(index, size, SOME_HASH, [], SOME_HASH)
 
 
+@pytest.mark.parametrize(("index", "size"), [(0, 1), (0, 2), (5, 8), (6, 7)])
+def test_inclusion_proof_longer_than_the_path_fails_as_too_long(index: int, size: int) -> None:
+    """RFC 9162 2.1.3.2: when sn reaches 0 with proof hashes left, verification stops and
+    fails (a proof one hash long for the tree of one leaf, a correct path with one more)."""
+    proof = MemoryNodeStore(LEAVES[:size]).inclusion_proof(index)
+    verify_inclusion(index, size, LEAVES[index], proof, ROOTS[size])
+    with pytest.raises(ProofError, match="too long"):
+        verify_inclusion(index, size, LEAVES[index], [*proof, SOME_HASH], ROOTS[size])
+    if proof:
+        with pytest.raises(ProofError, match="too short"):
+            verify_inclusion(index, size, LEAVES[index], proof[:-1], ROOTS[size])
+
+
 def test_hashes_of_the_wrong_length_fail() -> None:
     with pytest.raises(ProofError, match="bytes, not 32"):
         verify_inclusion(0, 1, b"", [], b"")

@@ -377,6 +377,10 @@ def _swap_streams(b: dict[str, Any]) -> None:
     e["stream_id"], e["stream_version"] = "A-2021-E1", 4
 
 
+def _repeat_position(b: dict[str, Any]) -> None:
+    b["entries"][2]["position"] = b["entries"][1]["position"]  # two entries, one position
+
+
 def _swap_positions(b: dict[str, Any]) -> None:
     e1, e2 = b["entries"][1], b["entries"][2]
     e1["position"], e2["position"] = e2["position"], e1["position"]
@@ -432,6 +436,7 @@ def _prev_hash(b: dict[str, Any]) -> None:
         (_drop_middle, r"stream A-2021-E1 jumps from version 1 to 3"),
         (_drop_first, r"stream E1 starts at version 2; earlier events missing"),
         (_reorder, r"entries are not in increasing position order"),
+        (_repeat_position, r"entries are not in increasing position order"),
         (_swap_streams, r"hash does not recompute"),
         (_swap_positions, r"inclusion proof does not verify"),
         (_wrong_proof, r"inclusion proof does not verify against the checkpoint"),
@@ -469,6 +474,20 @@ def test_prev_hash_that_skips_a_link_is_reported_even_if_rehashed(bundle: dict[s
         "prev_hash does not chain to the previous event of stream A-2021-E1" in p for p in problems
     )
     assert any("inclusion proof does not verify" in p for p in problems)  # and not in the log
+
+
+def test_a_first_version_with_a_prev_hash_is_reported_even_if_rehashed(
+    bundle: dict[str, Any],
+) -> None:
+    """Version 1 of a stream chains to nothing: an insider who re-signs E1's first event
+    with a prev_hash (another event's hash) is reported."""
+    e = bundle["entries"][0]
+    assert (e["stream_id"], e["stream_version"], e["prev_hash"]) == ("E1", 1, None)
+    e["prev_hash"] = bundle["entries"][1]["hash"]
+    e["hash"] = contract_hash(e)
+    e["signature"] = b64(KEY.sign(bytes.fromhex(e["hash"])))
+    problems = verify_bundle(bundle).problems
+    assert any("version 1 of stream E1 has a prev_hash" in p for p in problems), problems
 
 
 def _splice(b: dict[str, Any], stream: str) -> None:
@@ -698,6 +717,47 @@ def test_jcs_edge_cases_equal_rfc8785(value: Any) -> None:
 def test_jcs_rejects_what_it_cannot_encode(value: Any, message: str) -> None:
     with pytest.raises(JCSError, match=message):
         jcs(value)
+
+
+# --- the copy of the RFC 9162 proof checks ----------------------------------------------------
+# offline_verify.py carries its own verify_inclusion / verify_consistency (it imports nothing of
+# the ledger): the same probes ledger.merkle's tests make must fail here too.
+
+TREE = MemoryNodeStore([leaf_hash(bytes([i]) * 32) for i in range(8)])
+
+
+@pytest.mark.parametrize(("index", "size"), [(0, 1), (0, 2), (2, 3), (5, 8), (6, 7)])
+def test_rfc9162_inclusion_offline_fails_for_an_index_or_size_the_proof_is_not_for(
+    index: int, size: int
+) -> None:
+    leaf, root = TREE.leaf_hash(index), TREE.root(size)
+    proof = TREE.inclusion_proof(index, size)
+    assert offline_verify.verify_inclusion(index, size, leaf, proof, root)
+    assert not offline_verify.verify_inclusion(index, size + 1, leaf, proof, root)  # sn left
+    assert not offline_verify.verify_inclusion(size, size, leaf, proof, root)  # index == size
+    assert not offline_verify.verify_inclusion(index, size, leaf, [*proof, root], root)
+    if proof:
+        assert not offline_verify.verify_inclusion(index, size, leaf, proof[:-1], root)
+
+
+@pytest.mark.parametrize(("first", "second"), [(1, 2), (3, 7), (4, 8), (6, 8)])
+def test_rfc9162_consistency_offline_checks_both_roots_and_equal_sizes(
+    first: int, second: int
+) -> None:
+    r1, r2 = TREE.root(first), TREE.root(second)
+    proof = TREE.consistency_proof(first, second)
+    assert offline_verify.verify_consistency(first, second, proof, r1, r2)
+    assert not offline_verify.verify_consistency(first, second, proof, r2, r2)
+    assert not offline_verify.verify_consistency(first, second, proof, r1, r1)
+    assert not offline_verify.verify_consistency(first, second, proof[:-1], r1, r2)
+    assert not offline_verify.verify_consistency(first, second * 2, proof, r1, r2)
+    # equal sizes: an empty proof and the same root; two roots of one size are a fork
+    assert offline_verify.verify_consistency(second, second, [], r2, r2)
+    assert not offline_verify.verify_consistency(second, second, [], r1, r2)
+    assert not offline_verify.verify_consistency(second, second, proof, r2, r2)
+    # the empty tree is consistent with every tree, but its root is SHA-256 of nothing
+    assert offline_verify.verify_consistency(0, second, [], offline_verify.EMPTY_ROOT, r2)
+    assert not offline_verify.verify_consistency(0, second, [], r1, r2)
 
 
 # --- dates and removal history ----------------------------------------------------------------

@@ -56,6 +56,13 @@ def test_wt_1_weights_sum_to_100(weights: dict[str, int], accepted: bool) -> Non
         ),
         ([*elements(BASIC_WEIGHTS)[:4], {"code": "results_driven", "weight": 40.0}], "whole"),
         ([*elements(BASIC_WEIGHTS)[:4], {"code": "results_driven", "weight": "40"}], "whole"),
+        # WT-1 at its edge: a boolean or a negative weight is no whole-number weight, even
+        # when the weights sum to 100 (not WT-3, which would name the minimum instead)
+        (
+            elements(_weights(True, 15, 15, 29, 40)),
+            "leading_change weighs True; a weight is a whole",
+        ),
+        (elements(_weights(-5, 15, 15, 15, 60)), "leading_change weighs -5; a weight is a whole"),
     ],
 )
 def test_wt_1_exactly_the_policy_elements_with_integer_weights(
@@ -203,6 +210,9 @@ TIMELINE = "states no timeline"
         ("Reduce backlog 50% by 12/31", None),
         ("Reduce backlog 50% in CY2026", None),
         ("Reduce backlog 50% by 20260930", None),
+        # PLAN-2: a cadence is a timeline
+        ("Reduce backlog 50% each quarter", None),
+        ("Close 95% of cases quarterly", None),
         # and none of those dates is a target
         ("Improve morale by 30 September 2025", TARGET),
         ("Improve morale by 30-Sep-2025", TARGET),

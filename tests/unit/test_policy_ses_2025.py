@@ -98,6 +98,14 @@ def test_mon_1_partial_quarters_at_both_ends() -> None:
     ]
 
 
+def test_mon_1_a_period_ending_on_a_quarter_s_first_day_has_a_one_day_last_quarter() -> None:
+    """MON-1 (ses-2025): the period's last day opens a quarter, so it is a span of its own."""
+    assert SES_2025.review_windows(date(2025, 10, 1), date(2026, 1, 1)) == [
+        (date(2025, 10, 1), date(2025, 12, 31)),
+        (date(2026, 1, 1), date(2026, 1, 1)),
+    ]
+
+
 @pytest.mark.parametrize(
     ("requirements", "count"),
     [
