@@ -355,3 +355,74 @@ def test_every_argument_says_what_it_is() -> None:
         and not action.help
     ]
     assert bare == []
+
+
+def _range(field: Any) -> str | None:
+    """A setting's bounds (pydantic's `ge`, `gt`, `le`), in the words the table uses."""
+    import annotated_types
+
+    bounds: dict[str, float] = {}
+    for item in field.metadata:
+        if isinstance(item, annotated_types.Ge):
+            bounds["ge"] = float(item.ge)  # type: ignore[arg-type]
+        elif isinstance(item, annotated_types.Gt):
+            bounds["gt"] = float(item.gt)  # type: ignore[arg-type]
+        elif isinstance(item, annotated_types.Le):
+            bounds["le"] = float(item.le)  # type: ignore[arg-type]
+    assert not {type(i).__name__ for i in field.metadata} & {"Lt", "Interval"}, field
+    low = (
+        f"{bounds['ge']:g}"
+        if "ge" in bounds
+        else f"more than {bounds['gt']:g}"
+        if "gt" in bounds
+        else None
+    )
+    if low is None and "le" not in bounds:
+        return None
+    if "le" not in bounds:
+        return f"{low} or more" if "ge" in bounds else low
+    if "ge" in bounds:
+        return f"{low} to {bounds['le']:g}"
+    return f"{low}, at most {bounds['le']:g}"
+
+
+def test_documented_ranges_are_the_codes() -> None:
+    """docs/api.md's settings table gives each bounded setting's range as the code checks
+    it (`api.settings.ApiSettings`; `ledger.config.LedgerConfig.from_env` for the ones the
+    command line reads too). The table named two ranges only (`TOKEN_LEEWAY_SECONDS`,
+    `STORE_WAIT_SECONDS`): `SES_LEDGER_THREADS=100`, `SES_LEDGER_REPLAY_WAIT_SECONDS=120` or
+    `SES_LEDGER_RECORD_REPLAY_BUILDS=0` were refused at start-up by bounds no document gave."""
+    rows: dict[str, str] = {}
+    for names, cell in re.findall(r"^\| (`SES_LEDGER_[^|]+) \| [^|]+ \| ([^|]+) \|", API_MD, re.M):
+        variables = re.findall(r"`(SES_LEDGER_[A-Z_]+)`", names)
+        ranges = cell.strip().split(", ") if len(variables) > 1 else [cell.strip()]
+        rows |= dict(
+            zip(variables, ranges * len(variables) if len(ranges) == 1 else ranges, strict=True)
+        )
+    checked = 0
+    for name, field in ApiSettings.model_fields.items():
+        expected = _range(field)
+        if expected is None:
+            continue
+        variable = f"SES_LEDGER_{name.upper()}"
+        assert variable in rows, f"docs/api.md's settings table gives no range of {variable}"
+        assert rows[variable] == expected, (variable, rows[variable], expected)
+        checked += 1
+    assert checked >= 12
+    # The command line reads three of them itself: the same bounds.
+    for variable, outside, edge in (
+        ("SES_LEDGER_CHECKPOINT_EVERY", "0", "1"),
+        ("SES_LEDGER_AGGREGATE_CACHE_EVENTS", "-1", "0"),
+        ("SES_LEDGER_STORE_WAIT_SECONDS", "300.5", "300"),
+        ("SES_LEDGER_STORE_WAIT_SECONDS", "0", "0.001"),
+    ):
+        from ledger.errors import ConfigurationError
+
+        env = {"SES_LEDGER_HOME": str(ROOT / ".no-such-home")}
+        with pytest.raises(ConfigurationError):
+            LedgerConfig.from_env({**env, variable: outside})
+        LedgerConfig.from_env({**env, variable: edge})
+        setting = variable.removeprefix("SES_LEDGER_").lower()
+        with pytest.raises(ValueError):
+            ApiSettings(**{setting: outside})
+        ApiSettings(**{setting: edge})
