@@ -426,3 +426,39 @@ def test_documented_ranges_are_the_codes() -> None:
         with pytest.raises(ValueError):
             ApiSettings(**{setting: outside})
         ApiSettings(**{setting: edge})
+
+
+def _problem_classes(cls: type) -> Iterator[type]:
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _problem_classes(sub)
+
+
+def test_every_error_status_documented_is_the_one_sent() -> None:
+    """Each (status, slug) row of docs/api.md's error table is one the code answers with
+    (`api.errors`: its problem classes, the ledger errors' table and the HTTP errors';
+    `api.http_head.refusal` for the HTTP server's own), and every pair the API and ledger
+    errors map to is in the table: the slug alone was checked, so a row giving a slug
+    another status would have passed."""
+    import json
+
+    from api import errors, http_head
+
+    table = API_MD.split("\n## Errors", 1)[1].split("\n## ", 1)[0]
+    documented = {
+        (int(s), slug) for s, slug in re.findall(r"^\| (\d{3}) \| `([a-z-]+)` \|", table, re.M)
+    }
+    mapped = {
+        (cls.status, cls.slug) for cls in [errors.ApiProblem, *_problem_classes(errors.ApiProblem)]
+    }
+    mapped |= {(status, slug) for _cls, status, slug, _title in errors._LEDGER}
+    mapped |= {(500, "internal-error")}
+    sent = set(mapped) | {(status, slug) for status, (slug, _t) in errors._HTTP_SLUGS.items()}
+    for status in (400, 408, 414, 431, 501):
+        answer = http_head.refusal(status)
+        head, body = answer.split(b"\r\n\r\n", 1)
+        problem = json.loads(body)
+        assert head.split()[1] == str(status).encode(), head
+        sent.add((problem["status"], problem["type"].rsplit(":", 1)[1]))
+    assert documented - sent == set(), "documented, never sent so"
+    assert mapped - documented == set(), "sent, not documented"
