@@ -462,3 +462,27 @@ def test_every_error_status_documented_is_the_one_sent() -> None:
         sent.add((problem["status"], problem["type"].rsplit(":", 1)[1]))
     assert documented - sent == set(), "documented, never sent so"
     assert mapped - documented == set(), "sent, not documented"
+
+
+def test_every_command_s_help_says_what_it_does(capsys: pytest.CaptureFixture[str]) -> None:
+    """A sub-command's own `--help` says what it does, as the parent's list of commands
+    does: `keys rotate --help` (whose key-ring lock, exit 69 and close-time rules changed on
+    2026-12-01), `keys init`, `keys list`, `projections rebuild|status|digest` and
+    `checkpoint` printed a usage line and `-h` alone."""
+    missing = []
+    for path, _p in _commands(_parser()):
+        if not path:
+            continue
+        summary = next(
+            choice.help
+            for action in _resolve(list(path[:-1]))[1]._actions
+            if isinstance(action, argparse._SubParsersAction)
+            for choice in action._choices_actions
+            if choice.dest == path[-1]
+        )
+        with pytest.raises(SystemExit):
+            cli.main([*path, "--help"])
+        out = " ".join(capsys.readouterr().out.split()).lower()
+        if " ".join(str(summary).split()).lower() not in out:
+            missing.append(" ".join(path))
+    assert missing == []
