@@ -486,3 +486,22 @@ def test_every_command_s_help_says_what_it_does(capsys: pytest.CaptureFixture[st
         if " ".join(str(summary).split()).lower() not in out:
             missing.append(" ".join(path))
     assert missing == []
+
+
+def test_defaults_named_in_the_text_are_the_codes() -> None:
+    """A default the prose gives beside a variable (`SES_LEDGER_CHECKPOINT_EVERY`, default
+    1000; `SES_LEDGER_STORE_WAIT_SECONDS` (default 5)) is the code's, as the tables' are."""
+    code = {
+        f"SES_LEDGER_{name.upper()}": field.default
+        for name, field in ApiSettings.model_fields.items()
+    }
+    named = [
+        (document, variable, value)
+        for document, text in DOCUMENTS.items()
+        for variable, value in re.findall(
+            r"`(SES_LEDGER_[A-Z_]+)`,? \(?default (\d[\d,.]*\d|\d)", text.replace("\n", " ")
+        )
+    ]
+    assert len(named) >= 3, named
+    for document, variable, value in named:
+        assert _same(value, code[variable]), (document, variable, value, code[variable])
