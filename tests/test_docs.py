@@ -505,3 +505,18 @@ def test_defaults_named_in_the_text_are_the_codes() -> None:
     assert len(named) >= 3, named
     for document, variable, value in named:
         assert _same(value, code[variable]), (document, variable, value, code[variable])
+
+
+def test_the_date_and_cycle_ranges_stated_are_the_codes() -> None:
+    """docs/api.md's "dates are YYYY-MM-DD between 1900 and 2199, so a cycle is FY1900 to
+    FY2200" (the cycle range of 2026-12-01) is what the body and query types check."""
+    from api.schemas.writes import FIRST_CYCLE, LAST_CYCLE, MAX_DAY, MIN_DAY
+
+    text = " ".join(API_MD.split())
+    ((first_year, last_year),) = re.findall(
+        r"dates are `YYYY-MM-DD` between (\d{4}) and (\d{4})", text
+    )
+    ((first, last),) = re.findall(r"is `FY(\d{4})` to `FY(\d{4})`", text)
+    assert (int(first_year), int(last_year)) == (MIN_DAY.year, MAX_DAY.year)
+    assert (MIN_DAY.month, MIN_DAY.day, MAX_DAY.month, MAX_DAY.day) == (1, 1, 12, 31)
+    assert (int(first), int(last)) == (FIRST_CYCLE, LAST_CYCLE)
