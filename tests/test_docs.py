@@ -520,3 +520,23 @@ def test_the_date_and_cycle_ranges_stated_are_the_codes() -> None:
     assert (int(first_year), int(last_year)) == (MIN_DAY.year, MAX_DAY.year)
     assert (MIN_DAY.month, MIN_DAY.day, MAX_DAY.month, MAX_DAY.day) == (1, 1, 12, 31)
     assert (int(first), int(last)) == (FIRST_CYCLE, LAST_CYCLE)
+
+
+def test_defaults_the_help_names_are_the_parsers() -> None:
+    """An option's `--help` naming a default (`--port ... (default 8000`, `--workers ...
+    (default 1)`) names the one its parser holds."""
+    named = 0
+    for path, parser in _commands(_parser()):
+        for action in parser._actions:
+            found = re.search(r"\(default:? ([^;,)]*)", action.help or "")
+            if found is None or action.default is None:
+                continue
+            if isinstance(action.default, bool):
+                shown = "on" if action.default else "off"
+            elif isinstance(action.default, float):
+                shown = f"{action.default:g}"
+            else:
+                shown = str(action.default)
+            assert found.group(1) == shown, (path, action.option_strings, found.group(1), shown)
+            named += 1
+    assert named >= 10
