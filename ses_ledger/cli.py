@@ -270,6 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
         "rotate",
         help="start a new signing key; old public keys stay valid for old events (the current "
         "key is closed no earlier than the latest recorded_at it signed)",
+        description="Rotations take turns (a lock on keys/keyring.lock; so do backup and "
+        "restore). A store that cannot be used is reported (exit 69) before a key is written, "
+        "the ring untouched; one that fails once the new key is published leaves the old key "
+        "closed at the clock's time, says so, and exits 69: run `ses-ledger verify` then.",
     ).set_defaults(handler=cmd_keys_rotate)
     keys_sub.add_parser("list", help="list public keys and their validity").set_defaults(
         handler=cmd_keys_list
@@ -290,7 +294,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     for register in _EXTENSIONS:
         register(sub)
+    _describe(parser)
     return parser
+
+
+def _describe(parser: argparse.ArgumentParser) -> None:
+    """Each sub-command's own `--help` opens with what the list of commands says it does
+    (`keys rotate --help` printed a usage line alone), then its description, if any."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for choice in action._choices_actions:
+            child = action.choices[choice.dest]
+            summary = (choice.help or "").strip()
+            if summary:
+                summary = summary[0].upper() + summary[1:]
+                summary += "" if summary.endswith(".") else "."
+                child.description = " ".join(filter(None, (summary, child.description)))
+            _describe(child)
 
 
 #: Sub-command registrars added by other modules (demo, serve, projections, bundles).

@@ -752,7 +752,13 @@ def register(sub: Any) -> None:
             "registered then."
         ),
     )
-    audit.add_argument("--actor", type=_actor, metavar="ID", help="the acting official")
+    audit.add_argument(
+        "--actor",
+        type=_actor,
+        metavar="ID",
+        help="the acting official, matched exactly (one recorded with a trailing line feed by "
+        "a server before 2026-12-01 is given with it: --actor $'hr-1\\n')",
+    )
     audit.add_argument(
         "--executive", type=_ident, metavar="ID", help="their record and their appraisals"
     )

@@ -355,3 +355,188 @@ def test_every_argument_says_what_it_is() -> None:
         and not action.help
     ]
     assert bare == []
+
+
+def _range(field: Any) -> str | None:
+    """A setting's bounds (pydantic's `ge`, `gt`, `le`), in the words the table uses."""
+    import annotated_types
+
+    bounds: dict[str, float] = {}
+    for item in field.metadata:
+        if isinstance(item, annotated_types.Ge):
+            bounds["ge"] = float(item.ge)  # type: ignore[arg-type]
+        elif isinstance(item, annotated_types.Gt):
+            bounds["gt"] = float(item.gt)  # type: ignore[arg-type]
+        elif isinstance(item, annotated_types.Le):
+            bounds["le"] = float(item.le)  # type: ignore[arg-type]
+    assert not {type(i).__name__ for i in field.metadata} & {"Lt", "Interval"}, field
+    low = (
+        f"{bounds['ge']:g}"
+        if "ge" in bounds
+        else f"more than {bounds['gt']:g}"
+        if "gt" in bounds
+        else None
+    )
+    if low is None and "le" not in bounds:
+        return None
+    if "le" not in bounds:
+        return f"{low} or more" if "ge" in bounds else low
+    if "ge" in bounds:
+        return f"{low} to {bounds['le']:g}"
+    return f"{low}, at most {bounds['le']:g}"
+
+
+def test_documented_ranges_are_the_codes() -> None:
+    """docs/api.md's settings table gives each bounded setting's range as the code checks
+    it (`api.settings.ApiSettings`; `ledger.config.LedgerConfig.from_env` for the ones the
+    command line reads too). The table named two ranges only (`TOKEN_LEEWAY_SECONDS`,
+    `STORE_WAIT_SECONDS`): `SES_LEDGER_THREADS=100`, `SES_LEDGER_REPLAY_WAIT_SECONDS=120` or
+    `SES_LEDGER_RECORD_REPLAY_BUILDS=0` were refused at start-up by bounds no document gave."""
+    rows: dict[str, str] = {}
+    for names, cell in re.findall(r"^\| (`SES_LEDGER_[^|]+) \| [^|]+ \| ([^|]+) \|", API_MD, re.M):
+        variables = re.findall(r"`(SES_LEDGER_[A-Z_]+)`", names)
+        ranges = cell.strip().split(", ") if len(variables) > 1 else [cell.strip()]
+        rows |= dict(
+            zip(variables, ranges * len(variables) if len(ranges) == 1 else ranges, strict=True)
+        )
+    checked = 0
+    for name, field in ApiSettings.model_fields.items():
+        expected = _range(field)
+        if expected is None:
+            continue
+        variable = f"SES_LEDGER_{name.upper()}"
+        assert variable in rows, f"docs/api.md's settings table gives no range of {variable}"
+        assert rows[variable] == expected, (variable, rows[variable], expected)
+        checked += 1
+    assert checked >= 12
+    # The command line reads three of them itself: the same bounds.
+    for variable, outside, edge in (
+        ("SES_LEDGER_CHECKPOINT_EVERY", "0", "1"),
+        ("SES_LEDGER_AGGREGATE_CACHE_EVENTS", "-1", "0"),
+        ("SES_LEDGER_STORE_WAIT_SECONDS", "300.5", "300"),
+        ("SES_LEDGER_STORE_WAIT_SECONDS", "0", "0.001"),
+    ):
+        from ledger.errors import ConfigurationError
+
+        env = {"SES_LEDGER_HOME": str(ROOT / ".no-such-home")}
+        with pytest.raises(ConfigurationError):
+            LedgerConfig.from_env({**env, variable: outside})
+        LedgerConfig.from_env({**env, variable: edge})
+        setting = variable.removeprefix("SES_LEDGER_").lower()
+        with pytest.raises(ValueError):
+            ApiSettings(**{setting: outside})
+        ApiSettings(**{setting: edge})
+
+
+def _problem_classes(cls: type) -> Iterator[type]:
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _problem_classes(sub)
+
+
+def test_every_error_status_documented_is_the_one_sent() -> None:
+    """Each (status, slug) row of docs/api.md's error table is one the code answers with
+    (`api.errors`: its problem classes, the ledger errors' table and the HTTP errors';
+    `api.http_head.refusal` for the HTTP server's own), and every pair the API and ledger
+    errors map to is in the table: the slug alone was checked, so a row giving a slug
+    another status would have passed."""
+    import json
+
+    from api import errors, http_head
+
+    table = API_MD.split("\n## Errors", 1)[1].split("\n## ", 1)[0]
+    documented = {
+        (int(s), slug) for s, slug in re.findall(r"^\| (\d{3}) \| `([a-z-]+)` \|", table, re.M)
+    }
+    mapped = {
+        (cls.status, cls.slug) for cls in [errors.ApiProblem, *_problem_classes(errors.ApiProblem)]
+    }
+    mapped |= {(status, slug) for _cls, status, slug, _title in errors._LEDGER}
+    mapped |= {(500, "internal-error")}
+    sent = set(mapped) | {(status, slug) for status, (slug, _t) in errors._HTTP_SLUGS.items()}
+    for status in (400, 408, 414, 431, 501):
+        answer = http_head.refusal(status)
+        head, body = answer.split(b"\r\n\r\n", 1)
+        problem = json.loads(body)
+        assert head.split()[1] == str(status).encode(), head
+        sent.add((problem["status"], problem["type"].rsplit(":", 1)[1]))
+    assert documented - sent == set(), "documented, never sent so"
+    assert mapped - documented == set(), "sent, not documented"
+
+
+def test_every_command_s_help_says_what_it_does(capsys: pytest.CaptureFixture[str]) -> None:
+    """A sub-command's own `--help` says what it does, as the parent's list of commands
+    does: `keys rotate --help` (whose key-ring lock, exit 69 and close-time rules changed on
+    2026-12-01), `keys init`, `keys list`, `projections rebuild|status|digest` and
+    `checkpoint` printed a usage line and `-h` alone."""
+    missing = []
+    for path, _p in _commands(_parser()):
+        if not path:
+            continue
+        summary = next(
+            choice.help
+            for action in _resolve(list(path[:-1]))[1]._actions
+            if isinstance(action, argparse._SubParsersAction)
+            for choice in action._choices_actions
+            if choice.dest == path[-1]
+        )
+        with pytest.raises(SystemExit):
+            cli.main([*path, "--help"])
+        out = " ".join(capsys.readouterr().out.split()).lower()
+        if " ".join(str(summary).split()).lower() not in out:
+            missing.append(" ".join(path))
+    assert missing == []
+
+
+def test_defaults_named_in_the_text_are_the_codes() -> None:
+    """A default the prose gives beside a variable (`SES_LEDGER_CHECKPOINT_EVERY`, default
+    1000; `SES_LEDGER_STORE_WAIT_SECONDS` (default 5)) is the code's, as the tables' are."""
+    code = {
+        f"SES_LEDGER_{name.upper()}": field.default
+        for name, field in ApiSettings.model_fields.items()
+    }
+    named = [
+        (document, variable, value)
+        for document, text in DOCUMENTS.items()
+        for variable, value in re.findall(
+            r"`(SES_LEDGER_[A-Z_]+)`,? \(?default (\d[\d,.]*\d|\d)", text.replace("\n", " ")
+        )
+    ]
+    assert len(named) >= 3, named
+    for document, variable, value in named:
+        assert _same(value, code[variable]), (document, variable, value, code[variable])
+
+
+def test_the_date_and_cycle_ranges_stated_are_the_codes() -> None:
+    """docs/api.md's "dates are YYYY-MM-DD between 1900 and 2199, so a cycle is FY1900 to
+    FY2200" (the cycle range of 2026-12-01) is what the body and query types check."""
+    from api.schemas.writes import FIRST_CYCLE, LAST_CYCLE, MAX_DAY, MIN_DAY
+
+    text = " ".join(API_MD.split())
+    ((first_year, last_year),) = re.findall(
+        r"dates are `YYYY-MM-DD` between (\d{4}) and (\d{4})", text
+    )
+    ((first, last),) = re.findall(r"is `FY(\d{4})` to `FY(\d{4})`", text)
+    assert (int(first_year), int(last_year)) == (MIN_DAY.year, MAX_DAY.year)
+    assert (MIN_DAY.month, MIN_DAY.day, MAX_DAY.month, MAX_DAY.day) == (1, 1, 12, 31)
+    assert (int(first), int(last)) == (FIRST_CYCLE, LAST_CYCLE)
+
+
+def test_defaults_the_help_names_are_the_parsers() -> None:
+    """An option's `--help` naming a default (`--port ... (default 8000`, `--workers ...
+    (default 1)`) names the one its parser holds."""
+    named = 0
+    for path, parser in _commands(_parser()):
+        for action in parser._actions:
+            found = re.search(r"\(default:? ([^;,)]*)", action.help or "")
+            if found is None or action.default is None:
+                continue
+            if isinstance(action.default, bool):
+                shown = "on" if action.default else "off"
+            elif isinstance(action.default, float):
+                shown = f"{action.default:g}"
+            else:
+                shown = str(action.default)
+            assert found.group(1) == shown, (path, action.option_strings, found.group(1), shown)
+            named += 1
+    assert named >= 10
