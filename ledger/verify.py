@@ -244,11 +244,15 @@ class _Times:
             self.tolerated.append(position)
         elif finding == "outside":
             start, end = self.windows[key_id]
+            why = (
+                "a key signing entries dated before it was issued"
+                if start is not None and moment < start
+                else "a retired key signing entries dated after its retirement"
+            )
             report.fail(
                 position,
                 f"recorded at {text}, outside the validity of its signing key {key_id} "
-                f"({_shown(start)} .. {_shown(end)}, GET /v1/ledger/keys): a retired key "
-                "signing entries dated after its retirement",
+                f"({_shown(start)} .. {_shown(end)}, GET /v1/ledger/keys): {why}",
             )
 
     def warn(self, report: VerifyReport) -> None:

@@ -354,3 +354,18 @@ def test_a_store_failing_after_the_new_key_is_published_closes_the_old_key_and_s
     assert set(infos) == {old_key, LedgerApp(ledger_config).signer.key_id} and len(infos) == 2
     closed = infos[old_key].valid_until
     assert closed is not None and datetime.fromisoformat(closed) >= before
+
+
+def test_an_entry_recorded_before_its_keys_valid_from_is_said_to_be_so(
+    ledger_config: LedgerConfig,
+) -> None:
+    """verify explained an entry dated before its key was issued as "a retired key signing
+    entries dated after its retirement"; it says which side of the window it fell on."""
+    app = LedgerApp(ledger_config, clock=SteppingClock(datetime(2026, 12, 1, 0, 0, 1, tzinfo=UTC)))
+    register(app)
+    report = _verify(app)
+    assert not report.ok and report.first_bad_position == 1
+    assert report.problem is not None
+    assert report.problem.endswith("a key signing entries dated before it was issued"), (
+        report.problem
+    )
