@@ -67,7 +67,7 @@ class LedgerConfig:
         home = check_home(Path(env.get("SES_LEDGER_HOME") or DEFAULT_HOME))
         db_url = env.get("SES_LEDGER_DB") or f"sqlite:///{home / 'ledger.db'}"
         origin = env.get("SES_LEDGER_ORIGIN") or DEFAULT_ORIGIN  # checked in __post_init__
-        every = _positive_int(env, "SES_LEDGER_CHECKPOINT_EVERY", 1000)
+        every = _whole_number(env, "SES_LEDGER_CHECKPOINT_EVERY", 1000, minimum=1)
         wait = _store_wait(env)
         cached = _whole_number(
             env, "SES_LEDGER_AGGREGATE_CACHE_EVENTS", DEFAULT_AGGREGATE_CACHE_EVENTS
@@ -390,29 +390,18 @@ def origin_problem(origin: str) -> str | None:
     return None
 
 
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+def _whole_number(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
     text = env.get(name)
     if not text:
         return default
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigurationError(f"{name} must be a whole number of 1 or more, got {text!r}")
-    return value
-
-
-def _whole_number(env: Mapping[str, str], name: str, default: int) -> int:
-    text = env.get(name)
-    if not text:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise ConfigurationError(f"{name} must be a whole number of 0 or more, got {text!r}")
+        value = minimum - 1
+    if value < minimum:
+        raise ConfigurationError(
+            f"{name} must be a whole number of {minimum} or more, got {text!r}"
+        )
     return value
 
 

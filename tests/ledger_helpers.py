@@ -41,6 +41,8 @@ def register(
     executive_id: str = "E1",
     agency: str = "DOE",
     idempotency: tuple[str, str, str] | None = None,
+    actor: str = "hr-1",
+    submitted_by: str = "hr-app-1",
 ) -> CommandResult:
     return app.register_executive(
         executive_id,
@@ -52,8 +54,8 @@ def register(
         appointment_type="career",
         probationary=False,
         appointed_on=date(2019, 5, 1),
-        actor="hr-1",
-        submitted_by="hr-app-1",
+        actor=actor,
+        submitted_by=submitted_by,
         idempotency=idempotency,
     )
 

@@ -3,13 +3,14 @@ issue #4, the audit projection), for oversight staff."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from ledger.application import LedgerApp
 from ledger.config import LedgerConfig
 from tests.api.conftest import make_api
 from tests.api.story import Api
+from tests.ledger_helpers import register
 
 TRAIL = "/v1/reports/audit-trail"
 
@@ -187,19 +188,7 @@ def test_an_actor_recorded_with_a_trailing_newline_can_be_asked_for(
     at all; it is taken now, as exactly that actor, and `actor=hr-1` stays another one."""
     old = LedgerApp(sqlite_config)
     for executive_id, actor in (("E1", "hr-1\n"), ("E2", "hr-1")):
-        old.register_executive(
-            executive_id,
-            name="Pat Example",
-            title="Deputy Assistant Secretary",
-            pay_plan="ES",
-            agency="DOE",
-            duty_station="Washington, DC",
-            appointment_type="career",
-            probationary=False,
-            appointed_on=date(2019, 5, 1),
-            actor=actor,
-            submitted_by=actor,
-        )
+        register(old, executive_id, actor=actor, submitted_by=actor)
     old.close()
     for api in make_api(sqlite_config):
         r = api.client.get(f"{TRAIL}?actor=hr-1%0A", headers=api.auditor)

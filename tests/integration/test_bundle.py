@@ -884,19 +884,7 @@ def test_audit_lists_an_actor_recorded_with_a_trailing_newline(
     entries could not be listed by actor. One trailing line feed is taken now, as that actor."""
     app = LedgerApp(env)
     for executive_id, actor in (("E1", "hr-1\n"), ("E2", "hr-1")):
-        app.register_executive(
-            executive_id,
-            name="Pat Example",
-            title="Deputy Assistant Secretary",
-            pay_plan="ES",
-            agency="DOE",
-            duty_station="Washington, DC",
-            appointment_type="career",
-            probationary=False,
-            appointed_on=date(2019, 5, 1),
-            actor=actor,
-            submitted_by=actor,
-        )
+        register(app, executive_id, actor=actor, submitted_by=actor)
     app.close()
     assert ses(["audit", "--actor", "hr-1\n", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)["events"]
