@@ -540,3 +540,16 @@ def test_defaults_the_help_names_are_the_parsers() -> None:
             assert found.group(1) == shown, (path, action.option_strings, found.group(1), shown)
             named += 1
     assert named >= 10
+
+
+def test_the_cycle_range_is_in_the_openapi_schema(openapi: dict[str, Any]) -> None:
+    """The cycle's range (FY1900-FY2200) was stated only in docs/api.md: a client generated
+    from the OpenAPI document saw only the pattern FY[0-9]{4}."""
+    waiver = openapi["components"]["schemas"]["RatingCapWaiverIn"]["properties"]["cycle"]
+    assert "FY1900 to FY2200" in waiver.get("description", ""), waiver
+    query = [
+        p
+        for p in openapi["paths"]["/v1/reports/rating-distribution"]["get"]["parameters"]
+        if p["name"] == "cycle"
+    ]
+    assert query and "FY1900 to FY2200" in str(query[0]), query

@@ -19,7 +19,7 @@ from api.responses import Json, documented
 from api.routes.ledger import MAX_SCAN
 from api.schemas import reads as r
 from api.schemas.common import MAX_ID_LENGTH, Agency, Day, Digits, Id, Position
-from api.schemas.writes import Cycle
+from api.schemas.writes import FIRST_CYCLE, LAST_CYCLE, Cycle
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
@@ -66,7 +66,10 @@ def below_fully_successful(
 def rating_distribution(
     principal: PrincipalDep,
     reader: ReaderDep,
-    cycle: Annotated[Cycle, Query(description="The fiscal year, e.g. FY2026.")],
+    cycle: Annotated[
+        Cycle,
+        Query(description=f"The fiscal year, FY{FIRST_CYCLE} to FY{LAST_CYCLE}, e.g. FY2026."),
+    ],
     agency: AgencyQuery = None,
 ) -> Json:
     scope = access.report_agency(principal, agency)

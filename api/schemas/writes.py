@@ -47,7 +47,11 @@ def _cycle_in_range(value: str) -> str:
 
 Cycle = Annotated[
     str,
-    Field(pattern=r"^FY[0-9]{4}$", examples=["FY2026"]),
+    Field(
+        pattern=r"^FY[0-9]{4}$",
+        examples=["FY2026"],
+        description=f"A fiscal year, FY{FIRST_CYCLE} to FY{LAST_CYCLE} (Oct 1 - Sep 30).",
+    ),
     AfterValidator(_cycle_in_range),
 ]
 PayPlan = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 \-]{0,15}$")]
