@@ -314,7 +314,7 @@ def test_a_store_that_fails_is_read_once_per_command(
         reads[0] += 1
         raise StoreUnreachable("the ledger's database cannot be reached")
 
-    monkeypatch.setattr(app.events, "get", unreachable)
+    monkeypatch.setattr(app.recorder, "select_events", unreachable)
     with pytest.raises(StoreUnreachable):
         complain(app)
     assert reads[0] == 1
@@ -322,4 +322,25 @@ def test_a_store_that_fails_is_read_once_per_command(
     complain(app)  # the kept copy was dropped: replayed, and chained on
     assert app.executive("E1").version == 3
     assert_chained(app, "E1")
+    app.close()
+
+
+def test_long_entries_count_by_their_size(sqlite_config: LedgerConfig) -> None:
+    """The bound is memory: a complaint's summary may be 20,000 characters (api.schemas), a
+    plan's elements up to the 1 MB body, and a kept record holds them decoded. Counted one
+    event each, the default 100,000 events kept ~2 GB of such complaints in every worker;
+    an entry counts as one event per KB stored (`EVENT_BYTES`)."""
+    app = LedgerApp(replace(sqlite_config, aggregate_cache_events=100))
+    for name in ("E1", "E2", "E3"):
+        register(app, name)
+        for _ in range(2):
+            complain(app, name, summary="x" * 20_000)
+        app.executive(name)
+    # 3 events but ~41 KB stored each: 41 of the 100 events' room, so two fit, not three
+    assert len(app.aggregates) == 2
+    for _ in range(3):
+        complain(app, "E3", summary="x" * 20_000)
+    assert app.executive("E3").version == 6
+    assert "E3" not in app.aggregates._kept  # ~102 KB: more than the whole room
+    assert len(app.executive("E1").complaints) == 2
     app.close()
