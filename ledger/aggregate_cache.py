@@ -33,8 +33,12 @@ Why keeping them is sound (why this is not the snapshot the ledger refuses to tr
   which the next event chains to whatever key signs it.
 
 Bounded by the number of events its aggregates hold together (`max_events`, the setting
-`SES_LEDGER_AGGREGATE_CACHE_EVENTS`; 0 turns it off): the least recently loaded go first,
-and an aggregate of more events than that is never kept.
+`SES_LEDGER_AGGREGATE_CACHE_EVENTS`; 0 turns it off), an aggregate whose stored entries
+take more than `EVENT_BYTES` an event on average counting as one event per `EVENT_BYTES` of
+them: the least recently loaded go first, and an aggregate of more than that is never kept.
+(A kept aggregate holds its entries' text decoded, about as many bytes as they take stored:
+a complaint's summary may be 20,000 characters, and counted one event each, 100,000 such
+complaints were 2 GB kept in every process; now at most about 100 MB of stored entries.)
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from __future__ import annotations
 import copy
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -50,11 +54,16 @@ if TYPE_CHECKING:
 
 #: Locks streams are spread over (two streams may share one: they then load in turn).
 STRIPES = 64
+#: Stored bytes an aggregate's entries may take on average before it counts as more events
+#: than it has (a ledger entry takes 0.5-1 KB as stored: one event each).
+EVENT_BYTES = 1024
 
-Replay = Callable[[], "LedgerAggregate"]
-#: The stream's events after a version (the library's `EventStore.get(gt=...)`: it reads
-#: them at once, and decodes each as it is iterated).
-EventsAfter = Callable[[int], Iterable[Any]]
+#: The stream's aggregate replayed whole, and the bytes its stored entries take.
+Replay = Callable[[], "tuple[LedgerAggregate, int]"]
+#: The stream's stored entries after a version, oldest first (`select_events(gt=...)`).
+EventsAfter = Callable[[int], Sequence[Any]]
+#: A stored entry as a domain event (the mapper's `to_domain_event`).
+Decode = Callable[[Any], Any]
 Project = Callable[[Any, Iterable[Any]], Any]
 
 
@@ -63,7 +72,9 @@ class AggregateCache:
 
     def __init__(self, max_events: int) -> None:
         self.max_events = max_events
-        self._kept: OrderedDict[str, LedgerAggregate] = OrderedDict()
+        #: Each stream's aggregate and the bytes its stored entries take.
+        self._kept: OrderedDict[str, tuple[LedgerAggregate, int]] = OrderedDict()
+        #: The kept aggregates' sizes together (`_size`).
         self._events = 0
         self._lock = threading.Lock()
         self._stripes = [threading.Lock() for _ in range(STRIPES)]
@@ -72,32 +83,37 @@ class AggregateCache:
         self.replays = 0
 
     def load(
-        self, stream_id: str, replay: Replay, events_after: EventsAfter, project: Project
+        self,
+        stream_id: str,
+        replay: Replay,
+        events_after: EventsAfter,
+        decode: Decode,
+        project: Project,
     ) -> LedgerAggregate:
         """A copy of the stream's aggregate as the store holds it now: the kept one brought
         up to date, else `replay()` (whose errors, such as not found, pass through)."""
         if self.max_events <= 0:
-            return replay()
+            return replay()[0]
         with self._stripes[hash(stream_id) % STRIPES]:
             kept = self._take(stream_id)
-            aggregate = None
+            found = None
             if kept is not None:
                 # The read runs here, outside the `try`: a store that cannot be reached
                 # answers now, not after a second wait for the replay's read.
-                newer = events_after(kept.version - 1)
+                newer = events_after(kept[0].version - 1)
                 try:
-                    aggregate = _brought_up_to_date(kept, newer, project)
+                    found = _brought_up_to_date(kept, newer, decode, project)
                 except Exception:
-                    aggregate = None  # replayed below: its error, if any, is the answer
-            if aggregate is None:
-                aggregate = replay()
+                    found = None  # replayed below: its error, if any, is the answer
+            if found is None:
+                found = replay()
                 with self._lock:
                     self.replays += 1
             else:
                 with self._lock:
                     self.hits += 1
-            self._keep(stream_id, aggregate)
-            return copy.deepcopy(aggregate)
+            self._keep(stream_id, found)
+            return copy.deepcopy(found[0])
 
     def clear(self) -> None:
         with self._lock:
@@ -108,37 +124,49 @@ class AggregateCache:
         with self._lock:
             return len(self._kept)
 
-    def _take(self, stream_id: str) -> LedgerAggregate | None:
+    def _take(self, stream_id: str) -> tuple[LedgerAggregate, int] | None:
         with self._lock:
             kept = self._kept.pop(stream_id, None)
             if kept is not None:
-                self._events -= kept.version
+                self._events -= _size(kept)
             return kept
 
-    def _keep(self, stream_id: str, aggregate: LedgerAggregate) -> None:
-        size = aggregate.version
+    def _keep(self, stream_id: str, kept: tuple[LedgerAggregate, int]) -> None:
+        size = _size(kept)
         if size > self.max_events:
             return
         with self._lock:
-            self._kept[stream_id] = aggregate
+            self._kept[stream_id] = kept
             self._events += size
             while self._events > self.max_events:
                 _, dropped = self._kept.popitem(last=False)
-                self._events -= dropped.version
+                self._events -= _size(dropped)
+
+
+def _size(kept: tuple[LedgerAggregate, int]) -> int:
+    """The events an aggregate counts as: its own, or one per `EVENT_BYTES` its stored
+    entries take, if more."""
+    aggregate, stored_bytes = kept
+    return max(aggregate.version, stored_bytes // EVENT_BYTES)
 
 
 def _brought_up_to_date(
-    kept: LedgerAggregate, newer: Iterable[Any], project: Project
-) -> LedgerAggregate | None:
+    kept: tuple[LedgerAggregate, int],
+    newer: Sequence[Any],
+    decode: Decode,
+    project: Project,
+) -> tuple[LedgerAggregate, int] | None:
     """`kept` with the store's `newer` entries (from its version on) applied, or None when
     the store no longer holds its last entry as it was (version and hash)."""
-    events: Iterator[Any] = iter(newer)
-    last = next(events, None)
+    aggregate, stored_bytes = kept
+    if not newer:
+        return None
+    last = decode(newer[0])
     if (
-        last is None
-        or last.originator_version != kept.version
-        or last.__dict__.get("entry_hash") != kept.head_hash
+        last.originator_version != aggregate.version
+        or last.__dict__.get("entry_hash") != aggregate.head_hash
     ):
         return None
-    aggregate: LedgerAggregate = project(kept, events)
-    return aggregate
+    rest = newer[1:]
+    applied: LedgerAggregate = project(aggregate, map(decode, rest))
+    return applied, stored_bytes + sum(len(stored.state) for stored in rest)

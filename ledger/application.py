@@ -361,8 +361,9 @@ class LedgerApp(Application[str]):
         try:
             aggregate: LedgerAggregate = self.aggregates.load(
                 stream_id,
-                lambda: self.repository.get(stream_id, projector_func=_replay),
-                lambda after: self.events.get(stream_id, gt=after),
+                lambda: self._replayed(stream_id),
+                lambda after: self.recorder.select_events(stream_id, gt=after),
+                self.mapper.to_domain_event,
                 _replay,
             )
         except AggregateNotFoundError:
@@ -374,6 +375,15 @@ class LedgerApp(Application[str]):
                 raise UnknownReference(reference, stream_id)
             raise NotFound(cls.kind, stream_id)
         return aggregate
+
+    def _replayed(self, stream_id: str) -> tuple[LedgerAggregate, int]:
+        """The stream's aggregate replayed whole (as `repository.get` would), and the bytes
+        its stored entries take (what `ledger.aggregate_cache` weighs it by)."""
+        stored = self.recorder.select_events(stream_id)
+        aggregate = _replay(None, map(self.mapper.to_domain_event, stored))
+        if aggregate is None:
+            raise AggregateNotFoundError(stream_id)
+        return aggregate, sum(len(s.state) for s in stored)
 
     def _absent(self, cls: type[LedgerAggregate], stream_id: str, note: str = "") -> None:
         if stream_id in self.repository:

@@ -26,7 +26,8 @@ TOKEN_KEY_FILE = "token.key"
 #: gives up (`ledger.errors.StoreUnreachable`; the API's 503): SES_LEDGER_STORE_WAIT_SECONDS.
 DEFAULT_STORE_WAIT_SECONDS = 5.0
 MAX_STORE_WAIT_SECONDS = 300.0
-#: SES_LEDGER_AGGREGATE_CACHE_EVENTS (`ledger.aggregate_cache`): a few tens of MB at most.
+#: SES_LEDGER_AGGREGATE_CACHE_EVENTS (`ledger.aggregate_cache`): entries of ~1 KB stored or
+#: less count one event each, longer ones one per KB: about 100 MB at most.
 DEFAULT_AGGREGATE_CACHE_EVENTS = 100_000
 #: The wait, as `ledger.recorders_postgres.LedgerPostgresFactory` reads it from the
 #: eventsourcing settings (`LedgerConfig.eventsourcing_env`).

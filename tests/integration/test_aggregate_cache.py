@@ -23,7 +23,7 @@ from ledger.config import LedgerConfig
 from ledger.domain.base import Submission
 from ledger.domain.executive import Executive
 from ledger.entry import entry_from_state
-from ledger.errors import ConcurrencyConflict, RuleViolation, StoreUnreachable
+from ledger.errors import ConcurrencyConflict, NotFound, RuleViolation, StoreUnreachable
 from ledger.keys import KeyRing
 from ledger.verify import verify_ledger
 from tests.ledger_helpers import events_table, raw, register
@@ -314,7 +314,7 @@ def test_a_store_that_fails_is_read_once_per_command(
         reads[0] += 1
         raise StoreUnreachable("the ledger's database cannot be reached")
 
-    monkeypatch.setattr(app.events, "get", unreachable)
+    monkeypatch.setattr(app.recorder, "select_events", unreachable)
     with pytest.raises(StoreUnreachable):
         complain(app)
     assert reads[0] == 1
@@ -323,3 +323,58 @@ def test_a_store_that_fails_is_read_once_per_command(
     assert app.executive("E1").version == 3
     assert_chained(app, "E1")
     app.close()
+
+
+def test_long_entries_count_by_their_size(sqlite_config: LedgerConfig) -> None:
+    """The bound is memory: a complaint's summary may be 20,000 characters (api.schemas), a
+    plan's elements up to the 1 MB body, and a kept record holds them decoded. Counted one
+    event each, the default 100,000 events kept ~2 GB of such complaints in every worker;
+    an entry counts as one event per KB stored (`EVENT_BYTES`)."""
+    app = LedgerApp(replace(sqlite_config, aggregate_cache_events=100))
+    for name in ("E1", "E2", "E3"):
+        register(app, name)
+        for _ in range(2):
+            complain(app, name, summary="x" * 20_000)
+        app.executive(name)
+    # 3 events but ~41 KB stored each: 41 of the 100 events' room, so two fit, not three
+    assert len(app.aggregates) == 2
+    for _ in range(3):
+        complain(app, "E3", summary="x" * 20_000)
+    assert app.executive("E3").version == 6
+    assert "E3" not in app.aggregates._kept  # ~102 KB: more than the whole room
+    assert len(app.executive("E1").complaints) == 2
+    app.close()
+
+
+def test_a_store_made_again_with_the_id_taken_by_another_kind(ledger_config: LedgerConfig) -> None:
+    """The store is emptied under a running application (a PostgreSQL schema dropped and
+    made again; a SQLite ledger's events deleted), then the kept executive's id is taken by
+    a review board, at the same version: the kept executive is neither loaded nor written
+    to (only the hash of the entry at the kept version tells them apart)."""
+    app = LedgerApp(ledger_config)
+    register(app)
+    assert app.executive("E1").version == 1  # kept at version 1, as the board will be
+    assert len(app.aggregates) == 1
+    if ledger_config.is_postgres:
+        schema = ledger_config.db_url.split("schema=")[1]
+        raw(ledger_config, f'DROP SCHEMA "{schema}" CASCADE')
+        raw(ledger_config, f'CREATE SCHEMA "{schema}"')
+    else:
+        raw(ledger_config, f"DELETE FROM {events_table(ledger_config)}")
+    other = LedgerApp(replace(ledger_config, aggregate_cache_events=0))
+    other.register_review_board(
+        "E1",
+        agency="DOE",
+        federal_register_published_on=date(2015, 1, 2),
+        members=[{"member_id": f"M{i}", "name": f"Member {i}", "career": True} for i in (1, 2, 3)],
+        actor="admin-1",
+        submitted_by="hr-app-1",
+    )
+    with pytest.raises(NotFound):
+        app.executive("E1")
+    with pytest.raises(NotFound):
+        complain(app)
+    assert app.review_board("E1").agency == "DOE"
+    assert [e["type"] for e in stream_chain(app, "E1")] == ["ReviewBoardRegistered"]
+    app.close()
+    other.close()
