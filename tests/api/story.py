@@ -9,6 +9,8 @@ response window before the PRB (RAT-7) and the final rating after it (RAT-8).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -324,3 +326,21 @@ class Api:
         with services.write_gate:
             size: int = services.merkle.integrate()
         return size
+
+
+@contextmanager
+def record_slots_taken(api: Api) -> Iterator[None]:
+    """Every slot for historical reads of a record and evidence bundles taken, as by builds
+    in progress elsewhere (`projections.replays.Replays.record_build`), with a short wait:
+    such a request is answered 503 inside the block; the slots are given back after it."""
+    replays = api.client.app.state.services.read_models.replays  # type: ignore[attr-defined]
+    replays.wait_seconds = 0.05
+    taken = 0
+    while replays._record_slots.acquire(blocking=False):
+        taken += 1
+    assert taken == 2  # SES_LEDGER_RECORD_REPLAY_BUILDS' default
+    try:
+        yield
+    finally:
+        for _ in range(taken):
+            replays._record_slots.release()

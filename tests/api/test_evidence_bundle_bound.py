@@ -22,7 +22,7 @@ import pytest
 
 import ledger.bundle as bundle_module
 from ses_ledger import cli
-from tests.api.story import Api, complaint
+from tests.api.story import Api, complaint, record_slots_taken
 
 
 def _bundle_path(executive_id: str) -> str:
@@ -46,13 +46,7 @@ def test_bundles_beyond_the_limit_are_503_with_retry_after(any_api: Api, tmp_pat
     api = any_api
     executive_id = _record(api)
     assert api.get(_bundle_path(executive_id)).status_code == 200
-    replays = api.client.app.state.services.read_models.replays  # type: ignore[attr-defined]
-    replays.wait_seconds = 0.05
-    taken = 0
-    while replays._record_slots.acquire(blocking=False):  # bundles being built elsewhere
-        taken += 1
-    assert taken == 2  # SES_LEDGER_RECORD_REPLAY_BUILDS' default
-    try:
+    with record_slots_taken(api):  # bundles being built elsewhere
         busy = api.get(_bundle_path(executive_id))
         assert busy.status_code == 503, busy.text[:300]
         assert busy.headers["Retry-After"] == "1"
@@ -61,9 +55,6 @@ def test_bundles_beyond_the_limit_are_503_with_retry_after(any_api: Api, tmp_pat
         assert "evidence bundles" in busy.json()["detail"]
         # other reads of the record are still served
         assert api.get(f"/v1/executives/{executive_id}").status_code == 200
-    finally:
-        for _ in range(taken):
-            replays._record_slots.release()
     served = api.get(_bundle_path(executive_id))
     assert served.status_code == 200
     _verifies_offline(served.json(), tmp_path)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from projections import audit
-from tests.api.story import Api, complaint
+from tests.api.story import Api, complaint, record_slots_taken
 
 
 def _record(api: Api) -> tuple[str, str, int]:
@@ -45,13 +45,7 @@ def test_record_replays_beyond_the_limit_are_503_with_retry_after(any_api: Api) 
     reads = _historical_reads(executive_id, appraisal_id, head)
     for path, params in reads:
         assert api.get(path, **params).status_code == 200, path
-    replays = api.client.app.state.services.read_models.replays  # type: ignore[attr-defined]
-    replays.wait_seconds = 0.05
-    taken = 0
-    while replays._record_slots.acquire(blocking=False):  # builds in progress elsewhere
-        taken += 1
-    assert taken == 2  # SES_LEDGER_RECORD_REPLAY_BUILDS' default
-    try:
+    with record_slots_taken(api):  # builds in progress elsewhere
         for path, params in reads:
             busy = api.get(path, **params)
             assert busy.status_code == 503, (path, busy.text)
@@ -64,9 +58,6 @@ def test_record_replays_beyond_the_limit_are_503_with_retry_after(any_api: Api) 
         assert api.get("/v1/reports/audit-trail", executive_id=executive_id).status_code == 200
         report = api.get("/v1/reports/compliance", as_of_position=head - 1)
         assert report.status_code == 200
-    finally:
-        for _ in range(taken):
-            replays._record_slots.release()
     for path, params in reads:
         assert api.get(path, **params).status_code == 200, path
 
