@@ -476,18 +476,18 @@ def verify_with_ring(
     """`verify_ledger` with the ring's public keys and their validity windows: what
     `ses-ledger verify`, `GET /v1/ledger/verify` and `restore` check, alike (restore once
     checked without the windows, and put back a backup `verify` failed)."""
-    keys, windows = _ring_keys(ring)
+    keys, windows = ring_keys(ring)
     return verify_ledger(
         recorder,
         keys,
         origin,
         progress=progress,
         windows=windows,
-        refresh=lambda: _ring_keys(ring),
+        refresh=lambda: ring_keys(ring),
     )
 
 
-def _ring_keys(ring: KeyRing) -> tuple[dict[str, Ed25519PublicKey], Windows]:
+def ring_keys(ring: KeyRing) -> tuple[dict[str, Ed25519PublicKey], Windows]:
     """The ring's public keys and their windows, from one read of the key list."""
     listed = ring.public_keys()
     keys = {k.key_id: k.public_key for k in listed}

@@ -21,7 +21,7 @@ from ledger.config import available_cpus
 from ledger.entry import format_timestamp, parse_timestamp
 from ledger.errors import LedgerError
 from ledger.policies.removal import RATING_DATE
-from ledger.verify import Windows, key_windows
+from ledger.verify import Windows, ring_keys
 from ledger.write_gate import write_gate
 from projections import audit, compliance, parallel, removal_history, reports
 from projections.audit import Audit
@@ -177,25 +177,28 @@ class ReadModels:
         bound = self._narrowed(position, known_at)
         if executive_id is None and self.replays is not None and projections != ():
             return self._kept_replay(bound, projections)
-        source: EventSource
-        if executive_id is not None:
-            self.catch_up()  # the live models, before a slot is held: it may wait for writes
-        with self._record_build() if executive_id is not None else nullcontext():
-            if executive_id is not None:
-                streams = audit.executive_streams(self.store, executive_id)
-                source = ListSource(bound.filter(self.log.by_streams(streams)))
-            else:
-                source = LogSource(self.app.recorder, bound)
-            copy = ReadModels(
-                self.app,
-                store=MemoryStore(),
-                source=source,
-                bound=bound,
-                window_measure=self.window_measure,
-                projections=projections,
-            )
-            if copy.projections:
-                copy.runner.catch_up(batch_size=10000)
+        if executive_id is None:
+            return self._built(LogSource(self.app.recorder, bound), bound, projections)
+        self.catch_up()  # the live models, before a slot is held: it may wait for writes
+        with self._record_build():
+            streams = audit.executive_streams(self.store, executive_id)
+            source = ListSource(bound.filter(self.log.by_streams(streams)))
+            return self._built(source, bound, projections)
+
+    def _built(
+        self, source: EventSource, bound: Bound, projections: Sequence[str] | None
+    ) -> ReadModels:
+        """Read models of `source`'s events, built into a throw-away in-memory copy."""
+        copy = ReadModels(
+            self.app,
+            store=MemoryStore(),
+            source=source,
+            bound=bound,
+            window_measure=self.window_measure,
+            projections=projections,
+        )
+        if copy.projections:
+            copy.runner.catch_up(batch_size=10000)
         return copy
 
     def _record_build(self) -> AbstractContextManager[None]:
@@ -438,13 +441,14 @@ class ReadModels:
         historical reads of a record (`Replays.record_build`)."""
         bound = self._narrowed(position, known_at)
         historical = position is not None or known_at is not None
+        verifiers, windows = self.key_list()
         with self._record_build() if historical else nullcontext():
             return audit.trail_page(
                 self.store,
                 self.log,
-                self.verifiers(),
+                verifiers,
                 bound,
-                self.key_windows(),
+                windows,
                 executive_id=executive_id,
                 appraisal_id=appraisal_id,
                 actor=actor,
@@ -454,20 +458,15 @@ class ReadModels:
                 max_scan=max_scan,
             )
 
-    def verifiers(self) -> Any:
-        """The key ring's public keys, read per trail (rotations show at once); None when
-        there is no readable key ring (signatures are then reported as not checked)."""
+    def key_list(self) -> tuple[Any, Windows | None]:
+        """The key ring's public keys and their validity windows, from one read of the list
+        per trail (rotations show at once, and a rotation between two reads cannot pair
+        keys with another list's windows); (None, None) when there is no readable key ring
+        (signatures are then reported as not checked)."""
         try:
-            return self.app.keyring.verifiers()
+            return ring_keys(self.app.keyring)
         except LedgerError:
-            return None
-
-    def key_windows(self) -> Windows | None:
-        """The key ring's validity windows, read per trail like `verifiers` (None: none)."""
-        try:
-            return key_windows(self.app.keyring.validity())
-        except LedgerError:
-            return None
+            return None, None
 
     def projection_names(self) -> Sequence[str]:
         return PROJECTION_NAMES

@@ -92,19 +92,14 @@ def _whole_stream_page(
         events = events[:limit]
         next_after = events[-1].position
     earlier = audit._predecessors(log, events, fetched)
-    items = audit.verify_events(events, read_models.verifiers(), earlier, read_models.key_windows())
+    verifiers, windows = read_models.key_list()
+    items = audit.verify_events(events, verifiers, earlier, windows)
     return items, next_after
 
 
 def _page(read_models: ReadModels, bound: Bound, **query: Any) -> Any:
-    return audit.trail_page(
-        read_models.store,
-        read_models.log,
-        read_models.verifiers(),
-        bound,
-        read_models.key_windows(),
-        **query,
-    )
+    verifiers, windows = read_models.key_list()
+    return audit.trail_page(read_models.store, read_models.log, verifiers, bound, windows, **query)
 
 
 def _same(read_models: ReadModels, bound: Bound, **query: Any) -> Any:
