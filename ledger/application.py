@@ -109,9 +109,6 @@ class LedgerApp(Application[str]):
         #: A signer given here is kept; one read from the key ring follows its rotations.
         self._signer_given = signer is not None
         self._signer_stamp: tuple[int, int, int] | None = None
-        #: Whether commands may have been stamped: a key taken up from then on is noted with
-        #: the moment (`Signer.taken_up_at`), as after a rotation.
-        self._stamping = False
         #: Whether the key in use was loaded for a seal (not only read when the ledger was
         #: opened): the first use loads it again, and fails as ever if it cannot be loaded.
         self._signer_loaded = False
@@ -142,7 +139,6 @@ class LedgerApp(Application[str]):
                 stamp = self.keyring.stamp()
                 self._signer = self.keyring.signer()
                 self._signer_stamp = stamp
-        self._stamping = True
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
         """The store's settings as `LedgerConfig` derives them from the SES_LEDGER_*
@@ -181,9 +177,10 @@ class LedgerApp(Application[str]):
                         current = self._signer
                         if current is not None and signer.key_id == current.key_id:
                             signer = current  # the same key, as taken up (a retirement)
-                        elif current is not None or self._stamping:
-                            # Taken up while commands may be stamped: noted with the key
-                            # (not beside it, where a thread sealing with the old key
+                        else:
+                            # Taken up once commands may have been stamped (a rotation, or
+                            # no key readable when the ledger was opened): noted with the
+                            # key (not beside it, where a thread sealing with the old key
                             # would read it: `_seal`).
                             signer = signer.taken_up(_utc(self.clock()))
                         self._signer, self._signer_stamp = signer, stamp
