@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
 from ledger.errors import ReplayBusy
@@ -55,7 +55,12 @@ from projections.store import MemoryStore
 EXTEND_SCAN = 20_000
 #: Notifications per page when building or scanning.
 PAGE = 10_000
-#: Why a historical read of a record is refused when every slot stays taken.
+#: Why a historical report is refused when every slot stays taken.
+REPORT_BUSY = (
+    "too many historical reads (as_of_position / known_at) are being rebuilt at once on this "
+    "server; retry shortly"
+)
+#: ... and a historical read of one record.
 RECORD_BUSY = (
     "too many historical reads (as_of_position / known_at) of records are being rebuilt at "
     "once on this server; retry shortly"
@@ -163,12 +168,7 @@ class Replays:
         found = self._find(recorder, names, bound.stop, bound.known_at)
         if found is not None:
             return found
-        if not self._slots.acquire(timeout=self.wait_seconds):
-            raise ReplayBusy(
-                "too many historical reads (as_of_position / known_at) are being rebuilt "
-                "at once on this server; retry shortly"
-            )
-        try:
+        with self._held(self._slots, REPORT_BUSY):
             found = self._find(recorder, names, bound.stop, bound.known_at)  # built meanwhile
             if found is not None:
                 return found
@@ -190,21 +190,24 @@ class Replays:
                     size=_size(store),
                 )
             )
-        finally:
-            self._slots.release()
         return store
 
-    @contextmanager
-    def record_build(self, busy: str = RECORD_BUSY) -> Iterator[None]:
+    def record_build(self, busy: str = RECORD_BUSY) -> AbstractContextManager[None]:
         """Hold one of the slots for a historical read of one record (an executive's or an
         appraisal's replay, an audit trail as of a point) or an evidence bundle while it is
         built; `ReplayBusy` saying `busy` when none frees up within `wait_seconds`."""
-        if not self._record_slots.acquire(timeout=self.wait_seconds):
+        return self._held(self._record_slots, busy)
+
+    @contextmanager
+    def _held(self, slots: threading.BoundedSemaphore, busy: str) -> Iterator[None]:
+        """One of `slots` held, or `ReplayBusy` saying `busy` when none frees up within
+        `wait_seconds` (a queue would hold the server's request threads: see the module)."""
+        if not slots.acquire(timeout=self.wait_seconds):
             raise ReplayBusy(busy)
         try:
             yield
         finally:
-            self._record_slots.release()
+            slots.release()
 
     def _find(
         self, recorder: object, names: frozenset[str], stop: int, known_at: str | None
