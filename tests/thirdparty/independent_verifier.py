@@ -439,8 +439,12 @@ def verify_bundle(  # noqa: C901 - one pass, in the order an expert would check
         if name != cp.origin:
             continue  # another signer's line (a witness): C2SP lets verifiers skip it
         for k in keys.values():
-            if c2sp_key_hash(name, k.raw) == khash and verify_sig(k, sig, cp.body):
+            if c2sp_key_hash(name, k.raw) != khash:
+                continue  # an unknown key's line: skipped
+            if verify_sig(k, sig, cp.body):
                 signed_by = k
+            else:  # a known key's bad signature voids the note (as Go's note.Open does)
+                P(f"checkpoint: the signature line of key {k.key_id} does not verify")
     if signed_by is None:
         P(
             f"checkpoint ({cp.origin}, size {cp.size}) carries no valid signature by a listed "

@@ -270,6 +270,16 @@ def _noncanonical_signature(b: Bundle) -> None:
     b["entries"][1]["signature"] = s[:-3] + alphabet[alphabet.index(s[-3]) ^ 1] + s[-2:]
 
 
+def _bad_known_signature(b: Bundle) -> None:
+    """A second line under the origin and the ledger's key hash whose signature fails: a
+    known key's line that does not verify voids the note (C2SP signed-note), however good
+    the other line."""
+    name = b["checkpoint"].split("\n")[0]
+    public = base64.b64decode(b["keys"][0]["public_key"])
+    line = base64.b64encode(iv.c2sp_key_hash(name, public) + bytes(64)).decode()
+    b["checkpoint"] += f"\u2014 {name} {line}\n"
+
+
 def _dup_key(b: Bundle) -> None:
     """The key listed again under its id, closed before any entry: which window counts?"""
     b["keys"].append({**b["keys"][0], "valid_until": "2001-01-01T00:00:00.000000Z"})
@@ -311,6 +321,7 @@ TAMPERS: dict[str, Tamper] = {
     "the checkpoint without its last line feed": lambda b: b.update(
         checkpoint=b["checkpoint"][:-1]
     ),
+    "a bad signature line by the ledger's key added": _bad_known_signature,
     "the key's algorithm renamed": lambda b: b["keys"][0].update(algorithm="ed25519"),
     "a key listed twice with another window": _dup_key,
     "a field added to an entry": lambda b: b["entries"][2].update(note="rating rescinded"),
