@@ -352,10 +352,19 @@ def _window_of(key: dict[str, Any]) -> Window:
     for name in ("valid_from", "valid_until"):
         text = key.get(name)
         moment = _moment(text)
-        if text is not None and moment is None:
+        if text is not None and (moment is None or not _offset_given(text)):
             raise ValueError(f"key {key.get('key_id')}: {name} {text!r} is no RFC 3339 timestamp")
         bounds.append(moment)
     return bounds[0], bounds[1]
+
+
+def _offset_given(text: Any) -> bool:
+    """A date and time with its UTC offset (RFC 3339 5.6): not a bare date, nor a time whose
+    zone the reader would have to guess."""
+    try:
+        return "T" in text.upper() and dt.datetime.fromisoformat(text).tzinfo is not None
+    except (AttributeError, ValueError):
+        return False
 
 
 def key_windows(raw: Any) -> dict[str, Window]:

@@ -450,11 +450,15 @@ WINDOW_TAMPERS: dict[str, Tamper] = {
         valid_from="2199-01-01T00:00:00.000000Z"
     ),
     "an unreadable valid_until": lambda b: _key_of(b, 0).update(valid_until="soon"),
+    "a valid_until without its offset": lambda b: _key_of(b, 0).update(
+        valid_until="2199-01-01T00:00:00"
+    ),
+    "a valid_from that is a bare date": lambda b: _key_of(b, 0).update(valid_from="2000-01-01"),
 }
 
 
 @pytest.mark.parametrize("name", list(WINDOW_TAMPERS))
-def test_an_entry_outside_its_keys_window_fails_in_both(rotated: Rotated, name: str) -> None:
+def test_a_key_window_moved_or_unreadable_fails_in_both(rotated: Rotated, name: str) -> None:
     b = copy.deepcopy(rotated.after)
     WINDOW_TAMPERS[name](b)
     assert not mine(dump(b)).ok
