@@ -30,6 +30,7 @@ from ledger.bundle import build_bundle
 from ledger.config import LedgerConfig
 from ledger.entry import entry_from_state
 from ledger.keys import KeyRing
+from ledger.merkle import MemoryNodeStore
 from ses_ledger.demo import SimulatedClock, run_demo
 from tests.api.story import Api
 from tests.ledger_helpers import plan, register, review
@@ -516,3 +517,38 @@ def test_a_later_bundle_is_tied_to_an_older_trusted_checkpoint(rotated: Rotated)
     assert not product(dump(forged), old, rotated.keys_after).ok
     assert not mine(dump(rotated.after), trusted_checkpoint=old, trusted_keys=keys).ok
     assert not product(dump(rotated.after), old, rotated.keys_after).ok
+
+
+def _proves(index: int, size: int, leaf: bytes, path: list[bytes], root: bytes) -> bool:
+    try:
+        return iv.root_from_inclusion(index, size, leaf, path) == root
+    except ValueError:  # a path of the wrong length for that index and size
+        return False
+
+
+def test_the_independent_rfc_9162_code_accepts_the_ledgers_proofs_and_only_those() -> None:
+    """Every inclusion and consistency proof of trees up to 17 leaves (powers of two and
+    not) that the ledger's Merkle code makes verifies in the expert's code, and a proof with
+    one hash changed, or checked at the neighbouring index or size, does not."""
+    leaves = [iv.leaf_hash(bytes([i]) * 32) for i in range(17)]
+    tree = MemoryNodeStore(leaves)
+    flip = bytes(32)
+    for size in range(1, 18):
+        root = tree.root(size)
+        for index in range(size):
+            path = tree.inclusion_proof(index, size)
+            assert iv.root_from_inclusion(index, size, leaves[index], path) == root
+            if path:
+                forged = [flip, *path[1:]]
+                assert iv.root_from_inclusion(index, size, leaves[index], forged) != root
+            if index + 1 < size:
+                assert not _proves(index + 1, size, leaves[index], path, root)
+        for first in range(1, size + 1):
+            proof = tree.consistency_proof(first, size)
+            iv.verify_consistency(first, size, tree.root(first), root, proof)
+            if proof:
+                with pytest.raises(ValueError):
+                    iv.verify_consistency(first, size, tree.root(first), root, [flip, *proof[1:]])
+            if first < size:
+                with pytest.raises(ValueError):
+                    iv.verify_consistency(first, size, tree.root(first + 1), root, proof)
