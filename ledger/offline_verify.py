@@ -66,6 +66,10 @@ HASHED = (
     "data",
     "prev_hash",
 )
+#: An entry's fields (api-contract.md, "Ledger entry"): the hashed ones, the hash and its
+#: signature, and the position the seal binds. Anything else in an entry is proven by
+#: nothing, yet reads as part of the signed record ("note": "rating rescinded").
+ENTRY_FIELDS = frozenset((*HASHED, "position", "hash", "signature", "key_id"))
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 Head = tuple[str, int, bytes]  # checkpoint origin, tree size, root hash
 Keys = dict[str, Ed25519PublicKey]
@@ -260,12 +264,20 @@ _MALFORMED = (KeyError, TypeError, ValueError, AttributeError, RecursionError)
 
 
 def _load_keys(raw: Any, bad: Problem) -> Keys:
+    """The listed keys by id. A key id listed twice is a problem, as a member named twice
+    is: which public key or validity window counts would depend on the reader."""
     keys: Keys = {}
     for k in raw if isinstance(raw, list) else []:
         try:
             if k["algorithm"] != "Ed25519":
                 raise ValueError(f"algorithm {k['algorithm']!r}")
+            if k["key_id"] in keys:
+                bad(
+                    f"keys: key {k['key_id']} is listed more than once: which one counts is "
+                    "ambiguous"
+                )
             keys[k["key_id"]] = Ed25519PublicKey.from_public_bytes(_b64(k["public_key"]))
+            _window_of(k)
         except _MALFORMED as exc:
             bad(f"keys: unusable key ({exc})")
     if not keys:
@@ -285,6 +297,12 @@ def _check_entries(entries: list[dict[str, Any]], keys: Keys, bad: Problem) -> N
             absent = [k for k in HASHED if k not in e]
             if absent:  # hashed as null: "policy": null renamed away would still recompute
                 bad(f"{at}: the entry lacks the hashed field(s) {', '.join(absent)}")
+            added = sorted(set(e) - ENTRY_FIELDS)
+            if added:
+                bad(
+                    f"{at}: field(s) {', '.join(map(repr, added))} neither hashed nor sealed: "
+                    "added to the entry after export"
+                )
             if entry_hash(e) != e["hash"]:
                 bad(f"{at}: hash does not recompute from the entry")
             if e["key_id"] not in keys:
@@ -326,13 +344,40 @@ def _moment(text: Any) -> dt.datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
+def _window_of(key: dict[str, Any]) -> Window:
+    """A key's ``valid_from`` .. ``valid_until`` (null: open). A bound that is there but is
+    no RFC 3339 timestamp is a ValueError (`_load_keys` reports it): read as open, a
+    retired key's ``"valid_until": "soon"`` let it sign entries dated after retirement."""
+    bounds = []
+    for name in ("valid_from", "valid_until"):
+        text = key.get(name)
+        moment = _moment(text)
+        if text is not None and (moment is None or not _offset_given(text)):
+            raise ValueError(f"key {key.get('key_id')}: {name} {text!r} is no RFC 3339 timestamp")
+        bounds.append(moment)
+    return bounds[0], bounds[1]
+
+
+def _offset_given(text: Any) -> bool:
+    """A date and time with its UTC offset (RFC 3339 5.6): not a bare date, nor a time whose
+    zone the reader would have to guess."""
+    try:
+        return "T" in text.upper() and dt.datetime.fromisoformat(text).tzinfo is not None
+    except (AttributeError, ValueError):
+        return False
+
+
 def key_windows(raw: Any) -> dict[str, Window]:
-    """Each listed key's ``valid_from`` .. ``valid_until`` (an unreadable bound: open)."""
-    return {
-        k["key_id"]: (_moment(k.get("valid_from")), _moment(k.get("valid_until")))
-        for k in (raw if isinstance(raw, list) else [])
-        if isinstance(k, dict) and isinstance(k.get("key_id"), str)
-    }
+    """Each listed key's ``valid_from`` .. ``valid_until`` (null: open; an unreadable bound
+    is open here and a problem in `_load_keys`)."""
+    windows: dict[str, Window] = {}
+    for k in raw if isinstance(raw, list) else []:
+        if isinstance(k, dict) and isinstance(k.get("key_id"), str):
+            try:
+                windows[k["key_id"]] = _window_of(k)
+            except ValueError:
+                windows[k["key_id"]] = (_moment(k.get("valid_from")), _moment(k.get("valid_until")))
+    return windows
 
 
 def _check_times(entries: list[dict[str, Any]], windows: dict[str, Window], report: Report) -> None:
@@ -444,6 +489,13 @@ def _check_proofs(
     _, size, root = head
     prev: tuple[int, int] | None = None  # (position, leaf index) of the last entry proved
     proved: dict[int, int] = {}
+    held = {str(e.get("position")) for e in entries}
+    unheld = sorted(set(proofs) - held if isinstance(proofs, dict) else (), key=_position_key)
+    if unheld:  # an exporter proves what it exports: its entry was taken out since
+        bad(
+            f"proofs: proof(s) for position(s) {', '.join(unheld)}, which no entry of the "
+            "bundle holds: entries removed after export, or proofs added"
+        )
     for e in entries:
         at = f"position {e.get('position')}"
         try:
@@ -474,6 +526,10 @@ def _check_proofs(
         except _MALFORMED as exc:
             bad(f"{at}: no usable inclusion proof ({type(exc).__name__}: {exc})")
     return proved
+
+
+def _position_key(text: str) -> tuple[int, str]:
+    return (int(text), text) if text.isdigit() else (-1, text)
 
 
 def _leaf(entry: dict[str, Any]) -> bytes:

@@ -1420,6 +1420,14 @@ def test_an_entry_left_out_after_export_is_named_by_the_seal(bundle: dict[str, A
     entries alone cannot show: no chain breaks) fails, naming the positions."""
     bundle["entries"] = [e for e in bundle["entries"] if e["stream_id"] != "A-2024-E1"]
     assert verify_bundle(bundle).problems == [
+        "proofs: proof(s) for position(s) 18, 19, 21, which no entry of the bundle holds: "
+        "entries removed after export, or proofs added",
+        "position seal: the ledger exported 3 entries the bundle does not hold (positions "
+        "18, 19, 21): left out after it was exported",
+    ]
+    for position in ("18", "19", "21"):  # their proofs taken out too: the seal still tells
+        del bundle["proofs"][position]
+    assert verify_bundle(bundle).problems == [
         "position seal: the ledger exported 3 entries the bundle does not hold (positions "
         "18, 19, 21): left out after it was exported"
     ]
