@@ -20,7 +20,8 @@ entry's ``recorded_at`` lies in its signing key's ``valid_from`` .. ``valid_unti
 the bundle is complete (an event left out leaves no trace in what remains), and says so.
 It then prints the executive's history rebuilt from the events, with the removal history
 (REM-2: two final ratings below Level 3 at most 3 years apart; REM-3: two Level 1 final
-ratings at most 5 years apart; both ends inclusive; Feb 29 + n years = Feb 28).
+ratings at most 5 years apart; both ends inclusive; Feb 29 + n years = Feb 28); a bundle
+with problems is said NOT VERIFIED before that history as well as after the problems.
 Exit status: 0 verified, 1 problems found, 2 usage error, unreadable input, the verifier
 failing, or a check asked for that could not be made: the bundle cannot be tied to the trusted
 checkpoint (no consistency proof between them, a newer note signed by a key the bundle
@@ -1154,6 +1155,11 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if report.problems:  # said before the history, which a reader may take without the end
+        print(
+            f"NOT VERIFIED: {len(report.problems)} problem(s), listed after the history below, "
+            "which is read from entries that do not verify and proves nothing"
+        )
     for line in report.summary:
         print(printable(line))
     for w in report.warnings:

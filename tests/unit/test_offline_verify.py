@@ -864,6 +864,23 @@ def test_main_exit_codes(
     assert main([str(good), "--checkpoint", str(tmp_path / "missing.txt")]) == 2
 
 
+def test_a_failing_bundle_says_so_before_its_history(
+    tmp_path: Path, bundle: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The history rebuilt from the entries is printed before the problems: a reader who
+    stopped there took a removal history from a tampered bundle with nothing saying so
+    (found by the qa-thirdparty pass). The verdict now comes first too, and still last."""
+    _payload_byte(bundle)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(bundle))
+    assert main([str(bad)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    history = next(i for i, line in enumerate(lines) if line.startswith("removal history"))
+    assert lines[0].startswith("NOT VERIFIED: 1 problem(s), listed after the history below")
+    assert lines[-1] == "NOT VERIFIED: 1 problem(s)"
+    assert all(not line.startswith("PROBLEM: ") for line in lines[:history])
+
+
 #: A forged bundle's own verdict line, then ESC [8m: a terminal hides all that follows
 #: (the real verdict); U+202E shows what follows it reversed.
 FORGED_VERDICT = "E1: 9 entries, 3 streams\nBUNDLE VERIFIED\x1b[8m\u202e"
