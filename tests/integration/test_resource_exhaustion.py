@@ -1,4 +1,5 @@
-"""A command that runs out of memory or threads says so in one line, exit 71.
+"""A command that runs out of memory or threads says so in one line, exit 71; a demo stopped
+by a full disk says what it stored.
 
 Under a memory limit (`prlimit --as=52000000 ses-ledger verify`) `verify` printed a
 MemoryError traceback and exited 1, the status that says the ledger does not verify; `keys
@@ -9,14 +10,18 @@ real one was met.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from eventsourcing.persistence import OperationalError
 
 from ledger import verify
+from ledger.application import LedgerApp
 from ledger.config import LedgerConfig
 from ledger.keys import KeyRing
 from ses_ledger import cli
 from tests.integration.test_home_faults import _ledger_with_events
-from tests.ledger_helpers import point_cli_at
+from tests.ledger_helpers import point_cli_at, register
 
 ONE_LINE = (
     "ses-ledger: out of memory (or threads): the command stopped; what it had committed "
@@ -86,3 +91,27 @@ def test_other_runtime_errors_are_not_taken_for_a_lack_of_memory(
     monkeypatch.setattr(verify, "verify_with_ring", bug)
     with pytest.raises(RuntimeError, match="a bug"):
         cli.main(["verify", "--quiet"])
+
+
+def test_a_demo_stopped_by_a_full_disk_says_how_many_events_it_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`prlimit --fsize=200000 ses-ledger demo --executives 10 --years 3` stored 15 events
+    and said only "the store failed: disk I/O error"; the next run then refused the home
+    ("already holds 15 events") without its being told that they were this demo's."""
+    from ses_ledger import demo
+
+    def fills_the_disk(app: LedgerApp, *_args: object, **_kwargs: object) -> None:
+        register(app, "E-DEMO-1")
+        register(app, "E-DEMO-2")
+        raise OperationalError("disk I/O error")
+
+    monkeypatch.setattr(demo, "run_demo", fills_the_disk)
+    config = LedgerConfig(home=tmp_path / "home", db_url=f"sqlite:///{tmp_path / 'l.db'}")
+    point_cli_at(monkeypatch, config)
+    assert cli.main(["demo", "--executives", "2", "--years", "1"]) == 69
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and "Traceback" not in err[0], err
+    assert "stopped:" in err[0] and "now holds 2 events" in err[0]
+    assert "choose a new SES_LEDGER_HOME" in err[0]
+    assert err[1] == "ses-ledger: the store failed: disk I/O error"
