@@ -504,3 +504,45 @@ def test_a_server_that_cannot_start_a_thread_answers_a_problem_not_bare_text(
     monkeypatch.setattr(anyio.to_thread, "run_sync", real)
     assert api.post("/v1/executives", s.executive("E-NOTHREAD")).status_code == 201
     assert (ledger.recorder.max_notification_id() or 0) == head + 1
+
+
+def test_a_checkpoint_that_cannot_be_stored_serves_the_newest_stored_one(
+    served: tuple[Api, LedgerApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a full disk (`prlimit --fsize` on the server) `GET /v1/ledger/checkpoint`
+    was 503 for as long as the disk stayed full once the tree had grown past the newest
+    checkpoint: witnesses were answered nothing. The newest stored checkpoint is still a
+    true, signed statement of the tree it covers (a checkpoint may trail the newest
+    entries); once there is room a new one covers them."""
+    api, ledger = served
+    services = api.client.app.state.services  # type: ignore[attr-defined]
+    monkeypatch.setattr(services.checkpointer, "max_age", 0.0)  # a grown tree: a new one
+    api.ok("/v1/executives", s.executive("E-CP-1"))
+    first = api.client.get("/v1/ledger/checkpoint")
+    assert first.status_code == 200
+    api.ok("/v1/executives", s.executive("E-CP-2"))
+    full = OperationalError("database or disk is full")
+    _fail_once(monkeypatch, ledger.merkle_log, "issue_checkpoint", full)
+    trailing = api.client.get("/v1/ledger/checkpoint")
+    assert trailing.status_code == 200, trailing.text
+    assert trailing.text == first.text  # tree size 1, signed before
+    latest = ledger.merkle_log.latest_checkpoint()
+    assert latest is not None and latest.tree_size == 1
+    fresh = api.client.get("/v1/ledger/checkpoint")  # room again: issued now
+    assert fresh.status_code == 200 and fresh.text != first.text
+    latest = ledger.merkle_log.latest_checkpoint()
+    assert latest is not None and latest.tree_size == 2
+
+
+def test_no_stored_checkpoint_and_no_room_is_still_503(
+    served: tuple[Api, LedgerApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api, ledger = served
+    services = api.client.app.state.services  # type: ignore[attr-defined]
+    monkeypatch.setattr(services.checkpointer, "max_age", 0.0)
+    api.ok("/v1/executives", s.executive("E-CP-0"))
+    full = OperationalError("database or disk is full")
+    _fail_once(monkeypatch, ledger.merkle_log, "issue_checkpoint", full)
+    r = api.client.get("/v1/ledger/checkpoint")
+    assert r.status_code == 503 and r.headers["content-type"] == PROBLEM, r.text
+    assert "is full" in r.json()["detail"]
