@@ -19,6 +19,8 @@ from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
+from eventsourcing.persistence import OperationalError
+
 from ledger.application import LedgerApp
 from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.log import ProofUnavailable, StoredCheckpoint
@@ -91,12 +93,32 @@ class Checkpointer:
         checkpoint likewise trails its newest entries by a bounded delay). Receipts and
         proofs of a fresh event still get a checkpoint that covers it (`covering`).
         """
-        checkpoint = self.latest(self.max_age)
+        try:
+            checkpoint = self.latest(self.max_age)
+        except OperationalError as exc:
+            checkpoint = self._stored(exc)
         if checkpoint is not None:
             return checkpoint.note
         return sign_checkpoint(
             Checkpoint(self.origin, 0, EMPTY_ROOT), self.origin, self.ledger.signer.private_key
         )
+
+    def _stored(self, exc: OperationalError) -> StoredCheckpoint | None:
+        """The newest stored checkpoint when a new one cannot be stored (`exc`: a full disk,
+        a file-size limit, a lock held too long): it is still true of the tree it covers,
+        as any checkpoint that trails the newest entries is, and witnesses keep being
+        answered (they were told 503 for as long as the disk was full). `exc` is raised
+        when none is stored, or when the store cannot even be read."""
+        try:
+            stored = self.merkle.latest_checkpoint()
+        except Exception:
+            raise exc from None
+        if stored is None:
+            raise exc
+        log.warning(
+            "no new checkpoint (%s): serving the one at tree size %d", exc, stored.tree_size
+        )
+        return stored
 
     def leaf_index(self, position: int) -> int:
         """The event's leaf index, integrating committed events into the tree if needed."""

@@ -9,12 +9,14 @@ the `ApiProblem` subclasses below; the handlers here map both to statuses.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from eventsourcing.persistence import (
     ConnectionUnavailableError,
     DatabaseError,
+    InterfaceError,
     InternalError,
     OperationalError,
 )
@@ -345,21 +347,84 @@ def _store_damaged(request: Request, exc: Exception) -> Response:
     return problem(500, "ledger-integrity", "Stored data does not verify", detail)
 
 
-def _unexpected(_: Request, exc: Exception) -> Response:
+def _store_interface(request: Request, exc: Exception) -> Response:
+    """eventsourcing's InterfaceError: SQLite could not open a connection ("unable to open
+    database file": the process is out of file descriptors, or the file is gone for a
+    moment) is the store unavailable, a 503 before anything was stored, not the bare 500
+    with a traceback it was; an interface misused (sqlite3.InterfaceError) is a bug."""
+    if isinstance(exc.__cause__, sqlite3.OperationalError):
+        return _store_busy(request, exc)
+    return _unexpected(request, exc)
+
+
+#: What a client is told when the server ran short of memory or threads (`_short`): a read
+#: may be sent again; a write may have been cut off after its commit, so it is told as a
+#: write whose outcome is unknown (never "nothing was recorded", which would invite a
+#: second append).
+SHORT_OF_RESOURCES_READ = (
+    "the server ran short of memory or threads and could not answer; retry shortly"
+)
+SHORT_OF_RESOURCES_WRITE = (
+    "the server ran short of memory or threads while handling this write: it may or may not "
+    "have been recorded. Do not send it again as a new request: if it had an "
+    "Idempotency-Key, retry with the same key shortly (a write that was recorded answers "
+    "its stored result and appends nothing); otherwise read the record (its events) to see "
+    "whether it is there"
+)
+
+
+def _short(exc: BaseException) -> bool:
+    """Whether `exc` says the process ran out of memory or could not start a thread
+    (RLIMIT_AS, cgroup limits, RLIMIT_NPROC): a passing condition, not a bug."""
+    return isinstance(exc, MemoryError) or (
+        isinstance(exc, RuntimeError) and "can't start new thread" in str(exc)
+    )
+
+
+def _unexpected(request: Request, exc: Exception) -> Response:
+    if _short(exc):
+        # One line: formatting a traceback needs the memory that ran out.
+        log.error(
+            "out of memory or threads: %s", type(exc).__name__ + (f": {exc}" if str(exc) else "")
+        )
+        read = request.method in ("GET", "HEAD", "OPTIONS")
+        detail = SHORT_OF_RESOURCES_READ if read else SHORT_OF_RESOURCES_WRITE
+        return problem(503, "unavailable", "Service unavailable", detail, {"Retry-After": "1"})
     log.exception("unexpected error", exc_info=exc)
     return problem(500, "internal-error", "Internal error", "the server failed unexpectedly")
 
 
+Handler = Callable[[Request, Exception], Response]
+
+
+def _on_loop(handler: Handler) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """`handler` as a coroutine, so Starlette runs it on the event loop: a plain function
+    is run on a worker thread, and a server that could not start one (short of memory)
+    answered a bare text/plain 500 instead of the problem. These handlers only build a
+    response."""
+
+    async def on_loop(request: Request, exc: Exception) -> Response:
+        return handler(request, exc)
+
+    return on_loop
+
+
 def install(app: FastAPI) -> None:
-    app.add_exception_handler(ApiProblem, _api_problem)
-    app.add_exception_handler(LedgerError, _ledger_error)
+    app.add_exception_handler(ApiProblem, _on_loop(_api_problem))
+    app.add_exception_handler(LedgerError, _on_loop(_ledger_error))
+    # These two may authenticate the caller (`_caller_refused`): left on a worker thread.
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
-    app.add_exception_handler(ConnectionUnavailableError, _store_busy)
-    app.add_exception_handler(OperationalError, _store_busy)
-    app.add_exception_handler(InternalError, _store_internal)
-    app.add_exception_handler(DatabaseError, _store_damaged)
-    app.add_exception_handler(Exception, _unexpected)
+    app.add_exception_handler(ConnectionUnavailableError, _on_loop(_store_busy))
+    app.add_exception_handler(OperationalError, _on_loop(_store_busy))
+    app.add_exception_handler(InterfaceError, _on_loop(_store_interface))
+    app.add_exception_handler(InternalError, _on_loop(_store_internal))
+    app.add_exception_handler(DatabaseError, _on_loop(_store_damaged))
+    # Answered here rather than by the catch-all below, which re-raises into the server's
+    # log as a traceback (other RuntimeErrors are still logged with theirs, and 500).
+    app.add_exception_handler(MemoryError, _on_loop(_unexpected))
+    app.add_exception_handler(RuntimeError, _on_loop(_unexpected))
+    app.add_exception_handler(Exception, _on_loop(_unexpected))
 
 
 #: OpenAPI documentation of the error responses (one shared schema).

@@ -28,6 +28,10 @@ EXIT_PIPE = 141
 #: Exit status when the output cannot be written (`> file` on a full disk, a closed stdout):
 #: sysexits.h's EX_IOERR, apart from 69, which says the store or the home is at fault.
 EXIT_OUTPUT = 74
+#: Exit status when the process ran out of memory or could not start a thread (RLIMIT_AS, a
+#: cgroup's limit): sysexits.h's EX_OSERR. Not 1, which says a check failed (`verify` ran
+#: out of memory and exited 1 with a traceback, as if the ledger did not verify).
+EXIT_RESOURCES = 71
 
 
 class OutputFailed(Exception):
@@ -251,7 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
             "or a check that could not be made "
             "(bundle verify, witness); 3 a server worker failed to start (serve); "
             f"{EXIT_STORE} the store or the ledger's home cannot be used (a server down, a full "
-            f"disk, a damaged file: the reason is printed); {EXIT_OUTPUT} the output could not "
+            f"disk, a damaged file: the reason is printed); {EXIT_RESOURCES} the process ran out "
+            f"of memory or threads; {EXIT_OUTPUT} the output could not "
             "be written (a full disk under `> FILE`; what the command did stands); 130 "
             f"interrupted; {EXIT_PIPE} the output was closed early (a pipe)."
         ),
@@ -404,6 +409,17 @@ def _run(args: argparse.Namespace) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"ses-ledger: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_STORE
+    except (MemoryError, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and "can't start new thread" not in str(exc):
+            raise
+        # What was committed stays (each write is one transaction); what was under way was
+        # rolled back. No traceback: formatting one needs the memory that ran out.
+        print(
+            "ses-ledger: out of memory (or threads): the command stopped; what it had "
+            "committed stays, run it again with more memory",
+            file=sys.stderr,
+        )
+        return EXIT_RESOURCES
 
 
 if __name__ == "__main__":

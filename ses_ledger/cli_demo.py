@@ -91,6 +91,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    except Exception:
+        # The store failed part-way (a full disk, no memory): said as for an interruption,
+        # before the failure's own line (`cli._run`), since the next run refuses the events
+        # already stored without saying they are a part of this one.
+        _say_what_stays(app, config)
+        raise
     elapsed = time.perf_counter() - started
     with app.record_gate:
         checkpoint = merkle_log(app).issue_checkpoint(lambda: app.signer, config.origin)
@@ -102,6 +108,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"checkpoint issued at tree size {checkpoint.tree_size}")
     print("next: `ses-ledger verify`, `ses-ledger serve`, or `ses-ledger projections rebuild`")
     return 0
+
+
+def _say_what_stays(app: Any, config: LedgerConfig) -> None:
+    """After a failed demo: how many of its events the ledger holds, and what follows."""
+    try:
+        written = int(app.recorder.max_notification_id() or 0)
+    except Exception:  # noqa: BLE001 - the store is failing: its own failure is reported
+        return
+    if not written:
+        print("ses-ledger demo: stopped before storing any event", file=sys.stderr)
+        return
+    print(
+        f"ses-ledger demo: stopped: {config.redacted_db_url()} now holds {written} events, a "
+        "part of the demo's history (each stored whole; `ses-ledger verify` checks them); "
+        "the demo will not add to it: to run it again, choose a new SES_LEDGER_HOME (and "
+        "SES_LEDGER_DB)",
+        file=sys.stderr,
+    )
 
 
 def _key_after(ring: KeyRing, start: datetime) -> Any:

@@ -10,10 +10,11 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import anyio.to_thread
 import pytest
-from eventsourcing.persistence import InternalError, OperationalError
+from eventsourcing.persistence import InterfaceError, InternalError, OperationalError
 
-from api.errors import SIGNING_KEY_UNAVAILABLE, WRITE_OUTCOME_UNKNOWN
+from api.errors import SHORT_OF_RESOURCES_WRITE, SIGNING_KEY_UNAVAILABLE, WRITE_OUTCOME_UNKNOWN
 from ledger.application import LedgerApp
 from ledger.config import LedgerConfig
 from tests.api import story as s
@@ -416,3 +417,132 @@ def test_an_evidence_bundle_whose_stored_entries_do_not_verify_is_a_500_naming_t
     assert "hash does not recompute" in problem["detail"]
     assert "ses-ledger verify" in problem["detail"]
     assert (ledger.recorder.max_notification_id() or 0) == head
+
+
+def test_a_connection_that_cannot_be_opened_is_503_and_the_retry_records_once(
+    served: tuple[Api, LedgerApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Out of file descriptors (`prlimit --nofile=22` on a server under 8 writers), SQLite
+    cannot open a connection; eventsourcing raises it as an InterfaceError, which was
+    answered as a bare 500 with a traceback in the log, where a busy store is a 503."""
+    api, ledger = served
+    head = ledger.recorder.max_notification_id() or 0
+    cannot_open = InterfaceError("unable to open database file")
+    cannot_open.__cause__ = sqlite3.OperationalError("unable to open database file")
+    _fail_once(monkeypatch, ledger, "idempotent_positions", cannot_open)
+    headers = {**api.hr, "Idempotency-Key": "when-a-descriptor-is-free"}
+    body = s.executive("E-NOFILE")
+    r = api.post("/v1/executives", body, headers)
+    assert r.status_code == 503 and r.headers["content-type"] == PROBLEM, r.text
+    assert r.headers["retry-after"] == "1"
+    assert r.json()["type"] == "urn:ses-ledger:problem:unavailable"
+    assert "nothing was recorded" in r.json()["detail"]
+    assert (ledger.recorder.max_notification_id() or 0) == head
+    again = api.post("/v1/executives", body, headers)
+    assert again.status_code == 201, again.text
+    assert (ledger.recorder.max_notification_id() or 0) == head + 1
+
+
+def test_a_misused_interface_is_still_a_bare_500(
+    served: tuple[Api, LedgerApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api, ledger = served
+    misuse = InterfaceError("Error binding parameter 1")
+    misuse.__cause__ = sqlite3.InterfaceError("Error binding parameter 1")
+    _fail_once(monkeypatch, ledger, "register_executive", misuse)
+    r = api.post("/v1/executives", s.executive("E-MISUSE"))
+    assert r.status_code == 500 and r.json()["type"] == "urn:ses-ledger:problem:internal-error"
+
+
+def test_a_write_that_ran_out_of_memory_is_503_with_its_outcome_unknown(
+    served: tuple[Api, LedgerApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A MemoryError was a bare 500 'the server failed unexpectedly'. It may strike after
+    the commit, so the client is not told that nothing was recorded: it retries with its
+    key, which answers once."""
+    api, ledger = served
+    head = ledger.recorder.max_notification_id() or 0
+    real = ledger.register_executive
+
+    def commit_then_run_out(*args: Any, **kwargs: Any) -> Any:
+        real(*args, **kwargs)
+        raise MemoryError
+
+    monkeypatch.setattr(ledger, "register_executive", commit_then_run_out)
+    headers = {**api.hr, "Idempotency-Key": "short-of-memory"}
+    body = s.executive("E-OOM")
+    r = api.post("/v1/executives", body, headers)
+    assert r.status_code == 503 and r.headers["content-type"] == PROBLEM, r.text
+    assert r.headers["retry-after"] == "1"
+    assert r.json()["detail"] == SHORT_OF_RESOURCES_WRITE
+    assert "nothing was recorded" not in r.json()["detail"]
+    monkeypatch.setattr(ledger, "register_executive", real)
+    again = api.post("/v1/executives", body, headers)
+    assert again.status_code == 201, again.text
+    assert (ledger.recorder.max_notification_id() or 0) == head + 1  # recorded once
+
+
+def test_a_server_that_cannot_start_a_thread_answers_a_problem_not_bare_text(
+    served: tuple[Api, LedgerApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a memory limit (`prlimit --as` a little above the server's size) no worker
+    thread can be started: the request failed, and so did its error handler, which
+    Starlette runs on a worker thread too: the client got a text/plain 'Internal Server
+    Error' 500. Once threads can be started again, the server writes as before."""
+    api, ledger = served
+    head = ledger.recorder.max_notification_id() or 0
+
+    async def no_thread(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("can't start new thread")
+
+    real = anyio.to_thread.run_sync
+    monkeypatch.setattr(anyio.to_thread, "run_sync", no_thread)
+    r = api.post("/v1/executives", s.executive("E-NOTHREAD"))
+    assert r.status_code == 503 and r.headers["content-type"] == PROBLEM, r.text
+    assert r.json()["detail"] == SHORT_OF_RESOURCES_WRITE
+    assert r.headers["retry-after"] == "1"
+    monkeypatch.setattr(anyio.to_thread, "run_sync", real)
+    assert api.post("/v1/executives", s.executive("E-NOTHREAD")).status_code == 201
+    assert (ledger.recorder.max_notification_id() or 0) == head + 1
+
+
+def test_a_checkpoint_that_cannot_be_stored_serves_the_newest_stored_one(
+    served: tuple[Api, LedgerApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a full disk (`prlimit --fsize` on the server) `GET /v1/ledger/checkpoint`
+    was 503 for as long as the disk stayed full once the tree had grown past the newest
+    checkpoint: witnesses were answered nothing. The newest stored checkpoint is still a
+    true, signed statement of the tree it covers (a checkpoint may trail the newest
+    entries); once there is room a new one covers them."""
+    api, ledger = served
+    services = api.client.app.state.services  # type: ignore[attr-defined]
+    monkeypatch.setattr(services.checkpointer, "max_age", 0.0)  # a grown tree: a new one
+    api.ok("/v1/executives", s.executive("E-CP-1"))
+    first = api.client.get("/v1/ledger/checkpoint")
+    assert first.status_code == 200
+    api.ok("/v1/executives", s.executive("E-CP-2"))
+    full = OperationalError("database or disk is full")
+    _fail_once(monkeypatch, ledger.merkle_log, "issue_checkpoint", full)
+    trailing = api.client.get("/v1/ledger/checkpoint")
+    assert trailing.status_code == 200, trailing.text
+    assert trailing.text == first.text  # tree size 1, signed before
+    latest = ledger.merkle_log.latest_checkpoint()
+    assert latest is not None and latest.tree_size == 1
+    fresh = api.client.get("/v1/ledger/checkpoint")  # room again: issued now
+    assert fresh.status_code == 200 and fresh.text != first.text
+    latest = ledger.merkle_log.latest_checkpoint()
+    assert latest is not None and latest.tree_size == 2
+
+
+def test_no_stored_checkpoint_and_no_room_is_still_503(
+    served: tuple[Api, LedgerApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api, ledger = served
+    services = api.client.app.state.services  # type: ignore[attr-defined]
+    monkeypatch.setattr(services.checkpointer, "max_age", 0.0)
+    api.ok("/v1/executives", s.executive("E-CP-0"))
+    full = OperationalError("database or disk is full")
+    _fail_once(monkeypatch, ledger.merkle_log, "issue_checkpoint", full)
+    r = api.client.get("/v1/ledger/checkpoint")
+    assert r.status_code == 503 and r.headers["content-type"] == PROBLEM, r.text
+    assert "is full" in r.json()["detail"]
