@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
-from eventsourcing.persistence import OperationalError
+from eventsourcing.persistence import ConnectionUnavailableError, OperationalError
 
 from ledger.application import LedgerApp
 from ledger.checkpoint import Checkpoint, sign_checkpoint
@@ -149,5 +149,9 @@ class Checkpointer:
         """The timer's work: checkpoint if anything was appended since the last one."""
         try:
             self.latest()
+        except (OperationalError, ConnectionUnavailableError) as exc:
+            # The store cannot take it now (a full disk, a lock held, a server away): one
+            # line per tick, not a traceback a minute for as long as that lasts.
+            log.warning("timed checkpoint failed: %s; the next tick retries", exc)
         except Exception:  # the next tick retries; the server must keep serving
             log.exception("timed checkpoint failed")

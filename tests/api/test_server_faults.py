@@ -546,3 +546,35 @@ def test_no_stored_checkpoint_and_no_room_is_still_503(
     r = api.client.get("/v1/ledger/checkpoint")
     assert r.status_code == 503 and r.headers["content-type"] == PROBLEM, r.text
     assert "is full" in r.json()["detail"]
+
+
+def test_a_timed_checkpoint_the_store_cannot_take_logs_one_line(
+    served: tuple[Api, LedgerApp],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The timer's checkpoint on a full disk logged a whole traceback every tick (every 60 s
+    under docker-compose) for as long as the disk stayed full (noticed by the qa-exhaust
+    pass): a store that cannot take it now is one warning line; anything else keeps its
+    traceback."""
+    api, ledger = served
+    checkpointer = api.client.app.state.services.checkpointer  # type: ignore[attr-defined]
+    monkeypatch.setattr(checkpointer, "max_age", 0.0)
+    api.ok("/v1/executives", s.executive("E-TICK-1"))
+    _fail_once(
+        monkeypatch,
+        ledger.merkle_log,
+        "issue_checkpoint",
+        OperationalError("database or disk is full"),
+    )
+    with caplog.at_level("WARNING", logger="ses_ledger.api"):
+        checkpointer.tick()
+    [record] = [r for r in caplog.records if "timed checkpoint" in r.getMessage()]
+    assert record.exc_info is None and record.levelname == "WARNING"
+    assert "database or disk is full" in record.getMessage()
+    caplog.clear()
+    _fail_once(monkeypatch, ledger.merkle_log, "issue_checkpoint", ValueError("a bug"))
+    with caplog.at_level("WARNING", logger="ses_ledger.api"):
+        checkpointer.tick()
+    [record] = [r for r in caplog.records if "timed checkpoint" in r.getMessage()]
+    assert record.exc_info is not None and record.levelname == "ERROR"
