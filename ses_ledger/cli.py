@@ -6,7 +6,8 @@ import argparse
 import os
 import sqlite3
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -348,6 +349,11 @@ def _load_extensions() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     _load_extensions()
     args = build_parser().parse_args(argv)
+    with _session_name(args.command):
+        return _guarded(args)
+
+
+def _guarded(args: argparse.Namespace) -> int:
     stdout = sys.stdout
     if stdout is None:
         # Started with its standard output closed (`>&-`): Python then drops what is printed,
@@ -358,6 +364,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     finally:
         sys.stdout = stdout
+
+
+@contextmanager
+def _session_name(command: str) -> Iterator[None]:
+    """Name the command's PostgreSQL sessions `ses-ledger COMMAND` (libpq's PGAPPNAME, which
+    `serve`'s workers and a rebuild's processes inherit), unless the environment names them:
+    `pg_stat_activity.application_name` then tells the API's sessions from the projector's
+    and from other programs', as an operator looking for a process's sessions needs."""
+    if os.environ.get("PGAPPNAME"):
+        yield
+        return
+    os.environ["PGAPPNAME"] = f"ses-ledger {command}"
+    try:
+        yield
+    finally:  # main() called in-process (tests) leaves the environment as it found it
+        os.environ.pop("PGAPPNAME", None)
 
 
 def _run(args: argparse.Namespace) -> int:
