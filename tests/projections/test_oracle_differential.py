@@ -1047,3 +1047,28 @@ def test_rat_9_counts_a_capped_rating_that_a_later_basic_period_follows(
             "share": 0.0,
             "rat9": True,
         }
+
+
+def test_appraisal_cycle_window_moves_only_with_its_own_ratings(tmp_path: Path) -> None:
+    """REM-2 under `appraisal-cycle` (docs/api.md): as of Jun 1 2026 the window holds FY2023-
+    FY2025; a Level 4 of FY2026 (a period ended early, rated by then) does not move it to
+    FY2024-FY2026, while a Level 2 of FY2026 does (the reading the oracle takes)."""
+    x = Exec("E1", "DOE", True)
+    low = Plan("A-2023", "E1", date(2023, 11, 6), 2, 2, "year", False, True)
+    high = Plan("A-2026", "E1", date(2026, 5, 1), 4, 4, "early", True, True)
+    h = {"execs": [x], "plans": [low, high], "acts": [], "waivers": [], "catch_up_every": 1}
+    d = date(2026, 6, 1)
+    for app in _fresh(tmp_path):
+        models = ReadModels(app)
+        o = record(app, h, models)
+        models.catch_up()
+        body = models.removal_history("E1", d, "appraisal-cycle")
+        assert [r["appraisal_id"] for r in body["three_year"]["ratings"]] == ["A-2023"]
+        assert removal_of(body) == o.removal("E1", d, "appraisal-cycle")
+        low2 = replace(high, appraisal_id="A-2026-2", initial_level=2, final_level=2)
+        _appraisal(app, o, low2)
+        models.catch_up()
+        body = models.removal_history("E1", d, "appraisal-cycle")
+        assert [r["appraisal_id"] for r in body["three_year"]["ratings"]] == ["A-2026-2"]
+        assert body["three_year"]["removal_required"] is False  # FY2023, FY2026: 3 apart
+        assert removal_of(body) == o.removal("E1", d, "appraisal-cycle")
