@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -128,19 +128,32 @@ class Oracle:
     acts: list[Act] = field(default_factory=list)
     waivers: list[Waiver] = field(default_factory=list)
     positions: dict[str, int] = field(default_factory=dict)  # executive registrations
-    #: every event: (position, day recorded, agency whose records hold it)
-    events: list[tuple[int, date, str]] = field(default_factory=list)
+    #: every event: (position, recorded_at, agency whose records hold it, executive whose
+    #: record holds it or None)
+    events: list[tuple[int, datetime, str, str | None]] = field(default_factory=list)
 
-    def noted(self, result: Any, agency: str) -> Any:
+    def noted(self, result: Any, agency: str, executive: str | None = None) -> Any:
         position, at = int(result.event["position"]), str(result.event["recorded_at"])
-        self.events.append((position, date.fromisoformat(at[:10]), agency))
+        moment = datetime.fromisoformat(at.replace("Z", "+00:00"))
+        self.events.append((position, moment, agency, executive))
         return result
 
-    def day_at(self, position: int, agency: str | None = None) -> date:
-        """docs/api.md: a replay's D is the day its last event up to the position (of the
-        token's agency) was recorded; today when there is none."""
-        days = [d for p, d, a in self.events if p <= position and agency in (None, a)]
+    def day_at(
+        self, position: int, agency: str | None = None, executive: str | None = None
+    ) -> date:
+        """docs/api.md: a replay's D is the day (UTC) its last event up to the position that
+        the token may read (its agency's; an executive's own record's) was recorded; today
+        when there is none."""
+        days = [
+            at.date()
+            for p, at, a, e in self.events
+            if p <= position and agency in (None, a) and executive in (None, e)
+        ]
         return max(days, default=TODAY)
+
+    def known_by(self, moment: datetime) -> int:
+        """The position the ledger stood at by `moment` (events recorded at or before it)."""
+        return max((p for p, at, _, _ in self.events if at <= moment), default=0)
 
     def prefix(self, position: int) -> Oracle:
         """The ledger as it stood at `position`."""
@@ -515,6 +528,7 @@ def record(app: LedgerApp, h: dict[str, Any], models: ReadModels) -> Oracle:
                 submitted_by="hr-app-1",
             ),
             x.agency,
+            x.executive_id,
         )
         o.execs[x.executive_id] = x
         o.positions[x.executive_id] = int(result.event["position"])
@@ -574,6 +588,7 @@ def _appraisal(app: LedgerApp, o: Oracle, p: Plan) -> None:
             submitted_by="hr-app-1",
         ),
         agency,
+        p.executive_id,
     )
 
     def step(command: str, actor: str = "R1", **fields: Any) -> Any:
@@ -582,6 +597,7 @@ def _appraisal(app: LedgerApp, o: Oracle, p: Plan) -> None:
                 p.appraisal_id, command, submitted_by="hr-app-1", actor=actor, **fields
             ),
             agency,
+            p.executive_id,
         )
 
     if extended is not None and p.shape == "cross":
@@ -653,6 +669,7 @@ def _act(app: LedgerApp, o: Oracle, e: str, kind: str, notice: date) -> None:
             submitted_by="hr-app-1",
         ),
         o.execs[e].agency,
+        e,
     )
     o.acts.append(Act(e, kind, notice, int(result.event["position"])))
 
@@ -867,6 +884,46 @@ def compare_api(app: LedgerApp, models: ReadModels, o: Oracle, days: list[date])
         assert compliance_of(get("/v1/reports/compliance")) == o.compliance(TODAY, "DOE")
         for position in cuts:
             replay_reads(get, o.prefix(position), position, "DOE")
+        # an executive's own record, at positions: D is the day of its own last event
+        e = ordered[0].executive_id
+        own = issue_token(
+            api_app.state.services.token_key,
+            subject=e,
+            roles=("executive",),
+            agency=o.execs[e].agency,
+            ttl_seconds=600,
+        )
+        headers["Authorization"] = f"Bearer {own}"
+        for position in cuts:
+            past = o.prefix(position)
+            if e in past.execs:
+                day = o.day_at(position, executive=e)
+                body = get(f"/v1/executives/{e}/removal-history", as_of_position=position)
+                assert body["as_of"] == day.isoformat(), (e, position)
+                assert removal_of(body) == past.removal(e, day), (e, position)
+        # known_at: the events recorded by then, judged as of its day (UTC); the same moment
+        # written with another offset is the same ledger
+        headers["Authorization"] = f"Bearer {token}"
+        for position in cuts:
+            moment = next(at for p, at, _, _ in o.events if p == position)
+            moment += timedelta(minutes=5)
+            past = o.prefix(o.known_by(moment))
+            day = min(moment.date(), TODAY)
+            for text in (
+                moment.isoformat().replace("+00:00", "Z"),
+                moment.astimezone(timezone(timedelta(hours=-7))).isoformat(),
+            ):
+                got = get("/v1/reports/compliance", known_at=text)
+                assert compliance_of(got) == past.compliance(day), (position, text)
+                got = get("/v1/reports/below-fully-successful", known_at=text)
+                assert below_of(got) == past.below(day), (position, text)
+                for x in past.execs:
+                    body = get(f"/v1/executives/{x}/removal-history", known_at=text)
+                    assert body["as_of"] == day.isoformat(), (x, text)
+                    assert removal_of(body) == past.removal(x, day), (x, text)
+                    assert current_of(get(f"/v1/executives/{x}", known_at=text)) == (
+                        past.current(x)
+                    ), (x, text)
 
 
 def replay_reads(get: Any, past: Oracle, cut: int, agency: str | None) -> None:
@@ -921,9 +978,7 @@ def check(app: LedgerApp, h: dict[str, Any]) -> None:
     for k, cut in enumerate(cuts[len(cuts) // 3 :: max(1, len(cuts) // 2)]):
         past = o.prefix(cut)
         if k % 2:
-            at = models.log.last(cut)
-            assert at is not None
-            view = models.as_of(known_at=at.recorded_at)
+            view = models.as_of(known_at=next(at for p, at, _, _ in o.events if p == cut))
         else:
             view = models.as_of(position=cut)
         compare(view, past, days[::3], f"as of {cut}")
