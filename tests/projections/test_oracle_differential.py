@@ -340,6 +340,7 @@ SES_2025 = [
     },
 ]
 AGENCIES = ("DOE", "DOT")
+NONCAREER = ("noncareer", "limited_term", "limited_emergency")
 INAUGURATIONS = [date(y, 1, 20) for y in (2017, 2021, 2025, 2029)]
 #: First ratings on leap days, their neighbours, fiscal-year edges.
 ANCHORS = [
@@ -521,7 +522,10 @@ def record(app: LedgerApp, h: dict[str, Any], models: ReadModels) -> Oracle:
                 pay_plan="ES",
                 agency=x.agency,
                 duty_station="Denver, CO",
-                appointment_type="career" if x.career else "noncareer",
+                # api-contract.md: RAT-9 and the share count career appointees only
+                appointment_type="career"
+                if x.career
+                else NONCAREER[int(x.executive_id[1:]) % len(NONCAREER)],
                 probationary=False,
                 appointed_on=date(2014, 6, 1),
                 actor="hr-1",
