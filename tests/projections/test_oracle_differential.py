@@ -908,7 +908,7 @@ def compare_api(app: LedgerApp, models: ReadModels, o: Oracle, days: list[date])
         # known_at: the events recorded by then, judged as of its day (UTC); the same moment
         # written with another offset is the same ledger
         headers["Authorization"] = f"Bearer {token}"
-        for position in cuts:
+        for position in cuts[:3]:
             moment = next(at for p, at, _, _ in o.events if p == position)
             moment += timedelta(minutes=5)
             past = o.prefix(o.known_by(moment))
@@ -921,13 +921,20 @@ def compare_api(app: LedgerApp, models: ReadModels, o: Oracle, days: list[date])
                 assert compliance_of(got) == past.compliance(day), (position, text)
                 got = get("/v1/reports/below-fully-successful", known_at=text)
                 assert below_of(got) == past.below(day), (position, text)
-                for x in past.execs:
+                for x in busiest(past):
                     body = get(f"/v1/executives/{x}/removal-history", known_at=text)
                     assert body["as_of"] == day.isoformat(), (x, text)
                     assert removal_of(body) == past.removal(x, day), (x, text)
                     assert current_of(get(f"/v1/executives/{x}", known_at=text)) == (
                         past.current(x)
                     ), (x, text)
+
+
+def busiest(o: Oracle, agency: str | None = None, n: int = 4) -> list[str]:
+    """The `n` executives (of `agency`) with the most final ratings: the removal histories
+    worth asking the API for at every point (the rest are asked live)."""
+    mine = [e for e, x in o.execs.items() if agency in (None, x.agency)]
+    return sorted(mine, key=lambda e: (-len(o.of(e)), e))[:n]
 
 
 def replay_reads(get: Any, past: Oracle, cut: int, agency: str | None) -> None:
@@ -940,9 +947,7 @@ def replay_reads(get: Any, past: Oracle, cut: int, agency: str | None) -> None:
     assert below_of(get("/v1/reports/below-fully-successful", as_of_position=cut)) == (
         past.below(day, agency)
     ), (cut, day)
-    for e, x in past.execs.items():
-        if agency not in (None, x.agency):
-            continue
+    for e in busiest(past, agency):
         body = get(f"/v1/executives/{e}/removal-history", as_of_position=cut)
         assert body["as_of"] == day.isoformat()
         assert removal_of(body) == past.removal(e, day), (e, cut)
