@@ -12,11 +12,16 @@ rating day and a day either side; rating-cap waivers) and compares, for dates on
 every boundary:
 
 - live models (caught up at random points while the history is written),
-- a fresh full rebuild (same digest, same answers),
+- a fresh full rebuild (same digest, same answers), and the compliance report under
+  `appraisal-cycle` (`SES_LEDGER_WINDOW_MEASURE`),
 - replays `as_of(position=...)` / `as_of(known_at=...)` / one executive's replay, against
   the oracle of the ledger's prefix,
 - the API's oversight endpoints (removal history, below-Fully-Successful, rating
-  distribution, compliance, the executive's `current_rating`), live and `as_of_position`.
+  distribution, compliance, the executive's `current_rating`): live, and at positions and
+  `known_at` moments without `as_of`, whose day D is the token's (`*`, one agency, an
+  executive's own record; docs/api.md),
+- the removal history `bundle verify` prints (`ledger.offline_verify`, its own code) for
+  the API's evidence bundles.
 
 Small by default so it stays in the suite; `SES_ORACLE_DIFF_EXAMPLES=200` for a long run.
 """
