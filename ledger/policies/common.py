@@ -33,6 +33,12 @@ def fiscal_year(day: date) -> int:
     return day.year + 1 if day.month >= 10 else day.year
 
 
+def fiscal_year_bounds(fy: int) -> tuple[date, date]:
+    """The first and last day of fiscal year `fy` (FY2026: Oct 1 2025 - Sep 30 2026), the
+    inverse of `fiscal_year`: PER-1's and MON-1's fiscal year, a RAT-9 cycle."""
+    return date(fy - 1, 10, 1), date(fy, 9, 30)
+
+
 def cycle_of(day: date) -> str:
     """The reporting cycle name (`FY2026`) of an appraisal whose period ends on `day`."""
     return f"FY{fiscal_year(day)}"
