@@ -283,6 +283,13 @@ def _continues(text: str, at: int, step: int) -> bool:
     return char in ".:" and 0 <= beyond < len(text) and text[beyond] in _ID_GOES_ON
 
 
+def rat_10_former_appraisals(period_start: date, others: Mapping[str, date]) -> list[str]:
+    """RAT-10: which of the executive's other appraisals (id: period start) are the former
+    agency's for an appraisal whose period starts on `period_start`: those whose period began
+    earlier (a transfer during this period came after they began). In `others` order."""
+    return [appraisal_id for appraisal_id, start in others.items() if start < period_start]
+
+
 def rat_10(
     appraisal_id: str,
     *,
