@@ -6,14 +6,16 @@ detail appraisal; `on` = its appraisal date), MON-1 for a period that has ended,
 removal; `on` = its notice date). Findings that depend on the date asked about are computed
 at query time from stored facts: MON-1 for a period still running, REM-1..REM-3 (from the
 removal-history projection's rows), RAT-9 (from the current-ratings rows and waivers) and
-RAT-10 (transfers against the ratings' narratives). RAT-11 has no recorded pay to judge: no
-event carries a pay increase yet.
+RAT-10 (transfers against the appraisal ids each initial rating's narrative cites: the
+narrative itself is not kept). RAT-11 has no recorded pay to judge: no event carries a pay
+increase yet.
 
 Tables:
 - `proj_cp_executives(executive_id, agency, career, watch, doc)`: `doc` = {appraisal_ids,
   transfers: [effective_on], findings}; `watch` = has findings or transfers.
 - `proj_cp_appraisals(appraisal_id, executive_id, agency, period_end, flagged, doc)`: `doc`
-  = the facts MON-1, PER-5 and RAT-10 need plus `findings`; `flagged` = has findings.
+  = the facts MON-1, PER-5 and RAT-10 need, `plan_findings` (PLAN-1..3, from the plan) and
+  `findings` (PER-5, and MON-1 as once the period has ended); `flagged` = has either.
 """
 
 from __future__ import annotations
@@ -258,8 +260,8 @@ def query(
     with store.transaction(commit=False) as cursor:
         store.snapshot(cursor)
         findings = [
-            *_appraisal_findings(store, cursor, as_of, agency),
-            *_executive_findings(store, cursor, as_of, agency),
+            *_appraisal_rows_findings(store, cursor, as_of, agency),
+            *_executive_rows_findings(store, cursor, as_of, agency),
             *_removal_due(store, cursor, as_of, agency, window_measure or RATING_DATE),
             *_rating_cap(store, cursor, as_of, agency),
         ]
@@ -275,7 +277,7 @@ def _agency_params(agency: str | None) -> tuple[Any, ...]:
     return (agency,) if agency is not None else ()
 
 
-def _appraisal_findings(
+def _appraisal_rows_findings(
     store: Store, cursor: Any, as_of: date, agency: str | None
 ) -> list[dict[str, str]]:
     """Settled appraisal findings dated by D; MON-1 of periods running at D, live."""
@@ -300,7 +302,7 @@ def _appraisal_findings(
     return findings
 
 
-def _executive_findings(
+def _executive_rows_findings(
     store: Store, cursor: Any, as_of: date, agency: str | None
 ) -> list[dict[str, str]]:
     """REM-6 by notice date; RAT-10 where a transfer is recorded."""

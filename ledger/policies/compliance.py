@@ -1,9 +1,11 @@
 """Findings for the rules marked *flag* in rules.md.
 
 A flagged action is recorded as it happened; these pure functions, given plain values read
-from the ledger, say what was irregular. Each returns a list of findings
-`{"rule", "subject_id", "detail"}` (empty when all is well) and is named after its rule.
-RET-1 is enforced by the store (nothing is ever deleted), so it has no finding here.
+from the ledger, say what was irregular. Each rule's function is named after it and returns
+a list of findings `{"rule", "subject_id", "detail"}` (empty when all is well); the helpers
+beside them (`career_executives`, `rating_distribution`, `cites`,
+`rat_10_former_appraisals`) pick the facts a rule counts. RET-1 is enforced by the store
+(nothing is ever deleted), so it has no finding here.
 """
 
 from __future__ import annotations
