@@ -523,6 +523,22 @@ def rem_7_check_hearing(
         )
 
 
+# --- Complaints (APP-1) ----------------------------------------------------------------------
+
+#: APP-1: the forums a complaint about the rating process may go to.
+APP_1_COMPLAINT_FORUMS = ("EEOC", "OSC")
+
+
+def app_1_check_forum(forum: str) -> None:
+    """APP-1: a rating is never appealed; a complaint goes to the EEOC or the OSC."""
+    if forum not in APP_1_COMPLAINT_FORUMS:
+        raise RuleViolation(
+            "APP-1",
+            f"ratings cannot be appealed; a complaint goes to "
+            f"{' or '.join(APP_1_COMPLAINT_FORUMS)}, not {forum!r}.",
+        )
+
+
 # --- Policies --------------------------------------------------------------------------------
 
 
