@@ -220,6 +220,17 @@ def per_4_check_ratable(
         )
 
 
+def per_4_check_extension(*, period_end: date, new_period_end: date, reason: str) -> None:
+    """PER-4: an extension moves the period end later and records why (not blank)."""
+    if new_period_end <= period_end:
+        raise RuleViolation(
+            "PER-4",
+            f"an extension moves the period end later; {new_period_end} is not after {period_end}.",
+        )
+    if is_blank(reason):
+        raise RuleViolation("PER-4", "an extension records its reason.")
+
+
 #: PER-3: Inauguration Days listed in rules.md.
 PER_3_INAUGURATION_DAYS: Sequence[date] = tuple(date(y, 1, 20) for y in (2017, 2021, 2025, 2029))
 PER_3_TRANSITION_DAYS = 120
@@ -267,6 +278,29 @@ def rat_4_check_in_writing(*, narrative: str, rated_on: date, shared_on: date) -
         raise RuleViolation(
             "RAT-4", f"the rating was shared on {shared_on}, before it was written on {rated_on}."
         )
+
+
+def rat_5_check_in_writing(text: str) -> None:
+    """RAT-5: the executive's response is in writing (not blank)."""
+    if is_blank(text):
+        raise RuleViolation("RAT-5", "a response is in writing; the text is empty.")
+
+
+def rat_6_check_reviewer(
+    reviewer_id: str, *, rating_official_id: str, initial_rater: str | None
+) -> None:
+    """RAT-6: the higher-level review is made by someone other than the plan's rating official
+    and the official who prepared the initial rating."""
+    if reviewer_id not in (rating_official_id, initial_rater):
+        return
+    role = (
+        "prepared the initial rating"
+        if reviewer_id == initial_rater
+        else "is the plan's rating official"
+    )
+    raise RuleViolation(
+        "RAT-6", f"{reviewer_id} {role}; a higher-level official reviews the rating."
+    )
 
 
 RAT_7_DEFAULT_RESPONSE_WINDOW_DAYS = 10
