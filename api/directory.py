@@ -17,6 +17,10 @@ from ledger.application import LedgerApp
 from ledger.entry import entry_from_state
 from ledger.errors import NotFound, UnknownReference
 
+#: Facts kept before the cache is emptied whole. A dict rather than `functools.lru_cache`:
+#: only streams that exist are kept (an id that names nothing yet may be created by the next
+#: request, and must not be remembered as absent), and `facts` recurses into the owning
+#: executive's entry under the same cache; a miss after emptying costs one indexed read.
 _CACHE_LIMIT = 200_000
 _ID = re.compile(ID_PATTERN)
 

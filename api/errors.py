@@ -72,10 +72,6 @@ class Forbidden(ApiProblem):
     status, slug, title = 403, "forbidden", "Not allowed for this token"
 
 
-class ResourceNotFound(ApiProblem):
-    status, slug, title = 404, "not-found", "Not found"
-
-
 class InvalidRequest(ApiProblem):
     """A parameter, header or body field is invalid; `errors` lists each with its location."""
 
@@ -87,14 +83,6 @@ class InvalidRequest(ApiProblem):
 
 class IdempotencyKeyReused(ApiProblem):
     status, slug, title = 422, "idempotency-key-reused", "Idempotency key already used"
-
-
-class PayloadTooLarge(ApiProblem):
-    status, slug, title = 413, "payload-too-large", "Request body too large"
-
-
-class Unavailable(ApiProblem):
-    status, slug, title = 503, "unavailable", "Service unavailable"
 
 
 def problem(

@@ -8,7 +8,6 @@ rest tune the server and have safe defaults. The ledger itself keeps its plain d
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +22,7 @@ from ledger.config import (
     check_home,
     origin_problem,
 )
+from ledger.policies.removal import RATING_DATE, WindowMeasure
 
 
 class ApiSettings(BaseSettings):
@@ -57,7 +57,7 @@ class ApiSettings(BaseSettings):
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     #: REM-2/REM-3: how "within 3/5 years" is measured (rules.md: a named policy setting the
     #: agency chooses), for the compliance report and removal histories asked without one.
-    window_measure: Literal["rating-date", "appraisal-cycle"] = "rating-date"
+    window_measure: WindowMeasure = RATING_DATE
     #: Historical reports (`as_of_position` / `known_at`) replayed from the log at once per
     #: process (`projections.replays`); more wait `replay_wait_seconds`, then get 503.
     replay_builds: int = Field(default=1, ge=1, le=64)

@@ -107,7 +107,3 @@ class Projection:
 
     def cached_rows(self) -> int:
         return sum(len(rows.cache) for rows in self.rows.values())
-
-
-def table_map(*tables: Table) -> dict[str, Table]:
-    return {t.name: t for t in tables}

@@ -6,14 +6,16 @@ detail appraisal; `on` = its appraisal date), MON-1 for a period that has ended,
 removal; `on` = its notice date). Findings that depend on the date asked about are computed
 at query time from stored facts: MON-1 for a period still running, REM-1..REM-3 (from the
 removal-history projection's rows), RAT-9 (from the current-ratings rows and waivers) and
-RAT-10 (transfers against the ratings' narratives). RAT-11 has no recorded pay to judge: no
-event carries a pay increase yet.
+RAT-10 (transfers against the appraisal ids each initial rating's narrative cites: the
+narrative itself is not kept). RAT-11 has no recorded pay to judge: no event carries a pay
+increase yet.
 
 Tables:
 - `proj_cp_executives(executive_id, agency, career, watch, doc)`: `doc` = {appraisal_ids,
   transfers: [effective_on], findings}; `watch` = has findings or transfers.
 - `proj_cp_appraisals(appraisal_id, executive_id, agency, period_end, flagged, doc)`: `doc`
-  = the facts MON-1, PER-5 and RAT-10 need plus `findings`; `flagged` = has findings.
+  = the facts MON-1, PER-5 and RAT-10 need, `plan_findings` (PLAN-1..3, from the plan) and
+  `findings` (PER-5, and MON-1 as once the period has ended); `flagged` = has either.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from ledger.policies.compliance import (
     plan_3,
     rat_9,
     rat_10,
+    rat_10_former_appraisals,
     rem_6,
     removal_findings,
 )
@@ -254,69 +257,101 @@ def query(
     window_measure: str | None = None,
 ) -> dict[str, Any]:
     """Every flag-rule finding as of `as_of` (a business date), optionally for one agency."""
-    p = store.p
-    day = as_of.isoformat()
-    findings: list[dict[str, str]] = []
-    where_agency = f" AND agency = {p}" if agency is not None else ""
-    extra: tuple[Any, ...] = (agency,) if agency is not None else ()
     with store.transaction(commit=False) as cursor:
         store.snapshot(cursor)
-        # Appraisals: settled findings dated by D; MON-1 of periods running at D, live.
-        cursor.execute(
-            f"SELECT appraisal_id AS appraisal_id, doc AS doc FROM {store.name(APPRAISALS.name)} "
-            f"WHERE (flagged = 1 OR period_end >= {p}){where_agency}",
-            (day, *extra),
-        )
-        for row in cursor.fetchall():
-            doc = loads(row["doc"])
-            ended = _d(doc["period_end"]) < as_of
-            for f in doc["plan_findings"] + doc["findings"]:
-                if f["rule"] == "MON-1":
-                    if ended:
-                        findings.append(_public(f))
-                elif f["on"] <= day:
-                    findings.append(_public(f))
-            if not ended:
-                findings += [_public(f) for f in _mon_1(row["appraisal_id"], doc, as_of)]
-        # Executives: REM-6 by notice date; RAT-10 where a transfer is recorded.
-        cursor.execute(
-            f"SELECT executive_id AS executive_id, doc AS doc "
-            f"FROM {store.name(EXECUTIVES.name)} WHERE watch = 1{where_agency}",
-            extra,
-        )
-        for row in cursor.fetchall():
-            doc = loads(row["doc"])
-            findings += [_public(f) for f in doc["findings"] if f["on"] <= day]
-            transfers = [_d(t) for t in doc["transfers"] if t <= day]
-            if transfers:
-                findings += _rat_10(store, cursor, doc["appraisal_ids"], transfers, day)
-        # REM-1..REM-3 from the removal histories of executives with a low rating.
-        rh = store.name(removal_history.EXECUTIVES.name)
-        cp = store.name(EXECUTIVES.name)
-        cursor.execute(
-            f"SELECT rh.executive_id AS executive_id, rh.doc AS doc FROM {rh} rh "
-            f"JOIN {cp} cp ON cp.executive_id = rh.executive_id "
-            f"WHERE rh.has_low = 1{where_agency.replace('agency', 'cp.agency')}",
-            extra,
-        )
-        for row in cursor.fetchall():
-            history = removal_history.history_from_doc(
-                loads(row["doc"]), as_of, window_measure or RATING_DATE
-            )
-            findings += [_public(f) for f in removal_findings(row["executive_id"], history)]
-        # RAT-9 for every agency and cycle with final ratings by D.
-        waived = waivers(store, cursor, granted_by=as_of)
-        grouped = cycle_ratings(store, cursor, agency=agency, rated_by=as_of)
-        for (group_agency, cycle), ratings in grouped.items():
-            found = rat_9(
-                group_agency,
-                cycle,
-                ratings=ratings,
-                waiver_granted=(group_agency, cycle) in waived,
-            )
-            findings += [_public(f) for f in found]
+        findings = [
+            *_appraisal_rows_findings(store, cursor, as_of, agency),
+            *_executive_rows_findings(store, cursor, as_of, agency),
+            *_removal_due(store, cursor, as_of, agency, window_measure or RATING_DATE),
+            *_rating_cap(store, cursor, as_of, agency),
+        ]
     findings.sort(key=lambda f: (f["rule"], f["subject_id"].encode(), f["detail"]))
-    return {"as_of": day, "findings": findings}
+    return {"as_of": as_of.isoformat(), "findings": findings}
+
+
+def _agency_filter(agency: str | None, store: Store, column: str = "agency") -> str:
+    return f" AND {column} = {store.p}" if agency is not None else ""
+
+
+def _agency_params(agency: str | None) -> tuple[Any, ...]:
+    return (agency,) if agency is not None else ()
+
+
+def _appraisal_rows_findings(
+    store: Store, cursor: Any, as_of: date, agency: str | None
+) -> list[dict[str, str]]:
+    """Settled appraisal findings dated by D; MON-1 of periods running at D, live."""
+    day = as_of.isoformat()
+    findings: list[dict[str, str]] = []
+    cursor.execute(
+        f"SELECT appraisal_id AS appraisal_id, doc AS doc FROM {store.name(APPRAISALS.name)} "
+        f"WHERE (flagged = 1 OR period_end >= {store.p}){_agency_filter(agency, store)}",
+        (day, *_agency_params(agency)),
+    )
+    for row in cursor.fetchall():
+        doc = loads(row["doc"])
+        ended = _d(doc["period_end"]) < as_of
+        for f in doc["plan_findings"] + doc["findings"]:
+            if f["rule"] == "MON-1":
+                if ended:
+                    findings.append(_public(f))
+            elif f["on"] <= day:
+                findings.append(_public(f))
+        if not ended:
+            findings += [_public(f) for f in _mon_1(row["appraisal_id"], doc, as_of)]
+    return findings
+
+
+def _executive_rows_findings(
+    store: Store, cursor: Any, as_of: date, agency: str | None
+) -> list[dict[str, str]]:
+    """REM-6 by notice date; RAT-10 where a transfer is recorded."""
+    day = as_of.isoformat()
+    findings: list[dict[str, str]] = []
+    cursor.execute(
+        f"SELECT executive_id AS executive_id, doc AS doc "
+        f"FROM {store.name(EXECUTIVES.name)} WHERE watch = 1{_agency_filter(agency, store)}",
+        _agency_params(agency),
+    )
+    for row in cursor.fetchall():
+        doc = loads(row["doc"])
+        findings += [_public(f) for f in doc["findings"] if f["on"] <= day]
+        transfers = [_d(t) for t in doc["transfers"] if t <= day]
+        if transfers:
+            findings += _rat_10(store, cursor, doc["appraisal_ids"], transfers, day)
+    return findings
+
+
+def _removal_due(
+    store: Store, cursor: Any, as_of: date, agency: str | None, window_measure: str
+) -> list[dict[str, str]]:
+    """REM-1..REM-3 from the removal histories of executives with a low rating."""
+    rh = store.name(removal_history.EXECUTIVES.name)
+    cp = store.name(EXECUTIVES.name)
+    cursor.execute(
+        f"SELECT rh.executive_id AS executive_id, rh.doc AS doc FROM {rh} rh "
+        f"JOIN {cp} cp ON cp.executive_id = rh.executive_id "
+        f"WHERE rh.has_low = 1{_agency_filter(agency, store, 'cp.agency')}",
+        _agency_params(agency),
+    )
+    findings: list[dict[str, str]] = []
+    for row in cursor.fetchall():
+        history = removal_history.history_from_doc(loads(row["doc"]), as_of, window_measure)
+        findings += [_public(f) for f in removal_findings(row["executive_id"], history)]
+    return findings
+
+
+def _rating_cap(store: Store, cursor: Any, as_of: date, agency: str | None) -> list[dict[str, str]]:
+    """RAT-9 for every agency and cycle with final ratings by D."""
+    waived = waivers(store, cursor, granted_by=as_of)
+    grouped = cycle_ratings(store, cursor, agency=agency, rated_by=as_of)
+    findings: list[dict[str, str]] = []
+    for (group_agency, cycle), ratings in grouped.items():
+        found = rat_9(
+            group_agency, cycle, ratings=ratings, waiver_granted=(group_agency, cycle) in waived
+        )
+        findings += [_public(f) for f in found]
+    return findings
 
 
 def _rat_10(
@@ -337,13 +372,12 @@ def _rat_10(
         doc = docs.get(appraisal_id)
         if doc is None or doc["initial_rated_on"] is None or doc["initial_rated_on"] > day:
             continue
-        former = [
-            other
+        others = {
+            other: _d(docs[other]["period_start"])
             for other in appraisal_ids
-            if other != appraisal_id
-            and other in docs
-            and docs[other]["period_start"] < doc["period_start"]
-        ]
+            if other != appraisal_id and other in docs
+        }
+        former = rat_10_former_appraisals(_d(doc["period_start"]), others)
         found += [
             _public(f)
             for f in rat_10(

@@ -13,7 +13,7 @@ from collections import defaultdict
 from datetime import date
 from typing import Any
 
-from ledger.policies.common import cycle_of
+from ledger.policies.common import cycle_of, fiscal_year_bounds
 from ledger.policies.compliance import CycleRating, rat_9, rating_distribution
 from ledger.policies.removal import (
     FULLY_SUCCESSFUL,
@@ -86,8 +86,8 @@ def cycle_bounds(cycle: str) -> tuple[str, str]:
     match = _CYCLE.fullmatch(cycle)
     if match is None:
         raise ValueError(f"a cycle is written FYnnnn, e.g. FY2026: {cycle!r}")
-    year = int(match.group(1))
-    return f"{year - 1}-10-01", f"{year}-09-30"
+    first, last = fiscal_year_bounds(int(match.group(1)))
+    return first.isoformat(), last.isoformat()
 
 
 def cycle_ratings(

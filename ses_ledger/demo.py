@@ -21,7 +21,8 @@ from ledger.domain.base import LedgerAggregate, Submission
 from ledger.domain.executive import Executive
 from ledger.domain.review_board import ReviewBoard
 from ledger.errors import RuleViolation
-from ledger.policies import basic_2012, ses_2025
+from ledger.policies import POL_1_SES_2025_FROM, basic_2012, ses_2025
+from ledger.policies.common import fiscal_year_bounds
 
 AGENCIES = ["DOE", "DOT", "HHS", "DOJ", "EPA", "NASA", "VA", "USDA", "DHS", "DOI"]
 STATIONS = ["Washington, DC", "Denver, CO", "Atlanta, GA", "Seattle, WA", "Chicago, IL"]
@@ -55,7 +56,6 @@ WEIGHTS_2025 = [
 #: planning for the 2025 cap (RAT-9) rate far fewer at the top.
 LEVEL_MIX_BASIC = {5: 0.38, 4: 0.42, 3: 0.16, 2: 0.03, 1: 0.01}
 LEVEL_MIX_2025 = {5: 0.09, 4: 0.19, 3: 0.62, 2: 0.08, 1: 0.02}
-SES_2025_START = date(2025, 10, 1)
 
 
 @dataclass
@@ -189,7 +189,7 @@ class DemoGenerator:
         first_cycle = last_cycle - years + 1
         per_agency = max(1, min(len(AGENCIES), executives // 6 or 1))
         agencies = AGENCIES[:per_agency]
-        start = date(first_cycle - 1, 10, 1)
+        start = fiscal_year_bounds(first_cycle)[0]
         for agency in agencies:
             self._register_board(agency, start - timedelta(days=60))
         people = [self._register(i, agencies, start) for i in range(executives)]
@@ -269,7 +269,7 @@ class DemoGenerator:
         clock's, never before the cycle starts): it was dated Sep 1 of the cycle while the
         clock stood months earlier, an event dated after the day it was recorded."""
         agency = agencies[-1]
-        granted_on = max(date(cycle - 1, 10, 1), self.clock.now.date())
+        granted_on = max(fiscal_year_bounds(cycle)[0], self.clock.now.date())
         if not self._due(granted_on):
             return
         self.clock.at(granted_on)
@@ -312,8 +312,8 @@ class DemoGenerator:
         ex = person.aggregate
         agency = person.agency
         hr = f"hr-{agency}"
-        period_start, period_end = date(cycle - 1, 10, 1), date(cycle, 9, 30)
-        policy = "ses-2025" if period_start >= SES_2025_START else "ses-basic-2012"
+        period_start, period_end = fiscal_year_bounds(cycle)
+        policy = "ses-2025" if period_start >= POL_1_SES_2025_FROM else "ses-basic-2012"
         codes, templates = (
             (CODES_2025, WEIGHTS_2025) if policy == "ses-2025" else (BASIC_CODES, BASIC_WEIGHTS)
         )

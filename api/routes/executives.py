@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
@@ -20,6 +20,7 @@ from api.services import Services
 from api.strict_json import UniqueNamesRoute
 from ledger.entry import format_timestamp
 from ledger.errors import NotFound, UnknownReference
+from ledger.policies.removal import WindowMeasure
 
 router = APIRouter(prefix="/v1/executives", tags=["executives"], route_class=UniqueNamesRoute)
 
@@ -206,7 +207,7 @@ async def get_removal_history(
         Query(description="The date D (default: today, UTC; in a replay, the day it stands at)."),
     ] = None,
     window_measure: Annotated[
-        Literal["rating-date", "appraisal-cycle"] | None,
+        WindowMeasure | None,
         Query(
             description="How 'within 3/5 years' is measured (default: the server's "
             "SES_LEDGER_WINDOW_MEASURE, else rating-date)."

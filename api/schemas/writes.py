@@ -82,16 +82,12 @@ class BoardMember(Body):
 
 
 class ReviewBoardIn(Body):
+    """A member listed twice is PRB-1's to refuse (it counts members), with the rule's ID."""
+
     board_id: NewId
     agency: Agency
     federal_register_published_on: Day
     members: list[BoardMember] = Field(max_length=100)
-
-    @field_validator("members")
-    @classmethod
-    def _distinct_members(cls, members: list[BoardMember]) -> list[BoardMember]:
-        _unique([m.member_id for m in members])
-        return members
 
 
 class RatingCapWaiverIn(Body):
@@ -169,6 +165,8 @@ class HigherLevelReviewIn(Body):
 
 
 class PRBRecommendationIn(Body):
+    """A member present listed twice is PRB-1's to refuse (it counts those present)."""
+
     board_id: Id
     members_present: list[Id] = Field(max_length=100)
     recommended_on: Day
@@ -176,7 +174,7 @@ class PRBRecommendationIn(Body):
     rationale: Text
     considered: list[Considered] = Field(max_length=3)
 
-    _distinct = field_validator("members_present", "considered")(_unique)
+    _distinct = field_validator("considered")(_unique)
 
 
 class FinalRatingIn(Body):

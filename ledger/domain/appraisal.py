@@ -22,9 +22,9 @@ from ledger.domain.review_board import BoardFacts
 from ledger.errors import RuleViolation
 from ledger.policies import Policy, get_policy, pol_1_check_policy
 from ledger.policies.common import (
-    is_blank,
     per_2_check_minimum_period,
     per_3_check_transition,
+    per_4_check_extension,
     per_4_check_ratable,
     prb_1_check_present,
     prb_2_check_career_majority,
@@ -33,6 +33,8 @@ from ledger.policies.common import (
     prb_5_check_considered,
     rat_1_check_level,
     rat_4_check_in_writing,
+    rat_5_check_in_writing,
+    rat_6_check_reviewer,
     rat_7_check_opportunity,
     rat_8_check_after_prb,
 )
@@ -456,14 +458,9 @@ class Appraisal(LedgerAggregate):
         self._check_not_before(
             extended_on, self.communicated_on, "extension", "the plan was communicated"
         )
-        if new_period_end <= self.period_end:
-            raise RuleViolation(
-                "PER-4",
-                f"an extension moves the period end later; {new_period_end} is not after "
-                f"{self.period_end}.",
-            )
-        if is_blank(reason):
-            raise RuleViolation("PER-4", "an extension records its reason.")
+        per_4_check_extension(
+            period_end=self.period_end, new_period_end=new_period_end, reason=reason
+        )
         self.rules.check_period(self.period_start, new_period_end)
         self._trigger(
             PeriodExtended,
@@ -552,8 +549,7 @@ class Appraisal(LedgerAggregate):
         self._check_not_before(
             submitted_on, rating["shared_on"], "response", "the rating was shared"
         )
-        if is_blank(text):
-            raise RuleViolation("RAT-5", "a response is in writing; the text is empty.")
+        rat_5_check_in_writing(text)
         self._trigger(
             ExecutiveResponded,
             occurred_on=submitted_on,
@@ -627,15 +623,11 @@ class Appraisal(LedgerAggregate):
                 f"the higher-level review was already made on "
                 f"{self.hlr_recommendation['reviewed_on']}.",
             )
-        if reviewer_id in (self.rating_official_id, self._initial_rater()):
-            role = (
-                "prepared the initial rating"
-                if reviewer_id == self._initial_rater()
-                else "is the plan's rating official"
-            )
-            raise RuleViolation(
-                "RAT-6", f"{reviewer_id} {role}; a higher-level official reviews the rating."
-            )
+        rat_6_check_reviewer(
+            reviewer_id,
+            rating_official_id=self.rating_official_id,
+            initial_rater=self._initial_rater(),
+        )
         rat_1_check_level(recommended_level, "the recommended level")
         self._check_not_before(
             reviewed_on, request["requested_on"], "higher-level review", "its request"

@@ -20,6 +20,7 @@ from typing import Any, Self
 from ledger.domain.base import LedgerAggregate, LedgerEvent, Submission
 from ledger.errors import RuleViolation
 from ledger.policies.common import (
+    app_1_check_forum,
     rem_4_check_authority,
     rem_5_check_notice,
     rem_7_check_hearing,
@@ -29,8 +30,6 @@ CAREER = "career"
 APPOINTMENT_TYPES = (CAREER, "noncareer", "limited_term", "limited_emergency")
 REMOVAL = "removal"
 PERSONNEL_ACTIONS = ("reassignment", "transfer", "demotion", REMOVAL)
-#: APP-1: the forums a complaint about the rating process may go to.
-COMPLAINT_FORUMS = ("EEOC", "OSC")
 
 
 def reg_1_check_choice(field: str, value: str, allowed: Sequence[str]) -> None:
@@ -260,12 +259,7 @@ class Executive(LedgerAggregate):
         self, *, forum: str, filed_on: date, summary: str, actor: str, submission: Submission
     ) -> None:
         """APP-1: ratings are not appealed; an EEOC or OSC complaint is recorded here."""
-        if forum not in COMPLAINT_FORUMS:
-            raise RuleViolation(
-                "APP-1",
-                f"ratings cannot be appealed; a complaint goes to {' or '.join(COMPLAINT_FORUMS)}, "
-                f"not {forum!r}.",
-            )
+        app_1_check_forum(forum)
         self._trigger(
             ComplaintRecorded,
             occurred_on=filed_on,

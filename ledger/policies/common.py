@@ -33,6 +33,12 @@ def fiscal_year(day: date) -> int:
     return day.year + 1 if day.month >= 10 else day.year
 
 
+def fiscal_year_bounds(fy: int) -> tuple[date, date]:
+    """The first and last day of fiscal year `fy` (FY2026: Oct 1 2025 - Sep 30 2026), the
+    inverse of `fiscal_year`: PER-1's and MON-1's fiscal year, a RAT-9 cycle."""
+    return date(fy - 1, 10, 1), date(fy, 9, 30)
+
+
 def cycle_of(day: date) -> str:
     """The reporting cycle name (`FY2026`) of an appraisal whose period ends on `day`."""
     return f"FY{fiscal_year(day)}"
@@ -214,6 +220,17 @@ def per_4_check_ratable(
         )
 
 
+def per_4_check_extension(*, period_end: date, new_period_end: date, reason: str) -> None:
+    """PER-4: an extension moves the period end later and records why (not blank)."""
+    if new_period_end <= period_end:
+        raise RuleViolation(
+            "PER-4",
+            f"an extension moves the period end later; {new_period_end} is not after {period_end}.",
+        )
+    if is_blank(reason):
+        raise RuleViolation("PER-4", "an extension records its reason.")
+
+
 #: PER-3: Inauguration Days listed in rules.md.
 PER_3_INAUGURATION_DAYS: Sequence[date] = tuple(date(y, 1, 20) for y in (2017, 2021, 2025, 2029))
 PER_3_TRANSITION_DAYS = 120
@@ -261,6 +278,29 @@ def rat_4_check_in_writing(*, narrative: str, rated_on: date, shared_on: date) -
         raise RuleViolation(
             "RAT-4", f"the rating was shared on {shared_on}, before it was written on {rated_on}."
         )
+
+
+def rat_5_check_in_writing(text: str) -> None:
+    """RAT-5: the executive's response is in writing (not blank)."""
+    if is_blank(text):
+        raise RuleViolation("RAT-5", "a response is in writing; the text is empty.")
+
+
+def rat_6_check_reviewer(
+    reviewer_id: str, *, rating_official_id: str, initial_rater: str | None
+) -> None:
+    """RAT-6: the higher-level review is made by someone other than the plan's rating official
+    and the official who prepared the initial rating."""
+    if reviewer_id not in (rating_official_id, initial_rater):
+        return
+    role = (
+        "prepared the initial rating"
+        if reviewer_id == initial_rater
+        else "is the plan's rating official"
+    )
+    raise RuleViolation(
+        "RAT-6", f"{reviewer_id} {role}; a higher-level official reviews the rating."
+    )
 
 
 RAT_7_DEFAULT_RESPONSE_WINDOW_DAYS = 10
@@ -514,6 +554,22 @@ def rem_7_check_hearing(
             f"the hearing request of {hearing_requested_on} comes {days_phrase(lead)} before the "
             f"removal on {effective_on}; it must be filed at least "
             f"{REM_7_HEARING_LEAD_DAYS} days before.",
+        )
+
+
+# --- Complaints (APP-1) ----------------------------------------------------------------------
+
+#: APP-1: the forums a complaint about the rating process may go to.
+APP_1_COMPLAINT_FORUMS = ("EEOC", "OSC")
+
+
+def app_1_check_forum(forum: str) -> None:
+    """APP-1: a rating is never appealed; a complaint goes to the EEOC or the OSC."""
+    if forum not in APP_1_COMPLAINT_FORUMS:
+        raise RuleViolation(
+            "APP-1",
+            f"ratings cannot be appealed; a complaint goes to "
+            f"{' or '.join(APP_1_COMPLAINT_FORUMS)}, not {forum!r}.",
         )
 
 

@@ -1,9 +1,11 @@
 """Findings for the rules marked *flag* in rules.md.
 
 A flagged action is recorded as it happened; these pure functions, given plain values read
-from the ledger, say what was irregular. Each returns a list of findings
-`{"rule", "subject_id", "detail"}` (empty when all is well) and is named after its rule.
-RET-1 is enforced by the store (nothing is ever deleted), so it has no finding here.
+from the ledger, say what was irregular. Each rule's function is named after it and returns
+a list of findings `{"rule", "subject_id", "detail"}` (empty when all is well); the helpers
+beside them (`career_executives`, `rating_distribution`, `cites`,
+`rat_10_former_appraisals`) pick the facts a rule counts. RET-1 is enforced by the store
+(nothing is ever deleted), so it has no finding here.
 """
 
 from __future__ import annotations
@@ -281,6 +283,13 @@ def _continues(text: str, at: int, step: int) -> bool:
         return True
     beyond = at + step
     return char in ".:" and 0 <= beyond < len(text) and text[beyond] in _ID_GOES_ON
+
+
+def rat_10_former_appraisals(period_start: date, others: Mapping[str, date]) -> list[str]:
+    """RAT-10: which of the executive's other appraisals (id: period start) are the former
+    agency's for an appraisal whose period starts on `period_start`: those whose period began
+    earlier (a transfer during this period came after they began). In `others` order."""
+    return [appraisal_id for appraisal_id, start in others.items() if start < period_start]
 
 
 def rat_10(

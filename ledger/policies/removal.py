@@ -22,13 +22,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, Literal, get_args
 
 from ledger.policies.common import add_years, fiscal_year
 
-RATING_DATE = "rating-date"
-APPRAISAL_CYCLE = "appraisal-cycle"
-WINDOW_MEASURES = (RATING_DATE, APPRAISAL_CYCLE)
+#: The named settings of "within 3/5 consecutive years" (the module docstring): the API's
+#: settings and query parameter take exactly these.
+WindowMeasure = Literal["rating-date", "appraisal-cycle"]
+RATING_DATE: WindowMeasure = "rating-date"
+APPRAISAL_CYCLE: WindowMeasure = "appraisal-cycle"
+WINDOW_MEASURES: tuple[str, ...] = get_args(WindowMeasure)
 
 #: REM-1: the actions that answer a Level 1 final rating.
 REM_1_ACTIONS = frozenset({"reassignment", "transfer", "demotion", "removal"})

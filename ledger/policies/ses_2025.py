@@ -17,7 +17,7 @@ from datetime import date
 from typing import Any
 
 from ledger.errors import RuleViolation
-from ledger.policies.common import Policy, check_minimum_weight, fiscal_year
+from ledger.policies.common import Policy, check_minimum_weight, fiscal_year, fiscal_year_bounds
 
 NAME = "ses-2025"
 FAITHFUL_ADMINISTRATION = "faithful_administration"
@@ -51,7 +51,7 @@ def per_1_check_fiscal_year(period_start: date, period_end: date) -> None:
         raise RuleViolation(
             "PER-1",
             f"a ses-2025 period lies within one fiscal year; {period_start} is in FY{fy} "
-            f"(ending {date(fy, 9, 30)}) but the period ends on {period_end}.",
+            f"(ending {fiscal_year_bounds(fy)[1]}) but the period ends on {period_end}.",
         )
 
 

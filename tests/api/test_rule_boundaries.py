@@ -372,6 +372,34 @@ def test_prb_1_a_board_of_two_is_refused_and_three_accepted(shared_api: Api) -> 
     shared_api.ok("/v1/review-boards", three, admin)
 
 
+def test_prb_1_a_member_listed_twice_is_refused_with_its_rule(shared_api: Api) -> None:
+    """PRB-1 counts distinct members: M1, M1, M2 is two members, not three. The refusal is
+    the rule's (422 `rule-violation`, `rule` PRB-1, naming the member), not a body error
+    without the rule: it was answered `invalid-request` "must not repeat an entry"."""
+    admin = shared_api.as_("admin")
+    members = s.board("x")["members"]
+    twice = s.board(s.unique("PRB-")) | {"members": [members[0], members[0], members[1]]}
+    _refused_as(shared_api, "/v1/review-boards", twice, admin, "PRB-1", "M1")
+    board_id = shared_api.new_board()
+    body = s.prb(2024, board_id, ["initial_rating"]) | {"members_present": ["M1", "M1", "M2"]}
+    _refused_as(shared_api, _prb_path(shared_api), body, shared_api.hr, "PRB-1", "M1")
+
+
+def _refused_as(
+    api: Api, path: str, body: dict[str, Any], headers: dict[str, str], rule: str, word: str
+) -> None:
+    size = api.ledger_size()
+    r = api.post(path, body, headers)
+    assert r.status_code == 422, r.text
+    problem = r.json()
+    assert (problem["type"], problem.get("rule")) == (
+        "urn:ses-ledger:problem:rule-violation",
+        rule,
+    ), problem
+    assert word in problem["detail"] and "more than once" in problem["detail"], problem
+    assert api.ledger_size() == size
+
+
 @pytest.mark.parametrize(
     ("career", "present", "refused"),
     [

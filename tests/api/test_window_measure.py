@@ -4,9 +4,11 @@ asked without one."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,6 +17,7 @@ from api.main import create_app
 from api.settings import ApiSettings
 from ledger.application import LedgerApp
 from ledger.config import LedgerConfig
+from ledger.policies.removal import WINDOW_MEASURES
 from ses_ledger import cli
 from tests.api.story import Api
 from tests.ledger_helpers import point_cli_at
@@ -52,6 +55,34 @@ def test_rem_2_window_measure_setting_reaches_the_compliance_report(
         ).json()
         assert history["window_measure"] == (measure or "rating-date")
         assert history["three_year"]["removal_required"] is required
+
+
+def test_every_entry_point_takes_the_policy_s_window_measures(shared_api: Api) -> None:
+    """The measures are named once, in `ledger.policies.removal`: the server's setting and
+    the removal-history query parameter take exactly those, and so does
+    `replay --window-measure` (which lists them itself: the CLI does not import the policies
+    to start)."""
+    assert get_args(ApiSettings.model_fields["window_measure"].annotation) == WINDOW_MEASURES
+    paths = shared_api.client.app.openapi()["paths"]  # type: ignore[attr-defined]
+    operation = paths["/v1/executives/{executive_id}/removal-history"]["get"]
+    (param,) = [q for q in operation["parameters"] if q["name"] == "window_measure"]
+    assert tuple(json.dumps(param["schema"]).count(f'"{m}"') for m in WINDOW_MEASURES) == (1, 1)
+    (option,) = [a for a in _options(_full_parser()) if "--window-measure" in a.option_strings]
+    assert tuple(option.choices or ()) == WINDOW_MEASURES
+
+
+def _full_parser() -> argparse.ArgumentParser:
+    cli._load_extensions()  # the sub-commands of other modules, `replay` among them
+    return cli.build_parser()
+
+
+def _options(parser: argparse.ArgumentParser) -> Iterator[argparse.Action]:
+    """Every option of `parser` and of its subcommands, at any depth."""
+    for action in parser._actions:
+        yield action
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _options(sub)
 
 
 def test_an_unknown_window_measure_is_refused_at_start(tmp_path: Path) -> None:

@@ -20,7 +20,12 @@ from ledger.domain import (
 )
 from ledger.domain.base import BASE_FIELDS
 from ledger.errors import RuleViolation
-from ledger.policies.common import per_3_check_transition
+from ledger.policies.common import (
+    per_3_check_transition,
+    per_4_check_extension,
+    rat_5_check_in_writing,
+    rat_6_check_reviewer,
+)
 from tests.unit.domain_builders import (
     BASIC,
     SES_2025,
@@ -680,3 +685,47 @@ def test_facts_of_another_executive_are_a_programming_error() -> None:
     appraisal = planned()
     with pytest.raises(ValueError, match="rates E1, not E2"):
         rated(appraisal, executive=executive_facts("E2"))
+
+
+# --- PER-4, RAT-5, RAT-6 policy functions at their boundaries ----
+
+
+def test_per_4_extension_moves_the_end_at_least_a_day_and_says_why() -> None:
+    end = date(2024, 9, 30)
+    per_4_check_extension(period_end=end, new_period_end=end + timedelta(1), reason="detail")
+    with pytest.raises(RuleViolation, match="PER-4: an extension moves the period end later"):
+        per_4_check_extension(period_end=end, new_period_end=end, reason="detail")
+    with pytest.raises(RuleViolation, match="PER-4: an extension records its reason"):
+        per_4_check_extension(period_end=end, new_period_end=end + timedelta(1), reason="\u200b ")
+
+
+@pytest.mark.parametrize(("text", "accepted"), [("x", True), (" \u2060\n", False)])
+def test_rat_5_a_response_is_written(text: str, accepted: bool) -> None:
+    if accepted:
+        rat_5_check_in_writing(text)
+    else:
+        with pytest.raises(RuleViolation, match="RAT-5: a response is in writing"):
+            rat_5_check_in_writing(text)
+
+
+@pytest.mark.parametrize(
+    ("reviewer", "initial_rater", "refusal"),
+    [
+        ("R3", "R2", None),
+        ("R3", None, None),
+        ("R1", "R2", "R1 is the plan's rating official"),
+        ("R2", "R2", "R2 prepared the initial rating"),
+        ("R1", "R1", "R1 prepared the initial rating"),
+    ],
+)
+def test_rat_6_reviewer_is_neither_rating_official(
+    reviewer: str, initial_rater: str | None, refusal: str | None
+) -> None:
+    def check() -> None:
+        rat_6_check_reviewer(reviewer, rating_official_id="R1", initial_rater=initial_rater)
+
+    if refusal is None:
+        check()
+    else:
+        with pytest.raises(RuleViolation, match=f"RAT-6: {refusal}; a higher-level official"):
+            check()

@@ -17,6 +17,7 @@ from ledger.policies.compliance import (
     plan_3,
     rat_9,
     rat_10,
+    rat_10_former_appraisals,
     rat_11,
     rating_distribution,
     rem_6,
@@ -318,6 +319,19 @@ def test_rat_11_large_pay_increases_only_for_levels_4_5(
 ) -> None:
     findings = rat_11("A1", policy=policy, level=level, pay_increase_percent=percent)
     assert _rules(findings) == ["RAT-11"] * count
+
+
+def test_rat_10_former_appraisals_began_before_this_period() -> None:
+    """RAT-10: an appraisal whose period began the day before this one's is the former
+    agency's; one that began the same day (or later) is not. `others` order is kept."""
+    others = {
+        "A-later": date(2024, 10, 1),
+        "A-day-before": date(2023, 9, 30),
+        "A-same-day": date(2023, 10, 1),
+        "A-2022": date(2021, 10, 1),
+    }
+    assert rat_10_former_appraisals(date(2023, 10, 1), others) == ["A-day-before", "A-2022"]
+    assert rat_10_former_appraisals(date(2023, 10, 1), {}) == []
 
 
 def test_rat_10_no_finding_without_former_agency_appraisals() -> None:

@@ -15,7 +15,12 @@ from ledger.domain import (
     RatingCapWaiver,
 )
 from ledger.errors import RuleViolation
-from ledger.policies.common import REM_4_PERFORMANCE_STATUTE, REM_4_SUBPART_D, REM_4_SUBPART_E
+from ledger.policies.common import (
+    REM_4_PERFORMANCE_STATUTE,
+    REM_4_SUBPART_D,
+    REM_4_SUBPART_E,
+    app_1_check_forum,
+)
 from tests.unit.domain_builders import (
     ACTOR,
     SUBMISSION,
@@ -258,6 +263,16 @@ def test_app_1_complaint_forums() -> None:
             forum="MSPB", filed_on=date(2025, 1, 5), summary="x", actor="E1", submission=SUBMISSION
         )
     assert executive.complaints == []
+
+
+@pytest.mark.parametrize(("forum", "accepted"), [("EEOC", True), ("OSC", True), ("eeoc", False)])
+def test_app_1_check_forum(forum: str, accepted: bool) -> None:
+    """APP-1 at its boundary: the two forums, by their exact names, and nothing else."""
+    if accepted:
+        app_1_check_forum(forum)
+    else:
+        with pytest.raises(RuleViolation, match="APP-1: ratings cannot be appealed.*'eeoc'"):
+            app_1_check_forum(forum)
 
 
 def test_app_1_complaint_after_the_final_rating_changes_no_rating() -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 
 from ledger.errors import RuleViolation
 from ledger.policies import SES_2025
+from ledger.policies.common import fiscal_year, fiscal_year_bounds
 from ledger.policies.ses_2025 import mon_1_quarters, plan_3_gaps
 from tests.unit.domain_builders import BASIC_WEIGHTS, SES_2025_WEIGHTS, elements
 
@@ -75,6 +76,17 @@ def test_per_1_period_within_one_fiscal_year(start: date, end: date, accepted: b
     else:
         with pytest.raises(RuleViolation, match="PER-1: a (ses-2025 )?period"):
             SES_2025.check_period(start, end)
+
+
+@pytest.mark.parametrize("fy", [1900, 2025, 2026, 2200])
+def test_fiscal_year_bounds_are_the_first_and_last_day_of_the_fiscal_year(fy: int) -> None:
+    """PER-1's fiscal year (Oct 1 - Sep 30): the day before the first and the day after the
+    last fall in the neighbouring fiscal years."""
+    first, last = fiscal_year_bounds(fy)
+    assert (first, last) == (date(fy - 1, 10, 1), date(fy, 9, 30))
+    assert fiscal_year(first) == fiscal_year(last) == fy
+    assert fiscal_year(first - timedelta(days=1)) == fy - 1
+    assert fiscal_year(last + timedelta(days=1)) == fy + 1
 
 
 def test_per_1_common_part_still_applies() -> None:
