@@ -18,7 +18,7 @@ from api.errors import IdempotencyKeyReused, InvalidRequest
 from ledger.application import LedgerApp
 from ledger.canonical import canonical_json
 
-_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 
 Idempotency = tuple[str, str, str]
 
@@ -27,7 +27,7 @@ def check_key(key: str | None) -> str | None:
     """The header's value, or InvalidRequest when it is not 1-255 visible ASCII characters."""
     if key is None:
         return None
-    if not _KEY.match(key):
+    if not _KEY.fullmatch(key):
         raise InvalidRequest(
             "Idempotency-Key must be 1 to 255 visible ASCII characters",
             [{"loc": ["header", "Idempotency-Key"], "msg": "1-255 visible ASCII characters"}],

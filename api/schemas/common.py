@@ -32,7 +32,9 @@ from ledger.policies.common import is_blank
 MIN_DAY = date(1900, 1, 1)
 MAX_DAY = date(2199, 12, 31)
 MAX_POSITION = 2**53 - 1
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+#: ASCII digits only (`\d` takes any script's digits) and nothing after (`$` lets a final
+#: line feed through): either was refused later as "not a valid calendar date".
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 #: C0 and C1 controls (U+0080-U+009F: NEL, CSI, ...) but tab and line breaks; surrogates.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 #: ...and in a single line, no line break of any kind (also U+2028, U+2029).
@@ -57,7 +59,7 @@ class Body(BaseModel):
 def _day_string(value: Any) -> Any:
     if isinstance(value, date) and not isinstance(value, datetime):
         return value
-    if not isinstance(value, str) or not _DATE.match(value):
+    if not isinstance(value, str) or not _DATE.fullmatch(value):
         raise ValueError("must be a date as YYYY-MM-DD")
     try:
         return date.fromisoformat(value)

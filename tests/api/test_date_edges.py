@@ -9,7 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from pydantic import TypeAdapter, ValidationError
 
+from api.schemas.common import Day
 from tests.api import story as s
 from tests.api.story import Api
 
@@ -162,3 +164,13 @@ def test_a_query_date_outside_the_ledger_or_with_a_time_or_offset_is_a_422_namin
     for edge in ("1900-01-01", "2199-12-31"):
         r = shared_api.get(f"/v1/executives/{executive_id}/removal-history", as_of=edge)
         assert r.status_code == 200 and r.json()["as_of"] == edge, r.text
+
+
+@pytest.mark.parametrize("value", ["2024-10-15\n", "٢٠٢٤-10-15", "２０２４-10-15"])
+def test_a_date_with_a_line_feed_or_other_digits_is_told_its_shape(value: str) -> None:
+    """A final line feed (let through by `$`) or another script's digits (`\\d`) passed the
+    shape check and were refused as "not a valid calendar date" (found by the qa-review
+    pass): the message now says what a date is written as."""
+    with pytest.raises(ValidationError) as raised:
+        TypeAdapter(Day).validate_python(value)
+    assert "must be a date as YYYY-MM-DD" in str(raised.value)

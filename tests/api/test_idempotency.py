@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 import api.idempotency
+from api.errors import InvalidRequest
+from api.idempotency import check_key
 from tests.api import story as s
 from tests.api.story import Api
 
@@ -191,3 +193,12 @@ def test_two_idempotency_key_lines_are_422_and_append_nothing(api: Api) -> None:
     assert r.status_code == 422, r.text
     assert r.json()["errors"][0]["loc"] == ["header", "Idempotency-Key"]
     assert api.ledger_size() == size
+
+
+def test_a_key_with_a_final_line_feed_is_no_key() -> None:
+    """`$` let a final line feed through, so `abc\\n` was a key of its own beside `abc`
+    (unreachable over HTTP, whose header values hold no line feed; held as the docstring
+    says for any other caller)."""
+    assert check_key("abc") == "abc"
+    with pytest.raises(InvalidRequest):
+        check_key("abc\n")
