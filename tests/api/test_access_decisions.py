@@ -7,12 +7,20 @@ matrices let pass (QA mutation pass of 2026-12-01), and fails with it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 import jwt
 import pytest
+from fastapi.testclient import TestClient
 
 from api.auth import ALL_AGENCIES, Principal, Role, TokenError, decode_token
 from api.errors import Forbidden
+from api.main import create_app
+from api.settings import ApiSettings
+from ledger.application import LedgerApp
+from ledger.config import LedgerConfig
+from tests.api import story as s
 from tests.api.story import Api
 
 
@@ -145,3 +153,94 @@ def test_only_the_executive_role_reads_its_own_bundle(
     assert shared_api.client.get(url, headers=official).status_code == 403
     own = shared_api.as_("executive", subject=a.executive_id)
     assert shared_api.client.get(url, headers=own).status_code == 200
+
+
+#: request -> the `actor` the contract's Writes table names when `hr_app` submits it
+#: (`{e}`: the appraisal's executive; `{board}`: the PRB's id; `{subject}`: the token's).
+HR_SUBMITS_FOR = {
+    "plan": "R1",
+    "progress review": "R1",
+    "initial rating": "R1",
+    "period extension": "{subject}",
+    "detail appraisal": "{subject}",
+    "executive response": "{e}",
+    "response waiver": "{e}",
+    "higher-level review request": "{e}",
+    "higher-level review": "H1",
+    "PRB recommendation": "{board}",
+    "final rating": "AA1",
+    "personnel action": "{subject}",
+    "complaint": "{subject}",
+}
+
+
+@pytest.mark.parametrize("name", list(HR_SUBMITS_FOR))
+def test_hr_app_submits_on_the_officials_behalf(shared_api: Api, name: str) -> None:
+    """api-contract.md, "Who may do what": `hr_app` may submit any of these on the acting
+    official's behalf, and the Writes table's actor column says whose act it records: the
+    official the body names (or the executive), not the submitting token, which is
+    `submitted_by`; a complaint filed by `hr_app` is the token subject's."""
+    from tests.api.test_access import WRITES
+
+    request = WRITES[name][1](shared_api)
+    entry = shared_api.ok(request.path, request.body)["event"]
+    expected = HR_SUBMITS_FOR[name].format(
+        e=request.executive_id, board=request.body.get("board_id"), subject="hr-app-1"
+    )
+    assert (entry["actor"], entry["submitted_by"]) == (expected, "hr-app-1")
+
+
+@pytest.mark.parametrize(
+    ("stage", "step", "body"),
+    [
+        ("prb_recommended", "final-rating", lambda e: s.final(2024, authority=e)),
+        ("hlr_requested", "higher-level-review", lambda e: s.hlr(2024) | {"reviewer_id": e}),
+    ],
+    ids=["appointing_authority_id", "reviewer_id"],
+)
+def test_no_one_decides_or_reviews_their_own_appraisal(
+    shared_api: Api, stage: str, step: str, body: Callable[[str], dict[str, object]]
+) -> None:
+    """docs/api.md, "Who may do what": "No one acts as an official (rating official,
+    reviewer, appointing authority) on their own appraisal" (PRB-3 says it of board
+    members). `hr_app` naming the executive as their own appointing authority or
+    higher-level reviewer is 403, nothing appended; `test_access.py` covered the rating
+    official and the progress reviewer only."""
+    a = shared_api.appraisal(stage)
+    size = shared_api.ledger_size()
+    r = shared_api.post(f"/v1/appraisals/{a.appraisal_id}/{step}", body(a.executive_id))
+    assert r.status_code == 403 and "own appraisal" in r.json()["detail"], r.text
+    assert shared_api.ledger_size() == size
+
+
+def test_an_executive_replaying_learns_no_other_executives_day(
+    sqlite_config: LedgerConfig,
+) -> None:
+    """api-contract.md, "Who may do what": `executive` reads "only own records". In an
+    `as_of_position` replay of their removal history, D defaults to the day of the last
+    event up to N (docs/api.md) that the token may read (`api.access.visible_streams`): for
+    an `executive` token, their own record's, not that of another executive of the same
+    agency recorded later (the replay test covered another agency's event only)."""
+    clock = [datetime(2024, 11, 20, 12, tzinfo=UTC)]
+    ledger = LedgerApp(sqlite_config, clock=lambda: clock[0])
+    app = create_app(
+        ledger, settings=ApiSettings(home=sqlite_config.home, checkpoint_interval_seconds=0)
+    )
+    try:
+        with TestClient(app) as client:
+            api = Api(client, app.state.services.token_key)
+            appraisal = api.appraisal("final", fy=2024, level=2)
+            clock[0] = datetime(2024, 12, 10, 12, tzinfo=UTC)
+            api.new_executive()  # position N: another DOE executive's record
+            n = api.get("/v1/ledger/events", api.auditor, limit=1000).json()["events"][-1]
+            assert n["recorded_at"].startswith("2024-12-10")
+            history = f"/v1/executives/{appraisal.executive_id}/removal-history"
+            own = api.as_("executive", subject=appraisal.executive_id)
+            r = api.get(history, own, as_of_position=n["position"])
+            assert r.status_code == 200 and r.json()["as_of"] == "2024-11-20", r.text
+            # a reader of the agency reads N's record too: the day of N
+            assert api.get(history, api.hr, as_of_position=n["position"]).json()["as_of"] == (
+                "2024-12-10"
+            )
+    finally:
+        ledger.close()
