@@ -244,3 +244,29 @@ def test_an_executive_replaying_learns_no_other_executives_day(
             )
     finally:
         ledger.close()
+
+
+def test_another_agencys_appraisal_trail_is_refused_as_its_executives_is(shared_api: Api) -> None:
+    """api-contract.md, "Who may do what": oversight reads stay in the token's agency unless
+    it is `*`. The audit trail of another agency's appraisal is 403, as that of another
+    agency's executive is, and the 403 does not name the agency: an empty 200 page for an
+    id that exists (404 for one that does not) told a DOT auditor which ids were DOE's."""
+    a = shared_api.appraisal("planned")
+    dot_auditor = shared_api.as_("auditor", subject="aud-dot", agency="DOT")
+    r = shared_api.get("/v1/reports/audit-trail", dot_auditor, appraisal_id=a.appraisal_id)
+    assert r.status_code == 403 and "DOE" not in r.text, r.text
+    ok = shared_api.get("/v1/reports/audit-trail", appraisal_id=a.appraisal_id)
+    assert ok.status_code == 200 and ok.json()["events"], ok.text
+
+
+def test_compliance_covers_the_token_agency_when_none_is_named(shared_api: Api) -> None:
+    """api-contract.md, "Who may do what": reports cover the token's "own agency unless the
+    token's agency is `*`". A DOT token asking for compliance without `agency` hears no
+    DOE finding (the refusal of `agency=DOE` was tested; the default was not)."""
+    a = shared_api.appraisal("planned", fy=2024)  # no progress review by period end
+    everyone = shared_api.get("/v1/reports/compliance").json()["findings"]
+    assert a.appraisal_id in {f["subject_id"] for f in everyone}
+    dot = shared_api.as_("hr_app", subject="hr-dot", agency="DOT")
+    r = shared_api.get("/v1/reports/compliance", dot)
+    assert r.status_code == 200, r.text
+    assert a.appraisal_id not in r.text and a.executive_id not in r.text
