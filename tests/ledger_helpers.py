@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import pytest
 
 from ledger.application import CommandResult, LedgerApp
 from ledger.config import LedgerConfig
+from ledger.keys import KeyRing
 
 BASIC_ELEMENTS = [
     {"code": "leading_change", "weight": 15, "requirements": ["Lead the modernisation plan."]},
@@ -25,6 +26,18 @@ BASIC_ELEMENTS = [
         "requirements": ["Cut processing time 20% by Sep 30 (measure: days; target: 12)."],
     },
 ]
+
+
+def fresh_app(tmp: Path, url: str | None, clock: Callable[[], datetime]) -> Iterator[LedgerApp]:
+    """A new ledger under `tmp` (SQLite there unless `url`) on `clock`, closed after use: the
+    oracle tests' one-example ledgers (`for app in fresh_app(...)`)."""
+    home = tmp / "home"
+    KeyRing(home).init()
+    app = LedgerApp(LedgerConfig(home=home, db_url=url or f"sqlite:///{tmp / 'l.db'}"), clock=clock)
+    try:
+        yield app
+    finally:
+        app.close()
 
 
 def point_cli_at(monkeypatch: pytest.MonkeyPatch, config: LedgerConfig) -> LedgerConfig:

@@ -33,10 +33,9 @@ from api.auth import issue_token
 from api.main import create_app
 from api.settings import ApiSettings
 from ledger.application import LedgerApp
-from ledger.config import LedgerConfig
-from ledger.keys import KeyRing
 from projections.queries import ReadModels
 from tests.conftest import PG_URL, SCHEMA_PREFIX, require_postgres
+from tests.ledger_helpers import fresh_app
 
 EXAMPLES = int(os.environ.get("SES_ORACLE_EXAMPLES", "30"))
 PG_EXAMPLES = max(2, EXAMPLES // 4)
@@ -625,15 +624,7 @@ def compare_api(app: LedgerApp, models: ReadModels, w: World, days: list[date]) 
 
 
 def _fresh(tmp: Path, url: str | None) -> Iterator[LedgerApp]:
-    home = tmp / "home"
-    KeyRing(home).init()
-    app = LedgerApp(
-        LedgerConfig(home=home, db_url=url or f"sqlite:///{tmp / 'l.db'}"), clock=Clock()
-    )
-    try:
-        yield app
-    finally:
-        app.close()
+    return fresh_app(tmp, url, Clock())
 
 
 @settings(

@@ -44,11 +44,10 @@ from api.auth import issue_token
 from api.main import create_app
 from api.settings import ApiSettings
 from ledger.application import LedgerApp
-from ledger.config import LedgerConfig
-from ledger.keys import KeyRing
 from ledger.offline_verify import history_lines
 from projections.queries import ReadModels
 from tests.conftest import PG_URL, pg_schema_name, require_postgres
+from tests.ledger_helpers import fresh_app
 
 EXAMPLES = int(os.environ.get("SES_ORACLE_DIFF_EXAMPLES", "3"))
 
@@ -1018,15 +1017,7 @@ def check(app: LedgerApp, h: dict[str, Any]) -> None:
 
 
 def _fresh(tmp: Path, url: str | None = None) -> Iterator[LedgerApp]:
-    home = tmp / "home"
-    KeyRing(home).init()
-    app = LedgerApp(
-        LedgerConfig(home=home, db_url=url or f"sqlite:///{tmp / 'l.db'}"), clock=Clock()
-    )
-    try:
-        yield app
-    finally:
-        app.close()
+    return fresh_app(tmp, url, Clock())
 
 
 @settings(
