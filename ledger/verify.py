@@ -503,6 +503,8 @@ class _Keys:
     times: _Times
     refresh: Callable[[], tuple[dict[str, Ed25519PublicKey], Windows]] | None
     asked: set[str] = field(default_factory=set)
+    #: Why the key list could not be read again, said beside the finding it leaves standing.
+    unread: str | None = None
 
     def get(self, key_id: str) -> Ed25519PublicKey | None:
         key = self.keys.get(key_id)
@@ -512,14 +514,23 @@ class _Keys:
             key = self.keys.get(key_id)
         return key
 
+    def unread_note(self) -> str:
+        """For a finding of an unknown key: that the list could not be read again to look
+        for it (a key rotated in meanwhile, or a full descriptor table, looks the same)."""
+        if self.unread is None:
+            return ""
+        return f" (the key list could not be read again to look for it: {self.unread})"
+
     def read_again(self) -> bool:
         """Read the key list again; whether it named keys not known before."""
         if self.refresh is None:
             return False
         try:
             keys, windows = self.refresh()
-        except Exception:  # noqa: BLE001 - unreadable now: the finding stands as it was
+        except Exception as exc:  # noqa: BLE001 - unreadable now: the finding stands as it was
+            self.unread = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             return False
+        self.unread = None
         added = bool(keys.keys() - self.keys.keys())
         self.keys.update(keys)
         self.times.windows.update(windows)
@@ -573,7 +584,10 @@ def _verify(
                 if key is None:
                     key = keys.get(str(seal.get("key_id", "")))  # the key list read again
                     if key is None:
-                        report.fail(n.id, f"signed with unknown key {seal.get('key_id')!r}")
+                        report.fail(
+                            n.id,
+                            f"signed with unknown key {seal.get('key_id')!r}{keys.unread_note()}",
+                        )
                         continue
                     raw_keys.update((k, v.public_bytes_raw()) for k, v in known.items())
                 jobs.append((n.id, str(seal["key_id"]), str(seal.get("signature", "")), digest))
@@ -657,7 +671,9 @@ def _check_checkpoint(
             cp = verify_note(note, origin, keys.keys.values())
     except CheckpointError as exc:
         report.fail(
-            position, f"checkpoint at size {size} does not verify: {exc}{_hint(note, origin)}"
+            position,
+            f"checkpoint at size {size} does not verify: {exc}{_hint(note, origin)}"
+            f"{keys.unread_note()}",
         )
         return
     if cp.size != size or cp.root_hash != root:

@@ -299,6 +299,49 @@ def test_verify_while_keys_rotate_and_a_server_writes(
     server.close()
 
 
+@pytest.mark.parametrize("signed", ["event", "checkpoint"])
+def test_a_key_list_that_cannot_be_read_again_is_named_beside_the_unknown_key(
+    signed: str, ledger_config: LedgerConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rotation above, but the key list cannot be read again (out of descriptors, the
+    home unmounted): the entry stays a finding, and it said only "signed with unknown key",
+    a charge of tampering with nothing saying the verifier could not look (noticed by the
+    qa-exhaust pass). The finding now names the failed read."""
+    server = LedgerApp(ledger_config)
+    register(server)
+    ring = KeyRing(ledger_config.home)
+    keys, windows = verify_module.ring_keys(ring)
+    ring.rotate()
+    if signed == "event":
+        register(server, "E2")
+    else:
+        server.merkle_log.issue_checkpoint(lambda: server.signer, ledger_config.origin)
+
+    def unreadable() -> Any:
+        raise OSError(24, "Too many open files")
+
+    report = verify_module.verify_ledger(
+        server.recorder, keys, ledger_config.origin, windows=windows, refresh=unreadable
+    )
+    assert not report.ok
+    [(_, problem)] = report.problems
+    expected = "signed with unknown key" if signed == "event" else "does not verify"
+    assert expected in problem, problem
+    assert problem.endswith(
+        "(the key list could not be read again to look for it: OSError: [Errno 24] Too many "
+        "open files)"
+    ), problem
+    report = verify_module.verify_ledger(
+        server.recorder,
+        keys,
+        ledger_config.origin,
+        windows=windows,
+        refresh=lambda: verify_module.ring_keys(ring),
+    )
+    assert report.ok, report.problems
+    server.close()
+
+
 def test_verify_while_a_server_writes_and_integrates(
     ledger_config: LedgerConfig,
     monkeypatch: pytest.MonkeyPatch,
