@@ -83,13 +83,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         # nothing can remove and which this command will not add to (it writes only into
         # an empty ledger). Said now, not at the next run's refusal.
         written = int(app.recorder.max_notification_id() or 0)
-        print(
-            f"ses-ledger demo: interrupted: {config.redacted_db_url()} now holds {written} "
-            "events, a part of the demo's history (each stored whole; `ses-ledger verify` "
-            "checks them); the demo will not add to it: to run it again, choose a new "
-            "SES_LEDGER_HOME (and SES_LEDGER_DB)",
-            file=sys.stderr,
-        )
+        print(_what_stays(config, written, "interrupted"), file=sys.stderr)
         return 130
     except Exception:
         # The store failed part-way (a full disk, no memory): said as for an interruption,
@@ -119,12 +113,17 @@ def _say_what_stays(app: Any, config: LedgerConfig) -> None:
     if not written:
         print("ses-ledger demo: stopped before storing any event", file=sys.stderr)
         return
-    print(
-        f"ses-ledger demo: stopped: {config.redacted_db_url()} now holds {written} events, a "
+    print(_what_stays(config, written, "stopped"), file=sys.stderr)
+
+
+def _what_stays(config: LedgerConfig, written: int, how: str) -> str:
+    """The sentence for a demo ended part-way (`how`: interrupted, stopped) that left
+    `written` events: they stay, and the next run will not add to them."""
+    return (
+        f"ses-ledger demo: {how}: {config.redacted_db_url()} now holds {written} events, a "
         "part of the demo's history (each stored whole; `ses-ledger verify` checks them); "
         "the demo will not add to it: to run it again, choose a new SES_LEDGER_HOME (and "
-        "SES_LEDGER_DB)",
-        file=sys.stderr,
+        "SES_LEDGER_DB)"
     )
 
 
