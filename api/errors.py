@@ -42,6 +42,7 @@ from ledger.errors import (
     UnreadableEntry,
     VerificationError,
     WriteOutcomeUnknown,
+    out_of_resources,
 )
 from ledger.log import ProofUnavailable
 
@@ -345,10 +346,10 @@ def _store_interface(request: Request, exc: Exception) -> Response:
     return _unexpected(request, exc)
 
 
-#: What a client is told when the server ran short of memory or threads (`_short`): a read
-#: may be sent again; a write may have been cut off after its commit, so it is told as a
-#: write whose outcome is unknown (never "nothing was recorded", which would invite a
-#: second append).
+#: What a client is told when the server ran short of memory or threads
+#: (`ledger.errors.out_of_resources`): a read may be sent again; a write may have been cut
+#: off after its commit, so it is told as a write whose outcome is unknown (never "nothing
+#: was recorded", which would invite a second append).
 SHORT_OF_RESOURCES_READ = (
     "the server ran short of memory or threads and could not answer; retry shortly"
 )
@@ -361,16 +362,8 @@ SHORT_OF_RESOURCES_WRITE = (
 )
 
 
-def _short(exc: BaseException) -> bool:
-    """Whether `exc` says the process ran out of memory or could not start a thread
-    (RLIMIT_AS, cgroup limits, RLIMIT_NPROC): a passing condition, not a bug."""
-    return isinstance(exc, MemoryError) or (
-        isinstance(exc, RuntimeError) and "can't start new thread" in str(exc)
-    )
-
-
 def _unexpected(request: Request, exc: Exception) -> Response:
-    if _short(exc):
+    if out_of_resources(exc):
         # One line: formatting a traceback needs the memory that ran out.
         log.error(
             "out of memory or threads: %s", type(exc).__name__ + (f": {exc}" if str(exc) else "")

@@ -156,3 +156,12 @@ class WriteOutcomeUnknown(LedgerError):
 class ReplayBusy(LedgerError):
     """Every slot for building a historical replay is taken in this process (the read
     models as of a position or time, `projections.replays`): retry shortly."""
+
+
+def out_of_resources(exc: BaseException) -> bool:
+    """Whether `exc` says the process ran out of memory or could not start a thread
+    (RLIMIT_AS, cgroup limits, RLIMIT_NPROC): a passing condition, not a bug; the API
+    answers it 503 and the command line exits 71, each in one line."""
+    return isinstance(exc, MemoryError) or (
+        isinstance(exc, RuntimeError) and "can't start new thread" in str(exc)
+    )

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ledger.config import LedgerConfig
-from ledger.errors import LedgerError, StoreUnavailable, VerificationError
+from ledger.errors import LedgerError, StoreUnavailable, VerificationError, out_of_resources
 
 if TYPE_CHECKING:
     from ledger.application import LedgerApp
@@ -432,7 +432,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"ses-ledger: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_STORE
     except (MemoryError, RuntimeError) as exc:
-        if isinstance(exc, RuntimeError) and "can't start new thread" not in str(exc):
+        if not out_of_resources(exc):
             raise
         # What was committed stays (each write is one transaction); what was under way was
         # rolled back. No traceback: formatting one needs the memory that ran out.
