@@ -185,6 +185,14 @@ class KeyRing:
         path = self.dir / f"{key_id}.pem"
         try:
             private = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        except PermissionError:
+            # there and sound, but another user's (the home's owner is not this process's
+            # user): a new key would retire a good one, and be the owner's again
+            raise SigningKeyError(
+                f"cannot load the private key for {key_id}: {path} cannot be read by this "
+                f"user (uid {os.getuid()}); run as the user that owns the ledger home, or "
+                "give this user the key (`chown`)"
+            ) from None
         except (OSError, ValueError) as exc:
             raise SigningKeyError(
                 f"cannot load the private key for {key_id}: {type(exc).__name__} ({path}); "
