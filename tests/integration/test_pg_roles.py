@@ -221,3 +221,44 @@ def test_a_role_that_may_not_create_the_schema_is_told_so(
     assert len(err.splitlines()) == 1, err
     assert "permission denied for database" in err and "CREATE on it" in err
     assert not (tmp_path / "new-home").exists()
+
+
+def test_a_role_refused_its_login_while_in_use_is_named_in_the_store_error(
+    ledger: tuple[Path, str, str], reader_role: str
+) -> None:
+    """A running server's role loses its login (NOLOGIN, a password rotated in PostgreSQL
+    and not in SES_LEDGER_DB): each request was answered 503 and logged "no connection to
+    the PostgreSQL store within N s: couldn't get a connection after N sec", as for a
+    server that is down, with nothing to tell the operator why. Now the log line carries
+    the last reason PostgreSQL gave for refusing a new connection (never a password: libpq's
+    messages hold none)."""
+    import psycopg
+    from psycopg.sql import SQL, Identifier
+
+    from ledger.errors import StoreUnreachable
+
+    home, _, owner_url = ledger
+    config = LedgerConfig(
+        home=home,
+        db_url=_as_role(owner_url, reader_role),
+        store_wait_seconds=1,
+        read_only=True,
+        store_read_only=True,  # as the probe finds this role
+    )
+    app = LedgerApp(config)
+    try:
+        assert app.recorder.max_notification_id()
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(SQL("ALTER ROLE {} NOLOGIN").format(Identifier(reader_role)))
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                (reader_role,),
+            )
+        with pytest.raises(StoreUnreachable) as caught:
+            for _ in range(3):  # a pooled connection may fail its check first
+                app.recorder.max_notification_id()
+    finally:
+        app.close()
+    message = str(caught.value)
+    assert "within 1 s" in message
+    assert f'role "{reader_role}" is not permitted to log in' in message, message
