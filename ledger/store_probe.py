@@ -25,12 +25,13 @@ READ_ONLY_HINT = (
     "`verify`, `replay`, `audit`, `bundle export` and `projections status|digest` read a "
     "read-only ledger)"
 )
-#: Said of a command that writes, run by a PostgreSQL role that may not write the ledger.
+#: Said when PostgreSQL refuses the role in SES_LEDGER_DB (or its session) what a command
+#: asked: a command that writes, or a read of a table the role was not granted.
 PRIVILEGE_HINT = (
-    " (this command writes: the role in SES_LEDGER_DB must own the ledger's schema, or the "
-    "database with CREATE on it for a schema not made yet; `verify`, `replay`, `audit`, "
-    "`bundle export` and `projections status|digest` need only USAGE on the schema and "
-    "SELECT on its tables: README, PostgreSQL roles)"
+    " (the role in SES_LEDGER_DB lacks a privilege: a command that writes needs it to own the "
+    "ledger's schema, or the database with CREATE on it for a schema not made yet; `verify`, "
+    "`replay`, `audit`, `bundle export` and `projections status|digest` need only USAGE on "
+    "the schema and SELECT on its tables: README, PostgreSQL roles)"
 )
 #: PostgreSQL's SQLSTATEs of a role or session that may not write: insufficient_privilege,
 #: read_only_sql_transaction (a standby, `default_transaction_read_only`).

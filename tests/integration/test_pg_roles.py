@@ -262,3 +262,30 @@ def test_a_role_refused_its_login_while_in_use_is_named_in_the_store_error(
     message = str(caught.value)
     assert "within 1 s" in message
     assert f'role "{reader_role}" is not permitted to log in' in message, message
+
+
+def test_a_reader_not_granted_a_table_is_told_what_it_lacks(
+    ledger: tuple[Path, str, str],
+    reader_role: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A table made after the grant (an upgrade) is not the reader's: `verify` says which,
+    and what a reader needs, not that it writes."""
+    import psycopg
+    from psycopg.sql import SQL, Identifier
+
+    home, schema, owner_url = ledger
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(
+            SQL("REVOKE SELECT ON {}.ledger_merkle_leaves FROM {}").format(
+                Identifier(schema), Identifier(reader_role)
+            )
+        )
+    status, out, err = _run(
+        monkeypatch, capsys, home, _as_role(owner_url, reader_role), "verify", "--quiet"
+    )
+    assert status == 69 and out == ""
+    assert len(err.splitlines()) == 1, err
+    assert "permission denied for table ledger_merkle_leaves" in err
+    assert "SELECT on its tables" in err and "this command writes" not in err
