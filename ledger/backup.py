@@ -86,8 +86,14 @@ def _copy_database(source: Path, partial: Path, out: Path) -> tuple[int, int | N
     they are, so a damaged ledger gave a copy that did not open, announced as a backup of
     every position."""
     make_private_file(partial)  # personnel data, in a directory that may be shared
+    # Opened as `verify` opens it: a home that cannot be written (read-only media, or one
+    # only readable by this user) read-only, as the key ring is read without its lock there
+    reader = LedgerConfig(home=source.parent, db_url=f"sqlite:///{source}", read_only=True)
     try:
-        with closing(sqlite3.connect(source)) as live, closing(sqlite3.connect(partial)) as copy:
+        with (
+            closing(sqlite3.connect(reader.sqlite_database(), uri=True)) as live,
+            closing(sqlite3.connect(partial)) as copy,
+        ):
             live.backup(copy)  # one step: a consistent snapshot of the live database
             problems = damage(copy)
             if problems is not None:

@@ -48,6 +48,10 @@ class LedgerConfig:
     #: file that cannot be written (an archive on read-only media) is opened read-only
     #: (`sqlite_database`), where SQLite would fail making its -wal and -shm files.
     read_only: bool = False
+    #: PostgreSQL, for a `read_only` command: the role may not write the ledger's schema
+    #: (no CREATE on it, or a read-only session: a standby, `default_transaction_read_only`),
+    #: so the store is opened without creating tables (`ledger.store_probe` finds out).
+    store_read_only: bool = False
     #: PostgreSQL: the longest wait for a connection (DEFAULT_STORE_WAIT_SECONDS).
     store_wait_seconds: float = DEFAULT_STORE_WAIT_SECONDS
     #: Events the aggregates kept in memory between commands may hold together
@@ -113,7 +117,7 @@ class LedgerConfig:
                 STORE_WAIT_KEY: repr(float(self.store_wait_seconds)),
                 "POSTGRES_LOCK_TIMEOUT": "10",
                 "ORIGINATOR_ID_TYPE": "text",
-                "CREATE_TABLE": "y",
+                "CREATE_TABLE": "n" if self.store_read_only else "y",
             }
         path = self.sqlite_path()
         # The directory is made only where a ledger may be made: a command that reads one
@@ -192,8 +196,10 @@ class LedgerConfig:
     @property
     def opens_read_only(self) -> bool:
         """The SQLite file is opened read-only (`sqlite_database`): nothing can be written."""
-        if not self.read_only or self.is_postgres:
+        if not self.read_only:
             return False
+        if self.is_postgres:
+            return self.store_read_only
         return self.sqlite_database() != str(self.sqlite_path())
 
     def redacted_db_url(self) -> str:

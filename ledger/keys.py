@@ -185,6 +185,14 @@ class KeyRing:
         path = self.dir / f"{key_id}.pem"
         try:
             private = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        except PermissionError:
+            # there and sound, but another user's (the home's owner is not this process's
+            # user): a new key would retire a good one, and be the owner's again
+            raise SigningKeyError(
+                f"cannot load the private key for {key_id}: {path} cannot be read by this "
+                f"user (uid {os.getuid()}); run as the user that owns the ledger home, or "
+                "give this user the key (`chown`)"
+            ) from None
         except (OSError, ValueError) as exc:
             raise SigningKeyError(
                 f"cannot load the private key for {key_id}: {type(exc).__name__} ({path}); "
@@ -193,6 +201,18 @@ class KeyRing:
             ) from None
         if not isinstance(private, Ed25519PrivateKey):
             raise SigningKeyError(f"key {key_id} is not an Ed25519 key")
+        listed = base64.b64decode(current[-1]["public_key"])
+        if private.public_key().public_bytes_raw() != listed:
+            # another key's file under this key's name (copied in by hand): every entry it
+            # signed would fail `verify` for good, a charge of tampering no one did
+            raise SigningKeyError(
+                f"cannot load the private key for {key_id}: {path} is not key {key_id} (it "
+                f"holds key {key_id_for(private.public_key())}, not the public key the key "
+                "ring lists); put key "
+                f"{key_id}'s own file there, from a backup made with --with-secrets, or start "
+                "a new signing key with `ses-ledger keys rotate` (earlier events keep "
+                "verifying)"
+            )
         return Signer(key_id, private)
 
     def _new_key(self, now: datetime) -> dict[str, Any]:

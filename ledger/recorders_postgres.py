@@ -59,7 +59,20 @@ class LedgerConnectionPool(ConnectionPool[Any]):
 
     def __init__(self, *args: Any, pre_ping: bool, **kwargs: Any) -> None:
         self.pre_ping = pre_ping
+        #: Why the latest new connection was refused (None once one is made): the wait's
+        #: `StoreUnreachable` names it, so that a role refused its login, or a password
+        #: rotated in PostgreSQL only, is told apart from a server that is down.
+        self.connect_failure: str | None = None
         super().__init__(*args, check=None, **kwargs)
+
+    def _connect(self, timeout: float | None = None) -> Any:
+        try:
+            conn = super()._connect(timeout)
+        except Exception as exc:
+            self.connect_failure = " ".join(str(exc).split())  # libpq's: no password in it
+            raise
+        self.connect_failure = None
+        return conn
 
     def getconn(self, timeout: float | None = None) -> Any:
         wait = self.timeout if timeout is None else timeout
@@ -68,9 +81,11 @@ class LedgerConnectionPool(ConnectionPool[Any]):
             try:
                 conn = super().getconn(max(deadline - time.monotonic(), 0.001))
             except PoolTimeout as exc:
+                failure = self.connect_failure
+                why = f"; the last try to connect: {failure}" if failure else ""
                 raise StoreUnreachable(
                     f"no connection to the PostgreSQL store within {wait:g} s "
-                    f"(SES_LEDGER_STORE_WAIT_SECONDS): {exc}"
+                    f"(SES_LEDGER_STORE_WAIT_SECONDS): {exc}{why}"
                 ) from exc
             if not self.pre_ping:
                 return conn

@@ -21,7 +21,7 @@ def build_app(
     be used fails at once, with the reason (`ledger/store_probe.py`). `existing`: for
     commands that read or check a ledger, which must not create an empty one."""
     config = config or LedgerConfig.from_env()
-    probe_store(config, existing=existing)
+    config = probe_store(config, existing=existing)
     return LedgerApp(config, clock=clock)
 
 

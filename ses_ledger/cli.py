@@ -403,10 +403,10 @@ def _run(args: argparse.Namespace) -> int:
     except (DatabaseError, InterfaceError, sqlite3.DatabaseError) as exc:
         # The store went away (or timed out) during the command, or its file is damaged
         # ("database disk image is malformed"); what was committed stays.
-        from ledger.store_probe import READ_ONLY_HINT
+        from ledger.store_probe import READ_ONLY_HINT, privilege_hint
 
         text = " ".join(str(exc).split())
-        hint = READ_ONLY_HINT if "readonly database" in text else ""
+        hint = READ_ONLY_HINT if "readonly database" in text else privilege_hint(exc)
         print(f"ses-ledger: the store failed: {text}{hint}", file=sys.stderr)
         return EXIT_STORE
     except VerificationError as exc:

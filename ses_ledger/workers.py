@@ -65,7 +65,9 @@ def _log_start_failure(who: str, exc: BaseException) -> None:
     """Why a server or worker failed before it served: one line, not a traceback each time
     (`--log-level debug` shows it); uvicorn has logged its own reason before a `SystemExit`."""
     if not isinstance(exc, SystemExit):
-        logger.error("%s failed to start: %s", who, one_line(exc))
+        from ledger.store_probe import privilege_hint
+
+        logger.error("%s failed to start: %s%s", who, one_line(exc), privilege_hint(exc))
         logger.debug("%s failed to start", who, exc_info=exc)
 
 

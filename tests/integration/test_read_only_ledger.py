@@ -228,6 +228,21 @@ def test_a_backup_on_read_only_media_is_restored(
     assert done.returncode == 0 and done.stdout.startswith("ledger verified: "), done.stderr
 
 
+def test_an_archive_is_backed_up(archive: Path, tmp_path: Path) -> None:
+    """A backup of a read-only home (a ledger on read-only media, or a home only readable
+    by the backup's user): the key ring's lock is let go of there (`KeyRing.locked`), but
+    the database was opened for writing, and with no -wal beside it SQLite failed: "cannot
+    back up .../ledger.db into DIR: attempt to write a readonly database", exit 69, as if
+    DIR could not be written. Now it is read as `verify` reads it."""
+    before = _listing(archive)
+    out = tmp_path / "backup"
+    done = _run(archive, "backup", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("backed up positions 1..") and _listing(archive) == before
+    done = _run(out, "verify", "--quiet")
+    assert done.returncode == 0 and done.stdout.startswith("ledger verified: "), done.stderr
+
+
 def _digests(stdout: str) -> dict[str, str]:
     return dict(line.split() for line in stdout.splitlines())
 
