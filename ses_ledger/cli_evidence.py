@@ -95,6 +95,13 @@ def _url(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"must be the ledger API's base URL, e.g. http://127.0.0.1:8000, got {text!r}"
         )
+    if parts.username is not None or parts.password is not None:
+        # Not echoed: the URL is printed in every finding and saved in a witness's state,
+        # and the endpoints asked (checkpoint, keys, proofs) take no credentials anyway.
+        raise argparse.ArgumentTypeError(
+            "must not hold a user name or password (user:password@): the ledger's "
+            "checkpoint, key list and proofs are public, and the URL is printed and saved"
+        )
     return text
 
 

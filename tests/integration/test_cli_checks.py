@@ -748,3 +748,25 @@ def test_a_stored_event_that_cannot_be_read_is_one_line_not_a_traceback(
             _one_line(err)
     status, out, _ = _main(monkeypatch, capsys, sqlite_config, "verify", "--quiet")
     assert status == 1 and "first bad position: 1" in out, out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["witness", "--url", "http://hr-1:S3cret@127.0.0.1:9/", "--state", "w.json"],
+        ["bundle", "verify", "b.json", "--url", "https://hr-1:S3cret@ledger.example"],
+    ],
+    ids=lambda argv: argv[0],
+)
+def test_a_ledger_url_with_credentials_is_refused_without_echoing_them(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    sqlite_config: LedgerConfig,
+    argv: list[str],
+) -> None:
+    """`--url` was taken with user:password@ in it and printed in every finding (and saved in
+    the witness's state file), though the public endpoints it is asked take no credentials."""
+    status, out, err = _main(monkeypatch, capsys, sqlite_config, *argv)
+    assert status == 2
+    assert "must not hold a user name or password" in err
+    assert "S3cret" not in out + err
