@@ -629,6 +629,8 @@ def check_bundle(app: Any, bundle: dict[str, Any]) -> None:
 def write_bundle(bundle: dict[str, Any], path: str) -> None:
     """Write a bundle as UTF-8 JSON (key order and whitespace do not matter to verifiers),
     whole or not at all: a full disk left a truncated file, in place of an earlier bundle of
-    the same name."""
+    the same name. A new file is owner-only (0600), as the ledger's own file: a bundle is an
+    executive's record (under umask 022 every local user could read it); one written over
+    keeps its mode, so an operator who shares bundles chooses by making the file first."""
     text = json.dumps(bundle, ensure_ascii=False, indent=1) + "\n"
-    write_output(Path(path), text.encode("utf-8"))
+    write_output(Path(path), text.encode("utf-8"), new_mode=0o600)

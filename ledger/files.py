@@ -69,20 +69,23 @@ def write_file(path: Path, data: bytes, mode: int | None, *, replace: bool) -> N
     sync_directory(path.parent)
 
 
-def write_output(path: Path, data: bytes, mode: int | None = None) -> None:
+def write_output(
+    path: Path, data: bytes, mode: int | None = None, *, new_mode: int | None = None
+) -> None:
     """A file the user named for a command's output (a bundle, a checkpoint note, a
     witness state), whole or not at all (`write_file`), through a symbolic link to the file
     it names as `open` would; a pipe or a device (`/dev/stdout`) is written as it is (a
     rename would have put a plain file in its place, and the reader got nothing). A file
     that is there keeps its mode unless `mode` is given, as `open` would keep it: one made
-    owner-only before a bundle (personnel data) was exported into it came out 0644."""
+    owner-only before a bundle (personnel data) was exported into it came out 0644. A new
+    file gets `new_mode` when given (else the umask's)."""
     if path.exists() and not path.is_file():
         with open(path, "wb") as f:
             f.write(data)
         return
     target = path.resolve()
-    if mode is None and target.is_file():
-        mode = stat.S_IMODE(target.stat().st_mode)
+    if mode is None:
+        mode = stat.S_IMODE(target.stat().st_mode) if target.is_file() else new_mode
     write_file(target, data, mode, replace=True)
 
 

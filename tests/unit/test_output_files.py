@@ -65,3 +65,20 @@ def test_through_a_symbolic_link_the_target_keeps_its_mode(tmp_path: Path, umask
     write_output(link, b"{}")
     assert link.is_symlink() and target.read_bytes() == b"{}"
     assert _mode(target) == 0o640
+
+
+def test_a_new_bundle_is_owner_only_and_one_written_over_keeps_its_mode(
+    tmp_path: Path, umask_022: None
+) -> None:
+    """A bundle is an executive's record, as personal as `ledger.db` (0600): a new one came
+    out 0644 under umask 022, readable by every local user."""
+    from ledger.bundle import write_bundle
+
+    new = tmp_path / "new-bundle.json"
+    write_bundle({"entries": []}, str(new))
+    assert _mode(new) == 0o600
+    shared = tmp_path / "shared-bundle.json"
+    shared.write_bytes(b"")
+    shared.chmod(0o640)
+    write_bundle({"entries": []}, str(shared))
+    assert _mode(shared) == 0o640
