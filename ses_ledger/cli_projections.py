@@ -298,7 +298,9 @@ def cmd_digest(args: argparse.Namespace) -> int:
 def cmd_project(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     # The worker may start before the API has created the store (docker-compose): it waits
-    # on an empty one rather than refusing it.
+    # on an empty one rather than refusing it, and says so (a mistyped SES_LEDGER_HOME or
+    # schema otherwise looks like a worker at position 0 with nothing to do, for good).
+    _say_if_no_ledger_yet()
     read_models = _read_models(existing=False)
     runner = read_models.runner
     with _stop_on_signals() as stop:
@@ -333,6 +335,25 @@ def cmd_project(args: argparse.Namespace) -> int:
     if args.digest:
         _print_digests(read_models)
     return 0
+
+
+def _say_if_no_ledger_yet() -> None:
+    from ledger.config import LedgerConfig
+    from ledger.errors import NoLedger
+    from ledger.store_probe import probe_store
+
+    config = LedgerConfig.from_env()
+    try:
+        probe_store(config, existing=True)
+    except NoLedger:
+        where = config.redacted_db_url() if config.is_postgres else str(config.sqlite_path())
+        print(
+            f"ses-ledger: note: there was no ledger at {where}: an empty one is made and "
+            "projected as it fills (the API's store? check SES_LEDGER_HOME and SES_LEDGER_DB)",
+            file=sys.stderr,
+            flush=True,
+        )
+    # a store that cannot be used at all raises here as the open below would (exit 69)
 
 
 def register(sub: Any) -> None:

@@ -770,3 +770,16 @@ def test_a_ledger_url_with_credentials_is_refused_without_echoing_them(
     assert status == 2
     assert "must not hold a user name or password" in err
     assert "S3cret" not in out + err
+
+
+def test_project_says_when_it_made_the_ledger_it_follows(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], ledger_config: LedgerConfig
+) -> None:
+    """`project` waits on an empty store (it may start before the API makes it), but in a
+    mistyped home or schema it said nothing and sat at position 0 for good; it now says
+    that there was no ledger there. A ledger that is there: no note."""
+    status, _out, err = _main(monkeypatch, capsys, ledger_config, "project")
+    assert status == 0
+    assert "note: there was no ledger at" in err
+    status, _out, err = _main(monkeypatch, capsys, ledger_config, "project")
+    assert status == 0 and "no ledger" not in err, err
