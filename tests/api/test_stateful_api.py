@@ -21,6 +21,14 @@ appraisal's and the executive's reads (stage, version, ratings, `current_rating`
 with the model. At teardown `GET /v1/ledger/verify` is ok and the read models rebuilt
 from the log have the live ones' digests.
 
+Where the contract leaves the product a choice, the model was widened after it disagreed
+(each case judged from rules.md and the contract, none a product defect): a step dated
+before the plan's communication or an earlier step may be refused as SEQ-1 (out of order)
+beside the rule it also breaks; a request breaking several rules names any one of them
+(the PRB refused as SEQ-1 while a requested higher-level review is pending); an unknown
+reference in the body may be answered before a stale `If-Match` or a reused key is looked
+at; `current_rating` may carry fields beyond the contract's.
+
 `SES_STATEFUL_EXAMPLES` (default 2) runs of `SES_STATEFUL_STEPS` (default 20) steps,
 the same every time; `SES_STATEFUL_RANDOM=1` for new cases each run, `SES_STATEFUL_SHRINK=1`
 to shrink a failure (slow).
