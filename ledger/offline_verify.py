@@ -37,6 +37,7 @@ import base64
 import codecs
 import datetime as dt
 import hashlib
+import io
 import json
 import re
 import sys
@@ -1188,4 +1189,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        # An output that cannot say a name beyond its encoding (PYTHONIOENCODING=ascii,
+        # LC_ALL=C with PYTHONUTF8=0) escapes it, as stderr does: it was a traceback, exit 1.
+        sys.stdout.reconfigure(errors="backslashreplace")
     sys.exit(main())

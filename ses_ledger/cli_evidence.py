@@ -28,7 +28,7 @@ from typing import Any
 from api.auth import ID_PATTERN, RECORDED_ACTOR_PATTERN  # ids as the API accepts them
 from ledger.config import LedgerConfig
 from ses_ledger.argtypes import positive_seconds
-from ses_ledger.outputs import unwritable
+from ses_ledger.outputs import unwritable, write_exact
 
 
 def _app(*, read_only: bool = False) -> Any:
@@ -688,14 +688,14 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
         try:
             write_atomically(Path(args.out), note)
         except OSError as exc:
-            sys.stdout.write(note)
+            write_exact(note)
             print(
                 f"ses-ledger checkpoint: the checkpoint above was issued, but cannot be written "
                 f"to {args.out}: {exc}",
                 file=sys.stderr,
             )
             return 2
-    sys.stdout.write(note)
+    write_exact(note)
     return 0
 
 

@@ -1,0 +1,142 @@
+"""The command line under an output encoding that is not UTF-8 (PYTHONIOENCODING=ascii or
+latin-1, LC_ALL=C with PYTHONUTF8=0): records hold text beyond ASCII (names, narratives),
+and a checkpoint note's signature lines begin with an em dash (C2SP signed-note). Found
+running every printing command under such settings against a ledger with such names:
+`replay`, `bundle verify` and `checkpoint` ended in a UnicodeEncodeError traceback, and
+`bundle verify` then exited 1, the status of evidence against the bundle."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from ledger.application import LedgerApp
+from ledger.checkpoint import parse_note
+from ledger.config import LedgerConfig
+from ses_ledger import cli
+from tests.ledger_helpers import point_cli_at
+
+NAME = "Zoë Ñúñez-Łukasz 山田 😀"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cli(
+    config: LedgerConfig, env: dict[str, str], *argv: str
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "ses_ledger.cli", *argv],
+        env={
+            **os.environ,
+            "SES_LEDGER_HOME": str(config.home),
+            "SES_LEDGER_DB": config.db_url,
+            "PYTHONPATH": str(ROOT),
+            **env,
+        },
+        capture_output=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def named(sqlite_config: LedgerConfig) -> LedgerConfig:
+    LedgerApp(sqlite_config).register_executive(
+        "E1",
+        name=NAME,
+        title="Directrice générale",
+        pay_plan="ES",
+        agency="DOE",
+        duty_station="Zürich",
+        appointment_type="career",
+        probationary=False,
+        appointed_on=date(2019, 5, 1),
+        actor="hr-1",
+        submitted_by="hr-app-1",
+    )
+    return sqlite_config
+
+
+def _main(
+    monkeypatch: pytest.MonkeyPatch, config: LedgerConfig, encoding: str, *argv: str
+) -> tuple[int, bytes]:
+    """`ses-ledger ARGV` in this process, its standard output in `encoding` (as Python opens
+    it under PYTHONIOENCODING, or LC_ALL=C with PYTHONUTF8=0)."""
+    point_cli_at(monkeypatch, config)
+    raw = io.BytesIO()
+    out = io.TextIOWrapper(raw, encoding=encoding, errors="strict", write_through=True)
+    monkeypatch.setattr(sys, "stdout", out)
+    status = cli.main(list(argv))
+    out.flush()
+    return status, raw.getvalue()
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+def test_records_beyond_ascii_print_escaped_not_as_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, named: LedgerConfig, tmp_path: Path, encoding: str
+) -> None:
+    bundle = tmp_path / "bundle.json"
+    assert (
+        _main(
+            monkeypatch,
+            named,
+            "utf-8",
+            "bundle",
+            "export",
+            "--executive",
+            "E1",
+            "--out",
+            str(bundle),
+        )[0]
+        == 0
+    )
+    status, out = _main(
+        monkeypatch, named, encoding, "replay", "--executive", "E1", "--as-of-position", "1"
+    )
+    assert status == 0
+    assert NAME.encode(encoding, "backslashreplace") in out  # escaped where it cannot be said
+    status, out = _main(monkeypatch, named, encoding, "bundle", "verify", str(bundle))
+    assert status == 0 and out.endswith(b"BUNDLE VERIFIED\n")
+    assert NAME.encode(encoding, "backslashreplace") in out
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+def test_a_checkpoint_note_is_printed_as_its_exact_utf8_bytes(
+    monkeypatch: pytest.MonkeyPatch, named: LedgerConfig, encoding: str
+) -> None:
+    """A note's bytes are what is signed (C2SP signed-note: UTF-8 text): escaped for the
+    output's encoding, a saved note would no longer parse."""
+    status, out = _main(monkeypatch, named, encoding, "checkpoint")
+    assert status == 0
+    note = out.decode("utf-8")
+    assert "\n\u2014 " in note
+    assert parse_note(note)[0].size == 1
+
+
+def test_a_c_locale_without_utf8_mode_gets_the_note_whole(named: LedgerConfig) -> None:
+    """The same through Python's own standard output under LC_ALL=C, PYTHONUTF8=0."""
+    done = _cli(named, {"LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONIOENCODING": ""}, "checkpoint")
+    assert done.returncode == 0 and done.stderr == b"", done.stderr.decode()
+    assert parse_note(done.stdout.decode("utf-8"))[0].size == 1
+
+
+def test_the_standalone_verifier_prints_escaped_not_as_a_traceback(
+    named: LedgerConfig, tmp_path: Path
+) -> None:
+    bundle = tmp_path / "bundle.json"
+    assert (
+        _cli(named, {}, "bundle", "export", "--executive", "E1", "--out", str(bundle)).returncode
+        == 0
+    )
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "ledger" / "offline_verify.py"), str(bundle)],
+        env={**os.environ, "PYTHONIOENCODING": "ascii"},
+        capture_output=True,
+        timeout=60,
+    )
+    assert b"Traceback" not in done.stderr, done.stderr.decode()
+    assert done.returncode == 0 and b"BUNDLE VERIFIED" in done.stdout
