@@ -199,9 +199,25 @@ def _b64(text: Any) -> bytes:
     return data
 
 
+#: What a note an editor changed is told: its bytes are what is signed.
+_EXACT = " (a note's bytes are what is signed, exactly: was it edited? use the note as saved)"
+
+
+def _editor_changes(note: str) -> None:
+    """Refuse, saying what it is, what an editor does to a saved note: Windows line ends, a
+    blank line added at the end (signed-note: text and signature lines end in LF alone, and
+    nothing follows the last signature). Both were refused without saying so."""
+    if "\r" in note:
+        raise ValueError(f"it has CR LF line ends, where a note's lines end in LF alone{_EXACT}")
+    if note.endswith("\n\n") and note.strip("\n"):
+        raise ValueError(f"it ends in a blank line after its signatures{_EXACT}")
+
+
 def _read_note(note: Any) -> tuple[Head, str, list[bytes]]:
     """A checkpoint note's head, its signed text and the signatures named by its origin;
     ValueError when it is not a well-formed note (nothing about who signed it)."""
+    if isinstance(note, str):
+        _editor_changes(note)
     if not isinstance(note, str) or not note.endswith("\n") or "\n\n" not in note:
         raise ValueError("not a signed note (text, blank line, signature lines)")
     cut = note.rfind("\n\n")  # the last blank line separates text and signatures
@@ -209,6 +225,8 @@ def _read_note(note: Any) -> tuple[Head, str, list[bytes]]:
     if len(lines) < 3 or not all(lines) or not re.fullmatch(r"0|[1-9][0-9]*", lines[1]):
         raise ValueError("note text is not origin, tree size, root hash")
     origin, size, root = lines[0], int(lines[1]), _b64(lines[2])
+    if any(c.isspace() or c == "+" for c in origin):  # C2SP tlog-checkpoint: the key name
+        raise ValueError(f"origin {origin!r} holds white space or '+', which no origin may{_EXACT}")
     if len(root) != 32:
         raise ValueError("root hash is not 32 bytes")
     blobs = []
@@ -217,6 +235,13 @@ def _read_note(note: Any) -> tuple[Head, str, list[bytes]]:
         if line.startswith("\u2014 ") and name == origin:
             blobs.append(_b64(sig))  # signed-note: signatures by other names are ignored
     return (origin, size, root), body, blobs
+
+
+def note_head(note: Any) -> Head:
+    """The head of a checkpoint note as this verifier reads it; ValueError saying why it is
+    none (`ses-ledger bundle verify` checks a trusted note so, naming the user's file, before
+    it hands a copy on)."""
+    return _read_note(note)[0]
 
 
 def verify_checkpoint(note: Any, keys: Keys) -> Head:

@@ -8,6 +8,7 @@ running every printing command under such settings against a ledger with such na
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -140,3 +141,24 @@ def test_the_standalone_verifier_prints_escaped_not_as_a_traceback(
     )
     assert b"Traceback" not in done.stderr, done.stderr.decode()
     assert done.returncode == 0 and b"BUNDLE VERIFIED" in done.stdout
+
+
+def test_a_trusted_note_edited_in_a_witness_state_is_named_by_its_file(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    named: LedgerConfig,
+    tmp_path: Path,
+) -> None:
+    """`bundle verify B --checkpoint STATE` (a witness's state file; so with `--url`) hands
+    the verifier a copy of the note in a temporary file: a space an editor left after the
+    origin was refused naming that copy (/tmp/tmpXXXX/trusted.note, gone by then), not the
+    file the user gave, and without the --url path's own check of the note seeing it."""
+    bundle, state = tmp_path / "bundle.json", tmp_path / "witness.json"
+    point_cli_at(monkeypatch, named)
+    assert cli.main(["bundle", "export", "--executive", "E1", "--out", str(bundle)]) == 0
+    assert cli.main(["checkpoint"]) == 0
+    note = capsys.readouterr().out
+    state.write_text(json.dumps({"checkpoint": note.replace("\n", " \n", 1)}) + "\r\n")
+    assert cli.main(["bundle", "verify", str(bundle), "--checkpoint", str(state)]) == 2
+    err = capsys.readouterr().err
+    assert f"{state} holds no checkpoint note: origin " in err and "exact" in err, err

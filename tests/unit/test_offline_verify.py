@@ -1470,3 +1470,35 @@ def test_a_bundle_not_tied_to_a_newer_trusted_checkpoint_exits_2_not_1(tmp_path:
     _payload_byte(older)
     path.write_text(json.dumps(older))
     assert main([str(path), "--checkpoint", str(note)]) == 1
+
+
+@pytest.mark.parametrize(
+    ("edit", "said"),
+    [
+        (lambda n: n.replace("\n", "\r\n"), "CR LF line ends"),
+        (lambda n: n.replace("\n", " \n", 1), "white space"),
+        (lambda n: n + "\n", "ends in a blank line"),
+    ],
+    ids=["crlf", "origin-trailing-space", "final-blank-line"],
+)
+def test_a_trusted_note_an_editor_changed_is_not_checked_and_says_how(
+    tmp_path: Path,
+    bundle: dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
+    edit: Callable[[str], str],
+    said: str,
+) -> None:
+    """A trusted checkpoint saved by an editor (Windows line ends, a space left after the
+    origin, a blank line added at the end): a note's bytes are what is signed (C2SP
+    signed-note), so it is no note, but no evidence against the bundle either. A space
+    after the origin was a PROBLEM, NOT VERIFIED (exit 1: a tamper verdict on the bundle);
+    the others were refused without saying what was wrong ('note text is not origin, tree
+    size, root hash' for a final blank line). Found editing a saved note (qa-encoding)."""
+    good = tmp_path / "bundle.json"
+    good.write_text(json.dumps(bundle))
+    trusted = tmp_path / "checkpoint.txt"
+    trusted.write_bytes(edit(_note(LEDGER.tree.size)).encode())
+    assert main([str(good), "--checkpoint", str(trusted)]) == 2
+    captured = capsys.readouterr()
+    assert "NOT VERIFIED" not in captured.out
+    assert said in captured.err and "exact" in captured.err, captured.err
