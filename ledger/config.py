@@ -308,7 +308,9 @@ def read_only_uri(path: Path) -> str:
     than read without the transactions it holds.
     """
     absolute = path.resolve()
-    uri = f"file:{quote(str(absolute))}?mode=ro"
+    # The path's bytes: as text it may hold surrogates (a name that is not UTF-8, or any
+    # name beyond ASCII under LC_ALL=C with PYTHONUTF8=0), which quote() cannot encode.
+    uri = f"file:{quote(os.fsencode(absolute))}?mode=ro"
     wal, shm = Path(f"{absolute}-wal"), Path(f"{absolute}-shm")
     if os.access(absolute.parent, os.W_OK) or (wal.exists() and shm.exists()):
         return uri
