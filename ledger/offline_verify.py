@@ -1089,6 +1089,13 @@ def read_text(path: str, limit: int | None = None) -> str:
     size = 0
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
+            if not size and chunk.startswith((b"\xff\xfe", b"\xfe\xff", b"\0\0\xfe\xff")):
+                # Windows PowerShell 5's `>` writes UTF-16 with this mark: said so, not as
+                # the NUL bytes that follow it
+                raise ValueError(
+                    f"{path} is UTF-16 or UTF-32 text (it starts with that byte order mark): "
+                    "JSON and notes are read as UTF-8 (RFC 8259 8.1), save it as UTF-8"
+                )
             if b"\0" in chunk:
                 at = size + chunk.index(b"\0")
                 raise ValueError(

@@ -1502,3 +1502,19 @@ def test_a_trusted_note_an_editor_changed_is_not_checked_and_says_how(
     captured = capsys.readouterr()
     assert "NOT VERIFIED" not in captured.out
     assert said in captured.err and "exact" in captured.err, captured.err
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-be", "utf-32"])
+def test_a_bundle_saved_as_utf16_is_named_so(
+    tmp_path: Path, bundle: dict[str, Any], capsys: pytest.CaptureFixture[str], codec: str
+) -> None:
+    """A bundle saved as UTF-16 (Windows PowerShell 5's `>` writes UTF-16LE with a byte
+    order mark) was refused as holding 'a NUL byte (at byte 3): it is no JSON or note text',
+    which says nothing of what to do. It is named as UTF-16 or UTF-32 now, to be saved as
+    UTF-8 (RFC 8259 8.1). Found saving a bundle in each encoding (qa-encoding)."""
+    path = tmp_path / "bundle.json"
+    text = json.dumps(bundle)
+    path.write_bytes(("\ufeff" + text if codec == "utf-16-be" else text).encode(codec))
+    assert main([str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path} is UTF-16 or UTF-32 text" in err and "save it as UTF-8" in err, err
