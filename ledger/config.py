@@ -394,7 +394,13 @@ def origin_problem(origin: str) -> str | None:
                 f"a checkpoint origin (the key name of its C2SP signed note) holds no spaces "
                 f"and no '+', found {char!r}"
             )
-        if unicodedata.category(char) in ("Cc", "Cs"):
+        if unicodedata.category(char) == "Cs":  # what Python reads of bytes not UTF-8
+            return (
+                f"a checkpoint origin is UTF-8 text, and this is not (found {char!r}): in a "
+                "locale that is not UTF-8 (LC_ALL=C with PYTHONUTF8=0) every character "
+                "beyond ASCII reads so; use a UTF-8 locale"
+            )
+        if unicodedata.category(char) == "Cc":
             return f"a checkpoint origin holds no control characters, found {char!r}"
     return None
 

@@ -162,3 +162,16 @@ def test_a_trusted_note_edited_in_a_witness_state_is_named_by_its_file(
     assert cli.main(["bundle", "verify", str(bundle), "--checkpoint", str(state)]) == 2
     err = capsys.readouterr().err
     assert f"{state} holds no checkpoint note: origin " in err and "exact" in err, err
+
+
+def test_an_origin_beyond_ascii_read_in_the_c_locale_is_named_as_such() -> None:
+    """SES_LEDGER_ORIGIN=lédger.example/log is a good origin, but under LC_ALL=C with
+    PYTHONUTF8=0 Python reads its bytes as surrogates, and the refusal said 'a checkpoint
+    origin holds no control characters, found '\\udcc3'', which it does not hold. Found
+    running demo with such an origin under each locale (qa-encoding)."""
+    from ledger.config import origin_problem
+
+    assert origin_problem("lédger.example/log") is None
+    # what Python makes of the environment there: each byte beyond ASCII a surrogate
+    problem = origin_problem("lédger.example/log".encode().decode("ascii", "surrogateescape"))
+    assert problem is not None and "not UTF-8" in problem and "locale" in problem, problem
