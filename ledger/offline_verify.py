@@ -203,6 +203,9 @@ def _b64(text: Any) -> bytes:
 _EXACT = " (a note's bytes are what is signed, exactly: was it edited? use the note as saved)"
 
 
+_SIGNATURE_LINE = re.compile(r"\u2014 (\S+) (\S+)")
+
+
 def _editor_changes(note: str) -> None:
     """Refuse, saying what it is, what an editor does to a saved note: Windows line ends, a
     blank line added at the end (signed-note: text and signature lines end in LF alone, and
@@ -222,6 +225,9 @@ def _read_note(note: Any) -> tuple[Head, str, list[bytes]]:
         raise ValueError("not a signed note (text, blank line, signature lines)")
     cut = note.rfind("\n\n")  # the last blank line separates text and signatures
     body, lines = note[: cut + 1], note[:cut].split("\n")
+    for number, line in enumerate(lines[:3], 1):
+        if line != line.rstrip():
+            raise ValueError(f"line {number} ({line!r}) ends in white space{_EXACT}")
     if len(lines) < 3 or not all(lines) or not re.fullmatch(r"0|[1-9][0-9]*", lines[1]):
         raise ValueError("note text is not origin, tree size, root hash")
     origin, size, root = lines[0], int(lines[1]), _b64(lines[2])
@@ -230,10 +236,15 @@ def _read_note(note: Any) -> tuple[Head, str, list[bytes]]:
     if len(root) != 32:
         raise ValueError("root hash is not 32 bytes")
     blobs = []
-    for line in note[cut + 2 :].splitlines():
-        name, _, sig = line.removeprefix("\u2014 ").rpartition(" ")
-        if line.startswith("\u2014 ") and name == origin:
-            blobs.append(_b64(sig))  # signed-note: signatures by other names are ignored
+    for line in note[cut + 2 : -1].split("\n"):
+        # signed-note: every signature line is an em dash, a space, the key name, a space
+        # and base64; one an editor changed (a space after it, "--" for the dash) was read
+        # as a signature that does not verify, a verdict against the bundle (exit 1)
+        signature = _SIGNATURE_LINE.fullmatch(line)
+        if signature is None:
+            raise ValueError(f"signature line {line!r} is not '\u2014 NAME BASE64'{_EXACT}")
+        if signature[1] == origin:
+            blobs.append(_b64(signature[2]))  # signatures by other names are ignored
     return (origin, size, root), body, blobs
 
 

@@ -161,7 +161,7 @@ def test_a_trusted_note_edited_in_a_witness_state_is_named_by_its_file(
     state.write_text(json.dumps({"checkpoint": note.replace("\n", " \n", 1)}) + "\r\n")
     assert cli.main(["bundle", "verify", str(bundle), "--checkpoint", str(state)]) == 2
     err = capsys.readouterr().err
-    assert f"{state} holds no checkpoint note: origin " in err and "exact" in err, err
+    assert f"{state} holds no checkpoint note: line 1 " in err and "exact" in err, err
 
 
 def test_an_origin_beyond_ascii_read_in_the_c_locale_is_named_as_such() -> None:

@@ -1478,8 +1478,21 @@ def test_a_bundle_not_tied_to_a_newer_trusted_checkpoint_exits_2_not_1(tmp_path:
         (lambda n: n.replace("\n", "\r\n"), "CR LF line ends"),
         (lambda n: n.replace("\n", " \n", 1), "white space"),
         (lambda n: n + "\n", "ends in a blank line"),
+        (lambda n: n[:-1] + " \n", "signature line"),
+        (lambda n: n.replace("\u2014", "--"), "signature line"),
+        # what saving it in ASCII or Latin-1 with replacement makes of the dash
+        (lambda n: n.encode("latin-1", "replace").decode("latin-1"), "signature line"),
+        (lambda n: n.replace("\n", " \n", 2), "ends in white space"),
     ],
-    ids=["crlf", "origin-trailing-space", "final-blank-line"],
+    ids=[
+        "crlf",
+        "origin-trailing-space",
+        "final-blank-line",
+        "signature-trailing-space",
+        "dash-as-hyphens",
+        "dash-replaced",
+        "size-trailing-space",
+    ],
 )
 def test_a_trusted_note_an_editor_changed_is_not_checked_and_says_how(
     tmp_path: Path,
@@ -1493,7 +1506,10 @@ def test_a_trusted_note_an_editor_changed_is_not_checked_and_says_how(
     signed-note), so it is no note, but no evidence against the bundle either. A space
     after the origin was a PROBLEM, NOT VERIFIED (exit 1: a tamper verdict on the bundle);
     the others were refused without saying what was wrong ('note text is not origin, tree
-    size, root hash' for a final blank line). Found editing a saved note (qa-encoding)."""
+    size, root hash' for a final blank line). So was a signature line edited (a space after
+    it, its em dash typed as '--' or lost to an encoding that has none): read as a signature
+    that does not verify, NOT VERIFIED, though signed-note makes such a note malformed.
+    Found editing a saved note (qa-encoding)."""
     good = tmp_path / "bundle.json"
     good.write_text(json.dumps(bundle))
     trusted = tmp_path / "checkpoint.txt"
