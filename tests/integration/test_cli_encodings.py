@@ -126,13 +126,11 @@ def test_a_c_locale_without_utf8_mode_gets_the_note_whole(named: LedgerConfig) -
 
 
 def test_the_standalone_verifier_prints_escaped_not_as_a_traceback(
-    named: LedgerConfig, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, named: LedgerConfig, tmp_path: Path
 ) -> None:
     bundle = tmp_path / "bundle.json"
-    assert (
-        _cli(named, {}, "bundle", "export", "--executive", "E1", "--out", str(bundle)).returncode
-        == 0
-    )
+    point_cli_at(monkeypatch, named)
+    assert cli.main(["bundle", "export", "--executive", "E1", "--out", str(bundle)]) == 0
     done = subprocess.run(
         [sys.executable, str(ROOT / "ledger" / "offline_verify.py"), str(bundle)],
         env={**os.environ, "PYTHONIOENCODING": "ascii"},
