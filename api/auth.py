@@ -95,11 +95,20 @@ def _write_new_key(path: Path, *, replace: bool = False) -> None:
     write_file(path, (secrets.token_hex(32) + "\n").encode(), 0o600, replace=replace)
 
 
+def _key_text(path: Path) -> str:
+    """The token key file's text: hex, a byte order mark (an editor's 'UTF-8 with BOM') and
+    white space (a final line feed, CR LF) around it left out."""
+    return path.read_text(encoding="utf-8-sig").strip()
+
+
 def _read_key(path: Path) -> bytes:
     for _ in range(50):  # a concurrent creator may not have written it yet
-        text = path.read_text().strip()
+        text = _key_text(path)
         if text:
-            return bytes.fromhex(text)
+            try:
+                return bytes.fromhex(text)
+            except ValueError:  # said of the file: `serve` said only what fromhex() said
+                raise TokenError(f"the token key {path} is not hex text") from None
         time.sleep(0.01)
     raise TokenError(f"the token key {path} is empty")
 
@@ -209,7 +218,7 @@ class TokenVerifier:
         assert self.path is not None
         self._looked = time.monotonic()
         try:
-            text = self.path.read_text().strip()
+            text = _key_text(self.path)
             key = bytes.fromhex(text) if text else self.key
         except (OSError, ValueError):
             return

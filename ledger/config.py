@@ -308,7 +308,9 @@ def read_only_uri(path: Path) -> str:
     than read without the transactions it holds.
     """
     absolute = path.resolve()
-    uri = f"file:{quote(str(absolute))}?mode=ro"
+    # The path's bytes: as text it may hold surrogates (a name that is not UTF-8, or any
+    # name beyond ASCII under LC_ALL=C with PYTHONUTF8=0), which quote() cannot encode.
+    uri = f"file:{quote(os.fsencode(absolute))}?mode=ro"
     wal, shm = Path(f"{absolute}-wal"), Path(f"{absolute}-shm")
     if os.access(absolute.parent, os.W_OK) or (wal.exists() and shm.exists()):
         return uri
@@ -392,7 +394,13 @@ def origin_problem(origin: str) -> str | None:
                 f"a checkpoint origin (the key name of its C2SP signed note) holds no spaces "
                 f"and no '+', found {char!r}"
             )
-        if unicodedata.category(char) in ("Cc", "Cs"):
+        if unicodedata.category(char) == "Cs":  # what Python reads of bytes not UTF-8
+            return (
+                f"a checkpoint origin is UTF-8 text, and this is not (found {char!r}): in a "
+                "locale that is not UTF-8 (LC_ALL=C with PYTHONUTF8=0) every character "
+                "beyond ASCII reads so; use a UTF-8 locale"
+            )
+        if unicodedata.category(char) == "Cc":
             return f"a checkpoint origin holds no control characters, found {char!r}"
     return None
 

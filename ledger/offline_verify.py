@@ -37,6 +37,7 @@ import base64
 import codecs
 import datetime as dt
 import hashlib
+import io
 import json
 import re
 import sys
@@ -198,24 +199,60 @@ def _b64(text: Any) -> bytes:
     return data
 
 
+#: What a note an editor changed is told: its bytes are what is signed.
+_EXACT = " (a note's bytes are what is signed, exactly: was it edited? use the note as saved)"
+
+
+_SIGNATURE_LINE = re.compile(r"\u2014 (\S+) (\S+)")
+
+
+def _editor_changes(note: str) -> None:
+    """Refuse, saying what it is, what an editor does to a saved note: Windows line ends, a
+    blank line added at the end (signed-note: text and signature lines end in LF alone, and
+    nothing follows the last signature). Both were refused without saying so."""
+    if "\r" in note:
+        raise ValueError(f"it has CR LF line ends, where a note's lines end in LF alone{_EXACT}")
+    if note.endswith("\n\n") and note.strip("\n"):
+        raise ValueError(f"it ends in a blank line after its signatures{_EXACT}")
+
+
 def _read_note(note: Any) -> tuple[Head, str, list[bytes]]:
     """A checkpoint note's head, its signed text and the signatures named by its origin;
     ValueError when it is not a well-formed note (nothing about who signed it)."""
+    if isinstance(note, str):
+        _editor_changes(note)
     if not isinstance(note, str) or not note.endswith("\n") or "\n\n" not in note:
         raise ValueError("not a signed note (text, blank line, signature lines)")
     cut = note.rfind("\n\n")  # the last blank line separates text and signatures
     body, lines = note[: cut + 1], note[:cut].split("\n")
+    for number, line in enumerate(lines[:3], 1):
+        if line != line.rstrip():
+            raise ValueError(f"line {number} ({line!r}) ends in white space{_EXACT}")
     if len(lines) < 3 or not all(lines) or not re.fullmatch(r"0|[1-9][0-9]*", lines[1]):
         raise ValueError("note text is not origin, tree size, root hash")
     origin, size, root = lines[0], int(lines[1]), _b64(lines[2])
+    if any(c.isspace() or c == "+" for c in origin):  # C2SP tlog-checkpoint: the key name
+        raise ValueError(f"origin {origin!r} holds white space or '+', which no origin may{_EXACT}")
     if len(root) != 32:
         raise ValueError("root hash is not 32 bytes")
     blobs = []
-    for line in note[cut + 2 :].splitlines():
-        name, _, sig = line.removeprefix("\u2014 ").rpartition(" ")
-        if line.startswith("\u2014 ") and name == origin:
-            blobs.append(_b64(sig))  # signed-note: signatures by other names are ignored
+    for line in note[cut + 2 : -1].split("\n"):
+        # signed-note: every signature line is an em dash, a space, the key name, a space
+        # and base64; one an editor changed (a space after it, "--" for the dash) was read
+        # as a signature that does not verify, a verdict against the bundle (exit 1)
+        signature = _SIGNATURE_LINE.fullmatch(line)
+        if signature is None:
+            raise ValueError(f"signature line {line!r} is not '\u2014 NAME BASE64'{_EXACT}")
+        if signature[1] == origin:
+            blobs.append(_b64(signature[2]))  # signatures by other names are ignored
     return (origin, size, root), body, blobs
+
+
+def note_head(note: Any) -> Head:
+    """The head of a checkpoint note as this verifier reads it; ValueError saying why it is
+    none (`ses-ledger bundle verify` checks a trusted note so, naming the user's file, before
+    it hands a copy on)."""
+    return _read_note(note)[0]
 
 
 def verify_checkpoint(note: Any, keys: Keys) -> Head:
@@ -1063,6 +1100,13 @@ def read_text(path: str, limit: int | None = None) -> str:
     size = 0
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
+            if not size and chunk.startswith((b"\xff\xfe", b"\xfe\xff", b"\0\0\xfe\xff")):
+                # Windows PowerShell 5's `>` writes UTF-16 with this mark: said so, not as
+                # the NUL bytes that follow it
+                raise ValueError(
+                    f"{path} is UTF-16 or UTF-32 text (it starts with that byte order mark): "
+                    "JSON and notes are read as UTF-8 (RFC 8259 8.1), save it as UTF-8"
+                )
             if b"\0" in chunk:
                 at = size + chunk.index(b"\0")
                 raise ValueError(
@@ -1188,4 +1232,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        # An output that cannot say a name beyond its encoding (PYTHONIOENCODING=ascii,
+        # LC_ALL=C with PYTHONUTF8=0) escapes it, as stderr does: it was a traceback, exit 1.
+        sys.stdout.reconfigure(errors="backslashreplace")
     sys.exit(main())

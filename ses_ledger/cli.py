@@ -52,11 +52,25 @@ class _GuardedOutput:
     def __init__(self, stream: Any) -> None:
         self._stream = stream
 
-    def write(self, text: str) -> int:
-        return int(_output(self._stream.write, text))
+    def write(self, text: Any) -> int:  # str; bytes on the buffer
+        try:
+            return int(_output(self._stream.write, text))
+        except UnicodeEncodeError:
+            # An output whose encoding cannot say the text (PYTHONIOENCODING=ascii, LC_ALL=C
+            # with PYTHONUTF8=0) and a record beyond it (a name, a narrative): what it cannot
+            # say is escaped (\xeb, \u0141), as Python writes stderr. It ended `replay` and
+            # `bundle verify` in a traceback, the verifier's with 1, a failed check's status.
+            encoding = self._stream.encoding
+            escaped = text.encode(encoding, "backslashreplace").decode(encoding)
+            return int(_output(self._stream.write, escaped))
 
     def flush(self) -> None:
         _output(self._stream.flush)
+
+    @property
+    def buffer(self) -> Any:
+        """The bytes beneath (`ses_ledger.outputs.write_exact`), their failures told too."""
+        return _GuardedOutput(self._stream.buffer)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)

@@ -28,7 +28,7 @@ from typing import Any
 from api.auth import ID_PATTERN, RECORDED_ACTOR_PATTERN  # ids as the API accepts them
 from ledger.config import LedgerConfig
 from ses_ledger.argtypes import positive_seconds
-from ses_ledger.outputs import unwritable
+from ses_ledger.outputs import unwritable, write_exact
 
 
 def _app(*, read_only: bool = False) -> Any:
@@ -468,7 +468,7 @@ def cmd_bundle_verify(args: argparse.Namespace) -> int:
     NOT CHECKED); 1 only for evidence against the bundle (as the verifier finds it, or a
     ledger that answers but cannot prove its history extends the bundle's)."""
     from ledger import offline_verify
-    from ledger.checkpoint import CheckpointError, parse_note
+    from ledger.checkpoint import parse_note
 
     if args.url is None and (args.checkpoint is None or not _is_state_file(args.checkpoint)):
         argv = [args.file] + (["--checkpoint", args.checkpoint] if args.checkpoint else [])
@@ -484,8 +484,9 @@ def cmd_bundle_verify(args: argparse.Namespace) -> int:
         trusted = _read_note(args.checkpoint) if args.checkpoint else None
         if trusted is not None:
             try:
+                offline_verify.note_head(trusted)  # what the verifier reads, said of this file
                 parse_note(trusted)
-            except CheckpointError as exc:
+            except ValueError as exc:  # CheckpointError too
                 raise ValueError(f"{args.checkpoint} holds no checkpoint note: {exc}") from None
         if args.url is not None:
             trusted = _attach_consistency(bundle, args.url, trusted)
@@ -688,14 +689,14 @@ def cmd_checkpoint(args: argparse.Namespace) -> int:
         try:
             write_atomically(Path(args.out), note)
         except OSError as exc:
-            sys.stdout.write(note)
+            write_exact(note)
             print(
                 f"ses-ledger checkpoint: the checkpoint above was issued, but cannot be written "
                 f"to {args.out}: {exc}",
                 file=sys.stderr,
             )
             return 2
-    sys.stdout.write(note)
+    write_exact(note)
     return 0
 
 

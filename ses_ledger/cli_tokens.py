@@ -23,10 +23,13 @@ def _unusable_key(home: Path, exc: Exception) -> int:
     A file-system failure (a file in the way, a full disk) is left to the command line's
     handler (`ses_ledger.cli.main`), which names the file with status 69, as for the rest of
     the home."""
-    print(
-        f"ses-ledger token: cannot use the token key {home / TOKEN_KEY_FILE}: {exc}",
-        file=sys.stderr,
-    )
+    from api.auth import TokenError
+
+    if isinstance(exc, TokenError):  # it names the file itself (as `serve` says it)
+        print(f"ses-ledger token: {exc}", file=sys.stderr)
+    else:
+        where = home / TOKEN_KEY_FILE
+        print(f"ses-ledger token: cannot use the token key {where}: {exc}", file=sys.stderr)
     return 2
 
 

@@ -4,7 +4,9 @@ for nothing)."""
 
 from __future__ import annotations
 
+import codecs
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -32,3 +34,18 @@ def unwritable(path: Path, *, make_parents: bool) -> str | None:
     os.close(fd)
     os.unlink(probe)
     return None
+
+
+def write_exact(text: str) -> None:
+    """`text` on standard output as its UTF-8 bytes, whatever the output's encoding: a
+    signed note, whose bytes are what is signed (C2SP signed-note: UTF-8 text; its signature
+    lines begin with an em dash), which an output in ASCII (PYTHONIOENCODING=ascii, LC_ALL=C
+    with PYTHONUTF8=0) could not say and must not escape (a saved note would not parse)."""
+    stream = sys.stdout
+    buffer = getattr(stream, "buffer", None)
+    if buffer is None or codecs.lookup(stream.encoding or "utf-8").name == "utf-8":
+        stream.write(text)
+        return
+    stream.flush()  # what was written before goes first
+    buffer.write(text.encode("utf-8"))
+    buffer.flush()

@@ -259,8 +259,8 @@ def test_a_token_key_that_cannot_be_used_is_named_in_one_line(
         captured = capsys.readouterr()
         assert captured.out == "" and captured.err.count("\n") == 1, captured.err
         if problem == "key-not-hex":
-            assert captured.err.startswith(
-                f"ses-ledger token: cannot use the token key {home / 'token.key'}: "
+            assert captured.err == (
+                f"ses-ledger token: the token key {home / 'token.key'} is not hex text\n"
             )
         elif problem == "home-is-a-file":  # named by its variable (test_cli_checks.py)
             assert captured.err.startswith(f"ses-ledger: SES_LEDGER_HOME {home} "), captured.err
@@ -512,3 +512,21 @@ def test_a_token_signed_with_a_key_just_made_says_so_on_stderr(
     assert cli(argv) == 0
     second = capsys.readouterr()
     assert second.err == "" and second.out.count("\n") == 1
+
+
+def test_a_token_key_saved_by_an_editor_is_read_and_garbage_named(tmp_path: Path) -> None:
+    """A token key opened and saved in an editor that adds a byte order mark and CR LF (a
+    Windows editor's 'UTF-8 with BOM'): `serve` failed to start with 'ValueError:
+    non-hexadecimal number found in fromhex() arg at position 0', naming neither the file
+    nor what was wrong, and a running server kept the old key after such a rotation. The
+    mark is no part of the key: it is read. A key that is not hex is a TokenError naming
+    its file. Found editing a demo home's token.key (qa-encoding)."""
+    key = bytes(range(32))
+    (tmp_path / "token.key").write_bytes(b"\xef\xbb\xbf" + key.hex().encode() + b"\r\n")
+    assert load_or_create_token_key(tmp_path) == key
+    verifier = TokenVerifier(b"old", path=tmp_path / "token.key", reload_every=0)
+    verifier._reload()
+    assert verifier.key == key
+    (tmp_path / "token.key").write_text("not hex\n")
+    with pytest.raises(TokenError, match=f"token key {tmp_path / 'token.key'} is not hex"):
+        load_or_create_token_key(tmp_path)

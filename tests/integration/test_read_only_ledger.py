@@ -328,3 +328,30 @@ def _status_rows(stdout: str) -> list[tuple[str, list[str]]]:
         name, position, head, lag, state = line.split(maxsplit=4)
         rows.append((name, [position, head, lag, state]))
     return rows
+
+
+@pytest.mark.parametrize("name", ["arch\udcff", "archivé"], ids=["not-utf8", "utf8"])
+def test_an_archive_whose_path_is_no_utf8_text_is_read(
+    original: Path, tmp_path: Path, name: str
+) -> None:
+    """A path is bytes: a directory named on another system (Latin-1 `\\xff`), or any name
+    beyond ASCII under LC_ALL=C with PYTHONUTF8=0, reaches Python as text with surrogates,
+    which the read-only URI's percent-encoding refused as UTF-8: `verify` of such an archive
+    ended in a UnicodeEncodeError traceback (found running the commands on a read-only copy
+    of a demo home under such names, qa-encoding). The URI now encodes the path's bytes."""
+    where = tmp_path / name
+    where.mkdir()
+    home = _archive(original, where)
+    try:
+        done = subprocess.run(
+            [*CLI, "verify", "--quiet"],
+            env={**ledger_env(home), "LC_ALL": "C", "PYTHONUTF8": "0"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            preexec_fn=_bound_by_permissions,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("ledger verified: ")
+    finally:
+        os.chmod(home, 0o755)

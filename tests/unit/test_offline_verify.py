@@ -1470,3 +1470,67 @@ def test_a_bundle_not_tied_to_a_newer_trusted_checkpoint_exits_2_not_1(tmp_path:
     _payload_byte(older)
     path.write_text(json.dumps(older))
     assert main([str(path), "--checkpoint", str(note)]) == 1
+
+
+@pytest.mark.parametrize(
+    ("edit", "said"),
+    [
+        (lambda n: n.replace("\n", "\r\n"), "CR LF line ends"),
+        (lambda n: n.replace("\n", " \n", 1), "white space"),
+        (lambda n: n + "\n", "ends in a blank line"),
+        (lambda n: n[:-1] + " \n", "signature line"),
+        (lambda n: n.replace("\u2014", "--"), "signature line"),
+        # what saving it in ASCII or Latin-1 with replacement makes of the dash
+        (lambda n: n.encode("latin-1", "replace").decode("latin-1"), "signature line"),
+        (lambda n: n.replace("\n", " \n", 2), "ends in white space"),
+    ],
+    ids=[
+        "crlf",
+        "origin-trailing-space",
+        "final-blank-line",
+        "signature-trailing-space",
+        "dash-as-hyphens",
+        "dash-replaced",
+        "size-trailing-space",
+    ],
+)
+def test_a_trusted_note_an_editor_changed_is_not_checked_and_says_how(
+    tmp_path: Path,
+    bundle: dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
+    edit: Callable[[str], str],
+    said: str,
+) -> None:
+    """A trusted checkpoint saved by an editor (Windows line ends, a space left after the
+    origin, a blank line added at the end): a note's bytes are what is signed (C2SP
+    signed-note), so it is no note, but no evidence against the bundle either. A space
+    after the origin was a PROBLEM, NOT VERIFIED (exit 1: a tamper verdict on the bundle);
+    the others were refused without saying what was wrong ('note text is not origin, tree
+    size, root hash' for a final blank line). So was a signature line edited (a space after
+    it, its em dash typed as '--' or lost to an encoding that has none): read as a signature
+    that does not verify, NOT VERIFIED, though signed-note makes such a note malformed.
+    Found editing a saved note (qa-encoding)."""
+    good = tmp_path / "bundle.json"
+    good.write_text(json.dumps(bundle))
+    trusted = tmp_path / "checkpoint.txt"
+    trusted.write_bytes(edit(_note(LEDGER.tree.size)).encode())
+    assert main([str(good), "--checkpoint", str(trusted)]) == 2
+    captured = capsys.readouterr()
+    assert "NOT VERIFIED" not in captured.out
+    assert said in captured.err and "exact" in captured.err, captured.err
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-be", "utf-32"])
+def test_a_bundle_saved_as_utf16_is_named_so(
+    tmp_path: Path, bundle: dict[str, Any], capsys: pytest.CaptureFixture[str], codec: str
+) -> None:
+    """A bundle saved as UTF-16 (Windows PowerShell 5's `>` writes UTF-16LE with a byte
+    order mark) was refused as holding 'a NUL byte (at byte 3): it is no JSON or note text',
+    which says nothing of what to do. It is named as UTF-16 or UTF-32 now, to be saved as
+    UTF-8 (RFC 8259 8.1). Found saving a bundle in each encoding (qa-encoding)."""
+    path = tmp_path / "bundle.json"
+    text = json.dumps(bundle)
+    path.write_bytes(("\ufeff" + text if codec == "utf-16-be" else text).encode(codec))
+    assert main([str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path} is UTF-16 or UTF-32 text" in err and "save it as UTF-8" in err, err
