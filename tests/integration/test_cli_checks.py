@@ -766,6 +766,7 @@ def test_a_ledger_url_with_credentials_is_refused_without_echoing_them(
 ) -> None:
     """`--url` was taken with user:password@ in it and printed in every finding (and saved in
     the witness's state file), though the public endpoints it is asked take no credentials."""
+    monkeypatch.chdir(sqlite_config.home.parent)  # the state and bundle paths are relative
     status, out, err = _main(monkeypatch, capsys, sqlite_config, *argv)
     assert status == 2
     assert "must not hold a user name or password" in err
