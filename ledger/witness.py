@@ -144,16 +144,30 @@ class LogClient:
             raise Inconsistent(f"{path} did not answer a JSON object")
         return value
 
-    def checkpoint(self) -> str:
-        status, body = self._get("/v1/ledger/checkpoint")
+    def _served(self, path: str) -> tuple[int, str]:
+        """An endpoint every ledger answers 200 to anyone (the checkpoint, the key list).
+        Another answer (the 404 of a mistyped `--url`, a proxy's 401) says nothing of the
+        ledger's history: the check could not be made (WitnessUnavailable), where it was
+        INCONSISTENT, a verdict of a fork or rewrite, even on a first contact."""
+        status, body = self._get(path)
         if status != 200:
-            raise Inconsistent(f"/v1/ledger/checkpoint answered {status}")
-        return body
+            raise WitnessUnavailable(
+                f"{self.base_url}{path} answered {status}, where a ledger answers 200 to "
+                f"anyone: is {self.base_url} the ledger API's base URL?"
+            )
+        return status, body
+
+    def checkpoint(self) -> str:
+        return self._served("/v1/ledger/checkpoint")[1]
+
+    def _key_listing(self) -> Any:
+        path = "/v1/ledger/keys"
+        return self._object(path, *self._served(path)).get("keys")
 
     def keys(self) -> dict[str, str]:
         """{key_id: base64 raw Ed25519 public key}."""
         found: dict[str, str] = {}
-        listed = self._json("/v1/ledger/keys").get("keys")
+        listed = self._key_listing()
         if not isinstance(listed, list):
             raise Inconsistent("/v1/ledger/keys did not answer a list of keys")
         for key in listed:
@@ -164,7 +178,7 @@ class LogClient:
     def key_list(self) -> list[dict[str, Any]]:
         """The Ed25519 keys as listed, with their `valid_from` and `valid_until` (a bundle
         verifier holds each entry's `recorded_at` to them: `keys` leaves them out)."""
-        listed = self._json("/v1/ledger/keys").get("keys")
+        listed = self._key_listing()
         if not isinstance(listed, list):
             raise Inconsistent("/v1/ledger/keys did not answer a list of keys")
         return [

@@ -774,10 +774,17 @@ def test_what_a_hostile_server_answers_is_shown_to_the_witness_not_acted_on(
 
     monkeypatch.setattr(ledger.witness, "http_fetch", lambda timeout=10.0: fetch)
     state = tmp_path / "w.json"
-    assert ses(["witness", "--url", "http://ledger.invalid", "--state", str(state)]) == 1
-    out = capsys.readouterr().out
-    assert "\x1b" not in out and out.count("\n") == 1, out
-    assert out.startswith("INCONSISTENT: ") and "\\x1b[8m" in out
+    status = ses(["witness", "--url", "http://ledger.invalid", "--state", str(state)])
+    printed = capsys.readouterr()
+    assert "\x1b" not in printed.out + printed.err
+    if "/v1/ledger/keys" in answers and answers["/v1/ledger/keys"][0] != 200:
+        # a key list that is not there: no check made (exit 2), nothing of the body said
+        assert status == 2 and printed.out == "", printed
+        assert "answered 404" in printed.err and "consistent:" not in printed.err
+        return
+    assert status == 1
+    assert printed.out.count("\n") == 1, printed.out
+    assert printed.out.startswith("INCONSISTENT: ") and "\\x1b[8m" in printed.out
 
 
 @pytest.mark.parametrize("keys", ["5", '"k"', '{"k": 1}', "null"])
@@ -1064,3 +1071,32 @@ def test_unusable_position_proofs_from_the_ledger_are_not_checked_not_a_problem(
     out = capsys.readouterr().out
     assert "NOT CHECKED: the ledger's inclusion proofs of the positions are unusable" in out
     assert out.rstrip().endswith("its positions are not proven")
+
+
+@pytest.mark.parametrize("status", [404, 401])
+@pytest.mark.parametrize("first_contact", [True, False])
+def test_a_url_that_is_not_the_ledgers_is_not_checked_not_inconsistent(
+    sqlite_config: LedgerConfig, tmp_path: Path, status: int, first_contact: bool
+) -> None:
+    """A mistyped `--url` (its checkpoint or key list a 404 page, a proxy's 401) was reported
+    INCONSISTENT, exit 1, the verdict of a fork or rewrite, even on a first contact with
+    nothing to be inconsistent with. It is a check not made (WitnessUnavailable, exit 2),
+    and the saved state is left as it was."""
+    state = tmp_path / "witness.json"
+    app = LedgerApp(sqlite_config)
+    register(app, "E1")
+    with serve(sqlite_config) as url:
+        if not first_contact:
+            assert witness(url, state, fetch=http_fetch(timeout=5)).ok
+        saved = state.read_bytes() if state.exists() else None
+        for broken in ("/v1/ledger/checkpoint", "/v1/ledger/keys"):
+
+            def fetch(asked: str, broken: str = broken) -> tuple[int, str]:
+                if urllib.parse.urlsplit(asked).path.endswith(broken):
+                    return status, "<html><body><h1>Not Found</h1></body></html>"
+                return http_fetch(timeout=5)(asked)
+
+            with pytest.raises(WitnessUnavailable, match="is .* the ledger API's base URL"):
+                witness(url, state, fetch=fetch)
+            assert (state.read_bytes() if state.exists() else None) == saved
+    app.close()
