@@ -118,14 +118,26 @@ def test_a_request_that_stops_coming_is_408(port: int, sent: bytes) -> None:
 
 
 def test_a_head_sent_too_slowly_is_408_though_it_never_pauses_long(port: int) -> None:
-    """The head's time runs from its first byte: a byte every 0.2 s does not keep it."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-        started = time.monotonic()
-        for byte in b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100:
-            if select.select([conn], [], [], 0.2)[0]:  # answered: send no more
-                break
-            conn.sendall(bytes([byte]))
-        answer = _read(conn)
+    """The head's time runs from its first byte: a byte every 0.2 s does not keep it.
+
+    A byte sent just after the server answered and closed is met with a reset, which can
+    discard the answer before it is read (seen once in CI): the client's race, not the
+    server's, so such a try is made again (each must still end within 3 s)."""
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            started = time.monotonic()
+            try:
+                for byte in b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100:
+                    if select.select([conn], [], [], 0.2)[0]:  # answered: send no more
+                        break
+                    conn.sendall(bytes([byte]))
+                answer = _read(conn)
+            except ConnectionResetError:
+                assert time.monotonic() - started < 3
+                continue
+        break
+    else:
+        pytest.fail("every try met a reset before its answer could be read")
     assert answer.startswith(b"HTTP/1.1 408 "), answer
     assert time.monotonic() - started < 3
 
