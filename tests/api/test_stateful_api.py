@@ -65,6 +65,7 @@ from ledger.application import LedgerApp
 from ledger.config import LedgerConfig
 from ledger.keys import KeyRing
 from projections.queries import ReadModels
+from tests.api import story
 
 EXAMPLES = int(os.environ.get("SES_STATEFUL_EXAMPLES", "2"))
 STEPS = int(os.environ.get("SES_STATEFUL_STEPS", "20"))
@@ -503,17 +504,7 @@ class Model(RuleBasedStateMachine):
             ("E-DOT-1", "DOT", "career"),
             ("E-DOE-2", "DOE", "noncareer"),
         ):
-            body = {
-                "executive_id": executive_id,
-                "name": "Pat Example",
-                "title": "Deputy Assistant Secretary",
-                "pay_plan": "ES",
-                "agency": agency,
-                "duty_station": "Washington, DC",
-                "appointment_type": kind,
-                "probationary": False,
-                "appointed_on": "2019-05-01",
-            }
+            body = story.executive(executive_id, agency, appointment_type=kind)
             subject = f"hr_app-{agency}"
             headers = self.token(subject, ["hr_app"], agency)
             assert self.send("/v1/executives", body, headers, subject, True, {CREATED})
@@ -550,17 +541,9 @@ class Model(RuleBasedStateMachine):
         kind = data.draw(st.sampled_from(["career", "career", "noncareer", "limited_term"]))
         probationary = data.draw(st.booleans(), label="probationary")
         executive_id, taken = self._taken_id(data, "E")
-        body = {
-            "executive_id": executive_id,
-            "name": "Pat Example",
-            "title": "Deputy Assistant Secretary",
-            "pay_plan": "ES",
-            "agency": agency,
-            "duty_station": "Washington, DC",
-            "appointment_type": kind,
-            "probationary": probationary,
-            "appointed_on": "2019-05-01",
-        }
+        body = story.executive(
+            executive_id, agency, appointment_type=kind, probationary=probationary
+        )
         role = data.draw(st.sampled_from(["hr_app", "admin"]), label="role")
         headers, subject, may = self.caller(data, agency, {role})
         expected = {refused(409, "already-exists") if taken else CREATED}
