@@ -47,6 +47,7 @@ from ledger.application import LedgerApp
 from ledger.offline_verify import history_lines
 from projections.queries import ReadModels
 from tests.conftest import PG_URL, pg_schema_name, require_postgres
+from tests.integration.test_read_model_oracle import BASIC
 from tests.ledger_helpers import fresh_app
 
 EXAMPLES = int(os.environ.get("SES_ORACLE_DIFF_EXAMPLES", "3"))
@@ -325,13 +326,8 @@ class Oracle:
 
 # --- histories -----------------------------------------------------------------------------
 
-BASIC = [
-    {"code": "leading_change", "weight": 15, "requirements": ["Lead change."]},
-    {"code": "leading_people", "weight": 15, "requirements": ["Lead people."]},
-    {"code": "business_acumen", "weight": 15, "requirements": ["Budget."]},
-    {"code": "building_coalitions", "weight": 15, "requirements": ["Partner."]},
-    {"code": "results_driven", "weight": 40, "requirements": ["Cut time 20% by Sep 30."]},
-]
+# The ses-basic-2012 plan is the read-model oracle's (BASIC, imported above); this ses-2025
+# plan weighs its elements otherwise than that oracle's.
 SES_2025 = [
     {"code": "faithful_administration", "weight": 25, "requirements": ["Apply the law."]},
     {"code": "government_efficiency", "weight": 15, "requirements": ["Cut cost 5% by Q3."]},
